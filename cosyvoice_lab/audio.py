@@ -1,0 +1,157 @@
+"""Audio: bytes + format + sample rate, that plays itself inline, saves and decodes.
+
+``pcm`` means raw signed 16-bit little-endian mono, as the service sends it.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("wav", "mp3", "pcm", "opus")
+_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg", "pcm": "audio/wav"}
+_SF_FORMAT = {"wav": ("WAV", "PCM_16"), "mp3": ("MP3", None), "opus": ("OGG", "OPUS")}
+
+
+@dataclass(frozen=True, eq=False)
+class Audio:
+    """A recording: encoded ``data`` in ``format`` at ``sample_rate`` Hz (mono).
+
+    Displays as an HTML ``<audio>`` player in Jupyter; ``to_numpy()`` decodes to float32.
+    """
+
+    data: bytes = field(repr=False)
+    format: str
+    sample_rate: int
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"audio format must be one of {FORMATS}, got {self.format!r}")
+
+    # --- identity ---------------------------------------------------------------------
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the encoded bytes: the audio store's content address."""
+        return hashlib.sha256(self.data).hexdigest()
+
+    def __eq__(self, other):
+        if not isinstance(other, Audio):
+            return NotImplemented
+        return (self.data, self.format, self.sample_rate) == (other.data, other.format, other.sample_rate)
+
+    def __hash__(self):
+        return hash((self.sha256, self.format, self.sample_rate))
+
+    def __repr__(self):
+        return f"Audio({self.format}, {self.sample_rate} Hz, {self.duration:.2f} s, {len(self.data)} bytes)"
+
+    # --- decoding ---------------------------------------------------------------------
+    def to_numpy(self) -> np.ndarray:
+        """Decoded samples as float32 in [-1, 1], mono."""
+        if self.format == "pcm":
+            return np.frombuffer(self.data, dtype="<i2").astype(np.float32) / 32768.0
+        import soundfile as sf
+
+        samples, _ = sf.read(io.BytesIO(self.data), dtype="float32", always_2d=True)
+        return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        if self.format == "pcm":
+            return len(self.data) / 2 / self.sample_rate
+        if self.format == "wav":
+            import soundfile as sf
+
+            info = sf.info(io.BytesIO(self.data))
+            return info.frames / info.samplerate
+        return len(self.to_numpy()) / self.sample_rate
+
+    # --- encoding ---------------------------------------------------------------------
+    @classmethod
+    def from_numpy(cls, samples: np.ndarray, sample_rate: int, format: str = "wav") -> "Audio":
+        """Encode float samples in [-1, 1] (or int16) as ``format``."""
+        samples = np.asarray(samples)
+        if samples.dtype != np.int16:
+            samples = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+        if format == "pcm":
+            return cls(samples.astype("<i2").tobytes(), "pcm", sample_rate)
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        container, subtype = _SF_FORMAT[format]
+        sf.write(buf, samples, sample_rate, format=container, subtype=subtype)
+        return cls(buf.getvalue(), format, sample_rate)
+
+    def to_wav(self) -> "Audio":
+        """The same recording as WAV (what browsers play for raw PCM)."""
+        if self.format == "wav":
+            return self
+        return Audio.from_numpy(self.to_numpy(), self.sample_rate, "wav")
+
+    @classmethod
+    def from_base64(cls, text: str, format: str, sample_rate: int) -> "Audio":
+        return cls(base64.b64decode(text), format, sample_rate)
+
+    def to_base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    # --- files --------------------------------------------------------------------------
+    @property
+    def extension(self) -> str:
+        return "ogg" if self.format == "opus" else self.format
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the encoded bytes atomically (temp file, fsync, rename); returns the path.
+
+        A directory path gets ``<sha256>.<ext>`` inside it.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / f"{self.sha256}.{self.extension}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="." + self.extension)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, sample_rate: int | None = None) -> "Audio":
+        """Read a file; format from the extension (``.pcm`` needs ``sample_rate``)."""
+        path = Path(path)
+        ext = path.suffix.lstrip(".").lower()
+        fmt = "opus" if ext == "ogg" else ext
+        data = path.read_bytes()
+        if fmt == "pcm":
+            if not sample_rate:
+                raise ValueError(f"{path}: raw PCM needs sample_rate")
+            return cls(data, "pcm", sample_rate)
+        if sample_rate is None:
+            import soundfile as sf
+
+            sample_rate = sf.info(io.BytesIO(data)).samplerate
+        return cls(data, fmt, sample_rate)
+
+    # --- notebook display -------------------------------------------------------------------
+    def html(self, *, label: str = "") -> str:
+        """A self-contained ``<audio>`` element (data URI), usable in any HTML page."""
+        playable = self.to_wav() if self.format == "pcm" else self
+        src = f"data:{_MIME[playable.format]};base64,{playable.to_base64()}"
+        title = f' title="{label}"' if label else ""
+        return f'<audio controls preload="none"{title} src="{src}"></audio>'
+
+    def _repr_html_(self) -> str:
+        return self.html()

@@ -1,0 +1,227 @@
+"""VoiceDesign: one request to design a voice, validated against the catalog's limits.
+
+``validate()`` reports every problem at once, each naming its field and rule; ``to_payload()``
+produces the JSON body of contract §2.2. Invalid input never reaches the network: the client
+calls ``to_payload()``, which validates first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+import warnings
+from dataclasses import dataclass
+
+from . import catalog
+from .errors import Problem, ValidationError
+
+
+class LengthWarning(UserWarning):
+    """A text is within the code-point limit but over it when CJK characters count double."""
+
+
+# --- scripts -------------------------------------------------------------------------------
+
+
+def _allowed(ch: str) -> bool:
+    """Characters a Chinese or English text may hold: ASCII, CJK, their punctuation, Latin-1."""
+    o = ord(ch)
+    if o < 0x80 or catalog.is_cjk(ch):
+        return ch.isprintable() or ch in "\n\t\r"
+    if 0xA0 <= o <= 0xFF:  # Latin-1: accents of loanwords (café), ·, ×, °
+        return True
+    if 0x2000 <= o <= 0x206F or 0x3000 <= o <= 0x303F:  # general and CJK punctuation
+        return True
+    if 0xFF01 <= o <= 0xFF5E or 0xFFE0 <= o <= 0xFFE6:  # full-width ASCII and symbols
+        return True
+    return o in (0x2026, 0x2014, 0x00B7, 0x2116)
+
+
+def _script_name(ch: str) -> str:
+    if unicodedata.category(ch) == "So" or 0x1F000 <= ord(ch) <= 0x1FAFF:
+        return "emoji/symbol"
+    name = unicodedata.name(ch, "")
+    for script in ("HIRAGANA", "KATAKANA", "HANGUL", "CYRILLIC", "ARABIC", "GREEK", "HEBREW",
+                   "THAI", "DEVANAGARI"):
+        if script in name:
+            return {"HIRAGANA": "Japanese kana", "KATAKANA": "Japanese kana"}.get(script, script.title())
+    return f"U+{ord(ch):04X}"
+
+
+def foreign_characters(text: str) -> dict[str, str]:
+    """Characters outside Chinese/English, grouped by script: ``{script: "chars"}``."""
+    found: dict[str, str] = {}
+    for ch in text:
+        if not _allowed(ch):
+            script = _script_name(ch)
+            if ch not in found.get(script, ""):
+                found[script] = found.get(script, "") + ch
+    return found
+
+
+def detect_language(text: str) -> str | None:
+    """'zh' if the text holds any CJK ideograph, 'en' if it has Latin letters, else None."""
+    if any(catalog.is_cjk(c) for c in text):
+        return "zh"
+    if any(c.isascii() and c.isalpha() for c in text):
+        return "en"
+    return None
+
+
+# --- the request ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoiceDesign:
+    """One voice-design request (contract §2.2).
+
+    Args:
+        voice_prompt: the description of the voice (1-500 characters, Chinese or English).
+        preview_text: what the preview reads (1-200 characters, Chinese or English).
+        target_model: the synthesis model the voice is bound to.
+        prefix: lowercase letters/digits, at most 10; part of the voice id.
+        language: 'zh' or 'en'; derived from ``preview_text`` when None.
+        sample_rate: preview sample rate (16000, 24000 or 48000).
+        response_format: preview format ('wav', 'mp3' or 'pcm').
+        region: where the request goes; design exists only in cn-beijing.
+    """
+
+    voice_prompt: str
+    preview_text: str
+    target_model: str = catalog.DEFAULT_MODEL
+    prefix: str = catalog.DEFAULT_PREFIX
+    language: str | None = None
+    sample_rate: int = catalog.DEFAULT_PREVIEW_SAMPLE_RATE
+    response_format: str = catalog.DEFAULT_PREVIEW_FORMAT
+    region: str = catalog.DEFAULT_REGION
+
+    @property
+    def language_hint(self) -> str | None:
+        """The language sent in ``language_hints``: the given one, else derived."""
+        return self.language or detect_language(self.preview_text or "")
+
+    # --- validation ------------------------------------------------------------------
+    def problems(self) -> list[Problem]:
+        """Every rule this design breaks (empty when valid)."""
+        out: list[Problem] = []
+        out += _prefix_problems(self.prefix)
+        out += _text_problems("voice_prompt", self.voice_prompt, catalog.VOICE_PROMPT_MAX)
+        out += _text_problems("preview_text", self.preview_text, catalog.PREVIEW_TEXT_MAX)
+        out += self._language_problems()
+        out += self._model_problems()
+        if self.sample_rate not in catalog.PREVIEW_SAMPLE_RATES:
+            out.append(Problem("sample_rate", "allowed_values",
+                               f"must be one of {catalog.PREVIEW_SAMPLE_RATES}, got {self.sample_rate!r}"))
+        if self.response_format not in catalog.PREVIEW_FORMATS:
+            out.append(Problem("response_format", "allowed_values",
+                               f"must be one of {catalog.PREVIEW_FORMATS}, got {self.response_format!r}"))
+        return out
+
+    def warnings(self) -> list[str]:
+        """Soft limits: texts over their limit when each CJK character counts 2 (§3.2)."""
+        out = []
+        for name, limit in (("voice_prompt", catalog.VOICE_PROMPT_MAX), ("preview_text", catalog.PREVIEW_TEXT_MAX)):
+            text = getattr(self, name)
+            if isinstance(text, str) and len(text) <= limit < catalog.billed_characters(text):
+                out.append(f"{name}: {catalog.billed_characters(text)} characters when CJK counts 2 "
+                           f"(limit {limit}); the service may count this way and reject it")
+        return out
+
+    def validate(self) -> "VoiceDesign":
+        """Return self if valid; else raise ``ValidationError`` listing every problem.
+
+        Soft-limit findings are issued as ``LengthWarning``.
+        """
+        found = self.problems()
+        if found:
+            raise ValidationError(found, context="invalid VoiceDesign")
+        for message in self.warnings():
+            warnings.warn(message, LengthWarning, stacklevel=2)
+        return self
+
+    def _language_problems(self) -> list[Problem]:
+        text = self.preview_text if isinstance(self.preview_text, str) else ""
+        detected = detect_language(text)
+        if self.language is not None and self.language not in catalog.LANGUAGES:
+            return [Problem("language", "allowed_values",
+                            f"must be one of {catalog.LANGUAGES}, got {self.language!r}")]
+        if self.language is None and detected is None and text.strip():
+            return [Problem("language", "derivable",
+                            "cannot tell the language of preview_text (no Chinese or English letters); "
+                            "pass language='zh' or 'en'")]
+        if self.language and detected and self.language != detected:
+            return [Problem("language", "matches_preview_text",
+                            f"language={self.language!r} but preview_text is {detected!r}; "
+                            f"the preview must be read in the language given")]
+        return []
+
+    def _model_problems(self) -> list[Problem]:
+        if self.region not in catalog.REGIONS:
+            return [Problem("region", "allowed_values", f"must be one of {tuple(catalog.REGIONS)}, got {self.region!r}")]
+        allowed = catalog.design_models(self.region)
+        if not allowed:
+            return [Problem("region", "design_available",
+                            f"CosyVoice voice design is not offered in {self.region}; use cn-beijing")]
+        if self.target_model not in allowed:
+            return [Problem("target_model", "design_model",
+                            f"must be one of {allowed} for design in {self.region}, got {self.target_model!r}")]
+        return []
+
+    # --- wire --------------------------------------------------------------------------
+    def to_payload(self) -> dict:
+        """The create_voice JSON body (validates first).
+
+        Raises:
+            ValidationError: the design breaks a rule.
+        """
+        self.validate()
+        return {
+            "model": catalog.ENROLLMENT_MODEL,
+            "input": {
+                "action": "create_voice",
+                "target_model": self.target_model,
+                "voice_prompt": self.voice_prompt,
+                "preview_text": self.preview_text,
+                "prefix": self.prefix,
+                "language_hints": [self.language_hint],
+            },
+            "parameters": {"sample_rate": self.sample_rate, "response_format": self.response_format},
+        }
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VoiceDesign":
+        """Build from ``to_dict()`` output, ignoring unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes) -> "VoiceDesign":
+        return dataclasses.replace(self, **changes)
+
+
+def _prefix_problems(prefix) -> list[Problem]:
+    if not isinstance(prefix, str) or not catalog.PREFIX_RE.match(prefix):
+        rule = f"1-{catalog.PREFIX_MAX} lowercase letters or digits"
+        hint = ""
+        if isinstance(prefix, str):
+            fixed = "".join(c for c in prefix.lower() if c.isascii() and c.isalnum())[: catalog.PREFIX_MAX]
+            if fixed and fixed != prefix:
+                hint = f"; try {fixed!r}"
+        return [Problem("prefix", "pattern", f"must be {rule}, got {prefix!r}{hint}")]
+    return []
+
+
+def _text_problems(name: str, text, limit: int) -> list[Problem]:
+    if not isinstance(text, str):
+        return [Problem(name, "type", f"must be a string, got {type(text).__name__}")]
+    out = []
+    if not text.strip():
+        out.append(Problem(name, "non_empty", "must not be empty"))
+    if len(text) > limit:
+        out.append(Problem(name, "max_length", f"is {len(text)} characters; the limit is {limit}"))
+    foreign = foreign_characters(text)
+    if foreign:
+        listed = ", ".join(f"{script} ({chars[:10]})" for script, chars in foreign.items())
+        out.append(Problem(name, "zh_en_only", f"must be Chinese or English only; found {listed}"))
+    return out
