@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import os
 import tempfile
@@ -150,7 +151,7 @@ class Audio:
         """A self-contained ``<audio>`` element (data URI), usable in any HTML page."""
         playable = self.to_wav() if self.format == "pcm" else self
         src = f"data:{_MIME[playable.format]};base64,{playable.to_base64()}"
-        title = f' title="{label}"' if label else ""
+        title = f' title="{html.escape(label)}"' if label else ""
         return f'<audio controls preload="none"{title} src="{src}"></audio>'
 
     def _repr_html_(self) -> str:

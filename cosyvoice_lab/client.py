@@ -137,6 +137,7 @@ class DashScopeClient:
         workspace: sent as ``X-DashScope-WorkSpace`` when given.
         create_timeout / timeout: read timeouts (s) for create and for the other actions.
         retry: the ``RetryPolicy``; ``sleep`` is injectable so tests take milliseconds.
+        throttle: called before every request (retries included), e.g. ``RateLimiter.acquire``.
         backend: a label recorded with takes ("dashscope" or "offline").
 
     Raises:
@@ -148,7 +149,7 @@ class DashScopeClient:
                  create_timeout: float = catalog.CREATE_TIMEOUT_S, timeout: float = catalog.MANAGE_TIMEOUT_S,
                  connect_timeout: float = catalog.CONNECT_TIMEOUT_S, retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
-                 backend: str = "dashscope"):
+                 throttle: Callable[[], None] | None = None, backend: str = "dashscope"):
         if region not in catalog.REGIONS:
             raise ValueError(f"region must be one of {tuple(catalog.REGIONS)}, got {region!r}")
         self._key = resolve_api_key(api_key)
@@ -157,6 +158,7 @@ class DashScopeClient:
         self.workspace = workspace
         self.create_timeout, self.timeout, self.connect_timeout = create_timeout, timeout, connect_timeout
         self.retry, self._sleep, self._rng = retry, sleep, random.Random(seed)
+        self.throttle = throttle  # called before every request, e.g. RateLimiter.acquire
         self.backend = backend
         self.session = requests.Session()
         self.session.headers.update({
@@ -194,6 +196,8 @@ class DashScopeClient:
     # --- transport ----------------------------------------------------------------------
     def _post_once(self, body: dict, timeout: float) -> dict:
         headers = {"Authorization": f"Bearer {self._key.reveal()}"}
+        if self.throttle is not None:
+            self.throttle()
         try:
             resp = self.session.post(self.url, json=body, headers=headers,
                                      timeout=(self.connect_timeout, timeout))

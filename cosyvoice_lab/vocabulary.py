@@ -5,6 +5,10 @@ offline simulator turns a prompt's claims into engine settings, and ``analysis``
 recording against the claims of its prompt. Negation ("not too fast") is not understood: a
 claim is read from the words present, which is also why adherence reports say "consistent",
 "inconsistent" or "not measurable" rather than pass/fail.
+
+The first six dimensions (gender, age, pitch, pace, energy, volume) steer the simulator; the
+rest (timbre, emotion, articulation, accent, scenario) are read so that nothing a prompt says
+is silently dropped, and so that every value ``prompts.PromptSpec`` offers is understood.
 """
 from __future__ import annotations
 
@@ -60,6 +64,74 @@ LEXICON: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
                  ("轻声", "低声", "耳语", "细声", "小声")),
         "loud": (("loud", "loudly", "booming", "powerful", "projecting", "shouting", "sonorous"),
                  ("洪亮", "响亮", "大声", "高声", "嘹亮")),
+    },
+    # The dimensions below describe the voice in ways no offline measurement can check;
+    # they are read so that adherence reports can list them as "not measurable" rather than
+    # silently ignore them, and so that ``prompts`` can show that its words are understood.
+    "timbre": {
+        "warm": (("warm",), ("温暖",)),
+        "bright": (("bright",), ("明亮",)),  # also a pitch word: bright voices sound higher
+        "husky": (("husky", "raspy", "hoarse"), ("沙哑", "嘶哑")),
+        "magnetic": (("magnetic",), ("磁性",)),
+        "clear": (("clear", "crystal-clear"), ("清澈", "干净")),
+        "breathy": (("breathy", "airy"), ("气声", "气息感")),
+        "rich": (("rich", "full-bodied"), ("饱满",)),
+        "smooth": (("smooth", "silky"), ("圆润", "丝滑")),
+        "sweet": (("sweet",), ("甜美",)),
+        "mellow": (("mellow",), ("柔和", "醇厚")),
+        "metallic": (("metallic",), ("金属感",)),
+    },
+    "emotion": {
+        "calm": (("calm",), ("沉稳",)),
+        "lively": (("lively",), ("活泼",)),
+        "cheerful": (("cheerful",), ("开朗",)),
+        "gentle": (("gentle",), ("温柔",)),
+        "friendly": (("friendly",), ("亲切",)),
+        "serious": (("serious",), ("严肃",)),
+        "authoritative": (("authoritative",), ("权威",)),
+        "confident": (("confident",), ("自信",)),
+        "excited": (("excited",), ("兴奋",)),
+        "playful": (("playful",), ("俏皮",)),
+        "sad": (("sad", "melancholy"), ("忧伤", "悲伤")),
+        "mysterious": (("mysterious",), ("神秘",)),
+        "menacing": (("menacing", "sinister"), ("阴险", "阴森")),
+        "solemn": (("solemn",), ("庄重",)),
+    },
+    "articulation": {
+        # "clear" alone is a timbre word; articulation needs the fuller phrases.
+        "clear": (("careful enunciation", "distinct enunciation", "enunciates clearly",
+                   "clearly enunciated", "clear articulation", "clear diction"),
+                  ("吐字清晰", "口齿清晰", "咬字清晰")),
+        "crisp": (("crisp", "precise diction"), ("字正腔圆",)),
+        "conversational": (("conversational", "casual"), ("口语化", "自然随意")),
+        "expressive": (("expressive", "dramatic"), ("抑扬顿挫", "富有表现力")),
+    },
+    "accent": {
+        "standard-mandarin": (("standard mandarin", "putonghua"), ("标准普通话", "普通话标准")),
+        "beijing": (("beijing accent",), ("北京口音", "京腔", "京片子")),
+        "taiwanese": (("taiwanese",), ("台湾腔", "台湾口音")),
+        "cantonese": (("cantonese",), ("粤语口音", "广东口音", "港式")),
+        "sichuan": (("sichuan accent", "sichuanese"), ("四川口音", "四川话")),
+        "northeastern": (("northeastern chinese", "dongbei"), ("东北口音", "东北腔")),
+        "american": (("american accent", "american english", "general american"),
+                     ("美式英语", "美式口音", "美国口音")),
+        "british": (("british accent", "british english", "received pronunciation"),
+                    ("英式英语", "英式口音", "英国口音")),
+        "australian": (("australian accent", "australian english"), ("澳洲口音", "澳大利亚口音")),
+    },
+    "scenario": {
+        "news": (("news",), ("新闻",)),
+        "audiobook": (("audiobook", "audiobooks"), ("有声书", "有声读物")),
+        "customer-service": (("customer service",), ("客服",)),
+        "storytelling": (("bedtime stories", "bedtime story", "storytelling", "storyteller"),
+                         ("睡前故事", "讲故事", "故事讲述")),
+        "game": (("video game", "game character"), ("游戏",)),
+        "documentary": (("documentary",), ("纪录片",)),
+        "advertising": (("advertising", "commercial", "commercials"), ("广告",)),
+        "e-learning": (("online course", "online courses", "e-learning", "tutorials"), ("在线课程", "教学")),
+        "assistant": (("voice assistant",), ("语音助手", "智能助手")),
+        "podcast": (("podcast", "podcasts"), ("播客",)),
+        "meditation": (("meditation",), ("冥想",)),
     },
 }
 

@@ -1,0 +1,254 @@
+"""The ``cosyvoice-lab`` command: design, compare, voices, log, offline.
+
+Exit codes scripts can trust:
+  0 success · 1 some takes failed · 2 bad input (nothing sent) · 3 no or rejected API key ·
+  4 the service or network failed · 130 interrupted
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__, catalog
+from .errors import (AuthenticationError, CosyVoiceLabError, CredentialsError, ValidationError)
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+EPILOG = """examples:
+  cosyvoice-lab design "a calm, deep male narrator in his fifties, slow and warm"
+  cosyvoice-lab compare prompts.txt --repeats 3            # one prompt per line (or YAML/JSON list)
+  cosyvoice-lab voices list                               # what the account holds (quota 1000)
+  cosyvoice-lab voices cleanup --yes                      # delete voices not chosen in the log
+  cosyvoice-lab log export report.html                    # table + players, opens from disk
+  cosyvoice-lab offline --port 8765                       # run the simulator for other tools
+
+Without an API key (DASHSCOPE_API_KEY or ~/.alibabacloud/credentials) every command uses the
+offline simulator, and says so.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--folder", default="cosyvoice-lab", help="the lab folder (log + audio); default ./cosyvoice-lab")
+    common.add_argument("--backend", choices=("auto", "dashscope", "offline"), default="auto",
+                        help="auto: the real service when a key is found, else the offline simulator")
+    common.add_argument("--base-url", help="HTTP base of another server speaking the protocol, e.g. http://127.0.0.1:8765/api/v1")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    common.add_argument("-v", "--verbose", action="store_true", help="log each request and retry")
+
+    p = argparse.ArgumentParser(prog="cosyvoice-lab", description="Design CosyVoice voices from descriptions, "
+                                "compare them across models, and keep a record of every attempt.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"cosyvoice-lab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("design", parents=[common], help="design voice(s) from one description")
+    d.add_argument("prompt", help="the voice description (Chinese or English, up to 500 characters)")
+    _design_options(d)
+    d.add_argument("-n", type=int, default=1, help="candidates to design (default 1)")
+
+    c = sub.add_parser("compare", parents=[common], help="prompts × models × repeats, resumable")
+    c.add_argument("prompts_file", type=Path, help="one prompt per line, or a YAML/JSON list of strings or PromptSpec dicts")
+    _design_options(c, model=False)
+    c.add_argument("--models", nargs="+", default=list(catalog.COMPARE_MODELS), help="models to compare")
+    c.add_argument("--repeats", type=int, default=3, help="designs per prompt and model (default 3)")
+    c.add_argument("--new-repeats", action="store_true", help="draw new repeats instead of resuming")
+    c.add_argument("--concurrency", type=int, default=4)
+    c.add_argument("--rate", type=float, default=catalog.DEFAULT_CLIENT_RPS, help="requests/second (service limit 10)")
+
+    v = sub.add_parser("voices", help="the account's voices: list, delete, cleanup")
+    vs = v.add_subparsers(dest="voices_command", required=True, metavar="ACTION")
+    vs.add_parser("list", parents=[common], help="list voices, joined with the log")
+    vd = vs.add_parser("delete", parents=[common], help="delete voices by id")
+    vd.add_argument("voice_ids", nargs="+")
+    vc = vs.add_parser("cleanup", parents=[common], help="delete voices not chosen (dry run unless --yes)")
+    vc.add_argument("--yes", action="store_true", help="really delete (default: show the plan)")
+    vc.add_argument("--experiment", help="only voices from this experiment")
+    vc.add_argument("--include-unknown", action="store_true", help="also delete voices the log does not know")
+
+    lg = sub.add_parser("log", help="the experiment log: show, export, import")
+    ls = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    show = ls.add_parser("show", parents=[common], help="recent takes")
+    show.add_argument("--experiment")
+    show.add_argument("--limit", type=int, default=20)
+    ex = ls.add_parser("export", parents=[common], help="export: .csv, .parquet, .html or .zip (bundle)")
+    ex.add_argument("path", type=Path)
+    ex.add_argument("--experiment")
+    im = ls.add_parser("import", parents=[common], help="merge a teammate's bundle (.zip) into this log")
+    im.add_argument("path", type=Path)
+
+    o = sub.add_parser("offline", help="run the offline simulator on 127.0.0.1 until Ctrl-C")
+    o.add_argument("--port", type=int, default=8765)
+    o.add_argument("--api-key", help=f"the one key it accepts (default: DASHSCOPE_API_KEY, else {catalog.OFFLINE_API_KEY})")
+    o.add_argument("--state", type=Path, help="folder where voices persist across restarts")
+    o.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    o.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 429/500/503")
+    o.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _design_options(p, model: bool = True):
+    p.add_argument("--preview-text", help="what the preview reads (default: a sentence in the prompt's language)")
+    if model:
+        p.add_argument("--model", default=catalog.DEFAULT_MODEL, choices=catalog.design_models(catalog.DEFAULT_REGION))
+    p.add_argument("--prefix", default=catalog.DEFAULT_PREFIX, help="1-10 lowercase letters/digits, part of the voice id")
+    p.add_argument("--experiment", help="group takes under this name")
+
+
+def _lab(args, **kw):
+    from .lab import Lab
+
+    return Lab(args.folder, backend=args.backend, base_url=args.base_url, progress=not args.json, **kw)
+
+
+def _print_table(df, as_json: bool, columns=None):
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    if as_json:
+        print(df.to_json(orient="records", date_format="iso", force_ascii=False))
+    elif df.empty:
+        print("(none)")
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_colwidth", 48, "display.width", 200):
+            print(df.to_string(index=False))
+
+
+TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
+
+
+def _takes_df(lab, takes):
+    df = lab.log.to_dataframe()
+    return df[df["take_id"].isin([t.take_id for t in takes])]
+
+
+def cmd_design(args) -> int:
+    lab = _lab(args)
+    print(repr(lab), file=sys.stderr)
+    takes = lab.design(args.prompt, preview_text=args.preview_text, model=args.model, prefix=args.prefix,
+                       n=args.n, experiment=args.experiment)
+    takes = takes if isinstance(takes, list) else [takes]
+    _print_table(_takes_df(lab, takes), args.json, TAKE_COLUMNS)
+    return EXIT_OK if all(t.ok for t in takes) else EXIT_FAILED
+
+
+def _read_prompts(path: Path) -> list:
+    from .prompts import PromptSpec
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        import yaml  # YAML is a superset of JSON
+
+        items = yaml.safe_load(text)
+        if not isinstance(items, list):
+            raise ValidationError([], context=f"{path}: expected a list of prompts")
+        return [PromptSpec.from_dict(i) if isinstance(i, dict) else str(i) for i in items]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def cmd_compare(args) -> int:
+    prompts = _read_prompts(args.prompts_file)
+    lab = _lab(args, concurrency=args.concurrency, rate=args.rate)
+    print(repr(lab), file=sys.stderr)
+    comp = lab.compare(prompts, models=args.models, repeats=args.repeats, preview_text=args.preview_text,
+                       experiment=args.experiment, new_repeats=args.new_repeats, prefix=args.prefix)
+    takes = comp.takes
+    if args.json:
+        print(json.dumps({"experiment": comp.experiment, "takes": len(takes),
+                          "ok": sum(t.ok for t in takes), "interrupted": comp.interrupted}))
+    else:
+        print(f"experiment {comp.experiment}: {sum(t.ok for t in takes)}/{len(takes)} takes ok")
+        print(comp.pivot().to_string())
+    if comp.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(t.ok for t in takes) else EXIT_FAILED
+
+
+def cmd_voices(args) -> int:
+    lab = _lab(args)
+    if args.voices_command == "list":
+        df = lab.voices()
+        if not args.json:
+            print(f"{len(df)} voice(s) of {catalog.VOICE_QUOTA} allowed — {lab!r}", file=sys.stderr)
+        _print_table(df, args.json, ["voice_id", "status", "gmt_create", "take_id", "experiment", "rating", "chosen", "known"])
+        return EXIT_OK
+    if args.voices_command == "delete":
+        for vid in args.voice_ids:
+            lab.client.delete_voice(vid)
+        lab.log.mark_deleted(args.voice_ids)
+        print(json.dumps({"deleted": args.voice_ids}) if args.json else f"deleted {len(args.voice_ids)} voice(s)")
+        return EXIT_OK
+    plan = lab.cleanup(dry_run=not args.yes, experiment=args.experiment, include_unknown=args.include_unknown)
+    _print_table(plan, args.json, ["voice_id", "action", "reason", "done"])
+    if not args.yes and not args.json:
+        print(f"dry run: {int((plan['action'] == 'delete').sum())} voice(s) would be deleted; add --yes to delete",
+              file=sys.stderr)
+    return EXIT_OK if args.yes is False or plan.loc[plan["action"] == "delete", "done"].all() else EXIT_FAILED
+
+
+def cmd_log(args) -> int:
+    from .log import ExperimentLog
+
+    log = ExperimentLog(args.folder)
+    if args.log_command == "show":
+        df = log.to_dataframe(experiment=args.experiment)
+        _print_table(df.sort_values("started_at").tail(args.limit), args.json, TAKE_COLUMNS + ["experiment"])
+        return EXIT_OK
+    if args.log_command == "import":
+        counts = log.import_bundle(args.path)
+        print(json.dumps(counts) if args.json else f"imported: {counts}")
+        return EXIT_OK
+    suffix = args.path.suffix.lower()
+    exporters = {".csv": log.export_csv, ".parquet": log.export_parquet, ".html": log.export_html, ".zip": log.export_bundle}
+    if suffix not in exporters:
+        print(f"cannot export to {args.path}: use .csv, .parquet, .html or .zip", file=sys.stderr)
+        return EXIT_INPUT
+    exporters[suffix](args.path, experiment=args.experiment)
+    print(json.dumps({"exported": str(args.path)}) if args.json else f"wrote {args.path}")
+    return EXIT_OK
+
+
+def cmd_offline(args) -> int:
+    import threading
+
+    from .offline import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with serve(port=args.port, api_key=args.api_key, state_dir=args.state) as sim:
+        sim.faults.latency = args.latency
+        sim.faults.error_rate = args.error_rate
+        print(f"offline simulator: HTTP {sim.base_url}  WebSocket {sim.ws_url}", flush=True)
+        print("point a client at it with base_url=...; Ctrl-C stops", flush=True)
+        threading.Event().wait()
+    return EXIT_OK
+
+
+COMMANDS = {"design": cmd_design, "compare": cmd_compare, "voices": cmd_voices, "log": cmd_log, "offline": cmd_offline}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except (CredentialsError, AuthenticationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except CosyVoiceLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SERVICE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

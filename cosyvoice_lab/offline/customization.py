@@ -1,0 +1,305 @@
+"""``POST /api/v1/services/audio/tts/customization``: the five voice actions (contract §2, §4).
+
+The handler runs the gateway steps (latency, auth, rate limit, injected faults), then the
+action; an :class:`ApiError` anywhere becomes the service's error shape
+``{"code", "message", "request_id"}`` with a non-2xx status.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+from aiohttp import web
+
+from .. import catalog
+from . import engine
+from .faults import retry_after_header
+from .registry import QuotaExceeded, service_time
+from .state import STATE, new_request_id
+
+# documented messages [contract §5.2]
+MSG_INVALID_KEY = "Invalid API-key provided."
+MSG_RATE = "Requests rate limit exceeded, try again later."
+MSG_INTERNAL = "An internal error has occured, try again later or contact service support."
+MSG_UNAVAILABLE = "Model is unavailable, try again later."
+MSG_NOT_EXIST = "The Required resource not exist."
+MSG_UPDATE_DESIGNED = "update_voice is not supported for designed voices"
+MSG_CLONE = "Voice cloning (input.url) is not supported by the offline simulator."
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status``, service ``code`` and ``message``, extra headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def invalid(field: str) -> ApiError:
+    """400 ``InvalidParameter`` naming ``field`` with the documented template."""
+    return ApiError(400, "InvalidParameter",
+                    f"Required parameter({field}) missing or invalid, please check the request parameters.")
+
+
+def throttled(wait: float) -> ApiError:
+    """429 ``Throttling.RateQuota`` with an honest ``Retry-After``."""
+    return ApiError(429, "Throttling.RateQuota", MSG_RATE, {"Retry-After": retry_after_header(wait)})
+
+
+def fault_error(status: int) -> ApiError:
+    """The error answer of an injected fault with HTTP ``status``."""
+    if status == 429:
+        return throttled(1.0)
+    if status == 503:
+        return ApiError(503, "ServiceUnavailable", MSG_UNAVAILABLE)
+    return ApiError(500, "InternalError", MSG_INTERNAL)
+
+
+def _json(body: dict, request_id: str, status: int = 200, headers: dict | None = None) -> web.Response:
+    body = dict(body, request_id=request_id)
+    return web.json_response(body, status=status, headers={"x-request-id": request_id, **(headers or {})},
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def error_response(err: ApiError, request_id: str) -> web.Response:
+    """The service's error shape for ``err``."""
+    return _json({"code": err.code, "message": err.message}, request_id, err.status, err.headers)
+
+
+def _drop(request: web.Request) -> web.Response:
+    # Close the socket without a byte of answer; aiohttp then writes nothing.
+    request.transport.close()
+    return web.Response(status=499)
+
+
+# --- the handler ---------------------------------------------------------------------------
+
+
+async def handle(request: web.Request) -> web.Response:
+    """Gateway steps, then the action; one log line and one request_log entry per request."""
+    state = request.app[STATE]
+    started, rid = time.monotonic(), new_request_id()
+    request["action"] = "customization"
+    try:
+        resp = await _handle(request, state, rid)
+    except ApiError as err:
+        resp = error_response(err, rid)
+    state.record(started, request["action"], 0 if resp.status == 499 else resp.status, rid)
+    return resp
+
+
+async def _handle(request: web.Request, state, rid: str) -> web.Response:
+    await state.sleep(state.faults.latency)
+    if not state.authorized(request):
+        raise ApiError(401, "InvalidApiKey", MSG_INVALID_KEY)
+    wait = state.limiter.admit(state.api_key, "enrollment", state.enrollment_rps)
+    if wait:
+        raise throttled(wait)
+    fault = state.faults.draw()
+    if fault and not fault.after:
+        if fault.kind == "drop":
+            return _drop(request)
+        if fault.kind == "error":
+            raise fault_error(fault.status)
+    try:
+        resp = _json(await _dispatch(request, state), rid)
+    except ApiError as err:
+        resp = error_response(err, rid)
+    if fault and fault.kind == "hang":
+        await state.sleep(state.faults.hang_seconds)
+    elif fault and fault.kind == "drop":
+        return _drop(request)
+    elif fault and fault.kind == "error":
+        raise fault_error(fault.status)
+    return resp
+
+
+async def _dispatch(request: web.Request, state) -> dict:
+    body = await _envelope(request)
+    inp = body["input"]
+    action = inp.get("action")
+    if action not in catalog.ACTIONS:
+        raise invalid("action")
+    request["action"] = action
+    params = body.get("parameters")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise invalid("parameters")
+    return await ACTIONS[action](state, inp, params)
+
+
+async def _envelope(request: web.Request) -> dict:
+    """The parsed body, or the documented envelope errors."""
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest.IllegalInput", "The input parameter requires json format.")
+    if not body.get("model"):
+        raise ApiError(400, "BadRequest.EmptyModel", 'Required parameter "model" missing from request.')
+    if body.get("input") is None:
+        raise ApiError(400, "BadRequest.EmptyInput", "Required input parameter missing from request.")
+    if body["model"] != catalog.ENROLLMENT_MODEL:
+        raise ApiError(400, "InvalidParameter", "url error, please check url!")
+    if not isinstance(body["input"], dict):
+        raise invalid("input")
+    return body
+
+
+# --- create_voice --------------------------------------------------------------------------
+
+
+def _text(inp: dict, field: str, limit: int) -> str:
+    value = inp.get(field)
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise invalid(field)
+    return value
+
+
+def _language(inp: dict, preview_text: str) -> str:
+    hints = inp.get("language_hints")
+    if hints is None or hints == []:
+        hints = [catalog.DEFAULT_LANGUAGE]  # the documented default: a missing hint means zh
+    if not isinstance(hints, list) or hints[0] not in catalog.LANGUAGES:
+        raise invalid("language_hints")
+    language = hints[0]
+    has_cjk = any(catalog.is_cjk(c) for c in preview_text)
+    has_latin = any("a" <= c.lower() <= "z" for c in preview_text)
+    if (language == "en" and has_cjk) or (language == "zh" and has_latin and not has_cjk):
+        raise invalid("language_hints")  # the hint must match the preview text
+    return language
+
+
+def _choice(params: dict, field: str, allowed: tuple, default):
+    value = params.get(field, default)
+    if isinstance(value, bool) or value not in allowed:
+        raise invalid(field)
+    return value
+
+
+def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
+    """The checked design request: target_model, prefix, voice_prompt, preview_text,
+    language, sample_rate, response_format. Raises :class:`ApiError` naming the first bad field."""
+    if intl:
+        raise invalid("target_model")  # no CosyVoice design in Singapore [contract §3.4]
+    if inp.get("url") is not None:
+        raise invalid("url") if ("voice_prompt" in inp or "preview_text" in inp) else ApiError(
+            400, "InvalidParameter", MSG_CLONE)
+    if inp.get("target_model") not in catalog.design_models(catalog.DEFAULT_REGION):
+        raise invalid("target_model")
+    prefix = inp.get("prefix")
+    if not isinstance(prefix, str) or not catalog.PREFIX_RE.match(prefix):
+        raise invalid("prefix")
+    voice_prompt = _text(inp, "voice_prompt", catalog.VOICE_PROMPT_MAX)
+    preview_text = _text(inp, "preview_text", catalog.PREVIEW_TEXT_MAX)
+    return {
+        "target_model": inp["target_model"], "prefix": prefix,
+        "voice_prompt": voice_prompt, "preview_text": preview_text,
+        "language": _language(inp, preview_text),
+        "sample_rate": _choice(params, "sample_rate", catalog.PREVIEW_SAMPLE_RATES,
+                               catalog.DEFAULT_PREVIEW_SAMPLE_RATE),
+        "response_format": _choice(params, "response_format", catalog.PREVIEW_FORMATS,
+                                   catalog.DEFAULT_PREVIEW_FORMAT),
+    }
+
+
+async def create_voice(state, inp: dict, params: dict) -> dict:
+    """Design a voice: store it with its engine settings and return the preview clip."""
+    d = validate_design(inp, params, intl=state.intl)
+    if state.registry.count() >= state.registry.quota:
+        raise ApiError(400, "Throttling.AllocationQuota", f"Your current quota is {state.registry.quota}")
+    voice_id = f"{d['target_model']}-vd-{d['prefix']}-{uuid.uuid4().hex}"
+    settings = engine.settings_for(d["voice_prompt"], d["language"], voice_id)
+    loop = asyncio.get_running_loop()
+    # espeak takes milliseconds to tens of ms; off the loop, so other requests keep flowing
+    audio = await loop.run_in_executor(None, lambda: engine.preview(
+        d["preview_text"], settings, sample_rate=d["sample_rate"], fmt=d["response_format"]))
+    voice = {k: d[k] for k in ("target_model", "prefix", "voice_prompt", "preview_text", "language")}
+    try:
+        state.registry.add(dict(voice, voice_id=voice_id, settings=settings.to_dict()),
+                           deploying_seconds=state.deploying_seconds)
+    except QuotaExceeded as exc:  # lost a race with a concurrent create
+        raise ApiError(400, "Throttling.AllocationQuota", str(exc)) from None
+    return {
+        "output": {
+            "preview_audio": {"data": audio.to_base64(), "sample_rate": d["sample_rate"],
+                              "response_format": d["response_format"]},
+            "target_model": d["target_model"],
+            "voice_id": voice_id,
+        },
+        "usage": {"count": 1},
+    }
+
+
+# --- management ----------------------------------------------------------------------------
+
+def describe(voice: dict) -> dict:
+    """A voice as list/query show it (never its audio or engine settings), fields in the
+    order of the documented samples."""
+    return {
+        "voice_id": voice["voice_id"],
+        "gmt_create": service_time(voice["created"]),
+        "gmt_modified": service_time(voice["modified"]),
+        "preview_text": voice["preview_text"],
+        "target_model": voice["target_model"],
+        "status": voice["status"],
+        "voice_prompt": voice["voice_prompt"],
+    }
+
+
+def _int(inp: dict, field: str, default: int, lo: int, hi: int | None) -> int:
+    value = inp.get(field, default)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        raise invalid(field)
+    return value
+
+
+async def list_voice(state, inp: dict, params: dict) -> dict:
+    """One page of the account's voices, newest first, optionally only those of ``prefix``."""
+    prefix = inp.get("prefix")
+    if prefix is not None and not isinstance(prefix, str):
+        raise invalid("prefix")
+    index = _int(inp, "page_index", 0, 0, None)
+    size = _int(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
+    voices = state.registry.voices(prefix or None)
+    return {"output": {"voice_list": [describe(v) for v in voices[index * size:(index + 1) * size]]},
+            "usage": {"count": 1}}
+
+
+def _existing(state, inp: dict) -> dict:
+    voice_id = inp.get("voice_id")
+    if not isinstance(voice_id, str) or not voice_id:
+        raise invalid("voice_id")
+    voice = state.registry.get(voice_id)
+    if voice is None:
+        raise ApiError(400, "BadRequest.ResourceNotExist", MSG_NOT_EXIST)
+    return voice
+
+
+async def query_voice(state, inp: dict, params: dict) -> dict:
+    """One voice's description and status (no preview audio)."""
+    return {"output": describe(_existing(state, inp)), "usage": {"count": 1}}
+
+
+async def update_voice(state, inp: dict, params: dict) -> dict:
+    """Cloned voices only: every voice here is designed, so this always fails."""
+    _existing(state, inp)
+    raise ApiError(400, "InvalidParameter", MSG_UPDATE_DESIGNED)
+
+
+async def delete_voice(state, inp: dict, params: dict) -> dict:
+    """Delete a voice for good (frees its quota slot)."""
+    voice = _existing(state, inp)
+    if not state.registry.delete(voice["voice_id"]):  # deleted concurrently
+        raise ApiError(400, "BadRequest.ResourceNotExist", MSG_NOT_EXIST)
+    return {"output": {}, "usage": {"count": 1}}
+
+
+ACTIONS = {"create_voice": create_voice, "list_voice": list_voice, "query_voice": query_voice,
+           "update_voice": update_voice, "delete_voice": delete_voice}

@@ -1,0 +1,132 @@
+"""Fault injection and rate limiting for the simulator.
+
+:class:`Faults` is mutable at runtime (``sim.faults.error_rate = 0.3``). For each request
+(an HTTP call, a WebSocket handshake, a ``run-task``) one random draw picks at most one
+fault, with these meanings:
+
+``error``
+    429 ``Throttling.RateQuota`` (with ``Retry-After``) or 503 ``ServiceUnavailable``:
+    rejected at the gateway, *nothing was done*. 500 ``InternalError``: half of them are
+    answered *after the request was processed* (a create stored its voice, a delete deleted),
+    because that is what real outages produce; the client cannot tell which half.
+``drop``
+    the connection is closed without an answer; half *before* and half *after* processing,
+    so the outcome is unknown to the client.
+``hang``
+    the request is processed, then the answer waits ``hang_seconds`` (past any sensible
+    client timeout): the client times out although its voice exists.
+
+Over WebSocket, a handshake draw refuses (HTTP error), drops or delays the upgrade; a
+``run-task`` draw answers ``task-failed`` ``InternalError``, drops the connection half-way
+through the audio, or delays ``task-started``.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+ERROR_CHOICES = (429, 500, 503)
+
+
+@dataclass
+class Fault:
+    """One drawn fault: ``kind`` is ``error``, ``drop`` or ``hang``; ``status`` is the HTTP
+    status of an error; ``after`` says whether it strikes after the request was processed."""
+
+    kind: str
+    status: int = 0
+    after: bool = False
+
+
+@dataclass
+class Faults:
+    """What can go wrong, as fractions of requests (0-1), plus added latency in seconds.
+
+    ``seed`` makes the draws reproducible; changing it restarts the random sequence.
+    """
+
+    latency: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    hang_rate: float = 0.0
+    hang_seconds: float = 120.0
+    seed: int | None = None
+    _rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
+    _rng_seed: object = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    @classmethod
+    def coerce(cls, value: "Faults | dict | None") -> "Faults":
+        """A :class:`Faults` from a Faults, a dict of its fields, or None (no faults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Faults):
+            return value
+        return cls(**value)
+
+    def _random(self) -> float:
+        with self._lock:
+            if self._rng is None or self._rng_seed != self.seed:
+                self._rng, self._rng_seed = random.Random(self.seed), self.seed
+            return self._rng.random()
+
+    def _choice(self, options):
+        return options[int(self._random() * len(options)) % len(options)]
+
+    def draw(self) -> Fault | None:
+        """The fault for the next request, or None for a clean one."""
+        if not (self.error_rate or self.drop_rate or self.hang_rate):
+            return None
+        u = self._random()
+        if u < self.error_rate:
+            status = self._choice(ERROR_CHOICES)
+            return Fault("error", status, after=status == 500 and self._random() < 0.5)
+        if u < self.error_rate + self.drop_rate:
+            return Fault("drop", after=self._random() < 0.5)
+        if u < self.error_rate + self.drop_rate + self.hang_rate:
+            return Fault("hang", after=True)
+        return None
+
+
+class RateLimiter:
+    """Sliding-window request limit per (key, bucket).
+
+    ``rps`` requests per second: a window of ``capacity / rps`` seconds admits ``capacity =
+    max(1, floor(rps))`` requests, so 10 rps admits 10 per second and 0.5 rps one per two
+    seconds. Rejected requests do not count. ``rps`` of 0 or None means no limit.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple, collections.deque] = collections.defaultdict(collections.deque)
+
+    def admit(self, key: str, bucket: str, rps: float | None) -> float:
+        """0.0 if the request may go ahead (and count it), else seconds until it could."""
+        if not rps:
+            return 0.0
+        capacity = max(1, math.floor(rps))
+        window = capacity / rps
+        now = self._clock()
+        with self._lock:
+            seen = self._seen[(key, bucket)]
+            while seen and seen[0] <= now - window:
+                seen.popleft()
+            if len(seen) >= capacity:
+                return max(seen[0] + window - now, 1e-3)
+            seen.append(now)
+            return 0.0
+
+    def reset(self) -> None:
+        """Forget all counted requests."""
+        with self._lock:
+            self._seen.clear()
+
+
+def retry_after_header(wait: float) -> str:
+    """``Retry-After`` in whole seconds, as HTTP defines it: rounded up, at least 1."""
+    return str(max(1, math.ceil(wait)))

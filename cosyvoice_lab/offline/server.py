@@ -1,0 +1,199 @@
+"""The simulator's server: one aiohttp app on 127.0.0.1 serving the customization POST route
+and the synthesis WebSocket, run by :class:`Simulator` in a background thread with its own
+event loop.
+
+Every HTTP answer carries a ``request_id`` (body) and an ``x-request-id`` header; every request
+gets one log line on the ``cosyvoice_lab.offline`` logger (method, action, status, latency,
+request id) and never the API key.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+
+from aiohttp import web
+
+from .. import catalog
+from . import customization, ws
+from .faults import Faults
+from .registry import Registry
+from .state import LOGGER_NAME, STATE, State, new_request_id
+HOST = "127.0.0.1"  # never 0.0.0.0: the simulator's key is documented, not secret
+HTTP_PREFIX = "/api/v1"
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    rid = new_request_id()
+    request.app[STATE].record(time.monotonic(), request.path, 404, rid, request.method)
+    return web.json_response({"code": "NotFound", "message": "Not found!", "request_id": rid},
+                             status=404, headers={"x-request-id": rid})
+
+
+def make_app(state: State) -> web.Application:
+    """The aiohttp application serving ``state``."""
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app[STATE] = state
+    app.router.add_post(HTTP_PREFIX + catalog.CUSTOMIZATION_PATH, customization.handle)
+    app.router.add_get(catalog.WS_PATH, ws.handle)
+    app.router.add_get(catalog.WS_PATH + "/", ws.handle)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    """The one key the simulator accepts: the argument, else ``DASHSCOPE_API_KEY``, else
+    :data:`catalog.OFFLINE_API_KEY`."""
+    return api_key or os.environ.get("DASHSCOPE_API_KEY") or catalog.OFFLINE_API_KEY
+
+
+class _HybridStart:
+    """``Simulator.start(**options)`` builds and starts one; ``sim.start()`` starts ``sim``."""
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return lambda **options: cls(**options).start()
+        return obj._start
+
+
+class Simulator:
+    """A running (or startable) offline DashScope stand-in on 127.0.0.1.
+
+    Options are those of :func:`cosyvoice_lab.offline.serve`, plus ``quota`` (voices per
+    account), ``synth_gap_seconds`` and ``synth_idle_seconds`` (WebSocket timeouts), all
+    mutable as attributes of ``sim.state`` while it runs.
+    """
+
+    start = _HybridStart()
+
+    def __init__(self, *, port: int = 0, api_key: str | None = None, state_dir=None,
+                 faults: Faults | dict | None = None, intl: bool = False, deploying_seconds: float = 0.0,
+                 enrollment_rps: float | None = catalog.ENROLLMENT_RPS,
+                 synthesis_rps: float | None = catalog.SYNTHESIS_RPS, log: logging.Logger | None = None,
+                 quota: int = catalog.VOICE_QUOTA, synth_gap_seconds: float = catalog.SYNTH_GAP_SECONDS,
+                 synth_idle_seconds: float = catalog.SYNTH_IDLE_SECONDS):
+        self._requested_port = port
+        self.state = State(
+            api_key=resolve_api_key(api_key), registry=Registry(state_dir, quota=quota),
+            faults=Faults.coerce(faults), intl=intl, deploying_seconds=deploying_seconds,
+            enrollment_rps=enrollment_rps, synthesis_rps=synthesis_rps,
+            synth_gap_seconds=synth_gap_seconds, synth_idle_seconds=synth_idle_seconds,
+            log=log or logging.getLogger(LOGGER_NAME))
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    def __repr__(self):
+        where = f"http://{HOST}:{self.port}" if self.port else "stopped"
+        return f"<offline DashScope simulator {where}>"
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def _start(self) -> "Simulator":
+        """Start serving in a background thread; returns self once the port is bound."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(ready, failure),
+                                        name="cosyvoice-offline", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def _run(self, ready: threading.Event, failure: list) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to start() instead of dying in the thread
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.close()
+
+    async def _serve(self) -> None:
+        self.state.stopping = asyncio.Event()
+        # Our own log line per request replaces aiohttp's access log.
+        self._runner = web.AppRunner(make_app(self.state), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self._requested_port, shutdown_timeout=1.0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        """Stop serving (open connections are closed, hanging requests released)."""
+        if self._thread is None:
+            return
+        loop = self._loop
+
+        async def shutdown():
+            self.state.stopping.set()
+            await self._runner.cleanup()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout=10)
+            self._thread, self.port = None, None
+
+    def __enter__(self) -> "Simulator":
+        return self._start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- what clients and tests need -----------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """The HTTP base, e.g. ``http://127.0.0.1:PORT/api/v1``."""
+        return f"http://{HOST}:{self.port}{HTTP_PREFIX}"
+
+    @property
+    def ws_url(self) -> str:
+        """The synthesis WebSocket URL, e.g. ``ws://127.0.0.1:PORT/api-ws/v1/inference``."""
+        return f"ws://{HOST}:{self.port}{catalog.WS_PATH}"
+
+    @property
+    def api_key(self) -> str:
+        """The one key this simulator accepts."""
+        return self.state.api_key
+
+    @property
+    def faults(self) -> Faults:
+        """The live fault settings; mutate them (``sim.faults.error_rate = 0.3``) or assign."""
+        return self.state.faults
+
+    @faults.setter
+    def faults(self, value: Faults | dict | None) -> None:
+        self.state.faults = Faults.coerce(value)
+
+    @property
+    def request_log(self) -> list:
+        """``(monotonic time, action, HTTP status)`` per request (status 0 = dropped)."""
+        return list(self.state.request_log)
+
+    def set_status(self, voice_id: str, status: str) -> None:
+        """Force a voice's status, e.g. ``UNDEPLOYED``; raises KeyError for an unknown voice."""
+        self.state.registry.set_status(voice_id, status)
+
+    def voices(self) -> list[dict]:
+        """The stored voices (newest first), including their engine settings."""
+        return self.state.registry.voices()
+
+    def reset(self) -> None:
+        """Forget all voices, counted requests and the request log; switch faults off."""
+        self.state.registry.clear()
+        self.state.limiter.reset()
+        self.state.request_log.clear()
+        self.state.faults = Faults()

@@ -1,0 +1,404 @@
+"""The synthesis WebSocket ``/api-ws/v1/inference`` (contract §6.1, §5.4).
+
+One :class:`Session` per connection runs at most one task at a time: ``run-task`` →
+``task-started``; ``continue-task`` buffers text; ``finish-task`` synthesizes the whole text
+and answers, per sentence, ``sentence-begin``, N × (``sentence-synthesis`` + one binary
+frame), ``sentence-end`` (cumulative ``usage.characters``), then ``task-finished``.
+
+Audio is produced after ``finish-task``, when the whole text is known: the task's audio is
+encoded once and its bytes cut into frames, so only the first frame carries the WAV/MP3
+header, the WAV header holds the true sizes, and the concatenated frames are exactly one
+valid file. (The real service starts speaking while text still streams in; clients must not
+depend on either.) Encoding each sentence as its own MP3 would not do: the first stream's
+Xing header makes decoders stop after the first sentence.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from .. import catalog
+from . import engine
+from .customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_RATE, ApiError, error_response,
+                            fault_error)
+from .state import STATE, new_request_id
+
+MSG_NULL_TASK = "InvalidParameter: task can not be null"
+MSG_NO_MODEL = "Missing required parameter 'payload.model'! Please follow the protocol!"
+MSG_ENGINE_418 = "[tts:]Engine return error code: 418"
+MSG_BAD_VOICE = "Request voice is invalid!"
+MSG_EMPTY_TEXT = "Please ensure input text is valid."
+MSG_SSML_LIMIT = "Text request limit violated, expected 1."
+CHUNK_SECONDS = 0.5  # audio per binary frame
+
+_SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)|[。！？；]+[”」』\"']?|\n+")
+_TAG = re.compile(r"<[^>]+>")
+
+
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut after ``. ! ? ;`` (followed by a space or the end), ``。！？；`` and newlines."""
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        out.append(text[start:m.end()].strip())
+        start = m.end()
+    out.append(text[start:].strip())
+    return [s for s in out if s]
+
+
+def billable(text: str) -> int:
+    """Billed characters: CJK 2, others 1, SSML tags not counted."""
+    return catalog.billed_characters(_TAG.sub("", text) if text.lstrip().startswith("<speak") else text)
+
+
+class TaskFailed(Exception):
+    """Ends the current task with a ``task-failed`` event and closes the connection."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _invalid(name: str) -> TaskFailed:
+    return TaskFailed("InvalidParameter",
+                      f"Required parameter({name}) missing or invalid, please check the request parameters.")
+
+
+def _number(params: dict, name: str, default, lo, hi):
+    value = params.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise _invalid(name)
+    return value
+
+
+def check_parameters(params: dict) -> dict:
+    """Range-checked synthesis parameters: format, sample_rate, volume, rate, pitch, language.
+
+    The SDK's ``"format": "Default"`` with ``"sample_rate": 0`` means mp3 at 22050 Hz.
+    """
+    fmt = params.get("format") or catalog.SYNTH_DEFAULT_FORMAT
+    if fmt == "Default":
+        fmt = catalog.SYNTH_DEFAULT_FORMAT
+    if fmt not in catalog.SYNTH_FORMATS:
+        raise _invalid("format")
+    rate = params.get("sample_rate") or catalog.SYNTH_DEFAULT_SAMPLE_RATE
+    if isinstance(rate, bool) or rate not in catalog.SYNTH_SAMPLE_RATES:
+        raise _invalid("sample_rate")
+    instruction = params.get("instruction")
+    if instruction is not None and (not isinstance(instruction, str)
+                                    or catalog.billed_characters(instruction) > catalog.SYNTH_INSTRUCTION_MAX):
+        raise _invalid("instruction")
+    hints = params.get("language_hints")
+    return {
+        "format": fmt, "sample_rate": int(rate),
+        "volume": _number(params, "volume", 50, *catalog.SYNTH_VOLUME_RANGE),
+        "rate": float(_number(params, "rate", 1.0, *catalog.SYNTH_RATE_RANGE)),
+        "pitch": float(_number(params, "pitch", 1.0, *catalog.SYNTH_PITCH_RANGE)),
+        "language": hints[0] if isinstance(hints, list) and hints else None,
+        "ssml": params.get("enable_ssml") is True,
+    }
+
+
+@dataclass
+class Task:
+    """One synthesis task on a connection."""
+
+    task_id: str
+    settings: engine.VoiceSettings
+    params: dict
+    texts: list = field(default_factory=list)
+    chars: int = 0
+    drop_midway: bool = False  # injected fault: the connection dies half-way through the audio
+    started: float = field(default_factory=time.monotonic)
+
+
+def _event(task_id: str, event: str, payload: dict | None = None, **header) -> str:
+    head = {"task_id": task_id, "event": event, **header}
+    head.setdefault("attributes", {})
+    return json.dumps({"header": head, "payload": payload or {}}, ensure_ascii=False)
+
+
+def _sentence(index: int, kind: str, text: str | None = None, characters: int | None = None) -> dict:
+    output = {"sentence": {"index": index, "words": []}, "type": kind}
+    if text is not None:
+        output["original_text"] = text
+    payload = {"output": output}
+    if characters is not None:
+        payload["usage"] = {"characters": characters}
+    return payload
+
+
+# --- audio framing -------------------------------------------------------------------------
+
+
+def _language_of(sentence: str, forced: str | None, default: str) -> str:
+    if forced in engine.LANGUAGE_VOICES:
+        return forced
+    if any(catalog.is_cjk(c) for c in sentence):
+        return "zh"
+    return "en" if any("a" <= c.lower() <= "z" for c in sentence) else default
+
+
+def render_task(sentences: list[str], settings: engine.VoiceSettings, params: dict) -> tuple[list, int]:
+    """Per-sentence float samples and the rate they are at (each sentence in its language)."""
+    rate = engine.encoding_rate(params["format"], params["sample_rate"])
+    variant = settings.voice.partition("+")[2]
+    default = "zh" if settings.voice.startswith("cmn") else "en"
+    out = []
+    for s in sentences:
+        voice = f"{engine.LANGUAGE_VOICES[_language_of(s, params['language'], default)]}+{variant}"
+        out.append(engine.render(s, engine.VoiceSettings(voice, settings.pitch, settings.range,
+                                                          settings.rate, settings.volume), rate))
+    return out, rate
+
+
+def frame_audio(parts: list[np.ndarray], rate: int, fmt: str) -> list[list[bytes]]:
+    """Encode the concatenated ``parts`` once and cut the bytes into frames, per sentence.
+
+    PCM and WAV are cut on sample boundaries (the first WAV frame carries the header);
+    compressed formats in proportion to the audio each frame covers.
+    """
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    data = engine.encode(samples, rate, fmt).data
+    total = len(samples)
+    header = len(data) - 2 * total if fmt in ("pcm", "wav") else 0
+    step = max(1, int(CHUNK_SECONDS * rate))
+
+    def offset(n: int) -> int:
+        if fmt in ("pcm", "wav"):
+            return header + 2 * n
+        return round(len(data) * n / total) if total else len(data)
+
+    frames, done, last = [], 0, 0
+    for i, part in enumerate(parts):
+        n = max(1, math.ceil(len(part) / step))  # equal frames, no runt at the end
+        ends = [done + round(len(part) * k / n) for k in range(1, n + 1)]
+        done += len(part)
+        cuts = [offset(n) for n in ends]
+        if i == len(parts) - 1:
+            cuts[-1] = len(data)  # trailing container bytes belong to the last frame
+        chunks = []
+        for cut in cuts:
+            if cut > last:
+                chunks.append(data[last:cut])
+                last = cut
+        frames.append(chunks)
+    return frames
+
+
+# --- the connection ------------------------------------------------------------------------
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """The handshake (auth and injected faults answered as plain HTTP), then the session."""
+    state = request.app[STATE]
+    started, rid = time.monotonic(), new_request_id()
+    await state.sleep(state.faults.latency)
+    refusal = None
+    if not state.authorized(request):
+        refusal = error_response(ApiError(401, "InvalidApiKey", MSG_INVALID_KEY), rid)
+    elif (fault := state.faults.draw()) is not None:
+        if fault.kind == "error":
+            refusal = error_response(fault_error(fault.status), rid)
+        elif fault.kind == "drop":
+            request.transport.close()
+            state.record(started, "ws-connect", 0, rid, "GET")
+            return web.Response(status=499)
+        else:
+            await state.sleep(state.faults.hang_seconds)
+    if refusal is not None:
+        state.record(started, "ws-connect", refusal.status, rid, "GET")
+        return refusal
+    ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024)
+    await ws.prepare(request)
+    state.record(started, "ws-connect", 101, rid, "GET")
+    try:
+        await Session(state, ws, request).run()
+    except (ConnectionError, RuntimeError):
+        pass  # the client went away mid-send: abort silently
+    return ws
+
+
+class Session:
+    """One WebSocket connection: a loop over client messages, at most one task at a time."""
+
+    def __init__(self, state, ws: web.WebSocketResponse, request: web.Request):
+        self.state, self.ws, self.request = state, ws, request
+        self.task: Task | None = None
+        self.last = time.monotonic()  # last client message: gap and idle timeouts count from here
+
+    async def run(self) -> None:
+        """Serve messages until the client leaves, a task fails or the connection idles out."""
+        while not self.ws.closed:
+            limit = self.state.synth_gap_seconds if self.task else self.state.synth_idle_seconds
+            try:
+                msg = await self.ws.receive(timeout=max(1e-3, self.last + limit - time.monotonic()))
+            except asyncio.TimeoutError:
+                await self._timeout(limit)
+                return
+            self.last = time.monotonic()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return  # a task in flight is aborted without task-finished
+            if msg.type != WSMsgType.TEXT:
+                continue  # the protocol has no client binary frames; ignore them
+            try:
+                await self._on_text(msg.data)
+            except TaskFailed as failure:
+                await self._fail(failure)
+
+    async def _timeout(self, limit: float) -> None:
+        if self.task:
+            await self._fail(TaskFailed("CLIENT_ERROR", f"request timeout after {limit:g} seconds."))
+        else:
+            await self.ws.close(code=1000, message=b"idle timeout")
+
+    async def _fail(self, failure: TaskFailed, task_id: str | None = None) -> None:
+        task_id = task_id if task_id is not None else (self.task.task_id if self.task else "")
+        self.task = None
+        await self.ws.send_str(_event(task_id, "task-failed", error_code=failure.code,
+                                      error_message=failure.message))
+        await self.ws.close()
+
+    async def _on_text(self, data: str) -> None:
+        try:
+            msg = json.loads(data)
+            header, payload = msg["header"], msg.get("payload")
+            action = header["action"]
+        except (ValueError, KeyError, TypeError):
+            await self.ws.close(code=1007, message=b"malformed message")  # per the protocol
+            return
+        if action == "run-task":
+            await self._run_task(header, payload)
+        elif self.task is None or header.get("task_id") != self.task.task_id:
+            raise TaskFailed("InvalidParameter", f"task {header.get('task_id')!r} is not running")
+        elif action == "continue-task":
+            self._continue(payload)
+        elif action == "finish-task":
+            await self._finish(payload)
+        else:
+            raise TaskFailed("InvalidParameter", f"unsupported action {action!r}")
+
+    # --- run-task ----------------------------------------------------------------------------
+    async def _run_task(self, header: dict, payload) -> None:
+        state, rid, started = self.state, new_request_id(), time.monotonic()
+        self.task = None  # a new run-task aborts the current task
+        task_id = str(header.get("task_id") or "")
+        try:
+            task = await self._admit(task_id, payload)
+        except TaskFailed as failure:
+            status = 429 if failure.code.startswith("Throttling") else 500 if failure.code == "InternalError" else 400
+            state.record(started, "run-task", status, rid, "WS")
+            await self._fail(failure, task_id)
+            return
+        state.record(started, "run-task", 200, rid, "WS")
+        self.task = task
+        await self.ws.send_str(_event(task_id, "task-started"))
+        self.last = time.monotonic()
+
+    async def _admit(self, task_id: str, payload) -> Task:
+        state = self.state
+        if not isinstance(payload, dict) or not isinstance(payload.get("input"), dict):
+            raise TaskFailed("InvalidParameter", MSG_NULL_TASK)
+        if not payload.get("model"):
+            raise TaskFailed("InvalidParameter", MSG_NO_MODEL)
+        if state.limiter.admit(state.api_key, "synthesis", state.synthesis_rps):
+            raise TaskFailed("Throttling.RateQuota", MSG_RATE)
+        fault = state.faults.draw()
+        if fault and fault.kind == "error":
+            raise TaskFailed("InternalError", MSG_INTERNAL)
+        params = payload.get("parameters")
+        params = check_parameters(params if isinstance(params, dict) else {})
+        settings = self._voice(payload["model"], (payload.get("parameters") or {}).get("voice"))
+        await state.sleep(state.faults.latency)
+        if fault and fault.kind == "hang":
+            await state.sleep(state.faults.hang_seconds)
+        task = Task(task_id, settings.adjusted(rate=params["rate"], pitch=params["pitch"],
+                                               volume=params["volume"]), params,
+                    drop_midway=bool(fault and fault.kind == "drop"))
+        text = payload["input"].get("text")
+        if isinstance(text, str) and text:
+            self._add_text(task, text)
+        return task
+
+    def _voice(self, model: str, voice_id) -> engine.VoiceSettings:
+        if not isinstance(voice_id, str) or not voice_id:
+            raise TaskFailed("InvalidParameter", MSG_BAD_VOICE)
+        voice = self.state.registry.get(voice_id)
+        if voice is None or voice["status"] != "OK" or voice["target_model"] != model:
+            raise TaskFailed("InvalidParameter", MSG_ENGINE_418)
+        return engine.VoiceSettings.from_dict(voice["settings"])
+
+    # --- continue-task and finish-task -------------------------------------------------------
+    def _continue(self, payload) -> None:
+        inp = payload.get("input") if isinstance(payload, dict) else None
+        text = inp.get("text") if isinstance(inp, dict) else None
+        if isinstance(text, str):  # anything else ({"flush": true}) changes nothing here
+            self._add_text(self.task, text)
+
+    @staticmethod
+    def _add_text(task: Task, text: str) -> None:
+        count = billable(text)
+        if count > catalog.SYNTH_CONTINUE_MAX_CHARS:
+            raise TaskFailed("InvalidParameter", f"Text too long: {count} characters in one request, "
+                                                 f"the limit is {catalog.SYNTH_CONTINUE_MAX_CHARS}.")
+        if task.chars + count > catalog.SYNTH_TASK_MAX_CHARS:
+            raise TaskFailed("InvalidParameter", f"Text too long: {task.chars + count} characters in one "
+                                                 f"task, the limit is {catalog.SYNTH_TASK_MAX_CHARS}.")
+        if task.params["ssml"] and task.texts:
+            raise TaskFailed("InvalidParameter", MSG_SSML_LIMIT)
+        task.texts.append(text)
+        task.chars += count
+
+    async def _finish(self, payload) -> None:
+        task, started = self.task, time.monotonic()
+        inp = payload.get("input") if isinstance(payload, dict) else None
+        if isinstance(inp, dict) and inp.get("directive") == "cancel":
+            task.texts = []  # SDK streaming_cancel(): no more audio, just task-finished
+            await self._finished(task, 0)
+            return
+        sentences = split_sentences("".join(task.texts))
+        if not sentences:
+            raise TaskFailed("InvalidParameter", MSG_EMPTY_TEXT)
+        loop = asyncio.get_running_loop()
+        frames = await loop.run_in_executor(None, self._synthesize, sentences, task)
+        characters = 0
+        for index, (sentence, chunks) in enumerate(zip(sentences, frames)):
+            if self.task is not task:
+                return
+            characters += billable(sentence)
+            await self._send_sentence(task, index, sentence, chunks, characters)
+            if task.drop_midway:  # injected fault: gone without task-finished
+                self.request.transport.close()
+                return
+        await self._finished(task, characters)
+        self.state.record(started, "finish-task", 200, new_request_id(), "WS")
+
+    @staticmethod
+    def _synthesize(sentences: list[str], task: Task) -> list[list[bytes]]:
+        parts, rate = render_task(sentences, task.settings, task.params)
+        return frame_audio(parts, rate, task.params["format"])
+
+    async def _send_sentence(self, task: Task, index: int, sentence: str, chunks: list, characters: int):
+        send = self.ws.send_str
+        await send(_event(task.task_id, "result-generated", _sentence(index, "sentence-begin", sentence)))
+        for chunk in chunks:
+            await send(_event(task.task_id, "result-generated", _sentence(index, "sentence-synthesis")))
+            await self.ws.send_bytes(chunk)
+        await send(_event(task.task_id, "result-generated",
+                          _sentence(index, "sentence-end", sentence, characters)))
+
+    async def _finished(self, task: Task, characters: int) -> None:
+        self.task = None
+        payload = {"output": {"sentence": {"words": []}}, "usage": {"characters": characters}}
+        await self.ws.send_str(_event(task.task_id, "task-finished", payload,
+                                      attributes={"request_uuid": str(uuid.uuid4())}))
+        self.last = time.monotonic()

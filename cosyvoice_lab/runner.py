@@ -1,0 +1,136 @@
+"""Running many requests: a thread pool, a token-bucket rate limit, progress, clean interrupts.
+
+The runner knows nothing about voices: it runs callables and counts outcomes. Each task is
+expected to record its own outcome (the Lab's tasks write the log before and after their
+request), so an interrupt loses nothing that finished.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Sequence, TypeVar
+
+from . import catalog
+
+T = TypeVar("T")
+log = logging.getLogger("cosyvoice_lab.runner")
+
+
+class RateLimiter:
+    """A token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``.
+
+    With ``burst=1`` (the default) requests are spaced ``1/rate`` apart, so no one-second
+    window ever holds more than ``rate`` of them. ``rate=None`` or 0 disables the limit.
+    ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, rate: float | None = catalog.DEFAULT_CLIENT_RPS, *, burst: int = 1,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        if rate is not None and rate < 0:
+            raise ValueError(f"rate must be >= 0 requests/second, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+        self.rate, self.burst = rate or None, burst
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def __repr__(self):
+        return f"RateLimiter(rate={self.rate}, burst={self.burst})"
+
+    def _reserve(self) -> float:
+        """Take a token (possibly going into debt); return how long the caller must wait."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def acquire(self) -> None:
+        """Block until the caller may send one request."""
+        if self.rate:
+            delay = self._reserve()
+            if delay > 0:
+                self._sleep(delay)
+
+
+@dataclass
+class RunResult(Generic[T]):
+    """What a run produced: the results of the tasks that finished, in task order."""
+
+    results: list[T] = field(default_factory=list)
+    failed: int = 0
+    interrupted: bool = False
+    skipped: int = 0  # tasks never started (interrupt)
+
+    @property
+    def done(self) -> int:
+        return len(self.results)
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm  # a notebook widget in Jupyter, text in a terminal
+
+    return tqdm(total=total, desc=desc, unit="take", leave=True)
+
+
+def run_tasks(tasks: Sequence[Callable[[], T]], *, concurrency: int = 4, desc: str = "running",
+              progress: bool = True, is_failure: Callable[[T], bool] = lambda r: False) -> RunResult[T]:
+    """Run ``tasks`` on ``concurrency`` threads, showing done/failed/remaining.
+
+    Ctrl-C (a kernel interrupt) stops cleanly: tasks not yet started are cancelled, tasks in
+    flight finish and are kept, and the result says ``interrupted``. An exception escaping a
+    task counts as a failure and is logged; it does not stop the others.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    out: RunResult[T] = RunResult()
+    bar = _progress_bar(len(tasks), desc, progress)
+    finished: dict[int, T] = {}
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cosyvoice-lab")
+    futures: dict[Future, int] = {pool.submit(task): i for i, task in enumerate(tasks)}
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in done:
+                _collect(fut, futures[fut], finished, out, is_failure)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(failed=out.failed, remaining=len(pending))
+    except KeyboardInterrupt:
+        out.interrupted = True
+        out.skipped = sum(1 for f in pending if f.cancel())
+        log.warning("interrupted: waiting for %d request(s) in flight; %d not started",
+                    sum(1 for f in pending if not f.cancelled()), out.skipped)
+        for fut in [f for f in pending if not f.cancelled()]:
+            try:
+                fut.result()
+            except BaseException:  # noqa: BLE001 - already counted below
+                pass
+            _collect(fut, futures[fut], finished, out, is_failure)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    out.results = [finished[i] for i in sorted(finished)]
+    return out
+
+
+def _collect(fut: Future, index: int, finished: dict, out: RunResult, is_failure) -> None:
+    try:
+        result = fut.result()
+    except Exception as exc:  # noqa: BLE001 - a task must not take the run down
+        log.error("task %d failed: %s: %s", index, type(exc).__name__, exc)
+        out.failed += 1
+        return
+    finished[index] = result
+    if is_failure(result):
+        out.failed += 1

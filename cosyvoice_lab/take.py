@@ -1,0 +1,226 @@
+"""Take: one attempt at designing a voice, as the experiment log records it.
+
+A take is a frozen value. The log creates it (``ExperimentLog.start``), and every change —
+the outcome, a rating, a tag — produces a new ``Take`` (``dataclasses.replace``) read back
+from the database. ``take.design`` is the exact ``VoiceDesign`` to send again.
+
+No field can hold an API key: the request is recorded as its ``VoiceDesign`` fields, never as
+headers, and error messages are scrubbed of anything shaped like a key (``redact``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .audio import Audio
+from .design import VoiceDesign
+from .errors import LogError
+
+STATUSES = ("pending", "ok", "failed", "unknown", "interrupted")
+"""pending: written before the request left; ok/failed: its outcome; unknown: sent but the
+result is unknown (a voice may exist; ``ExperimentLog.reconcile`` may settle it later);
+interrupted: the process that sent it died or was stopped before recording an outcome."""
+FINAL_STATUSES = ("ok", "failed")
+BACKENDS = ("dashscope", "offline")
+
+# Anything shaped like a DashScope key ("sk-" + 16 or more key characters). Defence in depth:
+# the key is never handed to the log, but an exception message could one day quote a header.
+_KEY_RE = re.compile(r"sk-[A-Za-z0-9_\-]{16,}")
+
+
+def redact(text: str | None) -> str | None:
+    """``text`` with anything shaped like an API key replaced by ``sk-***``."""
+    return _KEY_RE.sub("sk-***", text) if text else text
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    """``dt`` as a tz-aware UTC datetime (naive datetimes are taken to be UTC)."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """Fixed-width ISO 8601 UTC text (sorts as time does): ``2025-01-31T08:00:00.000000Z``."""
+    return None if dt is None else utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """The inverse of ``iso`` (accepts any ISO 8601 form); tz-aware UTC."""
+    return None if text is None else utc(datetime.fromisoformat(text))
+
+
+@dataclass(frozen=True)
+class Take:
+    """One voice-design attempt and everything learnt about it.
+
+    Request: ``design`` (the exact ``VoiceDesign`` sent), ``backend`` ('dashscope' or
+    'offline'), ``region``, ``host``, ``package_version``, ``prompt_spec`` (the PromptSpec
+    JSON it was rendered from, if any), ``experiment``, ``parent_take_id`` (the take it
+    varied), ``cell`` and ``repeat`` (its place in a comparison, used to resume).
+
+    Outcome: ``status`` (see ``STATUSES``), ``request_id``, ``voice_id``, ``voice_status``,
+    ``started_at``/``finished_at`` (UTC), ``latency_s``, ``error_code``/``error_message``,
+    the preview's ``audio_sha256``/``audio_path``/``audio_format``/``audio_sample_rate``/
+    ``audio_duration_s``, ``preview_missing`` (True for a take reconciled from a listed
+    voice, which has no preview), and ``metrics`` (measurements of the preview).
+
+    Annotations: ``rating`` (1-5 or None), ``chosen``, ``tags``, ``notes``, ``played``.
+    """
+
+    take_id: str
+    design: VoiceDesign
+    status: str = "pending"
+    experiment: str | None = None
+    backend: str = "offline"
+    region: str | None = None
+    host: str | None = None
+    package_version: str | None = None
+    request_id: str | None = None
+    voice_id: str | None = None
+    voice_status: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    latency_s: float | None = None
+    audio_sha256: str | None = None
+    audio_path: str | None = None
+    audio_format: str | None = None
+    audio_sample_rate: int | None = None
+    audio_duration_s: float | None = None
+    preview_missing: bool = False
+    metrics: dict = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    prompt_spec: dict | None = None
+    parent_take_id: str | None = None
+    cell: str | None = None
+    repeat: int | None = None
+    rating: int | None = None
+    chosen: bool = False
+    tags: tuple[str, ...] = ()
+    notes: str = ""
+    played: bool = False
+
+    # Takes are values keyed by a global id; metrics (a dict) would make the generated hash fail.
+    def __hash__(self):
+        return hash(self.take_id)
+
+    # --- convenience --------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        """The target model (``design.target_model``)."""
+        return self.design.target_model
+
+    @property
+    def prompt(self) -> str:
+        """The voice prompt (``design.voice_prompt``)."""
+        return self.design.voice_prompt
+
+    @property
+    def ok(self) -> bool:
+        """True when a voice was designed (status 'ok')."""
+        return self.status == "ok"
+
+    @property
+    def audio(self) -> Audio | None:
+        """The preview recording, read from the audio store; None if the take has none.
+
+        Raises:
+            LogError: the take names an audio file that is missing or unreadable.
+        """
+        if not self.audio_path:
+            return None
+        path = Path(self.audio_path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise LogError(path, f"the preview audio of take {self.take_id} is missing "
+                                 f"(sha256 {self.audio_sha256}); restore it from a bundle or backup") from None
+        except OSError as exc:
+            raise LogError(path, f"cannot read the preview audio of take {self.take_id}: {exc}") from exc
+        return Audio(data, self.audio_format, self.audio_sample_rate)
+
+    def replace(self, **changes) -> "Take":
+        """A copy with ``changes`` applied (the take itself is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    # --- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the design nested, datetimes ISO 8601 UTC, tags a list."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["design"] = self.design.to_dict()
+        out["started_at"] = iso(self.started_at)
+        out["finished_at"] = iso(self.finished_at)
+        out["tags"] = list(self.tags)
+        out["metrics"] = dict(self.metrics)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Take":
+        """Build from ``to_dict()`` output, ignoring unknown keys.
+
+        Raises:
+            ValueError: the status is not one of ``STATUSES`` or a timestamp is malformed.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["design"] = VoiceDesign.from_dict(data["design"])
+        values["started_at"] = parse_iso(data.get("started_at"))
+        values["finished_at"] = parse_iso(data.get("finished_at"))
+        values["tags"] = tuple(data.get("tags") or ())
+        values["metrics"] = dict(data.get("metrics") or {})
+        if values.get("status", "pending") not in STATUSES:
+            raise ValueError(f"take status must be one of {STATUSES}, got {values['status']!r}")
+        return cls(**values)
+
+    # --- display ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…"
+        outcome = self.voice_id or self.error_code or ""
+        stars = f" {'★' * self.rating}" if self.rating else ""
+        chosen = " chosen" if self.chosen else ""
+        return f"<Take {self.take_id[:8]} {self.status} {self.model} {outcome} {prompt!r}{stars}{chosen}>"
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = [
+            ("prompt", esc(self.prompt)),
+            ("preview text", esc(self.design.preview_text)),
+            ("model", esc(self.model)),
+            ("voice id", f"<code>{esc(self.voice_id or '—')}</code>"),
+            ("status", esc(self._status_text())),
+            ("rating", ("★" * self.rating if self.rating else "—") + (" · chosen" if self.chosen else "")),
+        ]
+        if self.tags:
+            rows.append(("tags", esc(", ".join(self.tags))))
+        if self.notes:
+            rows.append(("notes", esc(self.notes)))
+        rows.append(("preview", self._player_html()))
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                       for k, v in rows)
+        head = f"Take <code>{esc(self.take_id)}</code> · {esc(self.backend)}"
+        if self.experiment:
+            head += f" · {esc(self.experiment)}"
+        return f"<div><div>{head}</div><table>{body}</table></div>"
+
+    def _status_text(self) -> str:
+        text = self.status
+        if self.error_code or self.error_message:
+            text += f": {self.error_code or ''} {self.error_message or ''}".rstrip()
+        if self.latency_s is not None:
+            text += f" ({self.latency_s:.2f} s)"
+        return text
+
+    def _player_html(self) -> str:
+        if self.preview_missing:
+            return "no preview (voice reconciled from the service's list)"
+        try:
+            audio = self.audio
+        except LogError as exc:
+            return f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+        return audio.html(label=self.take_id) if audio else "—"

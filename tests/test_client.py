@@ -1,0 +1,255 @@
+"""DashScopeClient against the real offline simulator on loopback: shapes, errors, retries."""
+import logging
+
+import numpy as np
+import parselmouth
+import pytest
+import requests
+
+from cosyvoice_lab import catalog
+from cosyvoice_lab.client import DashScopeClient, RetryPolicy
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import (AuthenticationError, ConnectionFailed, InvalidParameter, OutcomeUnknown,
+                                  RateLimited, ServerError, ValidationError, VoiceNotFound, VoiceNotReady,
+                                  VoiceQuotaExceeded)
+from cosyvoice_lab.offline import serve
+
+EN = VoiceDesign("A calm, deep male narrator in his fifties, slow and warm",
+                 "Good evening, and welcome to the late news.", prefix="test")
+ZH = VoiceDesign("沉稳的中年男性，音色低沉浑厚", "各位听众朋友，大家好，欢迎收听晚间新闻。", prefix="test")
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with serve(enrollment_rps=None) as s:  # rate limiting has tests of its own
+        yield s
+
+
+@pytest.fixture
+def fresh(sim):
+    sim.reset()
+    yield sim
+    sim.reset()
+
+
+def client_for(sim, **kw):
+    sleeps = []
+    kw.setdefault("sleep", sleeps.append)
+    c = DashScopeClient(api_key=sim.api_key, base_url=sim.base_url, backend="offline", **kw)
+    c.sleeps = sleeps
+    return c
+
+
+def median_f0(audio):
+    samples = audio.to_numpy().astype(np.float64)
+    pitch = parselmouth.Sound(samples, audio.sample_rate).to_pitch()
+    f0 = pitch.selected_array["frequency"]
+    return float(np.median(f0[f0 > 0]))
+
+
+@pytest.mark.parametrize("design", [EN, ZH], ids=["en", "zh"])
+@pytest.mark.parametrize("fmt,rate", [("wav", 24000), ("mp3", 16000), ("pcm", 48000)])
+def test_design_returns_voice_and_playable_speech(fresh, design, fmt, rate):
+    client = client_for(fresh)
+    created = client.create_voice(design.replace(response_format=fmt, sample_rate=rate))
+    assert catalog.model_of_voice(created.voice_id) == design.target_model
+    assert created.voice_id.startswith(f"{design.target_model}-vd-test-")
+    assert (created.preview.format, created.preview.sample_rate) == (fmt, rate)
+    samples = created.preview.to_numpy()
+    assert 1.0 < created.preview.duration < 15.0, "a short sentence of speech"
+    assert np.sqrt(np.mean(samples ** 2)) > 0.01, "not silence"
+    info = client.query_voice(created.voice_id)
+    assert (info.status, info.voice_prompt, info.preview_text) == ("OK", design.voice_prompt, design.preview_text)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_deep_male_prompt_is_lower_than_high_young_female(fresh, lang):
+    client = client_for(fresh)
+    if lang == "en":
+        deep = VoiceDesign("a deep, low-pitched elderly male voice", "Hello, this is a test of my voice.")
+        high = VoiceDesign("a high-pitched young female voice, bright", "Hello, this is a test of my voice.")
+    else:
+        deep = VoiceDesign("低沉浑厚的老年男声", "大家好，这是我的声音测试。")
+        high = VoiceDesign("高亢清亮的年轻女声", "大家好，这是我的声音测试。")
+    low_f0 = median_f0(client.create_voice(deep).preview)
+    high_f0 = median_f0(client.create_voice(high).preview)
+    assert low_f0 * 1.5 < high_f0, (low_f0, high_f0)
+
+
+def test_list_all_pages_newest_first_and_prefix_filter(fresh):
+    client = client_for(fresh)
+    ids = [client.create_voice(EN.replace(prefix="pa" if i % 2 else "pb")).voice_id for i in range(7)]
+    everything = client.list_voices(page_size=2)
+    assert sorted(v.voice_id for v in everything) == sorted(ids)
+    created = [v.gmt_create for v in everything]
+    assert created == sorted(created, reverse=True)
+    assert {v.voice_id for v in client.list_voices(prefix="pa")} == set(ids[1::2])
+    assert all(v.target_model == EN.target_model and v.gmt_create.utcoffset().total_seconds() == 8 * 3600
+               for v in everything)
+
+
+def test_delete_then_query_is_not_found(fresh):
+    client = client_for(fresh)
+    vid = client.create_voice(EN).voice_id
+    client.delete_voice(vid)
+    with pytest.raises(VoiceNotFound) as info:
+        client.query_voice(vid)
+    assert info.value.status == 400 and info.value.code == "BadRequest.ResourceNotExist" and info.value.request_id
+    with pytest.raises(VoiceNotFound):
+        client.delete_voice(vid)
+
+
+def test_wrong_key_is_authentication_error_without_the_key(fresh):
+    client = DashScopeClient(api_key="sk-wrongkey-1234567890", base_url=fresh.base_url)
+    with pytest.raises(AuthenticationError) as info:
+        client.list_voices()
+    assert info.value.status == 401 and info.value.code == "InvalidApiKey"
+    assert "1234567890" not in str(info.value) and "1234567890" not in repr(client)
+
+
+def test_quota_exceeded(sim):
+    with serve(quota=2, enrollment_rps=None) as small:
+        client = client_for(small)
+        client.create_voice(EN)
+        client.create_voice(EN)
+        with pytest.raises(VoiceQuotaExceeded) as info:
+            client.create_voice(EN)
+        assert info.value.status == 400 and info.value.code == "Throttling.AllocationQuota"
+        assert "quota" in info.value.message
+        assert len(small.voices()) == 2
+
+
+def test_server_side_invalid_parameter_maps(sim):
+    with serve(intl=True) as intl:
+        with pytest.raises(InvalidParameter) as info:
+            client_for(intl).create_voice(EN)
+        assert info.value.status == 400 and info.value.code == "InvalidParameter"
+
+
+def test_rate_limit_maps_with_retry_after(sim):
+    with serve(enrollment_rps=1) as slow:
+        client = client_for(slow, retry=RetryPolicy(max_attempts=1))
+        client.list_page()
+        with pytest.raises(RateLimited) as info:
+            client.list_page()
+        assert info.value.status == 429 and info.value.retry_after >= 1
+
+
+def test_rate_limited_reads_retry_and_honour_retry_after(sim):
+    with serve(enrollment_rps=1) as slow:
+        import time
+        client = client_for(slow, sleep=time.sleep)
+        t0 = time.monotonic()
+        client.list_page()
+        client.list_page()  # 429 once, waits Retry-After, then succeeds
+        assert time.monotonic() - t0 >= 0.9
+
+
+def test_invalid_design_never_reaches_the_network(fresh):
+    client = client_for(fresh)
+    before = len(fresh.request_log)
+    with pytest.raises(ValidationError):
+        client.create_voice(EN.replace(prefix="Bad Prefix"))
+    assert len(fresh.request_log) == before
+
+
+def test_connection_refused_is_connection_failed_and_never_sent():
+    port = _free_port()
+    client = DashScopeClient(api_key="sk-x", base_url=f"http://127.0.0.1:{port}/api/v1", sleep=lambda s: None)
+    with pytest.raises(ConnectionFailed) as info:
+        client.create_voice(EN)
+    assert info.value.never_sent
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_management_calls_survive_transient_faults(fresh):
+    client = client_for(fresh, retry=RetryPolicy(max_attempts=8), timeout=0.5)
+    ids = [client.create_voice(EN).voice_id for _ in range(3)]
+    fresh.faults.error_rate, fresh.faults.drop_rate, fresh.faults.hang_rate = 0.3, 0.1, 0.05
+    fresh.faults.hang_seconds, fresh.faults.seed = 1.0, 7
+    for _ in range(5):
+        assert {v.voice_id for v in client.list_voices()} >= set(ids)
+    for vid in ids:
+        assert client.query_voice(vid).status == "OK"
+    assert client.sleeps, "some retries happened"
+
+
+def test_create_never_makes_two_voices_for_one_call(fresh):
+    client = client_for(fresh, create_timeout=0.5)
+    fresh.faults.error_rate, fresh.faults.drop_rate, fresh.faults.hang_rate = 0.35, 0.2, 0.1
+    fresh.faults.hang_seconds, fresh.faults.seed = 1.0, 11
+    outcomes = {"ok": 0, "unknown": 0, "refused": 0}
+    for _ in range(30):
+        before = len(fresh.voices())
+        try:
+            created = client.create_voice(EN)
+            outcomes["ok"] += 1
+            assert len(fresh.voices()) == before + 1
+            assert created.voice_id in {v["voice_id"] for v in fresh.voices()}
+        except OutcomeUnknown as exc:
+            outcomes["unknown"] += 1
+            assert exc.design == EN and exc.sent_at is not None
+            assert len(fresh.voices()) in (before, before + 1)
+        except (RateLimited, ServerError):
+            outcomes["refused"] += 1
+            assert len(fresh.voices()) == before
+    assert outcomes["ok"] and outcomes["unknown"], outcomes
+
+
+def test_wait_until_ready(fresh):
+    client = client_for(fresh)
+    vid = client.create_voice(EN).voice_id
+    fresh.set_status(vid, "UNDEPLOYED")
+    with pytest.raises(VoiceNotReady, match="UNDEPLOYED"):
+        client.wait_until_ready(vid)
+    fresh.set_status(vid, "DEPLOYING")
+    with pytest.raises(VoiceNotReady, match="DEPLOYING"):
+        client.wait_until_ready(vid, timeout=4, interval=2)
+    assert len(client.sleeps) == 2
+
+
+def test_new_voice_deploying_then_ok(sim):
+    with serve(deploying_seconds=0.5) as slow:
+        import time
+        client = client_for(slow, sleep=time.sleep)
+        vid = client.create_voice(EN).voice_id
+        assert client.query_voice(vid).status == "DEPLOYING"
+        assert client.wait_until_ready(vid, timeout=5, interval=0.2).status == "OK"
+
+
+def test_literal_contract_example_with_plain_requests(sim):
+    body = {
+        "model": "voice-enrollment",
+        "input": {"action": "create_voice", "target_model": "cosyvoice-v3.5-plus",
+                  "voice_prompt": "沉稳的中年男性，音色低沉浑厚", "preview_text": "各位听众朋友，大家好",
+                  "prefix": "announcer", "language_hints": ["zh"]},
+        "parameters": {"sample_rate": 24000, "response_format": "wav"},
+    }
+    r = requests.post(sim.base_url + "/services/audio/tts/customization", json=body,
+                      headers={"Authorization": f"Bearer {sim.api_key}"})
+    assert r.status_code == 200
+    data = r.json()
+    assert set(data) == {"output", "usage", "request_id"} and data["usage"] == {"count": 1}
+    out = data["output"]
+    assert set(out) == {"preview_audio", "target_model", "voice_id"}
+    assert out["preview_audio"]["sample_rate"] == 24000 and out["preview_audio"]["response_format"] == "wav"
+    assert catalog.VOICE_ID_RE.match(out["voice_id"]).group("prefix") == "announcer"
+
+
+def test_key_never_in_logs_or_errors(caplog):
+    key = "sk-SECRETsecret-0123456789"
+    caplog.set_level(logging.DEBUG)
+    with serve(api_key=key, enrollment_rps=None) as s:
+        client = DashScopeClient(api_key=key, base_url=s.base_url, sleep=lambda x: None)
+        client.create_voice(EN)
+        s.faults.error_rate, s.faults.seed = 1.0, 3
+        with pytest.raises(Exception) as info:
+            client.list_voices()
+        texts = [str(info.value), repr(info.value), repr(client), str(client.api_key)]
+    assert not any("0123456789" in t for t in texts + [caplog.text])

@@ -1,0 +1,110 @@
+"""The runner: rate limit, concurrency, failures counted, Ctrl-C keeps what finished."""
+import signal
+import threading
+import time
+
+import pytest
+
+from cosyvoice_lab.runner import RateLimiter, run_tasks
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_rate_limiter_spaces_requests():
+    clock = FakeClock()
+    limiter = RateLimiter(4, clock=clock, sleep=clock.sleep)
+    times = []
+    for _ in range(9):
+        limiter.acquire()
+        times.append(clock.now)
+    assert times == pytest.approx([0, .25, .5, .75, 1.0, 1.25, 1.5, 1.75, 2.0])
+
+
+def test_rate_limiter_burst_then_steady():
+    clock = FakeClock()
+    limiter = RateLimiter(2, burst=3, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        limiter.acquire()
+    assert clock.now == 0
+    limiter.acquire()
+    assert clock.now == pytest.approx(0.5)
+
+
+def test_rate_limiter_disabled_and_bad_values():
+    RateLimiter(None).acquire()
+    with pytest.raises(ValueError):
+        RateLimiter(-1)
+    with pytest.raises(ValueError):
+        RateLimiter(1, burst=0)
+
+
+def test_rate_limiter_threads_never_exceed_rate():
+    limiter = RateLimiter(20)
+    stamps, lock = [], threading.Lock()
+
+    def worker():
+        for _ in range(10):
+            limiter.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stamps.sort()
+    # any window of 21 consecutive requests spans at least one second (minus scheduling slack)
+    assert min(b - a for a, b in zip(stamps, stamps[20:])) >= 0.95
+
+
+def test_results_in_task_order_with_failures_counted():
+    def task(i):
+        def run():
+            time.sleep(0.01 * (5 - i % 5))
+            if i == 3:
+                raise RuntimeError("boom")
+            return i
+        return run
+
+    out = run_tasks([task(i) for i in range(10)], concurrency=4, progress=False, is_failure=lambda r: r == 7)
+    assert out.results == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert out.failed == 2 and not out.interrupted
+
+
+def test_concurrency_really_overlaps():
+    t0 = time.monotonic()
+    run_tasks([lambda: time.sleep(0.2)] * 8, concurrency=8, progress=False)
+    assert time.monotonic() - t0 < 1.0  # serial would be 1.6 s
+
+
+def test_interrupt_keeps_finished_and_cancels_the_rest():
+    started = []
+
+    def task(i):
+        def run():
+            started.append(i)
+            time.sleep(0.3)
+            return i
+        return run
+
+    timer = threading.Timer(0.45, signal.raise_signal, args=(signal.SIGINT,))
+    timer.start()
+    out = run_tasks([task(i) for i in range(20)], concurrency=2, progress=False)
+    assert out.interrupted
+    assert out.results == sorted(started)  # everything that started also finished and was kept
+    assert 2 <= out.done < 20 and out.skipped == 20 - out.done
+
+
+def test_progress_bar_in_terminal(capsys):
+    run_tasks([lambda: 1] * 3, concurrency=1, desc="designing", progress=True)
+    assert "designing" in capsys.readouterr().err
