@@ -178,7 +178,8 @@ class Lab:
                 log.info("take %s: adopted voice %s stored despite the failed answer", take_id, v.voice_id)
                 return self.log.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
         return self.log.fail(take_id, error_code="OutcomeUnknown",
-                             error_message=take.error_message + " — no such voice was stored (checked by listing)")
+                             error_message=f"{take.error_message or take.status} — no voice was stored "
+                                           f"(checked by listing prefix {d.prefix!r})")
 
     def design(self, prompt, *, preview_text: str | None = None, model: str | None = None,
                prefix: str | None = None, language: str | None = None, n: int = 1,
@@ -224,8 +225,8 @@ class Lab:
         cells = self._plan(prompts, models, preview_text, prefix)
         experiment = experiment or _experiment_name(cells)
         existing = self.log.takes(experiment=experiment)
-        for t in existing:
-            if t.status == "unknown":
+        for t in existing:  # a request that may have stored a voice: adopt it rather than redo it
+            if t.status in ("unknown", "interrupted"):
                 self._reconcile(t.take_id, None)
         existing = self.log.takes(experiment=experiment)
         todo = self._todo(cells, repeats, existing, new_repeats)
@@ -265,7 +266,7 @@ class Lab:
             start = (max((t.repeat or 0 for t in taken), default=-1) + 1) if new_repeats else 0
             for r in range(start, start + repeats):
                 cell = f"{base}|r{r}"
-                if not any(t.ok or t.status in ("pending", "unknown") for t in by_cell.get(cell, [])):
+                if not any(t.ok or t.status in ("pending", "unknown", "interrupted") for t in by_cell.get(cell, [])):
                     todo.append((design, spec, cell, r))
         return todo
 

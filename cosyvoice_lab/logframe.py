@@ -9,6 +9,7 @@ takes under a second.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,7 @@ def _convert(kind: str, values: tuple, folder: Path):
         cache: dict = {None: ()}
         return [cache[v] if v in cache else cache.setdefault(v, tuple(json.loads(v))) for v in values]
     if kind == "path":
-        prefix = f"{folder}{'/' if not str(folder).endswith('/') else ''}"
+        prefix = str(folder).rstrip(os.sep) + os.sep
         return pd.array([prefix + v if v else None for v in values], dtype="str")
     raise ValueError(f"unknown column kind {kind!r}")
 

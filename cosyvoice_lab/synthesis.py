@@ -7,7 +7,11 @@ One task per call, on its own connection::
     ◀─ task-finished (request_uuid, usage.characters)   or   task-failed (error_code, message)
 
 ``Synthesizer.speak`` returns a :class:`SpeechResult` (one ``Audio`` assembled from the
-frames in order); ``Synthesizer.stream`` yields the frames as they arrive.
+frames in order); ``Synthesizer.stream`` yields the frames as they arrive::
+
+    synth = Synthesizer(client=client)          # same key and host as the DashScopeClient
+    result = synth.speak(voice_id, "Hello. How are you?", rate=1.1)
+    result.audio, result.characters, result.cost_cny
 
 Retries are bounded and happen only where nothing can have been billed: before
 ``task-started`` (refused or dropped connection, 429 or 5xx at the upgrade, a throttled or
@@ -53,6 +57,7 @@ DEFAULT_SAMPLE_RATE = 24000
 RECV_TIMEOUT_S = 30.0  # longest silence tolerated between two server messages
 READY_TIMEOUT_S = 60.0  # how long speak() waits for a DEPLOYING voice
 READY_INTERVAL_S = 2.0
+THROTTLED_WAIT_S = 1.0  # after a throttled task-failed (no Retry-After there); limits are per second
 # task-failed codes that mean "the service hiccupped", worth one more try when no audio came
 TRANSIENT_CODES = ("InternalError", "ServiceUnavailable", "ModelUnavailable", "GatewayTimeout",
                    "Throttling", "Throttling.RateQuota", "Throttling.BurstRate")
@@ -248,8 +253,9 @@ class SpeechResult:
     """One finished synthesis: the recording, what it cost, and how long it took.
 
     ``characters`` is the service's last ``usage.characters``; ``cost_cny`` prices it with the
-    catalog. Latencies are measured from the start of the call (retries included):
-    ``first_chunk_latency_s`` to the first audio frame, ``latency_s`` to ``task-finished``.
+    catalog. Latencies are measured from the start of the synthesis (after any wait for the
+    voice to be OK; retries included): ``first_chunk_latency_s`` to the first audio frame,
+    ``latency_s`` to ``task-finished``.
     """
 
     audio: Audio
@@ -457,7 +463,7 @@ class Synthesizer:
             ValidationError: listing each problem (text, model, options).
         """
         found = text_problems(text) + (options or self.options).problems()
-        bound = catalog.model_of_voice(voice_id)
+        bound = catalog.model_of_voice(voice_id) if isinstance(voice_id, str) else None
         if not isinstance(voice_id, str) or not voice_id.strip():
             found.append(Problem("voice_id", "non_empty", "must be a voice id"))
         elif model is None and bound is None:
@@ -500,7 +506,7 @@ class Synthesizer:
             except (TransportError, APIError, SynthesisError) as exc:
                 if task.frames or attempt + 1 >= self.retry.max_attempts or not _retryable(exc, task):
                     raise
-                wait = self.retry.delay(attempt, getattr(exc, "retry_after", None), self._rng)
+                wait = self.retry.delay(attempt, _retry_after(exc), self._rng)
                 log.warning("synthesis: %s; nothing was billed, retrying in %.2f s (attempt %d of %d)",
                             exc, wait, attempt + 2, self.retry.max_attempts)
                 self._sleep(wait)
@@ -671,6 +677,14 @@ def _retryable(exc: Exception, task: _Task) -> bool:
     if isinstance(exc, (RateLimited, ServerError)):
         return True
     return isinstance(exc, TransportError) and not task.started
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """The server's Retry-After; a throttled task-failed carries none, and the limits are per
+    second, so waiting one second is the least that can help."""
+    if isinstance(exc, SynthesisError) and exc.code.startswith("Throttling"):
+        return THROTTLED_WAIT_S
+    return getattr(exc, "retry_after", None)
 
 
 def _upgrade_error(exc: websocket.WebSocketBadStatusException) -> APIError:

@@ -45,6 +45,11 @@ def utc(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
+def now_utc() -> datetime:
+    """The current time, tz-aware UTC (the log's clock)."""
+    return datetime.now(timezone.utc)
+
+
 def iso(dt: datetime | None) -> str | None:
     """Fixed-width ISO 8601 UTC text (sorts as time does): ``2025-01-31T08:00:00.000000Z``."""
     return None if dt is None else utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

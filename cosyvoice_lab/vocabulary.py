@@ -129,7 +129,7 @@ LEXICON: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "documentary": (("documentary",), ("纪录片",)),
         "advertising": (("advertising", "commercial", "commercials"), ("广告",)),
         "e-learning": (("online course", "online courses", "e-learning", "tutorials"), ("在线课程", "教学")),
-        "assistant": (("voice assistant",), ("语音助手", "智能助手")),
+        "assistant": (("voice assistant", "voice assistants"), ("语音助手", "智能助手")),
         "podcast": (("podcast", "podcasts"), ("播客",)),
         "meditation": (("meditation",), ("冥想",)),
     },

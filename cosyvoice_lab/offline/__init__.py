@@ -14,6 +14,7 @@ or keep one alive for a process with :func:`shared` (what ``Lab`` does offline).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import threading
@@ -65,4 +66,5 @@ def shared() -> Simulator:
     with _shared_lock:
         if _shared is None or _shared.port is None:
             _shared = Simulator().start()
+            atexit.register(_shared.stop)
         return _shared

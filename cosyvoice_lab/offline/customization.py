@@ -68,9 +68,10 @@ def error_response(err: ApiError, request_id: str) -> web.Response:
     return _json({"code": err.code, "message": err.message}, request_id, err.status, err.headers)
 
 
-def _drop(request: web.Request) -> web.Response:
+def drop_connection(request: web.Request) -> web.Response:
     # Close the socket without a byte of answer; aiohttp then writes nothing.
-    request.transport.close()
+    if request.transport is not None:  # None: the client has already gone
+        request.transport.close()
     return web.Response(status=499)
 
 
@@ -81,16 +82,16 @@ async def handle(request: web.Request) -> web.Response:
     """Gateway steps, then the action; one log line and one request_log entry per request."""
     state = request.app[STATE]
     started, rid = time.monotonic(), new_request_id()
-    request["action"] = "customization"
+    seen = {"action": "customization"}  # the action, once the body has been read
     try:
-        resp = await _handle(request, state, rid)
+        resp = await _handle(request, state, rid, seen)
     except ApiError as err:
         resp = error_response(err, rid)
-    state.record(started, request["action"], 0 if resp.status == 499 else resp.status, rid)
+    state.record(started, seen["action"], 0 if resp.status == 499 else resp.status, rid)
     return resp
 
 
-async def _handle(request: web.Request, state, rid: str) -> web.Response:
+async def _handle(request: web.Request, state, rid: str, seen: dict) -> web.Response:
     await state.sleep(state.faults.latency)
     if not state.authorized(request):
         raise ApiError(401, "InvalidApiKey", MSG_INVALID_KEY)
@@ -100,29 +101,29 @@ async def _handle(request: web.Request, state, rid: str) -> web.Response:
     fault = state.faults.draw()
     if fault and not fault.after:
         if fault.kind == "drop":
-            return _drop(request)
+            return drop_connection(request)
         if fault.kind == "error":
             raise fault_error(fault.status)
     try:
-        resp = _json(await _dispatch(request, state), rid)
+        resp = _json(await _dispatch(request, state, seen), rid)
     except ApiError as err:
         resp = error_response(err, rid)
     if fault and fault.kind == "hang":
         await state.sleep(state.faults.hang_seconds)
     elif fault and fault.kind == "drop":
-        return _drop(request)
+        return drop_connection(request)
     elif fault and fault.kind == "error":
         raise fault_error(fault.status)
     return resp
 
 
-async def _dispatch(request: web.Request, state) -> dict:
+async def _dispatch(request: web.Request, state, seen: dict) -> dict:
     body = await _envelope(request)
     inp = body["input"]
     action = inp.get("action")
     if action not in catalog.ACTIONS:
         raise invalid("action")
-    request["action"] = action
+    seen["action"] = action
     params = body.get("parameters")
     if params is None:
         params = {}

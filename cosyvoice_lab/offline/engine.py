@@ -106,7 +106,8 @@ def _variant(claims: dict, rng: random.Random) -> str:
     gender = _value(claims, "gender")
     if gender is None:
         # No gender word: let the pitch words decide, as a listener would expect.
-        gender = {"low": "male", "high": "female"}.get(_value(claims, "pitch")) or rng.choice(("male", "female"))
+        gender = {"low": "male", "high": "female"}.get(_value(claims, "pitch"))
+        gender = gender or rng.choice(("male", "female"))
     return rng.choice(MALE_VARIANTS if gender == "male" else FEMALE_VARIANTS)
 
 
@@ -206,6 +207,26 @@ def plain_text(text: str) -> str:
     return _SSML_TAG.sub(" ", text) if text.lstrip().startswith("<speak") else text
 
 
+CHUNK_SECONDS = 0.5  # audio per binary frame
+
+_SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)|[。！？；]+[”」』\"']?|\n+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut after ``. ! ? ;`` (followed by a space or the end), ``。！？；`` and newlines."""
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        out.append(text[start:m.end()].strip())
+        start = m.end()
+    out.append(text[start:].strip())
+    return [s for s in out if s]
+
+
+def billable(text: str) -> int:
+    """Billed characters: CJK 2, others 1, SSML tags not counted."""
+    return catalog.billed_characters(_SSML_TAG.sub("", text) if text.lstrip().startswith("<speak") else text)
+
+
 def render(text: str, settings: VoiceSettings, sample_rate: int = ENGINE_RATE) -> np.ndarray:
     """Speak ``text`` with ``settings``; float32 samples in [-1, 1] at ``sample_rate``."""
     samples = _espeak().speak(plain_text(text), settings).astype(np.float32) / 32768.0
@@ -234,3 +255,60 @@ def preview(text: str, settings: VoiceSettings, *,
             fmt: str = catalog.DEFAULT_PREVIEW_FORMAT) -> Audio:
     """The preview clip of a designed voice: ``text`` spoken with ``settings``, encoded."""
     return encode(render(text, settings, sample_rate), sample_rate, fmt)
+
+
+# --- tasks of several sentences (the WebSocket) -----------------------------------------
+
+
+def _language_of(sentence: str, forced: str | None, default: str) -> str:
+    if forced in LANGUAGE_VOICES:
+        return forced
+    if any(catalog.is_cjk(c) for c in sentence):
+        return "zh"
+    return "en" if any("a" <= c.lower() <= "z" for c in sentence) else default
+
+
+def render_task(sentences: list[str], settings: VoiceSettings, params: dict) -> tuple[list, int]:
+    """Per-sentence float samples and the rate they are at (each sentence in its language)."""
+    rate = encoding_rate(params["format"], params["sample_rate"])
+    variant = settings.voice.partition("+")[2]
+    default = "zh" if settings.voice.startswith("cmn") else "en"
+    out = []
+    for s in sentences:
+        voice = f"{LANGUAGE_VOICES[_language_of(s, params['language'], default)]}+{variant}"
+        out.append(render(s, replace(settings, voice=voice), rate))
+    return out, rate
+
+
+def frame_audio(parts: list[np.ndarray], rate: int, fmt: str) -> list[list[bytes]]:
+    """Encode the concatenated ``parts`` once and cut the bytes into frames, per sentence.
+
+    PCM and WAV are cut on sample boundaries (the first WAV frame carries the header);
+    compressed formats in proportion to the audio each frame covers.
+    """
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    data = encode(samples, rate, fmt).data
+    total = len(samples)
+    header = len(data) - 2 * total if fmt in ("pcm", "wav") else 0
+    step = max(1, int(CHUNK_SECONDS * rate))
+
+    def offset(samples_done: int) -> int:
+        if fmt in ("pcm", "wav"):
+            return header + 2 * samples_done
+        return round(len(data) * samples_done / total) if total else len(data)
+
+    frames, done, last = [], 0, 0
+    for i, part in enumerate(parts):
+        n = max(1, math.ceil(len(part) / step))  # equal frames, no runt at the end
+        ends = [done + round(len(part) * k / n) for k in range(1, n + 1)]
+        done += len(part)
+        cuts = [offset(end) for end in ends]
+        if i == len(parts) - 1:
+            cuts[-1] = len(data)  # trailing container bytes belong to the last frame
+        chunks = []
+        for cut in cuts:
+            if cut > last:
+                chunks.append(data[last:cut])
+                last = cut
+        frames.append(chunks)
+    return frames

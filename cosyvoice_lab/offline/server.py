@@ -126,7 +126,7 @@ class Simulator:
         # Our own log line per request replaces aiohttp's access log.
         self._runner = web.AppRunner(make_app(self.state), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self._requested_port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, HOST, self._requested_port)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
@@ -138,6 +138,9 @@ class Simulator:
 
         async def shutdown():
             self.state.stopping.set()
+            # aiohttp would wait for open WebSockets until its shutdown timeout: close them
+            for sock in list(self.state.sockets):
+                await sock.close(code=1001, message=b"server shutdown")
             await self._runner.cleanup()
 
         try:

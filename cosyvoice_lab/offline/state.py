@@ -32,6 +32,7 @@ class State:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME))
     limiter: RateLimiter = field(default_factory=RateLimiter)
     request_log: list = field(default_factory=list)
+    sockets: set = field(default_factory=set)  # open WebSockets, closed on stop
     stopping: asyncio.Event | None = None  # set on stop, so hanging handlers let go at once
 
     def authorized(self, request: web.BaseRequest) -> bool:

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 
-import numpy as np
 from aiohttp import WSMsgType, web
 
 from .. import catalog
 from . import engine
-from .customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_RATE, ApiError, error_response,
-                            fault_error)
+from .customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_RATE, ApiError, drop_connection,
+                            error_response, fault_error)
 from .state import STATE, new_request_id
 
 MSG_NULL_TASK = "InvalidParameter: task can not be null"
@@ -37,25 +34,8 @@ MSG_ENGINE_418 = "[tts:]Engine return error code: 418"
 MSG_BAD_VOICE = "Request voice is invalid!"
 MSG_EMPTY_TEXT = "Please ensure input text is valid."
 MSG_SSML_LIMIT = "Text request limit violated, expected 1."
-CHUNK_SECONDS = 0.5  # audio per binary frame
-
-_SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)|[。！？；]+[”」』\"']?|\n+")
-_TAG = re.compile(r"<[^>]+>")
-
-
-def split_sentences(text: str) -> list[str]:
-    """``text`` cut after ``. ! ? ;`` (followed by a space or the end), ``。！？；`` and newlines."""
-    out, start = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        out.append(text[start:m.end()].strip())
-        start = m.end()
-    out.append(text[start:].strip())
-    return [s for s in out if s]
-
-
-def billable(text: str) -> int:
-    """Billed characters: CJK 2, others 1, SSML tags not counted."""
-    return catalog.billed_characters(_TAG.sub("", text) if text.lstrip().startswith("<speak") else text)
+# what a failed run-task counts as in request_log, by error code
+_STATUS = {"Throttling.RateQuota": 429, "InternalError": 500}
 
 
 class TaskFailed(Exception):
@@ -94,8 +74,8 @@ def check_parameters(params: dict) -> dict:
     if isinstance(rate, bool) or rate not in catalog.SYNTH_SAMPLE_RATES:
         raise _invalid("sample_rate")
     instruction = params.get("instruction")
-    if instruction is not None and (not isinstance(instruction, str)
-                                    or catalog.billed_characters(instruction) > catalog.SYNTH_INSTRUCTION_MAX):
+    if instruction is not None and not (isinstance(instruction, str) and catalog.billed_characters(
+            instruction) <= catalog.SYNTH_INSTRUCTION_MAX):  # CJK counts 2
         raise _invalid("instruction")
     hints = params.get("language_hints")
     return {
@@ -137,64 +117,6 @@ def _sentence(index: int, kind: str, text: str | None = None, characters: int | 
     return payload
 
 
-# --- audio framing -------------------------------------------------------------------------
-
-
-def _language_of(sentence: str, forced: str | None, default: str) -> str:
-    if forced in engine.LANGUAGE_VOICES:
-        return forced
-    if any(catalog.is_cjk(c) for c in sentence):
-        return "zh"
-    return "en" if any("a" <= c.lower() <= "z" for c in sentence) else default
-
-
-def render_task(sentences: list[str], settings: engine.VoiceSettings, params: dict) -> tuple[list, int]:
-    """Per-sentence float samples and the rate they are at (each sentence in its language)."""
-    rate = engine.encoding_rate(params["format"], params["sample_rate"])
-    variant = settings.voice.partition("+")[2]
-    default = "zh" if settings.voice.startswith("cmn") else "en"
-    out = []
-    for s in sentences:
-        voice = f"{engine.LANGUAGE_VOICES[_language_of(s, params['language'], default)]}+{variant}"
-        out.append(engine.render(s, engine.VoiceSettings(voice, settings.pitch, settings.range,
-                                                          settings.rate, settings.volume), rate))
-    return out, rate
-
-
-def frame_audio(parts: list[np.ndarray], rate: int, fmt: str) -> list[list[bytes]]:
-    """Encode the concatenated ``parts`` once and cut the bytes into frames, per sentence.
-
-    PCM and WAV are cut on sample boundaries (the first WAV frame carries the header);
-    compressed formats in proportion to the audio each frame covers.
-    """
-    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    data = engine.encode(samples, rate, fmt).data
-    total = len(samples)
-    header = len(data) - 2 * total if fmt in ("pcm", "wav") else 0
-    step = max(1, int(CHUNK_SECONDS * rate))
-
-    def offset(n: int) -> int:
-        if fmt in ("pcm", "wav"):
-            return header + 2 * n
-        return round(len(data) * n / total) if total else len(data)
-
-    frames, done, last = [], 0, 0
-    for i, part in enumerate(parts):
-        n = max(1, math.ceil(len(part) / step))  # equal frames, no runt at the end
-        ends = [done + round(len(part) * k / n) for k in range(1, n + 1)]
-        done += len(part)
-        cuts = [offset(n) for n in ends]
-        if i == len(parts) - 1:
-            cuts[-1] = len(data)  # trailing container bytes belong to the last frame
-        chunks = []
-        for cut in cuts:
-            if cut > last:
-                chunks.append(data[last:cut])
-                last = cut
-        frames.append(chunks)
-    return frames
-
-
 # --- the connection ------------------------------------------------------------------------
 
 
@@ -210,9 +132,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if fault.kind == "error":
             refusal = error_response(fault_error(fault.status), rid)
         elif fault.kind == "drop":
-            request.transport.close()
             state.record(started, "ws-connect", 0, rid, "GET")
-            return web.Response(status=499)
+            return drop_connection(request)
         else:
             await state.sleep(state.faults.hang_seconds)
     if refusal is not None:
@@ -221,10 +142,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024)
     await ws.prepare(request)
     state.record(started, "ws-connect", 101, rid, "GET")
+    state.sockets.add(ws)
     try:
         await Session(state, ws, request).run()
     except (ConnectionError, RuntimeError):
         pass  # the client went away mid-send: abort silently
+    finally:
+        state.sockets.discard(ws)
     return ws
 
 
@@ -295,8 +219,7 @@ class Session:
         try:
             task = await self._admit(task_id, payload)
         except TaskFailed as failure:
-            status = 429 if failure.code.startswith("Throttling") else 500 if failure.code == "InternalError" else 400
-            state.record(started, "run-task", status, rid, "WS")
+            state.record(started, "run-task", _STATUS.get(failure.code, 400), rid, "WS")
             await self._fail(failure, task_id)
             return
         state.record(started, "run-task", 200, rid, "WS")
@@ -346,7 +269,7 @@ class Session:
 
     @staticmethod
     def _add_text(task: Task, text: str) -> None:
-        count = billable(text)
+        count = engine.billable(text)
         if count > catalog.SYNTH_CONTINUE_MAX_CHARS:
             raise TaskFailed("InvalidParameter", f"Text too long: {count} characters in one request, "
                                                  f"the limit is {catalog.SYNTH_CONTINUE_MAX_CHARS}.")
@@ -365,27 +288,25 @@ class Session:
             task.texts = []  # SDK streaming_cancel(): no more audio, just task-finished
             await self._finished(task, 0)
             return
-        sentences = split_sentences("".join(task.texts))
+        sentences = engine.split_sentences("".join(task.texts))
         if not sentences:
             raise TaskFailed("InvalidParameter", MSG_EMPTY_TEXT)
         loop = asyncio.get_running_loop()
         frames = await loop.run_in_executor(None, self._synthesize, sentences, task)
         characters = 0
         for index, (sentence, chunks) in enumerate(zip(sentences, frames)):
-            if self.task is not task:
-                return
-            characters += billable(sentence)
+            characters += engine.billable(sentence)
             await self._send_sentence(task, index, sentence, chunks, characters)
             if task.drop_midway:  # injected fault: gone without task-finished
-                self.request.transport.close()
+                drop_connection(self.request)
                 return
         await self._finished(task, characters)
         self.state.record(started, "finish-task", 200, new_request_id(), "WS")
 
     @staticmethod
     def _synthesize(sentences: list[str], task: Task) -> list[list[bytes]]:
-        parts, rate = render_task(sentences, task.settings, task.params)
-        return frame_audio(parts, rate, task.params["format"])
+        parts, rate = engine.render_task(sentences, task.settings, task.params)
+        return engine.frame_audio(parts, rate, task.params["format"])
 
     async def _send_sentence(self, task: Task, index: int, sentence: str, chunks: list, characters: int):
         send = self.ws.send_str

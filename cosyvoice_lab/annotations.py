@@ -1,0 +1,217 @@
+"""What people add to takes — ratings, choices, tags, notes, listening — and synthesised
+utterances: the parts of ``ExperimentLog`` beyond the request/outcome write path.
+
+Every annotation updates the take's current value *and* appends a dated event to the
+``annotations`` table in the same transaction. The current values are a cache of the
+history: ``replay`` recomputes them from the events, which is how bundles from teammates
+merge (events are keyed by a global id, so merging twice adds nothing).
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import numbers
+import uuid
+from collections.abc import Iterable
+
+from . import logframe
+from .audio import Audio
+from .errors import LogError
+from .logdb import LogDatabase
+from .logstore import TakeNotFound, check_rating, clean_tag, dumps_or_null
+from .take import Take, iso, now_utc
+
+ACTIONS = ("rate", "choose", "unchoose", "tag", "untag", "note", "played")
+
+
+def _author() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers; the history still records the time
+        return None
+
+
+def apply_events(events: Iterable[tuple[str, str | None]]) -> dict:
+    """The annotation values after ``(action, value)`` events, oldest first, from a fresh take.
+
+    Returns:
+        ``{"rating", "chosen", "tags", "notes", "played"}`` as the takes table stores them.
+    """
+    rating, chosen, tags, notes, played = None, False, [], "", False
+    for action, value in events:
+        if action == "rate":
+            rating = int(value) if value is not None else None
+        elif action in ("choose", "unchoose"):
+            chosen = action == "choose"
+        elif action == "tag" and value not in tags:
+            tags.append(value)
+        elif action == "untag" and value in tags:
+            tags.remove(value)
+        elif action == "note":
+            notes = value or ""
+        elif action == "played":
+            played = True
+    return {"rating": rating, "chosen": int(chosen), "tags": dumps_or_null(tags), "notes": notes,
+            "played": int(played)}
+
+
+def replay(conn, take_ids: Iterable[str]) -> None:
+    """Recompute the annotation columns of ``take_ids`` from their history (inside a transaction)."""
+    for take_id in take_ids:
+        events = conn.execute("SELECT action, value FROM annotations WHERE take_id = ? "
+                              "ORDER BY at, annotation_id", (take_id,)).fetchall()
+        values = apply_events(events)
+        conn.execute(f"UPDATE takes SET {', '.join(f'{k} = ?' for k in values)} WHERE take_id = ?",
+                     [*values.values(), take_id])
+
+
+class Annotations(LogDatabase):
+    """Mixin of ``ExperimentLog``: annotations with a history."""
+
+    def rate(self, take_id: str, rating: int | None) -> Take:
+        """Rate a take 1-5 (None clears the rating).
+
+        Raises:
+            ValueError: not an integer from 1 to 5. TakeNotFound: no such take.
+        """
+        rating = check_rating(rating)
+        return self._annotate(take_id, lambda tags, notes: (
+            {"rating": rating}, [("rate", None if rating is None else str(rating))]))
+
+    def choose(self, take_id: str) -> Take:
+        """Mark a take chosen (a keeper). Raises TakeNotFound if missing."""
+        return self._annotate(take_id, lambda tags, notes: ({"chosen": 1}, [("choose", None)]))
+
+    def unchoose(self, take_id: str) -> Take:
+        """Clear a take's chosen mark. Raises TakeNotFound if missing."""
+        return self._annotate(take_id, lambda tags, notes: ({"chosen": 0}, [("unchoose", None)]))
+
+    def tag(self, take_id: str, *tags: str) -> Take:
+        """Add tags (stripped, 1-64 printable characters; duplicates ignored).
+
+        Raises:
+            ValueError: a bad tag. TakeNotFound: no such take.
+        """
+        wanted = [clean_tag(t) for t in tags]
+
+        def change(current, notes):
+            added = [t for t in dict.fromkeys(wanted) if t not in current]
+            return {"tags": dumps_or_null(current + added)}, [("tag", t) for t in added]
+
+        return self._annotate(take_id, change)
+
+    def untag(self, take_id: str, *tags: str) -> Take:
+        """Remove tags (absent ones are ignored). Raises TakeNotFound if missing."""
+        unwanted = {clean_tag(t) for t in tags}
+
+        def change(current, notes):
+            removed = [t for t in current if t in unwanted]
+            kept = [t for t in current if t not in unwanted]
+            return {"tags": dumps_or_null(kept)}, [("untag", t) for t in removed]
+
+        return self._annotate(take_id, change)
+
+    def note(self, take_id: str, text: str) -> Take:
+        """Set a take's notes to ``text`` (the history keeps earlier notes).
+
+        Raises:
+            TypeError: text is not a string. TakeNotFound: no such take.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"a note must be a string, got {type(text).__name__}")
+        return self._annotate(take_id, lambda tags, notes: ({"notes": text}, [("note", text)]))
+
+    def mark_played(self, *take_ids: str) -> None:
+        """Record that these takes were listened to (played, whether chosen or not).
+
+        Raises:
+            TakeNotFound: one of them is missing (then none is marked).
+        """
+        with self._tx() as conn:
+            for take_id in take_ids:
+                if conn.execute("UPDATE takes SET played = 1 WHERE take_id = ?", (take_id,)).rowcount != 1:
+                    raise TakeNotFound(self.path, f"no take {take_id!r} in this log")
+                self._insert_events(conn, take_id, [("played", None)])
+
+    def history(self, take_id: str | None = None):
+        """The annotation history (all takes, or one) as a DataFrame, oldest first:
+        annotation_id, take_id, at (UTC), action, value, author."""
+        spec = logframe.HISTORY_FRAME
+        where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
+        rows = self._query(f"SELECT {logframe.select_list(spec)} FROM annotations{where} "
+                           f"ORDER BY at, annotation_id", params)
+        return logframe.build(rows, spec, self.folder)
+
+    def _annotate(self, take_id: str, change) -> Take:
+        """Apply ``change(tags, notes) -> (column values, events)`` to a take in one transaction."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT tags, notes FROM takes WHERE take_id = ?", (take_id,)).fetchone()
+            if row is None:
+                raise TakeNotFound(self.path, f"no take {take_id!r} in this log")
+            values, events = change(json.loads(row[0] or "[]"), row[1])
+            self._insert_events(conn, take_id, events)
+            return self._update(conn, take_id, values)
+
+    def _insert_events(self, conn, take_id: str, events) -> None:
+        at, author = iso(now_utc()), _author()
+        conn.executemany("INSERT INTO annotations (annotation_id, take_id, at, action, value, author) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [(uuid.uuid4().hex, take_id, at, action, value, author) for action, value in events])
+
+
+class Utterances(LogDatabase):
+    """Mixin of ``ExperimentLog``: speech synthesised with a take's voice."""
+
+    def add_utterance(self, take_id: str, *, text: str, params: dict, characters: int,
+                      cost_cny: float, audio: Audio, request_id: str | None = None) -> str:
+        """Record an utterance spoken with a take's voice; its audio goes to the store first.
+
+        Args:
+            params: the synthesis parameters (JSON-serialisable). characters: billed characters.
+            cost_cny: estimated cost.
+
+        Returns:
+            the new utterance id.
+
+        Raises:
+            TakeNotFound: no such take. TypeError / ValueError: bad arguments.
+        """
+        if not isinstance(characters, numbers.Integral) or characters < 0:
+            raise ValueError(f"characters must be a non-negative integer, got {characters!r}")
+        if not isinstance(cost_cny, numbers.Real) or cost_cny < 0:
+            raise ValueError(f"cost_cny must be a non-negative number, got {cost_cny!r}")
+        params_json = json.dumps(dict(params), ensure_ascii=False, separators=(",", ":"))
+        self.get(take_id)  # fail before storing audio for a take that is not here
+        stored = self._store_audio(audio)
+        utterance_id = uuid.uuid4().hex
+        row = {"utterance_id": utterance_id, "take_id": take_id, "created_at": iso(now_utc()), "text": text,
+               "params": params_json, "characters": int(characters), "cost_cny": float(cost_cny),
+               "request_id": request_id, **stored}
+        with self._tx() as conn:
+            conn.execute(f"INSERT INTO utterances ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         list(row.values()))
+        return utterance_id
+
+    def utterances(self, take_id: str | None = None):
+        """Utterances (all, or of one take) as a DataFrame, oldest first."""
+        spec = logframe.UTTERANCE_FRAME
+        where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
+        rows = self._query(f"SELECT {logframe.select_list(spec)} FROM utterances{where} "
+                           f"ORDER BY created_at, rowid", params)
+        return logframe.build(rows, spec, self.folder)
+
+    def utterance_audio(self, utterance_id: str) -> Audio:
+        """The recording of an utterance.
+
+        Raises:
+            TakeNotFound: no such utterance. LogError: its audio file is missing.
+        """
+        rows = self._query("SELECT audio_file, audio_format, audio_sample_rate FROM utterances "
+                           "WHERE utterance_id = ?", (utterance_id,))
+        if not rows:
+            raise TakeNotFound(self.path, f"no utterance {utterance_id!r} in this log")
+        audio_file, fmt, rate = rows[0]
+        path = self.folder / audio_file
+        if not path.is_file():
+            raise LogError(path, f"the audio of utterance {utterance_id} is missing")
+        return Audio(path.read_bytes(), fmt, rate)

@@ -1,0 +1,298 @@
+"""Blind listening, as pure objects: a shuffled order with a recorded seed, anonymous labels,
+ratings, and the reveal summary (mean rating per model and per prompt).
+
+No widgets here: ``widgets.board.ComparisonBoard`` is a thin shell over :class:`BlindSession`.
+
+What goes into the experiment log (the board writes it; these objects say what):
+
+- every take in the session gets the tag ``blind:<session_id>`` (:attr:`BlindSession.tag`), so
+  ``log.to_dataframe(tag="blind:<session_id>")`` finds the session again;
+- every take's notes get one appended line, :meth:`BlindSession.note_for`:
+  ``blind <session_id>: seed <seed>, label C, position 3/8`` — enough to rebuild the exact order
+  (:meth:`BlindSession.from_log`), since the order is ``seed`` applied to the sorted take ids;
+- ratings go to the log as ordinary ratings (the annotation history timestamps them).
+
+Usage::
+
+    session = BlindSession.start([t.take_id for t in takes], seed=1234)
+    session.label(take_id)          # "C"
+    session.rate(take_id, 4)
+    summary = session.summary(takes)
+    summary.per_model               # {"cosyvoice-v3.5-plus": Mean(mean=4.0, n=1), ...}
+"""
+from __future__ import annotations
+
+import html
+import random
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+TAG_PREFIX = "blind:"
+_NOTE_RE = re.compile(r"^blind (?P<session>\S+): seed (?P<seed>\d+), label (?P<label>[A-Z]+), "
+                      r"position (?P<pos>\d+)/(?P<n>\d+)$", re.MULTILINE)
+
+
+def anonymous_label(index: int) -> str:
+    """Spreadsheet-style labels: 0 → "A", 25 → "Z", 26 → "AA", 27 → "AB" …
+
+    Raises:
+        ValueError: a negative index.
+    """
+    if index < 0:
+        raise ValueError(f"a label index must be >= 0, got {index}")
+    label = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        label = chr(ord("A") + rest) + label
+    return label
+
+
+def shuffled(take_ids: Iterable[str], seed: int) -> list[str]:
+    """The presentation order for ``take_ids`` under ``seed``.
+
+    The ids are sorted first, so the order depends only on the set of takes and the seed,
+    never on the order a caller happened to pass them in.
+    """
+    order = sorted(dict.fromkeys(take_ids))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+@dataclass(frozen=True)
+class Mean:
+    """A mean rating and how many ratings it averages (``mean`` is None when ``n`` is 0)."""
+
+    mean: float | None
+    n: int
+
+
+def _mean(values: Sequence[int]) -> Mean:
+    return Mean(sum(values) / len(values) if values else None, len(values))
+
+
+@dataclass(frozen=True)
+class RevealRow:
+    """One take as the reveal shows it."""
+
+    label: str
+    take_id: str
+    model: str
+    prompt_index: int
+    prompt: str
+    rating: int | None
+
+
+@dataclass(frozen=True)
+class RevealSummary:
+    """What blind listening found: the labels uncovered and mean ratings.
+
+    Attributes:
+        rows: every take in presentation order, with its label, model, prompt and rating.
+        per_model: model → Mean (in order of first appearance of the model).
+        per_prompt: prompt index → Mean (prompts numbered in order of first appearance).
+        prompts: prompt index → prompt text.
+        seed, session_id: the session's identity.
+    """
+
+    rows: tuple[RevealRow, ...]
+    per_model: dict[str, Mean]
+    per_prompt: dict[int, Mean]
+    prompts: dict[int, str]
+    seed: int
+    session_id: str
+
+    @property
+    def rated(self) -> int:
+        return sum(r.rating is not None for r in self.rows)
+
+    def best_model(self) -> str | None:
+        """The model with the highest mean rating (None if nothing was rated)."""
+        rated = [(m.mean, name) for name, m in self.per_model.items() if m.n]
+        return max(rated)[1] if rated else None
+
+    def to_text(self) -> str:
+        """A plain-text summary (what ``print`` shows)."""
+        lines = [f"blind session {self.session_id} (seed {self.seed}): {self.rated}/{len(self.rows)} rated"]
+        lines += [f"  {name}: {_fmt(m)}" for name, m in self.per_model.items()]
+        lines += [f"  prompt {i}: {_fmt(m)} — {_short(self.prompts[i])}" for i, m in self.per_prompt.items()]
+        return "\n".join(lines)
+
+    __str__ = to_text
+
+    def html(self) -> str:
+        """Mean rating per model and per prompt, then the uncovered labels, as HTML tables."""
+        esc = html.escape
+        models = "".join(f"<tr><td>{esc(name)}</td><td>{_fmt(m)}</td></tr>" for name, m in self.per_model.items())
+        prompts = "".join(f"<tr><td>{i}. {esc(_short(self.prompts[i], 60))}</td><td>{_fmt(m)}</td></tr>"
+                          for i, m in self.per_prompt.items())
+        labels = "".join(f"<tr><td><b>{esc(r.label)}</b></td><td>{esc(r.model)}</td><td>{r.prompt_index}</td>"
+                         f"<td>{'★' * r.rating if r.rating else '—'}</td><td><code>{esc(r.take_id[:8])}</code></td></tr>"
+                         for r in self.rows)
+        return (f"<div class='cosyvoice-reveal'><p><b>Revealed</b> — blind session <code>{esc(self.session_id)}</code>, "
+                f"seed {self.seed}; {self.rated}/{len(self.rows)} takes rated.</p>"
+                f"<table><tr><th>model</th><th>mean rating</th></tr>{models}</table>"
+                f"<table><tr><th>prompt</th><th>mean rating</th></tr>{prompts}</table>"
+                f"<table><tr><th>label</th><th>model</th><th>prompt</th><th>rating</th><th>take</th></tr>"
+                f"{labels}</table></div>")
+
+
+def _fmt(m: Mean) -> str:
+    return f"{m.mean:.2f} (n={m.n})" if m.n else "not rated"
+
+
+def _short(text: str, n: int = 48) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@dataclass
+class BlindSession:
+    """One blind listening session over a set of takes.
+
+    Build it with :meth:`start` (a fresh seed unless given) or :meth:`from_log`. Ratings are
+    collected with :meth:`rate`; :meth:`summary` uncovers the labels.
+
+    Attributes:
+        order: take ids in presentation order.
+        seed: the shuffle seed (recorded in the log with every take).
+        session_id: identifies the session in the log (tag ``blind:<session_id>``).
+        ratings: take id → rating given during this session.
+        revealed: True once :meth:`reveal` was called.
+    """
+
+    order: tuple[str, ...]
+    seed: int
+    session_id: str
+    ratings: dict[str, int] = field(default_factory=dict)
+    revealed: bool = False
+
+    @classmethod
+    def start(cls, take_ids: Iterable[str], *, seed: int | None = None,
+              session_id: str | None = None) -> "BlindSession":
+        """A new session: ``take_ids`` shuffled under ``seed`` (a random 32-bit seed if None).
+
+        Raises:
+            ValueError: no takes, or a negative seed.
+        """
+        ids = list(dict.fromkeys(take_ids))
+        if not ids:
+            raise ValueError("a blind session needs at least one take to listen to")
+        seed = secrets.randbits(32) if seed is None else int(seed)
+        if seed < 0:
+            raise ValueError(f"a seed must be >= 0, got {seed}")
+        return cls(tuple(shuffled(ids, seed)), seed, session_id or uuid.uuid4().hex[:8])
+
+    @classmethod
+    def from_log(cls, takes: Iterable, session_id: str) -> "BlindSession":
+        """Rebuild a recorded session from takes carrying its tag and note.
+
+        Args:
+            takes: Take-like objects with ``take_id``, ``tags``, ``notes`` and ``rating``.
+            session_id: the session to rebuild.
+
+        Raises:
+            ValueError: no take carries the session, or its notes disagree on the seed.
+        """
+        mine = [t for t in takes if TAG_PREFIX + session_id in (t.tags or ())]
+        seeds = {int(m["seed"]) for t in mine for m in _NOTE_RE.finditer(t.notes or "")
+                 if m["session"] == session_id}
+        if not mine or len(seeds) != 1:
+            raise ValueError(f"no consistent record of blind session {session_id!r} in these takes "
+                             f"({len(mine)} tagged, seeds found: {sorted(seeds)})")
+        session = cls.start([t.take_id for t in mine], seed=seeds.pop(), session_id=session_id)
+        session.ratings = {t.take_id: t.rating for t in mine if t.rating is not None}
+        return session
+
+    # --- labels and records ---------------------------------------------------------------
+    @property
+    def tag(self) -> str:
+        """The tag every take of this session carries in the log."""
+        return TAG_PREFIX + self.session_id
+
+    def label(self, take_id: str) -> str:
+        """The anonymous label of a take ("A", "B", …) in presentation order.
+
+        Raises:
+            KeyError: the take is not in this session.
+        """
+        try:
+            return anonymous_label(self.order.index(take_id))
+        except ValueError:
+            raise KeyError(f"take {take_id!r} is not in blind session {self.session_id}") from None
+
+    def note_for(self, take_id: str) -> str:
+        """The line recorded in a take's notes: session, seed, label and position."""
+        position = self.order.index(take_id) + 1
+        return (f"blind {self.session_id}: seed {self.seed}, label {self.label(take_id)}, "
+                f"position {position}/{len(self.order)}")
+
+    @staticmethod
+    def append_note(existing: str | None, line: str) -> str:
+        """Notes with ``line`` appended (once), keeping what was there."""
+        existing = (existing or "").rstrip("\n")
+        if line in existing.splitlines():
+            return existing
+        return f"{existing}\n{line}" if existing else line
+
+    # --- ratings and reveal ----------------------------------------------------------------
+    def rate(self, take_id: str, rating: int | None) -> None:
+        """Record a rating (1-5; None clears it).
+
+        Raises:
+            KeyError: the take is not in this session. ValueError: a rating outside 1-5.
+        """
+        self.label(take_id)
+        if rating is None:
+            self.ratings.pop(take_id, None)
+            return
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise ValueError(f"a rating must be an integer from 1 to 5, got {rating!r}")
+        self.ratings[take_id] = rating
+
+    @property
+    def unrated(self) -> list[str]:
+        """Labels of the takes not yet rated, in presentation order."""
+        return [self.label(t) for t in self.order if t not in self.ratings]
+
+    def reveal(self, takes: Iterable, prompts: Sequence[str] | None = None) -> RevealSummary:
+        """Mark the session revealed and return its :meth:`summary`."""
+        self.revealed = True
+        return self.summary(takes, prompts)
+
+    def summary(self, takes: Iterable, prompts: Sequence[str] | None = None) -> RevealSummary:
+        """Mean rating per model and per prompt, from the ratings given in this session.
+
+        Args:
+            takes: Take-like objects (``take_id``, ``model``, ``prompt``) covering the session.
+            prompts: the prompt order to number by (prompts not in it, or all when None, are
+                numbered in order of first appearance in ``takes``); indices are 0-based, as
+                ``Comparison.df`` numbers them. Models are listed in order of first appearance.
+
+        Raises:
+            KeyError: a take of the session is missing from ``takes``.
+        """
+        given = list(takes)
+        by_id = {t.take_id: t for t in given}
+        missing = [t for t in self.order if t not in by_id]
+        if missing:
+            raise KeyError(f"takes missing from the summary: {missing}")
+        ids = set(self.order)
+        mine = [t for t in given if t.take_id in ids]
+        prompt_order = list(dict.fromkeys([*(prompts or ()), *(t.prompt for t in mine)]))
+        index = {p: i for i, p in enumerate(prompt_order)}
+        rows = tuple(RevealRow(self.label(i), i, by_id[i].model, index[by_id[i].prompt], by_id[i].prompt,
+                               self.ratings.get(i)) for i in self.order)
+        models = list(dict.fromkeys(t.model for t in mine))
+        per_model = {m: _mean([r.rating for r in rows if r.model == m and r.rating is not None]) for m in models}
+        used = sorted({r.prompt_index for r in rows})
+        per_prompt = {i: _mean([r.rating for r in rows if r.prompt_index == i and r.rating is not None])
+                      for i in used}
+        return RevealSummary(rows, per_model, per_prompt, {i: prompt_order[i] for i in used}, self.seed, self.session_id)
+
+
+def played_not_chosen(takes: Iterable) -> list:
+    """Takes that were listened to but not chosen (what a design session passed over)."""
+    return [t for t in takes if t.played and not t.chosen]

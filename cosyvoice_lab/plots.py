@@ -1,0 +1,143 @@
+"""Figures of recordings and comparisons (matplotlib, imported only when a plot is drawn).
+
+Each function returns a matplotlib ``Figure`` and closes it in pyplot, so a notebook shows it
+once (as the cell's value) and a loop of plots does not pile up open figures.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from . import catalog
+from .analysis import HOP_S, PITCH_CEILING_HZ, PITCH_FLOOR_HZ, _samples
+
+_LABEL_MAX = 28  # characters of a prompt shown as a tick label
+
+
+def _figure(nrows: int = 1, **kw):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, 1, **kw)
+    plt.close(fig)  # returned, not shown by pyplot: displayed once, as the cell's value
+    return fig, axes
+
+
+@lru_cache(maxsize=1)
+def _cjk_font() -> str | None:
+    """A installed font that draws Chinese, if any (the default DejaVu Sans does not)."""
+    from matplotlib import font_manager
+
+    for font in font_manager.fontManager.ttflist:
+        if any(k in font.name for k in ("CJK", "WenQuanYi", "Hei", "Song", "Ming", "Kai")):
+            return font.name
+    return None
+
+
+def _labels(prompts: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Tick labels for prompts: shortened text, or P1, P2 ... when Chinese cannot be drawn.
+
+    Returns the labels and a key mapping each numbered label to its prompt.
+    """
+    if any(catalog.is_cjk(c) for p in prompts for c in p) and _cjk_font() is None:
+        labels = [f"P{i + 1}" for i in range(len(prompts))]
+        return labels, dict(zip(labels, prompts))
+    short = [p if len(p) <= _LABEL_MAX else p[:_LABEL_MAX - 1] + "…" for p in prompts]
+    return short, {}
+
+
+def _frame(data):
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    return pd.DataFrame([d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in data])
+
+
+def plot_take(audio, *, title: str | None = None, sample_rate: int | None = None, max_hz: float = 5000):
+    """Spectrogram of one take above its pitch contour.
+
+    Args:
+        audio: an Audio, or a float array with ``sample_rate``.
+        title: figure title.
+        max_hz: top of the spectrogram's frequency axis.
+
+    Returns:
+        matplotlib Figure with two axes (spectrogram, F0 in Hz over time).
+    """
+    import parselmouth
+    from scipy.signal import spectrogram
+
+    x, sr = _samples(audio, sample_rate)
+    fig, (top, bottom) = _figure(2, figsize=(9, 5), sharex=True, constrained_layout=True)
+    if len(x) >= 256:
+        f, t, s = spectrogram(x, sr, nperseg=int(0.025 * sr), noverlap=int(0.015 * sr))
+        top.pcolormesh(t, f, 10 * np.log10(s + 1e-12), shading="auto", cmap="magma")
+    top.set_ylim(0, min(max_hz, sr / 2))
+    top.set_ylabel("frequency (Hz)")
+    try:
+        pitch = parselmouth.Sound(x, sr).to_pitch_ac(time_step=HOP_S, pitch_floor=PITCH_FLOOR_HZ,
+                                                     pitch_ceiling=PITCH_CEILING_HZ)
+        f0 = pitch.selected_array["frequency"]
+        bottom.plot(pitch.xs(), np.where(f0 > 0, f0, np.nan), ".", markersize=2)
+    except parselmouth.PraatError:
+        pass  # too short for pitch: an empty contour says so
+    bottom.set_ylabel("F0 (Hz)")
+    bottom.set_xlabel("time (s)")
+    bottom.set_xlim(0, max(len(x) / sr, HOP_S))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_pitch_rate(data, *, color_by: str = "target_model"):
+    """Median F0 against speaking rate, one point per take, coloured by ``color_by``.
+
+    Args:
+        data: a DataFrame (or list of dicts/Measurements) with ``median_f0_hz``,
+            ``speaking_rate`` and, optionally, ``rate_unit`` and the ``color_by`` column.
+        color_by: the column naming each point's group, e.g. the model.
+
+    Returns:
+        matplotlib Figure.
+    """
+    frame = _frame(data)
+    fig, ax = _figure(figsize=(6, 4.5), constrained_layout=True)
+    groups = frame.groupby(color_by, sort=True) if color_by in frame else [("all takes", frame)]
+    for name, part in groups:
+        ax.scatter(part["speaking_rate"], part["median_f0_hz"], label=str(name), alpha=0.8)
+    units = sorted(frame["rate_unit"].dropna().unique()) if "rate_unit" in frame else []
+    ax.set_xlabel(f"speaking rate ({', '.join(units) or 'units/s'})")
+    ax.set_ylabel("median F0 (Hz)")
+    ax.legend(title=color_by if color_by in frame else None)
+    return fig
+
+
+def plot_measure_by_prompt(data, measure: str = "median_f0_hz", *, by: str = "voice_prompt"):
+    """Box plot of one measure per prompt (or per any column ``by``).
+
+    Args:
+        data: a DataFrame (or list of dicts) with ``measure`` and ``by`` columns.
+        measure: the column to plot, e.g. ``median_f0_hz``, ``speaking_rate``, ``loudness_lufs``.
+        by: the grouping column.
+
+    Returns:
+        matplotlib Figure. When Chinese prompts cannot be drawn (no CJK font), ticks read
+        P1, P2 ... and ``fig.prompt_key`` maps them to the prompts.
+
+    Raises:
+        KeyError: when ``measure`` or ``by`` is not a column.
+    """
+    frame = _frame(data)
+    for column in (measure, by):
+        if column not in frame:
+            raise KeyError(f"no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+    names = list(dict.fromkeys(frame[by]))
+    values = [frame.loc[frame[by] == n, measure].dropna().to_numpy(float) for n in names]
+    labels, key = _labels([str(n) for n in names])
+    fig, ax = _figure(figsize=(max(5, 1.2 * len(names) + 2), 4.5), constrained_layout=True)
+    ax.boxplot(values, showmeans=True)
+    ax.set_xticks(range(1, len(names) + 1), labels, rotation=20 if len(names) > 3 else 0, ha="right")
+    ax.set_ylabel(measure)
+    fig.prompt_key = key
+    return fig

@@ -1,0 +1,15 @@
+"""Notebook widgets (ipywidgets 8), thin shells over the pure core.
+
+- :class:`PromptBuilder` — assemble a prompt from its dimensions, check it as you type, design
+  candidates in the background and judge them on result cards.
+- :class:`ComparisonBoard` — prompts × models × repeats side by side, with a blind mode.
+- :class:`LogBrowser` — filter, page, hear, annotate and re-run any take in the log.
+"""
+from __future__ import annotations
+
+from .board import ComparisonBoard
+from .browser import LogBrowser
+from .builder import PromptBuilder
+from .cards import TakeCard
+
+__all__ = ["ComparisonBoard", "LogBrowser", "PromptBuilder", "TakeCard"]

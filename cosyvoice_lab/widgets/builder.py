@@ -1,0 +1,403 @@
+"""PromptBuilder: assemble a voice prompt from choices, check it as you type, design in the background.
+
+A thin shell: rendering is ``PromptSpec.render``, validation is ``VoiceDesign.problems()`` /
+``warnings()`` (through ``Lab.make_design``), designing is ``Lab.run_design``, and the prompt
+box's "edited by hand" state is the pure :class:`PromptDraft`. The widget only wires events.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import ipywidgets as widgets
+from traitlets import validate
+
+from .. import catalog
+from ..lab import DEFAULT_PREVIEW
+from ..prompts import DIMENSIONS, PRESETS, PromptSpec, options
+from .cards import ErrorBox, TakeCard, guarded
+
+BOTH = "both"
+MAX_CANDIDATES = 8  # a UI bound for one click (each candidate is one stored voice), not a service limit
+LANGUAGE_OPTIONS = (("English", "en"), ("中文", "zh"))
+
+
+# --- pure pieces --------------------------------------------------------------------------------
+class PromptDraft:
+    """The prompt box: the latest rendering of the choices, and the text the box holds.
+
+    The text follows the rendering until someone edits it by hand; from then on new renderings
+    are remembered but not shown, until :meth:`rerender`.
+    """
+
+    def __init__(self, rendered: str = ""):
+        self.rendered = rendered
+        self.text = rendered
+
+    @property
+    def edited(self) -> bool:
+        """True when the text differs from the latest rendering (edited by hand)."""
+        return self.text != self.rendered
+
+    def render(self, rendered: str) -> str:
+        """A new rendering arrived; returns the text the box should hold."""
+        follow = not self.edited
+        self.rendered = rendered
+        if follow:
+            self.text = rendered
+        return self.text
+
+    def type(self, text: str) -> None:
+        """The user typed ``text``."""
+        self.text = text
+
+    def rerender(self) -> str:
+        """Drop the hand edits; returns the rendering."""
+        self.text = self.rendered
+        return self.text
+
+
+def render_spec(spec: PromptSpec, language: str) -> str:
+    """The spec's prompt; an empty spec renders to "" (a blank box to type in)."""
+    return spec.render(language) if any(spec.to_dict().values()) else ""
+
+
+def counters_text(prompt: str, preview: str) -> str:
+    """"prompt n/500 · preview n/200" (limits from the catalog)."""
+    return f"prompt {len(prompt)}/{catalog.VOICE_PROMPT_MAX} · preview {len(preview)}/{catalog.PREVIEW_TEXT_MAX}"
+
+
+def check_designs(lab, prompt: str, *, preview_text: str, models, prefix: str):
+    """The designs one click would send, with every problem and warning.
+
+    Returns:
+        (designs, problems, warnings): one VoiceDesign per model; problem and warning texts
+        (deduplicated, each naming its field).
+    """
+    designs, problems, warnings = [], [], []
+    for model in models:
+        design, _ = lab.make_design(prompt, preview_text=preview_text or None, model=model, prefix=prefix)
+        designs.append(design)
+        problems += [str(p) for p in design.problems()]
+        warnings += design.warnings()
+    return designs, list(dict.fromkeys(problems)), list(dict.fromkeys(warnings))
+
+
+def preset_label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+class PresetDropdown(widgets.Dropdown):
+    """The preset chooser; accepts a preset's label ("audiobook narrator") or its key."""
+
+    @validate("value")
+    def _validate_value(self, proposal):
+        if isinstance(proposal.value, str):
+            proposal["value"] = proposal.value.strip().replace(" ", "_")
+        return super()._validate_value(proposal)
+
+
+# --- the widget ---------------------------------------------------------------------------------
+class PromptBuilder(widgets.VBox):
+    """Build a voice prompt from its dimensions and design candidates without leaving the notebook.
+
+    Args:
+        lab: the Lab to design with (its defaults fill prefix, model and preview text).
+        preset: a key of ``prompts.PRESETS`` to start from (default: nothing chosen).
+        language: 'en' or 'zh', the language of the rendered prompt.
+        experiment: the experiment the takes are logged under.
+
+    Attributes (the controls, for code and tests): ``preset``, ``dimensions`` (dimension →
+    Dropdown), ``free_text``, ``language``, ``prompt`` (editable Textarea), ``rerender_button``,
+    ``counters``, ``messages``, ``model`` ('cosyvoice-v3.5-plus', 'cosyvoice-v3.5-flash' or
+    'both'), ``candidates``, ``prefix``, ``preview_text``, ``experiment``, ``design_button``,
+    ``progress``, ``status`` (a Label), ``errors`` (an ErrorBox), ``results`` (the cards' box),
+    ``cards`` and ``takes`` (what this builder designed).
+    """
+
+    def __init__(self, lab, *, preset: str | None = None, language: str = "en",
+                 experiment: str = "prompt-builder"):
+        self.lab = lab
+        self.cards: list[TakeCard] = []
+        self.takes: list = []
+        self._draft = PromptDraft()
+        self._syncing = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.errors = ErrorBox()
+        self._build_controls(language, experiment)
+        super().__init__(self._layout())
+        self.add_class("cosyvoice-prompt-builder")
+        self._wire()
+        if preset:
+            self.preset.value = preset
+        self._render()
+
+    # --- construction ------------------------------------------------------------------------
+    def _build_controls(self, language: str, experiment: str) -> None:
+        wide = widgets.Layout(width="98%")
+        self.preset = PresetDropdown(options=[("— custom —", "")] + [(preset_label(k), k) for k in PRESETS],
+                                     value="", description="preset")
+        self.language = widgets.ToggleButtons(options=LANGUAGE_OPTIONS, value=language, description="language",
+                                              style={"button_width": "6em"})
+        self.dimensions = {d: widgets.Dropdown(options=self._dimension_options(d, language), value="",
+                                               description=d, layout=widgets.Layout(width="18em"),
+                                               style={"description_width": "6.5em"})
+                           for d in DIMENSIONS}
+        self.free_text = widgets.Text(description="free text", placeholder="anything else, appended as written",
+                                      layout=wide)
+        self.prompt = widgets.Textarea(description="prompt", layout=widgets.Layout(width="98%", height="5em"))
+        self.rerender_button = widgets.Button(description="re-render", icon="refresh", disabled=True,
+                                              tooltip="replace your edits with the rendering of the choices")
+        self.edited_note = widgets.HTML()
+        self.counters = widgets.HTML()
+        self.messages = widgets.HTML()
+        models = [(short, m) for m in catalog.COMPARE_MODELS for short in [m.rsplit("-", 1)[-1]]]
+        self.model = widgets.ToggleButtons(options=models + [(BOTH, BOTH)], description="model",
+                                           value=self.lab.model if self.lab.model in catalog.COMPARE_MODELS
+                                           else catalog.COMPARE_MODELS[0], style={"button_width": "5em"})
+        self.candidates = widgets.BoundedIntText(value=2, min=1, max=MAX_CANDIDATES, description="candidates",
+                                                 tooltip="candidates per model", layout=widgets.Layout(width="12em"))
+        self.prefix = widgets.Text(value=self.lab.prefix, description="prefix", layout=widgets.Layout(width="14em"))
+        self.preview_text = widgets.Textarea(value=self.lab.preview_text or DEFAULT_PREVIEW[language],
+                                             description="preview", placeholder=DEFAULT_PREVIEW[language],
+                                             layout=widgets.Layout(width="98%", height="3.5em"))
+        self.experiment = widgets.Text(value=experiment, description="experiment", layout=widgets.Layout(width="20em"))
+        self.design_button = widgets.Button(description="Design", button_style="primary", icon="magic")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="12em"))
+        self.status = widgets.Label("")
+        self.results = widgets.VBox()
+
+    def _layout(self) -> list:
+        dims = list(self.dimensions.values())
+        grid = widgets.GridBox(dims, layout=widgets.Layout(grid_template_columns="repeat(3, 19em)"))
+        return [
+            widgets.HBox([self.preset, self.language]), grid, self.free_text, self.prompt,
+            widgets.HBox([self.rerender_button, self.edited_note]), self.preview_text,
+            self.counters, self.messages,
+            widgets.HBox([self.model, self.candidates]), widgets.HBox([self.prefix, self.experiment]),
+            widgets.HBox([self.design_button, self.progress, self.status]), self.errors, self.results,
+        ]
+
+    def _wire(self) -> None:
+        g = lambda fn, what: guarded(self.errors, fn, what)  # noqa: E731
+        self.preset.observe(g(self._preset_chosen, "preset"), "value")
+        self.language.observe(g(self._language_changed, "language"), "value")
+        for dropdown in self.dimensions.values():
+            dropdown.observe(g(self._choice_changed, "choice"), "value")
+        self.free_text.observe(g(self._choice_changed, "free text"), "value")
+        self.prompt.observe(g(self._typed, "prompt"), "value")
+        self.rerender_button.on_click(g(lambda _: self._set_prompt(self._draft.rerender()), "re-render"))
+        for w in (self.preview_text, self.prefix, self.model):
+            w.observe(g(lambda _: self._validate(), "validation"), "value")
+        self.design_button.on_click(g(lambda _: self.design(), "design"))
+
+    def _dimension_options(self, dimension: str, language: str) -> list:
+        return [("—", "")] + options(dimension, language)
+
+    # --- the spec and the prompt box ---------------------------------------------------------
+    @property
+    def spec(self) -> PromptSpec:
+        """The PromptSpec of the current choices.
+
+        Raises:
+            ValueError: the free text makes a prompt over the limit.
+        """
+        values = {d: w.value or None for d, w in self.dimensions.items()}
+        return PromptSpec(**values, free_text=self.free_text.value.strip() or None)
+
+    @property
+    def edited(self) -> bool:
+        """True when the prompt was edited by hand (choices no longer change it)."""
+        return self._draft.edited
+
+    def _preset_chosen(self, change) -> None:
+        if self._syncing or not change.new:
+            return
+        spec = PromptSpec.preset(change.new)
+        self._syncing = True
+        try:
+            for d, w in self.dimensions.items():
+                w.value = getattr(spec, d) or ""
+            self.free_text.value = spec.free_text or ""
+        finally:
+            self._syncing = False
+        self._render()
+
+    def _choice_changed(self, change) -> None:
+        if self._syncing:
+            return
+        if self.preset.value and not self._spec_problems() and self.spec != PRESETS.get(self.preset.value):
+            self._syncing = True
+            try:
+                self.preset.value = ""  # the choices no longer match the preset: custom
+            finally:
+                self._syncing = False
+        self._render()
+
+    def _language_changed(self, change) -> None:
+        self._syncing = True
+        try:
+            for d, w in self.dimensions.items():
+                value = w.value
+                w.options = self._dimension_options(d, change.new)
+                w.value = value
+        finally:
+            self._syncing = False
+        if self.preview_text.value.strip() in ("", DEFAULT_PREVIEW[change.old]):
+            self.preview_text.value = DEFAULT_PREVIEW[change.new]  # the default follows the language
+        self.preview_text.placeholder = DEFAULT_PREVIEW[change.new]
+        self._render()
+
+    def _render(self) -> None:
+        try:
+            rendered = render_spec(self.spec, self.language.value)
+        except ValueError:  # free text too long: keep the last rendering; _validate says why
+            self._validate()
+            return
+        self._set_prompt(self._draft.render(rendered))
+
+    def _spec_problems(self) -> list[str]:
+        try:
+            self.spec
+        except ValueError as exc:
+            return [] if self.edited else [str(exc)]
+        return []
+
+    def _set_prompt(self, text: str) -> None:
+        self._syncing = True
+        try:
+            self.prompt.value = text
+        finally:
+            self._syncing = False
+        self._show_edited()
+        self._validate()
+
+    def _typed(self, change) -> None:
+        if self._syncing:
+            return
+        self._draft.type(change.new)
+        self._show_edited()
+        self._validate()
+
+    def _show_edited(self) -> None:
+        edited = self._draft.edited
+        self.rerender_button.disabled = not edited
+        self.edited_note.value = ("<i style='color:#92400e'>✎ edited by hand — your text is kept when the "
+                                  "choices change; re-render to replace it</i>") if edited else ""
+
+    # --- validation ----------------------------------------------------------------------------
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models one click designs for."""
+        return catalog.COMPARE_MODELS if self.model.value == BOTH else (self.model.value,)
+
+    def check(self):
+        """``check_designs`` for the current state: (designs, problems, warnings)."""
+        return check_designs(self.lab, self.prompt.value, preview_text=self.preview_text.value,
+                             models=self.models, prefix=self.prefix.value)
+
+    def _validate(self) -> list[str]:
+        preview = self.preview_text.value or DEFAULT_PREVIEW[self.language.value]
+        self.counters.value = _counters_html(self.prompt.value, preview)
+        _, problems, warnings = self.check()
+        problems = [*self._spec_problems(), *problems]
+        lines = [f"<div style='color:#b91c1c'>✗ {_esc(p)}</div>" for p in problems]
+        lines += [f"<div style='color:#b45309'>⚠ {_esc(w)}</div>" for w in warnings]
+        self.messages.value = "".join(lines) or "<div style='color:#047857'>✓ ready to design</div>"
+        self.design_button.disabled = self.running or bool(problems)
+        return problems
+
+    # --- designing -------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while a design runs in the background."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def design(self) -> bool:
+        """What the Design button does: start designing in a background thread.
+
+        Returns:
+            True if a run started; False if one is running or the input has problems (they
+            are shown in ``messages`` and ``status``).
+        """
+        if self.running:
+            self.status.value = "already designing — wait for it to finish"
+            return False
+        problems = self._validate()
+        designs, _, _ = self.check()
+        if problems:
+            self.status.value = f"fix {len(problems)} problem(s) first"
+            return False
+        # the spec is logged with the takes only when the prompt is its rendering
+        spec = None if self.edited or not self.prompt.value else self.spec.to_dict()
+        jobs = [d for d in designs for _ in range(self.candidates.value)]
+        self.errors.clear()
+        self.progress.max, self.progress.value = len(jobs), 0
+        self.status.value = f"designing… 0/{len(jobs)} done"
+        self.design_button.disabled = True
+        self._thread = threading.Thread(target=self._work, args=(jobs, spec, self.experiment.value.strip() or None),
+                                        name="cosyvoice-lab-builder", daemon=True)
+        self._thread.start()
+        return True
+
+    def _work(self, jobs, spec, experiment) -> None:
+        done = ok = 0
+        try:
+            workers = max(1, min(getattr(self.lab, "concurrency", 4), len(jobs)))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cosyvoice-lab-design") as pool:
+                futures = [pool.submit(self.lab.run_design, d, experiment=experiment, prompt_spec=spec) for d in jobs]
+                for future in as_completed(futures):
+                    done += 1
+                    try:
+                        take = future.result()
+                    except Exception as exc:  # noqa: BLE001 - shown in the widget
+                        self.errors.report(exc, "design")
+                    else:
+                        ok += take.ok
+                        self._add(take)
+                    self.progress.value = done
+                    self.status.value = f"designing… {done}/{len(jobs)} done"
+        except Exception as exc:  # noqa: BLE001 - a thread's traceback would be lost otherwise
+            self.errors.report(exc, "design")
+        finally:
+            failed = done - ok
+            self.status.value = f"{done}/{len(jobs)} done: {ok} ok" + (f", {failed} failed" if failed else "")
+            self.design_button.disabled = bool(self._validate_quietly())
+
+    def _validate_quietly(self) -> list[str]:
+        try:
+            return self._validate()
+        except Exception as exc:  # noqa: BLE001
+            self.errors.report(exc, "validation")
+            return []
+
+    def _add(self, take) -> None:
+        with self._lock:
+            card = TakeCard(take, self.lab.log, label=f"#{len(self.takes) + 1}")
+            self.takes.append(take)
+            self.cards.append(card)
+            self.results.children = (*self.results.children, card)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background design finishes (or ``timeout`` seconds pass).
+
+        Returns:
+            True when nothing is running any more.
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _counters_html(prompt: str, preview: str) -> str:
+    over = len(prompt) > catalog.VOICE_PROMPT_MAX or len(preview) > catalog.PREVIEW_TEXT_MAX
+    color = "#b91c1c" if over else "#52525b"
+    return f"<span style='color:{color};font-family:monospace'>{counters_text(prompt, preview)}</span>"

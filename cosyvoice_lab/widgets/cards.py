@@ -1,0 +1,219 @@
+"""The result card (one take: player, ids, measurements, rating, keep/discard) and error boxes.
+
+Shared by the PromptBuilder, the ComparisonBoard and the LogBrowser. A card writes every action
+to the experiment log at once and re-reads its take from the log, so what it shows is what the
+log holds.
+
+"Played" is recorded honestly: ipywidgets cannot observe an HTML ``<audio>`` element's play
+event, so a card marks its take played when the listener says so ("▶ listened") or judges it
+(a rating, keep or discard: nobody judges a voice unheard).
+"""
+from __future__ import annotations
+
+import html
+import math
+import traceback
+from typing import Callable
+
+import ipywidgets as widgets
+
+CARD_CLASS = "cosyvoice-take-card"
+RATINGS = tuple((f"{n}", n) for n in range(1, 6))
+# (metrics key, label, format); keys are those of analysis.Measurements.to_dict()
+MEASURES = (("median_f0_hz", "F0", "{:.0f} Hz"), ("speaking_rate", "rate", "{:.1f}"),
+            ("loudness_lufs", "loudness", "{:.1f} LUFS"))
+_RATE_UNITS = {"chars_per_s": "chars/s", "letters_per_s": "letters/s"}
+
+
+# --- errors: shown in the widget, never lost in a thread ------------------------------------
+class ErrorBox(widgets.HTML):
+    """An HTML area that shows errors raised in callbacks and background threads."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.errors: list[BaseException] = []
+        self.add_class("cosyvoice-errors")
+
+    def report(self, exc: BaseException, context: str = "") -> None:
+        """Show ``exc`` (message first, the traceback folded underneath)."""
+        self.errors.append(exc)
+        head = html.escape(f"{context + ': ' if context else ''}{type(exc).__name__}: {exc}")
+        tb = html.escape("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        self.value += (f"<div style='color:#b91c1c'><b>⚠ {head}</b><details><summary>traceback</summary>"
+                       f"<pre style='font-size:80%'>{tb}</pre></details></div>")
+
+    def clear(self) -> None:
+        self.errors.clear()
+        self.value = ""
+
+
+def guarded(box: ErrorBox, fn: Callable, context: str = "") -> Callable:
+    """``fn`` wrapped so that an exception goes into ``box`` instead of the kernel's log."""
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the box is where the user sees it
+            box.report(exc, context)
+            return None
+    return run
+
+
+# --- pure text helpers -------------------------------------------------------------------------
+def measurements_text(metrics: dict | None) -> str:
+    """"F0 112 Hz · rate 13.2 letters/s · loudness -21.4 LUFS" from a take's metrics ('' if none)."""
+    metrics = metrics or {}
+    parts = []
+    for key, label, fmt in MEASURES:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+            text = fmt.format(value)
+            if key == "speaking_rate":
+                text += " " + _RATE_UNITS.get(metrics.get("rate_unit"), "units/s")
+            parts.append(f"{label} {text}")
+    return " · ".join(parts)
+
+
+def short_model(model: str) -> str:
+    """"cosyvoice-v3.5-plus" → "v3.5-plus"."""
+    return model.removeprefix("cosyvoice-")
+
+
+def player_html(take, *, label: str = "") -> str:
+    """The take's preview as an ``<audio>`` element, or why there is none."""
+    if take.preview_missing:
+        return "<i>no preview (voice reconciled from the service's list)</i>"
+    try:
+        audio = take.audio
+    except Exception as exc:  # noqa: BLE001 - a missing file must not break the card
+        return f"<span style='color:#b91c1c'>{html.escape(str(exc))}</span>"
+    return audio.html(label=label) if audio is not None else "<i>no preview</i>"
+
+
+# --- the card ------------------------------------------------------------------------------------
+class TakeCard(widgets.VBox):
+    """One take: player, voice id, key measurements, rating 1-5, keep/discard, listened.
+
+    Args:
+        take: the Take to show.
+        log: the ExperimentLog that holds it (every action is written there).
+        label: a heading (e.g. "A" in blind mode, "r0" in a grid).
+        blind: hide the model, prompt, voice id and measurements (until :meth:`reveal`).
+        annotate: add tag and note controls.
+        on_change: called with the updated Take after every annotation.
+        on_rate: called with (take, rating) when the rating changes (blind sessions collect it).
+
+    Attributes:
+        take: the take as the log last returned it.
+        rating, keep_button, discard_button, listened_button: the controls.
+        message: an ErrorBox for failures of this card's actions.
+    """
+
+    def __init__(self, take, log, *, label: str | None = None, blind: bool = False, annotate: bool = False,
+                 on_change: Callable | None = None, on_rate: Callable | None = None):
+        self.take, self.log, self.label, self.blind = take, log, label, blind
+        self._on_change, self._on_rate, self._syncing = on_change, on_rate, False
+        self.header = widgets.HTML()
+        self.player = widgets.HTML(player_html(take, label="" if blind else (take.voice_id or "")))
+        self.details = widgets.HTML()
+        self.message = ErrorBox()
+        self.rating = widgets.ToggleButtons(options=list(RATINGS), value=take.rating, description="rating",
+                                            tooltips=[f"{'★' * n}" for n in range(1, 6)],
+                                            style={"button_width": "2.2em", "description_width": "3.5em"})
+        self.keep_button = widgets.Button(description="keep", icon="check", tooltip="mark chosen",
+                                          layout=widgets.Layout(width="6em"))
+        self.discard_button = widgets.Button(description="discard", tooltip="clear chosen",
+                                             layout=widgets.Layout(width="6em"))
+        self.listened_button = widgets.Button(description="▶ listened", tooltip="record that you played it",
+                                              layout=widgets.Layout(width="8em"))
+        self.rating.observe(guarded(self.message, self._rated, "rating"), "value")
+        self.keep_button.on_click(guarded(self.message, lambda _: self._act(self.log.choose), "keep"))
+        self.discard_button.on_click(guarded(self.message, lambda _: self._act(self.log.unchoose), "discard"))
+        self.listened_button.on_click(guarded(self.message, lambda _: self._mark_played(), "listened"))
+        controls = [self.rating, widgets.HBox([self.keep_button, self.discard_button, self.listened_button])]
+        if annotate:
+            controls.append(self._annotation_controls())
+        self.controls = widgets.VBox(controls)
+        super().__init__([self.header, self.player, self.details, self.controls, self.message],
+                         layout=widgets.Layout(border="1px solid #d4d4d8", padding="6px", margin="4px"))
+        self.add_class(CARD_CLASS)
+        self._show()
+
+    def _annotation_controls(self) -> widgets.Widget:
+        self.tag_text = widgets.Text(placeholder="tag", layout=widgets.Layout(width="12em"))
+        self.add_tag_button = widgets.Button(description="add tag", layout=widgets.Layout(width="7em"))
+        self.note_text = widgets.Textarea(value=self.take.notes, placeholder="notes",
+                                          layout=widgets.Layout(width="100%", height="4em"))
+        self.save_note_button = widgets.Button(description="save note", layout=widgets.Layout(width="7em"))
+        self.add_tag_button.on_click(guarded(self.message, lambda _: self._add_tag(), "tag"))
+        self.save_note_button.on_click(guarded(self.message, lambda _: self._act(
+            lambda tid: self.log.note(tid, self.note_text.value)), "note"))
+        return widgets.VBox([widgets.HBox([self.tag_text, self.add_tag_button]),
+                             widgets.HBox([self.note_text, self.save_note_button])])
+
+    # --- actions: each writes the log, then shows what the log holds --------------------------
+    def _rated(self, change) -> None:
+        if self._syncing or change.new == self.take.rating:
+            return
+        self._act(lambda tid: self.log.rate(tid, change.new))
+        if self._on_rate:
+            self._on_rate(self.take, change.new)
+
+    def _act(self, action: Callable) -> None:
+        self.message.clear()
+        self.take = action(self.take.take_id)
+        self._mark_played()  # judging a take means it was heard
+
+    def _add_tag(self) -> None:
+        tag = self.tag_text.value.strip()
+        if tag:
+            self._act(lambda tid: self.log.tag(tid, tag))
+            self.tag_text.value = ""
+
+    def _mark_played(self) -> None:
+        if not self.take.played:
+            self.log.mark_played(self.take.take_id)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the take from the log and redraw."""
+        self.take = self.log.get(self.take.take_id)
+        self._show()
+        if self._on_change:
+            self._on_change(self.take)
+
+    def reveal(self) -> None:
+        """Show what blind mode hid (model, prompt, voice id, measurements)."""
+        self.blind = False
+        self.player.value = player_html(self.take, label=self.take.voice_id or "")
+        self._show()
+
+    # --- drawing ---------------------------------------------------------------------------------
+    def _show(self) -> None:
+        t, esc = self.take, html.escape
+        self._syncing = True
+        try:
+            self.rating.value = t.rating
+        finally:
+            self._syncing = False
+        state = (" · <b style='color:#047857'>✔ kept</b>" if t.chosen else "") + (" · heard" if t.played else "")
+        if self.blind:
+            self.header.value = f"<b style='font-size:120%'>{esc(self.label or '?')}</b>{state}"
+            self.details.value = ""
+        else:
+            label = f"<b>{esc(self.label)}</b> · " if self.label else ""
+            vid = f"<code>{esc(t.voice_id)}</code>" if t.voice_id else f"<i>{esc(t.status)}</i>"
+            self.header.value = (f"{label}{esc(short_model(t.model))} · {vid}{state}"
+                                 f"<br><span style='color:#52525b;font-size:90%'>{esc(_short(t.prompt, 90))}</span>")
+            extra = measurements_text(t.metrics)
+            if not t.ok:
+                extra = f"<span style='color:#b91c1c'>{esc(t.status)}: {esc(t.error_code or '')} " \
+                        f"{esc(t.error_message or '')}</span>"
+            self.details.value = f"<span style='font-size:90%'>{esc(extra) if t.ok else extra}</span>"
+        self.controls.layout.display = None if t.ok else "none"
+        self.keep_button.button_style = "success" if t.chosen else ""
+        self.listened_button.description = "✓ listened" if t.played else "▶ listened"
+        self.listened_button.disabled = t.played
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

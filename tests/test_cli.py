@@ -1,0 +1,123 @@
+"""The real `cosyvoice-lab` command in a subprocess, against a simulator on loopback."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from cosyvoice_lab.offline import serve
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None) as s:
+        yield s
+
+
+def cli(*args, env=None, timeout=120):
+    full_env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "cosyvoice_lab.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def common(sim, tmp_path):
+    return ["--folder", str(tmp_path / "lab"), "--base-url", sim.base_url, "--backend", "offline"]
+
+
+def test_help_teaches():
+    out = cli("--help")
+    assert out.returncode == 0
+    for word in ("design", "compare", "voices", "log", "offline", "examples"):
+        assert word in out.stdout
+
+
+def test_design_json_and_exit_code(sim, tmp_path):
+    out = cli("design", "a calm deep male narrator", "-n", "2", "--json", *common(sim, tmp_path))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    assert {r["voice_id"] for r in rows} == {v["voice_id"] for v in sim.voices()}
+
+
+def test_invalid_design_exits_2_and_sends_nothing(sim, tmp_path):
+    out = cli("design", "a voice", "--prefix", "Bad Prefix", *common(sim, tmp_path))
+    assert out.returncode == 2 and "prefix" in out.stderr and "'badprefix'" in out.stderr
+    assert not sim.request_log
+
+
+def test_wrong_key_exits_3_without_showing_it(sim, tmp_path):
+    out = cli("voices", "list", "--folder", str(tmp_path / "lab"), "--base-url", sim.base_url,
+              env={"DASHSCOPE_API_KEY": "sk-wrong-0123456789abcdef"})
+    assert out.returncode == 3 and "InvalidApiKey" in out.stderr
+    assert "0123456789" not in out.stderr + out.stdout
+
+
+def test_compare_file_resume_voices_cleanup_and_export(sim, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# casting\na deep slow male voice\na bright fast female voice\n")
+    args = common(sim, tmp_path)
+    out = cli("compare", str(prompts), "--repeats", "2", "--json", *args)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["takes"] == 8 and summary["ok"] == 8
+    creates = len(sim.voices())
+    assert cli("compare", str(prompts), "--repeats", "2", "--json", *args).returncode == 0
+    assert len(sim.voices()) == creates, "re-running sends nothing"
+
+    listed = json.loads(cli("voices", "list", "--json", *args).stdout)
+    assert len(listed) == 8 and all(v["known"] for v in listed)
+    plan = cli("voices", "cleanup", *args)
+    assert plan.returncode == 0 and "dry run" in plan.stderr and len(sim.voices()) == 8
+    assert cli("voices", "cleanup", "--yes", *args).returncode == 0
+    assert sim.voices() == []
+
+    shown = json.loads(cli("log", "show", "--json", *args).stdout)
+    assert len(shown) == 8
+    for name in ("report.html", "table.csv", "bundle.zip"):
+        out = cli("log", "export", str(tmp_path / name), *args)
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / name).stat().st_size > 0
+    assert cli("log", "export", str(tmp_path / "x.doc"), *args).returncode == 2
+
+
+def test_compare_yaml_with_prompt_specs(sim, tmp_path):
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("- a warm narrator\n- {gender: female, age: young, pitch: high}\n")
+    out = cli("compare", str(prompts), "--repeats", "1", "--models", "cosyvoice-v3.5-flash", "--json",
+              *common(sim, tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["ok"] == 2
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_command_serves_and_logs_without_key(tmp_path):
+    port = _free_port()
+    key = "sk-offlinecli-0123456789"
+    proc = subprocess.Popen([sys.executable, "-m", "cosyvoice_lab.cli", "offline", "--port", str(port),
+                             "--api-key", key, "--state", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/services/audio/tts/customization"
+        for _ in range(100):
+            try:
+                r = requests.post(url, json={"model": "voice-enrollment", "input": {"action": "list_voice"}},
+                                  headers={"Authorization": f"Bearer {key}"}, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert r.status_code == 200 and r.json()["output"]["voice_list"] == []
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert "list_voice" in output and "0123456789" not in output

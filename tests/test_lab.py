@@ -1,0 +1,178 @@
+"""The Lab against the offline simulator: design, compare, resume, faults, voices, cleanup."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cosyvoice_lab import Lab, catalog
+from cosyvoice_lab.errors import ValidationError
+from cosyvoice_lab.offline import serve
+
+PROMPTS = ["a deep, slow elderly male voice", "a bright, fast young female voice"]
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None) as s:
+        yield s
+
+
+def lab_on(sim, tmp_path, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("measure", False)
+    kw.setdefault("rate", None)
+    return Lab(tmp_path / "lab", backend="offline", base_url=sim.base_url, **kw)
+
+
+def creates(sim):
+    return sum(1 for _, action, _ in sim.request_log if action == "create_voice")
+
+
+def test_offline_backend_is_plain_in_repr_and_every_take(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    lab = Lab(tmp_path / "lab", progress=False)
+    assert lab.offline and "OFFLINE" in repr(lab) and "OFFLINE" in lab._repr_html_()
+    take = lab.design("a warm female voice", preview_text="Hello there.")
+    assert take.ok and take.backend == "offline" and take.audio.duration > 0.3
+    assert lab.log.df["backend"].tolist() == ["offline"]
+
+
+def test_design_n_candidates_with_measurements(sim, tmp_path):
+    lab = lab_on(sim, tmp_path, measure=True)
+    takes = lab.design("a calm deep male narrator", n=3, experiment="casting")
+    assert len(takes) == 3 and all(t.ok for t in takes)
+    assert len({t.voice_id for t in takes}) == 3
+    assert all(t.metrics and t.metrics["median_f0_hz"] > 50 for t in takes)
+    assert "<audio" in takes[0]._repr_html_()
+
+
+def test_invalid_design_sends_and_logs_nothing(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    with pytest.raises(ValidationError):
+        lab.design("a voice", prefix="No Good")
+    assert lab.log.df.empty and not sim.request_log
+
+
+def test_compare_grid_pivot_and_rerun_sends_nothing(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    comp = lab.compare(PROMPTS, repeats=3, preview_text="Hello, how are you today?")
+    assert len(comp.takes) == 12 and all(t.ok for t in comp.takes)
+    assert comp.html().count("<audio") == 12
+    pivot = comp.pivot()
+    assert pivot.shape == (2, 2) and (pivot == "3/3 ok").all().all()
+    before = creates(sim)
+    again = lab.compare(PROMPTS, repeats=3, preview_text="Hello, how are you today?")
+    assert creates(sim) == before and again.experiment == comp.experiment and len(again.takes) == 12
+    more = lab.compare(PROMPTS, repeats=1, preview_text="Hello, how are you today?", new_repeats=True)
+    assert len(more.takes) == 16 and creates(sim) == before + 4
+
+
+def test_compare_with_one_bad_prompt_sends_nothing(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    with pytest.raises(ValidationError) as info:
+        lab.compare(["fine prompt", "x" * 600], repeats=1)
+    assert "prompt 1" in str(info.value) and not sim.request_log
+
+
+def test_compare_through_faults_loses_nothing_and_duplicates_nothing(sim, tmp_path):
+    sim.faults.error_rate, sim.faults.drop_rate, sim.faults.hang_rate = 0.18, 0.08, 0.04
+    sim.faults.hang_seconds, sim.faults.seed = 1.5, 5
+    from cosyvoice_lab.client import RetryPolicy
+    lab = lab_on(sim, tmp_path, timeout=0.7, concurrency=6, retry=RetryPolicy(base_delay=0.01, max_delay=0.05))
+    comp = lab.compare(PROMPTS, repeats=15, preview_text="Testing one two three.")
+    takes = comp.takes
+    assert len(takes) == 60
+    assert all(t.status in ("ok", "failed") for t in takes)
+    assert all(t.error_code and t.error_message for t in takes if t.status == "failed")
+    sim.faults.error_rate = sim.faults.drop_rate = sim.faults.hang_rate = 0
+    known = set(lab.log.voice_ids())
+    on_server = {v["voice_id"] for v in sim.voices()}
+    assert on_server <= known, "every stored voice is known to the log"
+    ok_ids = [t.voice_id for t in takes if t.ok]
+    assert len(ok_ids) == len(set(ok_ids)), "no voice adopted twice"
+    cells = [t.cell for t in takes if t.ok]
+    assert len(cells) == len(set(cells)), "no cell done twice"
+    # a second run completes the failed cells only
+    done = lab.compare(PROMPTS, repeats=15, preview_text="Testing one two three.")
+    assert sum(t.ok for t in done.takes) == 60
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from cosyvoice_lab import Lab
+    lab = Lab(sys.argv[1], backend="offline", base_url=sys.argv[2], progress=False, measure=False, rate=None,
+              concurrency=2)
+    lab.compare({prompts!r}, repeats=10, preview_text="Hello there.")
+""")
+
+
+def test_killed_run_resumes_only_the_remaining_cells(sim, tmp_path):
+    sim.faults.latency = 0.3
+    folder = tmp_path / "lab"
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(prompts=PROMPTS), str(folder), sim.base_url])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if creates(sim) >= 8:
+                break
+            time.sleep(0.1)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    sim.faults.latency = 0
+    lab = lab_on(sim, tmp_path)
+    first = creates(sim)
+    assert 8 <= first < 40
+    comp = lab.compare(PROMPTS, repeats=10, preview_text="Hello there.")
+    ok = [t for t in comp.takes if t.ok]
+    assert len(ok) == 40 and len({t.cell for t in ok}) == 40
+    assert creates(sim) - first <= 40 - 8 + 2, "only the remaining cells were sent (plus the ones in flight)"
+    assert {v["voice_id"] for v in sim.voices()} <= set(lab.log.voice_ids())
+
+
+def test_voices_and_cleanup_keep_chosen_and_unknown(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    takes = lab.design("a cheerful young woman", n=4)
+    stranger = lab.client.create_voice(takes[0].design).voice_id  # made outside the log
+    lab.log.choose(takes[1].take_id)
+    voices = lab.voices()
+    assert len(voices) == 5 and voices["known"].sum() == 4
+    assert voices.loc[voices.voice_id == takes[1].voice_id, "chosen"].item()
+    plan = lab.cleanup()
+    assert set(plan.loc[plan.action == "delete", "voice_id"]) == {takes[i].voice_id for i in (0, 2, 3)}
+    assert len(sim.voices()) == 5, "a dry run deletes nothing"
+    lab.cleanup(dry_run=False)
+    assert {v["voice_id"] for v in sim.voices()} == {takes[1].voice_id, stranger}
+
+
+def test_quota_warning_before_a_run_passes_the_limit(sim, tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog, "VOICE_QUOTA", 5)
+    lab = lab_on(sim, tmp_path)
+    lab.design("a voice for quota", n=3)
+    with pytest.warns(RuntimeWarning, match="limit of 5"):
+        lab.compare(["another voice"], models=["cosyvoice-v3.5-flash"], repeats=3)
+
+
+def test_rerun_sends_the_same_design_as_a_child_take(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    first = lab.design("a whispering old man", preview_text="Come closer.")
+    second = lab.rerun(first)
+    assert second.design == first.design and second.parent_take_id == first.take_id
+    assert second.voice_id != first.voice_id
+
+
+def test_rate_limit_is_respected_at_the_simulator(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve() as strict:  # the service's own 10 requests/second
+        lab = Lab(tmp_path / "lab", backend="offline", base_url=strict.base_url, progress=False,
+                  measure=False, rate=8, concurrency=8)
+        comp = lab.compare(["a steady voice"], models=["cosyvoice-v3.5-plus"], repeats=16)
+        assert all(t.ok for t in comp.takes)
+        assert all(status != 429 for _, _, status in strict.request_log)
