@@ -31,9 +31,10 @@ MALE_MAX_HZ, FEMALE_MIN_HZ = 150.0, 180.0
 CHILD_MIN_HZ, ADULT_MAX_HZ = 250.0, 200.0  # children above ~250 Hz; 200-250 overlaps women
 # How far a take must sit from the others before a relative claim counts as borne out.
 MARGINS = {"pitch": 1.0, "pace": 5.0, "volume": 1.0}  # semitones, percent, LU
-_RELATIVE = {"pitch": ("median_f0_hz", "median F0", "Hz", "semitones"),
-             "pace": ("speaking_rate", "speaking rate", "", "%"),
-             "volume": ("loudness_lufs", "loudness", "LUFS", "LU")}
+# dimension -> (column, label, unit of the difference, why a take may lack the value)
+_RELATIVE = {"pitch": ("median_f0_hz", "median F0", "semitones", "no voiced speech"),
+             "pace": ("speaking_rate", "speaking rate", "%", "no speaking rate (no preview text, or silent)"),
+             "volume": ("loudness_lufs", "loudness", "LU", "no loudness (shorter than 0.4 s, or silent)")}
 _LOWER = ("low", "slow", "soft")
 _UNMEASURABLE = {
     "energy": "energy and mood need a listener; no offline measure",
@@ -153,11 +154,10 @@ def _difference(dimension: str, value: float, reference: float) -> float:
 
 
 def _judge_relative(row, claim, rows, claims) -> Judgement:
-    column, label, unit, diff_unit = _RELATIVE[claim.dimension]
+    column, label, diff_unit, missing = _RELATIVE[claim.dimension]
     value = row.get(column)
     if not math.isfinite(value):
-        why = "no voiced speech" if claim.dimension == "pitch" else f"no {label} (no text or too short?)"
-        return _verdict(row, claim, NOT_MEASURABLE, f"{why} in this take", column)
+        return _verdict(row, claim, NOT_MEASURABLE, f"{missing} in this take", column)
     peers = [r for r in rows if math.isfinite(r.get(column))]
     if len(peers) < MIN_GROUP:
         return _verdict(row, claim, NOT_MEASURABLE, f"a relative claim needs at least {MIN_GROUP} takes "
@@ -170,9 +170,9 @@ def _judge_relative(row, claim, rows, claims) -> Judgement:
     diff = _difference(claim.dimension, value, reference)
     want = -1 if claim.value in _LOWER else 1
     rank = 1 + sum(r.get(column) < value for r in peers)
-    where = (f"{label} {value:.1f} {unit}".rstrip() + f" is {abs(diff):.1f} {diff_unit} "
-             f"{'below' if diff < 0 else 'above'} the other takes' median {reference:.1f}"
-             f" (rank {rank} of {len(peers)}, 1 = lowest)")
+    unit = {"pitch": "Hz", "volume": "LUFS"}.get(claim.dimension) or row.values.get("rate_unit") or ""
+    where = (f"{label} {value:.1f} {unit} is {abs(diff):.1f} {diff_unit} {'below' if diff < 0 else 'above'} "
+             f"the other takes' median {reference:.1f} {unit} (rank {rank} of {len(peers)}, 1 = lowest)")
     margin = MARGINS[claim.dimension]
     if want * diff >= margin:
         return _verdict(row, claim, CONSISTENT, where, column, value, reference)
@@ -207,7 +207,8 @@ def _judge_age(row, claim) -> Judgement:
         return _verdict(row, claim, NOT_MEASURABLE, "no voiced speech, so no pitch", "median_f0_hz")
     if f0 >= CHILD_MIN_HZ:
         return _verdict(row, claim, CONSISTENT, f"median F0 {f0:.0f} Hz is in a child's range (at or above "
-                        f"{CHILD_MIN_HZ:.0f} Hz; a high adult voice can reach it too)", "median_f0_hz", f0, CHILD_MIN_HZ)
+                        f"{CHILD_MIN_HZ:.0f} Hz; a high adult voice can reach it too)",
+                        "median_f0_hz", f0, CHILD_MIN_HZ)
     if f0 < ADULT_MAX_HZ:
         return _verdict(row, claim, INCONSISTENT, f"median F0 {f0:.0f} Hz is an adult's; children's voices "
                         f"sit above {CHILD_MIN_HZ:.0f} Hz", "median_f0_hz", f0, CHILD_MIN_HZ)

@@ -118,7 +118,7 @@ def _print_table(df, as_json: bool, columns=None):
             print(df.to_string(index=False))
 
 
-TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
+TAKE_COLUMNS = ["take_id", "status", "model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
 
 
 def _takes_df(lab, takes):

@@ -40,9 +40,9 @@ class Comparison:
         """One row per take, with ``prompt_index`` (0-based, in the order given)."""
         df = self.log.to_dataframe(experiment=self.experiment)
         order = {p: i for i, p in enumerate(self.prompts)}
-        df = df[df["voice_prompt"].isin(order) & df["target_model"].isin(self.models)].copy()
+        df = df[df["voice_prompt"].isin(order) & df["model"].isin(self.models)].copy()
         df.insert(0, "prompt_index", df["voice_prompt"].map(order).astype("Int64"))
-        return df.sort_values(["prompt_index", "target_model", "repeat"]).reset_index(drop=True)
+        return df.sort_values(["prompt_index", "model", "repeat"]).reset_index(drop=True)
 
     def pivot(self, values: str | None = None, aggfunc: str = "mean"):
         """Prompts × models. Without ``values``: takes ok / total per cell; else ``aggfunc`` of
@@ -54,11 +54,11 @@ class Comparison:
             return pd.DataFrame(index=pd.Index([], name="prompt_index"), columns=list(self.models))
         if values is None:
             df["ok"] = (df["status"] == "ok").astype(int)
-            counts = df.pivot_table(index="prompt_index", columns="target_model", values="ok",
+            counts = df.pivot_table(index="prompt_index", columns="model", values="ok",
                                     aggfunc=["sum", "count"], observed=True)
             table = counts["sum"].astype(int).astype(str) + "/" + counts["count"].astype(int).astype(str) + " ok"
         else:
-            table = df.pivot_table(index="prompt_index", columns="target_model", values=values,
+            table = df.pivot_table(index="prompt_index", columns="model", values=values,
                                    aggfunc=aggfunc, observed=True)
         table.columns.name = None
         return table
@@ -71,7 +71,7 @@ class Comparison:
             if col in df:
                 agg[col] = "median"
         ok = df[df["status"] == "ok"]
-        return ok.groupby(["prompt_index", "target_model"], observed=True).agg(agg).rename(columns={"take_id": "takes_ok"})
+        return ok.groupby(["prompt_index", "model"], observed=True).agg(agg).rename(columns={"take_id": "takes_ok"})
 
     def __repr__(self):
         takes = self.takes

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -73,6 +74,7 @@ class Lab:
         self.preview_text, self.sample_rate, self.response_format = preview_text, sample_rate, response_format
         self.concurrency, self.measure, self.progress = concurrency, measure, progress
         self.limiter = RateLimiter(rate)
+        self._reconcile_lock = threading.Lock()
         self.simulator = None
         self.client = self._make_client(backend, api_key, base_url, retry, timeout)
 
@@ -138,8 +140,10 @@ class Lab:
         try:
             created = self.client.create_voice(design)
         except OutcomeUnknown as exc:
-            self.log.fail(take.take_id, error_code="OutcomeUnknown", error_message=str(exc), status="unknown")
-            return self._reconcile(take.take_id, exc.sent_at)
+            # Reconciled once no request is in flight (see reconcile()): a voice another
+            # in-flight request stored could otherwise be adopted twice.
+            return self.log.fail(take.take_id, error_code="OutcomeUnknown", error_message=str(exc),
+                                 status="unknown")
         except APIError as exc:
             return self.log.fail(take.take_id, error_code=exc.code, error_message=exc.message,
                                  request_id=exc.request_id)
@@ -160,8 +164,18 @@ class Lab:
             log.warning("could not measure preview: %s", exc)
             return None
 
-    def _reconcile(self, take_id: str, sent_at: dt.datetime | None):
-        """Adopt the voice an outcome-unknown create may have stored, or mark the take failed."""
+    def reconcile(self, experiment: str | None = None) -> list:
+        """Settle takes whose outcome is unknown or that were interrupted: adopt the voice each
+        may have stored (found by listing its prefix and matching prompt, preview text, model
+        and creation time), or mark it failed. Call only when none of this lab's requests are in
+        flight. Returns the settled takes."""
+        settled = []
+        for t in self.log.takes(experiment=experiment):
+            if t.status in ("unknown", "interrupted"):
+                settled.append(self._reconcile(t.take_id))
+        return settled
+
+    def _reconcile(self, take_id: str):
         take = self.log.get(take_id)
         d = take.design
         try:
@@ -169,12 +183,14 @@ class Lab:
         except (APIError, TransportError) as exc:
             log.warning("take %s: cannot reconcile yet (%s); will retry on the next run", take_id, exc)
             return take
-        known = set(self.log.voice_ids())
-        sent_at = sent_at or take.started_at
-        for v in listed:
-            if (v.voice_id not in known and v.voice_prompt == d.voice_prompt and v.preview_text == d.preview_text
-                    and (v.target_model or catalog.model_of_voice(v.voice_id)) == d.target_model
-                    and (v.gmt_create is None or abs((v.gmt_create - sent_at).total_seconds()) <= RECONCILE_WINDOW_S)):
+        sent_at = take.started_at
+        with self._reconcile_lock:  # two takes of one design must not adopt the same voice
+            known = set(self.log.voice_ids()["voice_id"])
+            candidates = [v for v in listed if v.voice_id not in known and _same_design(v, d)
+                          and (v.gmt_create is None
+                               or abs((v.gmt_create - sent_at).total_seconds()) <= RECONCILE_WINDOW_S)]
+            if candidates:
+                v = min(candidates, key=lambda v: abs((v.gmt_create - sent_at).total_seconds()) if v.gmt_create else 0)
                 log.info("take %s: adopted voice %s stored despite the failed answer", take_id, v.voice_id)
                 return self.log.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
         return self.log.fail(take_id, error_code="OutcomeUnknown",
@@ -196,10 +212,11 @@ class Lab:
         parent_id = getattr(parent, "take_id", parent)
         tasks = [lambda: self.run_design(design, experiment=experiment, prompt_spec=spec, parent_take_id=parent_id)
                  for _ in range(n)]
-        if n == 1:
-            return tasks[0]()
-        return run_tasks(tasks, concurrency=self.concurrency, desc="designing", progress=self.progress,
-                         is_failure=lambda t: not t.ok).results
+        takes = [tasks[0]()] if n == 1 else run_tasks(
+            tasks, concurrency=self.concurrency, desc="designing", progress=self.progress,
+            is_failure=lambda t: not t.ok).results
+        takes = [self._reconcile(t.take_id) if t.status == "unknown" else t for t in takes]
+        return takes[0] if n == 1 else takes
 
     def rerun(self, take):
         """Send a past take's exact design again; the new take records it as its parent."""
@@ -224,10 +241,7 @@ class Lab:
             raise ValueError("compare needs at least one prompt, one model and repeats >= 1")
         cells = self._plan(prompts, models, preview_text, prefix)
         experiment = experiment or _experiment_name(cells)
-        existing = self.log.takes(experiment=experiment)
-        for t in existing:  # a request that may have stored a voice: adopt it rather than redo it
-            if t.status in ("unknown", "interrupted"):
-                self._reconcile(t.take_id, None)
+        self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
         existing = self.log.takes(experiment=experiment)
         todo = self._todo(cells, repeats, existing, new_repeats)
         self._check_quota(len(todo))
@@ -235,6 +249,7 @@ class Lab:
                  for d, s, c, r in todo]
         result = run_tasks(tasks, concurrency=self.concurrency, desc=f"compare {experiment}",
                            progress=self.progress, is_failure=lambda t: not t.ok)
+        self.reconcile(experiment)
         if result.interrupted:
             warnings.warn(f"interrupted: {result.done} take(s) finished, {result.skipped} not started; "
                           f"run the same compare again to finish", RuntimeWarning, stacklevel=2)
@@ -323,6 +338,11 @@ class Lab:
             deleted = plan.loc[plan["done"], "voice_id"].tolist()
             self.log.mark_deleted(deleted)
         return plan.reset_index(drop=True)
+
+
+def _same_design(voice, design: VoiceDesign) -> bool:
+    return (voice.voice_prompt == design.voice_prompt and voice.preview_text == design.preview_text
+            and (voice.target_model or catalog.model_of_voice(voice.voice_id)) == design.target_model)
 
 
 def _cleanup_decision(row, include_unknown: bool, keep_rated_at_least: int | None) -> tuple[str, str]:

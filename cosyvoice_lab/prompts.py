@@ -44,7 +44,8 @@ _VOLUME = {"soft": ("in a soft, hushed voice", "说话轻声细语"),
 _TIMBRE = {"warm": ("warm", "温暖"), "bright": ("bright", "明亮"), "husky": ("husky", "沙哑"),
            "magnetic": ("magnetic", "富有磁性"), "clear": ("clear", "清澈"),
            "breathy": ("breathy", "带着气声"), "rich": ("rich", "饱满"), "smooth": ("smooth", "圆润"),
-           "sweet": ("sweet", "甜美"), "mellow": ("mellow", "柔和"), "metallic": ("metallic", "带有金属感")}
+           "sweet": ("sweet", "甜美"), "mellow": ("mellow", "柔和"),
+           "metallic": ("metallic", "带有金属感")}
 _EMOTION = {"calm": ("calm", "沉稳"), "lively": ("lively", "活泼"), "cheerful": ("cheerful", "开朗"),
             "gentle": ("gentle", "温柔"), "friendly": ("friendly", "亲切"), "serious": ("serious", "严肃"),
             "authoritative": ("authoritative", "有权威感"), "confident": ("confident", "自信"),
@@ -136,7 +137,8 @@ class PromptSpec:
     Args:
         gender, age, pitch, pace, volume, timbre, emotion, articulation, accent, scenario:
             one value each from :func:`options` (``age`` ∈ child/young/middle-aged/elderly, ...).
-        free_text: anything else, appended verbatim to the rendered prompt.
+        free_text: anything else, appended verbatim to the rendered prompt (the service takes
+            Chinese or English only; ``VoiceDesign`` checks that when the prompt is sent).
 
     Raises:
         ValueError: for a value a dimension does not offer (the message lists the allowed
@@ -164,11 +166,12 @@ class PromptSpec:
                                  f"(or None), got {value!r}")
         if self.free_text is not None and not isinstance(self.free_text, str):
             raise ValueError(f"free_text must be a string or None, got {type(self.free_text).__name__}")
+        limit = catalog.VOICE_PROMPT_MAX
         for language in catalog.LANGUAGES:
             n = len(self.render(language))
-            if n > catalog.VOICE_PROMPT_MAX:
+            if n > limit:
                 raise ValueError(f"free_text is too long: the {language} prompt would be {n} characters "
-                                 f"(limit {catalog.VOICE_PROMPT_MAX}); shorten it by {n - catalog.VOICE_PROMPT_MAX}")
+                                 f"(limit {limit}); shorten it by {n - limit}")
 
     # --- rendering ---------------------------------------------------------------------
     def render(self, language: str = "en") -> str:

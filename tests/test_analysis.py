@@ -104,7 +104,8 @@ def test_clipped_sine_is_flagged():
 
 
 def test_a_louder_copy_measures_louder_by_the_gain():
-    quiet, loud = measure(sine(300, 2.0, amp=0.1), sample_rate=SR), measure(sine(300, 2.0, amp=0.2), sample_rate=SR)
+    quiet = measure(sine(300, 2.0, amp=0.1), sample_rate=SR)
+    loud = measure(sine(300, 2.0, amp=0.2), sample_rate=SR)
     gain = 20 * math.log10(2)
     assert loud.loudness_lufs - quiet.loudness_lufs == pytest.approx(gain, abs=0.05)
     assert loud.peak_dbfs - quiet.peak_dbfs == pytest.approx(gain, abs=0.01)
@@ -148,6 +149,13 @@ def test_measurements_round_trip_through_dict():
 def test_bare_arrays_need_a_sample_rate():
     with pytest.raises(ValueError, match="sample_rate"):
         measure(np.zeros(100))
+
+
+def test_int16_arrays_are_scaled_to_full_scale():
+    x = sine(200, 1.0, amp=0.5)
+    as_int = measure((x * 32768).astype(np.int16), sample_rate=SR)
+    assert as_int.peak_dbfs == pytest.approx(20 * math.log10(0.5), abs=0.01)
+    assert as_int.loudness_lufs == pytest.approx(measure(x, sample_rate=SR).loudness_lufs, abs=0.01)
 
 
 def test_stereo_arrays_are_mixed_down():

@@ -92,7 +92,7 @@ def test_compare_through_faults_loses_nothing_and_duplicates_nothing(sim, tmp_pa
     assert all(t.status in ("ok", "failed") for t in takes)
     assert all(t.error_code and t.error_message for t in takes if t.status == "failed")
     sim.faults.error_rate = sim.faults.drop_rate = sim.faults.hang_rate = 0
-    known = set(lab.log.voice_ids())
+    known = set(lab.log.voice_ids()["voice_id"])
     on_server = {v["voice_id"] for v in sim.voices()}
     assert on_server <= known, "every stored voice is known to the log"
     ok_ids = [t.voice_id for t in takes if t.ok]
@@ -134,7 +134,7 @@ def test_killed_run_resumes_only_the_remaining_cells(sim, tmp_path):
     ok = [t for t in comp.takes if t.ok]
     assert len(ok) == 40 and len({t.cell for t in ok}) == 40
     assert creates(sim) - first <= 40 - 8 + 2, "only the remaining cells were sent (plus the ones in flight)"
-    assert {v["voice_id"] for v in sim.voices()} <= set(lab.log.voice_ids())
+    assert {v["voice_id"] for v in sim.voices()} <= set(lab.log.voice_ids()["voice_id"])
 
 
 def test_voices_and_cleanup_keep_chosen_and_unknown(sim, tmp_path):

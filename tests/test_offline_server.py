@@ -300,10 +300,10 @@ def test_update_is_not_for_designed_voices(sim):
 
 
 def test_status_lifecycle():
-    with serve(deploying_seconds=0.4) as s:
+    with serve(deploying_seconds=1.0) as s:
         vid = create(s)
         assert action(s, "query_voice", voice_id=vid).json()["output"]["status"] == "DEPLOYING"
-        time.sleep(0.5)
+        time.sleep(1.1)
         assert action(s, "query_voice", voice_id=vid).json()["output"]["status"] == "OK"
         s.set_status(vid, "UNDEPLOYED")
         assert action(s, "list_voice").json()["output"]["voice_list"][0]["status"] == "UNDEPLOYED"

@@ -227,6 +227,23 @@ def test_new_run_task_aborts_the_current_one(sim, voice):
     ws.close()
 
 
+def test_other_languages_and_cancel(sim, voice):
+    events, audio = synthesize(sim, voice, ["Bonjour à tous."], language_hints=["fr"])
+    check_order(events, ["Bonjour à tous."])
+    ws, tid = _started(sim, voice)
+    send(ws, cont(tid, "Never spoken."))
+    send(ws, finish(tid, directive="cancel"))  # SDK 2.0 streaming_cancel()
+    events, audio = receive(ws)
+    assert audio == b"" and [e["header"]["event"] for e in events] == ["task-finished"]
+    ws.close()
+
+
+def test_continue_for_a_task_that_is_not_running(sim, voice):
+    ws = connect(sim)
+    send(ws, cont(uuid.uuid4().hex, "Hello."))
+    expect_failure(ws, "InvalidParameter")
+
+
 def _measure(audio):
     x, rate = sf.read(io.BytesIO(audio))
     f0 = parselmouth.Sound(x, rate).to_pitch().selected_array["frequency"]

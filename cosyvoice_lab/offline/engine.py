@@ -38,7 +38,9 @@ _CHARS_UTF8 = 1
 # praat reads an octave too high, which would make "deep" voices measure as high.
 MALE_VARIANTS = ("m2", "m3", "m5", "m6", "m7")
 FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
-LANGUAGE_VOICES = {"en": "en-us", "zh": "cmn"}
+LANGUAGE_VOICES = {"en": "en-us", "zh": "cmn"}  # the design languages
+# Designed voices also speak other languages when synthesis names one in language_hints.
+SYNTHESIS_VOICES = {**LANGUAGE_VOICES, **{code: code for code in ("fr", "de", "es", "it", "pt", "ru", "ja", "ko")}}
 
 # Prompt word -> setting. Pitch is espeak's 0-99 scale; with the variants above 40 gives a
 # male median F0 of about 85 Hz (lower makes Mandarin tones fall under praat's 75 Hz floor),
@@ -261,7 +263,7 @@ def preview(text: str, settings: VoiceSettings, *,
 
 
 def _language_of(sentence: str, forced: str | None, default: str) -> str:
-    if forced in LANGUAGE_VOICES:
+    if forced in SYNTHESIS_VOICES:
         return forced
     if any(catalog.is_cjk(c) for c in sentence):
         return "zh"
@@ -275,7 +277,7 @@ def render_task(sentences: list[str], settings: VoiceSettings, params: dict) -> 
     default = "zh" if settings.voice.startswith("cmn") else "en"
     out = []
     for s in sentences:
-        voice = f"{LANGUAGE_VOICES[_language_of(s, params['language'], default)]}+{variant}"
+        voice = f"{SYNTHESIS_VOICES[_language_of(s, params['language'], default)]}+{variant}"
         out.append(render(s, replace(settings, voice=voice), rate))
     return out, rate
 

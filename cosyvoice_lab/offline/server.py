@@ -21,6 +21,7 @@ from . import customization, ws
 from .faults import Faults
 from .registry import Registry
 from .state import LOGGER_NAME, STATE, State, new_request_id
+
 HOST = "127.0.0.1"  # never 0.0.0.0: the simulator's key is documented, not secret
 HTTP_PREFIX = "/api/v1"
 
@@ -62,8 +63,9 @@ class Simulator:
     """A running (or startable) offline DashScope stand-in on 127.0.0.1.
 
     Options are those of :func:`cosyvoice_lab.offline.serve`, plus ``quota`` (voices per
-    account), ``synth_gap_seconds`` and ``synth_idle_seconds`` (WebSocket timeouts), all
-    mutable as attributes of ``sim.state`` while it runs.
+    account), ``synth_gap_seconds`` and ``synth_idle_seconds`` (WebSocket timeouts). While it
+    runs they can be changed on ``sim.state`` (``sim.state.synthesis_rps = 1``,
+    ``sim.state.registry.quota = 5``). Use it as a context manager, or ``start()``/``stop()``.
     """
 
     start = _HybridStart()

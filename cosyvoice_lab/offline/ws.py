@@ -140,7 +140,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         state.record(started, "ws-connect", refusal.status, rid, "GET")
         return refusal
     ws = web.WebSocketResponse(autoping=True, max_msg_size=16 * 1024 * 1024)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:  # the client gave up waiting (e.g. during an injected hang)
+        state.record(started, "ws-connect", 0, rid, "GET")
+        return ws
     state.record(started, "ws-connect", 101, rid, "GET")
     state.sockets.add(ws)
     try:

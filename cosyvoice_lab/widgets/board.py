@@ -42,8 +42,8 @@ class ComparisonBoard(widgets.VBox):
 
     def __init__(self, source, log=None, *, blind: bool = False, seed: int | None = None):
         self.source = source
-        self.log = log if log is not None else getattr(source, "log", None)
-        if self.log is None:
+        self.experiment_log = log if log is not None else getattr(source, "log", None)
+        if self.experiment_log is None:
             raise ValueError("ComparisonBoard needs log= when given a list of takes (pass lab.log)")
         self._ids = [t.take_id for t in self._source_takes()]
         self.session: BlindSession | None = None
@@ -74,7 +74,7 @@ class ComparisonBoard(widgets.VBox):
     def _source_takes(self) -> list:
         if hasattr(self.source, "takes") and hasattr(self.source, "experiment"):
             return list(self.source.takes)
-        return [self.log.get(t.take_id) for t in self.source]  # fresh from the log
+        return [self.experiment_log.get(t.take_id) for t in self.source]  # fresh from the log
 
     @property
     def takes(self) -> list:
@@ -100,7 +100,7 @@ class ComparisonBoard(widgets.VBox):
 
     # --- the normal grid -------------------------------------------------------------------------
     def _card(self, take, **kwargs) -> TakeCard:
-        card = TakeCard(take, self.log, **kwargs)
+        card = TakeCard(take, self.experiment_log, **kwargs)
         self.cards[take.take_id] = card
         return card
 
@@ -140,11 +140,11 @@ class ComparisonBoard(widgets.VBox):
         session = BlindSession.start([t.take_id for t in playable], seed=seed)
         by_id = {t.take_id: t for t in playable}
         for take_id in session.order:  # record before anything is heard
-            self.log.tag(take_id, session.tag)
-            self.log.note(take_id, session.append_note(by_id[take_id].notes, session.note_for(take_id)))
+            self.experiment_log.tag(take_id, session.tag)
+            self.experiment_log.note(take_id, session.append_note(by_id[take_id].notes, session.note_for(take_id)))
         self.session, self.summary = session, None
         self.cards = {}
-        cards = [self._card(self.log.get(t), label=session.label(t), blind=True, on_rate=self._blind_rated)
+        cards = [self._card(self.experiment_log.get(t), label=session.label(t), blind=True, on_rate=self._blind_rated)
                  for t in session.order]
         columns = f"repeat({min(BLIND_COLUMNS, len(cards))}, minmax(20em, 1fr))"
         self.grid.children = [widgets.GridBox(cards, layout=widgets.Layout(grid_template_columns=columns))]
@@ -175,7 +175,7 @@ class ComparisonBoard(widgets.VBox):
         """
         if self.session is None:
             raise RuntimeError("reveal needs a blind session: switch blind mode on first")
-        takes = [self.log.get(t) for t in self.session.order]
+        takes = [self.experiment_log.get(t) for t in self.session.order]
         self.summary = self.session.reveal(takes, self.prompts)
         models = {r.take_id: r for r in self.summary.rows}
         for take_id, card in self.cards.items():

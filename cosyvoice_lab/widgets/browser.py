@@ -104,7 +104,7 @@ class LogBrowser(widgets.VBox):
     """
 
     def __init__(self, lab, *, page_size: int = PAGE_SIZE):
-        self.lab, self.log, self.page_size = lab, lab.log, page_size
+        self.lab, self.experiment_log, self.page_size = lab, lab.log, page_size
         self.page = 0
         self.frame = None
         self.card: TakeCard | None = None
@@ -171,7 +171,7 @@ class LogBrowser(widgets.VBox):
         self._filter_changed(keep_page=True)
 
     def _refresh_choices(self) -> None:
-        everything = self.log.to_dataframe()
+        everything = self.experiment_log.to_dataframe()
         experiments = sorted({e for e in everything["experiment"].dropna()}) if len(everything) else []
         tags = sorted({t for ts in everything["tags"] for t in ts}) if len(everything) else []
         self._syncing = True
@@ -186,7 +186,7 @@ class LogBrowser(widgets.VBox):
     def _filter_changed(self, keep_page: bool = False) -> None:
         if self._syncing:
             return
-        self.frame = search(self.log.to_dataframe(**self.filters()), self.search.value)
+        self.frame = search(self.experiment_log.to_dataframe(**self.filters()), self.search.value)
         self.show_page(self.page if keep_page else 0)
 
     def show_page(self, page: int) -> None:
@@ -225,9 +225,9 @@ class LogBrowser(widgets.VBox):
                 self.take_select.value = take_id
             finally:
                 self._syncing = False
-        take = self.log.get(take_id)
+        take = self.experiment_log.get(take_id)
         self.detail.value = _detail_html(take)
-        self.card = TakeCard(take, self.log, annotate=True, on_change=self._annotated)
+        self.card = TakeCard(take, self.experiment_log, annotate=True, on_change=self._annotated)
         self.card_box.children = (self.card,)
         self.rerun_button.disabled = self.running
         if self._page_rows is not None:
@@ -238,7 +238,7 @@ class LogBrowser(widgets.VBox):
     def _annotated(self, take) -> None:
         self.detail.value = _detail_html(take)
         self._refresh_choices()
-        frame = search(self.log.to_dataframe(**self.filters()), self.search.value)
+        frame = search(self.experiment_log.to_dataframe(**self.filters()), self.search.value)
         self.frame = frame
         rows, _, _ = page_of(frame, self.page, self.page_size)
         self._page_rows = rows
@@ -270,7 +270,7 @@ class LogBrowser(widgets.VBox):
             take = self.lab.rerun(parent)
             self.rerun_take = take
             self.rerun_status.value = f"new take {take.take_id[:8]} ({take.status}), parent {parent.take_id[:8]}"
-            self.rerun_result.children = (TakeCard(take, self.log, label="re-run"),)
+            self.rerun_result.children = (TakeCard(take, self.experiment_log, label="re-run"),)
             self.refresh()
         except Exception as exc:  # noqa: BLE001 - shown in the widget, not lost in the thread
             self.errors.report(exc, "re-run")
@@ -286,17 +286,23 @@ class LogBrowser(widgets.VBox):
 
 
 def _detail_html(take) -> str:
-    """The take's own HTML (prompt, ids, status, rating, player) plus audit fields."""
+    """What was asked and what came back (the card beside it holds the player and controls)."""
     esc = html.escape
-    extra = [("take id", f"<code>{esc(take.take_id)}</code>"), ("backend", esc(take.backend)),
-             ("request id", esc(take.request_id or "—")),
-             ("started", esc(str(take.started_at or "—"))), ("latency", f"{take.latency_s:.2f} s"
-                                                              if take.latency_s is not None else "—")]
+    rows = [("take id", f"<code>{esc(take.take_id)}</code>"), ("prompt", esc(take.prompt)),
+            ("preview text", esc(take.design.preview_text)), ("model", esc(take.model)),
+            ("prefix", esc(take.design.prefix)), ("experiment", esc(take.experiment or "—")),
+            ("voice id", f"<code>{esc(take.voice_id or '—')}</code>"), ("status", esc(take._status_text())),
+            ("backend", esc(f"{take.backend} ({take.host or '?'})")), ("request id", esc(take.request_id or "—")),
+            ("started", esc(str(take.started_at or "—")))]
     if take.parent_take_id:
-        extra.append(("re-run of", f"<code>{esc(take.parent_take_id)}</code>"))
+        rows.append(("re-run of", f"<code>{esc(take.parent_take_id)}</code>"))
+    if take.tags:
+        rows.append(("tags", esc(", ".join(take.tags))))
+    if take.notes:
+        rows.append(("notes", f"<pre style='margin:0;white-space:pre-wrap'>{esc(take.notes)}</pre>"))
     if take.metrics:
-        extra.append(("measurements", esc(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                    for k, v in sorted(take.metrics.items())))))
-    rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-                   for k, v in extra)
-    return f"{take._repr_html_()}<table>{rows}</table>"
+        rows.append(("measurements", esc(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in sorted(take.metrics.items())))))
+    body = "".join(f"<tr><th style='text-align:left;vertical-align:top'>{k}</th><td style='text-align:left'>{v}</td>"
+                   f"</tr>" for k, v in rows)
+    return f"<table class='cosyvoice-take-detail'>{body}</table>"

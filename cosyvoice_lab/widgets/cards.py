@@ -110,7 +110,7 @@ class TakeCard(widgets.VBox):
 
     def __init__(self, take, log, *, label: str | None = None, blind: bool = False, annotate: bool = False,
                  on_change: Callable | None = None, on_rate: Callable | None = None):
-        self.take, self.log, self.label, self.blind = take, log, label, blind
+        self.take, self.experiment_log, self.label, self.blind = take, log, label, blind
         self._on_change, self._on_rate, self._syncing = on_change, on_rate, False
         self.header = widgets.HTML()
         self.player = widgets.HTML(player_html(take, label="" if blind else (take.voice_id or "")))
@@ -126,8 +126,8 @@ class TakeCard(widgets.VBox):
         self.listened_button = widgets.Button(description="▶ listened", tooltip="record that you played it",
                                               layout=widgets.Layout(width="8em"))
         self.rating.observe(guarded(self.message, self._rated, "rating"), "value")
-        self.keep_button.on_click(guarded(self.message, lambda _: self._act(self.log.choose), "keep"))
-        self.discard_button.on_click(guarded(self.message, lambda _: self._act(self.log.unchoose), "discard"))
+        self.keep_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.choose), "keep"))
+        self.discard_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.unchoose), "discard"))
         self.listened_button.on_click(guarded(self.message, lambda _: self._mark_played(), "listened"))
         controls = [self.rating, widgets.HBox([self.keep_button, self.discard_button, self.listened_button])]
         if annotate:
@@ -146,7 +146,7 @@ class TakeCard(widgets.VBox):
         self.save_note_button = widgets.Button(description="save note", layout=widgets.Layout(width="7em"))
         self.add_tag_button.on_click(guarded(self.message, lambda _: self._add_tag(), "tag"))
         self.save_note_button.on_click(guarded(self.message, lambda _: self._act(
-            lambda tid: self.log.note(tid, self.note_text.value)), "note"))
+            lambda tid: self.experiment_log.note(tid, self.note_text.value)), "note"))
         return widgets.VBox([widgets.HBox([self.tag_text, self.add_tag_button]),
                              widgets.HBox([self.note_text, self.save_note_button])])
 
@@ -154,7 +154,7 @@ class TakeCard(widgets.VBox):
     def _rated(self, change) -> None:
         if self._syncing or change.new == self.take.rating:
             return
-        self._act(lambda tid: self.log.rate(tid, change.new))
+        self._act(lambda tid: self.experiment_log.rate(tid, change.new))
         if self._on_rate:
             self._on_rate(self.take, change.new)
 
@@ -166,17 +166,17 @@ class TakeCard(widgets.VBox):
     def _add_tag(self) -> None:
         tag = self.tag_text.value.strip()
         if tag:
-            self._act(lambda tid: self.log.tag(tid, tag))
+            self._act(lambda tid: self.experiment_log.tag(tid, tag))
             self.tag_text.value = ""
 
     def _mark_played(self) -> None:
         if not self.take.played:
-            self.log.mark_played(self.take.take_id)
+            self.experiment_log.mark_played(self.take.take_id)
         self.refresh()
 
     def refresh(self) -> None:
         """Re-read the take from the log and redraw."""
-        self.take = self.log.get(self.take.take_id)
+        self.take = self.experiment_log.get(self.take.take_id)
         self._show()
         if self._on_change:
             self._on_change(self.take)

@@ -1,0 +1,179 @@
+"""The widgets in a real JupyterLab, in Debian's headless chromium driven by Playwright.
+
+Starts ``jupyter lab`` from this venv on a free port with a small notebook (a Lab on the
+offline simulator, a PromptBuilder, a ComparisonBoard), runs all cells from the Run menu,
+clicks Design, waits for a result card holding an ``<audio>`` element, and saves screenshots
+to ``test-artifacts/`` (copied to ``docs/`` for the README).
+
+Never downloads a browser (no ``playwright install``): ``.ci/run`` installs Debian's chromium;
+without ``/usr/bin/chromium`` the test is skipped and says so.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+DOCS = REPO / "docs"
+NOTEBOOK = "widgets.ipynb"
+CELLS = [
+    """from cosyvoice_lab import Lab
+from cosyvoice_lab.widgets import ComparisonBoard, PromptBuilder
+
+lab = Lab("lab", backend="offline", progress=False)
+lab""",
+    """builder = PromptBuilder(lab, preset="audiobook_narrator")
+builder.candidates.value = 2
+builder""",
+    """comparison = lab.compare(["A calm, deep, slow elderly male narrator",
+                          "A bright, fast, cheerful young woman"],
+                         repeats=1, preview_text="Hello there, this is a short preview of the voice.",
+                         experiment="browser-test")
+for take, stars in zip(comparison.takes, (5, 3, 4, 2)):
+    lab.log.rate(take.take_id, stars)
+lab.log.choose(comparison.takes[0].take_id)
+ComparisonBoard(comparison)""",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 2.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def _write_notebook(folder: Path) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, folder / NOTEBOOK)
+
+
+@pytest.fixture(scope="module")
+def jupyter_lab(tmp_path_factory):
+    """A JupyterLab server on a free port serving a tmp folder; killed (with its kernels) at the end."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+                    "this test never downloads a browser")
+    root = tmp_path_factory.mktemp("jupyter")
+    (root / "home").mkdir()
+    _write_notebook(root)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE")}
+    env["HOME"] = str(root / "home")  # no ~/.alibabacloud/credentials, no user workspace state
+    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1",
+           "--port", str(port), "--ServerApp.token=", "--ServerApp.password=",
+           f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(root / "jupyter.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _get(f"{url}/api/status")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"jupyter lab did not start:\n{(root / 'jupyter.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        _stop(proc, url)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen, url: str) -> None:
+    try:  # shut the kernels down first, so none outlives the server
+        for kernel in json.loads(_get(f"{url}/api/kernels")[1]):
+            req = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}", method="DELETE")
+            urllib.request.urlopen(req, timeout=10).close()
+    except OSError:
+        pass
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def _kernel_ready(page, timeout: float = 60.0) -> None:
+    """Wait for an idle kernel, accepting the "Select Kernel" dialog (python3 preselected) if shown."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count() and dialog.first.is_visible():
+            dialog.locator("button.jp-mod-accept").first.click()
+        elif page.get_by_text("| Idle").count():
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the notebook's kernel did not become idle")
+
+
+def _save(locator, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    DOCS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    locator.screenshot(path=str(path))
+    shutil.copy(path, DOCS / name)
+    return path
+
+
+def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(f"{jupyter_lab}/lab/tree/{NOTEBOOK}?reset")
+            panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+            expect(panel.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
+            _kernel_ready(page)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator("li[data-command='runmenu:run-all']").click()
+
+            builder = panel.locator(".cosyvoice-prompt-builder")
+            design = builder.locator("button", has_text="Design")
+            expect(design).to_be_enabled(timeout=60_000)
+            design.click()
+            card_audio = builder.locator(f".cosyvoice-take-card audio")
+            expect(card_audio).to_have_count(2, timeout=60_000)  # 2 candidates arrived as cards
+            expect(builder.locator(".widget-label", has_text="2/2 done: 2 ok")).to_be_visible(timeout=30_000)
+            expect(design).to_be_enabled()
+            builder.scroll_into_view_if_needed()
+            shot = _save(builder, "promptbuilder.png")
+
+            board = panel.locator(".cosyvoice-comparison-board")
+            expect(board.locator(".cosyvoice-take-card audio")).to_have_count(4, timeout=60_000)
+            board.scroll_into_view_if_needed()
+            board_shot = _save(board, "comparison.png")
+            assert not panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")\
+                .filter(has_text="Traceback").count()
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000 and board_shot.stat().st_size > 10_000
