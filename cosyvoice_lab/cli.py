@@ -217,7 +217,7 @@ def cmd_offline(args) -> int:
 
     from .offline import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     with serve(port=args.port, api_key=args.api_key, state_dir=args.state) as sim:
         sim.faults.latency = args.latency
         sim.faults.error_rate = args.error_rate

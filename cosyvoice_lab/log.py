@@ -277,10 +277,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
         where, params = logstore.where_clause(experiment=experiment, model=model, tag=tag,
                                               min_rating=min_rating, status=status, since=since,
                                               until=until, **more)
-        spec = logframe.TAKE_FRAME
-        rows = self._query(f"SELECT {logframe.select_list(spec)} FROM takes{where} "
-                           f"ORDER BY started_at, rowid", params)
-        return logframe.build(rows, spec, self.folder)
+        return logframe.takes_frame(self._query, where, params, self.folder)
 
     @property
     def df(self):
