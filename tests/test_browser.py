@@ -149,7 +149,7 @@ def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
             page.goto(f"{jupyter_lab}/lab/tree/{NOTEBOOK}?reset")
             panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
             expect(panel.locator(".jp-Cell").first).to_be_visible(timeout=60_000)

@@ -176,3 +176,29 @@ def test_rate_limit_is_respected_at_the_simulator(tmp_path, monkeypatch):
         comp = lab.compare(["a steady voice"], models=["cosyvoice-v3.5-plus"], repeats=16)
         assert all(t.ok for t in comp.takes)
         assert all(status != 429 for _, _, status in strict.request_log)
+
+
+SCRIPT = "Welcome back. Today we read the first chapter. Please sit comfortably."
+
+
+def test_speak_logs_an_utterance_with_cost(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    take = lab.design("a calm deep male narrator", preview_text="Hello.")
+    result = lab.speak(take, SCRIPT, rate=1.2)
+    assert result.audio.duration > 2 and result.model == take.model
+    assert result.cost_cny == pytest.approx(result.characters * catalog.MODELS[take.model].price_cny_per_10k_chars / 10_000)
+    utterances = lab.log.utterances(take.take_id)
+    assert len(utterances) == 1 and utterances["characters"].iloc[0] == result.characters
+    by_voice = lab.speak(take.voice_id, "Again, by voice id.")
+    assert by_voice.audio.duration > 0.5 and len(lab.log.utterances(take.take_id)) == 2
+    with pytest.raises(ValidationError):
+        lab.speak(take, SCRIPT, model="cosyvoice-v3.5-flash" if take.model != "cosyvoice-v3.5-flash" else "cosyvoice-v3.5-plus")
+
+
+def test_audition_reads_one_script_with_several_voices(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    takes = lab.design("a bright young woman", n=2)
+    aud = lab.audition(takes, SCRIPT)
+    assert len(aud.ok) == 2 and aud._repr_html_().count("<audio") == 2
+    est = lab.estimate(SCRIPT, takes[0].model)
+    assert est["characters"] == len(SCRIPT)

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import logging
 import threading
+from pathlib import Path
 from typing import Iterator
 
 from .. import catalog
@@ -55,16 +56,22 @@ def serve(*, port: int = 0, api_key: str | None = None, state_dir=None, faults: 
         yield sim
 
 
-_shared: Simulator | None = None
+_shared: dict[str, Simulator] = {}
 _shared_lock = threading.Lock()
 
 
-def shared() -> Simulator:
-    """The process's default simulator, started on first use and reused afterwards
-    (a notebook kernel keeps one for its whole life)."""
-    global _shared
+def shared(state_dir=None) -> Simulator:
+    """The process's simulator for ``state_dir``, started on first use and reused afterwards
+    (a notebook kernel keeps one for its whole life).
+
+    It accepts only ``catalog.OFFLINE_API_KEY`` (never a real key found in the environment),
+    and with a ``state_dir`` its voices outlive the process, as a real account's do: the Lab
+    keeps them in its folder, so the log and the offline voices stay in step across restarts.
+    """
+    key = str(Path(state_dir).resolve()) if state_dir else ""
     with _shared_lock:
-        if _shared is None or _shared.port is None:
-            _shared = Simulator().start()
-            atexit.register(_shared.stop)
-        return _shared
+        sim = _shared.get(key)
+        if sim is None or sim.port is None:
+            sim = _shared[key] = Simulator(api_key=catalog.OFFLINE_API_KEY, state_dir=state_dir).start()
+            atexit.register(sim.stop)
+        return sim

@@ -19,7 +19,7 @@ from .cards import ErrorBox, TakeCard, guarded
 
 BOTH = "both"
 MAX_CANDIDATES = 8  # a UI bound for one click (each candidate is one stored voice), not a service limit
-LANGUAGE_OPTIONS = (("English", "en"), ("中文", "zh"))
+LANGUAGE_OPTIONS = (("English (en)", "en"), ("中文 (zh)", "zh"))
 
 
 # --- pure pieces --------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class PromptBuilder(widgets.VBox):
         self.preset = PresetDropdown(options=[("— custom —", "")] + [(preset_label(k), k) for k in PRESETS],
                                      value="", description="preset")
         self.language = widgets.ToggleButtons(options=LANGUAGE_OPTIONS, value=language, description="language",
-                                              style={"button_width": "6em"})
+                                              style={"button_width": "7.5em"})
         self.dimensions = {d: widgets.Dropdown(options=self._dimension_options(d, language), value="",
                                                description=d, layout=widgets.Layout(width="18em"),
                                                style={"description_width": "6.5em"})
@@ -166,7 +166,7 @@ class PromptBuilder(widgets.VBox):
         self.design_button = widgets.Button(description="Design", button_style="primary", icon="magic")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="12em"))
         self.status = widgets.Label("")
-        self.results = widgets.VBox()
+        self.results = widgets.Box(layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
 
     def _layout(self) -> list:
         dims = list(self.dimensions.values())
@@ -374,7 +374,7 @@ class PromptBuilder(widgets.VBox):
 
     def _add(self, take) -> None:
         with self._lock:
-            card = TakeCard(take, self.lab.log, label=f"#{len(self.takes) + 1}")
+            card = TakeCard(take, self.lab.log, label=f"#{len(self.takes) + 1}", width="30em")
             self.takes.append(take)
             self.cards.append(card)
             self.results.children = (*self.results.children, card)

@@ -101,6 +101,7 @@ class TakeCard(widgets.VBox):
         annotate: add tag and note controls.
         on_change: called with the updated Take after every annotation.
         on_rate: called with (take, rating) when the rating changes (blind sessions collect it).
+        width: the card's CSS width (default: as wide as its container).
 
     Attributes:
         take: the take as the log last returned it.
@@ -109,7 +110,7 @@ class TakeCard(widgets.VBox):
     """
 
     def __init__(self, take, log, *, label: str | None = None, blind: bool = False, annotate: bool = False,
-                 on_change: Callable | None = None, on_rate: Callable | None = None):
+                 on_change: Callable | None = None, on_rate: Callable | None = None, width: str | None = None):
         self.take, self.experiment_log, self.label, self.blind = take, log, label, blind
         self._on_change, self._on_rate, self._syncing = on_change, on_rate, False
         self.header = widgets.HTML()
@@ -134,7 +135,7 @@ class TakeCard(widgets.VBox):
             controls.append(self._annotation_controls())
         self.controls = widgets.VBox(controls)
         super().__init__([self.header, self.player, self.details, self.controls, self.message],
-                         layout=widgets.Layout(border="1px solid #d4d4d8", padding="6px", margin="4px"))
+                         layout=widgets.Layout(border="1px solid #d4d4d8", padding="6px", margin="4px", width=width))
         self.add_class(CARD_CLASS)
         self._show()
 
