@@ -59,7 +59,7 @@ def replay(conn, take_ids: Iterable[str]) -> None:
     """Recompute the annotation columns of ``take_ids`` from their history (inside a transaction)."""
     for take_id in take_ids:
         events = conn.execute("SELECT action, value FROM annotations WHERE take_id = ? "
-                              "ORDER BY at, annotation_id", (take_id,)).fetchall()
+                              "ORDER BY at, rowid", (take_id,)).fetchall()
         values = apply_events(events)
         conn.execute(f"UPDATE takes SET {', '.join(f'{k} = ?' for k in values)} WHERE take_id = ?",
                      [*values.values(), take_id])
@@ -139,7 +139,7 @@ class Annotations(LogDatabase):
         spec = logframe.HISTORY_FRAME
         where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
         rows = self._query(f"SELECT {logframe.select_list(spec)} FROM annotations{where} "
-                           f"ORDER BY at, annotation_id", params)
+                           f"ORDER BY at, rowid", params)
         return logframe.build(rows, spec, self.folder)
 
     def _annotate(self, take_id: str, change) -> Take:

@@ -126,14 +126,15 @@ class RevealSummary:
     def html(self) -> str:
         """Mean rating per model and per prompt, then the uncovered labels, as HTML tables."""
         esc = html.escape
-        models = "".join(f"<tr><td>{esc(name)}</td><td>{_fmt(m)}</td></tr>" for name, m in self.per_model.items())
+        models = "".join(f"<tr><td>{esc(name)}</td><td>{_fmt(m)}</td></tr>"
+                         for name, m in self.per_model.items())
         prompts = "".join(f"<tr><td>{i}. {esc(_short(self.prompts[i], 60))}</td><td>{_fmt(m)}</td></tr>"
                           for i, m in self.per_prompt.items())
         labels = "".join(f"<tr><td><b>{esc(r.label)}</b></td><td>{esc(r.model)}</td><td>{r.prompt_index}</td>"
-                         f"<td>{'★' * r.rating if r.rating else '—'}</td><td><code>{esc(r.take_id[:8])}</code></td></tr>"
-                         for r in self.rows)
-        return (f"<div class='cosyvoice-reveal'><p><b>Revealed</b> — blind session <code>{esc(self.session_id)}</code>, "
-                f"seed {self.seed}; {self.rated}/{len(self.rows)} takes rated.</p>"
+                         f"<td>{'★' * r.rating if r.rating else '—'}</td>"
+                         f"<td><code>{esc(r.take_id[:8])}</code></td></tr>" for r in self.rows)
+        return (f"<div class='cosyvoice-reveal'><p><b>Revealed</b> — blind session "
+                f"<code>{esc(self.session_id)}</code>, seed {self.seed}; {self.rated}/{len(self.rows)} takes rated.</p>"
                 f"<table><tr><th>model</th><th>mean rating</th></tr>{models}</table>"
                 f"<table><tr><th>prompt</th><th>mean rating</th></tr>{prompts}</table>"
                 f"<table><tr><th>label</th><th>model</th><th>prompt</th><th>rating</th><th>take</th></tr>"
@@ -290,7 +291,8 @@ class BlindSession:
         used = sorted({r.prompt_index for r in rows})
         per_prompt = {i: _mean([r.rating for r in rows if r.prompt_index == i and r.rating is not None])
                       for i in used}
-        return RevealSummary(rows, per_model, per_prompt, {i: prompt_order[i] for i in used}, self.seed, self.session_id)
+        return RevealSummary(rows, per_model, per_prompt, {i: prompt_order[i] for i in used},
+                             self.seed, self.session_id)
 
 
 def played_not_chosen(takes: Iterable) -> list:

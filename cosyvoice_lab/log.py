@@ -13,8 +13,8 @@ processes can share a log.
 Stale pending rows. Opening a log marks ``pending`` rows ``interrupted`` only when their
 writer is certainly gone: each pending row records the writing process (host name, pid,
 and its boot id + start time, which survive pid reuse). On the same host the row is stale
-when that process no longer runs — or when it is this very process and the take is not one
-of its requests in flight (a notebook cell interrupted before it could record an outcome).
+when that process no longer runs — or when it is this very process and nothing holds the
+take's pending ``Take`` any more (a notebook cell interrupted before it recorded an outcome).
 A row written on another host (a shared folder) is stale once it is older than
 ``stale_after_s`` (an hour by default, far beyond a create request's timeout and retries).
 A live writer's rows are never touched; ``finish`` still succeeds on an interrupted take.
@@ -28,6 +28,7 @@ import json
 import sqlite3
 import threading
 import uuid
+import weakref
 from datetime import timedelta
 
 from . import logframe, logstore
@@ -45,8 +46,10 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "ExperimentLog", "LogError", "TakeNotFou
 OPEN_STATUSES = ("pending", "unknown", "interrupted")  # outcomes that may still be recorded
 
 # Takes this process has sent and not yet settled, whichever ExperimentLog object sent them:
-# a second log object opened in the same kernel must not mark them interrupted.
-_IN_FLIGHT: set[str] = set()
+# a second log object opened in the same kernel must not mark them interrupted. Weak values:
+# while a request is in flight its caller holds the pending Take; once the caller is gone
+# without an outcome (a cell interrupted mid-request) the entry vanishes and the take is stale.
+_IN_FLIGHT: weakref.WeakValueDictionary[str, Take] = weakref.WeakValueDictionary()
 _IN_FLIGHT_LOCK = threading.Lock()
 
 
@@ -93,7 +96,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
         if not rows:
             return 0
         with _IN_FLIGHT_LOCK:  # read after the rows: a take settled meanwhile is caught below
-            live = set(_IN_FLIGHT)
+            live = set(_IN_FLIGHT.keys())
         me, now = logstore.writer_identity(), now_utc()
         stale = [r for r in rows if logstore.is_stale(r, me=me, live=live, now=now, stale_after=self.stale_after)]
         if not stale:
@@ -120,7 +123,9 @@ class ExperimentLog(Annotations, Utterances, Exports):
             experiment, parent_take_id, cell, repeat: where the take belongs.
 
         Returns:
-            the pending Take (its ``take_id`` is new and globally unique).
+            the pending Take (its ``take_id`` is new and globally unique). Keep it while the
+            request is in flight: a pending take whose Take object this process no longer
+            holds counts as abandoned, and the next open of the log marks it interrupted.
 
         Raises:
             TypeError / ValueError: a bad design, backend or prompt_spec. LogError: cannot write.
@@ -140,7 +145,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
         row = logstore.take_to_row(take)
         row["writer_host"], row["writer_pid"], row["writer_start"] = logstore.writer_identity()
         with _IN_FLIGHT_LOCK:  # before the insert, so no concurrent open can judge it stale
-            _IN_FLIGHT.add(take.take_id)
+            _IN_FLIGHT[take.take_id] = take
         try:
             with self._tx() as conn:
                 conn.execute(f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -294,4 +299,4 @@ class ExperimentLog(Annotations, Utterances, Exports):
 
 def _settled(take_id: str) -> None:
     with _IN_FLIGHT_LOCK:
-        _IN_FLIGHT.discard(take_id)
+        _IN_FLIGHT.pop(take_id, None)

@@ -161,7 +161,7 @@ def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
             design = builder.locator("button", has_text="Design")
             expect(design).to_be_enabled(timeout=60_000)
             design.click()
-            card_audio = builder.locator(f".cosyvoice-take-card audio")
+            card_audio = builder.locator(".cosyvoice-take-card audio")
             expect(card_audio).to_have_count(2, timeout=60_000)  # 2 candidates arrived as cards
             expect(builder.locator(".widget-label", has_text="2/2 done: 2 ok")).to_be_visible(timeout=30_000)
             expect(design).to_be_enabled()

@@ -207,10 +207,11 @@ def test_blind_mode_hides_shuffles_records_and_reveals(lab, comparison):
     s = board.session
     ids = [t.take_id for t in comparison.takes]
     assert s.seed == 42 and list(s.order) == shuffled(ids, 42) and board.blind_toggle.value
-    texts = " ".join(c.header.value + c.player.value + c.details.value for c in board.cards.values())
+    texts = " ".join(c.header.value + c.details.value for c in board.cards.values())
+    players = " ".join(c.player.value for c in board.cards.values())  # base64 audio: check ids only
     for t in comparison.takes:  # nothing names the model, the prompt or the voice
-        assert t.voice_id not in texts and t.prompt not in texts
-    assert "v3.5" not in texts and "plus" not in texts and "flash" not in texts
+        assert t.voice_id not in texts + players and t.prompt not in texts
+    assert "v3.5" not in texts and "plus" not in texts and "flash" not in texts and "title=" not in players
     assert [c.label for c in board.cards.values()] == ["A", "B", "C", "D"]
     for t in lab.log.takes(tag=s.tag):  # the seed is in the log before anything is heard
         assert f"blind {s.session_id}: seed 42, label {s.label(t.take_id)}" in t.notes
@@ -337,7 +338,8 @@ def test_prompt_draft_follows_the_rendering_until_edited():
 
 
 def test_counters_and_measurements_text():
-    assert counters_text("abc", "hello") == f"prompt 3/{catalog.VOICE_PROMPT_MAX} · preview 5/{catalog.PREVIEW_TEXT_MAX}"
+    expected = f"prompt 3/{catalog.VOICE_PROMPT_MAX} · preview 5/{catalog.PREVIEW_TEXT_MAX}"
+    assert counters_text("abc", "hello") == expected
     text = measurements_text({"median_f0_hz": 112.4, "speaking_rate": 13.25, "rate_unit": "letters_per_s",
                               "loudness_lufs": float("nan")})
     assert text == "F0 112 Hz · rate 13.2 letters/s" and measurements_text(None) == ""

@@ -107,6 +107,7 @@ class LogBrowser(widgets.VBox):
         self.lab, self.experiment_log, self.page_size = lab, lab.log, page_size
         self.page = 0
         self.frame = None
+        self._page_rows = None
         self.card: TakeCard | None = None
         self.rerun_take = None
         self._thread: threading.Thread | None = None
@@ -232,8 +233,6 @@ class LogBrowser(widgets.VBox):
         self.rerun_button.disabled = self.running
         if self._page_rows is not None:
             self.table.value = table_html(self._page_rows, take_id)
-
-    _page_rows = None
 
     def _annotated(self, take) -> None:
         self.detail.value = _detail_html(take)

@@ -6,6 +6,7 @@ box's "edited by hand" state is the pure :class:`PromptDraft`. The widget only w
 """
 from __future__ import annotations
 
+import html
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -302,8 +303,8 @@ class PromptBuilder(widgets.VBox):
         self.counters.value = _counters_html(self.prompt.value, preview)
         _, problems, warnings = self.check()
         problems = [*self._spec_problems(), *problems]
-        lines = [f"<div style='color:#b91c1c'>✗ {_esc(p)}</div>" for p in problems]
-        lines += [f"<div style='color:#b45309'>⚠ {_esc(w)}</div>" for w in warnings]
+        lines = [f"<div style='color:#b91c1c'>✗ {html.escape(p)}</div>" for p in problems]
+        lines += [f"<div style='color:#b45309'>⚠ {html.escape(w)}</div>" for w in warnings]
         self.messages.value = "".join(lines) or "<div style='color:#047857'>✓ ready to design</div>"
         self.design_button.disabled = self.running or bool(problems)
         return problems
@@ -389,12 +390,6 @@ class PromptBuilder(widgets.VBox):
         if thread is not None:
             thread.join(timeout)
         return not self.running
-
-
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 def _counters_html(prompt: str, preview: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 import traceback
 from typing import Callable
 
@@ -32,19 +33,22 @@ class ErrorBox(widgets.HTML):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.errors: list[BaseException] = []
+        self._lock = threading.Lock()  # worker threads may report at the same time
         self.add_class("cosyvoice-errors")
 
     def report(self, exc: BaseException, context: str = "") -> None:
         """Show ``exc`` (message first, the traceback folded underneath)."""
-        self.errors.append(exc)
         head = html.escape(f"{context + ': ' if context else ''}{type(exc).__name__}: {exc}")
         tb = html.escape("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        self.value += (f"<div style='color:#b91c1c'><b>⚠ {head}</b><details><summary>traceback</summary>"
-                       f"<pre style='font-size:80%'>{tb}</pre></details></div>")
+        with self._lock:
+            self.errors.append(exc)
+            self.value += (f"<div style='color:#b91c1c'><b>⚠ {head}</b><details><summary>traceback</summary>"
+                           f"<pre style='font-size:80%'>{tb}</pre></details></div>")
 
     def clear(self) -> None:
-        self.errors.clear()
-        self.value = ""
+        with self._lock:
+            self.errors.clear()
+            self.value = ""
 
 
 def guarded(box: ErrorBox, fn: Callable, context: str = "") -> Callable:
@@ -128,7 +132,8 @@ class TakeCard(widgets.VBox):
                                               layout=widgets.Layout(width="8em"))
         self.rating.observe(guarded(self.message, self._rated, "rating"), "value")
         self.keep_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.choose), "keep"))
-        self.discard_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.unchoose), "discard"))
+        self.discard_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.unchoose),
+                                             "discard"))
         self.listened_button.on_click(guarded(self.message, lambda _: self._mark_played(), "listened"))
         controls = [self.rating, widgets.HBox([self.keep_button, self.discard_button, self.listened_button])]
         if annotate:

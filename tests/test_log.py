@@ -1,0 +1,674 @@
+"""ExperimentLog on real SQLite files: migrations, the write path, crashes, concurrency,
+the DataFrame view, annotations, utterances, bad folders and the API key."""
+import gc
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cosyvoice_lab import migrations
+from cosyvoice_lab.annotations import apply_events
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log import ExperimentLog, TakeNotFound
+from cosyvoice_lab.logstore import clean_metrics, clean_tag, to_utc, where_clause
+
+REPO = Path(__file__).resolve().parent.parent
+DESIGN = VoiceDesign("一位低沉温暖的男声，语速缓慢", "你好，欢迎收听今天的节目。")
+EN = VoiceDesign("A bright, fast, cheerful young woman", "Hello there, welcome.", target_model="cosyvoice-v3.5-flash")
+VOICE = "cosyvoice-v3.5-plus-vd-lab-" + "0" * 32
+
+
+def tone(seed: int = 0) -> Audio:
+    return Audio.from_numpy(0.2 * np.sin(np.arange(2400) / (5 + seed)), 24000)
+
+
+@pytest.fixture
+def log(tmp_path):
+    with ExperimentLog(tmp_path / "log") as opened:
+        yield opened
+
+
+def ok_take(log, design=DESIGN, audio=None, **start):
+    take = log.start(design, backend="offline", **start)
+    return log.finish(take.take_id, voice_id=VOICE, audio=audio, request_id="req-1")
+
+
+# --- opening and migrations -------------------------------------------------------------
+
+
+def test_a_new_folder_gets_a_wal_database_at_the_latest_version(tmp_path):
+    log = ExperimentLog(tmp_path / "a" / "b")
+    assert log.path == tmp_path / "a" / "b" / "log.sqlite3" and log.path.is_file()
+    assert (tmp_path / "a" / "b" / "audio").is_dir()
+    assert log.schema_version == migrations.SCHEMA_VERSION == 2
+    with sqlite3.connect(log.path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"takes", "annotations", "utterances"}
+    assert "2 takes" not in repr(log) and "schema v2" in repr(log)
+    log.close()
+    ExperimentLog(tmp_path / "a" / "b").close()  # reopening applies nothing
+
+
+def test_a_folder_holding_other_things_is_fine(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "audio").mkdir()
+    with ExperimentLog(tmp_path) as log:
+        ok_take(log)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def _v1_database(path: Path) -> None:
+    """A log as version 1 left it, with annotations made before history existed."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrations.migrate(conn, path, target=1) == 1
+    rows = [("a" * 32, "ok", 4, 1, '["warm","deep"]', "lovely", 1), ("b" * 32, "failed", None, 0, None, "", 0)]
+    for take_id, status, rating, chosen, tags, notes, played in rows:
+        conn.execute("INSERT INTO takes (take_id, status, backend, target_model, prefix, voice_prompt, "
+                     "preview_text, started_at, finished_at, rating, chosen, tags, notes, played) "
+                     "VALUES (?, ?, 'offline', 'cosyvoice-v3.5-plus', 'lab', 'p', 'hello', "
+                     "'2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:05.000000Z', ?, ?, ?, ?, ?)",
+                     (take_id, status, rating, chosen, tags, notes, played))
+    conn.close()
+
+
+def test_migrating_a_version_1_file_keeps_its_takes_and_seeds_history(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    _v1_database(folder / "log.sqlite3")
+    with ExperimentLog(folder) as log:
+        assert log.schema_version == 2
+        take = log.get("a" * 32)
+        assert (take.rating, take.chosen, take.tags, take.notes, take.played) == (4, True, ("warm", "deep"),
+                                                                                 "lovely", True)
+        history = log.history("a" * 32)
+        assert sorted(history["action"]) == ["choose", "note", "played", "rate", "tag", "tag"]
+        assert set(history["at"]) == {pd.Timestamp("2025-01-01T00:00:05Z")}
+        assert log.history("b" * 32).empty
+        # the seeded history replays to today's values (what bundle merges rely on)
+        replayed = apply_events(zip(history["action"], history["value"].astype(object).where(
+            history["value"].notna(), None)))
+        assert replayed["rating"] == 4 and json.loads(replayed["tags"]) == ["warm", "deep"]
+        log.add_utterance(take.take_id, text="hi", params={}, characters=2, cost_cny=0.0, audio=tone())
+
+
+def test_each_migration_step_from_every_earlier_version(tmp_path):
+    for start in range(migrations.SCHEMA_VERSION + 1):
+        path = tmp_path / f"v{start}.sqlite3"
+        conn = sqlite3.connect(path, isolation_level=None)
+        migrations.migrate(conn, path, target=start)
+        assert migrations.version(conn) == start
+        assert migrations.migrate(conn, path) == migrations.SCHEMA_VERSION
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+
+
+def test_a_newer_log_says_to_upgrade(tmp_path):
+    folder = tmp_path / "new"
+    ExperimentLog(folder).close()
+    with sqlite3.connect(folder / "log.sqlite3") as raw:
+        raw.execute("PRAGMA user_version = 99")
+    with pytest.raises(LogError, match="newer cosyvoice_lab.*[Uu]pgrade") as info:
+        ExperimentLog(folder)
+    assert info.value.path == folder / "log.sqlite3"
+
+
+def test_a_file_that_is_not_sqlite_is_named_and_left_untouched(tmp_path):
+    db = tmp_path / "log.sqlite3"
+    junk = b"this is not a database, it is a shopping list\n" * 100
+    db.write_bytes(junk)
+    with pytest.raises(LogError, match="not a SQLite database") as info:
+        ExperimentLog(tmp_path)
+    assert str(db) in str(info.value)
+    assert db.read_bytes() == junk
+
+
+def test_another_programs_database_is_refused(tmp_path):
+    with sqlite3.connect(tmp_path / "log.sqlite3") as raw:
+        raw.execute("CREATE TABLE recipes (name TEXT)")
+    with pytest.raises(LogError, match="not a cosyvoice_lab experiment log"):
+        ExperimentLog(tmp_path)
+
+
+def test_a_file_where_the_folder_should_be(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(LogError, match="is a file") as info:
+        ExperimentLog(tmp_path / "f")
+    assert info.value.path == tmp_path / "f"
+
+
+READ_ONLY_OPEN = ("import sys\nfrom cosyvoice_lab.log import ExperimentLog\nfrom cosyvoice_lab.errors import LogError\n"
+                  "try:\n    ExperimentLog(sys.argv[1])\nexcept LogError as e:\n    print('LogError', e)\n")
+
+
+def _open_read_only(folder: Path) -> subprocess.CompletedProcess:
+    """Open the log in a child that sees ``folder`` read-only (root ignores permission bits,
+    so as root the child gets a private read-only bind mount instead)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if os.geteuid() != 0:
+        for path in (folder, folder / "audio"):
+            os.chmod(path, 0o555)
+        return subprocess.run([sys.executable, "-c", READ_ONLY_OPEN, str(folder)], capture_output=True,
+                              text=True, env=env, timeout=60)
+    if not shutil.which("unshare"):
+        pytest.skip("running as root without unshare: cannot make a folder read-only")
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3" "$1"'
+    out = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(folder), sys.executable, READ_ONLY_OPEN],
+                         capture_output=True, text=True, env=env, timeout=60)
+    if "LogError" not in out.stdout and ("mount" in out.stderr or "unshare" in out.stderr):
+        pytest.skip(f"cannot make a read-only mount here: {out.stderr.strip()}")
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_a_read_only_folder_is_a_clear_error_and_nothing_is_damaged(tmp_path):
+    folder = tmp_path / "log"
+    with ExperimentLog(folder) as log:
+        ok_take(log)
+    before = (folder / "log.sqlite3").read_bytes()
+    try:
+        out = _open_read_only(folder)
+    finally:
+        for path in (folder, folder / "audio"):
+            os.chmod(path, 0o755)
+    assert out.stdout.startswith("LogError"), out.stderr
+    assert str(folder) in out.stdout and "read-only" in out.stdout
+    assert (folder / "log.sqlite3").read_bytes() == before
+
+
+# --- the write path -------------------------------------------------------------------------
+
+
+def test_start_commits_a_pending_row_before_returning(log):
+    take = log.start(DESIGN, backend="offline", experiment="e", region="cn-beijing", host="127.0.0.1",
+                     prompt_spec={"gender": "male"}, cell="p0|m|r0", repeat=0)
+    with sqlite3.connect(log.path) as other:  # another connection sees it: it is committed
+        row = other.execute("SELECT status, voice_prompt, cell FROM takes WHERE take_id = ?",
+                            (take.take_id,)).fetchone()
+    assert row == ("pending", DESIGN.voice_prompt, "p0|m|r0")
+    assert take.status == "pending" and len(take.take_id) == 32 and take.started_at.tzinfo is not None
+    assert log.get(take.take_id) == take
+
+
+def test_pending_to_ok_writes_the_audio_first_and_records_everything(log):
+    audio = tone()
+    pending = log.start(DESIGN, backend="dashscope", experiment="e", region="cn-beijing",
+                        host="dashscope.aliyuncs.com", prompt_spec={"pace": "slow"})
+    take = log.finish(pending.take_id, voice_id=VOICE, request_id="req-9", audio=audio, voice_status="OK",
+                      latency_s=2.5, metrics={"f0_mean_hz": np.float32(110.5), "voiced": True})
+    stored = log.folder / "audio" / f"{audio.sha256}.wav"
+    assert stored.read_bytes() == audio.data
+    assert take.audio_path == str(stored) and take.audio == audio and take.audio_sha256 == audio.sha256
+    assert (take.status, take.voice_id, take.request_id, take.voice_status) == ("ok", VOICE, "req-9", "OK")
+    assert take.latency_s == 2.5 and take.audio_duration_s == pytest.approx(0.1)
+    assert take.metrics == {"f0_mean_hz": 110.5, "voiced": True}
+    assert take.design == DESIGN and take.prompt_spec == {"pace": "slow"} and take.host == "dashscope.aliyuncs.com"
+    assert take.finished_at >= take.started_at and take.package_version
+    assert log.get(take.take_id) == take
+    assert not list((log.folder / "audio").glob(".tmp-*"))
+
+
+def test_latency_defaults_to_the_time_since_start(log):
+    take = log.finish(log.start(DESIGN, backend="offline").take_id, voice_id=VOICE)
+    assert 0 <= take.latency_s == pytest.approx((take.finished_at - take.started_at).total_seconds())
+
+
+def test_fail_unknown_then_reconcile(log):
+    take = log.start(DESIGN, backend="offline")
+    unknown = log.fail(take.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
+    assert unknown.status == "unknown" and unknown.error_code == "OutcomeUnknown"
+    settled = log.reconcile(take.take_id, voice_id=VOICE, voice_status="OK")
+    assert settled.ok and settled.preview_missing and settled.audio is None and settled.voice_id == VOICE
+    assert settled.error_code is None and settled.finished_at == unknown.finished_at
+    assert "no preview" in settled._repr_html_()
+
+
+def test_an_outcome_is_recorded_once(log):
+    take = ok_take(log)
+    with pytest.raises(LogError, match="already has its outcome"):
+        log.fail(take.take_id, error_code="X", error_message="y")
+    with pytest.raises(ValueError, match="status"):
+        log.fail(take.take_id, error_code="X", error_message="y", status="ok")
+
+
+def test_missing_takes_raise_take_not_found_which_is_a_key_error(log):
+    for call in (lambda: log.get("f" * 32), lambda: log.finish("f" * 32, voice_id=VOICE),
+                 lambda: log.rate("f" * 32, 3), lambda: log.mark_played("f" * 32)):
+        with pytest.raises(TakeNotFound) as info:
+            call()
+        assert isinstance(info.value, KeyError) and isinstance(info.value, LogError)
+        assert "f" * 32 in str(info.value)
+
+
+def test_get_accepts_a_unique_prefix(log):
+    take = ok_take(log)
+    assert log.get(take.take_id[:8]) == take
+    with pytest.raises(TakeNotFound):
+        log.get("zzzzzzzz")
+
+
+def test_bad_arguments_are_refused_before_writing(log):
+    with pytest.raises(TypeError):
+        log.start({"voice_prompt": "x"}, backend="offline")
+    with pytest.raises(ValueError, match="backend"):
+        log.start(DESIGN, backend="elsewhere")
+    assert len(log) == 0
+
+
+def test_set_metrics_merges(log):
+    take = ok_take(log)
+    log.set_metrics(take.take_id, {"a": 1.5, "b": np.int64(3)})
+    merged = log.set_metrics(take.take_id, {"b": 4, "c": float("nan")})
+    assert merged.metrics == {"a": 1.5, "b": 4, "c": None}
+    with pytest.raises(ValueError, match="identifier"):
+        log.set_metrics(take.take_id, {"not a name": 1})
+    with pytest.raises(TypeError):
+        log.set_metrics(take.take_id, {"a": [1, 2]})
+
+
+@given(st.dictionaries(st.text(max_size=8), st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                       max_size=5))
+def test_clean_metrics_accepts_identifiers_and_scalars_only(metrics):
+    try:
+        cleaned = clean_metrics(metrics)
+    except ValueError:
+        assert any(not k.isidentifier() or not k.isascii() or len(k) > 64 for k in metrics)
+        return
+    assert set(cleaned) == set(metrics)
+    json.dumps(cleaned, allow_nan=False)  # strict JSON: NaN and infinities became None
+
+
+@given(st.text(max_size=80))
+def test_clean_tag_is_stripped_printable_and_short(text):
+    try:
+        tag = clean_tag(text)
+    except ValueError:
+        assert not text.strip() or len(text.strip()) > 64 or not text.strip().isprintable()
+    else:
+        assert tag == text.strip() and 1 <= len(tag) <= 64
+
+
+# --- crashes, processes, threads -------------------------------------------------------------
+
+WRITER = r"""
+import sys
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.log import ExperimentLog
+folder, n, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+log = ExperimentLog(folder)
+design = VoiceDesign("A calm, deep narrator", "Hello there, welcome.")
+for i in range(n):
+    take = log.start(design, backend="offline", experiment=name, cell=f"{name}|{i}")
+    audio = Audio(i.to_bytes(4, "little") * 400, "pcm", 16000) if i % 10 == 0 else None
+    take = log.finish(take.take_id, voice_id=f"v-{name}-{i}", audio=audio)
+    print(take.take_id, flush=True)
+"""
+
+
+def _writer(folder: Path, n: int, name: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(n), name], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_loses_no_take_whose_write_returned(tmp_path):
+    folder = tmp_path / "log"
+    ExperimentLog(folder).close()
+    child = _writer(folder, 1000, "killed")
+    returned = []
+    while len(returned) < 300:
+        line = child.stdout.readline()
+        assert line, child.stderr.read()
+        returned.append(line.strip())
+    child.send_signal(signal.SIGKILL)
+    rest, _ = child.communicate(timeout=30)
+    returned += rest.split()  # printed (so returned) before the kill, read after it
+    assert child.returncode == -signal.SIGKILL and len(returned) < 1000
+    with sqlite3.connect(folder / "log.sqlite3") as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with ExperimentLog(folder) as log:
+        assert log.check() == "ok"
+        status = dict(log._query("SELECT take_id, status FROM takes"))
+        assert all(status.get(take_id) == "ok" for take_id in returned)
+        # the take in flight when the child died is interrupted, not left pending
+        assert "pending" not in status.values()
+        assert len(status) - len(returned) <= 2
+        for take in log.takes():
+            if take.audio_path:
+                assert take.audio.sha256 == take.audio_sha256
+
+
+@pytest.mark.slow
+def test_two_processes_writing_1000_takes_each_end_with_2000_rows(tmp_path):
+    folder = tmp_path / "log"
+    ExperimentLog(folder).close()
+    children = [_writer(folder, 1000, name) for name in ("one", "two")]
+    outputs = [child.communicate(timeout=240) for child in children]
+    for child, (out, err) in zip(children, outputs):
+        assert child.returncode == 0, err
+    ids = [line for out, _ in outputs for line in out.split()]
+    with ExperimentLog(folder) as log:
+        frame = log.df
+        assert len(frame) == 2000 == len(set(ids)) and set(frame["take_id"]) == set(ids)
+        assert (frame["status"] == "ok").all() and log.check() == "ok"
+        assert frame.groupby("experiment").size().to_dict() == {"one": 1000, "two": 1000}
+
+
+def test_threads_share_one_log(log):
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(50):
+                take = log.start(EN, backend="offline", experiment=f"t{k}")
+                log.finish(take.take_id, voice_id=f"v{k}-{i}")
+                log.tag(take.take_id, f"thread{k}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(log.takes(status="ok")) == 200 and len(log.history()) == 200
+
+
+# --- the stale-pending rule -----------------------------------------------------------------
+
+STARTER = r"""
+import sys
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.log import ExperimentLog
+log = ExperimentLog(sys.argv[1])
+take = log.start(VoiceDesign("A calm narrator", "Hello there."), backend="offline")
+print(take.take_id, flush=True)
+if sys.argv[2] == "wait":
+    sys.stdin.readline()  # the request is 'in flight' until the parent says so
+    log.finish(take.take_id, voice_id="v-late")
+"""
+
+
+def _starter(folder, mode):
+    return subprocess.Popen([sys.executable, "-c", STARTER, str(folder), mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_a_dead_writers_pending_take_becomes_interrupted(tmp_path):
+    folder = tmp_path / "log"
+    child = _starter(folder, "exit")
+    take_id = child.stdout.readline().strip()
+    child.wait(timeout=60)
+    with ExperimentLog(folder) as log:
+        take = log.get(take_id)
+        assert take.status == "interrupted" and take.error_code == "Interrupted"
+        assert "voice may have been created" in take.error_message
+        # an outcome found later still lands
+        assert log.finish(take_id, voice_id=VOICE).ok
+
+
+def test_a_live_writers_pending_take_is_left_alone(tmp_path):
+    folder = tmp_path / "log"
+    child = _starter(folder, "wait")
+    take_id = child.stdout.readline().strip()
+    try:
+        with ExperimentLog(folder) as log:
+            assert log.get(take_id).status == "pending"
+    finally:
+        child.communicate("go\n", timeout=60)
+    with ExperimentLog(folder) as log:
+        assert log.get(take_id).status == "ok"
+
+
+def test_this_process_keeps_its_in_flight_takes_and_drops_abandoned_ones(tmp_path):
+    first = ExperimentLog(tmp_path)
+    in_flight = first.start(DESIGN, backend="offline")
+    abandoned_id = first.start(DESIGN, backend="offline").take_id  # nobody holds this Take any more
+    gc.collect()
+    with ExperimentLog(tmp_path) as second:
+        assert second.get(in_flight.take_id).status == "pending"
+        assert second.get(abandoned_id).status == "interrupted"
+    assert first.finish(in_flight.take_id, voice_id=VOICE).ok
+    first.close()
+
+
+def test_pending_rows_from_another_host_wait_for_stale_after(tmp_path):
+    with ExperimentLog(tmp_path) as log:
+        old, recent = log.start(DESIGN, backend="offline"), log.start(DESIGN, backend="offline")
+        with log._tx() as conn:
+            conn.execute("UPDATE takes SET writer_host = 'elsewhere', writer_pid = 1")
+            conn.execute("UPDATE takes SET started_at = '2000-01-01T00:00:00.000000Z' WHERE take_id = ?",
+                         (old.take_id,))
+    del old, recent
+    gc.collect()
+    with ExperimentLog(tmp_path, stale_after_s=3600) as log:
+        statuses = sorted(t.status for t in log.takes())
+    assert statuses == ["interrupted", "pending"]
+
+
+# --- the DataFrame view and filters --------------------------------------------------------------
+
+
+def _populated(log):
+    a = ok_take(log, DESIGN, audio=tone(1), experiment="exp1")
+    b = ok_take(log, EN, experiment="exp1")
+    c = log.fail(log.start(EN, backend="dashscope", experiment="exp2").take_id, error_code="InvalidParameter",
+                 error_message="bad")
+    log.rate(a.take_id, 5)
+    log.rate(b.take_id, 2)
+    log.tag(a.take_id, "warm", "keeper")
+    log.tag(b.take_id, "warm")
+    log.choose(a.take_id)
+    log.set_metrics(a.take_id, {"f0_mean_hz": 110.0, "label": "low"})
+    log.set_metrics(b.take_id, {"f0_mean_hz": 230.0})
+    return a, b, c
+
+
+def test_dataframe_has_proper_dtypes_and_one_row_per_take(log):
+    a, b, c = _populated(log)
+    df = log.df
+    assert list(df["take_id"]) == [a.take_id, b.take_id, c.take_id]
+    assert str(df["started_at"].dtype) == "datetime64[ns, UTC]" == str(df["finished_at"].dtype)
+    for name in ("model", "backend", "status"):
+        assert isinstance(df[name].dtype, pd.CategoricalDtype), name
+    assert list(df["status"].cat.categories[:5]) == ["pending", "ok", "failed", "unknown", "interrupted"]
+    assert str(df["rating"].dtype) == "Int64" and df["rating"].tolist()[:2] == [5, 2] and df["rating"].isna()[2]
+    assert df["chosen"].dtype == bool and df["chosen"].tolist() == [True, False, False]
+    assert df["tags"].tolist() == [("warm", "keeper"), ("warm",), ()]
+    assert df["m_f0_mean_hz"].dtype == "float64" and df["m_f0_mean_hz"].tolist()[:2] == [110.0, 230.0]
+    assert df["m_label"].tolist()[0] == "low"
+    assert df["audio_path"][0] == a.audio_path and pd.isna(df["audio_path"][1])
+    assert df["error_code"][2] == "InvalidParameter" and df["voice_prompt"][0] == DESIGN.voice_prompt
+    assert df["notes"].tolist() == ["", "", ""]
+
+
+def test_empty_log_gives_an_empty_frame_with_the_columns(log):
+    df = log.df
+    assert df.empty and {"take_id", "started_at", "rating", "tags", "audio_path"} <= set(df.columns)
+    assert str(df["started_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_filters(log):
+    a, b, c = _populated(log)
+    ids = lambda **f: list(log.to_dataframe(**f)["take_id"])  # noqa: E731
+    assert ids(experiment="exp1") == [a.take_id, b.take_id]
+    assert ids(experiment=["exp2"]) == [c.take_id]
+    assert ids(model="cosyvoice-v3.5-flash") == [b.take_id, c.take_id]
+    assert ids(tag="warm") == [a.take_id, b.take_id] and ids(tag=["warm", "keeper"]) == [a.take_id]
+    assert ids(min_rating=3) == [a.take_id]
+    assert ids(status="failed") == [c.take_id] and ids(status=["ok"]) == [a.take_id, b.take_id]
+    assert ids(since=b.started_at) == [b.take_id, c.take_id] and ids(until=b.started_at) == [a.take_id]
+    assert ids(since="2000-01-01", until=datetime(2000, 1, 2)) == []
+    assert ids(chosen=True) == [a.take_id]
+    assert [t.take_id for t in log.takes(experiment="exp1", min_rating=5)] == [a.take_id]
+    with pytest.raises(ValueError, match="status"):
+        log.to_dataframe(status="done")
+    with pytest.raises(ValueError, match="rating"):
+        log.to_dataframe(min_rating=9)
+
+
+def test_the_frame_is_a_view_of_the_database(tmp_path):
+    with ExperimentLog(tmp_path) as mine, ExperimentLog(tmp_path) as theirs:
+        take = ok_take(theirs)
+        assert mine.df["take_id"].tolist() == [take.take_id]
+        theirs.rate(take.take_id, 3)
+        assert mine.df["rating"].tolist() == [3]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2200, 1, 1)),
+       st.sampled_from(["datetime", "iso", "date"]))
+def test_time_filters_accept_datetimes_dates_and_iso_text(when, form):
+    value = {"datetime": when, "iso": when.isoformat(), "date": when.date()}[form]
+    expected = when.replace(tzinfo=timezone.utc)
+    if form == "date":
+        expected = expected.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert to_utc(value) == expected
+    assert where_clause(since=value)[1] == [expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")]
+
+
+def test_voice_ids(log):
+    a, b, c = _populated(log)
+    voices = log.voice_ids()
+    assert voices["take_id"].tolist() == [a.take_id, b.take_id] and voices["chosen"].tolist() == [True, False]
+    assert voices["voice_id"].tolist() == [VOICE, VOICE] and "model" in voices
+
+
+# --- annotations -----------------------------------------------------------------------------
+
+
+def test_annotations_update_the_take_and_keep_a_dated_history(log):
+    take = ok_take(log)
+    log.rate(take.take_id, 3)
+    log.rate(take.take_id, 5)
+    log.tag(take.take_id, "warm", " warm ", "slow")
+    log.untag(take.take_id, "slow", "absent")
+    log.choose(take.take_id)
+    log.unchoose(take.take_id)
+    log.note(take.take_id, "first")
+    final = log.note(take.take_id, "second thoughts")
+    log.mark_played(take.take_id)
+    final = log.get(take.take_id)
+    assert (final.rating, final.tags, final.chosen, final.notes, final.played) == (
+        5, ("warm",), False, "second thoughts", True)
+    history = log.history(take.take_id)
+    assert history["action"].tolist() == ["rate", "rate", "tag", "tag", "untag", "choose", "unchoose",
+                                          "note", "note", "played"]
+    assert history["value"].tolist()[:2] == ["3", "5"] and history["value"].tolist()[7] == "first"
+    assert str(history["at"].dtype) == "datetime64[ns, UTC]" and history["at"].is_monotonic_increasing
+    replayed = apply_events(zip(history["action"], history["value"].astype(object).where(history["value"].notna(),
+                                                                                        None)))
+    assert replayed == {"rating": 5, "chosen": 0, "tags": '["warm"]', "notes": "second thoughts", "played": 1}
+
+
+@pytest.mark.parametrize("bad", [0, 6, 2.5, True, "4"])
+def test_ratings_are_1_to_5(log, bad):
+    take = ok_take(log)
+    with pytest.raises(ValueError, match="1 to 5"):
+        log.rate(take.take_id, bad)
+    assert log.rate(take.take_id, None).rating is None  # None clears
+
+
+def test_mark_played_is_all_or_nothing(log):
+    a, b = ok_take(log), ok_take(log)
+    with pytest.raises(TakeNotFound):
+        log.mark_played(a.take_id, "f" * 32)
+    assert not log.get(a.take_id).played
+    log.mark_played(a.take_id, b.take_id)
+    assert log.get(a.take_id).played and log.get(b.take_id).played
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("rate"), st.none() | st.integers(1, 5).map(str)),
+                          st.tuples(st.sampled_from(["choose", "unchoose", "played"]), st.none()),
+                          st.tuples(st.sampled_from(["tag", "untag"]), st.sampled_from(["a", "b", "c"])),
+                          st.tuples(st.just("note"), st.text(max_size=5))), max_size=12))
+def test_replaying_events_matches_a_simple_model(events):
+    rating, chosen, tags, notes, played = None, False, [], "", False
+    for action, value in events:
+        if action == "rate":
+            rating = None if value is None else int(value)
+        elif action in ("choose", "unchoose"):
+            chosen = action == "choose"
+        elif action == "tag":
+            tags = tags if value in tags else tags + [value]
+        elif action == "untag":
+            tags = [t for t in tags if t != value]
+        elif action == "note":
+            notes = value
+        else:
+            played = True
+    state = apply_events(events)
+    assert (state["rating"], bool(state["chosen"]), json.loads(state["tags"] or "[]"), state["notes"],
+            bool(state["played"])) == (rating, chosen, tags, notes, played)
+
+
+# --- utterances ------------------------------------------------------------------------------
+
+
+def test_utterances_are_recorded_with_their_audio(log):
+    take = ok_take(log)
+    audio = tone(3)
+    uid = log.add_utterance(take.take_id, text="你好", params={"rate": 1.0}, characters=4, cost_cny=0.0006,
+                            audio=audio, request_id="task-1")
+    frame = log.utterances(take.take_id)
+    assert frame["utterance_id"].tolist() == [uid] and frame["characters"].tolist() == [4]
+    assert json.loads(frame["params"][0]) == {"rate": 1.0} and str(frame["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert log.utterance_audio(uid) == audio and frame["audio_path"][0].endswith(f"{audio.sha256}.wav")
+    assert log.utterances("f" * 32).empty
+    with pytest.raises(TakeNotFound):
+        log.add_utterance("f" * 32, text="x", params={}, characters=1, cost_cny=0.0, audio=audio)
+    with pytest.raises(ValueError):
+        log.add_utterance(take.take_id, text="x", params={}, characters=-1, cost_cny=0.0, audio=audio)
+
+
+# --- the API key is never stored -----------------------------------------------------------------
+
+FAKE_KEY = "sk-cosyvoicelabFAKE0123456789abcdefKEY"
+
+
+def test_the_api_key_is_never_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", FAKE_KEY)
+    folder = tmp_path / "log"
+    with ExperimentLog(folder) as log:
+        good = log.start(DESIGN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com",
+                         experiment="key-check")
+        log.finish(good.take_id, voice_id=VOICE, request_id="req-1", audio=tone())
+        bad = log.start(EN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com")
+        # an error message that (wrongly) quotes the key, as a careless exception might
+        failed = log.fail(bad.take_id, error_code="InvalidApiKey",
+                          error_message=f"Invalid API-key provided: {FAKE_KEY} (Authorization: Bearer {FAKE_KEY})")
+        assert FAKE_KEY not in failed.error_message
+        log.rate(good.take_id, 4)
+        log.note(good.take_id, "fine")
+        log.add_utterance(good.take_id, text="hi", params={"model": "cosyvoice-v3.5-plus"}, characters=2,
+                          cost_cny=0.0, audio=tone(2))
+        log.export_bundle(folder / "bundle.zip")
+        log.export_html(folder / "report.html")
+        log.export_csv(folder / "takes.csv")
+        columns = {table: [r[1] for r in log._query(f"PRAGMA table_info({table})")]
+                   for table in ("takes", "annotations", "utterances")}
+    for table, names in columns.items():
+        for word in ("key", "secret", "token", "authoriz", "password", "credential", "header"):
+            assert not [n for n in names if word in n], (table, word)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+            assert b"FAKE0123456789abcdef" not in path.read_bytes(), path
