@@ -59,13 +59,18 @@ def record(log: ExperimentLog, n: int, *, audio: list[Audio] | None = None) -> f
 
 
 def grow(log: ExperimentLog, total: int) -> None:
-    """Copy existing takes under fresh ids until the log holds ``total`` takes."""
+    """Copy the first takes under fresh ids, a day later each round, until the log holds
+    ``total`` takes (so that, as in a real log, rows are stored in the order they were made)."""
     columns = [r[1] for r in log._query("PRAGMA table_info(takes)")]
-    copied = ", ".join("lower(hex(randomblob(16)))" if c == "take_id" else c for c in columns)
-    while (have := len(log)) < total:
+    first = len(log)
+    shifted = {"take_id": "lower(hex(randomblob(16)))"}
+    for day, have in enumerate(range(first, total, first), start=1):
+        for c in ("started_at", "finished_at"):  # keep the fixed-width text: only the date moves
+            shifted[c] = f"strftime('%Y-%m-%dT%H:%M:%S', {c}, '+{day} days') || substr({c}, 20)"
+        copied = ", ".join(shifted.get(c, c) for c in columns)
         with log._tx() as conn:
             conn.execute(f"INSERT INTO takes ({', '.join(columns)}) SELECT {copied} FROM takes "
-                         f"LIMIT {min(have, total - have)}")
+                         f"WHERE rowid <= {first} ORDER BY rowid LIMIT {min(first, total - have)}")
 
 
 def load_df(log: ExperimentLog, repeats: int = 3) -> float:

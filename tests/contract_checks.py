@@ -1,0 +1,70 @@
+"""Contract checks that run unchanged against the offline simulator and the real service.
+
+Each check takes a ``DashScopeClient``, a ``Synthesizer`` and a ``cleanup`` list (voice ids it
+created, deleted by the caller's fixture whatever happens). Test modules parametrise over them:
+``tests/test_contract_offline.py`` (always) and ``tests/live/test_live_contract.py`` (opt-in).
+"""
+import io
+import uuid
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cosyvoice_lab import catalog
+from cosyvoice_lab.client import DashScopeClient
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import AuthenticationError, SynthesisError, ValidationError, VoiceNotFound
+
+PREFIX = "cvlabtest"
+EN = VoiceDesign("A calm, deep male narrator in his fifties, slow and warm.",
+                 "Good evening, and welcome.", prefix=PREFIX, target_model=catalog.V35_FLASH)
+ZH = VoiceDesign("温柔的年轻女声，语速适中，吐字清晰。", "大家好，欢迎收听。", prefix=PREFIX,
+                 target_model=catalog.V35_FLASH, response_format="mp3", sample_rate=16000)
+
+
+def check_design_list_query_delete(client, synth, cleanup):
+    created = client.create_voice(EN)
+    cleanup.append(created.voice_id)
+    m = catalog.VOICE_ID_RE.match(created.voice_id)
+    assert m and m.group("model") == EN.target_model and m.group("prefix") == PREFIX
+    samples, rate = sf.read(io.BytesIO(created.preview.data))
+    assert rate == 24000 and 0.5 < len(samples) / rate < 20 and np.abs(samples).max() > 0.01
+    info = client.wait_until_ready(created.voice_id, timeout=120, interval=5)
+    assert info.status == "OK"
+    assert created.voice_id in {v.voice_id for v in client.list_voices(prefix=PREFIX)}
+    client.delete_voice(created.voice_id)
+    cleanup.remove(created.voice_id)
+    with pytest.raises(VoiceNotFound):
+        client.query_voice(created.voice_id)
+
+
+def check_chinese_mp3_preview(client, synth, cleanup):
+    created = client.create_voice(ZH)
+    cleanup.append(created.voice_id)
+    assert (created.preview.format, created.preview.sample_rate) == ("mp3", 16000)
+    assert created.preview.duration > 0.5
+
+
+def check_speak_with_designed_voice(client, synth, cleanup):
+    created = client.create_voice(EN)
+    cleanup.append(created.voice_id)
+    result = synth.speak(created.voice_id, "One sentence. And a second one.")
+    assert result.audio.duration > 1.0 and result.characters > 0
+    assert result.cost_cny == pytest.approx(catalog.synthesis_cost_cny(EN.target_model, result.characters))
+    with pytest.raises(ValidationError):
+        synth.speak(created.voice_id, "Wrong model.", model=catalog.V35_PLUS)
+
+
+def check_errors(client, synth, cleanup):
+    with pytest.raises(VoiceNotFound):
+        client.query_voice(f"{catalog.V35_FLASH}-vd-{PREFIX}-{uuid.uuid4().hex}")
+    bad = DashScopeClient(api_key="sk-" + "0" * 32, base_url=client.base_url, region=client.region)
+    with pytest.raises(AuthenticationError) as info:
+        bad.list_page()
+    assert info.value.status == 401 and info.value.code == "InvalidApiKey"
+    with pytest.raises(SynthesisError):
+        synth.speak(f"{catalog.V35_FLASH}-vd-{PREFIX}-{uuid.uuid4().hex}", "Nobody here.", wait_ready=False)
+
+
+CHECKS = [check_design_list_query_delete, check_chinese_mp3_preview, check_speak_with_designed_voice, check_errors]

@@ -1,0 +1,25 @@
+"""The contract checks of ``contract_checks.py`` against the offline simulator (the live suite
+runs the very same checks against the real service)."""
+import pytest
+
+from contract_checks import CHECKS
+from cosyvoice_lab.client import DashScopeClient
+from cosyvoice_lab.offline import serve
+from cosyvoice_lab.synthesis import Synthesizer
+
+
+@pytest.fixture(scope="module")
+def backend():
+    with serve(enrollment_rps=None, synthesis_rps=None) as sim:
+        client = DashScopeClient(api_key=sim.api_key, base_url=sim.base_url, backend="offline")
+        yield client, Synthesizer(client=client), sim
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+def test_contract(check, backend):
+    client, synth, sim = backend
+    cleanup = []
+    check(client, synth, cleanup)
+    for vid in cleanup:
+        client.delete_voice(vid)
+    assert not [v for v in sim.voices() if v["voice_id"] in cleanup]
