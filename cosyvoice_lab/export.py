@@ -18,6 +18,7 @@ import hashlib
 import html
 import json
 import os
+import sqlite3
 import tempfile
 import zipfile
 from pathlib import Path
@@ -215,8 +216,11 @@ def import_bundle(log, path) -> dict:
         if not (target.is_file() and target.stat().st_size == len(data)):
             atomic_write(target, data)
             added_files += 1
-    with log._tx() as conn:
-        counts = _merge(conn, takes, annotations, utterances)
+    try:
+        with log._tx() as conn:
+            counts = _merge(conn, takes, annotations, utterances)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LogError(path, f"holds a malformed row ({exc}); nothing was merged") from exc
     counts["audio_files"] = added_files
     return counts
 
@@ -279,8 +283,11 @@ def _merge(conn, takes: list[Take], annotations: list[dict], utterances: list[di
 def _insert(conn, table: str, row: dict) -> int:
     """Insert ``row`` unless its id is already there; 1 if inserted, else 0."""
     # ON CONFLICT DO NOTHING skips only a duplicate id; a malformed row still fails loudly.
-    return conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-                        f"ON CONFLICT DO NOTHING", list(row.values())).rowcount
+    try:
+        return conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+                            f"ON CONFLICT DO NOTHING", list(row.values())).rowcount
+    except sqlite3.IntegrityError as exc:
+        raise ValueError(f"{table} row {next(iter(row.values()))}: {exc}") from exc
 
 
 class Exports(LogDatabase):

@@ -6,7 +6,6 @@ core (design, prompts, analysis), the client and the log.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -17,7 +16,7 @@ from typing import Iterable, Sequence
 
 import requests
 
-from . import __version__, catalog
+from . import catalog
 from .client import DashScopeClient, RetryPolicy
 from .comparison import Comparison
 from .credentials import find_api_key
@@ -228,11 +227,13 @@ class Lab:
     # --- many takes -----------------------------------------------------------------------
     def compare(self, prompts: Sequence, *, models: Iterable[str] = catalog.COMPARE_MODELS, repeats: int = 3,
                 preview_text: str | None = None, experiment: str | None = None, new_repeats: bool = False,
-                prefix: str | None = None) -> Comparison:
+                prefix: str | None = None, check_quota: bool = True) -> Comparison:
         """Every prompt on every model, ``repeats`` times, side by side.
 
         Re-running the same call (same experiment) only does the cells that are missing or
-        failed; ``new_repeats=True`` draws ``repeats`` more per prompt and model.
+        failed; ``new_repeats=True`` draws ``repeats`` more per prompt and model. Before
+        sending, the account's voices are counted (one list request; ``check_quota=False``
+        skips it) and a warning says if the run would pass the 1000-voice limit.
 
         Raises:
             ValidationError: any cell is invalid (all problems listed; nothing is sent).
@@ -245,7 +246,8 @@ class Lab:
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
         existing = self.log.takes(experiment=experiment)
         todo = self._todo(cells, repeats, existing, new_repeats)
-        self._check_quota(len(todo))
+        if check_quota:
+            self._check_quota(len(todo))
         tasks = [(lambda d=d, s=s, c=c, r=r: self.run_design(d, experiment=experiment, prompt_spec=s, cell=c, repeat=r))
                  for d, s, c, r in todo]
         result = run_tasks(tasks, concurrency=self.concurrency, desc=f"compare {experiment}",

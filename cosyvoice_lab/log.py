@@ -6,9 +6,10 @@ One folder holds the log::
     folder/audio/<sha256>.<ext> content-addressed previews, written atomically before their row
 
 Write path: ``start`` commits a ``pending`` row before the request leaves; ``finish``/``fail``/
-``reconcile`` record its outcome in the same row. Every write is one ``BEGIN IMMEDIATE``
-transaction with a busy timeout, on a connection of the calling thread, so threads and
-processes can share a log.
+``reconcile`` record its outcome in the same row. Every write is one transaction — a single
+statement (``start``, the outcomes: atomic on their own) or a ``BEGIN IMMEDIATE`` block
+(annotations, imports) — with a busy timeout, on a connection of the calling thread, so
+threads and processes can share a log.
 
 Stale pending rows. Opening a log marks ``pending`` rows ``interrupted`` only when their
 writer is certainly gone: each pending row records the writing process (host name, pid,
@@ -43,7 +44,6 @@ from .migrations import SCHEMA_VERSION, migrate
 from .take import BACKENDS, Take, iso, now_utc, redact
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "ExperimentLog", "LogError", "TakeNotFound"]
-OPEN_STATUSES = ("pending", "unknown", "interrupted")  # outcomes that may still be recorded
 
 # Takes this process has sent and not yet settled, whichever ExperimentLog object sent them:
 # a second log object opened in the same kernel must not mark them interrupted. Weak values:
@@ -147,9 +147,8 @@ class ExperimentLog(Annotations, Utterances, Exports):
         with _IN_FLIGHT_LOCK:  # before the insert, so no concurrent open can judge it stale
             _IN_FLIGHT[take.take_id] = take
         try:
-            with self._tx() as conn:
-                conn.execute(f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                             list(row.values()))
+            self._write_one(f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            list(row.values()))
         except BaseException:
             _settled(take.take_id)
             raise
@@ -207,25 +206,31 @@ class ExperimentLog(Annotations, Utterances, Exports):
         return self._settle(take_id, values, None, keep_timing=True)
 
     def _settle(self, take_id: str, values: dict, latency_s, *, keep_timing: bool = False) -> Take:
-        with self._tx() as conn:
-            status, started, finished, latency = self._open_row(conn, take_id)
-            if not keep_timing or finished is None:
-                now = now_utc()
-                values["finished_at"] = iso(now)
-                values["latency_s"] = latency_s if latency_s is not None else (
-                    (now - logstore.parse_iso(started)).total_seconds())
-            take = self._update(conn, take_id, values)
+        """Record an outcome with one UPDATE (a lone statement is its own transaction), only on
+        a take whose outcome is still open; ``keep_timing`` keeps an earlier finish time."""
+        now = iso(now_utc())
+        # julianday() reads times to the millisecond: precise enough for a fallback latency.
+        latency = "COALESCE(?, (julianday(?) - julianday(started_at)) * 86400.0)"
+        finished = "?"
+        if keep_timing:
+            latency, finished = f"COALESCE(latency_s, {latency})", "COALESCE(finished_at, ?)"
+        sets = "".join(f"{name} = ?, " for name in values)
+        rows = self._write_one(
+            f"UPDATE takes SET {sets}latency_s = {latency}, finished_at = {finished} "
+            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted') "
+            f"RETURNING {', '.join(logstore.TAKE_COLUMNS)}",
+            [*values.values(), latency_s, now, now, take_id])
+        if not rows:
+            self._refuse_outcome(take_id)
         _settled(take_id)
-        return take
+        return logstore.row_to_take(rows[0], self.folder)
 
-    def _open_row(self, conn, take_id: str) -> tuple:
-        row = conn.execute("SELECT status, started_at, finished_at, latency_s FROM takes WHERE take_id = ?",
-                           (take_id,)).fetchone()
-        if row is None:
+    def _refuse_outcome(self, take_id: str):
+        """Raise why an outcome cannot be recorded: no such take, or it already has one."""
+        rows = self._query("SELECT status FROM takes WHERE take_id = ?", (take_id,))
+        if not rows:
             raise TakeNotFound(self.path, f"no take {take_id!r} in this log")
-        if row[0] not in OPEN_STATUSES:
-            raise LogError(self.path, f"take {take_id} already has its outcome ({row[0]}); start a new take")
-        return row
+        raise LogError(self.path, f"take {take_id} already has its outcome ({rows[0][0]}); start a new take")
 
     def set_metrics(self, take_id: str, metrics: dict) -> Take:
         """Merge ``metrics`` (name -> number/str/bool/None) into a take's measurements.
@@ -241,6 +246,21 @@ class ExperimentLog(Annotations, Utterances, Exports):
                 raise TakeNotFound(self.path, f"no take {take_id!r} in this log")
             merged = {**json.loads(row[0] or "{}"), **new}
             return self._update(conn, take_id, {"metrics": dumps_or_null(merged)})
+
+    def mark_deleted(self, voice_ids) -> int:
+        """Record that these voices were deleted from the account (``voice_status='DELETED'``).
+
+        The takes keep everything else: their preview, ratings and design stay in the log.
+
+        Returns:
+            how many takes were updated (voice ids the log does not know are ignored).
+        """
+        ids = [voice_ids] if isinstance(voice_ids, str) else list(voice_ids)
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            return sum(conn.execute("UPDATE takes SET voice_status = 'DELETED' WHERE voice_id = ?", (v,)).rowcount
+                       for v in ids)
 
     # --- the read path ----------------------------------------------------------------------------
     def get(self, take_id: str) -> Take:

@@ -5,17 +5,20 @@ Each column has a declared kind, so dtypes never depend on the data: timestamps 
 ``Int64``, flags ``bool``, texts pandas strings, tags tuples; metrics become one ``m_<name>``
 column each.
 
-Speed (100k takes in well under a second) shapes the code. Python's sqlite3 pays about the
-same for every cell it hands over, so cells are few: columns that are empty for most takes
-(errors, lineage, annotations) are fetched in a second query only for the rows that have
-them, and the preview's path is derived from its hash instead of fetched. Conversions are
-per column and vectorised (Arrow parses the timestamps and the metrics JSON).
+Speed (100k takes in about a second) shapes the code. Python's sqlite3 pays about the same
+for every cell it hands over, so cells are few: columns with few distinct values (status,
+model, region...) arrive packed in one JSON array per row and are decoded once per distinct
+array; columns empty for most takes (errors, lineage, annotations) come from a second query
+only for the rows that have them; the preview's path is derived from its hash. Conversions
+are per column and vectorised (Arrow parses the timestamps and the metrics JSON).
 """
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +26,29 @@ import pandas as pd
 
 from .take import BACKENDS, STATUSES
 
-# (DataFrame column, SQL expression, kind, default for rows a sparse query skips)
+# (DataFrame column, SQL expression, kind)
 TAKE_DENSE = (
     ("take_id", "take_id", "str"),
     ("started_at", "started_at", "time"),
     ("finished_at", "finished_at", "time"),
     ("experiment", "experiment", "str"),
+    ("voice_prompt", "voice_prompt", "str"),
+    ("preview_text", "preview_text", "str"),
+    ("request_id", "request_id", "str"),
+    ("voice_id", "voice_id", "str"),
+    ("latency_s", "latency_s", "float"),
+    ("audio_sha256", "audio_sha256", "str"),
+    ("audio_duration_s", "audio_duration_s", "float"),
+    ("cell", "cell", "str"),
+    ("repeat", "repeat", "Int64"),
+    ("metrics", "metrics", "metrics"),
+)
+# Few distinct values in a whole log: fetched as one JSON array per row and decoded once per
+# distinct combination, instead of thirteen cells per row.
+TAKE_PACKED = (
     ("status", "status", "status"),
     ("backend", "backend", "backend"),
     ("model", "target_model", "category"),
-    ("voice_prompt", "voice_prompt", "str"),
-    ("preview_text", "preview_text", "str"),
     ("prefix", "prefix", "str"),
     ("sample_rate", "sample_rate", "Int64"),
     ("response_format", "response_format", "str"),
@@ -41,17 +56,9 @@ TAKE_DENSE = (
     ("region", "region", "str"),
     ("host", "host", "str"),
     ("package_version", "package_version", "str"),
-    ("request_id", "request_id", "str"),
-    ("voice_id", "voice_id", "str"),
     ("voice_status", "voice_status", "str"),
-    ("latency_s", "latency_s", "float"),
-    ("audio_sha256", "audio_sha256", "str"),
     ("audio_format", "audio_format", "str"),
     ("audio_sample_rate", "audio_sample_rate", "Int64"),
-    ("audio_duration_s", "audio_duration_s", "float"),
-    ("cell", "cell", "str"),
-    ("repeat", "repeat", "Int64"),
-    ("metrics", "metrics", "metrics"),
 )
 # Empty for most takes: fetched only where SPARSE_WHERE holds, defaults elsewhere.
 TAKE_SPARSE = (
@@ -121,18 +128,48 @@ def select_list(spec) -> str:
     return ", ".join(expr for _, expr, _ in spec)
 
 
+@contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector: a bulk load allocates millions of short-lived,
+    cycle-free objects, which it would otherwise rescan again and again (20% of the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def takes_frame(query, where: str, params: list, folder: Path) -> pd.DataFrame:
     """The takes DataFrame. ``query(sql, params)`` runs SQL; ``where`` is a filter clause."""
-    rows = query(f"SELECT rowid, {select_list(TAKE_DENSE)} FROM takes{where} ORDER BY started_at, rowid",
-                 params)
+    with _no_gc():
+        return _takes_frame(query, where, params, folder)
+
+
+def _takes_frame(query, where: str, params: list, folder: Path) -> pd.DataFrame:
+    # No ORDER BY: walking the time index costs more than sorting here, and rows are stored
+    # in about the order they were started, so usually nothing moves (see _in_time_order).
+    rows = query(f"SELECT rowid, {select_list(TAKE_DENSE)}, json_array({select_list(TAKE_PACKED)}) "
+                 f"FROM takes{where}", params)
     sparse_where = f"{where} AND {SPARSE_WHERE}" if where else f" WHERE {SPARSE_WHERE}"
     sparse = query(f"SELECT rowid, {select_list(TAKE_SPARSE)} FROM takes{sparse_where}", params)
-    columns = _columns(rows, 1 + len(TAKE_DENSE))
+    columns = _columns(rows, 2 + len(TAKE_DENSE))
     data = {name: _convert(kind, values, folder) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:])}
+    data.update(_packed_columns(columns[-1]))
     data.update(_sparse_columns(columns[0], sparse))
     data["audio_path"] = _audio_paths(folder, data["audio_sha256"], data["audio_format"])
     metrics = data.pop("metrics")
-    return pd.DataFrame({**{name: data[name] for name in TAKE_ORDER}, **metrics})
+    frame = pd.DataFrame({**{name: data[name] for name in TAKE_ORDER}, **metrics})
+    return _in_time_order(frame, np.asarray(columns[0], dtype="int64"))
+
+
+def _in_time_order(frame: pd.DataFrame, rowids: np.ndarray) -> pd.DataFrame:
+    """``frame`` sorted by start time, ties in the order they were written (rowid)."""
+    order = np.lexsort((rowids, frame["started_at"].array.asi8))
+    if (order == np.arange(len(order))).all():
+        return frame
+    return frame.take(order).reset_index(drop=True)
 
 
 def build(rows: list[tuple], spec, folder: Path) -> pd.DataFrame:
@@ -143,6 +180,20 @@ def build(rows: list[tuple], spec, folder: Path) -> pd.DataFrame:
 
 def _columns(rows: list[tuple], width: int) -> list[tuple]:
     return list(zip(*rows)) if rows else [()] * width
+
+
+def _packed_columns(keys: tuple) -> dict:
+    """Full-length columns from per-row JSON arrays of ``TAKE_PACKED`` values."""
+    codes, uniques = pd.factorize(np.array(keys, dtype=object))
+    decoded = [json.loads(key) for key in uniques]
+    out = {}
+    for j, (name, _, kind) in enumerate(TAKE_PACKED):
+        per_key = _convert(kind, [values[j] for values in decoded], None)
+        if isinstance(per_key, pd.Categorical):
+            out[name] = pd.Categorical.from_codes(per_key.codes[codes], dtype=per_key.dtype)
+        else:
+            out[name] = per_key.take(codes)
+    return out
 
 
 def _sparse_columns(rowids: tuple, sparse: list[tuple]) -> dict:

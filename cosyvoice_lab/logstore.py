@@ -56,7 +56,7 @@ def row_to_take(row: tuple, folder: Path) -> Take:
         data[name] = bool(data[name])
     return Take(
         design=design,
-        audio_path=str(folder / audio_file) if audio_file else None,
+        audio_path=f"{folder}{os.sep}{audio_file}" if audio_file else None,
         started_at=parse_iso(data.pop("started_at")),
         finished_at=parse_iso(data.pop("finished_at")),
         metrics=json.loads(data.pop("metrics") or "{}"),
@@ -248,10 +248,15 @@ def process_start(pid: int) -> str | None:
     return f"{_BOOT_ID}:{fields[19]}"  # field 22, counted from the state (field 3)
 
 
+_IDENTITY: dict[int, tuple[str, int, str]] = {}
+
+
 def writer_identity() -> tuple[str, int, str]:
     """(host name, pid, process start) of this process, recorded on each pending row."""
-    pid = os.getpid()
-    return socket.gethostname(), pid, process_start(pid) or ""
+    pid = os.getpid()  # keyed by pid: a forked child is another writer
+    if pid not in _IDENTITY:
+        _IDENTITY[pid] = (socket.gethostname(), pid, process_start(pid) or "")
+    return _IDENTITY[pid]
 
 
 def process_alive(pid: int, start: str) -> bool:
@@ -273,9 +278,10 @@ def is_stale(row: tuple, *, me: tuple[str, int, str], live: set[str], now: datet
     was abandoned by its writer.
 
     This host: stale when the writing process is gone (pid reuse is caught by the start
-    identity), or when it is this very process and the take is not among the requests it
-    has in flight (``live``) — an earlier log object whose cell was interrupted. Another host
-    (or a row with no writer): stale once ``started_at`` is older than ``stale_after``.
+    identity), or when it is this very process and the take is not among its requests in
+    flight (``live``: the takes whose pending Take object is still held, e.g. by a cell that
+    was interrupted mid-request and so never recorded an outcome). Another host (or a row
+    with no writer): stale once ``started_at`` is older than ``stale_after``.
     """
     take_id, host, pid, start, started_at = row
     if host and host == me[0] and pid is not None:

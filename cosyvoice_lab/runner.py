@@ -6,7 +6,9 @@ request), so an interrupt loses nothing that finished.
 """
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,44 +21,62 @@ T = TypeVar("T")
 log = logging.getLogger("cosyvoice_lab.runner")
 
 
-class RateLimiter:
-    """A token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``.
-
-    With ``burst=1`` (the default) requests are spaced ``1/rate`` apart, so no one-second
-    window ever holds more than ``rate`` of them. ``rate=None`` or 0 disables the limit.
-    ``clock`` and ``sleep`` are injectable for tests.
+class SlidingWindow:
+    """The service's own rule: at most ``rps`` requests in any window of ``capacity / rps``
+    seconds, where ``capacity = max(1, floor(rps))`` (so 10 rps admits 10 per second and 0.5
+    rps one per two seconds). Counted per key; rejected requests do not count. The simulator
+    enforces limits with it and the client keeps under them with it.
     """
 
-    def __init__(self, rate: float | None = catalog.DEFAULT_CLIENT_RPS, *, burst: int = 1,
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[object, collections.deque] = collections.defaultdict(collections.deque)
+
+    def admit(self, key, rps: float | None) -> float:
+        """0.0 if a request may go now (and count it), else the seconds until one could."""
+        if not rps:
+            return 0.0
+        capacity = max(1, math.floor(rps))
+        window = capacity / rps
+        now = self._clock()
+        with self._lock:
+            seen = self._seen[key]
+            while seen and seen[0] <= now - window:
+                seen.popleft()
+            if len(seen) >= capacity:
+                return max(seen[0] + window - now, 1e-3)
+            seen.append(now)
+            return 0.0
+
+    def reset(self) -> None:
+        """Forget all counted requests."""
+        with self._lock:
+            self._seen.clear()
+
+
+class RateLimiter:
+    """Blocks callers so that no window of one second holds more than ``rate`` requests.
+
+    The same sliding-window rule the service applies, so a batch can start at once (up to
+    ``rate`` requests) and then keep a steady pace without a single 429. ``rate=None`` or 0
+    disables the limit; ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, rate: float | None = catalog.DEFAULT_CLIENT_RPS, *,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         if rate is not None and rate < 0:
             raise ValueError(f"rate must be >= 0 requests/second, got {rate}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
-        self.rate, self.burst = rate or None, burst
-        self._clock, self._sleep = clock, sleep
-        self._lock = threading.Lock()
-        self._tokens = float(burst)
-        self._last = clock()
+        self.rate = rate or None
+        self._window, self._sleep = SlidingWindow(clock), sleep
 
     def __repr__(self):
-        return f"RateLimiter(rate={self.rate}, burst={self.burst})"
-
-    def _reserve(self) -> float:
-        """Take a token (possibly going into debt); return how long the caller must wait."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        return f"RateLimiter(rate={self.rate})"
 
     def acquire(self) -> None:
         """Block until the caller may send one request."""
-        if self.rate:
-            delay = self._reserve()
-            if delay > 0:
-                self._sleep(delay)
+        while self.rate and (wait := self._window.admit(None, self.rate)) > 0:
+            self._sleep(wait)
 
 
 @dataclass

@@ -197,6 +197,10 @@ def test_damaged_or_foreign_bundles_are_refused_and_nothing_merges(log, tmp_path
         "newer format": _rewrite(bundle, tmp_path / "v.zip", lambda n, d: json.dumps(
             {**json.loads(d), "version": 99}).encode() if n == "manifest.json" else d),
         "foreign zip": _rewrite(bundle, tmp_path / "f.zip", lambda n, d: None if n == "manifest.json" else d),
+        "bad rating": _rewrite(bundle, tmp_path / "r.zip", lambda n, d: json.dumps(
+            [{**t, "rating": 9} for t in json.loads(d)]).encode() if n == "takes.json" else d),
+        "bad metric": _rewrite(bundle, tmp_path / "x.zip", lambda n, d: json.dumps(
+            [{**t, "metrics": {"no good": 1}} for t in json.loads(d)]).encode() if n == "takes.json" else d),
     }
     bad["not a zip"].write_text("hello")
     with ExperimentLog(tmp_path / "theirs") as theirs:

@@ -1,6 +1,5 @@
 """The Lab against the offline simulator: design, compare, resume, faults, voices, cleanup."""
 import os
-import re
 import signal
 import subprocess
 import sys

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +225,8 @@ def test_pending_to_ok_writes_the_audio_first_and_records_everything(log):
 
 def test_latency_defaults_to_the_time_since_start(log):
     take = log.finish(log.start(DESIGN, backend="offline").take_id, voice_id=VOICE)
-    assert 0 <= take.latency_s == pytest.approx((take.finished_at - take.started_at).total_seconds())
+    # computed by SQLite, which reads times to the millisecond
+    assert 0 <= take.latency_s == pytest.approx((take.finished_at - take.started_at).total_seconds(), abs=2e-3)
 
 
 def test_fail_unknown_then_reconcile(log):
@@ -391,6 +392,14 @@ def test_threads_share_one_log(log):
     assert len(log.takes(status="ok")) == 200 and len(log.history()) == 200
 
 
+def test_connections_of_ended_threads_are_closed(log):
+    for i in range(30):  # as a notebook running one thread pool after another would
+        t = threading.Thread(target=lambda: ok_take(log, EN))
+        t.start()
+        t.join()
+    assert len(log) == 30 and len(log._connections) <= 2
+
+
 # --- the stale-pending rule -----------------------------------------------------------------
 
 STARTER = r"""
@@ -524,6 +533,16 @@ def test_filters(log):
         log.to_dataframe(min_rating=9)
 
 
+def test_rows_come_in_start_order_with_ties_in_write_order(log):
+    a, b, c, d = (ok_take(log) for _ in range(4))
+    with log._tx() as conn:  # as a merged bundle or a slow writer can leave them stored
+        conn.execute("UPDATE takes SET started_at = '2100-01-01T00:00:00.000000Z' WHERE take_id IN (?, ?)",
+                     (a.take_id, c.take_id))
+    assert log.df["take_id"].tolist() == [b.take_id, d.take_id, a.take_id, c.take_id]
+    assert [t.take_id for t in log.takes()] == [b.take_id, d.take_id, a.take_id, c.take_id]
+    assert log.to_dataframe(since="2099-01-01")["take_id"].tolist() == [a.take_id, c.take_id]
+
+
 def test_the_frame_is_a_view_of_the_database(tmp_path):
     with ExperimentLog(tmp_path) as mine, ExperimentLog(tmp_path) as theirs:
         take = ok_take(theirs)
@@ -549,6 +568,14 @@ def test_voice_ids(log):
     voices = log.voice_ids()
     assert voices["take_id"].tolist() == [a.take_id, b.take_id] and voices["chosen"].tolist() == [True, False]
     assert voices["voice_id"].tolist() == [VOICE, VOICE] and "model" in voices
+
+
+def test_mark_deleted_records_the_voice_status(log):
+    a = ok_take(log)
+    other = log.finish(log.start(EN, backend="offline").take_id, voice_id="v-other", voice_status="OK")
+    assert log.mark_deleted([VOICE, "v-unknown"]) == 1 and log.mark_deleted([]) == 0
+    assert log.get(a.take_id).voice_status == "DELETED" and log.get(other.take_id).voice_status == "OK"
+    assert log.voice_ids()["voice_status"].tolist() == ["DELETED", "OK"]
 
 
 # --- annotations -----------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Every tutorial notebook runs top to bottom against the offline simulator, and is committed
 without outputs."""
 import json
-import os
 import shutil
 from pathlib import Path
 

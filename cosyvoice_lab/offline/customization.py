@@ -95,7 +95,7 @@ async def _handle(request: web.Request, state, rid: str, seen: dict) -> web.Resp
     await state.sleep(state.faults.latency)
     if not state.authorized(request):
         raise ApiError(401, "InvalidApiKey", MSG_INVALID_KEY)
-    wait = state.limiter.admit(state.api_key, "enrollment", state.enrollment_rps)
+    wait = state.limiter.admit((state.api_key, "enrollment"), state.enrollment_rps)
     if wait:
         raise throttled(wait)
     fault = state.faults.draw()

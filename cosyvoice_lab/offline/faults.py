@@ -22,11 +22,9 @@ through the audio, or delays ``task-started``.
 """
 from __future__ import annotations
 
-import collections
 import math
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 
 ERROR_CHOICES = (429, 500, 503)
@@ -90,41 +88,6 @@ class Faults:
         if u < self.error_rate + self.drop_rate + self.hang_rate:
             return Fault("hang", after=True)
         return None
-
-
-class RateLimiter:
-    """Sliding-window request limit per (key, bucket).
-
-    ``rps`` requests per second: a window of ``capacity / rps`` seconds admits ``capacity =
-    max(1, floor(rps))`` requests, so 10 rps admits 10 per second and 0.5 rps one per two
-    seconds. Rejected requests do not count. ``rps`` of 0 or None means no limit.
-    """
-
-    def __init__(self, clock=time.monotonic):
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._seen: dict[tuple, collections.deque] = collections.defaultdict(collections.deque)
-
-    def admit(self, key: str, bucket: str, rps: float | None) -> float:
-        """0.0 if the request may go ahead (and count it), else seconds until it could."""
-        if not rps:
-            return 0.0
-        capacity = max(1, math.floor(rps))
-        window = capacity / rps
-        now = self._clock()
-        with self._lock:
-            seen = self._seen[(key, bucket)]
-            while seen and seen[0] <= now - window:
-                seen.popleft()
-            if len(seen) >= capacity:
-                return max(seen[0] + window - now, 1e-3)
-            seen.append(now)
-            return 0.0
-
-    def reset(self) -> None:
-        """Forget all counted requests."""
-        with self._lock:
-            self._seen.clear()
 
 
 def retry_after_header(wait: float) -> str:

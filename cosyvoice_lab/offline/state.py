@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .. import catalog
-from .faults import Faults, RateLimiter
+from ..runner import SlidingWindow
+from .faults import Faults
 from .registry import Registry
 
 LOGGER_NAME = "cosyvoice_lab.offline"
@@ -30,7 +31,7 @@ class State:
     synth_gap_seconds: float = catalog.SYNTH_GAP_SECONDS
     synth_idle_seconds: float = catalog.SYNTH_IDLE_SECONDS
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME))
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: SlidingWindow = field(default_factory=SlidingWindow)
     request_log: list = field(default_factory=list)
     sockets: set = field(default_factory=set)  # open WebSockets, closed on stop
     stopping: asyncio.Event | None = None  # set on stop, so hanging handlers let go at once

@@ -237,7 +237,7 @@ class Session:
             raise TaskFailed("InvalidParameter", MSG_NULL_TASK)
         if not payload.get("model"):
             raise TaskFailed("InvalidParameter", MSG_NO_MODEL)
-        if state.limiter.admit(state.api_key, "synthesis", state.synthesis_rps):
+        if state.limiter.admit((state.api_key, "synthesis"), state.synthesis_rps):
             raise TaskFailed("Throttling.RateQuota", MSG_RATE)
         fault = state.faults.draw()
         if fault and fault.kind == "error":
