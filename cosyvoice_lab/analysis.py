@@ -232,6 +232,15 @@ def _as_values(m) -> dict:
     return m.to_dict() if isinstance(m, Measurements) else dict(m)
 
 
+def measurement_columns(frame):
+    """The log's DataFrame in the shape measurements use: ``m_<name>`` columns also as
+    ``<name>``, and ``model`` also as ``target_model`` (the log keeps both forms apart)."""
+    extra = {k[2:]: frame[k] for k in frame.columns if isinstance(k, str) and k.startswith("m_") and k[2:] not in frame}
+    if "model" in frame and "target_model" not in frame:
+        extra["target_model"] = frame["model"]
+    return frame.assign(**extra) if extra else frame
+
+
 def take_rows(group, prompts=None, prompt_column: str = "voice_prompt") -> list[TakeRow]:
     """A group of takes in one shape, whatever form it came in.
 
@@ -250,6 +259,7 @@ def take_rows(group, prompts=None, prompt_column: str = "voice_prompt") -> list[
         ValueError: when a take has no prompt, or ``prompts`` has the wrong length.
     """
     if hasattr(group, "iterrows"):
+        group = measurement_columns(group)
         rows = [TakeRow(k, r.get(prompt_column) if prompts is None else None, r.to_dict(),
                         r.get("embedding")) for k, r in group.iterrows()]
     elif prompts is not None:

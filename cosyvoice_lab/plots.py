@@ -50,7 +50,9 @@ def _frame(data):
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        return data
+        from .analysis import measurement_columns
+
+        return measurement_columns(data)
     return pd.DataFrame([d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in data])
 
 

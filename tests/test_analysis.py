@@ -410,3 +410,21 @@ def test_simulator_speech_follows_pitch_words(language):
     assert max(f0["neutral"]) < min(f0["high young female"])
     judged = [j for j in adherence(group) if j.dimension in ("pitch", "gender")]
     assert judged and all(j.verdict == CONSISTENT for j in judged), [j.reason for j in judged]
+
+
+def test_log_frames_work_as_they_come(tmp_path):
+    """The log names measurements m_<name> and the model column 'model'; analysis takes it as is."""
+    from cosyvoice_lab import Lab
+    from cosyvoice_lab.checks import adherence_table
+    from cosyvoice_lab.plots import plot_pitch_rate
+
+    lab = Lab(tmp_path / "lab", backend="offline", progress=False)
+    lab.compare(["a deep slow male voice", "a high-pitched fast young female voice", "a neutral voice"],
+                models=["cosyvoice-v3.5-flash"], repeats=1, experiment="frames")
+    df = lab.log.df
+    table = adherence_table(df)
+    assert len(table)
+    assert set(table.loc[table["dimension"] == "pitch", "verdict"].astype(str).str.lower()) <= {"consistent"}
+    fig = plot_pitch_rate(df)
+    assert fig.axes[0].get_legend() is not None
+    assert len(variation(df))

@@ -362,3 +362,21 @@ def test_take_card_shows_a_missing_preview_file_instead_of_failing(lab):
     os.remove(take.audio_path)
     card = TakeCard(take, lab.log)
     assert "missing" in card.player.value
+
+
+def test_start_blind_from_code_keeps_its_seed_and_hides_old_ratings(tmp_path):
+    from cosyvoice_lab import Lab
+    from cosyvoice_lab.widgets import ComparisonBoard
+
+    lab = Lab(tmp_path / "lab", backend="offline", progress=False, measure=False)
+    comp = lab.compare(["a deep male voice", "a bright female voice"], repeats=1, experiment="blind-seed")
+    for t in comp.takes:
+        lab.log.rate(t.take_id, 3)
+    board = ComparisonBoard(comp)
+    session = board.start_blind(seed=7)
+    assert board.session is session and session.seed == 7
+    assert all(len([tag for tag in lab.log.get(t.take_id).tags if tag.startswith("blind:")]) == 1 for t in comp.takes)
+    cards = list(board.cards.values())
+    assert all(card.rating.value is None for card in cards), "earlier ratings are not shown to a blind listener"
+    cards[0].rating.value = 3  # the same stars as before still count in the blind round
+    assert session.unrated and len(session.unrated) == len(cards) - 1

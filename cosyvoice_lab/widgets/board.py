@@ -123,7 +123,8 @@ class ComparisonBoard(widgets.VBox):
     # --- blind mode ------------------------------------------------------------------------------
     def _blind_changed(self, change) -> None:
         if change.new:
-            self.start_blind(self._seed)
+            if self.session is None:  # not when start_blind() itself set the toggle
+                self.start_blind(self._seed)
         else:
             self.session, self.summary = None, None
             self.summary_box.value = ""

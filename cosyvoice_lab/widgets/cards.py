@@ -158,7 +158,7 @@ class TakeCard(widgets.VBox):
 
     # --- actions: each writes the log, then shows what the log holds --------------------------
     def _rated(self, change) -> None:
-        if self._syncing or change.new == self.take.rating:
+        if self._syncing or (change.new == self.take.rating and not self.blind):
             return
         self._act(lambda tid: self.experiment_log.rate(tid, change.new))
         if self._on_rate:
@@ -198,7 +198,7 @@ class TakeCard(widgets.VBox):
         t, esc = self.take, html.escape
         self._syncing = True
         try:
-            self.rating.value = t.rating
+            self.rating.value = None if self.blind else t.rating  # a blind listener starts unprimed
         finally:
             self._syncing = False
         state = (" · <b style='color:#047857'>✔ kept</b>" if t.chosen else "") + (" · heard" if t.played else "")
