@@ -149,6 +149,10 @@ class Lab:
                                  request_id=exc.request_id)
         except (TransportError, ValidationError) as exc:
             return self.log.fail(take.take_id, error_code=type(exc).__name__, error_message=str(exc))
+        except BaseException:  # Ctrl-C mid-request: the voice may exist; reconcile will tell
+            self.log.fail(take.take_id, error_code="Interrupted", status="interrupted",
+                          error_message="interrupted while the request was in flight; a voice may have been created")
+            raise
         metrics = self._measure(created.preview, design)
         return self.log.finish(take.take_id, voice_id=created.voice_id, request_id=created.request_id,
                                audio=created.preview, latency_s=created.latency_s, metrics=metrics)

@@ -33,12 +33,16 @@ class SlidingWindow:
         self._lock = threading.Lock()
         self._seen: dict[object, collections.deque] = collections.defaultdict(collections.deque)
 
-    def admit(self, key, rps: float | None) -> float:
-        """0.0 if a request may go now (and count it), else the seconds until one could."""
+    def admit(self, key, rps: float | None, slack: float = 0.0) -> float:
+        """0.0 if a request may go now (and count it), else the seconds until one could.
+
+        ``slack`` lengthens the window: a client keeping under a server's limit needs it,
+        because requests reach the server a little later, and in a different order, than they
+        leave."""
         if not rps:
             return 0.0
         capacity = max(1, math.floor(rps))
-        window = capacity / rps
+        window = capacity / rps + slack
         now = self._clock()
         with self._lock:
             seen = self._seen[key]
@@ -59,15 +63,16 @@ class RateLimiter:
     """Blocks callers so that no window of one second holds more than ``rate`` requests.
 
     The same sliding-window rule the service applies, so a batch can start at once (up to
-    ``rate`` requests) and then keep a steady pace without a single 429. ``rate=None`` or 0
+    ``rate`` requests) and then keep a steady pace without a single 429; the window is
+    ``slack`` seconds longer than the service's, for network jitter. ``rate=None`` or 0
     disables the limit; ``clock`` and ``sleep`` are injectable for tests.
     """
 
-    def __init__(self, rate: float | None = catalog.DEFAULT_CLIENT_RPS, *,
+    def __init__(self, rate: float | None = catalog.DEFAULT_CLIENT_RPS, *, slack: float = 0.1,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         if rate is not None and rate < 0:
             raise ValueError(f"rate must be >= 0 requests/second, got {rate}")
-        self.rate = rate or None
+        self.rate, self.slack = rate or None, slack
         self._window, self._sleep = SlidingWindow(clock), sleep
 
     def __repr__(self):
@@ -75,7 +80,7 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Block until the caller may send one request."""
-        while self.rate and (wait := self._window.admit(None, self.rate)) > 0:
+        while self.rate and (wait := self._window.admit(None, self.rate, self.slack)) > 0:
             self._sleep(wait)
 
 

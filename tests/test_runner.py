@@ -21,7 +21,7 @@ class FakeClock:
 
 def test_rate_limiter_starts_a_batch_then_keeps_pace():
     clock = FakeClock()
-    limiter = RateLimiter(4, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(4, clock=clock, sleep=clock.sleep, slack=0.0)
     times = []
     for _ in range(9):
         limiter.acquire()
@@ -29,9 +29,17 @@ def test_rate_limiter_starts_a_batch_then_keeps_pace():
     assert times == pytest.approx([0, 0, 0, 0, 1, 1, 1, 1, 2])
 
 
+def test_rate_limiter_slack_lengthens_the_window():
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep, slack=0.1)
+    for _ in range(3):
+        limiter.acquire()
+    assert clock.now == pytest.approx(1.1)
+
+
 def test_rate_limiter_fractional_rate():
     clock = FakeClock()
-    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep, slack=0.0)
     for _ in range(3):
         limiter.acquire()
     assert clock.now == pytest.approx(4.0)
