@@ -397,7 +397,7 @@ class Lab:
 
     def estimate(self, text: str, model: str | None = None) -> dict:
         """Billed characters and estimated cost of speaking ``text`` (CJK characters count 2)."""
-        from .synthesis import estimate_cost
+        from .speech import estimate_cost
 
         model = model or self.model
         characters, cny = estimate_cost(text, model)

@@ -25,18 +25,16 @@ request headers to its logger.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
 import random
-import re
 import struct
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import websocket
 
@@ -46,14 +44,11 @@ from .client import DashScopeClient, RetryPolicy
 from .credentials import Secret, resolve_api_key
 from .errors import (APIError, ConnectionFailed, Problem, RateLimited, RequestTimeout, ServerError,
                      SynthesisError, TransportError, ValidationError, api_error)
+from .speech import (SpeechOptions, SpeechResult, unknown_model_problem, estimate_cost, fix_wav_sizes,  # noqa: F401
+                     split_text, text_problems)
 
 log = logging.getLogger("cosyvoice_lab.synthesis")
 
-# The workbench plays in notebooks, and browsers play WAV without a decoder fuss, so speech
-# comes back as 24 kHz WAV unless asked otherwise (the service's own default is mp3/22050,
-# catalog.SYNTH_DEFAULT_FORMAT/_SAMPLE_RATE, which we never rely on: we always send both).
-DEFAULT_FORMAT = "wav"
-DEFAULT_SAMPLE_RATE = 24000
 RECV_TIMEOUT_S = 30.0  # longest silence tolerated between two server messages
 READY_TIMEOUT_S = 60.0  # how long speak() waits for a DEPLOYING voice
 READY_INTERVAL_S = 2.0
@@ -61,221 +56,6 @@ THROTTLED_WAIT_S = 1.0  # after a throttled task-failed (no Retry-After there); 
 # task-failed codes that mean "the service hiccupped", worth one more try when no audio came
 TRANSIENT_CODES = ("InternalError", "ServiceUnavailable", "ModelUnavailable", "GatewayTimeout",
                    "Throttling", "Throttling.RateQuota", "Throttling.BurstRate")
-
-
-# --- options -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpeechOptions:
-    """How to speak (contract §6.1 ``parameters``). Ranges come from the catalog.
-
-    Args:
-        format: 'wav' (workbench default), 'mp3', 'pcm' or 'opus'.
-        sample_rate: one of 8000, 16000, 22050, 24000 (default), 44100, 48000.
-        volume: 0-100 (50). rate / pitch: 0.5-2.0 (1.0).
-        instruction: free-form style hint (v3.5), at most 100 characters, CJK counting 2.
-        language_hints: e.g. ('en',); only the first is used by the service.
-        seed: 0-65535 for reproducible sampling; None leaves it to the service.
-    """
-
-    format: str = DEFAULT_FORMAT
-    sample_rate: int = DEFAULT_SAMPLE_RATE
-    volume: int = catalog.SYNTH_DEFAULT_VOLUME
-    rate: float = catalog.SYNTH_DEFAULT_RATE
-    pitch: float = catalog.SYNTH_DEFAULT_PITCH
-    instruction: str | None = None
-    language_hints: tuple[str, ...] | None = None
-    seed: int | None = None
-
-    def __post_init__(self):
-        if isinstance(self.language_hints, list):  # keep the dataclass hashable
-            object.__setattr__(self, "language_hints", tuple(self.language_hints))
-
-    def problems(self) -> list[Problem]:
-        """Every rule these options break (empty when valid)."""
-        out = []
-        if self.format not in catalog.SYNTH_FORMATS:
-            out.append(Problem("format", "allowed_values", f"must be one of {catalog.SYNTH_FORMATS}, got {self.format!r}"))
-        if _not_int(self.sample_rate) or self.sample_rate not in catalog.SYNTH_SAMPLE_RATES:
-            out.append(Problem("sample_rate", "allowed_values",
-                               f"must be one of {catalog.SYNTH_SAMPLE_RATES}, got {self.sample_rate!r}"))
-        out += _range_problem("volume", self.volume, catalog.SYNTH_VOLUME_RANGE, integer=True)
-        out += _range_problem("rate", self.rate, catalog.SYNTH_RATE_RANGE)
-        out += _range_problem("pitch", self.pitch, catalog.SYNTH_PITCH_RANGE)
-        if self.seed is not None:
-            out += _range_problem("seed", self.seed, catalog.SYNTH_SEED_RANGE, integer=True)
-        out += self._instruction_problems() + self._hint_problems()
-        return out
-
-    def _instruction_problems(self) -> list[Problem]:
-        if self.instruction is None:
-            return []
-        if not isinstance(self.instruction, str):
-            return [Problem("instruction", "type", f"must be a string, got {type(self.instruction).__name__}")]
-        if not self.instruction.strip():
-            return [Problem("instruction", "non_empty", "must not be empty (use None for no instruction)")]
-        n = catalog.billed_characters(self.instruction)
-        if n > catalog.SYNTH_INSTRUCTION_MAX:
-            return [Problem("instruction", "max_length",
-                            f"is {n} characters (CJK counting 2); the limit is {catalog.SYNTH_INSTRUCTION_MAX}")]
-        return []
-
-    def _hint_problems(self) -> list[Problem]:
-        hints = self.language_hints
-        if hints is None:
-            return []
-        if isinstance(hints, str) or not isinstance(hints, Sequence) or not hints:
-            return [Problem("language_hints", "type", f"must be a non-empty list of language codes such as ['en'], got {hints!r}")]
-        bad = [h for h in hints if not isinstance(h, str) or not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)?", h)]
-        if bad:
-            return [Problem("language_hints", "pattern", f"must hold language codes such as 'zh' or 'en', got {bad!r}")]
-        return []
-
-    def validate(self) -> "SpeechOptions":
-        """Return self if valid, else raise ``ValidationError`` listing every problem."""
-        found = self.problems()
-        if found:
-            raise ValidationError(found, context="invalid SpeechOptions")
-        return self
-
-    def to_parameters(self, voice: str) -> dict:
-        """The run-task ``payload.parameters`` for ``voice`` (validates first)."""
-        self.validate()
-        params = {"text_type": "PlainText", "voice": voice, "format": self.format,
-                  "sample_rate": self.sample_rate, "volume": self.volume, "rate": self.rate, "pitch": self.pitch}
-        if self.instruction is not None:
-            params["instruction"] = self.instruction
-        if self.language_hints is not None:
-            params["language_hints"] = list(self.language_hints)
-        if self.seed is not None:
-            params["seed"] = self.seed
-        return params
-
-    def replace(self, **changes) -> "SpeechOptions":
-        """A copy with ``changes``; keys whose value is None are ignored."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["language_hints"] = list(self.language_hints) if self.language_hints is not None else None
-        return d
-
-
-def _not_int(value) -> bool:
-    return isinstance(value, bool) or not isinstance(value, int)
-
-
-def _range_problem(name: str, value, bounds: tuple, *, integer: bool = False) -> list[Problem]:
-    lo, hi = bounds
-    kind = "an integer" if integer else "a number"
-    if (_not_int(value) if integer else (isinstance(value, bool) or not isinstance(value, (int, float)))):
-        return [Problem(name, "type", f"must be {kind} in [{lo}, {hi}], got {value!r}")]
-    if not (lo <= value <= hi):  # also catches NaN
-        return [Problem(name, "range", f"must be in [{lo}, {hi}], got {value!r}")]
-    return []
-
-
-# --- text ---------------------------------------------------------------------------------------
-
-_PIECE = re.compile(r"[^。！？!?；;…\n.]*(?:[。！？!?；;…\n]+|\.+(?=\s|$)|\.(?!\s|$)|$)")
-
-
-def split_text(text: str, limit: int = catalog.SYNTH_CONTINUE_MAX_CHARS) -> list[str]:
-    """``text`` cut at sentence ends into chunks of at most ``limit`` billed characters
-    (CJK counting 2), each as large as fits. A sentence longer than ``limit`` is cut at a
-    space or comma, else hard. Whitespace-only chunks are dropped."""
-    pieces = [m.group(0) for m in _PIECE.finditer(text) if m.group(0)]
-    chunks, current, size = [], "", 0
-    for piece in _fit(pieces, limit):
-        n = catalog.billed_characters(piece)
-        if current and size + n > limit:
-            chunks.append(current)
-            current, size = "", 0
-        current, size = current + piece, size + n
-    if current:
-        chunks.append(current)
-    return [c for c in chunks if c.strip()]
-
-
-def _fit(pieces: list[str], limit: int) -> Iterator[str]:
-    """Pieces no longer than ``limit``: longer ones cut at a space/comma, else at the limit."""
-    for piece in pieces:
-        while catalog.billed_characters(piece) > limit:
-            cut, n = 0, 0
-            for i, ch in enumerate(piece):
-                n += catalog.billed_characters(ch)
-                if n > limit:
-                    break
-                cut = i + 1
-            soft = max(piece.rfind(sep, 0, cut) for sep in " ,，、")
-            cut = soft + 1 if soft > 0 else max(cut, 1)
-            yield piece[:cut]
-            piece = piece[cut:]
-        if piece:
-            yield piece
-
-
-def text_problems(text) -> list[Problem]:
-    """Why ``text`` cannot be sent as one task (empty, or over the task limit)."""
-    if not isinstance(text, str):
-        return [Problem("text", "type", f"must be a string, got {type(text).__name__}")]
-    if not text.strip():
-        return [Problem("text", "non_empty", "must not be empty")]
-    n = catalog.billed_characters(text)
-    if n > catalog.SYNTH_TASK_MAX_CHARS:
-        return [Problem("text", "max_length", f"is {n} characters (CJK counting 2); one task takes at most "
-                        f"{catalog.SYNTH_TASK_MAX_CHARS}: split it into several calls")]
-    return []
-
-
-def estimate_cost(text: str, model: str) -> tuple[int, float]:
-    """``(billed characters, CNY)`` for speaking ``text`` on ``model``, from the catalog's prices.
-
-    Raises:
-        ValidationError: unknown model.
-    """
-    if model not in catalog.MODELS:
-        raise ValidationError([_unknown_model(model)], context="cannot estimate cost")
-    n = catalog.billed_characters(text)
-    return n, catalog.synthesis_cost_cny(model, n)
-
-
-def _unknown_model(model) -> Problem:
-    return Problem("model", "allowed_values", f"must be one of {tuple(catalog.MODELS)}, got {model!r}")
-
-
-# --- results --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class SpeechResult:
-    """One finished synthesis: the recording, what it cost, and how long it took.
-
-    ``characters`` is the service's last ``usage.characters``; ``cost_cny`` prices it with the
-    catalog. Latencies are measured from the start of the synthesis (after any wait for the
-    voice to be OK; retries included): ``first_chunk_latency_s`` to the first audio frame,
-    ``latency_s`` to ``task-finished``.
-    """
-
-    audio: Audio
-    text: str = field(repr=False)
-    voice_id: str
-    model: str
-    options: SpeechOptions = field(repr=False)
-    characters: int
-    cost_cny: float
-    request_id: str | None
-    task_id: str
-    sentences: list[str] = field(repr=False)
-    first_chunk_latency_s: float | None
-    latency_s: float
-    attempts: int = 1
-    frames: int = field(default=0, repr=False)
-
-    def _repr_html_(self) -> str:
-        return (f"{self.audio.html(label=self.voice_id)}<br><small>{self.voice_id} · {self.model} · "
-                f"{self.characters} chars · ¥{self.cost_cny:.4f} · {self.latency_s:.2f} s</small>")
 
 
 class SpeechStream:
@@ -306,27 +86,6 @@ class SpeechStream:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def fix_wav_sizes(data: bytes) -> bytes:
-    """Rewrite a WAV header's RIFF and data sizes to match ``data``'s length.
-
-    Streamed WAV carries a header written before the length was known (often a placeholder
-    size); frames are only valid as a file once the sizes are true. Non-WAV data is returned as is.
-    """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return data
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
-        if chunk == b"data":
-            body = len(data) - pos - 8
-            out = bytearray(data)
-            out[4:8] = struct.pack("<I", len(data) - 8)
-            out[pos + 4:pos + 8] = struct.pack("<I", body)
-            return bytes(out)
-        pos += 8 + size + (size & 1)
-    return data
 
 
 # --- the synthesizer -------------------------------------------------------------------------------
@@ -470,7 +229,7 @@ class Synthesizer:
             found.append(Problem("model", "required", f"{voice_id!r} is not a designed voice id; pass model=..."))
         model = model or bound
         if model is not None and model not in catalog.MODELS:
-            found.append(_unknown_model(model))
+            found.append(unknown_model_problem(model))
         elif bound and model != bound:
             found.append(Problem("model", "voice_model",
                                  f"voice {voice_id} is bound to model {bound}; synthesis must use {bound}, not {model}"))

@@ -253,3 +253,73 @@ def test_key_never_in_logs_or_errors(caplog):
             client.list_voices()
         texts = [str(info.value), repr(info.value), repr(client), str(client.api_key)]
     assert not any("0123456789" in t for t in texts + [caplog.text])
+
+
+# --- every validation outcome agrees with the simulator ----------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_texts = st.one_of(
+    st.text(alphabet=st.sampled_from("abcdefgh XYZ,.!"), max_size=30),
+    st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4E50), max_size=20),
+    st.sampled_from(["", "   ", "x" * 501, "こんにちは", "Hello 😀", "温" * 201]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prompt=_texts, preview=_texts, prefix=st.sampled_from(["ok1", "", "Bad", "toolongprefix", "a_b"]),
+       model=st.sampled_from(list(catalog.MODELS) + ["cosyvoice-v2"]),
+       rate=st.sampled_from([16000, 24000, 48000, 8000]), fmt=st.sampled_from(["wav", "mp3", "pcm", "flac"]))
+def test_invalid_designs_are_never_sent_and_valid_ones_are_accepted(sim, prompt, preview, prefix, model, rate, fmt):
+    client = client_for(sim)
+    design = VoiceDesign(prompt, preview, prefix=prefix, target_model=model, sample_rate=rate, response_format=fmt)
+    before = len(sim.request_log)
+    if design.problems():
+        with pytest.raises(ValidationError):
+            client.create_voice(design)
+        assert len(sim.request_log) == before
+    else:
+        created = client.create_voice(design)
+        assert created.preview.sample_rate == rate and created.preview.format == fmt
+        client.delete_voice(created.voice_id)
+
+
+# --- the contract's error table, as the simulator answers it, maps to the exception tree ----
+
+@pytest.mark.parametrize("body,status,code,cls", [
+    ("not json", 400, "BadRequest.IllegalInput", InvalidParameter),
+    ({"input": {"action": "list_voice"}}, 400, "BadRequest.EmptyModel", InvalidParameter),
+    ({"model": "voice-enrollment"}, 400, "BadRequest.EmptyInput", InvalidParameter),
+    ({"model": "qwen-voice-design", "input": {"action": "list_voice"}}, 400, "InvalidParameter", InvalidParameter),
+    ({"model": "voice-enrollment", "input": {"action": "update_voice", "voice_id": "x", "url": "https://a"}},
+     400, "BadRequest.ResourceNotExist", VoiceNotFound),
+])
+def test_error_answers_map_to_exception_classes(sim, body, status, code, cls):
+    client = client_for(sim)
+    kwargs = {"data": body} if isinstance(body, str) else {"json": body}
+    resp = requests.post(client.url, headers={"Authorization": f"Bearer {sim.api_key}"}, **kwargs)
+    assert resp.status_code == status
+    with pytest.raises(cls) as info:
+        client._parse(resp)
+    assert info.value.code == code and info.value.request_id
+
+
+@pytest.mark.parametrize("seed_status", [429, 500, 503])
+def test_injected_service_errors_map(sim, seed_status):
+    from cosyvoice_lab.offline import Fault
+
+    class Always:  # the simulator's fault hook, fixed to one answer
+        latency = 0.0
+
+        def draw(self):
+            return Fault("error", seed_status)
+
+    saved = sim.faults
+    sim.state.faults = Always()
+    try:
+        with pytest.raises(RateLimited if seed_status == 429 else ServerError) as info:
+            client_for(sim, retry=RetryPolicy(max_attempts=1)).list_page()
+    finally:
+        sim.state.faults = saved
+    assert info.value.status == seed_status
