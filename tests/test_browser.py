@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 DOCS = REPO / "docs"
 NOTEBOOK = "widgets.ipynb"
+FIRST_NOTEBOOK = "01_design_a_voice.ipynb"
 CELLS = [
     """from cosyvoice_lab import Lab
 from cosyvoice_lab.widgets import ComparisonBoard, PromptBuilder
@@ -77,6 +78,7 @@ def jupyter_lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("jupyter")
     (root / "home").mkdir()
     _write_notebook(root)
+    shutil.copy(REPO / "notebooks" / FIRST_NOTEBOOK, root / FIRST_NOTEBOOK)  # the newcomer's first stop
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE")}
     env["HOME"] = str(root / "home")  # no ~/.alibabacloud/credentials, no user workspace state
@@ -177,3 +179,27 @@ def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000 and board_shot.stat().st_size > 10_000
+
+
+def test_first_tutorial_runs_through_in_jupyterlab(jupyter_lab):
+    """The newcomer's path: open notebook 01 in JupyterLab, Run All, and it runs through offline."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.goto(f"{jupyter_lab}/lab/tree/{FIRST_NOTEBOOK}?reset")
+            panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+            expect(panel.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
+            _kernel_ready(page)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator("li[data-command='runmenu:run-all']").click()
+            last_prompt = panel.locator(".jp-CodeCell .jp-InputPrompt").last
+            expect(last_prompt).to_have_text("[" + str(panel.locator(".jp-CodeCell").count()) + "]:",
+                                             timeout=120_000)
+            assert not panel.locator(".jp-OutputArea-output", has_text="Traceback").count()
+            assert panel.locator(".jp-OutputArea-output", has_text="OFFLINE simulator").count() >= 1
+            assert panel.locator(".jp-OutputArea-output audio").count() >= 2
+        finally:
+            browser.close()
