@@ -9,11 +9,12 @@ import hashlib
 import html
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write
 
 FORMATS = ("wav", "mp3", "pcm", "opus")
 _MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg", "pcm": "audio/wav"}
@@ -116,18 +117,7 @@ class Audio:
         path = Path(path)
         if path.is_dir():
             path = path / f"{self.sha256}.{self.extension}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="." + self.extension)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, self.data)
 
     @classmethod
     def load(cls, path: str | os.PathLike, sample_rate: int | None = None) -> "Audio":

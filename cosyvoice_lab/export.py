@@ -17,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 import sqlite3
-import tempfile
 import zipfile
 from pathlib import Path
 
+from . import files
 from .errors import LogError
 from .logdb import LogDatabase
 from .take import FINAL_STATUSES, Take, iso, now_utc
@@ -40,30 +39,11 @@ _OUTCOME_COLUMNS = ("status", "request_id", "voice_id", "voice_status", "finishe
 
 
 def atomic_write(path, data: bytes | None = None, *, writer=None) -> Path:
-    """Write ``data`` (or call ``writer(temp_path)``) to a temp file, fsync, rename onto ``path``.
-
-    Raises:
-        LogError: the file cannot be written.
-    """
-    path = Path(path).expanduser().absolute()
+    """``files.atomic_write``, with a failure reported as a ``LogError`` naming the path."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        return files.atomic_write(path, data, writer=writer)
     except OSError as exc:
         raise LogError(path, f"cannot write here: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if data is not None:
-                f.write(data)
-        if writer is not None:
-            writer(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --- tables ----------------------------------------------------------------------------------
