@@ -63,15 +63,34 @@ class Comparison:
         table.columns.name = None
         return table
 
-    def summary(self):
-        """Per prompt and model: takes ok, mean rating, median pitch and speaking rate, if measured."""
+    def summary(self, *, variability: bool = True):
+        """Per prompt and model: takes ok, mean rating, median pitch, speaking rate and loudness
+        (if measured), and ``variability``: how different the repeats of the cell are (about 1
+        = one clearly audible step; see ``analysis.variation``)."""
         df = self.df
         agg = {"take_id": "count", "rating": "mean"}
         for col in ("m_median_f0_hz", "m_speaking_rate", "m_loudness_lufs"):
             if col in df:
                 agg[col] = "median"
         ok = df[df["status"] == "ok"]
-        return ok.groupby(["prompt_index", "model"], observed=True).agg(agg).rename(columns={"take_id": "takes_ok"})
+        table = ok.groupby(["prompt_index", "model"], observed=True).agg(agg).rename(columns={"take_id": "takes_ok"})
+        if variability and "m_median_f0_hz" in ok and ok["audio_path"].notna().any():
+            table["variability"] = self._variability(ok)
+        return table
+
+    def _variability(self, ok):
+        """variability of each prompt × model cell, aligned with the summary's index."""
+        import pandas as pd
+
+        from .analysis import speaker_embedding, variation
+
+        ok = ok[ok["audio_path"].notna()]
+        keys = [f"{p}|{m}" for p, m in zip(ok["prompt_index"], ok["model"])]
+        embeddings = [speaker_embedding(self.log.get(t).audio) for t in ok["take_id"]]
+        var = variation(ok.assign(_cell=keys), prompt_column="_cell", embeddings=embeddings)
+        by_key = dict(zip(var["voice_prompt"], var["variability"]))  # the group column keeps that name
+        index = pd.MultiIndex.from_tuples(dict.fromkeys(zip(ok["prompt_index"], ok["model"])))
+        return pd.Series([by_key.get(f"{p}|{m}") for p, m in index], index=index, dtype=float)
 
     def __repr__(self):
         takes = self.takes

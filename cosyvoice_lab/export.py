@@ -78,7 +78,10 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collaps
         "td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left;font-size:13px}"
         "th{background:#f3f3f3}.failed,.unknown,.interrupted{color:#a00}code{font-size:12px}")
 _HEADERS = ("started (UTC)", "experiment", "model", "status", "voice prompt", "preview text", "voice id",
-            "rating", "chosen", "tags", "notes", "preview")
+            "rating", "chosen", "tags", "notes", "measured", "preview")
+# The measurements a listener reads next to a player (analysis.Measurements names).
+_REPORT_METRICS = (("median_f0_hz", "F0 {:.0f} Hz"), ("speaking_rate", "rate {:.1f}/s"),
+                   ("loudness_lufs", "{:.1f} LUFS"), ("duration_s", "{:.1f} s"))
 
 
 def export_html(log, path, **filters) -> Path:
@@ -116,9 +119,19 @@ def _html_row(take: Take) -> str:
         "✓" if take.chosen else "",
         esc(", ".join(take.tags)),
         esc(take.notes),
+        _metrics_html(take.metrics or {}),
         take._player_html() if take.audio_path else ("no preview" if take.preview_missing else ""),
     )
     return f"<tr id='take-{take.take_id}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _metrics_html(metrics: dict) -> str:
+    shown = []
+    for name, fmt in _REPORT_METRICS:
+        value = metrics.get(name)
+        if isinstance(value, (int, float)) and value == value:  # skip None and NaN
+            shown.append(fmt.format(value))
+    return "<br>".join(shown)
 
 
 # --- bundles -------------------------------------------------------------------------------------

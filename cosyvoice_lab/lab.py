@@ -296,7 +296,7 @@ class Lab:
         if not adding:
             return None
         try:
-            held = len(self.client.list_voices())
+            held = self.quota()["held"]
         except CosyVoiceLabError as exc:
             log.warning("could not count the account's voices: %s", exc)
             return None
@@ -320,6 +320,11 @@ class Lab:
         df["known"] = df["take_id"].notna()
         df["chosen"] = df["chosen"].astype("boolean").fillna(False)
         return df
+
+    def quota(self) -> dict:
+        """How many voices the account holds, of how many allowed (one list request)."""
+        held = len(self.client.list_voices(page_size=catalog.LIST_PAGE_SIZE_MAX))
+        return {"held": held, "limit": catalog.VOICE_QUOTA, "free": max(0, catalog.VOICE_QUOTA - held)}
 
     def cleanup(self, *, dry_run: bool = True, experiment: str | None = None, include_unknown: bool = False,
                 keep_rated_at_least: int | None = None):

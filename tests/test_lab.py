@@ -201,3 +201,39 @@ def test_audition_reads_one_script_with_several_voices(sim, tmp_path):
     assert len(aud.ok) == 2 and aud._repr_html_().count("<audio") == 2
     est = lab.estimate(SCRIPT, takes[0].model)
     assert est["characters"] == len(SCRIPT)
+
+
+def test_summary_reports_variability_and_report_shows_measurements(sim, tmp_path):
+    lab = lab_on(sim, tmp_path, measure=True)
+    comp = lab.compare(PROMPTS, models=["cosyvoice-v3.5-flash"], repeats=2)
+    summary = comp.summary()
+    assert len(summary) == 2 and (summary["variability"] > 0).all()
+    report = lab.log.export_html(tmp_path / "report.html").read_text()
+    assert report.count("F0 ") == 4 and report.count(" LUFS<br>") == 4  # base64 holds no spaces
+    assert lab.quota() == {"held": 4, "limit": catalog.VOICE_QUOTA, "free": catalog.VOICE_QUOTA - 4}
+
+
+def test_a_recognisable_key_never_leaves_a_trace(tmp_path, monkeypatch, caplog):
+    """Reprs, HTML displays, errors, log lines and every file in the lab folder: no key."""
+    import logging
+    key = "sk-LEAKCHECK0123456789abcdef"
+    monkeypatch.setenv("DASHSCOPE_API_KEY", key)
+    caplog.set_level(logging.DEBUG)
+    with serve(api_key=key, enrollment_rps=None) as keyed:
+        lab = Lab(tmp_path / "lab", base_url=keyed.base_url, progress=False, measure=True)
+        take = lab.design("a calm voice", preview_text="Hello there.")
+        comp = lab.compare(["a deep voice"], models=["cosyvoice-v3.5-flash"], repeats=1)
+        said = lab.speak(take, "Checking for leaks.")
+        keyed.faults.error_rate, keyed.faults.seed = 1.0, 1
+        failed = lab.design("a failing voice", preview_text="Hello.")
+        keyed.faults.error_rate = 0
+        lab.log.export_html(tmp_path / "lab" / "report.html")
+        lab.log.export_bundle(tmp_path / "lab" / "bundle.zip")
+        lab.log.export_csv(tmp_path / "lab" / "table.csv")
+        shown = [repr(lab), lab._repr_html_(), repr(lab.client), repr(lab.synthesizer), repr(take),
+                 take._repr_html_(), comp.html(), repr(comp), said._repr_html_(), repr(failed),
+                 str(failed.error_message), lab.log.df.to_csv(), caplog.text]
+    assert take.ok and not failed.ok
+    assert not [s for s in shown if "LEAKCHECK" in s]
+    files = [p for p in (tmp_path / "lab").rglob("*") if p.is_file()]
+    assert files and not [p for p in files if b"LEAKCHECK" in p.read_bytes()]
