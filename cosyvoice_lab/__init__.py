@@ -19,7 +19,7 @@ _EXPORTS = {
     "APIError": "errors",
     "Audio": "audio",
     "AuthenticationError": "errors",
-    "Comparison": "lab",
+    "Comparison": "comparison",
     "ConnectionFailed": "errors",
     "CosyVoiceLabError": "errors",
     "CredentialsError": "errors",

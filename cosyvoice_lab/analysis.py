@@ -16,14 +16,15 @@ Undefined values are NaN, never an exception: silence has no pitch, a clip short
 """
 from __future__ import annotations
 
-import math
 import importlib
+import math
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 
 import numpy as np
 
 from . import catalog
+from .design import detect_language
 
 NAN = float("nan")
 # Speech/silence is decided on 10 ms frames without overlap: edges blur by at most 10 ms.
@@ -120,14 +121,22 @@ def _speech_frames(x: np.ndarray, sr: int, frame_s: float = HOP_S) -> np.ndarray
     return db > max(db.max() - SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS)
 
 
-def _f0_values(x: np.ndarray, sr: int) -> np.ndarray:
-    """F0 of each voiced 10 ms frame (praat's autocorrelation method); empty if none."""
+def _pitch(x: np.ndarray, sr: int):
+    """praat's pitch track (autocorrelation, a frame every 10 ms), or None for a clip too short
+    for its analysis window (no pitch, not an error). Shared with ``plots.plot_take``."""
     import parselmouth
 
     try:
-        pitch = parselmouth.Sound(x, sr).to_pitch_ac(
+        return parselmouth.Sound(x, sr).to_pitch_ac(
             time_step=HOP_S, pitch_floor=PITCH_FLOOR_HZ, pitch_ceiling=PITCH_CEILING_HZ)
-    except parselmouth.PraatError:  # too short for the analysis window: no pitch, not an error
+    except parselmouth.PraatError:
+        return None
+
+
+def _f0_values(x: np.ndarray, sr: int) -> np.ndarray:
+    """F0 of each voiced 10 ms frame; empty if none."""
+    pitch = _pitch(x, sr)
+    if pitch is None:
         return np.zeros(0)
     f0 = pitch.selected_array["frequency"]
     return f0[f0 > 0]
@@ -161,7 +170,7 @@ def text_units(text: str | None, language: str | None = None) -> tuple[int, str 
     if not text:
         return 0, None
     if language is None:
-        language = "zh" if any(catalog.is_cjk(c) for c in text) else "en"
+        language = detect_language(text) or "en"
     if language == "zh":
         return sum(catalog.is_cjk(c) for c in text), "chars_per_s"
     return sum(c.isalnum() and not catalog.is_cjk(c) for c in text), "letters_per_s"

@@ -14,15 +14,11 @@ import numbers
 import uuid
 from collections.abc import Iterable
 
-from . import logframe
 from .audio import Audio
 from .errors import LogError
 from .logdb import LogDatabase
 from .logstore import TakeNotFound, check_rating, clean_tag, dumps_or_null
 from .take import Take, iso, now_utc
-
-ACTIONS = ("rate", "choose", "unchoose", "tag", "untag", "note", "played")
-
 
 def _author() -> str | None:
     try:
@@ -75,16 +71,16 @@ class Annotations(LogDatabase):
             ValueError: not an integer from 1 to 5. TakeNotFound: no such take.
         """
         rating = check_rating(rating)
-        return self._annotate(take_id, lambda tags, notes: (
+        return self._annotate(take_id, lambda tags: (
             {"rating": rating}, [("rate", None if rating is None else str(rating))]))
 
     def choose(self, take_id: str) -> Take:
         """Mark a take chosen (a keeper). Raises TakeNotFound if missing."""
-        return self._annotate(take_id, lambda tags, notes: ({"chosen": 1}, [("choose", None)]))
+        return self._annotate(take_id, lambda tags: ({"chosen": 1}, [("choose", None)]))
 
     def unchoose(self, take_id: str) -> Take:
         """Clear a take's chosen mark. Raises TakeNotFound if missing."""
-        return self._annotate(take_id, lambda tags, notes: ({"chosen": 0}, [("unchoose", None)]))
+        return self._annotate(take_id, lambda tags: ({"chosen": 0}, [("unchoose", None)]))
 
     def tag(self, take_id: str, *tags: str) -> Take:
         """Add tags (stripped, 1-64 printable characters; duplicates ignored).
@@ -94,7 +90,7 @@ class Annotations(LogDatabase):
         """
         wanted = [clean_tag(t) for t in tags]
 
-        def change(current, notes):
+        def change(current):
             added = [t for t in dict.fromkeys(wanted) if t not in current]
             return {"tags": dumps_or_null(current + added)}, [("tag", t) for t in added]
 
@@ -104,7 +100,7 @@ class Annotations(LogDatabase):
         """Remove tags (absent ones are ignored). Raises TakeNotFound if missing."""
         unwanted = {clean_tag(t) for t in tags}
 
-        def change(current, notes):
+        def change(current):
             removed = [t for t in current if t in unwanted]
             kept = [t for t in current if t not in unwanted]
             return {"tags": dumps_or_null(kept)}, [("untag", t) for t in removed]
@@ -119,7 +115,7 @@ class Annotations(LogDatabase):
         """
         if not isinstance(text, str):
             raise TypeError(f"a note must be a string, got {type(text).__name__}")
-        return self._annotate(take_id, lambda tags, notes: ({"notes": text}, [("note", text)]))
+        return self._annotate(take_id, lambda tags: ({"notes": text}, [("note", text)]))
 
     def mark_played(self, *take_ids: str) -> None:
         """Record that these takes were listened to (played, whether chosen or not).
@@ -136,6 +132,8 @@ class Annotations(LogDatabase):
     def history(self, take_id: str | None = None):
         """The annotation history (all takes, or one) as a DataFrame, oldest first:
         annotation_id, take_id, at (UTC), action, value, author."""
+        from . import logframe  # pandas: loaded when a frame is asked for, not with the log
+
         spec = logframe.HISTORY_FRAME
         where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
         rows = self._query(f"SELECT {logframe.select_list(spec)} FROM annotations{where} "
@@ -143,12 +141,12 @@ class Annotations(LogDatabase):
         return logframe.build(rows, spec, self.folder)
 
     def _annotate(self, take_id: str, change) -> Take:
-        """Apply ``change(tags, notes) -> (column values, events)`` to a take in one transaction."""
+        """Apply ``change(tags) -> (column values, events)`` to a take in one transaction."""
         with self._tx() as conn:
-            row = conn.execute("SELECT tags, notes FROM takes WHERE take_id = ?", (take_id,)).fetchone()
+            row = conn.execute("SELECT tags FROM takes WHERE take_id = ?", (take_id,)).fetchone()
             if row is None:
                 raise TakeNotFound(self.path, f"no take {take_id!r} in this log")
-            values, events = change(json.loads(row[0] or "[]"), row[1])
+            values, events = change(json.loads(row[0] or "[]"))
             self._insert_events(conn, take_id, events)
             return self._update(conn, take_id, values)
 
@@ -194,6 +192,8 @@ class Utterances(LogDatabase):
 
     def utterances(self, take_id: str | None = None):
         """Utterances (all, or of one take) as a DataFrame, oldest first."""
+        from . import logframe
+
         spec = logframe.UTTERANCE_FRAME
         where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
         rows = self._query(f"SELECT {logframe.select_list(spec)} FROM utterances{where} "

@@ -11,12 +11,13 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from .catalog import SYNTH_FORMATS as FORMATS  # every format the service sends (previews use a subset)
 from .files import atomic_write
 
-FORMATS = ("wav", "mp3", "pcm", "opus")
+if TYPE_CHECKING:  # numpy loads on first decode/encode, not with the client
+    import numpy as np
 _MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg", "pcm": "audio/wav"}
 _SF_FORMAT = {"wav": ("WAV", "PCM_16"), "mp3": ("MP3", None), "opus": ("OGG", "OPUS")}
 
@@ -56,6 +57,8 @@ class Audio:
     # --- decoding ---------------------------------------------------------------------
     def to_numpy(self) -> np.ndarray:
         """Decoded samples as float32 in [-1, 1], mono."""
+        import numpy as np
+
         if self.format == "pcm":
             return np.frombuffer(self.data, dtype="<i2").astype(np.float32) / 32768.0
         import soundfile as sf
@@ -79,6 +82,8 @@ class Audio:
     @classmethod
     def from_numpy(cls, samples: np.ndarray, sample_rate: int, format: str = "wav") -> "Audio":
         """Encode float samples in [-1, 1] (or int16) as ``format``."""
+        import numpy as np
+
         samples = np.asarray(samples)
         if samples.dtype != np.int16:
             samples = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)

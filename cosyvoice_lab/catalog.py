@@ -79,8 +79,8 @@ ACTIONS = ("create_voice", "list_voice", "query_voice", "update_voice", "delete_
 
 # --- design limits [3.1, 3.2, 2.2] -------------------------------------------------------
 
-PREFIX_RE = re.compile(r"^[a-z0-9]{1,10}$")
 PREFIX_MAX = 10
+PREFIX_RE = re.compile(rf"^[a-z0-9]{{1,{PREFIX_MAX}}}$")
 VOICE_PROMPT_MAX = 500
 PREVIEW_TEXT_MAX = 200
 LANGUAGES = ("zh", "en")
@@ -93,7 +93,7 @@ DEFAULT_PREFIX = "lab"
 
 # voice id of a designed voice [3.3]
 VOICE_ID_RE = re.compile(
-    r"^(?P<model>cosyvoice-v[0-9.]+-(?:plus|flash))-vd-(?P<prefix>[a-z0-9]{1,10})-(?P<uid>[0-9a-f]{32})$"
+    rf"^(?P<model>cosyvoice-v[0-9.]+-(?:plus|flash))-vd-(?P<prefix>[a-z0-9]{{1,{PREFIX_MAX}}})-(?P<uid>[0-9a-f]{{32}})$"
 )
 
 
@@ -142,6 +142,9 @@ SYNTH_IDLE_SECONDS = 60.0
 CREATE_TIMEOUT_S = 90.0  # official sample 60 s, public code 90 s [2.1]
 MANAGE_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
+SYNTH_RECV_TIMEOUT_S = 30.0  # longest silence tolerated between two WebSocket messages of a task
+VOICE_READY_TIMEOUT_S = 60.0  # how long to poll query_voice for a DEPLOYING voice [4.5]
+VOICE_READY_INTERVAL_S = 2.0
 
 # --- the offline simulator -----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .analysis import NAN, take_rows
+from .analysis import LOUDNESS_BLOCK_S, NAN, take_rows
 from .vocabulary import read_claims
 
 CONSISTENT, INCONSISTENT, NOT_MEASURABLE = "consistent", "inconsistent", "not measurable"
@@ -34,7 +34,7 @@ MARGINS = {"pitch": 1.0, "pace": 5.0, "volume": 1.0}  # semitones, percent, LU
 # dimension -> (column, label, unit of the difference, why a take may lack the value)
 _RELATIVE = {"pitch": ("median_f0_hz", "median F0", "semitones", "no voiced speech"),
              "pace": ("speaking_rate", "speaking rate", "%", "no speaking rate (no preview text, or silent)"),
-             "volume": ("loudness_lufs", "loudness", "LU", "no loudness (shorter than 0.4 s, or silent)")}
+             "volume": ("loudness_lufs", "loudness", "LU", f"no loudness (shorter than {LOUDNESS_BLOCK_S:g} s, or silent)")}
 _LOWER = ("low", "slow", "soft")
 _UNMEASURABLE = {
     "energy": "energy and mood need a listener; no offline measure",

@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from . import __version__, catalog
-from .errors import (AuthenticationError, CosyVoiceLabError, CredentialsError, ValidationError)
+from .errors import (AuthenticationError, CosyVoiceLabError, CredentialsError, Problem, ValidationError)
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
-EPILOG = """examples:
+EPILOG = f"""examples:
   cosyvoice-lab design "a calm, deep male narrator in his fifties, slow and warm"
   cosyvoice-lab compare prompts.txt --repeats 3            # one prompt per line (or YAML/JSON list)
-  cosyvoice-lab voices list                               # what the account holds (quota 1000)
+  cosyvoice-lab voices list                               # what the account holds (quota {catalog.VOICE_QUOTA})
   cosyvoice-lab voices cleanup --yes                      # delete voices not chosen in the log
   cosyvoice-lab log export report.html                    # table + players, opens from disk
   cosyvoice-lab offline --port 8765                       # run the simulator for other tools
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("design", parents=[common], help="design voice(s) from one description")
-    d.add_argument("prompt", help="the voice description (Chinese or English, up to 500 characters)")
+    d.add_argument("prompt", help=f"the voice description (Chinese or English, up to {catalog.VOICE_PROMPT_MAX} characters)")
     _design_options(d)
     d.add_argument("-n", type=int, default=1, help="candidates to design (default 1)")
 
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--repeats", type=int, default=3, help="designs per prompt and model (default 3)")
     c.add_argument("--new-repeats", action="store_true", help="draw new repeats instead of resuming")
     c.add_argument("--concurrency", type=int, default=4)
-    c.add_argument("--rate", type=float, default=catalog.DEFAULT_CLIENT_RPS, help="requests/second (service limit 10)")
+    c.add_argument("--rate", type=float, default=catalog.DEFAULT_CLIENT_RPS, help=f"requests/second (service limit {catalog.ENROLLMENT_RPS:g})")
 
     v = sub.add_parser("voices", help="the account's voices: list, delete, cleanup")
     vs = v.add_subparsers(dest="voices_command", required=True, metavar="ACTION")
@@ -94,7 +94,7 @@ def _design_options(p, model: bool = True):
     p.add_argument("--preview-text", help="what the preview reads (default: a sentence in the prompt's language)")
     if model:
         p.add_argument("--model", default=catalog.DEFAULT_MODEL, choices=catalog.design_models(catalog.DEFAULT_REGION))
-    p.add_argument("--prefix", default=catalog.DEFAULT_PREFIX, help="1-10 lowercase letters/digits, part of the voice id")
+    p.add_argument("--prefix", default=catalog.DEFAULT_PREFIX, help=f"1-{catalog.PREFIX_MAX} lowercase letters/digits, part of the voice id")
     p.add_argument("--experiment", help="group takes under this name")
 
 
@@ -145,7 +145,8 @@ def _read_prompts(path: Path) -> list:
 
         items = yaml.safe_load(text)
         if not isinstance(items, list):
-            raise ValidationError([], context=f"{path}: expected a list of prompts")
+            raise ValidationError([Problem("prompts_file", "type", f"{path} must hold a list of prompts")],
+                                  context="compare")
         return [PromptSpec.from_dict(i) if isinstance(i, dict) else str(i) for i in items]
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
@@ -177,9 +178,13 @@ def cmd_voices(args) -> int:
         _print_table(df, args.json, ["voice_id", "status", "gmt_create", "take_id", "experiment", "rating", "chosen", "known"])
         return EXIT_OK
     if args.voices_command == "delete":
-        for vid in args.voice_ids:
-            lab.client.delete_voice(vid)
-        lab.log.mark_deleted(args.voice_ids)
+        deleted = []
+        try:
+            for vid in args.voice_ids:
+                lab.client.delete_voice(vid)
+                deleted.append(vid)
+        finally:  # the log learns of every voice that is gone, even if a later delete fails
+            lab.log.mark_deleted(deleted)
         print(json.dumps({"deleted": args.voice_ids}) if args.json else f"deleted {len(args.voice_ids)} voice(s)")
         return EXIT_OK
     plan = lab.cleanup(dry_run=not args.yes, experiment=args.experiment, include_unknown=args.include_unknown)

@@ -99,15 +99,21 @@ def _parse_time(text) -> dt.datetime | None:
         return None
 
 
-def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
     if not value:
         return None
     try:
         return float(value)
     except ValueError:
+        pass
+    try:
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds()) if when else None
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -211,6 +217,7 @@ class DashScopeClient:
 
     def _parse(self, resp: requests.Response) -> dict:
         rid_header = resp.headers.get("x-request-id")
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         try:
             data = resp.json()
         except ValueError:
@@ -218,12 +225,11 @@ class DashScopeClient:
         if not isinstance(data, dict):
             if resp.ok:
                 raise ServerError(resp.status_code, "Unknown", "answer was not JSON", rid_header)
-            raise api_error(resp.status_code, "Unknown", resp.text[:300], rid_header,
-                            retry_after=_retry_after(resp))
+            raise api_error(resp.status_code, "Unknown", resp.text[:300], rid_header, retry_after=retry_after)
         if not resp.ok or data.get("code"):  # SDK 2.0's "two-layer" errors: 200 with a code
             status = resp.status_code if not resp.ok else 400
             raise api_error(status, data.get("code"), data.get("message") or data.get("msg"),
-                            data.get("request_id") or rid_header, retry_after=_retry_after(resp))
+                            data.get("request_id") or rid_header, retry_after=retry_after)
         data.setdefault("request_id", rid_header)
         return data
 
@@ -294,6 +300,8 @@ class DashScopeClient:
 
     def list_voices(self, prefix: str | None = None, *, page_size: int = 100) -> list[VoiceInfo]:
         """Every voice of the account (all pages), newest first; ``prefix`` filters."""
+        if page_size < 1:  # a page of 0 would never come back short: no end to the paging
+            raise ValueError(f"page_size must be 1..{catalog.LIST_PAGE_SIZE_MAX}, got {page_size}")
         voices, page = [], 0
         while True:
             batch = self.list_page(prefix=prefix, page_index=page, page_size=page_size)
@@ -322,7 +330,8 @@ class DashScopeClient:
                           timeout=self.timeout, retryable=self._safe_retry)
         return data.get("request_id")
 
-    def wait_until_ready(self, voice_id: str, *, timeout: float = 60.0, interval: float = 2.0) -> VoiceInfo:
+    def wait_until_ready(self, voice_id: str, *, timeout: float = catalog.VOICE_READY_TIMEOUT_S,
+                         interval: float = catalog.VOICE_READY_INTERVAL_S) -> VoiceInfo:
         """Poll ``query_voice`` until the voice is OK (contract §4.5).
 
         Raises:

@@ -56,7 +56,7 @@ def _from_file(env: Mapping[str, str], home: Path) -> Secret | None:
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
-    except configparser.Error as exc:
+    except (configparser.Error, UnicodeDecodeError) as exc:  # the type only: the text may hold a key
         raise CredentialsError(f"{path} is not a valid INI file ({type(exc).__name__})") from None
     profile = env.get("ALIBABA_CLOUD_PROFILE") or env.get("ALICLOUD_PROFILE") or "default"
     if not parser.has_section(profile):

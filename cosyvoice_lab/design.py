@@ -29,11 +29,11 @@ def _allowed(ch: str) -> bool:
         return ch.isprintable() or ch in "\n\t\r"
     if 0xA0 <= o <= 0xFF:  # Latin-1: accents of loanwords (café), ·, ×, °
         return True
-    if 0x2000 <= o <= 0x206F or 0x3000 <= o <= 0x303F:  # general and CJK punctuation
+    if 0x2000 <= o <= 0x206F or 0x3000 <= o <= 0x303F:  # general (… —) and CJK punctuation
         return True
     if 0xFF01 <= o <= 0xFF5E or 0xFFE0 <= o <= 0xFFE6:  # full-width ASCII and symbols
         return True
-    return o in (0x2026, 0x2014, 0x00B7, 0x2116)
+    return o == 0x2116  # №
 
 
 def _script_name(ch: str) -> str:

@@ -9,9 +9,10 @@
     │   ├── ConnectionFailed     could not connect / connection dropped
     │   └── RequestTimeout       no answer in time
     ├── OutcomeUnknown           a create_voice may or may not have stored a voice (.design, .sent_at)
-    ├── APIError                 the service answered with an error (.status, .code, .message, .request_id)
+    ├── APIError                 the service answered with an error (.status, .code, .message, .request_id,
+    │   │                        .retry_after when the answer carried Retry-After)
     │   ├── AuthenticationError  401 / 403: bad key, key of another region, no access
-    │   ├── RateLimited          429 (.retry_after seconds)
+    │   ├── RateLimited          429
     │   ├── VoiceQuotaExceeded   400 Throttling.AllocationQuota: 1000 voices held
     │   ├── VoiceNotFound        400 BadRequest.ResourceNotExist
     │   ├── InvalidParameter     400 InvalidParameter / BadRequest.*
@@ -94,13 +95,16 @@ class OutcomeUnknown(CosyVoiceLabError):
 
 
 class APIError(CosyVoiceLabError):
-    """The service answered with an error status."""
+    """The service answered with an error status; ``retry_after`` is the seconds its
+    ``Retry-After`` header asked for (None if it gave none)."""
 
-    def __init__(self, status: int, code: str, message: str, request_id: str | None = None):
+    def __init__(self, status: int, code: str, message: str, request_id: str | None = None,
+                 *, retry_after: float | None = None):
         self.status = status
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.retry_after = retry_after
         rid = f" (request_id {request_id})" if request_id else ""
         super().__init__(f"HTTP {status} {code}: {message}{rid}")
 
@@ -111,10 +115,6 @@ class AuthenticationError(APIError):
 
 class RateLimited(APIError):
     """429: too many requests; wait ``retry_after`` seconds (None if the server did not say)."""
-
-    def __init__(self, *args, retry_after: float | None = None):
-        super().__init__(*args)
-        self.retry_after = retry_after
 
 
 class VoiceQuotaExceeded(APIError):
@@ -170,14 +170,14 @@ def api_error(status: int, code: str | None, message: str | None, request_id: st
               *, retry_after: float | None = None) -> APIError:
     """Map an HTTP error answer to the most specific ``APIError`` subclass."""
     code = code or "Unknown"
-    message = message or ""
     if status in (401, 403):
-        return AuthenticationError(status, code, message, request_id)
-    if status == 429:
-        return RateLimited(status, code, message, request_id, retry_after=retry_after)
-    if status >= 500:
-        return ServerError(status, code, message, request_id)
-    cls = _BY_CODE.get(code)
-    if cls is None and (code.startswith("InvalidParameter") or code.startswith("BadRequest")):
-        cls = InvalidParameter
-    return (cls or APIError)(status, code, message, request_id)
+        cls = AuthenticationError
+    elif status == 429:
+        cls = RateLimited
+    elif status >= 500:
+        cls = ServerError  # 503 may carry Retry-After too
+    else:
+        cls = _BY_CODE.get(code)
+        if cls is None and (code.startswith("InvalidParameter") or code.startswith("BadRequest")):
+            cls = InvalidParameter
+    return (cls or APIError)(status, code, message or "", request_id, retry_after=retry_after)

@@ -21,9 +21,11 @@ import sqlite3
 import zipfile
 from pathlib import Path
 
-from . import files
+from . import __version__, files
+from .annotations import replay
 from .errors import LogError
 from .logdb import LogDatabase
+from .logstore import take_to_row, where_clause
 from .take import FINAL_STATUSES, Take, iso, now_utc
 
 BUNDLE_FORMAT = "cosyvoice-lab-bundle"
@@ -144,33 +146,29 @@ def export_bundle(log, path, experiment=None, **filters) -> Path:
         LogError: an audio file the rows name is missing (the bundle would be incomplete),
             or the bundle cannot be written.
     """
-    from .logstore import where_clause
-
     takes = log.takes(experiment=experiment, **filters)
     where, params = where_clause(experiment=experiment, **filters)
     subset = f"take_id IN (SELECT take_id FROM takes{where})"
     annotations = _rows(log, _ANNOTATION_COLUMNS, "annotations", subset, params)
     utterances = _rows(log, _UTTERANCE_COLUMNS, "utterances", subset, params)
-    files = sorted({f"audio/{Path(t.audio_path).name}" for t in takes if t.audio_path}
-                   | {u["audio_file"] for u in utterances if u["audio_file"]})
-    for name in files:
+    audio_files = sorted({f"audio/{Path(t.audio_path).name}" for t in takes if t.audio_path}
+                         | {u["audio_file"] for u in utterances if u["audio_file"]})
+    for name in audio_files:
         if not (log.folder / name).is_file():
             raise LogError(log.folder / name, "is missing; the bundle would be incomplete (restore it first)")
     take_dicts = [{**t.to_dict(), "audio_path": f"audio/{Path(t.audio_path).name}" if t.audio_path else None}
                   for t in takes]
-    from . import __version__
-
     manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "package_version": __version__,
                 "created_at": iso(now_utc()), "experiment": experiment,
                 "counts": {"takes": len(takes), "annotations": len(annotations),
-                           "utterances": len(utterances), "audio_files": len(files)}}
+                           "utterances": len(utterances), "audio_files": len(audio_files)}}
 
     def write(tmp):
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, value in (("manifest.json", manifest), ("takes.json", take_dicts),
                                 ("annotations.json", annotations), ("utterances.json", utterances)):
                 zf.writestr(name, json.dumps(value, ensure_ascii=False, indent=1))
-            for name in files:  # audio barely compresses; store it as it is
+            for name in audio_files:  # audio barely compresses; store it as it is
                 zf.write(log.folder / name, name, compress_type=zipfile.ZIP_STORED)
 
     return atomic_write(path, writer=write)
@@ -246,9 +244,6 @@ def _check_manifest(path: Path, manifest: dict) -> None:
 
 
 def _merge(conn, takes: list[Take], annotations: list[dict], utterances: list[dict]) -> dict:
-    from .annotations import replay
-    from .logstore import take_to_row
-
     counts = {"takes": 0, "takes_updated": 0, "annotations": 0, "utterances": 0}
     for take in takes:
         row = take_to_row(take)

@@ -13,15 +13,15 @@ import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
-
-import requests
+from urllib.parse import urlparse
 
 from . import catalog
 from .client import DashScopeClient, RetryPolicy
 from .comparison import Comparison
 from .credentials import find_api_key
 from .design import VoiceDesign, detect_language
-from .errors import (APIError, CosyVoiceLabError, OutcomeUnknown, Problem, TransportError, ValidationError)
+from .errors import (APIError, CosyVoiceLabError, LogError, OutcomeUnknown, Problem, TransportError,
+                     ValidationError)
 from .runner import RateLimiter, run_tasks
 
 log = logging.getLogger("cosyvoice_lab.lab")
@@ -84,11 +84,12 @@ class Lab:
         common = dict(region=self.region, retry=retry, create_timeout=timeout, throttle=self.limiter.acquire)
         key = find_api_key(api_key) if backend != "offline" or base_url else None
         if base_url:  # a separately started simulator (or a proxy to the real service)
-            loopback = requests.utils.urlparse(base_url).hostname in ("127.0.0.1", "localhost", "::1")
-            return DashScopeClient(api_key=key or catalog.OFFLINE_API_KEY, base_url=base_url,
-                                   backend="offline" if backend == "offline" or loopback else "dashscope", **common)
+            offline = backend == "offline" or urlparse(base_url).hostname in ("127.0.0.1", "localhost", "::1")
+            # the simulator's documented key only for a simulator; anything else needs a real one
+            return DashScopeClient(api_key=key or (catalog.OFFLINE_API_KEY if offline else None), base_url=base_url,
+                                   backend="offline" if offline else "dashscope", **common)
         if backend == "dashscope" or (backend == "auto" and key is not None):
-            return DashScopeClient(api_key=api_key, backend="dashscope", **common)  # raises without a key
+            return DashScopeClient(api_key=key, backend="dashscope", **common)  # raises without a key
         from .offline import shared
 
         self.simulator = shared(self.log.folder / "offline-voices")
@@ -149,6 +150,10 @@ class Lab:
                                  request_id=exc.request_id)
         except (TransportError, ValidationError) as exc:
             return self.log.fail(take.take_id, error_code=type(exc).__name__, error_message=str(exc))
+        except Exception as exc:  # an answer we could not read (e.g. no voice_id): a voice may exist
+            self.log.fail(take.take_id, error_code=type(exc).__name__, status="unknown",
+                          error_message=f"unexpected answer: {exc}")
+            raise
         except BaseException:  # Ctrl-C mid-request: the voice may exist; reconcile will tell
             self.log.fail(take.take_id, error_code="Interrupted", status="interrupted",
                           error_message="interrupted while the request was in flight; a voice may have been created")
@@ -351,7 +356,6 @@ class Lab:
             self.log.mark_deleted(deleted)
         return plan.reset_index(drop=True)
 
-
     # --- speaking -----------------------------------------------------------------------------
     @property
     def synthesizer(self):
@@ -367,8 +371,6 @@ class Lab:
 
     def _voice_and_take(self, take_or_voice_id):
         """(voice_id, Take or None) for a Take, a take id or a voice id."""
-        from .errors import LogError
-
         value = getattr(take_or_voice_id, "take_id", take_or_voice_id)
         try:
             take = self.log.get(value)
@@ -384,7 +386,7 @@ class Lab:
         """Read ``text`` with a designed voice; the recording is logged as an utterance of its take.
 
         Options: ``format``, ``sample_rate``, ``volume``, ``rate``, ``pitch``, ``instruction``,
-        ``language_hints``, ``seed`` (see ``synthesis.SpeechOptions``).
+        ``language_hints``, ``seed`` (see ``speech.SpeechOptions``).
 
         Returns:
             a SpeechResult (plays inline; ``.characters`` billed and ``.cost_cny`` estimated).
@@ -419,6 +421,7 @@ class Lab:
             except CosyVoiceLabError as exc:
                 results.append(exc)
         return Audition(script, list(takes), results)
+
 
 def _same_design(voice, design: VoiceDesign) -> bool:
     return (voice.voice_prompt == design.voice_prompt and voice.preview_text == design.preview_text

@@ -238,6 +238,14 @@ class BlindSession:
             return existing
         return f"{existing}\n{line}" if existing else line
 
+    def record(self, log) -> None:
+        """Write the session into ``log`` before anything is heard: each take gets the tag
+        ``blind:<session>`` and a note line with the seed, its label and position, so the exact
+        order can be rebuilt later (``from_log``)."""
+        for take_id in self.order:
+            log.tag(take_id, self.tag)
+            log.note(take_id, self.append_note(log.get(take_id).notes, self.note_for(take_id)))
+
     # --- ratings and reveal ----------------------------------------------------------------
     def rate(self, take_id: str, rating: int | None) -> None:
         """Record a rating (1-5; None clears it).

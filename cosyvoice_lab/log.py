@@ -32,7 +32,7 @@ import uuid
 import weakref
 from datetime import timedelta
 
-from . import logframe, logstore
+from . import logstore
 from .annotations import Annotations, Utterances
 from .audio import Audio
 from .design import VoiceDesign
@@ -299,6 +299,8 @@ class ExperimentLog(Annotations, Utterances, Exports):
             DataFrame: ``datetime64[ns, UTC]`` times, categorical model/backend/status,
             ``Int64`` rating, bool chosen/played, tags as tuples, metrics as ``m_<name>``.
         """
+        from . import logframe  # pandas: loaded when a frame is asked for, not with the log
+
         where, params = logstore.where_clause(experiment=experiment, model=model, tag=tag,
                                               min_rating=min_rating, status=status, since=since,
                                               until=until, **more)
@@ -312,10 +314,13 @@ class ExperimentLog(Annotations, Utterances, Exports):
     def voice_ids(self):
         """The voices this log knows: DataFrame of voice_id, take_id, model, experiment,
         status, voice_status, chosen, started_at (oldest first)."""
+        from . import logframe
+
         spec = logframe.VOICES_FRAME
         rows = self._query(f"SELECT {logframe.select_list(spec)} FROM takes WHERE voice_id IS NOT NULL "
                            f"ORDER BY started_at, rowid")
         return logframe.build(rows, spec, self.folder)
+
 
 def _settled(take_id: str) -> None:
     with _IN_FLIGHT_LOCK:

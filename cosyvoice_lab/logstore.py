@@ -18,7 +18,7 @@ from typing import Any
 
 from .design import VoiceDesign
 from .errors import LogError
-from .take import STATUSES, Take, iso, parse_iso, utc
+from .take import STATUSES, Take, iso, parse_iso, redact, utc
 
 # Columns read back into a Take, in SELECT order.
 TAKE_COLUMNS = (
@@ -68,11 +68,13 @@ def row_to_take(row: tuple, folder: Path) -> Take:
 
 
 def take_to_row(take: Take) -> dict[str, Any]:
-    """The column values of ``take`` (its ``audio_path`` stored as ``audio/<file name>``)."""
+    """The column values of ``take`` (its ``audio_path`` stored as ``audio/<file name>``,
+    its ``error_message`` with anything shaped like an API key redacted)."""
     row = {name: getattr(take, name) for name in TAKE_COLUMNS
            if name not in _DESIGN_COLUMNS and hasattr(take, name)}
     row.update({col: getattr(take.design, field) for col, field in _DESIGN_COLUMNS.items()})
     row["audio_file"] = f"audio/{Path(take.audio_path).name}" if take.audio_path else None
+    row["error_message"] = redact(take.error_message)  # a bundle from elsewhere is scrubbed too
     row["started_at"] = iso(take.started_at)
     row["finished_at"] = iso(take.finished_at)
     row["metrics"] = dumps_or_null(clean_metrics(take.metrics))
@@ -167,7 +169,7 @@ def to_utc(when) -> datetime:
     if isinstance(when, date):
         return datetime(when.year, when.month, when.day, tzinfo=timezone.utc)
     if isinstance(when, str):
-        return utc(datetime.fromisoformat(when.strip()))
+        return parse_iso(when.strip())
     if hasattr(when, "astype"):  # numpy.datetime64
         import pandas as pd
 

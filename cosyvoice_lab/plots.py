@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import catalog
-from .analysis import HOP_S, PITCH_CEILING_HZ, PITCH_FLOOR_HZ, _samples
+from .analysis import FRAME_S, HOP_S, _pitch, _samples
 
 _LABEL_MAX = 28  # characters of a prompt shown as a tick label
 
@@ -67,23 +67,19 @@ def plot_take(audio, *, title: str | None = None, sample_rate: int | None = None
     Returns:
         matplotlib Figure with two axes (spectrogram, F0 in Hz over time).
     """
-    import parselmouth
     from scipy.signal import spectrogram
 
     x, sr = _samples(audio, sample_rate)
     fig, (top, bottom) = _figure(2, figsize=(9, 5), sharex=True, constrained_layout=True)
-    if len(x) >= 256:
-        f, t, s = spectrogram(x, sr, nperseg=int(0.025 * sr), noverlap=int(0.015 * sr))
+    if len(x) >= 256:  # the analysis frames of ``measure``: 25 ms windows every 10 ms
+        f, t, s = spectrogram(x, sr, nperseg=int(FRAME_S * sr), noverlap=int((FRAME_S - HOP_S) * sr))
         top.pcolormesh(t, f, 10 * np.log10(s + 1e-12), shading="auto", cmap="magma")
     top.set_ylim(0, min(max_hz, sr / 2))
     top.set_ylabel("frequency (Hz)")
-    try:
-        pitch = parselmouth.Sound(x, sr).to_pitch_ac(time_step=HOP_S, pitch_floor=PITCH_FLOOR_HZ,
-                                                     pitch_ceiling=PITCH_CEILING_HZ)
+    pitch = _pitch(x, sr)  # None when too short for pitch: an empty contour says so
+    if pitch is not None:
         f0 = pitch.selected_array["frequency"]
         bottom.plot(pitch.xs(), np.where(f0 > 0, f0, np.nan), ".", markersize=2)
-    except parselmouth.PraatError:
-        pass  # too short for pitch: an empty contour says so
     bottom.set_ylabel("F0 (Hz)")
     bottom.set_xlabel("time (s)")
     bottom.set_xlim(0, max(len(x) / sr, HOP_S))

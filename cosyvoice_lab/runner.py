@@ -121,21 +121,23 @@ def run_tasks(tasks: Sequence[Callable[[], T]], *, concurrency: int = 4, desc: s
     finished: dict[int, T] = {}
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cosyvoice-lab")
     futures: dict[Future, int] = {pool.submit(task): i for i, task in enumerate(tasks)}
-    pending = set(futures)
+    pending, collected = set(futures), set()
     try:
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for fut in done:
                 _collect(fut, futures[fut], finished, out, is_failure)
+                collected.add(fut)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(failed=out.failed, remaining=len(pending))
     except KeyboardInterrupt:
         out.interrupted = True
         out.skipped = sum(1 for f in pending if f.cancel())
-        log.warning("interrupted: waiting for %d request(s) in flight; %d not started",
-                    sum(1 for f in pending if not f.cancelled()), out.skipped)
-        for fut in [f for f in pending if not f.cancelled()]:
+        # in flight, or done but not yet collected when the interrupt struck
+        rest = [f for f in futures if f not in collected and not f.cancelled()]
+        log.warning("interrupted: waiting for %d request(s) in flight; %d not started", len(rest), out.skipped)
+        for fut in rest:
             try:
                 fut.result()
             except BaseException:  # noqa: BLE001 - already counted below

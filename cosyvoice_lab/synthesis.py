@@ -40,18 +40,14 @@ import websocket
 
 from . import __version__, catalog
 from .audio import Audio
-from .client import DashScopeClient, RetryPolicy
+from .client import DashScopeClient, RetryPolicy, parse_retry_after
 from .credentials import Secret, resolve_api_key
 from .errors import (APIError, ConnectionFailed, Problem, RateLimited, RequestTimeout, ServerError,
                      SynthesisError, TransportError, ValidationError, api_error)
-from .speech import (SpeechOptions, SpeechResult, unknown_model_problem, estimate_cost, fix_wav_sizes,  # noqa: F401
-                     split_text, text_problems)
+from .speech import SpeechOptions, SpeechResult, fix_wav_sizes, split_text, text_problems, unknown_model_problem
 
 log = logging.getLogger("cosyvoice_lab.synthesis")
 
-RECV_TIMEOUT_S = 30.0  # longest silence tolerated between two server messages
-READY_TIMEOUT_S = 60.0  # how long speak() waits for a DEPLOYING voice
-READY_INTERVAL_S = 2.0
 THROTTLED_WAIT_S = 1.0  # after a throttled task-failed (no Retry-After there); limits are per second
 # task-failed codes that mean "the service hiccupped", worth one more try when no audio came
 TRANSIENT_CODES = ("InternalError", "ServiceUnavailable", "ModelUnavailable", "GatewayTimeout",
@@ -149,10 +145,11 @@ class Synthesizer:
     def __init__(self, *, api_key: str | Secret | None = None, region: str | None = None,
                  ws_url: str | None = None, client: DashScopeClient | None = None,
                  options: SpeechOptions | None = None, connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
-                 timeout: float = RECV_TIMEOUT_S, retry: RetryPolicy = RetryPolicy(),
+                 timeout: float = catalog.SYNTH_RECV_TIMEOUT_S, retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
                  chunk_chars: int = catalog.SYNTH_CONTINUE_MAX_CHARS, throttle: Callable[[], None] | None = None,
-                 ready_timeout: float = READY_TIMEOUT_S, ready_interval: float = READY_INTERVAL_S):
+                 ready_timeout: float = catalog.VOICE_READY_TIMEOUT_S,
+                 ready_interval: float = catalog.VOICE_READY_INTERVAL_S):
         if not 1 <= chunk_chars <= catalog.SYNTH_CONTINUE_MAX_CHARS:
             raise ValueError(f"chunk_chars must be 1..{catalog.SYNTH_CONTINUE_MAX_CHARS}, got {chunk_chars}")
         region = region or (client.region if client else catalog.DEFAULT_REGION)
@@ -236,10 +233,6 @@ class Synthesizer:
         if found:
             raise ValidationError(found, context="cannot synthesize")
         return model
-
-    def estimate_cost(self, text: str, model: str) -> tuple[int, float]:
-        """``(billed characters, CNY)`` before sending; see :func:`estimate_cost`."""
-        return estimate_cost(text, model)
 
     def wait_ready(self, voice_id: str) -> None:
         """Wait (bounded) until a designed voice is OK, when a client is at hand.
@@ -459,11 +452,6 @@ def _upgrade_error(exc: websocket.WebSocketBadStatusException) -> APIError:
                403: "WebSocket upgrade refused: this key has no access",
                429: "WebSocket upgrade refused: requests rate limit exceeded"}.get(
         status, f"WebSocket upgrade refused with HTTP {status} {exc.status_message or ''}".strip())
-    retry_after = None
-    if headers.get("retry-after"):
-        try:
-            retry_after = float(headers["retry-after"])
-        except ValueError:
-            retry_after = None
     return api_error(status, body.get("code"), body.get("message") or default,
-                     body.get("request_id") or headers.get("x-request-id"), retry_after=retry_after)
+                     body.get("request_id") or headers.get("x-request-id"),
+                     retry_after=parse_retry_after(headers.get("retry-after")))

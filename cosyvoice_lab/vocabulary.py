@@ -135,10 +135,6 @@ LEXICON: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     },
 }
 
-# Dimensions an offline measurement can check (see analysis.adherence).
-MEASURABLE = ("pitch", "pace", "volume", "gender", "age")
-
-
 @dataclass(frozen=True)
 class Claim:
     """One thing a prompt says about the voice: ``dimension`` = ``value``, from ``words``."""

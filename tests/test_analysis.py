@@ -424,7 +424,7 @@ def test_log_frames_work_as_they_come(tmp_path):
     df = lab.log.df
     table = adherence_table(df)
     assert len(table)
-    assert set(table.loc[table["dimension"] == "pitch", "verdict"].astype(str).str.lower()) <= {"consistent"}
+    assert set(table.loc[table["dimension"] == "pitch", "verdict"].astype(str)) == {CONSISTENT}
     fig = plot_pitch_rate(df)
     assert fig.axes[0].get_legend() is not None
     assert len(variation(df))

@@ -8,6 +8,7 @@ to ``test-artifacts/`` (copied to ``docs/`` for the README).
 Never downloads a browser (no ``playwright install``): ``.ci/run`` installs Debian's chromium;
 without ``/usr/bin/chromium`` the test is skipped and says so.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -136,70 +137,72 @@ def _kernel_ready(page, timeout: float = 60.0) -> None:
     raise AssertionError("the notebook's kernel did not become idle")
 
 
-def _save(locator, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    DOCS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    locator.screenshot(path=str(path))
-    shutil.copy(path, DOCS / name)
-    return path
-
-
-def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
+@contextlib.contextmanager
+def _notebook_run_all(jupyter_url: str, notebook: str):
+    """Open ``notebook`` in JupyterLab in headless chromium, wait for its kernel, choose Run ▸ Run
+    All Cells, and yield the notebook's panel (a locator); ``expect`` waits on what the cells produce."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2000})
-            page.goto(f"{jupyter_lab}/lab/tree/{NOTEBOOK}?reset")
+            page.goto(f"{jupyter_url}/lab/tree/{notebook}?reset")
             panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
             expect(panel.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
             _kernel_ready(page)
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator("li[data-command='runmenu:run-all']").click()
-
-            builder = panel.locator(".cosyvoice-prompt-builder")
-            design = builder.locator("button", has_text="Design")
-            expect(design).to_be_enabled(timeout=60_000)
-            design.click()
-            card_audio = builder.locator(".cosyvoice-take-card audio")
-            expect(card_audio).to_have_count(2, timeout=60_000)  # 2 candidates arrived as cards
-            expect(builder.locator(".widget-label", has_text="2/2 done: 2 ok")).to_be_visible(timeout=30_000)
-            expect(design).to_be_enabled()
-            builder.scroll_into_view_if_needed()
-            shot = _save(builder, "promptbuilder.png")
-
-            board = panel.locator(".cosyvoice-comparison-board")
-            expect(board.locator(".cosyvoice-take-card audio")).to_have_count(4, timeout=60_000)
-            board.scroll_into_view_if_needed()
-            board_shot = _save(board, "comparison.png")
-            assert not panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")\
-                .filter(has_text="Traceback").count()
+            yield panel
         finally:
             browser.close()
+
+
+def _save(locator, name: str) -> Path:
+    """Screenshot into test-artifacts/; with COSYVOICE_LAB_UPDATE_DOCS=1 also into docs/ (the
+    README's pictures), so an ordinary test run leaves the working tree clean."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    locator.screenshot(path=str(path))
+    if os.environ.get("COSYVOICE_LAB_UPDATE_DOCS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copy(path, DOCS / name)
+    return path
+
+
+def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
+    from playwright.sync_api import expect
+
+    with _notebook_run_all(jupyter_lab, NOTEBOOK) as panel:
+        builder = panel.locator(".cosyvoice-prompt-builder")
+        design = builder.locator("button", has_text="Design")
+        expect(design).to_be_enabled(timeout=60_000)
+        design.click()
+        card_audio = builder.locator(".cosyvoice-take-card audio")
+        expect(card_audio).to_have_count(2, timeout=60_000)  # 2 candidates arrived as cards
+        expect(builder.locator(".widget-label", has_text="2/2 done: 2 ok")).to_be_visible(timeout=30_000)
+        expect(design).to_be_enabled()
+        builder.scroll_into_view_if_needed()
+        shot = _save(builder, "promptbuilder.png")
+
+        board = panel.locator(".cosyvoice-comparison-board")
+        expect(board.locator(".cosyvoice-take-card audio")).to_have_count(4, timeout=60_000)
+        board.scroll_into_view_if_needed()
+        board_shot = _save(board, "comparison.png")
+        assert not panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")\
+            .filter(has_text="Traceback").count()
+        assert not panel.locator(".cosyvoice-errors", has_text="⚠").count()  # no widget callback failed
     assert shot.stat().st_size > 10_000 and board_shot.stat().st_size > 10_000
 
 
 def test_first_tutorial_runs_through_in_jupyterlab(jupyter_lab):
     """The newcomer's path: open notebook 01 in JupyterLab, Run All, and it runs through offline."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2000})
-            page.goto(f"{jupyter_lab}/lab/tree/{FIRST_NOTEBOOK}?reset")
-            panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-            expect(panel.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
-            _kernel_ready(page)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator("li[data-command='runmenu:run-all']").click()
-            last_prompt = panel.locator(".jp-CodeCell .jp-InputPrompt").last
-            expect(last_prompt).to_have_text("[" + str(panel.locator(".jp-CodeCell").count()) + "]:",
-                                             timeout=120_000)
-            assert not panel.locator(".jp-OutputArea-output", has_text="Traceback").count()
-            assert panel.locator(".jp-OutputArea-output", has_text="OFFLINE simulator").count() >= 1
-            assert panel.locator(".jp-OutputArea-output audio").count() >= 2
-        finally:
-            browser.close()
+    with _notebook_run_all(jupyter_lab, FIRST_NOTEBOOK) as panel:
+        last_prompt = panel.locator(".jp-CodeCell .jp-InputPrompt").last
+        expect(last_prompt).to_have_text("[" + str(panel.locator(".jp-CodeCell").count()) + "]:",
+                                         timeout=120_000)
+        assert not panel.locator(".jp-OutputArea-output", has_text="Traceback").count()
+        assert panel.locator(".jp-OutputArea-output", has_text="OFFLINE simulator").count() >= 1
+        assert panel.locator(".jp-OutputArea-output audio").count() >= 2

@@ -323,3 +323,57 @@ def test_injected_service_errors_map(sim, seed_status):
     finally:
         sim.state.faults = saved
     assert info.value.status == seed_status
+
+
+# --- Retry-After on a 503, from a plain local server (the simulator's 503s carry none) -------
+
+class _Scripted:
+    """A loopback HTTP server answering POSTs from a list of (status, headers, body), recording each."""
+
+    def __init__(self, answers):
+        import http.server
+        import json
+        import threading
+
+        self.answers, self.seen = list(answers), []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                status, headers, body = outer.answers.pop(0)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for k, v in {**headers, "Content-Type": "application/json", "Content-Length": str(len(data))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+UNAVAILABLE = (503, {"Retry-After": "7"}, {"code": "ServiceUnavailable", "message": "try later", "request_id": "r1"})
+
+
+def test_503_retry_after_is_honoured_for_list_and_create_is_not_repeated():
+    server = _Scripted([UNAVAILABLE, (200, {}, {"output": {"voice_list": []}, "request_id": "r2"}), UNAVAILABLE])
+    try:
+        slept = []
+        client = DashScopeClient(api_key="sk-x", base_url=server.base_url, sleep=slept.append)
+        assert client.list_voices() == [] and slept == [7.0]
+        with pytest.raises(OutcomeUnknown) as info:
+            client.create_voice(EN)
+        assert isinstance(info.value.cause, ServerError) and info.value.cause.retry_after == 7.0
+        assert [b["input"]["action"] for b in server.seen] == ["list_voice", "list_voice", "create_voice"]
+        assert slept == [7.0], "a create that may have reached the service is never sent again"
+    finally:
+        server.close()

@@ -218,3 +218,14 @@ def test_export_refuses_a_bundle_with_missing_audio(log, tmp_path):
         log.export_bundle(tmp_path / "share.zip")
     assert info.value.path == Path(take.audio_path)
     assert not (tmp_path / "share.zip").exists()
+
+
+def test_a_key_quoted_in_a_bundle_is_not_stored_on_import(log, tmp_path):
+    key = "sk-cosyvoicelabFAKE0123456789abcdefKEY"
+    bundle = _rewrite(log.export_bundle(tmp_path / "share.zip"), tmp_path / "k.zip", lambda n, d: json.dumps(
+        [{**t, "error_message": f"Invalid API-key provided: {key}"} for t in json.loads(d)]).encode()
+        if n == "takes.json" else d)
+    with ExperimentLog(tmp_path / "theirs") as theirs:
+        theirs.import_bundle(bundle)
+        assert all(key not in (t.error_message or "") for t in theirs.takes()) and len(theirs) == 5
+    assert key.encode() not in (tmp_path / "theirs" / "log.sqlite3").read_bytes()

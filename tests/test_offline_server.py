@@ -21,7 +21,7 @@ import soundfile as sf
 from cosyvoice_lab import catalog
 from cosyvoice_lab.offline import Faults, Simulator, serve, shared
 
-PATH = "/services/audio/tts/customization"
+PATH = catalog.CUSTOMIZATION_PATH
 # contract §2.2, verbatim
 EXAMPLE = {
     "model": "voice-enrollment",
@@ -210,11 +210,22 @@ def _field_message(field):
     ({"language_hints": ["en"]}, "language_hints"),  # Chinese preview, en hint
     ({"sample_rate": 22050}, "sample_rate"),
     ({"sample_rate": "24000"}, "sample_rate"),
+    ({"sample_rate": 24000.0}, "sample_rate"),
     ({"response_format": "opus"}, "response_format"),
 ])
 def test_design_validation_names_the_field(sim, changes, field):
     assert_error(post(sim, design(**changes)), 400, "InvalidParameter", _field_message(field))
     assert sim.voices() == []
+
+
+def test_a_simulator_failure_answers_in_the_error_shape(sim, monkeypatch):
+    from cosyvoice_lab.offline import engine
+
+    def broken(*args, **kwargs):
+        raise ValueError("engine trouble")
+
+    monkeypatch.setattr(engine, "preview", broken)
+    assert_error(post(sim, EXAMPLE), 500, "InternalError")
 
 
 def test_international_mode_rejects_every_design():

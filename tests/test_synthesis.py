@@ -19,8 +19,8 @@ from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import (AuthenticationError, ConnectionFailed, RateLimited, RequestTimeout,
                                   ServerError, SynthesisError, ValidationError, VoiceNotFound, VoiceNotReady)
 from cosyvoice_lab.offline import Fault, Faults, serve
-from cosyvoice_lab.synthesis import (SpeechOptions, SpeechResult, Synthesizer, estimate_cost, fix_wav_sizes,
-                                     split_text, ws_url_for)
+from cosyvoice_lab.speech import SpeechOptions, SpeechResult, estimate_cost, fix_wav_sizes, split_text
+from cosyvoice_lab.synthesis import Synthesizer, ws_url_for
 
 EN_SCRIPT = ("The lighthouse keeper climbed the stairs at dusk. "
              "Far below, the waves broke against the rocks! "
@@ -275,7 +275,9 @@ def test_soak_with_injected_faults_loses_no_success(sim, client, voices):
         assert result.sentences == ["The rain stopped.", "Birds began to sing."]
         assert result.characters == billed("The rain stopped.Birds began to sing.")
         samples, rate = decode(result)
-        assert rate == 24000 and abs(len(samples) / rate - reference.audio.duration) < 0.05
+        # espeak-ng carries state between calls, so a clause may end ~60 ms earlier or later than
+        # in the reference (see test_offline_ws ENGINE_SLACK_S); a lost or doubled frame is >= 0.25 s
+        assert rate == 24000 and abs(len(samples) / rate - reference.audio.duration) < 0.1 * len(result.sentences)
         assert np.sqrt(np.mean(samples ** 2)) > 0.01
     assert len({r.task_id for r in successes}) == 50
     assert sum(r.attempts > 1 for r in successes) > 0  # faults before task-started were retried inside

@@ -14,6 +14,7 @@ import uuid
 from aiohttp import web
 
 from .. import catalog
+from ..design import detect_language
 from . import engine
 from .faults import retry_after_header
 from .registry import QuotaExceeded, service_time
@@ -27,6 +28,7 @@ MSG_UNAVAILABLE = "Model is unavailable, try again later."
 MSG_NOT_EXIST = "The Required resource not exist."
 MSG_UPDATE_DESIGNED = "update_voice is not supported for designed voices"
 MSG_CLONE = "Voice cloning (input.url) is not supported by the offline simulator."
+MSG_PARAMETER = "Required parameter({}) missing or invalid, please check the request parameters."
 
 
 class ApiError(Exception):
@@ -39,8 +41,12 @@ class ApiError(Exception):
 
 def invalid(field: str) -> ApiError:
     """400 ``InvalidParameter`` naming ``field`` with the documented template."""
-    return ApiError(400, "InvalidParameter",
-                    f"Required parameter({field}) missing or invalid, please check the request parameters.")
+    return ApiError(400, "InvalidParameter", MSG_PARAMETER.format(field))
+
+
+def quota_exceeded(quota: int) -> ApiError:
+    """400 ``Throttling.AllocationQuota``: the account holds ``quota`` voices (400, not 429)."""
+    return ApiError(400, "Throttling.AllocationQuota", str(QuotaExceeded(quota)))
 
 
 def throttled(wait: float) -> ApiError:
@@ -87,6 +93,9 @@ async def handle(request: web.Request) -> web.Response:
         resp = await _handle(request, state, rid, seen)
     except ApiError as err:
         resp = error_response(err, rid)
+    except Exception:  # a simulator bug must still answer in the service's error shape
+        state.log.exception("customization request %s failed", rid)
+        resp = error_response(ApiError(500, "InternalError", MSG_INTERNAL), rid)
     state.record(started, seen["action"], 0 if resp.status == 499 else resp.status, rid)
     return resp
 
@@ -168,16 +177,15 @@ def _language(inp: dict, preview_text: str) -> str:
     if not isinstance(hints, list) or hints[0] not in catalog.LANGUAGES:
         raise invalid("language_hints")
     language = hints[0]
-    has_cjk = any(catalog.is_cjk(c) for c in preview_text)
-    has_latin = any("a" <= c.lower() <= "z" for c in preview_text)
-    if (language == "en" and has_cjk) or (language == "zh" and has_latin and not has_cjk):
+    if detect_language(preview_text) not in (None, language):
         raise invalid("language_hints")  # the hint must match the preview text
     return language
 
 
 def _choice(params: dict, field: str, allowed: tuple, default):
     value = params.get(field, default)
-    if isinstance(value, bool) or value not in allowed:
+    # of the default's type: 24000.0 is no sample rate (and would reach the encoder as a float)
+    if isinstance(value, bool) or not isinstance(value, type(default)) or value not in allowed:
         raise invalid(field)
     return value
 
@@ -212,7 +220,7 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
     """Design a voice: store it with its engine settings and return the preview clip."""
     d = validate_design(inp, params, intl=state.intl)
     if state.registry.count() >= state.registry.quota:
-        raise ApiError(400, "Throttling.AllocationQuota", f"Your current quota is {state.registry.quota}")
+        raise quota_exceeded(state.registry.quota)
     voice_id = f"{d['target_model']}-vd-{d['prefix']}-{uuid.uuid4().hex}"
     settings = engine.settings_for(d["voice_prompt"], d["language"], voice_id)
     loop = asyncio.get_running_loop()
@@ -224,7 +232,7 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
         state.registry.add(dict(voice, voice_id=voice_id, settings=settings.to_dict()),
                            deploying_seconds=state.deploying_seconds)
     except QuotaExceeded as exc:  # lost a race with a concurrent create
-        raise ApiError(400, "Throttling.AllocationQuota", str(exc)) from None
+        raise quota_exceeded(exc.quota) from None
     return {
         "output": {
             "preview_audio": {"data": audio.to_base64(), "sample_rate": d["sample_rate"],

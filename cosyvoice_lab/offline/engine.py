@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import catalog
 from ..audio import Audio
+from ..design import detect_language
 from ..vocabulary import read_claims
 
 ENGINE_RATE = 22050  # what espeak-ng renders; everything else is resampled from it
@@ -204,9 +205,13 @@ def _espeak() -> _Espeak:
 _SSML_TAG = re.compile(r"<[^>]+>")
 
 
+def _without_ssml(text: str, replacement: str) -> str:
+    return _SSML_TAG.sub(replacement, text) if text.lstrip().startswith("<speak") else text
+
+
 def plain_text(text: str) -> str:
     """``text`` without SSML tags (the engine would read them aloud)."""
-    return _SSML_TAG.sub(" ", text) if text.lstrip().startswith("<speak") else text
+    return _without_ssml(text, " ")
 
 
 CHUNK_SECONDS = 0.5  # audio per binary frame
@@ -226,7 +231,7 @@ def split_sentences(text: str) -> list[str]:
 
 def billable(text: str) -> int:
     """Billed characters: CJK 2, others 1, SSML tags not counted."""
-    return catalog.billed_characters(_SSML_TAG.sub("", text) if text.lstrip().startswith("<speak") else text)
+    return catalog.billed_characters(_without_ssml(text, ""))
 
 
 def render(text: str, settings: VoiceSettings, sample_rate: int = ENGINE_RATE) -> np.ndarray:
@@ -265,9 +270,7 @@ def preview(text: str, settings: VoiceSettings, *,
 def _language_of(sentence: str, forced: str | None, default: str) -> str:
     if forced in SYNTHESIS_VOICES:
         return forced
-    if any(catalog.is_cjk(c) for c in sentence):
-        return "zh"
-    return "en" if any("a" <= c.lower() <= "z" for c in sentence) else default
+    return detect_language(sentence) or default
 
 
 def render_task(sentences: list[str], settings: VoiceSettings, params: dict) -> tuple[list, int]:

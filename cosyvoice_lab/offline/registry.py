@@ -19,13 +19,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .. import catalog
+from ..files import atomic_write
 
 STATE_FILE = "voices.json"
 _SERVICE_TZ = timezone(timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
@@ -73,16 +73,7 @@ class Registry:
         if self._path is None:
             return
         payload = json.dumps({"version": 1, "voices": list(self._voices.values())}, ensure_ascii=False)
-        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".voices-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path)  # atomic: readers see the old or the new file, never half
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self._path, payload.encode("utf-8"))  # readers see the old or the new file, never half
 
     # --- status lifecycle ----------------------------------------------------------------------
     def _settle(self, voice: dict, now: float) -> dict:

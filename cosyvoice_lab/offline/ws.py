@@ -24,8 +24,8 @@ from aiohttp import WSMsgType, web
 
 from .. import catalog
 from . import engine
-from .customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_RATE, ApiError, drop_connection,
-                            error_response, fault_error)
+from .customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_PARAMETER, MSG_RATE, ApiError,
+                            drop_connection, error_response, fault_error)
 from .state import STATE, new_request_id
 
 MSG_NULL_TASK = "InvalidParameter: task can not be null"
@@ -47,8 +47,7 @@ class TaskFailed(Exception):
 
 
 def _invalid(name: str) -> TaskFailed:
-    return TaskFailed("InvalidParameter",
-                      f"Required parameter({name}) missing or invalid, please check the request parameters.")
+    return TaskFailed("InvalidParameter", MSG_PARAMETER.format(name))
 
 
 def _number(params: dict, name: str, default, lo, hi):
@@ -61,7 +60,7 @@ def _number(params: dict, name: str, default, lo, hi):
 
 
 def check_parameters(params: dict) -> dict:
-    """Range-checked synthesis parameters: format, sample_rate, volume, rate, pitch, language.
+    """Range-checked synthesis parameters: format, sample_rate, volume, rate, pitch, seed, language.
 
     The SDK's ``"format": "Default"`` with ``"sample_rate": 0`` means mp3 at 22050 Hz.
     """
@@ -77,13 +76,14 @@ def check_parameters(params: dict) -> dict:
     if instruction is not None and not (isinstance(instruction, str) and catalog.billed_characters(
             instruction) <= catalog.SYNTH_INSTRUCTION_MAX):  # CJK counts 2
         raise _invalid("instruction")
+    _number(params, "seed", 0, *catalog.SYNTH_SEED_RANGE)  # checked; espeak has no use for it
     hints = params.get("language_hints")
     return {
         "format": fmt, "sample_rate": int(rate),
-        "volume": _number(params, "volume", 50, *catalog.SYNTH_VOLUME_RANGE),
-        "rate": float(_number(params, "rate", 1.0, *catalog.SYNTH_RATE_RANGE)),
-        "pitch": float(_number(params, "pitch", 1.0, *catalog.SYNTH_PITCH_RANGE)),
-        "language": hints[0] if isinstance(hints, list) and hints else None,
+        "volume": _number(params, "volume", catalog.SYNTH_DEFAULT_VOLUME, *catalog.SYNTH_VOLUME_RANGE),
+        "rate": float(_number(params, "rate", catalog.SYNTH_DEFAULT_RATE, *catalog.SYNTH_RATE_RANGE)),
+        "pitch": float(_number(params, "pitch", catalog.SYNTH_DEFAULT_PITCH, *catalog.SYNTH_PITCH_RANGE)),
+        "language": hints[0] if isinstance(hints, list) and hints and isinstance(hints[0], str) else None,
         "ssml": params.get("enable_ssml") is True,
     }
 
@@ -182,6 +182,11 @@ class Session:
                 await self._on_text(msg.data)
             except TaskFailed as failure:
                 await self._fail(failure)
+            except (ConnectionError, RuntimeError):
+                raise  # the client went away mid-send (handled by the caller)
+            except Exception:  # a simulator bug still ends the task the way the service would
+                self.state.log.exception("synthesis task failed")
+                await self._fail(TaskFailed("InternalError", MSG_INTERNAL))
 
     async def _timeout(self, limit: float) -> None:
         if self.task:

@@ -139,10 +139,7 @@ class ComparisonBoard(widgets.VBox):
         """
         playable = [t for t in self.takes if t.ok and not t.preview_missing]
         session = BlindSession.start([t.take_id for t in playable], seed=seed)
-        by_id = {t.take_id: t for t in playable}
-        for take_id in session.order:  # record before anything is heard
-            self.experiment_log.tag(take_id, session.tag)
-            self.experiment_log.note(take_id, session.append_note(by_id[take_id].notes, session.note_for(take_id)))
+        session.record(self.experiment_log)
         self.session, self.summary = session, None
         self.cards = {}
         cards = [self._card(self.experiment_log.get(t), label=session.label(t), blind=True, on_rate=self._blind_rated)

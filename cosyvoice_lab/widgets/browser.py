@@ -184,10 +184,14 @@ class LogBrowser(widgets.VBox):
         finally:
             self._syncing = False
 
+    def _filtered(self):
+        """The log's takes under the current filters and search text (a fresh query)."""
+        return search(self.experiment_log.to_dataframe(**self.filters()), self.search.value)
+
     def _filter_changed(self, keep_page: bool = False) -> None:
         if self._syncing:
             return
-        self.frame = search(self.experiment_log.to_dataframe(**self.filters()), self.search.value)
+        self.frame = self._filtered()
         self.show_page(self.page if keep_page else 0)
 
     def show_page(self, page: int) -> None:
@@ -237,9 +241,8 @@ class LogBrowser(widgets.VBox):
     def _annotated(self, take) -> None:
         self.detail.value = _detail_html(take)
         self._refresh_choices()
-        frame = search(self.experiment_log.to_dataframe(**self.filters()), self.search.value)
-        self.frame = frame
-        rows, _, _ = page_of(frame, self.page, self.page_size)
+        self.frame = self._filtered()
+        rows, _, _ = page_of(self.frame, self.page, self.page_size)
         self._page_rows = rows
         self.table.value = table_html(rows, take.take_id)
 

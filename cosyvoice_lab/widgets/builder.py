@@ -352,11 +352,10 @@ class PromptBuilder(widgets.VBox):
                     done += 1
                     try:
                         take = future.result()
+                        ok += take.ok
+                        self._add(take)  # a card that fails to draw must not lose the takes after it
                     except Exception as exc:  # noqa: BLE001 - shown in the widget
                         self.errors.report(exc, "design")
-                    else:
-                        ok += take.ok
-                        self._add(take)
                     self.progress.value = done
                     self.status.value = f"designing… {done}/{len(jobs)} done"
         except Exception as exc:  # noqa: BLE001 - a thread's traceback would be lost otherwise
