@@ -365,7 +365,7 @@ class Lab:
         if self._synthesizer is None:
             from .synthesis import Synthesizer
 
-            rate = min(self.limiter.rate or catalog.SYNTHESIS_RPS, catalog.SYNTHESIS_RPS * 0.9)
+            rate = min(self.limiter.rate or catalog.SYNTHESIS_RPS, catalog.SYNTHESIS_RPS)
             self._synthesizer = Synthesizer(client=self.client, throttle=RateLimiter(rate).acquire)
         return self._synthesizer
 

@@ -22,10 +22,11 @@ log = logging.getLogger("cosyvoice_lab.runner")
 
 
 class SlidingWindow:
-    """The service's own rule: at most ``rps`` requests in any window of ``capacity / rps``
-    seconds, where ``capacity = max(1, floor(rps))`` (so 10 rps admits 10 per second and 0.5
-    rps one per two seconds). Counted per key; rejected requests do not count. The simulator
-    enforces limits with it and the client keeps under them with it.
+    """Requests per second as the service counts them: at most ``capacity = max(1, floor(rps))``
+    requests in any window of ``max(1, capacity / rps)`` seconds — 10 rps admits 10 in any
+    second, 2.7 rps admits 2 (never 3 or 4 in one second), 0.5 rps one per two seconds.
+    Counted per key; rejected requests do not count. The simulator enforces limits with it and
+    the client keeps under them with it.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
@@ -42,7 +43,7 @@ class SlidingWindow:
         if not rps:
             return 0.0
         capacity = max(1, math.floor(rps))
-        window = capacity / rps + slack
+        window = max(1.0, capacity / rps) + slack
         now = self._clock()
         with self._lock:
             seen = self._seen[key]
@@ -60,7 +61,7 @@ class SlidingWindow:
 
 
 class RateLimiter:
-    """Blocks callers so that no window of one second holds more than ``rate`` requests.
+    """Blocks callers so that no window of one second holds more than ``floor(rate)`` requests.
 
     The same sliding-window rule the service applies, so a batch can start at once (up to
     ``rate`` requests) and then keep a steady pace without a single 429; the window is

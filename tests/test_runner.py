@@ -112,3 +112,13 @@ def test_interrupt_keeps_finished_and_cancels_the_rest():
 def test_progress_bar_in_terminal(capsys):
     run_tasks([lambda: 1] * 3, concurrency=1, desc="designing", progress=True)
     assert "designing" in capsys.readouterr().err
+
+
+def test_fractional_rate_never_exceeds_its_floor_in_any_second():
+    clock = FakeClock()
+    limiter = RateLimiter(2.7, clock=clock, sleep=clock.sleep, slack=0.0)
+    times = []
+    for _ in range(7):
+        limiter.acquire()
+        times.append(clock.now)
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[2:])), times  # 2 per second, not 3 or 4
