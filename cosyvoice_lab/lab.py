@@ -225,6 +225,8 @@ class Lab:
             tasks, concurrency=self.concurrency, desc="designing", progress=self.progress,
             is_failure=lambda t: not t.ok).results
         takes = [self._reconcile(t.take_id) if t.status == "unknown" else t for t in takes]
+        if any(t.ok for t in takes) and self._verified({design.prefix}):
+            takes = [self.log.get(t.take_id) for t in takes]
         return takes[0] if n == 1 else takes
 
     def rerun(self, take):
@@ -236,13 +238,15 @@ class Lab:
     # --- many takes -----------------------------------------------------------------------
     def compare(self, prompts: Sequence, *, models: Iterable[str] = catalog.COMPARE_MODELS, repeats: int = 3,
                 preview_text: str | None = None, experiment: str | None = None, new_repeats: bool = False,
-                prefix: str | None = None, check_quota: bool = True) -> Comparison:
+                prefix: str | None = None, check_quota: bool = True, verify: bool = True) -> Comparison:
         """Every prompt on every model, ``repeats`` times, side by side.
 
         Re-running the same call (same experiment) only does the cells that are missing or
         failed; ``new_repeats=True`` draws ``repeats`` more per prompt and model. Before
         sending, the account's voices are counted (one list request; ``check_quota=False``
-        skips it) and a warning says if the run would pass the 1000-voice limit.
+        skips it) and a warning says if the run would pass the 1000-voice limit. Afterwards
+        one more listing records each new voice's status as the service reports it
+        (``verify=False`` skips it).
 
         Raises:
             ValidationError: any cell is invalid (all problems listed; nothing is sent).
@@ -262,6 +266,8 @@ class Lab:
         result = run_tasks(tasks, concurrency=self.concurrency, desc=f"compare {experiment}",
                            progress=self.progress, is_failure=lambda t: not t.ok)
         self.reconcile(experiment)
+        if verify and result.done:
+            self._verified({d.prefix for d, *_ in todo})
         if result.interrupted:
             warnings.warn(f"interrupted: {result.done} take(s) finished, {result.skipped} not started; "
                           f"run the same compare again to finish", RuntimeWarning, stacklevel=2)
@@ -315,7 +321,9 @@ class Lab:
         """The account's voices joined with the log: which take made each, rating, chosen."""
         import pandas as pd
 
-        listed = pd.DataFrame([v.__dict__ for v in self.client.list_voices()],
+        voices = self.client.list_voices(page_size=catalog.LIST_PAGE_SIZE_MAX)
+        self.log.set_voice_status({v.voice_id: v.status for v in voices if v.status})
+        listed = pd.DataFrame([v.__dict__ for v in voices],
                               columns=["voice_id", "target_model", "status", "voice_prompt", "preview_text",
                                        "gmt_create", "gmt_modified"])
         takes = self.log.to_dataframe()
@@ -325,6 +333,23 @@ class Lab:
         df["known"] = df["take_id"].notna()
         df["chosen"] = df["chosen"].astype("boolean").fillna(False)
         return df
+
+    def verify(self, prefixes=None) -> int:
+        """Ask the service for the status of the voices in the log (listing ``prefixes``, or
+        the whole account) and record it with their takes. Returns how many takes were updated.
+        A voice that is not OK (DEPLOYING, UNDEPLOYED) then shows in ``log.df`` / ``voices()``."""
+        listed = []
+        for prefix in sorted(prefixes) if prefixes else [None]:
+            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
+        return self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
+
+    def _verified(self, prefixes) -> bool:
+        try:
+            self.verify(prefixes)
+            return True
+        except CosyVoiceLabError as exc:  # the takes are safe in the log; statuses can wait
+            log.warning("could not check the new voices' status: %s", exc)
+            return False
 
     def quota(self) -> dict:
         """How many voices the account holds, of how many allowed (one list request)."""

@@ -247,6 +247,19 @@ class ExperimentLog(Annotations, Utterances, Exports):
             merged = {**json.loads(row[0] or "{}"), **new}
             return self._update(conn, take_id, {"metrics": dumps_or_null(merged)})
 
+    def set_voice_status(self, statuses: dict) -> int:
+        """Record each voice's status as the service reported it (``{voice_id: status}``, e.g.
+        from a listing). Voice ids the log does not know are ignored.
+
+        Returns:
+            how many takes were updated.
+        """
+        if not statuses:
+            return 0
+        with self._tx() as conn:
+            return sum(conn.execute("UPDATE takes SET voice_status = ? WHERE voice_id = ?", (status, vid)).rowcount
+                       for vid, status in statuses.items())
+
     def mark_deleted(self, voice_ids) -> int:
         """Record that these voices were deleted from the account (``voice_status='DELETED'``).
 
@@ -256,11 +269,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
             how many takes were updated (voice ids the log does not know are ignored).
         """
         ids = [voice_ids] if isinstance(voice_ids, str) else list(voice_ids)
-        if not ids:
-            return 0
-        with self._tx() as conn:
-            return sum(conn.execute("UPDATE takes SET voice_status = 'DELETED' WHERE voice_id = ?", (v,)).rowcount
-                       for v in ids)
+        return self.set_voice_status({vid: "DELETED" for vid in ids})
 
     # --- the read path ----------------------------------------------------------------------------
     def get(self, take_id: str) -> Take:

@@ -237,3 +237,16 @@ def test_a_recognisable_key_never_leaves_a_trace(tmp_path, monkeypatch, caplog):
     assert not [s for s in shown if "LEAKCHECK" in s]
     files = [p for p in (tmp_path / "lab").rglob("*") if p.is_file()]
     assert files and not [p for p in files if b"LEAKCHECK" in p.read_bytes()]
+
+
+def test_new_voices_have_their_status_checked_and_recorded(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None, deploying_seconds=30) as slow:
+        lab = Lab(tmp_path / "lab", backend="offline", base_url=slow.base_url, progress=False, measure=False)
+        take = lab.design("a voice still under review", preview_text="Hello.")
+        assert take.voice_status == "DEPLOYING"
+        comp = lab.compare(["another voice"], models=["cosyvoice-v3.5-flash"], repeats=2)
+        assert [t.voice_status for t in comp.takes] == ["DEPLOYING", "DEPLOYING"]
+        slow.set_status(comp.takes[0].voice_id, "UNDEPLOYED")
+        lab.voices()  # listing records what it sees
+        assert lab.log.get(comp.takes[0].take_id).voice_status == "UNDEPLOYED"

@@ -510,3 +510,19 @@ def test_concurrent_creates_respect_quota():
 def test_uuid_shaped_voice_ids_are_unique(sim):
     ids = {create(sim) for _ in range(3)}
     assert len(ids) == 3 and all(len(uuid.UUID(i.rsplit("-", 1)[1]).hex) == 32 for i in ids)
+
+
+def test_action_latency_slows_only_that_action():
+    import time as _time
+    from cosyvoice_lab.offline import serve as _serve
+    with _serve(enrollment_rps=None, faults={"action_latency": {"list_voice": 0.5}}) as s:
+        url = s.base_url + catalog.CUSTOMIZATION_PATH
+        headers = {"Authorization": f"Bearer {s.api_key}"}
+        t0 = _time.monotonic()
+        requests.post(url, json={"model": "voice-enrollment", "input": {"action": "list_voice"}}, headers=headers)
+        listed = _time.monotonic() - t0
+        t0 = _time.monotonic()
+        requests.post(url, json={"model": "voice-enrollment", "input": {"action": "query_voice", "voice_id": "x"}},
+                      headers=headers)
+        queried = _time.monotonic() - t0
+    assert listed >= 0.5 > queried

@@ -117,6 +117,7 @@ async def _handle(request: web.Request, state, rid: str, seen: dict) -> web.Resp
         resp = _json(await _dispatch(request, state, seen), rid)
     except ApiError as err:
         resp = error_response(err, rid)
+    await state.sleep(state.faults.action_latency.get(seen.get("action"), 0.0))
     if fault and fault.kind == "hang":
         await state.sleep(state.faults.hang_seconds)
     elif fault and fault.kind == "drop":

@@ -44,10 +44,15 @@ class Fault:
 class Faults:
     """What can go wrong, as fractions of requests (0-1), plus added latency in seconds.
 
+    ``latency`` delays every request; ``action_latency`` adds time to some actions only, as
+    the real service answers a listing in a blink but takes seconds to design a voice
+    (e.g. ``{"create_voice": 5.0}``).
+
     ``seed`` makes the draws reproducible; changing it restarts the random sequence.
     """
 
     latency: float = 0.0
+    action_latency: dict = field(default_factory=dict)  # extra seconds per action, after processing
     error_rate: float = 0.0
     drop_rate: float = 0.0
     hang_rate: float = 0.0
