@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--api-key", help=f"the one key it accepts (default: DASHSCOPE_API_KEY, else {catalog.OFFLINE_API_KEY})")
     o.add_argument("--state", type=Path, help="folder where voices persist across restarts")
     o.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    o.add_argument("--design-latency", type=float, default=0.0,
+                   help="seconds added to each create_voice only (the real service designs for seconds)")
     o.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 429/500/503")
     o.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -225,6 +227,7 @@ def cmd_offline(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     with serve(port=args.port, api_key=args.api_key, state_dir=args.state) as sim:
         sim.faults.latency = args.latency
+        sim.faults.action_latency = {"create_voice": args.design_latency} if args.design_latency else {}
         sim.faults.error_rate = args.error_rate
         print(f"offline simulator: HTTP {sim.base_url}  WebSocket {sim.ws_url}", flush=True)
         print("point a client at it with base_url=...; Ctrl-C stops", flush=True)
