@@ -1,8 +1,10 @@
 """Lab: the workbench a notebook holds — a backend, an experiment log and defaults.
 
-Notebook-facing verbs live here: ``design``, ``compare``, ``voices``, ``cleanup`` (and
-``speak``/``audition``). Widgets, notebooks and the CLI call the Lab; the Lab calls the pure
-core (design, prompts, analysis), the client and the log.
+Notebook-facing verbs live here: ``design``, ``compare``, ``rerun``; the account's voices
+(``voices``, ``quota``, ``verify``, ``reconcile``, ``cleanup``) come from ``account.py`` and
+speaking (``speak``, ``estimate``, ``audition``) from ``speaking.py``. Widgets, notebooks and
+the CLI call the Lab; the Lab calls the pure core (design, prompts, analysis), the client and
+the log.
 """
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from typing import Iterable, Sequence
 from urllib.parse import urlparse
 
 from . import catalog
+from .account import AccountVerbs
 from .client import DashScopeClient, RetryPolicy
 from .comparison import Comparison
 from .credentials import find_api_key
 from .design import VoiceDesign, detect_language
-from .errors import (APIError, CosyVoiceLabError, LogError, OutcomeUnknown, Problem, TransportError,
-                     ValidationError)
+from .errors import APIError, CosyVoiceLabError, OutcomeUnknown, TransportError, ValidationError
 from .runner import RateLimiter, run_tasks
+from .speaking import SpeakingVerbs
 
 log = logging.getLogger("cosyvoice_lab.lab")
 
@@ -30,7 +33,6 @@ DEFAULT_PREVIEW = {
     "en": "Hello! This is a preview of a newly designed voice. How does it sound to you?",
     "zh": "大家好，这是新设计的声音的试听。你觉得听起来怎么样？",
 }
-RECONCILE_WINDOW_S = 120.0  # how far a listed voice's gmt_create may sit from our send time
 
 
 def _prompt_text(prompt, language: str) -> tuple[str, dict | None]:
@@ -42,7 +44,7 @@ def _prompt_text(prompt, language: str) -> tuple[str, dict | None]:
     raise TypeError(f"a prompt must be a str or a PromptSpec, got {type(prompt).__name__}")
 
 
-class Lab:
+class Lab(AccountVerbs, SpeakingVerbs):
     """A workbench: ``Lab(folder, backend="auto")``.
 
     Args:
@@ -173,39 +175,6 @@ class Lab:
             log.warning("could not measure preview: %s", exc)
             return None
 
-    def reconcile(self, experiment: str | None = None) -> list:
-        """Settle takes whose outcome is unknown or that were interrupted: adopt the voice each
-        may have stored (found by listing its prefix and matching prompt, preview text, model
-        and creation time), or mark it failed. Call only when none of this lab's requests are in
-        flight. Returns the settled takes."""
-        settled = []
-        for t in self.log.takes(experiment=experiment):
-            if t.status in ("unknown", "interrupted"):
-                settled.append(self._reconcile(t.take_id))
-        return settled
-
-    def _reconcile(self, take_id: str):
-        take = self.log.get(take_id)
-        d = take.design
-        try:
-            listed = self.client.list_voices(prefix=d.prefix)
-        except (APIError, TransportError) as exc:
-            log.warning("take %s: cannot reconcile yet (%s); will retry on the next run", take_id, exc)
-            return take
-        sent_at = take.started_at
-        with self._reconcile_lock:  # two takes of one design must not adopt the same voice
-            known = set(self.log.voice_ids()["voice_id"])
-            candidates = [v for v in listed if v.voice_id not in known and _same_design(v, d)
-                          and (v.gmt_create is None
-                               or abs((v.gmt_create - sent_at).total_seconds()) <= RECONCILE_WINDOW_S)]
-            if candidates:
-                v = min(candidates, key=lambda v: abs((v.gmt_create - sent_at).total_seconds()) if v.gmt_create else 0)
-                log.info("take %s: adopted voice %s stored despite the failed answer", take_id, v.voice_id)
-                return self.log.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
-        return self.log.fail(take_id, error_code="OutcomeUnknown",
-                             error_message=f"{take.error_message or take.status} — no voice was stored "
-                                           f"(checked by listing prefix {d.prefix!r})")
-
     def design(self, prompt, *, preview_text: str | None = None, model: str | None = None,
                prefix: str | None = None, language: str | None = None, n: int = 1,
                experiment: str | None = None, parent=None):
@@ -315,154 +284,6 @@ class Lab:
             warnings.warn(f"the account holds {held} voices; {adding} more would pass the limit of "
                           f"{catalog.VOICE_QUOTA} — run lab.cleanup() first", RuntimeWarning, stacklevel=3)
         return held
-
-    # --- voices and quota -----------------------------------------------------------------
-    def voices(self):
-        """The account's voices joined with the log: which take made each, rating, chosen."""
-        import pandas as pd
-
-        voices = self.client.list_voices(page_size=catalog.LIST_PAGE_SIZE_MAX)
-        self.log.set_voice_status({v.voice_id: v.status for v in voices if v.status})
-        listed = pd.DataFrame([v.__dict__ for v in voices],
-                              columns=["voice_id", "target_model", "status", "voice_prompt", "preview_text",
-                                       "gmt_create", "gmt_modified"])
-        takes = self.log.to_dataframe()
-        takes = takes[takes["voice_id"].notna()][["voice_id", "take_id", "experiment", "rating", "chosen"]]
-        takes = takes.drop_duplicates("voice_id", keep="last")
-        df = listed.merge(takes, on="voice_id", how="left")
-        df["known"] = df["take_id"].notna()
-        df["chosen"] = df["chosen"].astype("boolean").fillna(False)
-        return df
-
-    def verify(self, prefixes=None) -> int:
-        """Ask the service for the status of the voices in the log (listing ``prefixes``, or
-        the whole account) and record it with their takes. Returns how many takes were updated.
-        A voice that is not OK (DEPLOYING, UNDEPLOYED) then shows in ``log.df`` / ``voices()``."""
-        listed = []
-        for prefix in sorted(prefixes) if prefixes else [None]:
-            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
-        return self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
-
-    def _verified(self, prefixes) -> bool:
-        try:
-            self.verify(prefixes)
-            return True
-        except CosyVoiceLabError as exc:  # the takes are safe in the log; statuses can wait
-            log.warning("could not check the new voices' status: %s", exc)
-            return False
-
-    def quota(self) -> dict:
-        """How many voices the account holds, of how many allowed (one list request)."""
-        held = len(self.client.list_voices(page_size=catalog.LIST_PAGE_SIZE_MAX))
-        return {"held": held, "limit": catalog.VOICE_QUOTA, "free": max(0, catalog.VOICE_QUOTA - held)}
-
-    def cleanup(self, *, dry_run: bool = True, experiment: str | None = None, include_unknown: bool = False,
-                keep_rated_at_least: int | None = None):
-        """Delete voices that were not chosen. A dry run (the default) shows the plan only.
-
-        Never deletes a chosen voice; voices the log does not know are kept unless
-        ``include_unknown``. Returns a DataFrame: voice_id, action ('delete'/'keep'), reason, done.
-        """
-        df = self.voices()
-        if experiment is not None:
-            df = df[(df["experiment"] == experiment) | (~df["known"] & include_unknown)]
-        plan = df[["voice_id", "take_id", "experiment", "rating", "chosen", "known"]].copy()
-        plan["action"], plan["reason"] = zip(*[_cleanup_decision(r, include_unknown, keep_rated_at_least)
-                                               for r in plan.itertuples()]) if len(plan) else ((), ())
-        plan["done"] = False
-        if not dry_run:
-            for i, row in plan[plan["action"] == "delete"].iterrows():
-                try:
-                    self.client.delete_voice(row.voice_id)
-                    plan.at[i, "done"] = True
-                except CosyVoiceLabError as exc:
-                    plan.at[i, "reason"] = f"delete failed: {exc}"
-            deleted = plan.loc[plan["done"], "voice_id"].tolist()
-            self.log.mark_deleted(deleted)
-        return plan.reset_index(drop=True)
-
-    # --- speaking -----------------------------------------------------------------------------
-    @property
-    def synthesizer(self):
-        """The WebSocket ``Synthesizer`` for this lab's backend (made on first use).
-
-        Synthesis has its own limit (3 tasks/second on the service); the lab keeps under it."""
-        if self._synthesizer is None:
-            from .synthesis import Synthesizer
-
-            rate = min(self.limiter.rate or catalog.SYNTHESIS_RPS, catalog.SYNTHESIS_RPS)
-            self._synthesizer = Synthesizer(client=self.client, throttle=RateLimiter(rate).acquire)
-        return self._synthesizer
-
-    def _voice_and_take(self, take_or_voice_id):
-        """(voice_id, Take or None) for a Take, a take id or a voice id."""
-        value = getattr(take_or_voice_id, "take_id", take_or_voice_id)
-        try:
-            take = self.log.get(value)
-            if not take.voice_id:
-                raise ValidationError([Problem("take", "has_voice", f"take {value} has no voice ({take.status})")])
-            return take.voice_id, take
-        except LogError:
-            known = self.log.voice_ids()
-            match = known[known["voice_id"] == value]
-            return value, (self.log.get(match["take_id"].iloc[-1]) if len(match) else None)
-
-    def speak(self, take_or_voice_id, text: str, *, model: str | None = None, **options):
-        """Read ``text`` with a designed voice; the recording is logged as an utterance of its take.
-
-        Options: ``format``, ``sample_rate``, ``volume``, ``rate``, ``pitch``, ``instruction``,
-        ``language_hints``, ``seed`` (see ``speech.SpeechOptions``).
-
-        Returns:
-            a SpeechResult (plays inline; ``.characters`` billed and ``.cost_cny`` estimated).
-        Raises:
-            ValidationError: bad text/options or a model the voice is not bound to (nothing sent).
-            SynthesisError, VoiceNotReady, VoiceNotFound: the service could not speak it.
-        """
-        voice_id, take = self._voice_and_take(take_or_voice_id)
-        result = self.synthesizer.speak(voice_id, text, model=model, **options)
-        if take is not None:
-            self.log.add_utterance(take.take_id, text=text, params={"model": result.model, **result.options.to_dict()},
-                                   characters=result.characters, cost_cny=result.cost_cny, audio=result.audio,
-                                   request_id=result.request_id)
-        return result
-
-    def estimate(self, text: str, model: str | None = None) -> dict:
-        """Billed characters and estimated cost of speaking ``text`` (CJK characters count 2)."""
-        from .speech import estimate_cost
-
-        model = model or self.model
-        characters, cny = estimate_cost(text, model)
-        return {"model": model, "characters": characters, "cost_cny": cny}
-
-    def audition(self, takes, script: str, **options):
-        """Read one ``script`` with several voices; returns an Audition (players side by side)."""
-        from .audition import Audition
-
-        results = []
-        for t in takes:
-            try:
-                results.append(self.speak(t, script, **options))
-            except CosyVoiceLabError as exc:
-                results.append(exc)
-        return Audition(script, list(takes), results)
-
-
-def _same_design(voice, design: VoiceDesign) -> bool:
-    return (voice.voice_prompt == design.voice_prompt and voice.preview_text == design.preview_text
-            and (voice.target_model or catalog.model_of_voice(voice.voice_id)) == design.target_model)
-
-
-def _cleanup_decision(row, include_unknown: bool, keep_rated_at_least: int | None) -> tuple[str, str]:
-    if bool(row.chosen):
-        return "keep", "chosen"
-    if not row.known:
-        return ("delete", "not in the log (include_unknown=True)") if include_unknown else ("keep", "not in the log")
-    if keep_rated_at_least is not None and row.rating is not None and row.rating == row.rating \
-            and int(row.rating) >= keep_rated_at_least:
-        return "keep", f"rated {int(row.rating)}"
-    return "delete", "not chosen"
-
 
 def _experiment_name(cells) -> str:
     """A stable name for a compare of these prompts and models, so running it again resumes it."""
