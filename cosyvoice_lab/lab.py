@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -53,7 +54,9 @@ class Lab(AccountVerbs, SpeakingVerbs):
             simulator), ``"dashscope"`` (a key is required) or ``"offline"``.
         api_key: a key for the real service (else ``DASHSCOPE_API_KEY`` / credentials file).
         base_url: talk to another server speaking the protocol (e.g. a separately started
-            ``cosyvoice-lab offline``); needs ``api_key``.
+            ``cosyvoice-lab offline``); default ``DASHSCOPE_HTTP_BASE_URL`` (as the dashscope SDK
+            reads it), else the region's endpoint. The WebSocket URL follows it, or
+            ``DASHSCOPE_WEBSOCKET_BASE_URL``.
         region, model, prefix, preview_text, sample_rate, response_format: defaults for designs.
         concurrency: parallel requests in ``compare``; rate: requests/second allowed (all voice
             actions share it; the service allows 10).
@@ -84,6 +87,8 @@ class Lab(AccountVerbs, SpeakingVerbs):
         if backend not in ("auto", "dashscope", "offline"):
             raise ValueError(f"backend must be 'auto', 'dashscope' or 'offline', got {backend!r}")
         common = dict(region=self.region, retry=retry, create_timeout=timeout, throttle=self.limiter.acquire)
+        if backend != "offline":  # the dashscope SDK's own variable for another endpoint (contract §7.1)
+            base_url = base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or None
         key = find_api_key(api_key) if backend != "offline" or base_url else None
         if base_url:  # a separately started simulator (or a proxy to the real service)
             offline = backend == "offline" or urlparse(base_url).hostname in ("127.0.0.1", "localhost", "::1")

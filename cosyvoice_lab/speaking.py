@@ -6,6 +6,8 @@ A mixin of :class:`cosyvoice_lab.lab.Lab` (it uses ``self.client``, ``self.log``
 """
 from __future__ import annotations
 
+import os
+
 from . import catalog
 from .errors import CosyVoiceLabError, LogError, Problem, ValidationError
 from .runner import RateLimiter
@@ -23,7 +25,8 @@ class SpeakingVerbs:
             from .synthesis import Synthesizer
 
             rate = min(self.limiter.rate or catalog.SYNTHESIS_RPS, catalog.SYNTHESIS_RPS)
-            self._synthesizer = Synthesizer(client=self.client, throttle=RateLimiter(rate).acquire)
+            ws_url = None if self.simulator else os.environ.get("DASHSCOPE_WEBSOCKET_BASE_URL") or None
+            self._synthesizer = Synthesizer(client=self.client, ws_url=ws_url, throttle=RateLimiter(rate).acquire)
         return self._synthesizer
 
     def _voice_and_take(self, take_or_voice_id):

@@ -37,3 +37,36 @@ def test_runs_top_to_bottom_offline(path, tmp_path, monkeypatch):
     texts = json.dumps([c.get("outputs", []) for c in nb.cells])
     assert "OFFLINE" in texts or "offline" in texts, "a notebook run without a key says it is offline"
     assert "Traceback" not in texts
+
+
+KEY = "sk-notebookkey-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def keyed_service():
+    """A stand-in for the real service: a simulator that accepts only KEY (not the offline one)."""
+    from cosyvoice_lab.offline import serve
+
+    with serve(api_key=KEY) as sim:
+        yield sim
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_runs_with_a_key_and_never_shows_it(path, tmp_path, monkeypatch, keyed_service):
+    """With a key the same notebooks take the real-service path (no in-process simulator, the
+    key from the environment, the endpoint from DASHSCOPE_HTTP_BASE_URL as the SDK reads it),
+    and no output shows the key."""
+    monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", keyed_service.base_url)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    shutil.copy(path, work / path.name)
+    nb = nbformat.read(work / path.name, as_version=4)
+    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                   resources={"metadata": {"path": str(work)}}).execute()
+    texts = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "Traceback" not in texts
+    assert "0123456789abcdef" not in texts
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"0123456789abcdef" in p.read_bytes()]
+    assert any(action == "create_voice" for _, action, _ in keyed_service.request_log)
