@@ -198,16 +198,22 @@ class Lab(AccountVerbs, SpeakingVerbs):
         takes = [tasks[0]()] if n == 1 else run_tasks(
             tasks, concurrency=self.concurrency, desc="designing", progress=self.progress,
             is_failure=lambda t: not t.ok).results
-        takes = [self._reconcile(t.take_id) if t.status == "unknown" else t for t in takes]
-        if any(t.ok for t in takes) and self._verified({design.prefix}):
-            takes = [self.log.get(t.take_id) for t in takes]
+        takes = self.settle(takes)
         return takes[0] if n == 1 else takes
+
+    def settle(self, takes: list) -> list:
+        """Finish takes once their requests are done: reconcile those whose outcome is unknown,
+        then record the status the service reports for the new voices. Returns them re-read."""
+        takes = [self._reconcile(t.take_id) if t.status == "unknown" else t for t in takes]
+        if any(t.ok for t in takes) and self._verified({t.design.prefix for t in takes if t.ok}):
+            takes = [self.log.get(t.take_id) for t in takes]
+        return takes
 
     def rerun(self, take):
         """Send a past take's exact design again; the new take records it as its parent."""
         take = self.log.get(getattr(take, "take_id", take))
-        return self.run_design(take.design, experiment=take.experiment, prompt_spec=take.prompt_spec,
-                               parent_take_id=take.take_id)
+        return self.settle([self.run_design(take.design, experiment=take.experiment, prompt_spec=take.prompt_spec,
+                                            parent_take_id=take.take_id)])[0]
 
     # --- many takes -----------------------------------------------------------------------
     def compare(self, prompts: Sequence, *, models: Iterable[str] = catalog.COMPARE_MODELS, repeats: int = 3,

@@ -380,3 +380,20 @@ def test_start_blind_from_code_keeps_its_seed_and_hides_old_ratings(tmp_path):
     assert all(card.rating.value is None for card in cards), "earlier ratings are not shown to a blind listener"
     cards[0].rating.value = 3  # the same stars as before still count in the blind round
     assert session.unrated and len(session.unrated) == len(cards) - 1
+
+
+def test_builder_records_the_voice_status_and_shows_one_that_is_not_ok(tmp_path, monkeypatch):
+    from cosyvoice_lab import Lab
+    from cosyvoice_lab.offline import serve
+    from cosyvoice_lab.widgets import PromptBuilder
+
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None, deploying_seconds=60) as slow:
+        lab = Lab(tmp_path / "lab", backend="offline", base_url=slow.base_url, progress=False, measure=False)
+        builder = PromptBuilder(lab, preset="news_anchor")
+        builder.candidates.value = 2
+        builder.design_button.click()
+        assert builder.wait(timeout=60)
+        assert [t.voice_status for t in builder.takes] == ["DEPLOYING", "DEPLOYING"]
+        assert all("DEPLOYING" in card.header.value for card in builder.cards)
+        assert {t.voice_status for t in lab.log.takes()} == {"DEPLOYING"}

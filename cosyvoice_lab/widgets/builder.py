@@ -358,12 +358,25 @@ class PromptBuilder(widgets.VBox):
                         self.errors.report(exc, "design")
                     self.progress.value = done
                     self.status.value = f"designing… {done}/{len(jobs)} done"
+            self._settle()
         except Exception as exc:  # noqa: BLE001 - a thread's traceback would be lost otherwise
             self.errors.report(exc, "design")
         finally:
             failed = done - ok
             self.status.value = f"{done}/{len(jobs)} done: {ok} ok" + (f", {failed} failed" if failed else "")
             self.design_button.disabled = bool(self._validate_quietly())
+
+    def _settle(self) -> None:
+        """Once no request is in flight: reconcile unknown outcomes, record voice statuses, redraw."""
+        with self._lock:
+            pending = [(i, t) for i, t in enumerate(self.takes) if t.status == "unknown" or (t.ok and not t.voice_status)]
+        if not pending:
+            return
+        settled = self.lab.settle([t for _, t in pending])
+        with self._lock:
+            for (i, _), take in zip(pending, settled):
+                self.takes[i] = take
+                self.cards[i].refresh()
 
     def _validate_quietly(self) -> list[str]:
         try:

@@ -202,6 +202,8 @@ class TakeCard(widgets.VBox):
         finally:
             self._syncing = False
         state = (" · <b style='color:#047857'>✔ kept</b>" if t.chosen else "") + (" · heard" if t.played else "")
+        if t.voice_status and t.voice_status != "OK":  # DEPLOYING, UNDEPLOYED, DELETED: not usable now
+            state += f" · <b style='color:#b45309'>{esc(t.voice_status)}</b>"
         if self.blind:
             self.header.value = f"<b style='font-size:120%'>{esc(self.label or '?')}</b>{state}"
             self.details.value = ""
