@@ -27,6 +27,7 @@ from .design import VoiceDesign, detect_language
 from .errors import APIError, CosyVoiceLabError, OutcomeUnknown, TransportError, ValidationError
 from .runner import RateLimiter, run_tasks
 from .speaking import SpeakingVerbs
+from .take import Takes
 
 log = logging.getLogger("cosyvoice_lab.lab")
 
@@ -199,7 +200,7 @@ class Lab(AccountVerbs, SpeakingVerbs):
             tasks, concurrency=self.concurrency, desc="designing", progress=self.progress,
             is_failure=lambda t: not t.ok).results
         takes = self.settle(takes)
-        return takes[0] if n == 1 else takes
+        return takes[0] if n == 1 else Takes(takes)
 
     def settle(self, takes: list) -> list:
         """Finish takes once their requests are done: reconcile those whose outcome is unknown,

@@ -231,3 +231,12 @@ class Take:
         except LogError as exc:
             return f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
         return audio.html(label=self.take_id) if audio else "—"
+
+
+class Takes(list):
+    """A list of takes that shows itself in a notebook as their cards side by side (a plain
+    list would print reprs and no players)."""
+
+    def _repr_html_(self) -> str:
+        cells = "".join(f"<div style='flex:1 1 24em;min-width:20em'>{t._repr_html_()}</div>" for t in self)
+        return f"<div style='display:flex;flex-wrap:wrap;gap:1em'>{cells}</div>"

@@ -250,3 +250,10 @@ def test_new_voices_have_their_status_checked_and_recorded(tmp_path, monkeypatch
         slow.set_status(comp.takes[0].voice_id, "UNDEPLOYED")
         lab.voices()  # listing records what it sees
         assert lab.log.get(comp.takes[0].take_id).voice_status == "UNDEPLOYED"
+
+
+def test_several_candidates_display_with_a_player_each(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    takes = lab.design("a gentle old woman", n=3)
+    assert isinstance(takes, list) and len(takes) == 3
+    assert takes._repr_html_().count("<audio") == 3
