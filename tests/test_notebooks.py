@@ -23,18 +23,23 @@ def test_committed_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; strip them before committing"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_runs_top_to_bottom_offline(path, tmp_path, monkeypatch):
-    for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.alibabacloud/credentials: offline for sure
+def run_copy(path, tmp_path) -> str:
+    """Run a copy of the notebook top to bottom in ``tmp_path/notebooks``; its outputs as JSON text."""
     work = tmp_path / "notebooks"
     work.mkdir()
     shutil.copy(path, work / path.name)
     nb = nbformat.read(work / path.name, as_version=4)
     NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                    resources={"metadata": {"path": str(work)}}).execute()
-    texts = json.dumps([c.get("outputs", []) for c in nb.cells])
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_runs_top_to_bottom_offline(path, tmp_path, monkeypatch):
+    for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.alibabacloud/credentials: offline for sure
+    texts = run_copy(path, tmp_path)
     assert "OFFLINE" in texts or "offline" in texts, "a notebook run without a key says it is offline"
     assert "Traceback" not in texts
 
@@ -59,13 +64,7 @@ def test_runs_with_a_key_and_never_shows_it(path, tmp_path, monkeypatch, keyed_s
     monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
     monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", keyed_service.base_url)
     monkeypatch.setenv("HOME", str(tmp_path))
-    work = tmp_path / "notebooks"
-    work.mkdir()
-    shutil.copy(path, work / path.name)
-    nb = nbformat.read(work / path.name, as_version=4)
-    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
-    texts = json.dumps([c.get("outputs", []) for c in nb.cells])
+    texts = run_copy(path, tmp_path)
     assert "Traceback" not in texts
     assert "0123456789abcdef" not in texts
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"0123456789abcdef" in p.read_bytes()]
