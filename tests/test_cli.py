@@ -121,3 +121,9 @@ def test_offline_command_serves_and_logs_without_key(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert "list_voice" in output and "0123456789" not in output
+
+
+def test_installed_console_script():
+    script = os.path.join(os.path.dirname(sys.executable), "cosyvoice-lab")
+    out = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("cosyvoice-lab ")
