@@ -56,8 +56,7 @@ class AccountVerbs:
         """The account's voices joined with the log: which take made each, rating, chosen."""
         import pandas as pd
 
-        voices = self.client.list_voices(page_size=catalog.LIST_PAGE_SIZE_MAX)
-        self.log.set_voice_status({v.voice_id: v.status for v in voices if v.status})
+        voices, _ = self._list_and_record()
         listed = pd.DataFrame([v.__dict__ for v in voices],
                               columns=["voice_id", "target_model", "status", "voice_prompt", "preview_text",
                                        "gmt_create", "gmt_modified"])
@@ -73,10 +72,15 @@ class AccountVerbs:
         """Ask the service for the status of the voices in the log (listing ``prefixes``, or
         the whole account) and record it with their takes. Returns how many takes were updated.
         A voice that is not OK (DEPLOYING, UNDEPLOYED) then shows in ``log.df`` / ``voices()``."""
+        return self._list_and_record(prefixes)[1]
+
+    def _list_and_record(self, prefixes=None) -> tuple[list, int]:
+        """List the voices (of ``prefixes``, else all) and record each one's status in the log:
+        every listing keeps the log's ``voice_status`` current. Returns (voices, takes updated)."""
         listed = []
         for prefix in sorted(prefixes) if prefixes else [None]:
             listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
-        return self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
+        return listed, self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
 
     def _verified(self, prefixes) -> bool:
         try:
@@ -88,7 +92,7 @@ class AccountVerbs:
 
     def quota(self) -> dict:
         """How many voices the account holds, of how many allowed (one list request)."""
-        held = len(self.client.list_voices(page_size=catalog.LIST_PAGE_SIZE_MAX))
+        held = len(self._list_and_record()[0])
         return {"held": held, "limit": catalog.VOICE_QUOTA, "free": max(0, catalog.VOICE_QUOTA - held)}
 
     def cleanup(self, *, dry_run: bool = True, experiment: str | None = None, include_unknown: bool = False,
@@ -123,11 +127,12 @@ def _same_design(voice, design: VoiceDesign) -> bool:
 
 
 def _cleanup_decision(row, include_unknown: bool, keep_rated_at_least: int | None) -> tuple[str, str]:
+    import pandas as pd  # a rating is pd.NA when unrated: NA is neither None nor comparable
+
     if bool(row.chosen):
         return "keep", "chosen"
     if not row.known:
         return ("delete", "not in the log (include_unknown=True)") if include_unknown else ("keep", "not in the log")
-    if keep_rated_at_least is not None and row.rating is not None and row.rating == row.rating \
-            and int(row.rating) >= keep_rated_at_least:
+    if keep_rated_at_least is not None and not pd.isna(row.rating) and int(row.rating) >= keep_rated_at_least:
         return "keep", f"rated {int(row.rating)}"
     return "delete", "not chosen"

@@ -257,3 +257,15 @@ def test_several_candidates_display_with_a_player_each(sim, tmp_path):
     takes = lab.design("a gentle old woman", n=3)
     assert isinstance(takes, list) and len(takes) == 3
     assert takes._repr_html_().count("<audio") == 3
+
+
+def test_cleanup_can_keep_well_rated_voices(sim, tmp_path):
+    lab = lab_on(sim, tmp_path)
+    good, plain, unrated = lab.design("a clear narrator", n=3)
+    lab.log.rate(good.take_id, 5)
+    lab.log.rate(plain.take_id, 2)
+    plan = lab.cleanup(keep_rated_at_least=4, dry_run=False)
+    assert dict(zip(plan.voice_id, plan.action)) == {good.voice_id: "keep", plain.voice_id: "delete",
+                                                     unrated.voice_id: "delete"}
+    assert {v["voice_id"] for v in sim.voices()} == {good.voice_id}
+    assert lab.log.get(plain.take_id).voice_status == "DELETED"
