@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per figure (default 20)")
     args = parser.parse_args()
 
-    from cosyvoice_lab import analysis
+    from cosyvoice_lab.analysis import measures as analysis
 
     x, source = preview()
     print(f"preview: {len(x) / SR:.1f} s at {SR} Hz, {source}; median of {args.runs} runs\n")
@@ -95,7 +95,7 @@ def main() -> None:
     _, embed = timed(lambda: analysis.speaker_embedding(x, sample_rate=SR), args.runs)
     print(line("speaker_embedding()", embed, MEASURE_TARGET_S))
     print()
-    for module in ("cosyvoice_lab", "cosyvoice_lab.prompts", "cosyvoice_lab.analysis"):
+    for module in ("cosyvoice_lab", "cosyvoice_lab.prompts.spec", "cosyvoice_lab.analysis.measures"):
         net, cumulative = import_seconds(module)
         print(line(f"import {module} (wall - bare python, best)", net, IMPORT_TARGET_S))
         print(line(f"import {module} (-X importtime cumulative)", cumulative, IMPORT_TARGET_S))

@@ -24,7 +24,7 @@ import numpy as np
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.log import ExperimentLog
+from cosyvoice_lab.log.experiment_log import ExperimentLog
 
 TARGET_RECORD_10K_S = 5.0
 TARGET_DF_100K_S = 1.0

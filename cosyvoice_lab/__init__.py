@@ -6,53 +6,78 @@ The front door::
     lab = Lab()                      # the real service with a key, else the offline simulator
     take = lab.design("a calm, deep male narrator in his fifties, slow and warm")
 
-Names are imported lazily so ``import cosyvoice_lab`` stays fast (pandas, numpy and the
-audio stack load on first use).
+Names are imported on first use so ``import cosyvoice_lab`` stays fast (pandas, numpy, requests
+and the audio stack load when a name that needs them is asked for). The imports under
+``TYPE_CHECKING`` are the same names, spelled out for type checkers and editors.
 """
+
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
+if TYPE_CHECKING:
+    from cosyvoice_lab.audio import Audio
+    from cosyvoice_lab.credentials import Secret
+    from cosyvoice_lab.design import VoiceDesign
+    from cosyvoice_lab.errors import (
+        APIError,
+        AuthenticationError,
+        ConnectionFailed,
+        CosyVoiceLabError,
+        CredentialsError,
+        InvalidParameter,
+        LogError,
+        OutcomeUnknown,
+        RateLimited,
+        RequestTimeout,
+        ServerError,
+        SynthesisError,
+        TakeNotFound,
+        ValidationError,
+        VoiceNotFound,
+        VoiceNotReady,
+        VoiceQuotaExceeded,
+    )
+    from cosyvoice_lab.lab import Lab
+    from cosyvoice_lab.log import ExperimentLog
+    from cosyvoice_lab.prompts import PromptSpec
+    from cosyvoice_lab.service import DashScopeClient
+    from cosyvoice_lab.take import Take, Takes
+    from cosyvoice_lab.views import Comparison
+
+_ERRORS = (
+    "APIError AuthenticationError ConnectionFailed CosyVoiceLabError CredentialsError InvalidParameter LogError "
+    "OutcomeUnknown RateLimited RequestTimeout ServerError SynthesisError TakeNotFound ValidationError "
+    "VoiceNotFound VoiceNotReady VoiceQuotaExceeded"
+).split()
 _EXPORTS = {
-    "APIError": "errors",
-    "Audio": "audio",
-    "AuthenticationError": "errors",
-    "Comparison": "comparison",
-    "ConnectionFailed": "errors",
-    "CosyVoiceLabError": "errors",
-    "CredentialsError": "errors",
-    "DashScopeClient": "client",
-    "ExperimentLog": "log",
-    "InvalidParameter": "errors",
-    "Lab": "lab",
-    "OutcomeUnknown": "errors",
-    "PromptSpec": "prompts",
-    "RateLimited": "errors",
-    "RequestTimeout": "errors",
-    "Secret": "credentials",
-    "ServerError": "errors",
-    "SynthesisError": "errors",
-    "Take": "take",
-    "ValidationError": "errors",
-    "VoiceDesign": "design",
-    "VoiceNotFound": "errors",
-    "VoiceNotReady": "errors",
-    "VoiceQuotaExceeded": "errors",
+    "Audio": "cosyvoice_lab.audio",
+    "Comparison": "cosyvoice_lab.views",
+    "DashScopeClient": "cosyvoice_lab.service",
+    "ExperimentLog": "cosyvoice_lab.log",
+    "Lab": "cosyvoice_lab.lab",
+    "PromptSpec": "cosyvoice_lab.prompts",
+    "Secret": "cosyvoice_lab.credentials",
+    "Take": "cosyvoice_lab.take",
+    "Takes": "cosyvoice_lab.take",
+    "VoiceDesign": "cosyvoice_lab.design",
+    **{name: "cosyvoice_lab.errors" for name in _ERRORS},
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cosyvoice_lab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return __all__

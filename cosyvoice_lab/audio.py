@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog import SYNTH_FORMATS as FORMATS  # every format the service sends (previews use a subset)
-from .files import atomic_write
+from cosyvoice_lab.catalog import SYNTH_FORMATS as FORMATS  # every format the service sends (previews use a subset)
+from cosyvoice_lab.files import atomic_write
 
 if TYPE_CHECKING:  # numpy loads on first decode/encode, not with the client
     import numpy as np
@@ -151,3 +151,7 @@ class Audio:
 
     def _repr_html_(self) -> str:
         return self.html()
+
+
+# Public classes report the module users import them from.
+Audio.__module__ = "cosyvoice_lab"

@@ -12,8 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, catalog
-from .errors import (AuthenticationError, CosyVoiceLabError, CredentialsError, Problem, ValidationError)
+from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab.errors import (AuthenticationError, CosyVoiceLabError, CredentialsError, Problem, ValidationError)
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -101,7 +101,7 @@ def _design_options(p, model: bool = True):
 
 
 def _lab(args, **kw):
-    from .lab import Lab
+    from cosyvoice_lab.lab.lab import Lab
 
     return Lab(args.folder, backend=args.backend, base_url=args.base_url, progress=not args.json, **kw)
 
@@ -139,7 +139,7 @@ def cmd_design(args) -> int:
 
 
 def _read_prompts(path: Path) -> list:
-    from .prompts import PromptSpec
+    from cosyvoice_lab.prompts.spec import PromptSpec
 
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
@@ -198,7 +198,7 @@ def cmd_voices(args) -> int:
 
 
 def cmd_log(args) -> int:
-    from .log import ExperimentLog
+    from cosyvoice_lab.log.experiment_log import ExperimentLog
 
     log = ExperimentLog(args.folder)
     if args.log_command == "show":
@@ -222,7 +222,7 @@ def cmd_log(args) -> int:
 def cmd_offline(args) -> int:
     import threading
 
-    from .offline import serve
+    from cosyvoice_lab.offline import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     with serve(port=args.port, api_key=args.api_key, state_dir=args.state) as sim:

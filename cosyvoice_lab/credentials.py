@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import CredentialsError
+from cosyvoice_lab.errors import CredentialsError
 
 
 class Secret:
@@ -94,3 +94,7 @@ def resolve_api_key(api_key: str | Secret | None = None, *, env: Mapping[str, st
             "Without a key, use the offline simulator: Lab(backend='offline')."
         )
     return found
+
+
+# Public classes report the module users import them from.
+Secret.__module__ = "cosyvoice_lab"

@@ -11,8 +11,8 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 
-from . import catalog
-from .errors import Problem, ValidationError
+from cosyvoice_lab import catalog
+from cosyvoice_lab.errors import Problem, ValidationError
 
 
 class LengthWarning(UserWarning):
@@ -225,3 +225,7 @@ def _text_problems(name: str, text, limit: int) -> list[Problem]:
         listed = ", ".join(f"{script} ({chars[:10]})" for script, chars in foreign.items())
         out.append(Problem(name, "zh_en_only", f"must be Chinese or English only; found {listed}"))
     return out
+
+
+# Public classes report the module users import them from.
+VoiceDesign.__module__ = "cosyvoice_lab"

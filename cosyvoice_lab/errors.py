@@ -160,6 +160,14 @@ class LogError(CosyVoiceLabError):
         super().__init__(f"{path}: {message}")
 
 
+class TakeNotFound(LogError, KeyError):
+    """No take (or utterance) with that id in the log."""
+
+    def __str__(self):  # KeyError would quote the message
+        return Exception.__str__(self)
+
+
+
 _BY_CODE = {
     "Throttling.AllocationQuota": VoiceQuotaExceeded,  # 400 for the voice limit; 429 generic below
     "BadRequest.ResourceNotExist": VoiceNotFound,
@@ -181,3 +189,11 @@ def api_error(status: int, code: str | None, message: str | None, request_id: st
         if cls is None and (code.startswith("InvalidParameter") or code.startswith("BadRequest")):
             cls = InvalidParameter
     return (cls or APIError)(status, code, message or "", request_id, retry_after=retry_after)
+
+
+# Public classes report the module users import them from.
+for _cls in (CosyVoiceLabError, ValidationError, CredentialsError, TransportError, ConnectionFailed, RequestTimeout,
+             OutcomeUnknown, APIError, AuthenticationError, RateLimited, VoiceQuotaExceeded, VoiceNotFound,
+             InvalidParameter, ServerError, SynthesisError, VoiceNotReady, LogError, TakeNotFound):
+    _cls.__module__ = "cosyvoice_lab"
+del _cls

@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .audio import Audio
-from .design import VoiceDesign
-from .errors import LogError
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import LogError
 
 STATUSES = ("pending", "ok", "failed", "unknown", "interrupted")
 """pending: written before the request left; ok/failed: its outcome; unknown: sent but the
@@ -240,3 +240,8 @@ class Takes(list):
     def _repr_html_(self) -> str:
         cells = "".join(f"<div style='flex:1 1 24em;min-width:20em'>{t._repr_html_()}</div>" for t in self)
         return f"<div style='display:flex;flex-wrap:wrap;gap:1em'>{cells}</div>"
+
+
+# Public classes report the module users import them from.
+Take.__module__ = "cosyvoice_lab"
+Takes.__module__ = "cosyvoice_lab"

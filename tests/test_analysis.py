@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cosyvoice_lab import analysis, checks
+import cosyvoice_lab.analysis as analysis
+from cosyvoice_lab.analysis import measures
+from cosyvoice_lab.analysis import checks as checks
+from cosyvoice_lab.analysis import variability
 from cosyvoice_lab.analysis import Measurements, measure, pairwise, speaker_embedding, variation
 from cosyvoice_lab.audio import Audio
-from cosyvoice_lab.checks import CONSISTENT, INCONSISTENT, NOT_MEASURABLE, adherence, adherence_table
-from cosyvoice_lab.prompts import PromptSpec
+from cosyvoice_lab.analysis.checks import CONSISTENT, INCONSISTENT, NOT_MEASURABLE, adherence, adherence_table
+from cosyvoice_lab.prompts.spec import PromptSpec
 
 SR = 24000
 
@@ -269,10 +272,13 @@ def test_adherence_input_errors():
         adherence([m()])
 
 
-def test_analysis_reaches_adherence_and_plots_lazily():
-    assert analysis.adherence is checks.adherence
+def test_analysis_package_re_exports_the_notebook_names():
+    import cosyvoice_lab.analysis as package
+
+    assert package.adherence is checks.adherence and package.measure is measures.measure
+    assert set(package.__all__) >= {"adherence_table", "measure", "plot_take", "speaker_embedding", "variation"}
     with pytest.raises(AttributeError):
-        analysis.no_such_thing  # noqa: B018
+        package.no_such_thing  # noqa: B018
 
 
 # --- embeddings and variation -----------------------------------------------------------------------
@@ -281,15 +287,15 @@ def test_embedding_ignores_level_and_tells_spectra_apart():
     a = speaker_embedding(voice(formants=(700, 1200, 2600)), sample_rate=SR)
     a_quiet = speaker_embedding(0.2 * voice(formants=(700, 1200, 2600)), sample_rate=SR)
     b = speaker_embedding(voice(formants=(300, 2300, 3000)), sample_rate=SR)
-    assert a.shape == (2 * (analysis.N_MFCC - 1),)
-    assert analysis.spectral_distance(a, a_quiet) < 0.1
-    assert analysis.spectral_distance(a, b) > 5 * analysis.spectral_distance(a, a_quiet) + 1
+    assert a.shape == (2 * (variability.N_MFCC - 1),)
+    assert variability.spectral_distance(a, a_quiet) < 0.1
+    assert variability.spectral_distance(a, b) > 5 * variability.spectral_distance(a, a_quiet) + 1
 
 
 def test_embedding_of_silence_is_nan_and_compares_as_nan():
     e = speaker_embedding(np.zeros(SR), sample_rate=SR)
     assert np.isnan(e).all()
-    assert math.isnan(analysis.spectral_distance(e, e))
+    assert math.isnan(variability.spectral_distance(e, e))
 
 
 def test_embeddings_compare_across_sample_rates():
@@ -299,7 +305,7 @@ def test_embeddings_compare_across_sample_rates():
     at_16k = speaker_embedding(resample_poly(x, 2, 3), sample_rate=16000)
     other = speaker_embedding(voice(formants=(300, 2300, 3000)), sample_rate=SR)
     own = speaker_embedding(x, sample_rate=SR)
-    assert analysis.spectral_distance(own, at_16k) < analysis.spectral_distance(own, other) / 2
+    assert variability.spectral_distance(own, at_16k) < variability.spectral_distance(own, other) / 2
 
 
 def test_pairwise_has_one_row_per_pair():
@@ -355,7 +361,7 @@ def test_plot_measure_by_prompt_numbers_chinese_prompts_when_no_font_draws_them(
                           for p, f in [("一位男性。", 100), ("一位男性。", 105), ("一位女性。", 220)]])
     fig = analysis.plot_measure_by_prompt(frame)
     assert isinstance(fig, mpl)
-    from cosyvoice_lab import plots
+    from cosyvoice_lab.analysis import plots as plots
 
     if plots._cjk_font() is None:
         assert fig.prompt_key == {"P1": "一位男性。", "P2": "一位女性。"}
@@ -367,7 +373,7 @@ def test_plot_measure_by_prompt_numbers_chinese_prompts_when_no_font_draws_them(
 
 def test_analysis_modules_load_heavy_libraries_only_when_used():
     code = ("import sys; import cosyvoice_lab; before = set(sys.modules); "
-            "import cosyvoice_lab.analysis, cosyvoice_lab.checks, cosyvoice_lab.plots; "
+            "import cosyvoice_lab.analysis.measures, cosyvoice_lab.analysis.checks, cosyvoice_lab.analysis.plots; "
             "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} & "
             "{'parselmouth', 'pyloudnorm', 'matplotlib', 'scipy', 'pandas', 'ipywidgets'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -415,8 +421,8 @@ def test_simulator_speech_follows_pitch_words(language):
 def test_log_frames_work_as_they_come(tmp_path):
     """The log names measurements m_<name> and the model column 'model'; analysis takes it as is."""
     from cosyvoice_lab import Lab
-    from cosyvoice_lab.checks import adherence_table
-    from cosyvoice_lab.plots import plot_pitch_rate
+    from cosyvoice_lab.analysis.checks import adherence_table
+    from cosyvoice_lab.analysis.plots import plot_pitch_rate
 
     lab = Lab(tmp_path / "lab", backend="offline", progress=False)
     lab.compare(["a deep slow male voice", "a high-pitched fast young female voice", "a neutral voice"],

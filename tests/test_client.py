@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.client import DashScopeClient, RetryPolicy
+from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import (AuthenticationError, ConnectionFailed, InvalidParameter, OutcomeUnknown,
                                   RateLimited, ServerError, ValidationError, VoiceNotFound, VoiceNotReady,

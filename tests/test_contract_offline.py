@@ -3,9 +3,9 @@ runs the very same checks against the real service)."""
 import pytest
 
 from contract_checks import CHECKS
-from cosyvoice_lab.client import DashScopeClient
+from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.offline import serve
-from cosyvoice_lab.synthesis import Synthesizer
+from cosyvoice_lab.service.ws import Synthesizer
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError
-from cosyvoice_lab.export import read_parquet
-from cosyvoice_lab.log import ExperimentLog
+from cosyvoice_lab.log.export import read_parquet
+from cosyvoice_lab.log.experiment_log import ExperimentLog
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.client import DashScopeClient
+from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.offline import serve
 

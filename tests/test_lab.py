@@ -83,7 +83,7 @@ def test_compare_with_one_bad_prompt_sends_nothing(sim, tmp_path):
 def test_compare_through_faults_loses_nothing_and_duplicates_nothing(sim, tmp_path):
     sim.faults.error_rate, sim.faults.drop_rate, sim.faults.hang_rate = 0.18, 0.08, 0.04
     sim.faults.hang_seconds, sim.faults.seed = 1.5, 5
-    from cosyvoice_lab.client import RetryPolicy
+    from cosyvoice_lab.service.http import RetryPolicy
     lab = lab_on(sim, tmp_path, timeout=0.7, concurrency=6, retry=RetryPolicy(base_delay=0.01, max_delay=0.05))
     comp = lab.compare(PROMPTS, repeats=15, preview_text="Testing one two three.")
     takes = comp.takes

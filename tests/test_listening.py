@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cosyvoice_lab.listening import (BlindSession, Mean, anonymous_label, played_not_chosen, shuffled)
+from cosyvoice_lab.views.listening import (BlindSession, Mean, anonymous_label, played_not_chosen, shuffled)
 
 
 @dataclass

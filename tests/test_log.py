@@ -18,13 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosyvoice_lab import migrations
-from cosyvoice_lab.annotations import apply_events
+from cosyvoice_lab.log import migrations as migrations
+from cosyvoice_lab.log.annotations import apply_events
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError
-from cosyvoice_lab.log import ExperimentLog, TakeNotFound
-from cosyvoice_lab.logstore import clean_metrics, clean_tag, to_utc, where_clause
+from cosyvoice_lab.log.experiment_log import ExperimentLog
+from cosyvoice_lab.errors import TakeNotFound
+from cosyvoice_lab.log.rows import clean_metrics, clean_tag, to_utc, where_clause
 
 REPO = Path(__file__).resolve().parent.parent
 DESIGN = VoiceDesign("一位低沉温暖的男声，语速缓慢", "你好，欢迎收听今天的节目。")
@@ -152,7 +153,7 @@ def test_a_file_where_the_folder_should_be(tmp_path):
     assert info.value.path == tmp_path / "f"
 
 
-READ_ONLY_OPEN = ("import sys\nfrom cosyvoice_lab.log import ExperimentLog\nfrom cosyvoice_lab.errors import LogError\n"
+READ_ONLY_OPEN = ("import sys\nfrom cosyvoice_lab.log.experiment_log import ExperimentLog\nfrom cosyvoice_lab.errors import LogError\n"
                   "try:\n    ExperimentLog(sys.argv[1])\nexcept LogError as e:\n    print('LogError', e)\n")
 
 
@@ -310,7 +311,7 @@ WRITER = r"""
 import sys
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.log import ExperimentLog
+from cosyvoice_lab.log.experiment_log import ExperimentLog
 folder, n, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 log = ExperimentLog(folder)
 design = VoiceDesign("A calm, deep narrator", "Hello there, welcome.")
@@ -405,7 +406,7 @@ def test_connections_of_ended_threads_are_closed(log):
 STARTER = r"""
 import sys
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.log import ExperimentLog
+from cosyvoice_lab.log.experiment_log import ExperimentLog
 log = ExperimentLog(sys.argv[1])
 take = log.start(VoiceDesign("A calm narrator", "Hello there."), backend="offline")
 print(take.take_id, flush=True)

@@ -26,7 +26,11 @@ def test_environment_yml_is_python_311_plus_this_package_with_real_extras():
 
 
 def test_version_is_single_sourced():
-    assert PYPROJECT["project"]["version"] == cosyvoice_lab.__version__
+    from importlib.metadata import version
+
+    assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cosyvoice_lab.__version__"}
+    assert version("cosyvoice-lab") == cosyvoice_lab.__version__
 
 
 def test_readme_starts_with_the_two_commands():

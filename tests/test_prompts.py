@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.design import foreign_characters
-from cosyvoice_lab.prompts import DIMENSIONS, FIELDS, IMPLIED, PRESETS, PromptSpec, options
-from cosyvoice_lab.vocabulary import LEXICON, read_claims
+from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PRESETS, PromptSpec, options
+from cosyvoice_lab.prompts.lexicon import LEXICON, read_claims
 
 LANGUAGES = ("en", "zh")
 ZH_PUNCTUATION = set("，、。")
@@ -245,7 +245,7 @@ def test_prompts_module_imports_nothing_heavy():
     import sys
 
     # Measured against the package itself, whose front door is someone else's concern.
-    code = ("import sys; import cosyvoice_lab; before = set(sys.modules); import cosyvoice_lab.prompts; "
+    code = ("import sys; import cosyvoice_lab; before = set(sys.modules); import cosyvoice_lab.prompts.spec; "
             "print(sorted(m for m in set(sys.modules) - before "
             "if m.split('.')[0] in ('ipywidgets', 'pandas', 'matplotlib', 'parselmouth', 'scipy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

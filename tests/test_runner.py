@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from cosyvoice_lab.runner import RateLimiter, run_tasks
+from cosyvoice_lab.lab.runner import run_tasks
+from cosyvoice_lab.service.ratelimit import RateLimiter
 
 
 class FakeClock:

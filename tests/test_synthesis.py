@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.client import DashScopeClient, RetryPolicy
+from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import (AuthenticationError, ConnectionFailed, RateLimited, RequestTimeout,
                                   ServerError, SynthesisError, ValidationError, VoiceNotFound, VoiceNotReady)
 from cosyvoice_lab.offline import Fault, Faults, serve
-from cosyvoice_lab.speech import SpeechOptions, SpeechResult, estimate_cost, fix_wav_sizes, split_text
-from cosyvoice_lab.synthesis import Synthesizer, ws_url_for
+from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult, estimate_cost, fix_wav_sizes, split_text
+from cosyvoice_lab.service.ws import Synthesizer, ws_url_for
 
 EN_SCRIPT = ("The lighthouse keeper climbed the stairs at dusk. "
              "Far below, the waves broke against the rocks! "

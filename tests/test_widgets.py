@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from cosyvoice_lab import Lab, catalog
-from cosyvoice_lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.listening import BlindSession, played_not_chosen, shuffled
-from cosyvoice_lab.prompts import PRESETS, options
+from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
+from cosyvoice_lab.views.listening import BlindSession, played_not_chosen, shuffled
+from cosyvoice_lab.prompts.spec import PRESETS, options
 from cosyvoice_lab.widgets import ComparisonBoard, LogBrowser, PromptBuilder, TakeCard
 from cosyvoice_lab.widgets.browser import page_of, search
 from cosyvoice_lab.widgets.builder import PromptDraft, counters_text

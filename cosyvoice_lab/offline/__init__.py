@@ -21,9 +21,9 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from .. import catalog
-from .faults import Fault, Faults
-from .server import LOGGER_NAME, Simulator
+from cosyvoice_lab import catalog
+from cosyvoice_lab.offline.faults import Fault, Faults
+from cosyvoice_lab.offline.server import LOGGER_NAME, Simulator
 
 __all__ = ["Fault", "Faults", "LOGGER_NAME", "Simulator", "serve", "shared"]
 

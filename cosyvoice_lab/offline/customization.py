@@ -13,12 +13,12 @@ import uuid
 
 from aiohttp import web
 
-from .. import catalog
-from ..design import detect_language
-from . import engine
-from .faults import retry_after_header
-from .registry import QuotaExceeded, service_time
-from .state import STATE, new_request_id
+from cosyvoice_lab import catalog
+from cosyvoice_lab.design import detect_language
+from cosyvoice_lab.offline import engine
+from cosyvoice_lab.offline.faults import retry_after_header
+from cosyvoice_lab.offline.registry import QuotaExceeded, service_time
+from cosyvoice_lab.offline.state import STATE, new_request_id
 
 # documented messages [contract §5.2]
 MSG_INVALID_KEY = "Invalid API-key provided."

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .. import catalog
-from ..audio import Audio
-from ..design import detect_language
-from ..vocabulary import read_claims
+from cosyvoice_lab import catalog
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.design import detect_language
+from cosyvoice_lab.prompts.lexicon import read_claims
 
 ENGINE_RATE = 22050  # what espeak-ng renders; everything else is resampled from it
 

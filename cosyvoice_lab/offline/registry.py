@@ -24,8 +24,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .. import catalog
-from ..files import atomic_write
+from cosyvoice_lab import catalog
+from cosyvoice_lab.files import atomic_write
 
 STATE_FILE = "voices.json"
 _SERVICE_TZ = timezone(timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))

@@ -16,11 +16,11 @@ import time
 
 from aiohttp import web
 
-from .. import catalog
-from . import customization, ws
-from .faults import Faults
-from .registry import Registry
-from .state import LOGGER_NAME, STATE, State, new_request_id
+from cosyvoice_lab import catalog
+from cosyvoice_lab.offline import customization, ws
+from cosyvoice_lab.offline.faults import Faults
+from cosyvoice_lab.offline.registry import Registry
+from cosyvoice_lab.offline.state import LOGGER_NAME, STATE, State, new_request_id
 
 HOST = "127.0.0.1"  # never 0.0.0.0: the simulator's key is documented, not secret
 HTTP_PREFIX = "/api/v1"

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .. import catalog
-from ..runner import SlidingWindow
-from .faults import Faults
-from .registry import Registry
+from cosyvoice_lab import catalog
+from cosyvoice_lab.service.ratelimit import SlidingWindow
+from cosyvoice_lab.offline.faults import Faults
+from cosyvoice_lab.offline.registry import Registry
 
 LOGGER_NAME = "cosyvoice_lab.offline"
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from .. import catalog
-from . import engine
-from .customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_PARAMETER, MSG_RATE, ApiError,
+from cosyvoice_lab import catalog
+from cosyvoice_lab.offline import engine
+from cosyvoice_lab.offline.customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_PARAMETER, MSG_RATE, ApiError,
                             drop_connection, error_response, fault_error)
-from .state import STATE, new_request_id
+from cosyvoice_lab.offline.state import STATE, new_request_id
 
 MSG_NULL_TASK = "InvalidParameter: task can not be null"
 MSG_NO_MODEL = "Missing required parameter 'payload.model'! Please follow the protocol!"

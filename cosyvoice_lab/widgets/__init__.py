@@ -7,9 +7,9 @@
 """
 from __future__ import annotations
 
-from .board import ComparisonBoard
-from .browser import LogBrowser
-from .builder import PromptBuilder
-from .cards import TakeCard
+from cosyvoice_lab.widgets.board import ComparisonBoard
+from cosyvoice_lab.widgets.browser import LogBrowser
+from cosyvoice_lab.widgets.builder import PromptBuilder
+from cosyvoice_lab.widgets.cards import TakeCard
 
 __all__ = ["ComparisonBoard", "LogBrowser", "PromptBuilder", "TakeCard"]

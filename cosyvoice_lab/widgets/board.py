@@ -13,8 +13,8 @@ import html
 
 import ipywidgets as widgets
 
-from ..listening import BlindSession, RevealSummary
-from .cards import ErrorBox, TakeCard, guarded, short_model
+from cosyvoice_lab.views.listening import BlindSession, RevealSummary
+from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
 
 BLIND_COLUMNS = 3
 

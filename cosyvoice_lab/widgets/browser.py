@@ -12,9 +12,9 @@ import threading
 
 import ipywidgets as widgets
 
-from .. import catalog
-from ..take import STATUSES
-from .cards import ErrorBox, TakeCard, guarded, short_model
+from cosyvoice_lab import catalog
+from cosyvoice_lab.take import STATUSES
+from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
 
 ALL = ""
 PAGE_SIZE = 20

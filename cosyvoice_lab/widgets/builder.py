@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import ipywidgets as widgets
 from traitlets import validate
 
-from .. import catalog
-from ..lab import DEFAULT_PREVIEW
-from ..prompts import DIMENSIONS, PRESETS, PromptSpec, options
-from .cards import ErrorBox, TakeCard, guarded
+from cosyvoice_lab import catalog
+from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
+from cosyvoice_lab.prompts.spec import DIMENSIONS, PRESETS, PromptSpec, options
+from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded
 
 BOTH = "both"
 MAX_CANDIDATES = 8  # a UI bound for one click (each candidate is one stored voice), not a service limit

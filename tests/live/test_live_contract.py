@@ -12,8 +12,8 @@ import os
 import pytest
 
 from contract_checks import CHECKS, PREFIX
-from cosyvoice_lab.client import DashScopeClient
-from cosyvoice_lab.synthesis import Synthesizer
+from cosyvoice_lab.service.http import DashScopeClient
+from cosyvoice_lab.service.ws import Synthesizer
 
 pytestmark = [
     pytest.mark.live,

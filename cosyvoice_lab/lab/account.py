@@ -1,17 +1,17 @@
 """The account's voices, as the Lab sees them: reconcile uncertain takes, check statuses,
 count the quota, list joined with the log, clean up.
 
-A mixin of :class:`cosyvoice_lab.lab.Lab` (it uses ``self.client`` and ``self.log``).
+A mixin of :class:`cosyvoice_lab.lab.lab.Lab` (it uses ``self.client`` and ``self.log``).
 """
 from __future__ import annotations
 
 import logging
 
-from . import catalog
-from .design import VoiceDesign
-from .errors import APIError, CosyVoiceLabError, TransportError
+from cosyvoice_lab import catalog
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import APIError, CosyVoiceLabError, TransportError
 
-log = logging.getLogger("cosyvoice_lab.lab")
+log = logging.getLogger("cosyvoice_lab.lab.lab")
 RECONCILE_WINDOW_S = 120.0  # how far a listed voice's gmt_create may sit from our send time
 
 

@@ -66,7 +66,7 @@ class Comparison:
     def summary(self, *, variability: bool = True):
         """Per prompt and model: takes ok, mean rating, median pitch, speaking rate and loudness
         (if measured), and ``variability``: how different the repeats of the cell are (about 1
-        = one clearly audible step; see ``analysis.variation``)."""
+        = one clearly audible step; see ``analysis.variability``)."""
         df = self.df
         agg = {"take_id": "count", "rating": "mean"}
         for col in ("m_median_f0_hz", "m_speaking_rate", "m_loudness_lufs"):
@@ -82,7 +82,7 @@ class Comparison:
         """variability of each prompt × model cell, aligned with the summary's index."""
         import pandas as pd
 
-        from .analysis import speaker_embedding, variation
+        from cosyvoice_lab.analysis.variability import speaker_embedding, variation
 
         ok = ok[ok["audio_path"].notna()]
         keys = [f"{p}|{m}" for p, m in zip(ok["prompt_index"], ok["model"])]
@@ -132,3 +132,7 @@ def _cell_html(takes: list) -> str:
             parts.append(f"<div style='color:#b91c1c'>{label} {html.escape(t.status)}: "
                          f"{html.escape(t.error_code or '')}</div>")
     return "".join(parts) or "<i>—</i>"
+
+
+# Public classes report the module users import them from.
+Comparison.__module__ = "cosyvoice_lab"

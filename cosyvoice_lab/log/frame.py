@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .take import BACKENDS, STATUSES
+from cosyvoice_lab.take import BACKENDS, STATUSES
 
 # (DataFrame column, SQL expression, kind)
 TAKE_DENSE = (

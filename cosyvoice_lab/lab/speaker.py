@@ -1,16 +1,16 @@
 """Speaking with designed voices, as the Lab does it: the recording is logged as an
 utterance of the take that made the voice.
 
-A mixin of :class:`cosyvoice_lab.lab.Lab` (it uses ``self.client``, ``self.log``,
+A mixin of :class:`cosyvoice_lab.lab.lab.Lab` (it uses ``self.client``, ``self.log``,
 ``self.limiter`` and ``self.model``).
 """
 from __future__ import annotations
 
 import os
 
-from . import catalog
-from .errors import CosyVoiceLabError, LogError, Problem, ValidationError
-from .runner import RateLimiter
+from cosyvoice_lab import catalog
+from cosyvoice_lab.errors import CosyVoiceLabError, LogError, Problem, ValidationError
+from cosyvoice_lab.service.ratelimit import RateLimiter
 
 
 class SpeakingVerbs:
@@ -22,7 +22,7 @@ class SpeakingVerbs:
 
         Synthesis has its own limit (3 tasks/second on the service); the lab keeps under it."""
         if self._synthesizer is None:
-            from .synthesis import Synthesizer
+            from cosyvoice_lab.service.ws import Synthesizer
 
             rate = min(self.limiter.rate or catalog.SYNTHESIS_RPS, catalog.SYNTHESIS_RPS)
             ws_url = None if self.simulator else os.environ.get("DASHSCOPE_WEBSOCKET_BASE_URL") or None
@@ -64,7 +64,7 @@ class SpeakingVerbs:
 
     def estimate(self, text: str, model: str | None = None) -> dict:
         """Billed characters and estimated cost of speaking ``text`` (CJK characters count 2)."""
-        from .speech import estimate_cost
+        from cosyvoice_lab.service.speech import estimate_cost
 
         model = model or self.model
         characters, cny = estimate_cost(text, model)
@@ -72,7 +72,7 @@ class SpeakingVerbs:
 
     def audition(self, takes, script: str, **options):
         """Read one ``script`` with several voices; returns an Audition (players side by side)."""
-        from .audition import Audition
+        from cosyvoice_lab.views.audition import Audition
 
         results = []
         for t in takes:

@@ -21,12 +21,12 @@ import sqlite3
 import zipfile
 from pathlib import Path
 
-from . import __version__, files
-from .annotations import replay
-from .errors import LogError
-from .logdb import LogDatabase
-from .logstore import take_to_row, where_clause
-from .take import FINAL_STATUSES, Take, iso, now_utc
+from cosyvoice_lab import __version__, files
+from cosyvoice_lab.log.annotations import replay
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.db import LogDatabase
+from cosyvoice_lab.log.rows import take_to_row, where_clause
+from cosyvoice_lab.take import FINAL_STATUSES, Take, iso, now_utc
 
 BUNDLE_FORMAT = "cosyvoice-lab-bundle"
 BUNDLE_VERSION = 1

@@ -5,7 +5,7 @@ pace, timbre, emotion and use ("a calm, deep middle-aged male narrator ..."). A 
 holds one value per dimension, each drawn from :data:`vocabulary.LEXICON`, and ``render``
 writes a fluent sentence from them. Rendered prompts are built so that
 ``vocabulary.read_claims`` reads back exactly the values they were made from, which is what
-lets the offline simulator follow them and ``analysis.adherence`` check them.
+lets the offline simulator follow them and ``analysis.checks`` check them.
 
 One implication is deliberate: a ``bright`` timbre is also a high-pitch word in the lexicon
 (bright voices sound higher), so a spec with ``timbre="bright"`` and no pitch reads as
@@ -23,8 +23,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from . import catalog
-from .vocabulary import LEXICON
+from cosyvoice_lab import catalog
+from cosyvoice_lab.prompts.lexicon import LEXICON
 
 DIMENSIONS = ("gender", "age", "pitch", "pace", "volume", "timbre", "emotion", "articulation",
               "accent", "scenario")
@@ -351,3 +351,7 @@ PRESETS: dict[str, PromptSpec] = {
     "cartoon_child": PromptSpec(gender="female", age="child", pitch="high", pace="fast", timbre="sweet",
                                 emotion="playful", scenario="game"),
 }
+
+
+# Public classes report the module users import them from.
+PromptSpec.__module__ = "cosyvoice_lab"

@@ -13,9 +13,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from . import catalog
-from .audio import Audio
-from .errors import Problem, ValidationError
+from cosyvoice_lab import catalog
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.errors import Problem, ValidationError
 
 # The workbench plays in notebooks, and browsers play WAV without a decoder fuss, so speech
 # comes back as 24 kHz WAV unless asked otherwise (the service's own default is mp3/22050,

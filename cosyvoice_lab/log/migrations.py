@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LogError
+from cosyvoice_lab.errors import LogError
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def migrate(conn: sqlite3.Connection, path: Path, *, target: int = SCHEMA_VERSIO
 
 def _check_known(conn: sqlite3.Connection, path: Path, current: int) -> None:
     if current > SCHEMA_VERSION:
-        from . import __version__
+        from cosyvoice_lab import __version__
 
         raise LogError(path, f"this log has schema version {current}, written by a newer cosyvoice_lab; "
                              f"cosyvoice_lab {__version__} understands up to version {SCHEMA_VERSION}. "

@@ -32,16 +32,17 @@ import uuid
 import weakref
 from datetime import timedelta
 
-from . import logstore
-from .annotations import Annotations, Utterances
-from .audio import Audio
-from .design import VoiceDesign
-from .errors import LogError
-from .export import Exports
-from .logdb import DB_NAME
-from .logstore import SELECT_TAKE, TakeNotFound, clean_metrics, dumps_or_null
-from .migrations import SCHEMA_VERSION, migrate
-from .take import BACKENDS, Take, iso, now_utc, redact
+from cosyvoice_lab.log import rows as logstore
+from cosyvoice_lab.log.annotations import Annotations, Utterances
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.export import Exports
+from cosyvoice_lab.log.db import DB_NAME
+from cosyvoice_lab.log.rows import SELECT_TAKE, clean_metrics, dumps_or_null
+from cosyvoice_lab.errors import TakeNotFound
+from cosyvoice_lab.log.migrations import SCHEMA_VERSION, migrate
+from cosyvoice_lab.take import BACKENDS, Take, iso, now_utc, redact
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "ExperimentLog", "LogError", "TakeNotFound"]
 
@@ -136,7 +137,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if prompt_spec is not None and hasattr(prompt_spec, "to_dict"):
             prompt_spec = prompt_spec.to_dict()
-        from . import __version__
+        from cosyvoice_lab import __version__
 
         take = Take(take_id=uuid.uuid4().hex, design=design, status="pending", experiment=experiment,
                     backend=backend, region=region, host=host, package_version=__version__,
@@ -308,7 +309,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
             DataFrame: ``datetime64[ns, UTC]`` times, categorical model/backend/status,
             ``Int64`` rating, bool chosen/played, tags as tuples, metrics as ``m_<name>``.
         """
-        from . import logframe  # pandas: loaded when a frame is asked for, not with the log
+        from cosyvoice_lab.log import frame as logframe  # pandas: loaded when a frame is asked for, not with the log
 
         where, params = logstore.where_clause(experiment=experiment, model=model, tag=tag,
                                               min_rating=min_rating, status=status, since=since,
@@ -323,7 +324,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
     def voice_ids(self):
         """The voices this log knows: DataFrame of voice_id, take_id, model, experiment,
         status, voice_status, chosen, started_at (oldest first)."""
-        from . import logframe
+        from cosyvoice_lab.log import frame as logframe
 
         spec = logframe.VOICES_FRAME
         rows = self._query(f"SELECT {logframe.select_list(spec)} FROM takes WHERE voice_id IS NOT NULL "
@@ -334,3 +335,7 @@ class ExperimentLog(Annotations, Utterances, Exports):
 def _settled(take_id: str) -> None:
     with _IN_FLIGHT_LOCK:
         _IN_FLIGHT.pop(take_id, None)
+
+
+# Public classes report the module users import them from.
+ExperimentLog.__module__ = "cosyvoice_lab"

@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .design import VoiceDesign
-from .errors import LogError
-from .take import STATUSES, Take, iso, parse_iso, redact, utc
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.take import STATUSES, Take, iso, parse_iso, redact, utc
 
 # Columns read back into a Take, in SELECT order.
 TAKE_COLUMNS = (
@@ -35,13 +35,6 @@ _DESIGN_COLUMNS = {"target_model": "target_model", "prefix": "prefix", "voice_pr
                    "preview_text": "preview_text", "language": "language", "sample_rate": "sample_rate",
                    "response_format": "response_format", "design_region": "region"}
 _BOOL_COLUMNS = ("preview_missing", "chosen", "played")
-
-
-class TakeNotFound(LogError, KeyError):
-    """No take (or utterance) with that id in the log."""
-
-    def __str__(self):  # KeyError would quote the message
-        return Exception.__str__(self)
 
 
 # --- rows <-> takes --------------------------------------------------------------------

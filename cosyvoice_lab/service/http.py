@@ -25,14 +25,14 @@ from typing import Callable
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from . import __version__, catalog
-from .audio import Audio
-from .credentials import Secret, resolve_api_key
-from .design import VoiceDesign
-from .errors import (APIError, ConnectionFailed, OutcomeUnknown, RateLimited, RequestTimeout,
+from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.credentials import Secret, resolve_api_key
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import (APIError, ConnectionFailed, OutcomeUnknown, RateLimited, RequestTimeout,
                      ServerError, TransportError, VoiceNotReady, api_error)
 
-log = logging.getLogger("cosyvoice_lab.client")
+log = logging.getLogger("cosyvoice_lab.service.http")
 UTC8 = dt.timezone(dt.timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
 
 
@@ -348,3 +348,7 @@ class DashScopeClient:
                 self._sleep(interval)
         raise VoiceNotReady(voice_id, info.status or "unknown",
                             f"voice {voice_id} still {info.status} after {timeout:g} s")
+
+
+# Public classes report the module users import them from.
+DashScopeClient.__module__ = "cosyvoice_lab"

@@ -9,8 +9,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import catalog
-from .analysis import FRAME_S, HOP_S, _pitch, _samples
+from cosyvoice_lab import catalog
+from cosyvoice_lab.analysis.measures import FRAME_S, HOP_S, pitch_track, samples
 
 _LABEL_MAX = 28  # characters of a prompt shown as a tick label
 
@@ -50,7 +50,7 @@ def _frame(data):
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        from .analysis import measurement_columns
+        from cosyvoice_lab.analysis.measures import measurement_columns
 
         return measurement_columns(data)
     return pd.DataFrame([d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in data])
@@ -69,14 +69,14 @@ def plot_take(audio, *, title: str | None = None, sample_rate: int | None = None
     """
     from scipy.signal import spectrogram
 
-    x, sr = _samples(audio, sample_rate)
+    x, sr = samples(audio, sample_rate)
     fig, (top, bottom) = _figure(2, figsize=(9, 5), sharex=True, constrained_layout=True)
     if len(x) >= 256:  # the analysis frames of ``measure``: 25 ms windows every 10 ms
         f, t, s = spectrogram(x, sr, nperseg=int(FRAME_S * sr), noverlap=int((FRAME_S - HOP_S) * sr))
         top.pcolormesh(t, f, 10 * np.log10(s + 1e-12), shading="auto", cmap="magma")
     top.set_ylim(0, min(max_hz, sr / 2))
     top.set_ylabel("frequency (Hz)")
-    pitch = _pitch(x, sr)  # None when too short for pitch: an empty contour says so
+    pitch = pitch_track(x, sr)  # None when too short for pitch: an empty contour says so
     if pitch is not None:
         f0 = pitch.selected_array["frequency"]
         bottom.plot(pitch.xs(), np.where(f0 > 0, f0, np.nan), ".", markersize=2)

@@ -38,15 +38,15 @@ from typing import Callable, Sequence
 
 import websocket
 
-from . import __version__, catalog
-from .audio import Audio
-from .client import DashScopeClient, RetryPolicy, parse_retry_after
-from .credentials import Secret, resolve_api_key
-from .errors import (APIError, ConnectionFailed, Problem, RateLimited, RequestTimeout, ServerError,
+from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy, parse_retry_after
+from cosyvoice_lab.credentials import Secret, resolve_api_key
+from cosyvoice_lab.errors import (APIError, ConnectionFailed, Problem, RateLimited, RequestTimeout, ServerError,
                      SynthesisError, TransportError, ValidationError, api_error)
-from .speech import SpeechOptions, SpeechResult, fix_wav_sizes, split_text, text_problems, unknown_model_problem
+from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult, fix_wav_sizes, split_text, text_problems, unknown_model_problem
 
-log = logging.getLogger("cosyvoice_lab.synthesis")
+log = logging.getLogger("cosyvoice_lab.service.ws")
 
 THROTTLED_WAIT_S = 1.0  # after a throttled task-failed (no Retry-After there); limits are per second
 # task-failed codes that mean "the service hiccupped", worth one more try when no audio came

@@ -18,18 +18,19 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import urlparse
 
-from . import catalog
-from .account import AccountVerbs
-from .client import DashScopeClient, RetryPolicy
-from .comparison import Comparison
-from .credentials import find_api_key
-from .design import VoiceDesign, detect_language
-from .errors import APIError, CosyVoiceLabError, OutcomeUnknown, TransportError, ValidationError
-from .runner import RateLimiter, run_tasks
-from .speaking import SpeakingVerbs
-from .take import Takes
+from cosyvoice_lab import catalog
+from cosyvoice_lab.lab.account import AccountVerbs
+from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy
+from cosyvoice_lab.views.comparison import Comparison
+from cosyvoice_lab.credentials import find_api_key
+from cosyvoice_lab.design import VoiceDesign, detect_language
+from cosyvoice_lab.errors import APIError, CosyVoiceLabError, OutcomeUnknown, TransportError, ValidationError
+from cosyvoice_lab.lab.runner import run_tasks
+from cosyvoice_lab.service.ratelimit import RateLimiter
+from cosyvoice_lab.lab.speaker import SpeakingVerbs
+from cosyvoice_lab.take import Takes
 
-log = logging.getLogger("cosyvoice_lab.lab")
+log = logging.getLogger("cosyvoice_lab.lab.lab")
 
 DEFAULT_PREVIEW = {
     "en": "Hello! This is a preview of a newly designed voice. How does it sound to you?",
@@ -72,7 +73,7 @@ class Lab(AccountVerbs, SpeakingVerbs):
                  response_format: str = catalog.DEFAULT_PREVIEW_FORMAT, concurrency: int = 4,
                  rate: float | None = catalog.DEFAULT_CLIENT_RPS, measure: bool = True, progress: bool = True,
                  retry: RetryPolicy = RetryPolicy(), timeout: float = catalog.CREATE_TIMEOUT_S):
-        from .log import ExperimentLog
+        from cosyvoice_lab.log.experiment_log import ExperimentLog
 
         self.log = ExperimentLog(folder)
         self.region, self.model, self.prefix = region, model, prefix
@@ -98,7 +99,7 @@ class Lab(AccountVerbs, SpeakingVerbs):
                                    backend="offline" if offline else "dashscope", **common)
         if backend == "dashscope" or (backend == "auto" and key is not None):
             return DashScopeClient(api_key=key, backend="dashscope", **common)  # raises without a key
-        from .offline import shared
+        from cosyvoice_lab.offline import shared
 
         self.simulator = shared(self.log.folder / "offline-voices")
         return DashScopeClient(api_key=self.simulator.api_key, base_url=self.simulator.base_url,
@@ -174,7 +175,7 @@ class Lab(AccountVerbs, SpeakingVerbs):
         if not self.measure:
             return None
         try:
-            from .analysis import measure
+            from cosyvoice_lab.analysis.measures import measure
 
             return measure(audio, text=design.preview_text, language=design.language_hint).to_dict()
         except Exception as exc:  # noqa: BLE001 - a measurement must never lose a take
@@ -301,3 +302,7 @@ def _experiment_name(cells) -> str:
     """A stable name for a compare of these prompts and models, so running it again resumes it."""
     digest = hashlib.sha1(json.dumps([c[2] for c in cells]).encode()).hexdigest()[:8]
     return f"compare-{digest}"
+
+
+# Public classes report the module users import them from.
+Lab.__module__ = "cosyvoice_lab"

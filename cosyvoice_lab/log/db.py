@@ -13,11 +13,12 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import logstore
-from .audio import Audio
-from .errors import LogError
-from .logstore import SELECT_TAKE, TakeNotFound
-from .take import Take
+from cosyvoice_lab.log import rows as logstore
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.rows import SELECT_TAKE
+from cosyvoice_lab.errors import TakeNotFound
+from cosyvoice_lab.take import Take
 
 DB_NAME = "log.sqlite3"
 

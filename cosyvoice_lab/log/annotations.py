@@ -14,11 +14,12 @@ import numbers
 import uuid
 from collections.abc import Iterable
 
-from .audio import Audio
-from .errors import LogError
-from .logdb import LogDatabase
-from .logstore import TakeNotFound, check_rating, clean_tag, dumps_or_null
-from .take import Take, iso, now_utc
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.db import LogDatabase
+from cosyvoice_lab.log.rows import check_rating, clean_tag, dumps_or_null
+from cosyvoice_lab.errors import TakeNotFound
+from cosyvoice_lab.take import Take, iso, now_utc
 
 def _author() -> str | None:
     try:
@@ -132,7 +133,7 @@ class Annotations(LogDatabase):
     def history(self, take_id: str | None = None):
         """The annotation history (all takes, or one) as a DataFrame, oldest first:
         annotation_id, take_id, at (UTC), action, value, author."""
-        from . import logframe  # pandas: loaded when a frame is asked for, not with the log
+        from cosyvoice_lab.log import frame as logframe  # pandas: loaded when a frame is asked for, not with the log
 
         spec = logframe.HISTORY_FRAME
         where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
@@ -192,7 +193,7 @@ class Utterances(LogDatabase):
 
     def utterances(self, take_id: str | None = None):
         """Utterances (all, or of one take) as a DataFrame, oldest first."""
-        from . import logframe
+        from cosyvoice_lab.log import frame as logframe
 
         spec = logframe.UTTERANCE_FRAME
         where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())

@@ -1,7 +1,7 @@
 """Checks of a recording against the words of its voice prompt.
 
 :func:`adherence` reads each take's prompt (``vocabulary.read_claims``) and judges every
-claim against the take's :class:`~cosyvoice_lab.analysis.Measurements`:
+claim against the take's :class:`~cosyvoice_lab.analysis.measures.Measurements`:
 
 * relative claims -- pitch ("deep", "high"), pace ("slow", "fast"), volume ("soft", "loud")
   -- against the other takes of the group, since "deep" means deeper than the rest;
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .analysis import LOUDNESS_BLOCK_S, NAN, take_rows
-from .vocabulary import read_claims
+from cosyvoice_lab.analysis.measures import LOUDNESS_BLOCK_S, NAN, take_rows
+from cosyvoice_lab.prompts.lexicon import read_claims
 
 CONSISTENT, INCONSISTENT, NOT_MEASURABLE = "consistent", "inconsistent", "not measurable"
 MIN_GROUP = 3  # takes with a value needed before a relative claim ("deep") means anything
@@ -83,7 +83,7 @@ def adherence(group, prompts=None, *, prompt_column: str = "voice_prompt") -> li
     normalises preview levels.
 
     Args:
-        group: the takes, in any form :func:`~cosyvoice_lab.analysis.take_rows` accepts: a
+        group: the takes, in any form :func:`~cosyvoice_lab.analysis.measures.take_rows` accepts: a
             DataFrame with ``prompt_column`` and Measurements columns, a list of
             ``(voice_prompt, Measurements | dict)``, or Measurements with ``prompts``.
         prompts: voice prompts aligned with ``group`` (overrides the column).
