@@ -8,6 +8,7 @@ modules) costs a fresh interpreter (target < 0.5 s), each with its ratio to the 
 The preview is real speech from the offline engine when it is available, else a synthetic
 buzz with the same length and rate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def preview() -> tuple[np.ndarray, str]:
         settings = engine.settings_for("A calm middle-aged male narrator.", "en", "bench")
         x = engine.render(TEXT, settings, SR)
         source = "offline engine speech"
-    except Exception as exc:  # noqa: BLE001 - fall back to a synthetic signal, and say so
+    except Exception as exc:
         t = np.arange(int(SECONDS * SR)) / SR
         x = 0.3 * np.sign(np.sin(2 * np.pi * (110 + 10 * np.sin(2 * np.pi * 0.5 * t)) * t))
         source = f"synthetic buzz (engine unavailable: {exc})"
@@ -57,6 +58,7 @@ def timed(fn, runs: int) -> tuple[float, float]:
 def import_seconds(module: str, runs: int = 7) -> tuple[float, float]:
     """(wall time of ``python -c 'import module'`` minus a bare interpreter, best of ``runs``
     because other load only adds; -X importtime cumulative, median of ``runs``)."""
+
     def wall(code):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
@@ -66,11 +68,15 @@ def import_seconds(module: str, runs: int = 7) -> tuple[float, float]:
     net = max(0.0, min(wall(f"import {module}") for _ in range(runs)) - bare)
     cumulative = []
     for _ in range(runs):
-        err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                             check=True, capture_output=True, text=True).stderr
+        err = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"], check=True, capture_output=True, text=True
+        ).stderr
         top = module.split(".")[0]
-        us = [int(m.group(1)) for m in re.finditer(r"\|\s*(\d+)\s*\|\s*(\S+)\s*$", err, re.M)
-              if m.group(2) in (top, module)]
+        us = [
+            int(m.group(1))
+            for m in re.finditer(r"\|\s*(\d+)\s*\|\s*(\S+)\s*$", err, re.M)
+            if m.group(2) in (top, module)
+        ]
         cumulative.append(max(us) / 1e6 if us else float("nan"))
     return net, statistics.median(cumulative)
 

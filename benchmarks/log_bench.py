@@ -10,6 +10,7 @@ Prints, against the targets of issue 3 (2-core machine):
     recording them and gives the same rows)
   * bytes per take in the database, audio excluded (after a WAL checkpoint)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,30 +48,48 @@ def record(log: ExperimentLog, n: int, *, audio: list[Audio] | None = None) -> f
     for i in range(n):
         p = i % len(PROMPTS)
         design = VoiceDesign(PROMPTS[p], PREVIEWS[p // 2], target_model=MODELS[i % 2])
-        take = log.start(design, experiment=f"bench-{i // 500}", backend="offline", region="cn-beijing",
-                         host="127.0.0.1", cell=f"p{p}|{MODELS[i % 2]}|r{i % 3}", repeat=i % 3)
-        log.finish(take.take_id, voice_id=f"{MODELS[i % 2]}-vd-lab-{uuid.uuid4().hex}",
-                   request_id=str(uuid.uuid4()), voice_status="OK", latency_s=rng.uniform(2, 9),
-                   audio=audio[i] if audio else None,
-                   metrics={"f0_mean_hz": rng.uniform(80, 300), "f0_range_st": rng.uniform(2, 12),
-                            "loudness_lufs": rng.uniform(-30, -14), "speech_rate_cps": rng.uniform(3, 7),
-                            "duration_s": rng.uniform(2, 6)})
+        take = log.start(
+            design,
+            experiment=f"bench-{i // 500}",
+            backend="offline",
+            region="cn-beijing",
+            host="127.0.0.1",
+            cell=f"p{p}|{MODELS[i % 2]}|r{i % 3}",
+            repeat=i % 3,
+        )
+        log.finish(
+            take.take_id,
+            voice_id=f"{MODELS[i % 2]}-vd-lab-{uuid.uuid4().hex}",
+            request_id=str(uuid.uuid4()),
+            voice_status="OK",
+            latency_s=rng.uniform(2, 9),
+            audio=audio[i] if audio else None,
+            metrics={
+                "f0_mean_hz": rng.uniform(80, 300),
+                "f0_range_st": rng.uniform(2, 12),
+                "loudness_lufs": rng.uniform(-30, -14),
+                "speech_rate_cps": rng.uniform(3, 7),
+                "duration_s": rng.uniform(2, 6),
+            },
+        )
     return time.perf_counter() - t0
 
 
 def grow(log: ExperimentLog, total: int) -> None:
     """Copy the first takes under fresh ids, a day later each round, until the log holds
     ``total`` takes (so that, as in a real log, rows are stored in the order they were made)."""
-    columns = [r[1] for r in log._query("PRAGMA table_info(takes)")]
+    columns = [r[1] for r in log.db.query("PRAGMA table_info(takes)")]
     first = len(log)
     shifted = {"take_id": "lower(hex(randomblob(16)))"}
     for day, have in enumerate(range(first, total, first), start=1):
         for c in ("started_at", "finished_at"):  # keep the fixed-width text: only the date moves
             shifted[c] = f"strftime('%Y-%m-%dT%H:%M:%S', {c}, '+{day} days') || substr({c}, 20)"
         copied = ", ".join(shifted.get(c, c) for c in columns)
-        with log._tx() as conn:
-            conn.execute(f"INSERT INTO takes ({', '.join(columns)}) SELECT {copied} FROM takes "
-                         f"WHERE rowid <= {first} ORDER BY rowid LIMIT {min(first, total - have)}")
+        with log.db.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO takes ({', '.join(columns)}) SELECT {copied} FROM takes "
+                f"WHERE rowid <= {first} ORDER BY rowid LIMIT {min(first, total - have)}"
+            )
 
 
 def load_df(log: ExperimentLog, repeats: int = 3) -> float:
@@ -86,9 +105,9 @@ def load_df(log: ExperimentLog, repeats: int = 3) -> float:
 
 def bytes_per_take(log: ExperimentLog) -> float:
     """Database bytes in use (pages minus free pages, after a checkpoint) per take."""
-    log._query("PRAGMA wal_checkpoint(TRUNCATE)")
-    pages = log._query("PRAGMA page_count")[0][0] - log._query("PRAGMA freelist_count")[0][0]
-    return pages * log._query("PRAGMA page_size")[0][0] / len(log)
+    log.db.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = log.db.query("PRAGMA page_count")[0][0] - log.db.query("PRAGMA freelist_count")[0][0]
+    return pages * log.db.query("PRAGMA page_size")[0][0] / len(log)
 
 
 def previews(n: int) -> list[Audio]:

@@ -8,8 +8,10 @@ listing 0.1 s: the real service lists in a blink but designs for seconds), at co
 10 requests/second and the Lab is set to 9.5/s (so 9 in any second); the peak count of design
 requests in any one-second window is printed, and the number of 429 answers.
 
-    .venv/bin/python benchmarks/runner_bench.py [--takes 48] [--latency 1.0] [--list-latency 0.1] [--rate 9.5]
+    .venv/bin/python benchmarks/runner_bench.py [--takes 48] [--latency 1.0] [--list-latency 0.1] \
+        [--requests-per-second 9.5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,15 +35,29 @@ def peak_per_second(times: list[float]) -> int:
     return best
 
 
-def one_run(n: int, concurrency: int, latency: float, list_latency: float, rate: float,
-            checks: bool) -> tuple[float, int, int]:
+def one_run(
+    n: int, concurrency: int, latency: float, list_latency: float, requests_per_second: float, checks: bool
+) -> tuple[float, int, int]:
     with serve() as sim, tempfile.TemporaryDirectory() as tmp:
-        lab = Lab(Path(tmp) / "lab", backend="offline", base_url=sim.base_url, progress=False,
-                  measure=False, rate=rate, concurrency=concurrency)
+        lab = Lab(
+            Path(tmp) / "lab",
+            backend="offline",
+            base_url=sim.base_url,
+            progress=False,
+            measure=False,
+            requests_per_second=requests_per_second,
+            concurrency=concurrency,
+        )
         sim.faults.action_latency = {"create_voice": latency, "list_voice": list_latency}
         t0 = time.perf_counter()
-        comp = lab.compare(["a steady, calm narrator"], models=["cosyvoice-v3.5-plus"], repeats=n,
-                           experiment=f"bench-{concurrency}", check_quota=checks, verify=checks)
+        comp = lab.compare(
+            ["a steady, calm narrator"],
+            models=["cosyvoice-v3.5-plus"],
+            repeats=n,
+            experiment=f"bench-{concurrency}",
+            check_quota=checks,
+            verify=checks,
+        )
         wall = time.perf_counter() - t0
         creates = [t for t, action, _ in sim.request_log if action == "create_voice"]
         throttled = sum(1 for _, _, status in sim.request_log if status == 429)
@@ -54,19 +70,26 @@ def main():
     ap.add_argument("--takes", type=int, default=48)
     ap.add_argument("--latency", type=float, default=1.0, help="seconds added to each design")
     ap.add_argument("--list-latency", type=float, default=0.1, help="seconds added to each listing")
-    ap.add_argument("--rate", type=float, default=9.5)
+    ap.add_argument("--requests-per-second", type=float, default=9.5)
     args = ap.parse_args()
-    print(f"{args.takes}-take compare, {args.latency:.1f} s per design, {args.list_latency:.1f} s per listing, "
-          f"lab rate {args.rate}/s, "
-          f"simulator limit 10/s, {os.cpu_count()} cores")
-    print(f"{'concurrency':>11} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'runner only s':>15} {'ratio':>6} "
-          f"{'peak req/s':>10} {'429s':>5}")
+    print(
+        f"{args.takes}-take compare, {args.latency:.1f} s per design, {args.list_latency:.1f} s per listing, "
+        f"lab {args.requests_per_second} requests/s, "
+        f"simulator limit 10/s, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'concurrency':>11} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'runner only s':>15} {'ratio':>6} "
+        f"{'peak req/s':>10} {'429s':>5}"
+    )
+    rps = args.requests_per_second
     for c in (1, 4, 8):
         ideal = math.ceil(args.takes / c) * args.latency
-        wall, peak, throttled = one_run(args.takes, c, args.latency, args.list_latency, args.rate, True)
-        bare, peak2, throttled2 = one_run(args.takes, c, args.latency, args.list_latency, args.rate, False)
-        print(f"{c:>11} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f} {bare:>15.2f} {bare / ideal:>6.3f} "
-              f"{max(peak, peak2):>10} {throttled + throttled2:>5}")
+        wall, peak, throttled = one_run(args.takes, c, args.latency, args.list_latency, rps, True)
+        bare, peak2, throttled2 = one_run(args.takes, c, args.latency, args.list_latency, rps, False)
+        print(
+            f"{c:>11} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f} {bare:>15.2f} {bare / ideal:>6.3f} "
+            f"{max(peak, peak2):>10} {throttled + throttled2:>5}"
+        )
 
 
 if __name__ == "__main__":

@@ -48,11 +48,25 @@ if TYPE_CHECKING:
     from cosyvoice_lab.take import Take, Takes
     from cosyvoice_lab.views import Comparison
 
-_ERRORS = (
-    "APIError AuthenticationError ConnectionFailed CosyVoiceLabError CredentialsError InvalidParameter LogError "
-    "OutcomeUnknown RateLimited RequestTimeout ServerError SynthesisError TakeNotFound ValidationError "
-    "VoiceNotFound VoiceNotReady VoiceQuotaExceeded"
-).split()
+_ERRORS = [
+    "APIError",
+    "AuthenticationError",
+    "ConnectionFailed",
+    "CosyVoiceLabError",
+    "CredentialsError",
+    "InvalidParameter",
+    "LogError",
+    "OutcomeUnknown",
+    "RateLimited",
+    "RequestTimeout",
+    "ServerError",
+    "SynthesisError",
+    "TakeNotFound",
+    "ValidationError",
+    "VoiceNotFound",
+    "VoiceNotReady",
+    "VoiceQuotaExceeded",
+]
 _EXPORTS = {
     "Audio": "cosyvoice_lab.audio",
     "Comparison": "cosyvoice_lab.views",
@@ -64,7 +78,7 @@ _EXPORTS = {
     "Take": "cosyvoice_lab.take",
     "Takes": "cosyvoice_lab.take",
     "VoiceDesign": "cosyvoice_lab.design",
-    **{name: "cosyvoice_lab.errors" for name in _ERRORS},
+    **dict.fromkeys(_ERRORS, "cosyvoice_lab.errors"),
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -2,16 +2,18 @@
 
 ``pcm`` means raw signed 16-bit little-endian mono, as the service sends it.
 """
+
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from markupsafe import Markup
 
 from cosyvoice_lab.catalog import SYNTH_FORMATS as FORMATS  # every format the service sends (previews use a subset)
 from cosyvoice_lab.files import atomic_write
@@ -80,7 +82,7 @@ class Audio:
 
     # --- encoding ---------------------------------------------------------------------
     @classmethod
-    def from_numpy(cls, samples: np.ndarray, sample_rate: int, format: str = "wav") -> "Audio":
+    def from_numpy(cls, samples: np.ndarray, sample_rate: int, format: str = "wav") -> Audio:
         """Encode float samples in [-1, 1] (or int16) as ``format``."""
         import numpy as np
 
@@ -96,14 +98,14 @@ class Audio:
         sf.write(buf, samples, sample_rate, format=container, subtype=subtype)
         return cls(buf.getvalue(), format, sample_rate)
 
-    def to_wav(self) -> "Audio":
+    def to_wav(self) -> Audio:
         """The same recording as WAV (what browsers play for raw PCM)."""
         if self.format == "wav":
             return self
         return Audio.from_numpy(self.to_numpy(), self.sample_rate, "wav")
 
     @classmethod
-    def from_base64(cls, text: str, format: str, sample_rate: int) -> "Audio":
+    def from_base64(cls, text: str, format: str, sample_rate: int) -> Audio:
         return cls(base64.b64decode(text), format, sample_rate)
 
     def to_base64(self) -> str:
@@ -125,7 +127,7 @@ class Audio:
         return atomic_write(path, self.data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, sample_rate: int | None = None) -> "Audio":
+    def load(cls, path: str | os.PathLike, sample_rate: int | None = None) -> Audio:
         """Read a file; format from the extension (``.pcm`` needs ``sample_rate``)."""
         path = Path(path)
         ext = path.suffix.lstrip(".").lower()
@@ -142,12 +144,20 @@ class Audio:
         return cls(data, fmt, sample_rate)
 
     # --- notebook display -------------------------------------------------------------------
-    def html(self, *, label: str = "") -> str:
-        """A self-contained ``<audio>`` element (data URI), usable in any HTML page."""
+    def data_uri(self) -> str:
+        """The recording as a ``data:`` URI a browser plays (raw PCM is wrapped as WAV)."""
         playable = self.to_wav() if self.format == "pcm" else self
-        src = f"data:{_MIME[playable.format]};base64,{playable.to_base64()}"
-        title = f' title="{html.escape(label)}"' if label else ""
-        return f'<audio controls preload="none"{title} src="{src}"></audio>'
+        return f"data:{_MIME[playable.format]};base64,{playable.to_base64()}"
+
+    def html(self, *, label: str = "") -> str:
+        """A self-contained ``<audio>`` element (data URI, ``preload="metadata"``), usable in any page.
+
+        ``label`` becomes its tooltip (escaped). This is the package's one player snippet:
+        ``cosyvoice_lab.html`` builds every other page around it. It lives here, not there,
+        because the service layer shows Audio but may not import ``cosyvoice_lab.html``.
+        """
+        title = Markup(' title="{}"').format(label) if label else ""
+        return str(Markup('<audio controls preload="metadata"{} src="{}"></audio>').format(title, self.data_uri()))
 
     def _repr_html_(self) -> str:
         return self.html()

@@ -4,6 +4,7 @@ The validator (``design.py``), the client (``client.py``, ``synthesis.py``) and 
 simulator (``offline/``) all read these values; no limit is written anywhere else.
 Figures follow ``dashscope-contract.md`` (sections in brackets).
 """
+
 from __future__ import annotations
 
 import re
@@ -74,6 +75,7 @@ def design_models(region: str) -> tuple[str, ...]:
 
 ENROLLMENT_MODEL = "voice-enrollment"
 CUSTOMIZATION_PATH = "/services/audio/tts/customization"  # appended to the HTTP base
+HTTP_API_ROOT = "/api/v1"  # the path of the HTTP base on every host (and on the simulator)
 WS_PATH = "/api-ws/v1/inference"
 ACTIONS = ("create_voice", "list_voice", "query_voice", "update_voice", "delete_voice")
 
@@ -146,11 +148,45 @@ SYNTH_RECV_TIMEOUT_S = 30.0  # longest silence tolerated between two WebSocket m
 VOICE_READY_TIMEOUT_S = 60.0  # how long to poll query_voice for a DEPLOYING voice [4.5]
 VOICE_READY_INTERVAL_S = 2.0
 
+# --- retries (client side; service/retry.py) ----------------------------------------------
+
+RETRY_MAX_ATTEMPTS = 4  # attempts in all, the first included
+RETRY_BASE_DELAY_S = 0.5  # full jitter: sleep uniform(0, min(max, base * 2**n))
+RETRY_MAX_DELAY_S = 8.0
+RETRY_AFTER_MAX_S = 60.0  # a longer Retry-After is capped: better fail than hang a notebook
+THROTTLED_WAIT_S = 1.0  # after a throttled task-failed (which carries no Retry-After); limits are per second
+
+# --- the lab's defaults (lab/, widgets/, cli) ----------------------------------------------
+
+DEFAULT_CONCURRENCY = 4  # requests a Lab keeps in flight at once (compare, design n>1, the PromptBuilder)
+DEFAULT_REPEATS = 3  # designs per prompt and model in a compare: enough to hear the variation
+RATING_MIN, RATING_MAX = 1, 5  # the scale of a take's rating (the log's CHECK constraint says the same)
+RECONCILE_WINDOW_S = 120.0  # how far a listed voice's gmt_create may sit from our send time to be adopted
+# What a preview reads when no preview text is given, by language (a design's language follows it).
+DEFAULT_PREVIEW_TEXT = {
+    "en": "Hello! This is a preview of a newly designed voice. How does it sound to you?",
+    "zh": "大家好，这是新设计的声音的试听。你觉得听起来怎么样？",
+}
+
+# --- the experiment log (log/) -------------------------------------------------------------
+
+STALE_PENDING_S = 3600.0  # age after which another host's pending take counts as abandoned (>> create timeout)
+LOG_BUSY_TIMEOUT_S = 30.0  # how long a log write waits for another writer before failing
+
 # --- the offline simulator -----------------------------------------------------------------
 
 # The one key the in-process simulator accepts when none is given. Documented, not secret:
 # it only ever unlocks a server on 127.0.0.1.
 OFFLINE_API_KEY = "sk-offline-cosyvoice-lab"
+# The service's HTTP limits are undocumented; the simulator's: a design request is a few KB, so
+# a body above 1 MiB is answered 413, and a request whose headers or body do not arrive within
+# the read timeout is answered 408 (body) or closed (headers).
+OFFLINE_MAX_BODY_BYTES = 1024 * 1024
+OFFLINE_READ_TIMEOUT_S = 30.0
+# Synthesis timing [WS, contract §11]: first audio 200-800 ms after the text, real-time factor
+# 0.1-0.5 (seconds of work per second of audio); the simulator draws within these ranges.
+SYNTH_FIRST_AUDIO_S = (0.2, 0.8)
+SYNTH_REALTIME_FACTOR = (0.1, 0.5)
 
 
 def is_cjk(ch: str) -> bool:

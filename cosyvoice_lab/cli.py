@@ -4,6 +4,7 @@ Exit codes scripts can trust:
   0 success · 1 some takes failed · 2 bad input (nothing sent) · 3 no or rejected API key ·
   4 the service or network failed · 130 interrupted
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from cosyvoice_lab import __version__, catalog
-from cosyvoice_lab.errors import (AuthenticationError, CosyVoiceLabError, CredentialsError, Problem, ValidationError)
+from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError, Problem, ValidationError
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -32,32 +33,65 @@ offline simulator, and says so.
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--folder", default="cosyvoice-lab", help="the lab folder (log + audio); default ./cosyvoice-lab")
-    common.add_argument("--backend", choices=("auto", "dashscope", "offline"), default="auto",
-                        help="auto: the real service when a key is found, else the offline simulator")
-    common.add_argument("--base-url", help="HTTP base of another server speaking the protocol, e.g. http://127.0.0.1:8765/api/v1")
+    common.add_argument(
+        "--folder", default="cosyvoice-lab", help="the lab folder (log + audio); default ./cosyvoice-lab"
+    )
+    common.add_argument(
+        "--backend",
+        choices=("auto", "dashscope", "offline"),
+        default="auto",
+        help="auto: the real service when a key is found, else the offline simulator",
+    )
+    common.add_argument(
+        "--base-url", help="HTTP base of another server speaking the protocol, e.g. http://127.0.0.1:8765/api/v1"
+    )
     common.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
     common.add_argument("-v", "--verbose", action="store_true", help="log each request and retry")
 
-    p = argparse.ArgumentParser(prog="cosyvoice-lab", description="Design CosyVoice voices from descriptions, "
-                                "compare them across models, and keep a record of every attempt.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="cosyvoice-lab",
+        description="Design CosyVoice voices from descriptions, "
+        "compare them across models, and keep a record of every attempt.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"cosyvoice-lab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("design", parents=[common], help="design voice(s) from one description")
-    d.add_argument("prompt", help=f"the voice description (Chinese or English, up to {catalog.VOICE_PROMPT_MAX} characters)")
+    d.add_argument(
+        "prompt", help=f"the voice description (Chinese or English, up to {catalog.VOICE_PROMPT_MAX} characters)"
+    )
     _design_options(d)
     d.add_argument("-n", type=int, default=1, help="candidates to design (default 1)")
 
     c = sub.add_parser("compare", parents=[common], help="prompts × models × repeats, resumable")
-    c.add_argument("prompts_file", type=Path, help="one prompt per line, or a YAML/JSON list of strings or PromptSpec dicts")
+    c.add_argument(
+        "prompts_file", type=Path, help="one prompt per line, or a YAML/JSON list of strings or PromptSpec dicts"
+    )
     _design_options(c, model=False)
     c.add_argument("--models", nargs="+", default=list(catalog.COMPARE_MODELS), help="models to compare")
-    c.add_argument("--repeats", type=int, default=3, help="designs per prompt and model (default 3)")
+    c.add_argument(
+        "--repeats",
+        type=int,
+        default=catalog.DEFAULT_REPEATS,
+        help=f"designs per prompt and model (default {catalog.DEFAULT_REPEATS})",
+    )
     c.add_argument("--new-repeats", action="store_true", help="draw new repeats instead of resuming")
-    c.add_argument("--concurrency", type=int, default=4)
-    c.add_argument("--rate", type=float, default=catalog.DEFAULT_CLIENT_RPS, help=f"requests/second (service limit {catalog.ENROLLMENT_RPS:g})")
+    c.add_argument(
+        "--concurrency",
+        type=int,
+        default=catalog.DEFAULT_CONCURRENCY,
+        help=f"requests in flight at once (default {catalog.DEFAULT_CONCURRENCY})",
+    )
+    c.add_argument(
+        "--requests-per-second",
+        type=float,
+        default=catalog.DEFAULT_CLIENT_RPS,
+        help=f"request rate (default {catalog.DEFAULT_CLIENT_RPS:g}; service limit {catalog.ENROLLMENT_RPS:g})",
+    )
+    # deprecated spelling, kept for one release: `rate` means speaking speed
+    c.add_argument("--rate", type=float, dest="deprecated_rate", help=argparse.SUPPRESS)
 
     v = sub.add_parser("voices", help="the account's voices: list, delete, cleanup")
     vs = v.add_subparsers(dest="voices_command", required=True, metavar="ACTION")
@@ -82,12 +116,26 @@ def _parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("offline", help="run the offline simulator on 127.0.0.1 until Ctrl-C")
     o.add_argument("--port", type=int, default=8765)
-    o.add_argument("--api-key", help=f"the one key it accepts (default: DASHSCOPE_API_KEY, else {catalog.OFFLINE_API_KEY})")
+    o.add_argument(
+        "--api-key", help=f"the one key it accepts (default: DASHSCOPE_API_KEY, else {catalog.OFFLINE_API_KEY})"
+    )
     o.add_argument("--state", type=Path, help="folder where voices persist across restarts")
     o.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
-    o.add_argument("--design-latency", type=float, default=0.0,
-                   help="seconds added to each create_voice only (the real service designs for seconds)")
+    o.add_argument(
+        "--design-latency",
+        type=float,
+        default=0.0,
+        help="seconds added to each create_voice only (the real service designs for seconds)",
+    )
     o.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 429/500/503")
+    o.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="MODEL:FIELD=N[,FIELD=N]",
+        help="plant a difference in one model (or '*' for all), repeatable; fields: design_latency, "
+        "pitch_shift, pace, adherence, variation, noise; e.g. cosyvoice-v3.5-flash:pitch_shift=3",
+    )
     o.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -96,7 +144,11 @@ def _design_options(p, model: bool = True):
     p.add_argument("--preview-text", help="what the preview reads (default: a sentence in the prompt's language)")
     if model:
         p.add_argument("--model", default=catalog.DEFAULT_MODEL, choices=catalog.design_models(catalog.DEFAULT_REGION))
-    p.add_argument("--prefix", default=catalog.DEFAULT_PREFIX, help=f"1-{catalog.PREFIX_MAX} lowercase letters/digits, part of the voice id")
+    p.add_argument(
+        "--prefix",
+        default=catalog.DEFAULT_PREFIX,
+        help=f"1-{catalog.PREFIX_MAX} lowercase letters/digits, part of the voice id",
+    )
     p.add_argument("--experiment", help="group takes under this name")
 
 
@@ -131,8 +183,14 @@ def _takes_df(lab, takes):
 def cmd_design(args) -> int:
     lab = _lab(args)
     print(repr(lab), file=sys.stderr)
-    takes = lab.design(args.prompt, preview_text=args.preview_text, model=args.model, prefix=args.prefix,
-                       n=args.n, experiment=args.experiment)
+    takes = lab.design(
+        args.prompt,
+        preview_text=args.preview_text,
+        model=args.model,
+        prefix=args.prefix,
+        n=args.n,
+        experiment=args.experiment,
+    )
     takes = takes if isinstance(takes, list) else [takes]
     _print_table(_takes_df(lab, takes), args.json, TAKE_COLUMNS)
     return EXIT_OK if all(t.ok for t in takes) else EXIT_FAILED
@@ -147,22 +205,45 @@ def _read_prompts(path: Path) -> list:
 
         items = yaml.safe_load(text)
         if not isinstance(items, list):
-            raise ValidationError([Problem("prompts_file", "type", f"{path} must hold a list of prompts")],
-                                  context="compare")
+            raise ValidationError(
+                [Problem("prompts_file", "type", f"{path} must hold a list of prompts")], context="compare"
+            )
         return [PromptSpec.from_dict(i) if isinstance(i, dict) else str(i) for i in items]
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def cmd_compare(args) -> int:
     prompts = _read_prompts(args.prompts_file)
-    lab = _lab(args, concurrency=args.concurrency, rate=args.rate)
+    rps = args.requests_per_second
+    if args.deprecated_rate is not None:
+        print(
+            "warning: --rate is deprecated and will be removed in the next release; use --requests-per-second",
+            file=sys.stderr,
+        )
+        rps = args.deprecated_rate
+    lab = _lab(args, concurrency=args.concurrency, requests_per_second=rps)
     print(repr(lab), file=sys.stderr)
-    comp = lab.compare(prompts, models=args.models, repeats=args.repeats, preview_text=args.preview_text,
-                       experiment=args.experiment, new_repeats=args.new_repeats, prefix=args.prefix)
+    comp = lab.compare(
+        prompts,
+        models=args.models,
+        repeats=args.repeats,
+        preview_text=args.preview_text,
+        experiment=args.experiment,
+        new_repeats=args.new_repeats,
+        prefix=args.prefix,
+    )
     takes = comp.takes
     if args.json:
-        print(json.dumps({"experiment": comp.experiment, "takes": len(takes),
-                          "ok": sum(t.ok for t in takes), "interrupted": comp.interrupted}))
+        print(
+            json.dumps(
+                {
+                    "experiment": comp.experiment,
+                    "takes": len(takes),
+                    "ok": sum(t.ok for t in takes),
+                    "interrupted": comp.interrupted,
+                }
+            )
+        )
     else:
         print(f"experiment {comp.experiment}: {sum(t.ok for t in takes)}/{len(takes)} takes ok")
         print(comp.pivot().to_string())
@@ -177,7 +258,9 @@ def cmd_voices(args) -> int:
         df = lab.voices()
         if not args.json:
             print(f"{len(df)} voice(s) of {catalog.VOICE_QUOTA} allowed — {lab!r}", file=sys.stderr)
-        _print_table(df, args.json, ["voice_id", "status", "gmt_create", "take_id", "experiment", "rating", "chosen", "known"])
+        _print_table(
+            df, args.json, ["voice_id", "status", "gmt_create", "take_id", "experiment", "rating", "chosen", "known"]
+        )
         return EXIT_OK
     if args.voices_command == "delete":
         deleted = []
@@ -192,8 +275,10 @@ def cmd_voices(args) -> int:
     plan = lab.cleanup(dry_run=not args.yes, experiment=args.experiment, include_unknown=args.include_unknown)
     _print_table(plan, args.json, ["voice_id", "action", "reason", "done"])
     if not args.yes and not args.json:
-        print(f"dry run: {int((plan['action'] == 'delete').sum())} voice(s) would be deleted; add --yes to delete",
-              file=sys.stderr)
+        print(
+            f"dry run: {int((plan['action'] == 'delete').sum())} voice(s) would be deleted; add --yes to delete",
+            file=sys.stderr,
+        )
     return EXIT_OK if args.yes is False or plan.loc[plan["action"] == "delete", "done"].all() else EXIT_FAILED
 
 
@@ -203,14 +288,19 @@ def cmd_log(args) -> int:
     log = ExperimentLog(args.folder)
     if args.log_command == "show":
         df = log.to_dataframe(experiment=args.experiment)
-        _print_table(df.sort_values("started_at").tail(args.limit), args.json, TAKE_COLUMNS + ["experiment"])
+        _print_table(df.sort_values("started_at").tail(args.limit), args.json, [*TAKE_COLUMNS, "experiment"])
         return EXIT_OK
     if args.log_command == "import":
         counts = log.import_bundle(args.path)
         print(json.dumps(counts) if args.json else f"imported: {counts}")
         return EXIT_OK
     suffix = args.path.suffix.lower()
-    exporters = {".csv": log.export_csv, ".parquet": log.export_parquet, ".html": log.export_html, ".zip": log.export_bundle}
+    exporters = {
+        ".csv": log.export_csv,
+        ".parquet": log.export_parquet,
+        ".html": log.export_html,
+        ".zip": log.export_bundle,
+    }
     if suffix not in exporters:
         print(f"cannot export to {args.path}: use .csv, .parquet, .html or .zip", file=sys.stderr)
         return EXIT_INPUT
@@ -223,9 +313,15 @@ def cmd_offline(args) -> int:
     import threading
 
     from cosyvoice_lab.offline import serve
+    from cosyvoice_lab.offline.profiles import merge_options
 
+    try:
+        model_profiles = merge_options(args.profile)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-    with serve(port=args.port, api_key=args.api_key, state_dir=args.state) as sim:
+    with serve(port=args.port, api_key=args.api_key, state_dir=args.state, model_profiles=model_profiles) as sim:
         sim.faults.latency = args.latency
         sim.faults.action_latency = {"create_voice": args.design_latency} if args.design_latency else {}
         sim.faults.error_rate = args.error_rate
@@ -240,8 +336,10 @@ COMMANDS = {"design": cmd_design, "compare": cmd_compare, "voices": cmd_voices, 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

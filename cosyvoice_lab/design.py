@@ -4,6 +4,7 @@
 produces the JSON body of contract §2.2. Invalid input never reaches the network: the client
 calls ``to_payload()``, which validates first.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,7 @@ def _script_name(ch: str) -> str:
     if unicodedata.category(ch) == "So" or 0x1F000 <= ord(ch) <= 0x1FAFF:
         return "emoji/symbol"
     name = unicodedata.name(ch, "")
-    for script in ("HIRAGANA", "KATAKANA", "HANGUL", "CYRILLIC", "ARABIC", "GREEK", "HEBREW",
-                   "THAI", "DEVANAGARI"):
+    for script in ("HIRAGANA", "KATAKANA", "HANGUL", "CYRILLIC", "ARABIC", "GREEK", "HEBREW", "THAI", "DEVANAGARI"):
         if script in name:
             return {"HIRAGANA": "Japanese kana", "KATAKANA": "Japanese kana"}.get(script, script.title())
     return f"U+{ord(ch):04X}"
@@ -108,12 +108,32 @@ class VoiceDesign:
         out += _text_problems("preview_text", self.preview_text, catalog.PREVIEW_TEXT_MAX)
         out += self._language_problems()
         out += self._model_problems()
-        if self.sample_rate not in catalog.PREVIEW_SAMPLE_RATES:
-            out.append(Problem("sample_rate", "allowed_values",
-                               f"must be one of {catalog.PREVIEW_SAMPLE_RATES}, got {self.sample_rate!r}"))
+        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int):
+            # 24000.0 == 24000, but the wire field is an integer (contract §2.2)
+            out.append(
+                Problem(
+                    "sample_rate",
+                    "type",
+                    f"must be an integer, one of {catalog.PREVIEW_SAMPLE_RATES}, "
+                    f"got {self.sample_rate!r} ({type(self.sample_rate).__name__})",
+                )
+            )
+        elif self.sample_rate not in catalog.PREVIEW_SAMPLE_RATES:
+            out.append(
+                Problem(
+                    "sample_rate",
+                    "allowed_values",
+                    f"must be one of {catalog.PREVIEW_SAMPLE_RATES}, got {self.sample_rate!r}",
+                )
+            )
         if self.response_format not in catalog.PREVIEW_FORMATS:
-            out.append(Problem("response_format", "allowed_values",
-                               f"must be one of {catalog.PREVIEW_FORMATS}, got {self.response_format!r}"))
+            out.append(
+                Problem(
+                    "response_format",
+                    "allowed_values",
+                    f"must be one of {catalog.PREVIEW_FORMATS}, got {self.response_format!r}",
+                )
+            )
         return out
 
     def warnings(self) -> list[str]:
@@ -122,11 +142,13 @@ class VoiceDesign:
         for name, limit in (("voice_prompt", catalog.VOICE_PROMPT_MAX), ("preview_text", catalog.PREVIEW_TEXT_MAX)):
             text = getattr(self, name)
             if isinstance(text, str) and len(text) <= limit < catalog.billed_characters(text):
-                out.append(f"{name}: {catalog.billed_characters(text)} characters when CJK counts 2 "
-                           f"(limit {limit}); the service may count this way and reject it")
+                out.append(
+                    f"{name}: {catalog.billed_characters(text)} characters when CJK counts 2 "
+                    f"(limit {limit}); the service may count this way and reject it"
+                )
         return out
 
-    def validate(self) -> "VoiceDesign":
+    def validate(self) -> VoiceDesign:
         """Return self if valid; else raise ``ValidationError`` listing every problem.
 
         Soft-limit findings are issued as ``LengthWarning``.
@@ -142,28 +164,49 @@ class VoiceDesign:
         text = self.preview_text if isinstance(self.preview_text, str) else ""
         detected = detect_language(text)
         if self.language is not None and self.language not in catalog.LANGUAGES:
-            return [Problem("language", "allowed_values",
-                            f"must be one of {catalog.LANGUAGES}, got {self.language!r}")]
+            return [Problem("language", "allowed_values", f"must be one of {catalog.LANGUAGES}, got {self.language!r}")]
         if self.language is None and detected is None and text.strip():
-            return [Problem("language", "derivable",
-                            "cannot tell the language of preview_text (no Chinese or English letters); "
-                            "pass language='zh' or 'en'")]
+            return [
+                Problem(
+                    "language",
+                    "derivable",
+                    "cannot tell the language of preview_text (no Chinese or English letters); "
+                    "pass language='zh' or 'en'",
+                )
+            ]
         if self.language and detected and self.language != detected:
-            return [Problem("language", "matches_preview_text",
-                            f"language={self.language!r} but preview_text is {detected!r}; "
-                            f"the preview must be read in the language given")]
+            return [
+                Problem(
+                    "language",
+                    "matches_preview_text",
+                    f"language={self.language!r} but preview_text is {detected!r}; "
+                    f"the preview must be read in the language given",
+                )
+            ]
         return []
 
     def _model_problems(self) -> list[Problem]:
         if self.region not in catalog.REGIONS:
-            return [Problem("region", "allowed_values", f"must be one of {tuple(catalog.REGIONS)}, got {self.region!r}")]
+            return [
+                Problem("region", "allowed_values", f"must be one of {tuple(catalog.REGIONS)}, got {self.region!r}")
+            ]
         allowed = catalog.design_models(self.region)
         if not allowed:
-            return [Problem("region", "design_available",
-                            f"CosyVoice voice design is not offered in {self.region}; use cn-beijing")]
+            return [
+                Problem(
+                    "region",
+                    "design_available",
+                    f"CosyVoice voice design is not offered in {self.region}; use cn-beijing",
+                )
+            ]
         if self.target_model not in allowed:
-            return [Problem("target_model", "design_model",
-                            f"must be one of {allowed} for design in {self.region}, got {self.target_model!r}")]
+            return [
+                Problem(
+                    "target_model",
+                    "design_model",
+                    f"must be one of {allowed} for design in {self.region}, got {self.target_model!r}",
+                )
+            ]
         return []
 
     # --- wire --------------------------------------------------------------------------
@@ -191,12 +234,12 @@ class VoiceDesign:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "VoiceDesign":
+    def from_dict(cls, data: dict) -> VoiceDesign:
         """Build from ``to_dict()`` output, ignoring unknown keys."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def replace(self, **changes) -> "VoiceDesign":
+    def replace(self, **changes) -> VoiceDesign:
         return dataclasses.replace(self, **changes)
 
 

@@ -4,7 +4,7 @@
 
     CosyVoiceLabError
     ├── ValidationError          bad input, caught before anything is sent (.problems)
-    ├── CredentialsError         no API key found
+    ├── CredentialsError         no API key found, or one with a control character or space inside
     ├── TransportError           the request did not complete
     │   ├── ConnectionFailed     could not connect / connection dropped
     │   └── RequestTimeout       no answer in time
@@ -21,9 +21,12 @@
     ├── VoiceNotReady            a voice is not OK (DEPLOYING too long, or UNDEPLOYED)
     └── LogError                 the experiment log cannot be opened or written (.path)
 
-No message ever contains the API key: the key lives in a ``Secret`` and the client never
-formats request headers into errors.
+No message ever contains the API key: the key lives in a ``Secret``, the client never formats
+request headers into errors, and every text the server sent (error messages, bodies, close
+reasons) passes through ``credentials.redact`` before it becomes part of an exception, so even
+a server that echoes the ``Authorization`` header shows ``sk-***``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,8 +101,9 @@ class APIError(CosyVoiceLabError):
     """The service answered with an error status; ``retry_after`` is the seconds its
     ``Retry-After`` header asked for (None if it gave none)."""
 
-    def __init__(self, status: int, code: str, message: str, request_id: str | None = None,
-                 *, retry_after: float | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, request_id: str | None = None, *, retry_after: float | None = None
+    ):
         self.status = status
         self.code = code
         self.message = message
@@ -167,17 +171,18 @@ class TakeNotFound(LogError, KeyError):
         return Exception.__str__(self)
 
 
-
 _BY_CODE = {
     "Throttling.AllocationQuota": VoiceQuotaExceeded,  # 400 for the voice limit; 429 generic below
     "BadRequest.ResourceNotExist": VoiceNotFound,
 }
 
 
-def api_error(status: int, code: str | None, message: str | None, request_id: str | None,
-              *, retry_after: float | None = None) -> APIError:
+def api_error(
+    status: int, code: str | None, message: str | None, request_id: str | None, *, retry_after: float | None = None
+) -> APIError:
     """Map an HTTP error answer to the most specific ``APIError`` subclass."""
     code = code or "Unknown"
+    cls: type[APIError] | None
     if status in (401, 403):
         cls = AuthenticationError
     elif status == 429:
@@ -192,8 +197,25 @@ def api_error(status: int, code: str | None, message: str | None, request_id: st
 
 
 # Public classes report the module users import them from.
-for _cls in (CosyVoiceLabError, ValidationError, CredentialsError, TransportError, ConnectionFailed, RequestTimeout,
-             OutcomeUnknown, APIError, AuthenticationError, RateLimited, VoiceQuotaExceeded, VoiceNotFound,
-             InvalidParameter, ServerError, SynthesisError, VoiceNotReady, LogError, TakeNotFound):
+for _cls in (
+    CosyVoiceLabError,
+    ValidationError,
+    CredentialsError,
+    TransportError,
+    ConnectionFailed,
+    RequestTimeout,
+    OutcomeUnknown,
+    APIError,
+    AuthenticationError,
+    RateLimited,
+    VoiceQuotaExceeded,
+    VoiceNotFound,
+    InvalidParameter,
+    ServerError,
+    SynthesisError,
+    VoiceNotReady,
+    LogError,
+    TakeNotFound,
+):
     _cls.__module__ = "cosyvoice_lab"
 del _cls

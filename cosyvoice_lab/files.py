@@ -1,10 +1,11 @@
 """Writing files so that a crash never leaves half of one: temp file, fsync, rename."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def atomic_write(path, data: bytes | None = None, *, writer: Callable[[str], None] | None = None) -> Path:

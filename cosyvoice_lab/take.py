@@ -7,16 +7,18 @@ from the database. ``take.design`` is the exact ``VoiceDesign`` to send again.
 No field can hold an API key: the request is recorded as its ``VoiceDesign`` fields, never as
 headers, and error messages are scrubbed of anything shaped like a key (``redact``).
 """
+
 from __future__ import annotations
 
 import dataclasses
-import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cosyvoice_lab import html
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError
@@ -54,7 +56,8 @@ def iso(dt: datetime | None) -> str | None:
     """Fixed-width ISO 8601 UTC text (sorts as time does): ``2025-01-31T08:00:00.000000Z``."""
     if dt is None:
         return None
-    return utc(dt).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # 4x faster than strftime
+    naive = dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo else dt
+    return naive.isoformat(timespec="microseconds") + "Z"  # 4x faster than strftime
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -112,6 +115,9 @@ class Take:
     tags: tuple[str, ...] = ()
     notes: str = ""
     played: bool = False
+    # How to read the preview: the log that builds a take gives it its audio store's loader.
+    # Not part of the take's value: ignored by ==, repr, hash and to_dict (pickled along).
+    audio_loader: Callable[[Take], Audio] | None = field(default=None, compare=False, repr=False)
 
     # Takes are values keyed by a global id; metrics (a dict) would make the generated hash fail.
     def __hash__(self):
@@ -135,31 +141,28 @@ class Take:
 
     @property
     def audio(self) -> Audio | None:
-        """The preview recording, read from the audio store; None if the take has none.
+        """The preview recording; None if the take has none.
+
+        A take read from the log loads it through the log's audio store (``audio_loader``); a
+        take built by hand, without a loader, reads the file ``audio_path`` names.
 
         Raises:
             LogError: the take names an audio file that is missing or unreadable.
         """
         if not self.audio_path:
             return None
-        path = Path(self.audio_path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise LogError(path, f"the preview audio of take {self.take_id} is missing "
-                                 f"(sha256 {self.audio_sha256}); restore it from a bundle or backup") from None
-        except OSError as exc:
-            raise LogError(path, f"cannot read the preview audio of take {self.take_id}: {exc}") from exc
-        return Audio(data, self.audio_format, self.audio_sample_rate)
+        if self.audio_loader is not None:
+            return self.audio_loader(self)
+        return _load_file(self, self.audio_path)
 
-    def replace(self, **changes) -> "Take":
+    def replace(self, **changes) -> Take:
         """A copy with ``changes`` applied (the take itself is frozen)."""
         return dataclasses.replace(self, **changes)
 
     # --- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the design nested, datetimes ISO 8601 UTC, tags a list."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {name: getattr(self, name) for name in _SERIALISED}
         out["design"] = self.design.to_dict()
         out["started_at"] = iso(self.started_at)
         out["finished_at"] = iso(self.finished_at)
@@ -168,14 +171,13 @@ class Take:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Take":
+    def from_dict(cls, data: dict[str, Any]) -> Take:
         """Build from ``to_dict()`` output, ignoring unknown keys.
 
         Raises:
             ValueError: the status is not one of ``STATUSES`` or a timestamp is malformed.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
+        values = {k: v for k, v in data.items() if k in _SERIALISED}
         values["design"] = VoiceDesign.from_dict(data["design"])
         values["started_at"] = parse_iso(data.get("started_at"))
         values["finished_at"] = parse_iso(data.get("finished_at"))
@@ -194,43 +196,27 @@ class Take:
         return f"<Take {self.take_id[:8]} {self.status} {self.model} {outcome} {prompt!r}{stars}{chosen}>"
 
     def _repr_html_(self) -> str:
-        esc = html.escape
-        rows = [
-            ("prompt", esc(self.prompt)),
-            ("preview text", esc(self.design.preview_text)),
-            ("model", esc(self.model)),
-            ("voice id", f"<code>{esc(self.voice_id or '—')}</code>"),
-            ("status", esc(self._status_text())),
-            ("rating", ("★" * self.rating if self.rating else "—") + (" · chosen" if self.chosen else "")),
-        ]
-        if self.tags:
-            rows.append(("tags", esc(", ".join(self.tags))))
-        if self.notes:
-            rows.append(("notes", esc(self.notes)))
-        rows.append(("preview", self._player_html()))
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-                       for k, v in rows)
-        head = f"Take <code>{esc(self.take_id)}</code> · {esc(self.backend)}"
-        if self.experiment:
-            head += f" · {esc(self.experiment)}"
-        return f"<div><div>{head}</div><table>{body}</table></div>"
+        return html.take_card(self)
 
-    def _status_text(self) -> str:
-        text = self.status
-        if self.error_code or self.error_message:
-            text += f": {self.error_code or ''} {self.error_message or ''}".rstrip()
-        if self.latency_s is not None:
-            text += f" ({self.latency_s:.2f} s)"
-        return text
 
-    def _player_html(self) -> str:
-        if self.preview_missing:
-            return "no preview (voice reconciled from the service's list)"
-        try:
-            audio = self.audio
-        except LogError as exc:
-            return f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
-        return audio.html(label=self.take_id) if audio else "—"
+# The fields to_dict writes and from_dict reads: the take's value, not how to load its audio.
+_SERIALISED = tuple(f.name for f in dataclasses.fields(Take) if f.name != "audio_loader")
+
+
+def _load_file(take: Take, audio_path: str) -> Audio:
+    """The preview of a take built by hand, from the file it names (``Audio.load``: format
+    from the extension), with a missing or unreadable file reported as a ``LogError``."""
+    path = Path(audio_path)
+    try:
+        return Audio.load(path, take.audio_sample_rate)
+    except FileNotFoundError:
+        raise LogError(
+            path,
+            f"the preview audio of take {take.take_id} is missing "
+            f"(sha256 {take.audio_sha256}); restore it from a bundle or backup",
+        ) from None
+    except OSError as exc:
+        raise LogError(path, f"cannot read the preview audio of take {take.take_id}: {exc}") from exc
 
 
 class Takes(list):
@@ -238,8 +224,7 @@ class Takes(list):
     list would print reprs and no players)."""
 
     def _repr_html_(self) -> str:
-        cells = "".join(f"<div style='flex:1 1 24em;min-width:20em'>{t._repr_html_()}</div>" for t in self)
-        return f"<div style='display:flex;flex-wrap:wrap;gap:1em'>{cells}</div>"
+        return html.takes_grid(self)
 
 
 # Public classes report the module users import them from.

@@ -4,6 +4,7 @@ Each check takes a ``DashScopeClient``, a ``Synthesizer`` and a ``cleanup`` list
 created, deleted by the caller's fixture whatever happens). Test modules parametrise over them:
 ``tests/test_contract_offline.py`` (always) and ``tests/live/test_live_contract.py`` (opt-in).
 """
+
 import io
 import uuid
 
@@ -12,15 +13,25 @@ import pytest
 import soundfile as sf
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import AuthenticationError, SynthesisError, ValidationError, VoiceNotFound
+from cosyvoice_lab.service.http import DashScopeClient
 
 PREFIX = "cvlabtest"
-EN = VoiceDesign("A calm, deep male narrator in his fifties, slow and warm.",
-                 "Good evening, and welcome.", prefix=PREFIX, target_model=catalog.V35_FLASH)
-ZH = VoiceDesign("温柔的年轻女声，语速适中，吐字清晰。", "大家好，欢迎收听。", prefix=PREFIX,
-                 target_model=catalog.V35_FLASH, response_format="mp3", sample_rate=16000)
+EN = VoiceDesign(
+    "A calm, deep male narrator in his fifties, slow and warm.",
+    "Good evening, and welcome.",
+    prefix=PREFIX,
+    target_model=catalog.V35_FLASH,
+)
+ZH = VoiceDesign(
+    "温柔的年轻女声，语速适中，吐字清晰。",
+    "大家好，欢迎收听。",
+    prefix=PREFIX,
+    target_model=catalog.V35_FLASH,
+    response_format="mp3",
+    sample_rate=16000,
+)
 
 
 def check_design_list_query_delete(client, synth, cleanup):

@@ -1,5 +1,6 @@
 """analysis (measure, embeddings, variation), checks (adherence) and plots, on synthetic signals
 and, when the offline engine is there, on real simulator speech."""
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,10 @@ import pandas as pd
 import pytest
 
 import cosyvoice_lab.analysis as analysis
-from cosyvoice_lab.analysis import measures
+from cosyvoice_lab.analysis import Measurements, measure, measures, pairwise, speaker_embedding, variability, variation
 from cosyvoice_lab.analysis import checks as checks
-from cosyvoice_lab.analysis import variability
-from cosyvoice_lab.analysis import Measurements, measure, pairwise, speaker_embedding, variation
-from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.analysis.checks import CONSISTENT, INCONSISTENT, NOT_MEASURABLE, adherence, adherence_table
+from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.prompts.spec import PromptSpec
 
 SR = 24000
@@ -33,7 +32,7 @@ def bursts(n=6, on=0.2, off=0.1, lead=0.5, freq=150.0, stretch=1.0, sr=SR):
     parts = [silence(lead)]
     for _ in range(n):
         parts += [sine(freq, on * stretch, 0.3, sr), silence(off)]
-    return np.concatenate(parts[:-1] + [silence(lead)])
+    return np.concatenate([*parts[:-1], silence(lead)])
 
 
 def voice(f0=120.0, formants=(700, 1200, 2600), seconds=1.5, sr=SR, amp=0.3):
@@ -50,7 +49,7 @@ def voice(f0=120.0, formants=(700, 1200, 2600), seconds=1.5, sr=SR, amp=0.3):
 
 def m(**values) -> dict:
     """A measurement row with only the values a test cares about."""
-    base = {f: math.nan for f in Measurements.__dataclass_fields__}
+    base = dict.fromkeys(Measurements.__dataclass_fields__, math.nan)
     base["rate_unit"] = values.pop("rate_unit", "letters_per_s")
     return {**base, **values}
 
@@ -60,6 +59,7 @@ def verdicts(judgements, dimension):
 
 
 # --- measure: synthetic signals ------------------------------------------------------------------
+
 
 def test_sine_has_its_frequency_as_median_f0():
     r = measure(Audio.from_numpy(sine(200.0, 2.0), SR))
@@ -145,7 +145,9 @@ def test_measurements_round_trip_through_dict():
     r = measure(sine(), "hi", sample_rate=SR)
     again = Measurements.from_dict({**r.to_dict(), "extra": 1})
     assert again.to_dict().keys() == r.to_dict().keys()
-    assert all((a == b) or (a != a and b != b) for a, b in zip(again.to_dict().values(), r.to_dict().values()))
+    assert all(
+        (a == b) or (a != a and b != b) for a, b in zip(again.to_dict().values(), r.to_dict().values(), strict=False)
+    )
     assert math.isnan(Measurements.from_dict({}).median_f0_hz)
 
 
@@ -168,10 +170,13 @@ def test_stereo_arrays_are_mixed_down():
 
 # --- adherence ----------------------------------------------------------------------------------------
 
+
 def test_deep_prompt_with_the_highest_voice_is_inconsistent():
-    group = [("A man with a deep voice.", m(median_f0_hz=160.0)),
-             ("A speaker.", m(median_f0_hz=110.0)),
-             ("A calm speaker.", m(median_f0_hz=120.0))]
+    group = [
+        ("A man with a deep voice.", m(median_f0_hz=160.0)),
+        ("A speaker.", m(median_f0_hz=110.0)),
+        ("A calm speaker.", m(median_f0_hz=120.0)),
+    ]
     pitch = [j for j in adherence(group) if j.dimension == "pitch"]
     assert [j.verdict for j in pitch] == [INCONSISTENT]
     assert "above" in pitch[0].reason and "rank 3 of 3" in pitch[0].reason
@@ -179,24 +184,32 @@ def test_deep_prompt_with_the_highest_voice_is_inconsistent():
 
 
 def test_deep_prompt_with_the_lowest_voice_is_consistent():
-    group = [("A man with a deep voice.", m(median_f0_hz=85.0)),
-             ("A speaker.", m(median_f0_hz=110.0)),
-             ("A calm speaker.", m(median_f0_hz=120.0))]
+    group = [
+        ("A man with a deep voice.", m(median_f0_hz=85.0)),
+        ("A speaker.", m(median_f0_hz=110.0)),
+        ("A calm speaker.", m(median_f0_hz=120.0)),
+    ]
     assert verdicts(adherence(group), "pitch") == [CONSISTENT]
 
 
 def test_a_claim_barely_borne_out_is_inconsistent():
-    group = [("A high-pitched voice.", m(median_f0_hz=202.0)),
-             ("A speaker.", m(median_f0_hz=200.0)), ("A speaker.", m(median_f0_hz=199.0))]
-    judgement = [j for j in adherence(group) if j.dimension == "pitch"][0]
+    group = [
+        ("A high-pitched voice.", m(median_f0_hz=202.0)),
+        ("A speaker.", m(median_f0_hz=200.0)),
+        ("A speaker.", m(median_f0_hz=199.0)),
+    ]
+    judgement = next(j for j in adherence(group) if j.dimension == "pitch")
     assert judgement.verdict == INCONSISTENT and "at least 1 semitones above" in judgement.reason
 
 
 def test_pitch_is_compared_within_gender():
-    group = [("A woman with a deep voice.", m(median_f0_hz=175.0)),
-             ("A man.", m(median_f0_hz=110.0)), ("A man.", m(median_f0_hz=115.0)),
-             ("A woman.", m(median_f0_hz=220.0))]
-    judgement = [j for j in adherence(group) if j.dimension == "pitch"][0]
+    group = [
+        ("A woman with a deep voice.", m(median_f0_hz=175.0)),
+        ("A man.", m(median_f0_hz=110.0)),
+        ("A man.", m(median_f0_hz=115.0)),
+        ("A woman.", m(median_f0_hz=220.0)),
+    ]
+    judgement = next(j for j in adherence(group) if j.dimension == "pitch")
     assert judgement.verdict == CONSISTENT and judgement.reference == 220.0
 
 
@@ -212,23 +225,29 @@ def test_repeats_of_one_relative_claim_have_nothing_to_compare_with():
 
 
 def test_pace_and_volume_are_judged_on_rate_and_loudness():
-    group = [("They speak slowly.", m(speaking_rate=10.0, loudness_lufs=-20.0)),
-             ("They speak fast.", m(speaking_rate=16.0, loudness_lufs=-20.0)),
-             ("A soft, quiet voice.", m(speaking_rate=13.0, loudness_lufs=-28.0)),
-             ("A loud voice.", m(speaking_rate=13.0, loudness_lufs=-26.0))]
+    group = [
+        ("They speak slowly.", m(speaking_rate=10.0, loudness_lufs=-20.0)),
+        ("They speak fast.", m(speaking_rate=16.0, loudness_lufs=-20.0)),
+        ("A soft, quiet voice.", m(speaking_rate=13.0, loudness_lufs=-28.0)),
+        ("A loud voice.", m(speaking_rate=13.0, loudness_lufs=-26.0)),
+    ]
     result = adherence(group)
     assert verdicts(result, "pace") == [CONSISTENT, CONSISTENT]
     assert verdicts(result, "volume") == [CONSISTENT, INCONSISTENT]
 
 
 def test_speaking_rates_in_different_units_are_not_compared():
-    group = [("They speak slowly.", m(speaking_rate=3.0, rate_unit="chars_per_s")),
-             ("A speaker.", m(speaking_rate=13.0)), ("A speaker.", m(speaking_rate=12.0))]
+    group = [
+        ("They speak slowly.", m(speaking_rate=3.0, rate_unit="chars_per_s")),
+        ("A speaker.", m(speaking_rate=13.0)),
+        ("A speaker.", m(speaking_rate=12.0)),
+    ]
     assert verdicts(adherence(group), "pace") == [NOT_MEASURABLE]
 
 
-@pytest.mark.parametrize("f0, verdict", [(100.0, CONSISTENT), (230.0, INCONSISTENT), (165.0, NOT_MEASURABLE),
-                                         (math.nan, NOT_MEASURABLE)])
+@pytest.mark.parametrize(
+    "f0, verdict", [(100.0, CONSISTENT), (230.0, INCONSISTENT), (165.0, NOT_MEASURABLE), (math.nan, NOT_MEASURABLE)]
+)
 def test_gender_is_judged_on_absolute_f0_with_an_ambiguous_band(f0, verdict):
     assert verdicts(adherence([("A man.", m(median_f0_hz=f0))]), "gender") == [verdict]
     mirrored = {CONSISTENT: INCONSISTENT, INCONSISTENT: CONSISTENT}.get(verdict, verdict)
@@ -254,9 +273,14 @@ def test_what_cannot_be_measured_says_so():
 
 
 def test_adherence_accepts_a_dataframe_and_prompts_given_separately():
-    frame = pd.DataFrame([{"voice_prompt": "A deep voice.", **m(median_f0_hz=90.0)},
-                          {"voice_prompt": "A speaker.", **m(median_f0_hz=120.0)},
-                          {"voice_prompt": "A speaker.", **m(median_f0_hz=125.0)}], index=["t1", "t2", "t3"])
+    frame = pd.DataFrame(
+        [
+            {"voice_prompt": "A deep voice.", **m(median_f0_hz=90.0)},
+            {"voice_prompt": "A speaker.", **m(median_f0_hz=120.0)},
+            {"voice_prompt": "A speaker.", **m(median_f0_hz=125.0)},
+        ],
+        index=["t1", "t2", "t3"],
+    )
     assert adherence(frame)[0].take == "t1"
     records = [Measurements.from_dict(m(median_f0_hz=f)) for f in (90.0, 120.0, 125.0)]
     assert adherence(records, prompts=["A deep voice.", "A speaker.", "A speaker."])[0].verdict == CONSISTENT
@@ -282,6 +306,7 @@ def test_analysis_package_re_exports_the_notebook_names():
 
 
 # --- embeddings and variation -----------------------------------------------------------------------
+
 
 def test_embedding_ignores_level_and_tells_spectra_apart():
     a = speaker_embedding(voice(formants=(700, 1200, 2600)), sample_rate=SR)
@@ -309,8 +334,11 @@ def test_embeddings_compare_across_sample_rates():
 
 
 def test_pairwise_has_one_row_per_pair():
-    group = [("A", m(median_f0_hz=100.0, loudness_lufs=-20.0)), ("A", m(median_f0_hz=200.0, loudness_lufs=-20.0)),
-             ("B", m(median_f0_hz=100.0, loudness_lufs=-23.0))]
+    group = [
+        ("A", m(median_f0_hz=100.0, loudness_lufs=-20.0)),
+        ("A", m(median_f0_hz=200.0, loudness_lufs=-20.0)),
+        ("B", m(median_f0_hz=100.0, loudness_lufs=-23.0)),
+    ]
     table = pairwise(group)
     assert len(table) == 3
     first = table.iloc[0]
@@ -333,6 +361,7 @@ def test_variation_scores_repeats_of_each_prompt():
 
 # --- plots ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def mpl():
     matplotlib = pytest.importorskip("matplotlib")
@@ -349,16 +378,24 @@ def test_plot_take_draws_spectrogram_and_pitch(mpl):
 
 
 def test_plot_pitch_rate_colours_by_model(mpl):
-    frame = pd.DataFrame([{**m(median_f0_hz=100 + i, speaking_rate=12 + i), "target_model": model}
-                          for i, model in enumerate(["plus", "flash", "plus"])])
+    frame = pd.DataFrame(
+        [
+            {**m(median_f0_hz=100 + i, speaking_rate=12 + i), "target_model": model}
+            for i, model in enumerate(["plus", "flash", "plus"])
+        ]
+    )
     fig = analysis.plot_pitch_rate(frame)
     assert isinstance(fig, mpl)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["flash", "plus"]
 
 
 def test_plot_measure_by_prompt_numbers_chinese_prompts_when_no_font_draws_them(mpl):
-    frame = pd.DataFrame([{"voice_prompt": p, "median_f0_hz": f}
-                          for p, f in [("一位男性。", 100), ("一位男性。", 105), ("一位女性。", 220)]])
+    frame = pd.DataFrame(
+        [
+            {"voice_prompt": p, "median_f0_hz": f}
+            for p, f in [("一位男性。", 100), ("一位男性。", 105), ("一位女性。", 220)]
+        ]
+    )
     fig = analysis.plot_measure_by_prompt(frame)
     assert isinstance(fig, mpl)
     from cosyvoice_lab.analysis import plots as plots
@@ -371,31 +408,40 @@ def test_plot_measure_by_prompt_numbers_chinese_prompts_when_no_font_draws_them(
 
 # --- import cost ---------------------------------------------------------------------------------------
 
+
 def test_analysis_modules_load_heavy_libraries_only_when_used():
-    code = ("import sys; import cosyvoice_lab; before = set(sys.modules); "
-            "import cosyvoice_lab.analysis.measures, cosyvoice_lab.analysis.checks, cosyvoice_lab.analysis.plots; "
-            "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} & "
-            "{'parselmouth', 'pyloudnorm', 'matplotlib', 'scipy', 'pandas', 'ipywidgets'}))")
+    code = (
+        "import sys; import cosyvoice_lab; before = set(sys.modules); "
+        "import cosyvoice_lab.analysis.measures, cosyvoice_lab.analysis.checks, cosyvoice_lab.analysis.plots; "
+        "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} & "
+        "{'parselmouth', 'pyloudnorm', 'matplotlib', 'scipy', 'pandas', 'ipywidgets'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 # --- real speech from the offline simulator's engine -------------------------------------------------
 
+
 def _engine():
     try:
         from cosyvoice_lab.offline import engine
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available here"
+    except Exception as exc:
         pytest.skip(f"offline speech engine not importable: {exc}")
     if not (callable(getattr(engine, "render", None)) and callable(getattr(engine, "settings_for", None))):
         pytest.skip("cosyvoice_lab.offline.engine has no render()/settings_for() to speak with")
     return engine
 
 
-PREVIEW = {"en": "Good evening, and welcome to the late news. Here are tonight's headlines.",
-           "zh": "各位听众朋友，大家好，欢迎收听晚间新闻。"}
-PITCH_SPECS = {"deep male": PromptSpec(gender="male", pitch="low"), "neutral": PromptSpec(),
-               "high young female": PromptSpec(gender="female", age="young", pitch="high")}
+PREVIEW = {
+    "en": "Good evening, and welcome to the late news. Here are tonight's headlines.",
+    "zh": "各位听众朋友，大家好，欢迎收听晚间新闻。",
+}
+PITCH_SPECS = {
+    "deep male": PromptSpec(gender="male", pitch="low"),
+    "neutral": PromptSpec(),
+    "high young female": PromptSpec(gender="female", age="young", pitch="high"),
+}
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
@@ -425,8 +471,12 @@ def test_log_frames_work_as_they_come(tmp_path):
     from cosyvoice_lab.analysis.plots import plot_pitch_rate
 
     lab = Lab(tmp_path / "lab", backend="offline", progress=False)
-    lab.compare(["a deep slow male voice", "a high-pitched fast young female voice", "a neutral voice"],
-                models=["cosyvoice-v3.5-flash"], repeats=1, experiment="frames")
+    lab.compare(
+        ["a deep slow male voice", "a high-pitched fast young female voice", "a neutral voice"],
+        models=["cosyvoice-v3.5-flash"],
+        repeats=1,
+        experiment="frames",
+    )
     df = lab.log.df
     table = adherence_table(df)
     assert len(table)

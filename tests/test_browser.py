@@ -8,6 +8,7 @@ to ``test-artifacts/`` (copied to ``docs/`` for the README).
 Never downloads a browser (no ``playwright install``): ``.ci/run`` installs Debian's chromium;
 without ``/usr/bin/chromium`` the test is skipped and says so.
 """
+
 import contextlib
 import json
 import os
@@ -26,8 +27,16 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 DOCS = REPO / "docs"
@@ -74,8 +83,10 @@ def _write_notebook(folder: Path) -> None:
 def jupyter_lab(tmp_path_factory):
     """A JupyterLab server on a free port serving a tmp folder; killed (with its kernels) at the end."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
-                    "this test never downloads a browser")
+        pytest.skip(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+            "this test never downloads a browser"
+        )
     root = tmp_path_factory.mktemp("jupyter")
     (root / "home").mkdir()
     _write_notebook(root)
@@ -83,12 +94,22 @@ def jupyter_lab(tmp_path_factory):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE")}
     env["HOME"] = str(root / "home")  # no ~/.alibabacloud/credentials, no user workspace state
-    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1",
-           "--port", str(port), "--ServerApp.token=", "--ServerApp.password=",
-           f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.port_retries=0",
+    ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    log = open(root / "jupyter.log", "wb")
+    log = open(root / "jupyter.log", "wb")  # noqa: SIM115 - the server writes to it until the fixture ends
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -189,8 +210,11 @@ def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
         expect(board.locator(".cosyvoice-take-card audio")).to_have_count(4, timeout=60_000)
         board.scroll_into_view_if_needed()
         board_shot = _save(board, "comparison.png")
-        assert not panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")\
-            .filter(has_text="Traceback").count()
+        assert (
+            not panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            .filter(has_text="Traceback")
+            .count()
+        )
         assert not panel.locator(".cosyvoice-errors", has_text="⚠").count()  # no widget callback failed
     assert shot.stat().st_size > 10_000 and board_shot.stat().st_size > 10_000
 
@@ -201,8 +225,7 @@ def test_first_tutorial_runs_through_in_jupyterlab(jupyter_lab):
 
     with _notebook_run_all(jupyter_lab, FIRST_NOTEBOOK) as panel:
         last_prompt = panel.locator(".jp-CodeCell .jp-InputPrompt").last
-        expect(last_prompt).to_have_text("[" + str(panel.locator(".jp-CodeCell").count()) + "]:",
-                                         timeout=120_000)
+        expect(last_prompt).to_have_text("[" + str(panel.locator(".jp-CodeCell").count()) + "]:", timeout=120_000)
         assert not panel.locator(".jp-OutputArea-output", has_text="Traceback").count()
         assert panel.locator(".jp-OutputArea-output", has_text="OFFLINE simulator").count() >= 1
         assert panel.locator(".jp-OutputArea-output audio").count() >= 2

@@ -1,4 +1,5 @@
 """The real `cosyvoice-lab` command in a subprocess, against a simulator on loopback."""
+
 import json
 import os
 import socket
@@ -22,8 +23,13 @@ def sim(monkeypatch):
 def cli(*args, env=None, timeout=120):
     full_env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "cosyvoice_lab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "cosyvoice_lab.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 def common(sim, tmp_path):
@@ -52,8 +58,15 @@ def test_invalid_design_exits_2_and_sends_nothing(sim, tmp_path):
 
 
 def test_wrong_key_exits_3_without_showing_it(sim, tmp_path):
-    out = cli("voices", "list", "--folder", str(tmp_path / "lab"), "--base-url", sim.base_url,
-              env={"DASHSCOPE_API_KEY": "sk-wrong-0123456789abcdef"})
+    out = cli(
+        "voices",
+        "list",
+        "--folder",
+        str(tmp_path / "lab"),
+        "--base-url",
+        sim.base_url,
+        env={"DASHSCOPE_API_KEY": "sk-wrong-0123456789abcdef"},
+    )
     assert out.returncode == 3 and "InvalidApiKey" in out.stderr
     assert "0123456789" not in out.stderr + out.stdout
 
@@ -89,8 +102,9 @@ def test_compare_file_resume_voices_cleanup_and_export(sim, tmp_path):
 def test_compare_yaml_with_prompt_specs(sim, tmp_path):
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text("- a warm narrator\n- {gender: female, age: young, pitch: high}\n")
-    out = cli("compare", str(prompts), "--repeats", "1", "--models", "cosyvoice-v3.5-flash", "--json",
-              *common(sim, tmp_path))
+    out = cli(
+        "compare", str(prompts), "--repeats", "1", "--models", "cosyvoice-v3.5-flash", "--json", *common(sim, tmp_path)
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] == 2
 
@@ -104,15 +118,33 @@ def _free_port():
 def test_offline_command_serves_and_logs_without_key(tmp_path):
     port = _free_port()
     key = "sk-offlinecli-0123456789"
-    proc = subprocess.Popen([sys.executable, "-m", "cosyvoice_lab.cli", "offline", "--port", str(port),
-                             "--api-key", key, "--state", str(tmp_path / "state")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cosyvoice_lab.cli",
+            "offline",
+            "--port",
+            str(port),
+            "--api-key",
+            key,
+            "--state",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/api/v1/services/audio/tts/customization"
         for _ in range(100):
             try:
-                r = requests.post(url, json={"model": "voice-enrollment", "input": {"action": "list_voice"}},
-                                  headers={"Authorization": f"Bearer {key}"}, timeout=2)
+                r = requests.post(
+                    url,
+                    json={"model": "voice-enrollment", "input": {"action": "list_voice"}},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=2,
+                )
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
@@ -127,3 +159,15 @@ def test_installed_console_script():
     script = os.path.join(os.path.dirname(sys.executable), "cosyvoice-lab")
     out = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("cosyvoice-lab ")
+
+
+def test_compare_takes_requests_per_second_and_still_accepts_deprecated_rate(sim, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a steady narrator\n")
+    args = ["--models", "cosyvoice-v3.5-flash", "--repeats", "1", "--json", *common(sim, tmp_path)]
+    out = cli("compare", str(prompts), "--requests-per-second", "20", "--concurrency", "2", *args)
+    assert out.returncode == 0 and "deprecated" not in out.stderr, out.stderr
+    assert "--requests-per-second" in cli("compare", "--help").stdout
+    old = cli("compare", str(prompts), "--rate", "20", "--new-repeats", *args)
+    assert old.returncode == 0 and json.loads(old.stdout)["takes"] == 2
+    assert "--rate is deprecated" in old.stderr and "--requests-per-second" in old.stderr

@@ -1,10 +1,11 @@
 """The contract checks of ``contract_checks.py`` against the offline simulator (the live suite
 runs the very same checks against the real service)."""
-import pytest
 
+import pytest
 from contract_checks import CHECKS
-from cosyvoice_lab.service.http import DashScopeClient
+
 from cosyvoice_lab.offline import serve
+from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.service.ws import Synthesizer
 
 

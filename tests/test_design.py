@@ -1,4 +1,5 @@
 """VoiceDesign validation: every rule, all problems at once, and the wire payload."""
+
 import warnings
 
 import pytest
@@ -9,7 +10,7 @@ from cosyvoice_lab import catalog
 from cosyvoice_lab.design import LengthWarning, VoiceDesign, detect_language
 from cosyvoice_lab.errors import ValidationError
 
-OK = dict(voice_prompt="A calm, deep male narrator in his fifties", preview_text="Good evening, and welcome.")
+OK = {"voice_prompt": "A calm, deep male narrator in his fifties", "preview_text": "Good evening, and welcome."}
 
 
 def fields(design):
@@ -51,7 +52,9 @@ def test_capital_prefix_suggests_lowercase():
     assert "'announcer'" in problem.message
 
 
-@pytest.mark.parametrize("name,limit", [("voice_prompt", catalog.VOICE_PROMPT_MAX), ("preview_text", catalog.PREVIEW_TEXT_MAX)])
+@pytest.mark.parametrize(
+    "name,limit", [("voice_prompt", catalog.VOICE_PROMPT_MAX), ("preview_text", catalog.PREVIEW_TEXT_MAX)]
+)
 def test_length_limits_in_code_points(name, limit):
     at_limit = VoiceDesign(**{**OK, name: "a" * limit})
     over = VoiceDesign(**{**OK, name: "a" * (limit + 1)})
@@ -64,10 +67,16 @@ def test_empty_texts(name):
     assert (name, "non_empty") in [(p.field, p.rule) for p in VoiceDesign(**{**OK, name: "   "}).problems()]
 
 
-@pytest.mark.parametrize("text,script", [
-    ("こんにちは", "kana"), ("안녕하세요", "Hangul"), ("Привет", "Cyrillic"), ("مرحبا", "Arabic"),
-    ("Hello 😀", "emoji"),
-])
+@pytest.mark.parametrize(
+    "text,script",
+    [
+        ("こんにちは", "kana"),
+        ("안녕하세요", "Hangul"),
+        ("Привет", "Cyrillic"),
+        ("مرحبا", "Arabic"),
+        ("Hello 😀", "emoji"),
+    ],
+)
 def test_other_scripts_rejected_with_their_name(text, script):
     problems = VoiceDesign(**{**OK, "voice_prompt": text}).problems()
     assert [p.field for p in problems] == ["voice_prompt"]
@@ -103,8 +112,14 @@ def test_every_problem_reported_at_once():
     d = VoiceDesign("", "x" * 201, prefix="BAD!", target_model="nope", sample_rate=1, response_format="flac")
     with pytest.raises(ValidationError) as info:
         d.validate()
-    assert set(p.field for p in info.value.problems) == {
-        "prefix", "voice_prompt", "preview_text", "target_model", "sample_rate", "response_format"}
+    assert {p.field for p in info.value.problems} == {
+        "prefix",
+        "voice_prompt",
+        "preview_text",
+        "target_model",
+        "sample_rate",
+        "response_format",
+    }
     assert "prefix" in str(info.value) and "sample_rate" in str(info.value)
 
 
@@ -126,12 +141,18 @@ def test_round_trip_dict():
 
 zh_text = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5), min_size=1, max_size=60)
 en_text = st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz ,.ABC"), min_size=1, max_size=60).filter(
-    lambda s: any(c.isalpha() for c in s))
+    lambda s: any(c.isalpha() for c in s)
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(prompt=st.text(max_size=600), preview=st.text(max_size=250), prefix=st.text(max_size=12),
-       rate=st.sampled_from([8000, 16000, 24000, 48000]), fmt=st.sampled_from(["wav", "mp3", "pcm", "ogg"]))
+@given(
+    prompt=st.text(max_size=600),
+    preview=st.text(max_size=250),
+    prefix=st.text(max_size=12),
+    rate=st.sampled_from([8000, 16000, 24000, 48000]),
+    fmt=st.sampled_from(["wav", "mp3", "pcm", "ogg"]),
+)
 def test_validation_never_crashes_and_payload_only_when_valid(prompt, preview, prefix, rate, fmt):
     d = VoiceDesign(prompt, preview, prefix=prefix, sample_rate=rate, response_format=fmt)
     problems = d.problems()
@@ -151,3 +172,28 @@ def test_validation_never_crashes_and_payload_only_when_valid(prompt, preview, p
 def test_derived_language_matches_script(text):
     lang = detect_language(text)
     assert lang == ("zh" if any(catalog.is_cjk(c) for c in text) else "en")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rate=st.one_of(
+        st.sampled_from(catalog.PREVIEW_SAMPLE_RATES).map(float),
+        st.booleans(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(catalog.PREVIEW_SAMPLE_RATES).map(str),
+        st.none(),
+    )
+)
+def test_sample_rate_must_be_an_int_not_an_equal_float_bool_or_string(rate):
+    """24000.0 == 24000 in Python, but the wire field is an int: it is refused before sending."""
+    design = VoiceDesign(**OK, sample_rate=rate)
+    [problem] = design.problems()
+    assert problem.field == "sample_rate" and "integer" in problem.message
+    with pytest.raises(ValidationError):
+        design.to_payload()
+
+
+@given(rate=st.sampled_from(catalog.PREVIEW_SAMPLE_RATES))
+def test_allowed_int_sample_rates_are_sent_as_ints(rate):
+    sent = VoiceDesign(**OK, sample_rate=rate).to_payload()["parameters"]["sample_rate"]
+    assert sent == rate and type(sent) is int

@@ -1,4 +1,5 @@
 """Export and import: CSV, Parquet, the HTML report (in headless chromium), bundles."""
+
 import json
 import os
 import zipfile
@@ -11,12 +12,20 @@ import pytest
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError
-from cosyvoice_lab.log.export import read_parquet
 from cosyvoice_lab.log.experiment_log import ExperimentLog
+from cosyvoice_lab.log.export import read_parquet
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DESIGN = VoiceDesign("一位低沉温暖的男声，语速缓慢", "你好，欢迎收听今天的节目。")
 EN = VoiceDesign("A bright <i>cheerful</i> young woman", "Hello there, welcome.", target_model="cosyvoice-v3.5-flash")
 
@@ -34,8 +43,13 @@ def populate(log: ExperimentLog) -> dict:
     takes = {}
     for i, (design, audio) in enumerate([(DESIGN, tone(1)), (EN, tone(2)), (DESIGN, tone(3, "pcm"))]):
         pending = log.start(design, backend="offline", experiment="exp", prompt_spec={"i": i}, cell=f"p{i}", repeat=0)
-        takes[f"ok{i}"] = log.finish(pending.take_id, voice_id=voice(i), audio=audio, request_id=f"r{i}",
-                                     metrics={"f0_mean_hz": 100.0 + i, "label": f"l{i}"})
+        takes[f"ok{i}"] = log.finish(
+            pending.take_id,
+            voice_id=voice(i),
+            audio=audio,
+            request_id=f"r{i}",
+            metrics={"f0_mean_hz": 100.0 + i, "label": f"l{i}"},
+        )
     failed = log.start(EN, backend="dashscope", experiment="other")
     takes["failed"] = log.fail(failed.take_id, error_code="InvalidParameter", error_message="bad & <worse>")
     unknown = log.start(DESIGN, backend="offline", experiment="exp")
@@ -46,8 +60,9 @@ def populate(log: ExperimentLog) -> dict:
     log.choose(takes["ok0"].take_id)
     log.note(takes["ok1"].take_id, "too fast")
     log.mark_played(takes["ok0"].take_id, takes["ok1"].take_id)
-    log.add_utterance(takes["ok0"].take_id, text="你好", params={"rate": 1.0}, characters=4, cost_cny=0.0006,
-                      audio=tone(7))
+    log.add_utterance(
+        takes["ok0"].take_id, text="你好", params={"rate": 1.0}, characters=4, cost_cny=0.0006, audio=tone(7)
+    )
     return takes
 
 
@@ -81,7 +96,7 @@ def test_parquet_round_trips_the_dataframe(log, tmp_path):
 
 def test_html_report_is_self_contained_and_escaped(log, tmp_path):
     page = log.export_html(tmp_path / "report.html").read_text()
-    assert page.count("<audio") == 3 and page.count("src=\"data:audio/wav;base64,") == 3
+    assert page.count("<audio") == 3 and page.count('src="data:audio/wav;base64,') == 3
     assert "&lt;i&gt;cheerful" in page and "<i>cheerful" not in page and "bad &amp; &lt;worse&gt;" in page
     assert "http://" not in page and "https://" not in page
     assert "no preview" in page  # the reconciled take
@@ -104,7 +119,8 @@ def test_html_report_opens_in_headless_chromium_with_one_player_per_take_with_au
             assert page.locator("table tbody tr").count() == len(log)
             assert page.locator("audio").count() == with_audio == 3
             durations = page.evaluate("""() => Promise.all([...document.querySelectorAll('audio')].map(a =>
-                new Promise((ok, no) => { a.onloadedmetadata = () => ok(a.duration); a.onerror = () => no(a.src.slice(0, 40)); a.load(); })))""")
+                new Promise((ok, no) => { a.onloadedmetadata = () => ok(a.duration);
+                                          a.onerror = () => no(a.src.slice(0, 40)); a.load(); })))""")
         finally:
             browser.close()
     assert durations == pytest.approx([0.2, 0.2, 0.2], abs=0.01)  # each embedded preview decodes
@@ -131,8 +147,9 @@ def test_bundle_merges_into_another_log_without_duplicates(log, tmp_path):
         assert theirs.import_bundle(bundle) == dict.fromkeys(first, 0)  # twice adds nothing
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
         pd.testing.assert_frame_equal(theirs.history(), log.history())
-        pd.testing.assert_frame_equal(theirs.utterances().drop(columns="audio_path"),
-                                      log.utterances().drop(columns="audio_path"))
+        pd.testing.assert_frame_equal(
+            theirs.utterances().drop(columns="audio_path"), log.utterances().drop(columns="audio_path")
+        )
         for take in theirs.takes():
             if take.audio_path:
                 assert take.audio == log.get(take.take_id).audio
@@ -159,8 +176,16 @@ def test_annotations_from_a_teammate_merge_both_ways(log, tmp_path):
         assert counts["takes"] == 0 and counts["annotations"] == 3
         merged = log.get(ok0.take_id)
         assert (merged.rating, merged.tags, merged.chosen) == (2, ("warm", "noisy"), True)
-        assert log.history(ok0.take_id)["action"].tolist() == ["rate", "tag", "tag", "choose", "played", "rate",
-                                                                "untag", "tag"]
+        assert log.history(ok0.take_id)["action"].tolist() == [
+            "rate",
+            "tag",
+            "tag",
+            "choose",
+            "played",
+            "rate",
+            "untag",
+            "tag",
+        ]
         # and back again: both logs now agree, and nothing is duplicated
         theirs.import_bundle(log.export_bundle(tmp_path / "c.zip"))
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
@@ -194,13 +219,26 @@ def test_damaged_or_foreign_bundles_are_refused_and_nothing_merges(log, tmp_path
         "not a zip": tmp_path / "junk.zip",
         "tampered audio": _rewrite(bundle, tmp_path / "t.zip", lambda n, d: d[:-1] + b"!" if n == audio_name else d),
         "missing audio": _rewrite(bundle, tmp_path / "m.zip", lambda n, d: None if n == audio_name else d),
-        "newer format": _rewrite(bundle, tmp_path / "v.zip", lambda n, d: json.dumps(
-            {**json.loads(d), "version": 99}).encode() if n == "manifest.json" else d),
+        "newer format": _rewrite(
+            bundle,
+            tmp_path / "v.zip",
+            lambda n, d: json.dumps({**json.loads(d), "version": 99}).encode() if n == "manifest.json" else d,
+        ),
         "foreign zip": _rewrite(bundle, tmp_path / "f.zip", lambda n, d: None if n == "manifest.json" else d),
-        "bad rating": _rewrite(bundle, tmp_path / "r.zip", lambda n, d: json.dumps(
-            [{**t, "rating": 9} for t in json.loads(d)]).encode() if n == "takes.json" else d),
-        "bad metric": _rewrite(bundle, tmp_path / "x.zip", lambda n, d: json.dumps(
-            [{**t, "metrics": {"no good": 1}} for t in json.loads(d)]).encode() if n == "takes.json" else d),
+        "bad rating": _rewrite(
+            bundle,
+            tmp_path / "r.zip",
+            lambda n, d: json.dumps([{**t, "rating": 9} for t in json.loads(d)]).encode() if n == "takes.json" else d,
+        ),
+        "bad metric": _rewrite(
+            bundle,
+            tmp_path / "x.zip",
+            lambda n, d: (
+                json.dumps([{**t, "metrics": {"no good": 1}} for t in json.loads(d)]).encode()
+                if n == "takes.json"
+                else d
+            ),
+        ),
     }
     bad["not a zip"].write_text("hello")
     with ExperimentLog(tmp_path / "theirs") as theirs:
@@ -222,10 +260,47 @@ def test_export_refuses_a_bundle_with_missing_audio(log, tmp_path):
 
 def test_a_key_quoted_in_a_bundle_is_not_stored_on_import(log, tmp_path):
     key = "sk-cosyvoicelabFAKE0123456789abcdefKEY"
-    bundle = _rewrite(log.export_bundle(tmp_path / "share.zip"), tmp_path / "k.zip", lambda n, d: json.dumps(
-        [{**t, "error_message": f"Invalid API-key provided: {key}"} for t in json.loads(d)]).encode()
-        if n == "takes.json" else d)
+    bundle = _rewrite(
+        log.export_bundle(tmp_path / "share.zip"),
+        tmp_path / "k.zip",
+        lambda n, d: (
+            json.dumps([{**t, "error_message": f"Invalid API-key provided: {key}"} for t in json.loads(d)]).encode()
+            if n == "takes.json"
+            else d
+        ),
+    )
     with ExperimentLog(tmp_path / "theirs") as theirs:
         theirs.import_bundle(bundle)
         assert all(key not in (t.error_message or "") for t in theirs.takes()) and len(theirs) == 5
     assert key.encode() not in (tmp_path / "theirs" / "log.sqlite3").read_bytes()
+
+
+def _names_audio(key: str, value: str):
+    """A rewrite that makes every row of takes.json or utterances.json name ``value`` as its audio."""
+    file, column = {"take": ("takes.json", "audio_path"), "utterance": ("utterances.json", "audio_file")}[key]
+    return lambda n, d: json.dumps([{**r, column: value} for r in json.loads(d)]).encode() if n == file else d
+
+
+@pytest.mark.parametrize("key", ["take", "utterance"])
+@pytest.mark.parametrize("hostile", ["/etc/passwd", "../x", "audio/../../etc/passwd", "audio/x.wav"])
+def test_a_bundle_naming_audio_outside_the_store_is_refused_and_nothing_merges(log, tmp_path, key, hostile):
+    bundle = _rewrite(log.export_bundle(tmp_path / "share.zip"), tmp_path / "h.zip", _names_audio(key, hostile))
+    with ExperimentLog(tmp_path / "theirs") as theirs:
+        with pytest.raises(LogError, match="not an audio store name") as info:
+            theirs.import_bundle(bundle)
+        assert str(bundle) in str(info.value) and repr(hostile) in str(info.value)
+        assert f"{key} " in str(info.value)  # names the row
+        assert len(theirs) == 0 and theirs.history().empty and theirs.utterances().empty
+        assert theirs.audio_store.names() == []
+
+
+def test_a_bundle_holding_a_file_outside_the_audio_folder_is_refused(log, tmp_path):
+    bundle = log.export_bundle(tmp_path / "share.zip")
+    with zipfile.ZipFile(bundle, "a") as zf:
+        zf.writestr("audio/../../escaped.wav", b"RIFF")
+    with ExperimentLog(tmp_path / "theirs") as theirs:
+        with pytest.raises(LogError, match="not an audio store name") as info:
+            theirs.import_bundle(bundle)
+        assert str(bundle) in str(info.value)
+        assert len(theirs) == 0 and theirs.audio_store.names() == []
+    assert not (tmp_path / "escaped.wav").exists()

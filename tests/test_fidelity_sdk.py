@@ -1,25 +1,26 @@
 """Fidelity proof that does not rest on our reading of the docs: the official dashscope SDK,
 unmodified, pointed at the simulator, manages and speaks voices designed by our client."""
+
 import io
 
 import pytest
 import soundfile as sf
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.offline import serve
+from cosyvoice_lab.service.http import DashScopeClient
 
 dashscope = pytest.importorskip("dashscope")
-from dashscope.audio.tts_v2 import (AudioFormat, SpeechSynthesizer, VoiceEnrollmentException,  # noqa: E402
-                                    VoiceEnrollmentService)
+from dashscope.audio.tts_v2 import AudioFormat, SpeechSynthesizer, VoiceEnrollmentException, VoiceEnrollmentService  # noqa: E402
 
 
 @pytest.fixture
 def sim():
     with serve(enrollment_rps=None, synthesis_rps=None) as s:
         saved = dashscope.api_key, dashscope.base_http_api_url, dashscope.base_websocket_api_url
-        dashscope.api_key, dashscope.base_http_api_url, dashscope.base_websocket_api_url = s.api_key, s.base_url, s.ws_url
+        dashscope.api_key, dashscope.base_http_api_url = s.api_key, s.base_url
+        dashscope.base_websocket_api_url = s.ws_url
         try:
             yield s
         finally:
@@ -28,8 +29,10 @@ def sim():
 
 def our_voices(sim, n=2):
     client = DashScopeClient(api_key=sim.api_key, base_url=sim.base_url, backend="offline")
-    designs = [VoiceDesign("a calm deep male narrator", "Good evening.", prefix="fid"),
-               VoiceDesign("温柔的年轻女声", "大家好。", prefix="fid", target_model=catalog.V35_FLASH)]
+    designs = [
+        VoiceDesign("a calm deep male narrator", "Good evening.", prefix="fid"),
+        VoiceDesign("温柔的年轻女声", "大家好。", prefix="fid", target_model=catalog.V35_FLASH),
+    ]
     return [client.create_voice(d) for d in designs[:n]]
 
 
@@ -51,8 +54,9 @@ def test_sdk_lists_queries_and_deletes_voices_our_client_designed(sim):
 
 def test_sdk_speaks_with_our_voices(sim):
     for c in our_voices(sim):
-        audio = SpeechSynthesizer(model=c.target_model, voice=c.voice_id,
-                                  format=AudioFormat.WAV_24000HZ_MONO_16BIT).call("Hello. 你好。")
+        audio = SpeechSynthesizer(
+            model=c.target_model, voice=c.voice_id, format=AudioFormat.WAV_24000HZ_MONO_16BIT
+        ).call("Hello. 你好。")
         samples, rate = sf.read(io.BytesIO(audio))
         assert rate == 24000 and len(samples) / rate > 0.5
 

@@ -1,4 +1,5 @@
 """The Lab against the offline simulator: design, compare, resume, faults, voices, cleanup."""
+
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ def sim(monkeypatch):
 def lab_on(sim, tmp_path, **kw):
     kw.setdefault("progress", False)
     kw.setdefault("measure", False)
-    kw.setdefault("rate", None)
+    kw.setdefault("requests_per_second", None)
     return Lab(tmp_path / "lab", backend="offline", base_url=sim.base_url, **kw)
 
 
@@ -84,6 +85,7 @@ def test_compare_through_faults_loses_nothing_and_duplicates_nothing(sim, tmp_pa
     sim.faults.error_rate, sim.faults.drop_rate, sim.faults.hang_rate = 0.18, 0.08, 0.04
     sim.faults.hang_seconds, sim.faults.seed = 1.5, 5
     from cosyvoice_lab.service.http import RetryPolicy
+
     lab = lab_on(sim, tmp_path, timeout=0.7, concurrency=6, retry=RetryPolicy(base_delay=0.01, max_delay=0.05))
     comp = lab.compare(PROMPTS, repeats=15, preview_text="Testing one two three.")
     takes = comp.takes
@@ -106,8 +108,8 @@ def test_compare_through_faults_loses_nothing_and_duplicates_nothing(sim, tmp_pa
 CHILD = textwrap.dedent("""
     import sys
     from cosyvoice_lab import Lab
-    lab = Lab(sys.argv[1], backend="offline", base_url=sys.argv[2], progress=False, measure=False, rate=None,
-              concurrency=2)
+    lab = Lab(sys.argv[1], backend="offline", base_url=sys.argv[2], progress=False, measure=False,
+              requests_per_second=None, concurrency=2)
     lab.compare({prompts!r}, repeats=10, preview_text="Hello there.")
 """)
 
@@ -170,8 +172,15 @@ def test_rerun_sends_the_same_design_as_a_child_take(sim, tmp_path):
 def test_rate_limit_is_respected_at_the_simulator(tmp_path, monkeypatch):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
     with serve() as strict:  # the service's own 10 requests/second
-        lab = Lab(tmp_path / "lab", backend="offline", base_url=strict.base_url, progress=False,
-                  measure=False, rate=8, concurrency=8)
+        lab = Lab(
+            tmp_path / "lab",
+            backend="offline",
+            base_url=strict.base_url,
+            progress=False,
+            measure=False,
+            requests_per_second=8,
+            concurrency=8,
+        )
         comp = lab.compare(["a steady voice"], models=["cosyvoice-v3.5-plus"], repeats=16)
         assert all(t.ok for t in comp.takes)
         assert all(status != 429 for _, _, status in strict.request_log)
@@ -185,13 +194,15 @@ def test_speak_logs_an_utterance_with_cost(sim, tmp_path):
     take = lab.design("a calm deep male narrator", preview_text="Hello.")
     result = lab.speak(take, SCRIPT, rate=1.2)
     assert result.audio.duration > 2 and result.model == take.model
-    assert result.cost_cny == pytest.approx(result.characters * catalog.MODELS[take.model].price_cny_per_10k_chars / 10_000)
+    price = catalog.MODELS[take.model].price_cny_per_10k_chars
+    assert result.cost_cny == pytest.approx(result.characters * price / 10_000)
     utterances = lab.log.utterances(take.take_id)
     assert len(utterances) == 1 and utterances["characters"].iloc[0] == result.characters
     by_voice = lab.speak(take.voice_id, "Again, by voice id.")
     assert by_voice.audio.duration > 0.5 and len(lab.log.utterances(take.take_id)) == 2
     with pytest.raises(ValidationError):
-        lab.speak(take, SCRIPT, model="cosyvoice-v3.5-flash" if take.model != "cosyvoice-v3.5-flash" else "cosyvoice-v3.5-plus")
+        other = "cosyvoice-v3.5-flash" if take.model != "cosyvoice-v3.5-flash" else "cosyvoice-v3.5-plus"
+        lab.speak(take, SCRIPT, model=other)
 
 
 def test_audition_reads_one_script_with_several_voices(sim, tmp_path):
@@ -216,6 +227,7 @@ def test_summary_reports_variability_and_report_shows_measurements(sim, tmp_path
 def test_a_recognisable_key_never_leaves_a_trace(tmp_path, monkeypatch, caplog):
     """Reprs, HTML displays, errors, log lines and every file in the lab folder: no key."""
     import logging
+
     key = "sk-LEAKCHECK0123456789abcdef"
     monkeypatch.setenv("DASHSCOPE_API_KEY", key)
     caplog.set_level(logging.DEBUG)
@@ -230,9 +242,21 @@ def test_a_recognisable_key_never_leaves_a_trace(tmp_path, monkeypatch, caplog):
         lab.log.export_html(tmp_path / "lab" / "report.html")
         lab.log.export_bundle(tmp_path / "lab" / "bundle.zip")
         lab.log.export_csv(tmp_path / "lab" / "table.csv")
-        shown = [repr(lab), lab._repr_html_(), repr(lab.client), repr(lab.synthesizer), repr(take),
-                 take._repr_html_(), comp.html(), repr(comp), said._repr_html_(), repr(failed),
-                 str(failed.error_message), lab.log.df.to_csv(), caplog.text]
+        shown = [
+            repr(lab),
+            lab._repr_html_(),
+            repr(lab.client),
+            repr(lab.synthesizer),
+            repr(take),
+            take._repr_html_(),
+            comp.html(),
+            repr(comp),
+            said._repr_html_(),
+            repr(failed),
+            str(failed.error_message),
+            lab.log.df.to_csv(),
+            caplog.text,
+        ]
     assert take.ok and not failed.ok
     assert not [s for s in shown if "LEAKCHECK" in s]
     files = [p for p in (tmp_path / "lab").rglob("*") if p.is_file()]
@@ -265,7 +289,157 @@ def test_cleanup_can_keep_well_rated_voices(sim, tmp_path):
     lab.log.rate(good.take_id, 5)
     lab.log.rate(plain.take_id, 2)
     plan = lab.cleanup(keep_rated_at_least=4, dry_run=False)
-    assert dict(zip(plan.voice_id, plan.action)) == {good.voice_id: "keep", plain.voice_id: "delete",
-                                                     unrated.voice_id: "delete"}
+    assert dict(zip(plan.voice_id, plan.action, strict=True)) == {
+        good.voice_id: "keep",
+        plain.voice_id: "delete",
+        unrated.voice_id: "delete",
+    }
     assert {v["voice_id"] for v in sim.voices()} == {good.voice_id}
     assert lab.log.get(plain.take_id).voice_status == "DELETED"
+
+
+# --- the Lab's shape: a facade over its parts -----------------------------------------------------
+def test_lab_is_composed_not_mixed_in(sim, tmp_path):
+    from cosyvoice_lab.lab.account import VoiceAccount
+    from cosyvoice_lab.lab.speaker import Speaker
+
+    assert Lab.__mro__ == (Lab, object)
+    lab = lab_on(sim, tmp_path)
+    assert isinstance(lab.account, VoiceAccount) and isinstance(lab.speaker, Speaker)
+    assert lab.account.client is lab.client is lab.speaker.client and lab.account.log is lab.log is lab.speaker.log
+
+
+def test_rate_keyword_is_deprecated_but_still_limits_requests_per_second(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None) as unlimited:
+        with pytest.warns(DeprecationWarning, match="requests_per_second"):
+            lab = Lab(
+                tmp_path / "lab",
+                backend="offline",
+                base_url=unlimited.base_url,
+                progress=False,
+                measure=False,
+                rate=5,
+                concurrency=8,
+            )
+        assert lab.requests_per_second == 5
+        comp = lab.compare(
+            ["a steady voice"], models=["cosyvoice-v3.5-flash"], repeats=10, check_quota=False, verify=False
+        )
+        sent = sorted(t for t, action, _ in unlimited.request_log if action == "create_voice")
+    assert len(sent) == 10 and all(t.ok for t in comp.takes)
+    assert all(b - a >= 1.0 for a, b in zip(sent, sent[5:], strict=False)), "never more than 5 in any second"
+
+
+def test_requests_per_second_keyword_warns_nothing(sim, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        lab = lab_on(sim, tmp_path, requests_per_second=7)
+    assert lab.requests_per_second == 7
+
+
+# --- planning: pure functions ---------------------------------------------------------------------
+def _plan(prompts, models=("cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"), preview="Hello there."):
+    from functools import partial
+
+    from cosyvoice_lab.lab import planning
+
+    make = partial(planning.make_design, prefix="lab", preview_text=preview)
+    return planning.plan_cells(prompts, models, lambda p, m: make(p, model=m))
+
+
+def _take(cell, repeat, status):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(cell=cell, repeat=repeat, status=status)
+
+
+def test_plan_cells_are_prompt_major_with_stable_keys_and_names():
+    from cosyvoice_lab.lab import planning
+
+    cells = _plan(PROMPTS)
+    assert [(c.design.voice_prompt, c.design.target_model) for c in cells] == [
+        (p, m) for p in PROMPTS for m in ("cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash")
+    ]
+    assert [c.key for c in cells] == [c.key for c in _plan(PROMPTS)] and len({c.key for c in cells}) == 4
+    assert all(c.key.endswith("|" + c.design.target_model) for c in cells)
+    assert planning.experiment_name(cells) == planning.experiment_name(_plan(PROMPTS))
+    assert planning.experiment_name(cells) != planning.experiment_name(_plan(PROMPTS[:1]))
+    assert planning.prompts_of(cells) == PROMPTS
+
+
+def test_plan_cells_report_every_problem_at_once():
+    with pytest.raises(ValidationError) as info:
+        _plan(["fine prompt", "x" * 600, ""], models=["cosyvoice-v3.5-flash"])
+    text = str(info.value)
+    assert "prompt 1 × cosyvoice-v3.5-flash" in text and "prompt 2 × cosyvoice-v3.5-flash" in text
+    assert "prompt 0" not in text
+
+
+def test_resume_plans_only_the_cells_missing_or_failed():
+    from cosyvoice_lab.lab.planning import still_to_do
+
+    cells = _plan(PROMPTS[:1], models=["cosyvoice-v3.5-flash"])
+    key = cells[0].key
+    existing = [
+        _take(f"{key}|r0", 0, "ok"),
+        _take(f"{key}|r1", 1, "failed"),
+        _take(f"{key}|r2", 2, "unknown"),
+        _take(f"{key}|r3", 3, "interrupted"),
+        _take(f"{key}|r4", 4, "failed"),
+        _take(f"{key}|r4", 4, "ok"),
+    ]
+    todo = still_to_do(cells, 6, existing)
+    assert [(j.cell, j.repeat) for j in todo] == [(f"{key}|r1", 1), (f"{key}|r5", 5)]
+    assert todo[0].design == cells[0].design
+    assert still_to_do(cells, 1, existing) == [] and len(still_to_do(cells, 3, [])) == 3
+
+
+def test_new_repeats_are_numbered_after_the_highest_so_far():
+    from cosyvoice_lab.lab.planning import still_to_do
+
+    done, fresh = _plan(PROMPTS, models=["cosyvoice-v3.5-flash"])
+    existing = [_take(f"{done.key}|r{r}", r, "ok") for r in range(3)] + [_take(f"{done.key}|r7", 7, "failed")]
+    todo = still_to_do([done, fresh], 2, existing, new_repeats=True)
+    assert [(j.cell, j.repeat) for j in todo] == [
+        (f"{done.key}|r8", 8),
+        (f"{done.key}|r9", 9),
+        (f"{fresh.key}|r0", 0),
+        (f"{fresh.key}|r1", 1),
+    ]
+
+
+def test_make_design_follows_the_language_of_the_preview_or_the_prompt():
+    from cosyvoice_lab.lab.planning import make_design
+    from cosyvoice_lab.prompts.spec import PromptSpec
+
+    spec = PromptSpec.preset("news_anchor")
+    zh, zh_spec = make_design(spec, model="cosyvoice-v3.5-flash", prefix="p", preview_text="大家好，欢迎收听新闻。")
+    assert zh.voice_prompt == spec.render("zh") and zh_spec == spec.to_dict() and zh.language is None
+    by_prompt, none = make_design("一个低沉的男声", model="cosyvoice-v3.5-plus", prefix="p")
+    assert by_prompt.preview_text == catalog.DEFAULT_PREVIEW_TEXT["zh"] and none is None
+    en, _ = make_design(spec, model="cosyvoice-v3.5-plus", prefix="p", language="en")
+    assert en.voice_prompt == spec.render("en") and en.language == "en"
+    assert en.preview_text == catalog.DEFAULT_PREVIEW_TEXT["en"]
+    with pytest.raises(TypeError):
+        make_design(42, model="cosyvoice-v3.5-plus", prefix="p")
+
+
+# --- one grouping of takes -------------------------------------------------------------------------
+def test_comparison_groups_prompt_by_model_by_repeat(sim, tmp_path):
+    from cosyvoice_lab.views.comparison import group_takes
+
+    lab = lab_on(sim, tmp_path)
+    comp = lab.compare(PROMPTS, repeats=2, preview_text="Hello there.", experiment="grid")
+    lab.compare(PROMPTS, repeats=1, preview_text="Hello there.", experiment="grid", new_repeats=True)
+    grid = comp.grid
+    assert grid.prompts == tuple(PROMPTS) and grid.models == catalog.COMPARE_MODELS
+    assert all([t.repeat for t in grid.cell(p, m)] == [0, 1, 2] for p in PROMPTS for m in grid.models)
+    assert [t.take_id for t in comp.takes] == [t.take_id for t in grid.takes]
+    shuffled = list(reversed(lab.log.takes(experiment="grid")))
+    again = group_takes(shuffled)  # rows and columns in order of first appearance; cells by repeat
+    assert again.prompts == tuple(reversed(PROMPTS))
+    assert [t.repeat for t in again.cell(PROMPTS[0], grid.models[0])] == [0, 1, 2]
+    assert group_takes(shuffled, PROMPTS[:1], grid.models[:1]).takes == grid.cell(PROMPTS[0], grid.models[0])

@@ -1,11 +1,12 @@
 """Blind listening as pure objects: order, seed, labels, ratings, the reveal summary (no widgets)."""
+
 from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cosyvoice_lab.views.listening import (BlindSession, Mean, anonymous_label, played_not_chosen, shuffled)
+from cosyvoice_lab.views.listening import BlindSession, Mean, anonymous_label, played_not_chosen, shuffled
 
 
 @dataclass
@@ -20,13 +21,26 @@ class FakeTake:
     chosen: bool = False
 
 
-TAKES = [FakeTake(f"t{i}", model, prompt) for i, (prompt, model) in enumerate(
-    [(p, m) for p in ("deep voice", "bright voice") for m in ("plus", "flash") for _ in range(2)])]
+TAKES = [
+    FakeTake(f"t{i}", model, prompt)
+    for i, (prompt, model) in enumerate(
+        [(p, m) for p in ("deep voice", "bright voice") for m in ("plus", "flash") for _ in range(2)]
+    )
+]
 
 
 def test_labels_run_like_spreadsheet_columns():
-    assert [anonymous_label(i) for i in (0, 1, 25, 26, 27, 51, 52, 701, 702)] == \
-        ["A", "B", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]
+    assert [anonymous_label(i) for i in (0, 1, 25, 26, 27, 51, 52, 701, 702)] == [
+        "A",
+        "B",
+        "Z",
+        "AA",
+        "AB",
+        "AZ",
+        "BA",
+        "ZZ",
+        "AAA",
+    ]
     with pytest.raises(ValueError):
         anonymous_label(-1)
 
@@ -91,8 +105,17 @@ def test_the_summary_numbers_prompts_in_the_order_given():
 
 def test_a_session_is_rebuilt_from_what_the_log_recorded():
     s = BlindSession.start([t.take_id for t in TAKES[:4]], seed=99, session_id="abc")
-    logged = [FakeTake(t.take_id, t.model, t.prompt, tags=(s.tag,), rating=4 if t.take_id == "t1" else None,
-                       notes=s.append_note("earlier note", s.note_for(t.take_id))) for t in TAKES[:4]]
+    logged = [
+        FakeTake(
+            t.take_id,
+            t.model,
+            t.prompt,
+            tags=(s.tag,),
+            rating=4 if t.take_id == "t1" else None,
+            notes=s.append_note("earlier note", s.note_for(t.take_id)),
+        )
+        for t in TAKES[:4]
+    ]
     again = BlindSession.from_log([*logged, *TAKES[4:]], "abc")
     assert again.order == s.order and again.seed == 99 and again.ratings == {"t1": 4}
     with pytest.raises(ValueError, match="no consistent record"):
@@ -100,6 +123,9 @@ def test_a_session_is_rebuilt_from_what_the_log_recorded():
 
 
 def test_played_not_chosen():
-    takes = [FakeTake("a", "m", "p", played=True), FakeTake("b", "m", "p", played=True, chosen=True),
-             FakeTake("c", "m", "p")]
+    takes = [
+        FakeTake("a", "m", "p", played=True),
+        FakeTake("b", "m", "p", played=True, chosen=True),
+        FakeTake("c", "m", "p"),
+    ]
     assert [t.take_id for t in played_not_chosen(takes)] == ["a"]

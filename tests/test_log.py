@@ -1,8 +1,10 @@
 """ExperimentLog on real SQLite files: migrations, the write path, crashes, concurrency,
 the DataFrame view, annotations, utterances, bad folders and the API key."""
+
 import gc
 import json
 import os
+import pickle
 import shutil
 import signal
 import sqlite3
@@ -18,14 +20,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosyvoice_lab.log import migrations as migrations
-from cosyvoice_lab.log.annotations import apply_events
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.errors import LogError, TakeNotFound
+from cosyvoice_lab.log import migrations as migrations
+from cosyvoice_lab.log.annotations import apply_events
+from cosyvoice_lab.log.audio_store import AudioStore, check_name, is_name, name_for
 from cosyvoice_lab.log.experiment_log import ExperimentLog
-from cosyvoice_lab.errors import TakeNotFound
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag, to_utc, where_clause
+from cosyvoice_lab.take import Take
 
 REPO = Path(__file__).resolve().parent.parent
 DESIGN = VoiceDesign("一位低沉温暖的男声，语速缓慢", "你好，欢迎收听今天的节目。")
@@ -80,11 +83,13 @@ def _v1_database(path: Path) -> None:
     assert migrations.migrate(conn, path, target=1) == 1
     rows = [("a" * 32, "ok", 4, 1, '["warm","deep"]', "lovely", 1), ("b" * 32, "failed", None, 0, None, "", 0)]
     for take_id, status, rating, chosen, tags, notes, played in rows:
-        conn.execute("INSERT INTO takes (take_id, status, backend, target_model, prefix, voice_prompt, "
-                     "preview_text, started_at, finished_at, rating, chosen, tags, notes, played) "
-                     "VALUES (?, ?, 'offline', 'cosyvoice-v3.5-plus', 'lab', 'p', 'hello', "
-                     "'2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:05.000000Z', ?, ?, ?, ?, ?)",
-                     (take_id, status, rating, chosen, tags, notes, played))
+        conn.execute(
+            "INSERT INTO takes (take_id, status, backend, target_model, prefix, voice_prompt, "
+            "preview_text, started_at, finished_at, rating, chosen, tags, notes, played) "
+            "VALUES (?, ?, 'offline', 'cosyvoice-v3.5-plus', 'lab', 'p', 'hello', "
+            "'2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:05.000000Z', ?, ?, ?, ?, ?)",
+            (take_id, status, rating, chosen, tags, notes, played),
+        )
     conn.close()
 
 
@@ -95,15 +100,21 @@ def test_migrating_a_version_1_file_keeps_its_takes_and_seeds_history(tmp_path):
     with ExperimentLog(folder) as log:
         assert log.schema_version == 2
         take = log.get("a" * 32)
-        assert (take.rating, take.chosen, take.tags, take.notes, take.played) == (4, True, ("warm", "deep"),
-                                                                                 "lovely", True)
+        assert (take.rating, take.chosen, take.tags, take.notes, take.played) == (
+            4,
+            True,
+            ("warm", "deep"),
+            "lovely",
+            True,
+        )
         history = log.history("a" * 32)
         assert sorted(history["action"]) == ["choose", "note", "played", "rate", "tag", "tag"]
         assert set(history["at"]) == {pd.Timestamp("2025-01-01T00:00:05Z")}
         assert log.history("b" * 32).empty
         # the seeded history replays to today's values (what bundle merges rely on)
-        replayed = apply_events(zip(history["action"], history["value"].astype(object).where(
-            history["value"].notna(), None)))
+        replayed = apply_events(
+            zip(history["action"], history["value"].astype(object).where(history["value"].notna(), None), strict=True)
+        )
         assert replayed["rating"] == 4 and json.loads(replayed["tags"]) == ["warm", "deep"]
         log.add_utterance(take.take_id, text="hi", params={}, characters=2, cost_cny=0.0, audio=tone())
 
@@ -124,7 +135,7 @@ def test_a_newer_log_says_to_upgrade(tmp_path):
     ExperimentLog(folder).close()
     with sqlite3.connect(folder / "log.sqlite3") as raw:
         raw.execute("PRAGMA user_version = 99")
-    with pytest.raises(LogError, match="newer cosyvoice_lab.*[Uu]pgrade") as info:
+    with pytest.raises(LogError, match=r"newer cosyvoice_lab.*[Uu]pgrade") as info:
         ExperimentLog(folder)
     assert info.value.path == folder / "log.sqlite3"
 
@@ -153,8 +164,11 @@ def test_a_file_where_the_folder_should_be(tmp_path):
     assert info.value.path == tmp_path / "f"
 
 
-READ_ONLY_OPEN = ("import sys\nfrom cosyvoice_lab.log.experiment_log import ExperimentLog\nfrom cosyvoice_lab.errors import LogError\n"
-                  "try:\n    ExperimentLog(sys.argv[1])\nexcept LogError as e:\n    print('LogError', e)\n")
+READ_ONLY_OPEN = (
+    "import sys\nfrom cosyvoice_lab.log.experiment_log import ExperimentLog\n"
+    "from cosyvoice_lab.errors import LogError\n"
+    "try:\n    ExperimentLog(sys.argv[1])\nexcept LogError as e:\n    print('LogError', e)\n"
+)
 
 
 def _open_read_only(folder: Path) -> subprocess.CompletedProcess:
@@ -164,13 +178,19 @@ def _open_read_only(folder: Path) -> subprocess.CompletedProcess:
     if os.geteuid() != 0:
         for path in (folder, folder / "audio"):
             os.chmod(path, 0o555)
-        return subprocess.run([sys.executable, "-c", READ_ONLY_OPEN, str(folder)], capture_output=True,
-                              text=True, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-c", READ_ONLY_OPEN, str(folder)], capture_output=True, text=True, env=env, timeout=60
+        )
     if not shutil.which("unshare"):
         pytest.skip("running as root without unshare: cannot make a folder read-only")
     script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3" "$1"'
-    out = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(folder), sys.executable, READ_ONLY_OPEN],
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(folder), sys.executable, READ_ONLY_OPEN],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     if "LogError" not in out.stdout and ("mount" in out.stderr or "unshare" in out.stderr):
         pytest.skip(f"cannot make a read-only mount here: {out.stderr.strip()}")
     return out
@@ -196,11 +216,20 @@ def test_a_read_only_folder_is_a_clear_error_and_nothing_is_damaged(tmp_path):
 
 
 def test_start_commits_a_pending_row_before_returning(log):
-    take = log.start(DESIGN, backend="offline", experiment="e", region="cn-beijing", host="127.0.0.1",
-                     prompt_spec={"gender": "male"}, cell="p0|m|r0", repeat=0)
+    take = log.start(
+        DESIGN,
+        backend="offline",
+        experiment="e",
+        region="cn-beijing",
+        host="127.0.0.1",
+        prompt_spec={"gender": "male"},
+        cell="p0|m|r0",
+        repeat=0,
+    )
     with sqlite3.connect(log.path) as other:  # another connection sees it: it is committed
-        row = other.execute("SELECT status, voice_prompt, cell FROM takes WHERE take_id = ?",
-                            (take.take_id,)).fetchone()
+        row = other.execute(
+            "SELECT status, voice_prompt, cell FROM takes WHERE take_id = ?", (take.take_id,)
+        ).fetchone()
     assert row == ("pending", DESIGN.voice_prompt, "p0|m|r0")
     assert take.status == "pending" and len(take.take_id) == 32 and take.started_at.tzinfo is not None
     assert log.get(take.take_id) == take
@@ -208,10 +237,23 @@ def test_start_commits_a_pending_row_before_returning(log):
 
 def test_pending_to_ok_writes_the_audio_first_and_records_everything(log):
     audio = tone()
-    pending = log.start(DESIGN, backend="dashscope", experiment="e", region="cn-beijing",
-                        host="dashscope.aliyuncs.com", prompt_spec={"pace": "slow"})
-    take = log.finish(pending.take_id, voice_id=VOICE, request_id="req-9", audio=audio, voice_status="OK",
-                      latency_s=2.5, metrics={"f0_mean_hz": np.float32(110.5), "voiced": True})
+    pending = log.start(
+        DESIGN,
+        backend="dashscope",
+        experiment="e",
+        region="cn-beijing",
+        host="dashscope.aliyuncs.com",
+        prompt_spec={"pace": "slow"},
+    )
+    take = log.finish(
+        pending.take_id,
+        voice_id=VOICE,
+        request_id="req-9",
+        audio=audio,
+        voice_status="OK",
+        latency_s=2.5,
+        metrics={"f0_mean_hz": np.float32(110.5), "voiced": True},
+    )
     stored = log.folder / "audio" / f"{audio.sha256}.wav"
     assert stored.read_bytes() == audio.data
     assert take.audio_path == str(stored) and take.audio == audio and take.audio_sha256 == audio.sha256
@@ -249,8 +291,12 @@ def test_an_outcome_is_recorded_once(log):
 
 
 def test_missing_takes_raise_take_not_found_which_is_a_key_error(log):
-    for call in (lambda: log.get("f" * 32), lambda: log.finish("f" * 32, voice_id=VOICE),
-                 lambda: log.rate("f" * 32, 3), lambda: log.mark_played("f" * 32)):
+    for call in (
+        lambda: log.get("f" * 32),
+        lambda: log.finish("f" * 32, voice_id=VOICE),
+        lambda: log.rate("f" * 32, 3),
+        lambda: log.mark_played("f" * 32),
+    ):
         with pytest.raises(TakeNotFound) as info:
             call()
         assert isinstance(info.value, KeyError) and isinstance(info.value, LogError)
@@ -283,8 +329,11 @@ def test_set_metrics_merges(log):
         log.set_metrics(take.take_id, {"a": [1, 2]})
 
 
-@given(st.dictionaries(st.text(max_size=8), st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                       max_size=5))
+@given(
+    st.dictionaries(
+        st.text(max_size=8), st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5), max_size=5
+    )
+)
 def test_clean_metrics_accepts_identifiers_and_scalars_only(metrics):
     try:
         cleaned = clean_metrics(metrics)
@@ -324,8 +373,13 @@ for i in range(n):
 
 
 def _writer(folder: Path, n: int, name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(n), name], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder), str(n), name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 @pytest.mark.slow
@@ -346,7 +400,7 @@ def test_sigkill_mid_run_loses_no_take_whose_write_returned(tmp_path):
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with ExperimentLog(folder) as log:
         assert log.check() == "ok"
-        status = dict(log._query("SELECT take_id, status FROM takes"))
+        status = dict(log.db.query("SELECT take_id, status FROM takes"))
         assert all(status.get(take_id) == "ok" for take_id in returned)
         # the take in flight when the child died is interrupted, not left pending
         assert "pending" not in status.values()
@@ -362,7 +416,7 @@ def test_two_processes_writing_1000_takes_each_end_with_2000_rows(tmp_path):
     ExperimentLog(folder).close()
     children = [_writer(folder, 1000, name) for name in ("one", "two")]
     outputs = [child.communicate(timeout=240) for child in children]
-    for child, (out, err) in zip(children, outputs):
+    for child, (_, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err
     ids = [line for out, _ in outputs for line in out.split()]
     with ExperimentLog(folder) as log:
@@ -381,7 +435,7 @@ def test_threads_share_one_log(log):
                 take = log.start(EN, backend="offline", experiment=f"t{k}")
                 log.finish(take.take_id, voice_id=f"v{k}-{i}")
                 log.tag(take.take_id, f"thread{k}")
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
@@ -394,11 +448,11 @@ def test_threads_share_one_log(log):
 
 
 def test_connections_of_ended_threads_are_closed(log):
-    for i in range(30):  # as a notebook running one thread pool after another would
+    for _ in range(30):  # as a notebook running one thread pool after another would
         t = threading.Thread(target=lambda: ok_take(log, EN))
         t.start()
         t.join()
-    assert len(log) == 30 and len(log._connections) <= 2
+    assert len(log) == 30 and log.db.open_connections <= 2
 
 
 # --- the stale-pending rule -----------------------------------------------------------------
@@ -417,8 +471,13 @@ if sys.argv[2] == "wait":
 
 
 def _starter(folder, mode):
-    return subprocess.Popen([sys.executable, "-c", STARTER, str(folder), mode], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(folder), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def test_a_dead_writers_pending_take_becomes_interrupted(tmp_path):
@@ -462,10 +521,11 @@ def test_this_process_keeps_its_in_flight_takes_and_drops_abandoned_ones(tmp_pat
 def test_pending_rows_from_another_host_wait_for_stale_after(tmp_path):
     with ExperimentLog(tmp_path) as log:
         old, recent = log.start(DESIGN, backend="offline"), log.start(DESIGN, backend="offline")
-        with log._tx() as conn:
+        with log.db.transaction() as conn:
             conn.execute("UPDATE takes SET writer_host = 'elsewhere', writer_pid = 1")
-            conn.execute("UPDATE takes SET started_at = '2000-01-01T00:00:00.000000Z' WHERE take_id = ?",
-                         (old.take_id,))
+            conn.execute(
+                "UPDATE takes SET started_at = '2000-01-01T00:00:00.000000Z' WHERE take_id = ?", (old.take_id,)
+            )
     del old, recent
     gc.collect()
     with ExperimentLog(tmp_path, stale_after_s=3600) as log:
@@ -479,8 +539,11 @@ def test_pending_rows_from_another_host_wait_for_stale_after(tmp_path):
 def _populated(log):
     a = ok_take(log, DESIGN, audio=tone(1), experiment="exp1")
     b = ok_take(log, EN, experiment="exp1")
-    c = log.fail(log.start(EN, backend="dashscope", experiment="exp2").take_id, error_code="InvalidParameter",
-                 error_message="bad")
+    c = log.fail(
+        log.start(EN, backend="dashscope", experiment="exp2").take_id,
+        error_code="InvalidParameter",
+        error_message="bad",
+    )
     log.rate(a.take_id, 5)
     log.rate(b.take_id, 2)
     log.tag(a.take_id, "warm", "keeper")
@@ -536,9 +599,11 @@ def test_filters(log):
 
 def test_rows_come_in_start_order_with_ties_in_write_order(log):
     a, b, c, d = (ok_take(log) for _ in range(4))
-    with log._tx() as conn:  # as a merged bundle or a slow writer can leave them stored
-        conn.execute("UPDATE takes SET started_at = '2100-01-01T00:00:00.000000Z' WHERE take_id IN (?, ?)",
-                     (a.take_id, c.take_id))
+    with log.db.transaction() as conn:  # as a merged bundle or a slow writer can leave them stored
+        conn.execute(
+            "UPDATE takes SET started_at = '2100-01-01T00:00:00.000000Z' WHERE take_id IN (?, ?)",
+            (a.take_id, c.take_id),
+        )
     assert log.df["take_id"].tolist() == [b.take_id, d.take_id, a.take_id, c.take_id]
     assert [t.take_id for t in log.takes()] == [b.take_id, d.take_id, a.take_id, c.take_id]
     assert log.to_dataframe(since="2099-01-01")["take_id"].tolist() == [a.take_id, c.take_id]
@@ -553,8 +618,10 @@ def test_the_frame_is_a_view_of_the_database(tmp_path):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2200, 1, 1)),
-       st.sampled_from(["datetime", "iso", "date"]))
+@given(
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2200, 1, 1)),
+    st.sampled_from(["datetime", "iso", "date"]),
+)
 def test_time_filters_accept_datetimes_dates_and_iso_text(when, form):
     value = {"datetime": when, "iso": when.isoformat(), "date": when.date()}[form]
     expected = when.replace(tzinfo=timezone.utc)
@@ -565,7 +632,7 @@ def test_time_filters_accept_datetimes_dates_and_iso_text(when, form):
 
 
 def test_voice_ids(log):
-    a, b, c = _populated(log)
+    a, b, _ = _populated(log)
     voices = log.voice_ids()
     assert voices["take_id"].tolist() == [a.take_id, b.take_id] and voices["chosen"].tolist() == [True, False]
     assert voices["voice_id"].tolist() == [VOICE, VOICE] and "model" in voices
@@ -595,14 +662,29 @@ def test_annotations_update_the_take_and_keep_a_dated_history(log):
     log.mark_played(take.take_id)
     final = log.get(take.take_id)
     assert (final.rating, final.tags, final.chosen, final.notes, final.played) == (
-        5, ("warm",), False, "second thoughts", True)
+        5,
+        ("warm",),
+        False,
+        "second thoughts",
+        True,
+    )
     history = log.history(take.take_id)
-    assert history["action"].tolist() == ["rate", "rate", "tag", "tag", "untag", "choose", "unchoose",
-                                          "note", "note", "played"]
+    assert history["action"].tolist() == [
+        "rate",
+        "rate",
+        "tag",
+        "tag",
+        "untag",
+        "choose",
+        "unchoose",
+        "note",
+        "note",
+        "played",
+    ]
     assert history["value"].tolist()[:2] == ["3", "5"] and history["value"].tolist()[7] == "first"
     assert str(history["at"].dtype) == "datetime64[ns, UTC]" and history["at"].is_monotonic_increasing
-    replayed = apply_events(zip(history["action"], history["value"].astype(object).where(history["value"].notna(),
-                                                                                        None)))
+    values = history["value"].astype(object).where(history["value"].notna(), None)
+    replayed = apply_events(zip(history["action"], values, strict=True))
     assert replayed == {"rating": 5, "chosen": 0, "tags": '["warm"]', "notes": "second thoughts", "played": 1}
 
 
@@ -624,10 +706,17 @@ def test_mark_played_is_all_or_nothing(log):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.one_of(st.tuples(st.just("rate"), st.none() | st.integers(1, 5).map(str)),
-                          st.tuples(st.sampled_from(["choose", "unchoose", "played"]), st.none()),
-                          st.tuples(st.sampled_from(["tag", "untag"]), st.sampled_from(["a", "b", "c"])),
-                          st.tuples(st.just("note"), st.text(max_size=5))), max_size=12))
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("rate"), st.none() | st.integers(1, 5).map(str)),
+            st.tuples(st.sampled_from(["choose", "unchoose", "played"]), st.none()),
+            st.tuples(st.sampled_from(["tag", "untag"]), st.sampled_from(["a", "b", "c"])),
+            st.tuples(st.just("note"), st.text(max_size=5)),
+        ),
+        max_size=12,
+    )
+)
 def test_replaying_events_matches_a_simple_model(events):
     rating, chosen, tags, notes, played = None, False, [], "", False
     for action, value in events:
@@ -636,7 +725,7 @@ def test_replaying_events_matches_a_simple_model(events):
         elif action in ("choose", "unchoose"):
             chosen = action == "choose"
         elif action == "tag":
-            tags = tags if value in tags else tags + [value]
+            tags = tags if value in tags else [*tags, value]
         elif action == "untag":
             tags = [t for t in tags if t != value]
         elif action == "note":
@@ -644,8 +733,13 @@ def test_replaying_events_matches_a_simple_model(events):
         else:
             played = True
     state = apply_events(events)
-    assert (state["rating"], bool(state["chosen"]), json.loads(state["tags"] or "[]"), state["notes"],
-            bool(state["played"])) == (rating, chosen, tags, notes, played)
+    assert (
+        state["rating"],
+        bool(state["chosen"]),
+        json.loads(state["tags"] or "[]"),
+        state["notes"],
+        bool(state["played"]),
+    ) == (rating, chosen, tags, notes, played)
 
 
 # --- utterances ------------------------------------------------------------------------------
@@ -654,8 +748,9 @@ def test_replaying_events_matches_a_simple_model(events):
 def test_utterances_are_recorded_with_their_audio(log):
     take = ok_take(log)
     audio = tone(3)
-    uid = log.add_utterance(take.take_id, text="你好", params={"rate": 1.0}, characters=4, cost_cny=0.0006,
-                            audio=audio, request_id="task-1")
+    uid = log.add_utterance(
+        take.take_id, text="你好", params={"rate": 1.0}, characters=4, cost_cny=0.0006, audio=audio, request_id="task-1"
+    )
     frame = log.utterances(take.take_id)
     assert frame["utterance_id"].tolist() == [uid] and frame["characters"].tolist() == [4]
     assert json.loads(frame["params"][0]) == {"rate": 1.0} and str(frame["created_at"].dtype) == "datetime64[ns, UTC]"
@@ -676,23 +771,30 @@ def test_the_api_key_is_never_stored(tmp_path, monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", FAKE_KEY)
     folder = tmp_path / "log"
     with ExperimentLog(folder) as log:
-        good = log.start(DESIGN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com",
-                         experiment="key-check")
+        good = log.start(
+            DESIGN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com", experiment="key-check"
+        )
         log.finish(good.take_id, voice_id=VOICE, request_id="req-1", audio=tone())
         bad = log.start(EN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com")
         # an error message that (wrongly) quotes the key, as a careless exception might
-        failed = log.fail(bad.take_id, error_code="InvalidApiKey",
-                          error_message=f"Invalid API-key provided: {FAKE_KEY} (Authorization: Bearer {FAKE_KEY})")
+        failed = log.fail(
+            bad.take_id,
+            error_code="InvalidApiKey",
+            error_message=f"Invalid API-key provided: {FAKE_KEY} (Authorization: Bearer {FAKE_KEY})",
+        )
         assert FAKE_KEY not in failed.error_message
         log.rate(good.take_id, 4)
         log.note(good.take_id, "fine")
-        log.add_utterance(good.take_id, text="hi", params={"model": "cosyvoice-v3.5-plus"}, characters=2,
-                          cost_cny=0.0, audio=tone(2))
+        log.add_utterance(
+            good.take_id, text="hi", params={"model": "cosyvoice-v3.5-plus"}, characters=2, cost_cny=0.0, audio=tone(2)
+        )
         log.export_bundle(folder / "bundle.zip")
         log.export_html(folder / "report.html")
         log.export_csv(folder / "takes.csv")
-        columns = {table: [r[1] for r in log._query(f"PRAGMA table_info({table})")]
-                   for table in ("takes", "annotations", "utterances")}
+        columns = {
+            table: [r[1] for r in log.db.query(f"PRAGMA table_info({table})")]
+            for table in ("takes", "annotations", "utterances")
+        }
     for table, names in columns.items():
         for word in ("key", "secret", "token", "authoriz", "password", "credential", "header"):
             assert not [n for n in names if word in n], (table, word)
@@ -700,3 +802,128 @@ def test_the_api_key_is_never_stored(tmp_path, monkeypatch):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
             assert b"FAKE0123456789abcdef" not in path.read_bytes(), path
+
+
+# --- the facade and its parts -----------------------------------------------------------------------
+
+
+def test_the_log_is_a_facade_with_no_mixin_bases(log):
+    assert ExperimentLog.__mro__ == (ExperimentLog, object)
+    for part in (
+        log.db,
+        log.audio_store,
+        log.rows,
+        log.table,
+        log.recovery,
+        log.annotations,
+        log.spoken,
+        log.exports,
+        log.bundles,
+    ):
+        assert type(part).__mro__[1:] == (object,), type(part)
+
+
+def test_default_timeouts_come_from_the_catalog(log):
+    from cosyvoice_lab import catalog
+
+    assert log.stale_after.total_seconds() == catalog.STALE_PENDING_S == 3600
+    assert log.db.busy_timeout_s == catalog.LOG_BUSY_TIMEOUT_S == 30
+
+
+# --- the audio store ---------------------------------------------------------------------------------
+
+HEX = "0123456789abcdef"
+EXTS = ("wav", "mp3", "pcm", "ogg")
+_sha = st.text(HEX, min_size=64, max_size=64)
+_valid = st.builds(lambda sha, ext: f"audio/{sha}.{ext}", _sha, st.sampled_from(EXTS))
+
+
+def test_the_store_names_writes_opens_and_lists_audio(tmp_path):
+    store = AudioStore(tmp_path)
+    audio, pcm = tone(1), Audio(b"\x01\x00" * 800, "pcm", 16000)
+    name = store.put(audio)
+    assert name == f"audio/{audio.sha256}.wav" == store.name_of(audio) and store.exists(name)
+    assert store.path(name) == tmp_path / "audio" / f"{audio.sha256}.wav"
+    assert store.open(name, format="wav", sample_rate=24000) == audio
+    assert store.put(audio) == name  # already there: nothing rewritten
+    assert store.put_bytes(store.name_of(pcm), pcm.data) is True and store.put_bytes(name, audio.data) is False
+    assert store.names() == sorted([name, f"audio/{pcm.sha256}.pcm"])
+    (tmp_path / "audio" / "notes.txt").write_text("not audio")
+    assert len(store.names()) == 2 and not list((tmp_path / "audio").glob(".tmp-*"))
+    assert name_for(audio.sha256, "opus").endswith(".ogg")
+    with pytest.raises(ValueError, match="damaged"):
+        store.put_bytes(name, pcm.data)
+    with pytest.raises(TypeError):
+        store.put(b"bytes")
+
+
+def test_the_store_refuses_names_outside_it(tmp_path):
+    store = AudioStore(tmp_path / "log")
+    for bad in (
+        "/etc/passwd",
+        "../x",
+        "audio/../../etc/passwd",
+        f"audio/{'a' * 64}.exe",
+        f"audio/{'A' * 64}.wav",
+        f"/audio/{'a' * 64}.wav",
+        f"audio/sub/{'a' * 64}.wav",
+        f"audio/{'a' * 64}.wav\n",
+        None,
+    ):
+        assert not is_name(bad) and not store.exists(bad)
+        with pytest.raises(ValueError):
+            check_name(bad)
+        with pytest.raises(LogError):
+            store.path(bad)
+        with pytest.raises(LogError):
+            store.open(bad, format="wav", sample_rate=24000)
+    with pytest.raises(LogError, match="missing") as info:
+        store.open(f"audio/{'a' * 64}.wav", format="wav", sample_rate=24000, what="the audio of x")
+    assert info.value.path == tmp_path / "log" / "audio" / f"{'a' * 64}.wav"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return AudioStore(tmp_path_factory.mktemp("store"))
+
+
+@given(name=_valid)
+def test_every_content_address_is_a_name_inside_the_store(store, name):
+    assert is_name(name) and check_name(name) == name
+    assert store.path(name).parent == store.directory and store.name_for_path(store.path(name)) == name
+
+
+@given(
+    st.one_of(
+        st.text(st.sampled_from("audio/.\\0123456789abcdefABCDEF wavmp3ogg\x00\n"), max_size=80),
+        st.builds(
+            lambda name, i, piece: name[:i] + piece + name[i:],
+            _valid,
+            st.integers(0, 80),
+            st.sampled_from(["/", "..", "../", "/..", "\\", "A", "x", " ", "\n", "\x00", "audio/", "//"]),
+        ),
+        st.builds(lambda prefix, name: prefix + name, st.sampled_from(["/", "./", "../", "~/", "/tmp/", "C:"]), _valid),
+    )
+)
+def test_only_exact_content_addresses_are_names(text):
+    if is_name(text):
+        folder, _, file = text.partition("/")
+        stem, _, ext = file.partition(".")
+        assert folder == "audio" and "/" not in file and ".." not in text and not text.startswith("/")
+        assert len(stem) == 64 and set(stem) <= set(HEX) and ext in EXTS
+    else:
+        with pytest.raises(ValueError):
+            check_name(text)
+
+
+def test_takes_load_their_audio_through_the_store_and_pickle(log):
+    audio = tone(2)
+    take = ok_take(log, audio=audio)
+    assert take.audio_loader is not None and take.audio == audio
+    assert "audio_loader" not in take.to_dict() and "loader" not in repr(take)
+    again = pickle.loads(pickle.dumps(take))
+    assert again == take and again.audio == audio
+    assert Take.from_dict(take.to_dict()) == take
+    outside = take.replace(audio_path="/etc/passwd")
+    with pytest.raises(LogError, match="not a file of the audio store"):
+        _ = outside.audio

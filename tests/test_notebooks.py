@@ -1,5 +1,6 @@
 """Every tutorial notebook runs top to bottom against the offline simulator, and is committed
 without outputs."""
+
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +20,11 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_committed_without_outputs(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
-    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; strip them before committing"
 
 
@@ -29,8 +34,9 @@ def run_copy(path, tmp_path) -> str:
     work.mkdir()
     shutil.copy(path, work / path.name)
     nb = nbformat.read(work / path.name, as_version=4)
-    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
+    NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    ).execute()
     return json.dumps([c.get("outputs", []) for c in nb.cells])
 
 

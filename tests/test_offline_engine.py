@@ -1,4 +1,5 @@
 """The simulator's speech engine: prompt words -> espeak-ng settings -> real speech."""
+
 from __future__ import annotations
 
 import io
@@ -47,17 +48,20 @@ def _mean(prompt: str, attr: str, lang: str = "en") -> float:
     return float(np.mean([getattr(settings_for(prompt, lang, s), attr) for s in seeds(12)]))
 
 
-@pytest.mark.parametrize("prompt_a, prompt_b, attr", [
-    ("a deep voice", "a high-pitched voice", "pitch"),
-    ("an adult man", "a child", "pitch"),
-    ("a man speaking slowly", "a man speaking fast", "rate"),
-    ("an elderly man", "a young man", "rate"),
-    ("a calm man", "a lively man", "range"),
-    ("an elderly woman", "a young woman", "range"),
-    ("a soft voice", "a loud voice", "volume"),
-    ("语速缓慢的男声", "语速快的男声", "rate"),
-    ("低沉的男声", "高亢的男声", "pitch"),
-])
+@pytest.mark.parametrize(
+    "prompt_a, prompt_b, attr",
+    [
+        ("a deep voice", "a high-pitched voice", "pitch"),
+        ("an adult man", "a child", "pitch"),
+        ("a man speaking slowly", "a man speaking fast", "rate"),
+        ("an elderly man", "a young man", "rate"),
+        ("a calm man", "a lively man", "range"),
+        ("an elderly woman", "a young woman", "range"),
+        ("a soft voice", "a loud voice", "volume"),
+        ("语速缓慢的男声", "语速快的男声", "rate"),
+        ("低沉的男声", "高亢的男声", "pitch"),
+    ],
+)
 def test_prompt_words_move_the_settings(prompt_a, prompt_b, attr):
     assert _mean(prompt_a, attr) < _mean(prompt_b, attr)
 
@@ -109,7 +113,7 @@ def test_preview_encodes(fmt):
     audio = engine.preview(EN_TEXT, settings_for("a voice", "en", "v"), sample_rate=16000, fmt=fmt)
     assert audio.format == fmt and audio.sample_rate == 16000
     if fmt != "pcm":
-        y, rate = sf.read(io.BytesIO(audio.data))
+        _y, rate = sf.read(io.BytesIO(audio.data))
         assert rate == 16000
     assert 1.5 < audio.duration < 6.0
 
@@ -129,7 +133,7 @@ def test_rendering_is_thread_safe():
         t.start()
     for t in threads:
         t.join()
-    assert all(abs(r - e) < 0.01 * e for r, e in zip(results, expected)), (results, expected)
+    assert all(abs(r - e) < 0.01 * e for r, e in zip(results, expected, strict=False)), (results, expected)
 
 
 def test_ssml_tags_are_not_read_aloud():

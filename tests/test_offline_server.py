@@ -1,4 +1,5 @@
 """The simulator's HTTP side, tested over loopback with plain ``requests`` (no mocks)."""
+
 from __future__ import annotations
 
 import base64
@@ -8,6 +9,7 @@ import json
 import logging
 import re
 import socket
+import sqlite3
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -35,16 +37,26 @@ EXAMPLE = {
     },
     "parameters": {"sample_rate": 24000, "response_format": "wav"},
 }
-EN_DESIGN = {"model": "voice-enrollment", "input": {
-    "action": "create_voice", "target_model": "cosyvoice-v3.5-flash", "prefix": "en",
-    "voice_prompt": "A calm woman in her thirties.", "preview_text": "Hello, and welcome to the show.",
-    "language_hints": ["en"]}}
+EN_DESIGN = {
+    "model": "voice-enrollment",
+    "input": {
+        "action": "create_voice",
+        "target_model": "cosyvoice-v3.5-flash",
+        "prefix": "en",
+        "voice_prompt": "A calm woman in her thirties.",
+        "preview_text": "Hello, and welcome to the show.",
+        "language_hints": ["en"],
+    },
+}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+INSTANT = {"*": {"design_latency": 0}}  # the models' design latency is tested in test_offline_profiles.py
 
 
 @pytest.fixture(scope="module")
 def sim():
-    with serve(enrollment_rps=None) as s:
+    with serve(enrollment_rps=None, model_profiles=INSTANT) as s:
         yield s
 
 
@@ -108,8 +120,12 @@ def median_f0(x, rate) -> float:
 
 
 def test_documented_example_returns_documented_shape(sim):
-    r = requests.post(sim.base_url + PATH, json=EXAMPLE, timeout=10,
-                      headers={"Authorization": f"Bearer {sim.api_key}", "Content-Type": "application/json"})
+    r = requests.post(
+        sim.base_url + PATH,
+        json=EXAMPLE,
+        timeout=10,
+        headers={"Authorization": f"Bearer {sim.api_key}", "Content-Type": "application/json"},
+    )
     assert r.status_code == 200
     body = r.json()
     assert set(body) == {"output", "usage", "request_id"}
@@ -146,43 +162,61 @@ def test_defaults_without_parameters(sim):
 
 
 def test_sdk_style_headers_are_accepted(sim):
-    headers = {"Content-Type": "application/json; charset=utf-8", "Accept": "application/json; charset=utf-8",
-               "user-agent": "dashscope/2.0.2", "X-DashScope-WorkSpace": "ws-1",
-               "x-dashscope-sdk-client": "python", "x-dashscope-sdk-session-id": "abc"}
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Accept": "application/json; charset=utf-8",
+        "user-agent": "dashscope/2.0.2",
+        "X-DashScope-WorkSpace": "ws-1",
+        "x-dashscope-sdk-client": "python",
+        "x-dashscope-sdk-session-id": "abc",
+    }
     r = post(sim, json.dumps(EXAMPLE, ensure_ascii=False).encode(), headers=headers)
     assert r.status_code == 200
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_deep_male_preview_is_lower_than_high_young_female(sim, lang):
-    prompts = {"en": ("A deep male voice, low and resonant.", "A high-pitched young female voice, bright."),
-               "zh": ("沉稳的中年男性，音色低沉浑厚", "年轻女性，声音清亮高亢")}[lang]
+    prompts = {
+        "en": ("A deep male voice, low and resonant.", "A high-pitched young female voice, bright."),
+        "zh": ("沉稳的中年男性，音色低沉浑厚", "年轻女性，声音清亮高亢"),
+    }[lang]
     text = {"en": "Good evening, and welcome to the news.", "zh": "各位听众朋友，大家好，欢迎收听。"}[lang]
     f0 = []
     for prompt in prompts:
-        preview = post(sim, design(voice_prompt=prompt, preview_text=text, language_hints=[lang])
-                       ).json()["output"]["preview_audio"]
+        preview = post(sim, design(voice_prompt=prompt, preview_text=text, language_hints=[lang])).json()["output"][
+            "preview_audio"
+        ]
         f0.append(median_f0(*decode(preview)))
     assert f0[0] * 1.8 < f0[1], f0
 
 
 def test_limits_are_inclusive(sim):
-    create(sim, voice_prompt="低" * catalog.VOICE_PROMPT_MAX, preview_text="好" * catalog.PREVIEW_TEXT_MAX,
-           prefix="a" * catalog.PREFIX_MAX)
+    create(
+        sim,
+        voice_prompt="低" * catalog.VOICE_PROMPT_MAX,
+        preview_text="好" * catalog.PREVIEW_TEXT_MAX,
+        prefix="a" * catalog.PREFIX_MAX,
+    )
 
 
 # --- errors -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body, code, message", [
-    (b"not json", "BadRequest.IllegalInput", "The input parameter requires json format."),
-    (b"[1, 2]", "BadRequest.IllegalInput", None),
-    (b'{"input": {"action": "list_voice"}}', "BadRequest.EmptyModel", None),
-    (b'{"model": "voice-enrollment"}', "BadRequest.EmptyInput", None),
-    (b'{"model": "qwen-voice-design", "input": {"action": "list_voice"}}', "InvalidParameter",
-     "url error, please check url!"),
-    (b'{"model": "voice-enrollment", "input": {"action": "create"}}', "InvalidParameter", None),
-])
+@pytest.mark.parametrize(
+    "body, code, message",
+    [
+        (b"not json", "BadRequest.IllegalInput", "The input parameter requires json format."),
+        (b"[1, 2]", "BadRequest.IllegalInput", None),
+        (b'{"input": {"action": "list_voice"}}', "BadRequest.EmptyModel", None),
+        (b'{"model": "voice-enrollment"}', "BadRequest.EmptyInput", None),
+        (
+            b'{"model": "qwen-voice-design", "input": {"action": "list_voice"}}',
+            "InvalidParameter",
+            "url error, please check url!",
+        ),
+        (b'{"model": "voice-enrollment", "input": {"action": "create"}}', "InvalidParameter", None),
+    ],
+)
 def test_envelope_errors(sim, body, code, message):
     assert_error(post(sim, body), 400, code, message)
 
@@ -191,28 +225,31 @@ def _field_message(field):
     return f"Required parameter({field}) missing or invalid, please check the request parameters."
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"target_model": "cosyvoice-v2"}, "target_model"),
-    ({"target_model": None}, "target_model"),
-    ({"prefix": "Announcer"}, "prefix"),
-    ({"prefix": "a" * 11}, "prefix"),
-    ({"prefix": ""}, "prefix"),
-    ({"prefix": "an-nouncer"}, "prefix"),
-    ({"voice_prompt": ""}, "voice_prompt"),
-    ({"voice_prompt": "x" * 501}, "voice_prompt"),
-    ({"voice_prompt": None}, "voice_prompt"),
-    ({"preview_text": "  "}, "preview_text"),
-    ({"preview_text": "好" * 201}, "preview_text"),
-    ({"language_hints": ["fr"]}, "language_hints"),
-    ({"language_hints": "zh"}, "language_hints"),
-    ({"language_hints": ["zh"], "preview_text": "Hello there."}, "language_hints"),
-    ({"language_hints": None, "preview_text": "Hello there."}, "language_hints"),  # missing = zh
-    ({"language_hints": ["en"]}, "language_hints"),  # Chinese preview, en hint
-    ({"sample_rate": 22050}, "sample_rate"),
-    ({"sample_rate": "24000"}, "sample_rate"),
-    ({"sample_rate": 24000.0}, "sample_rate"),
-    ({"response_format": "opus"}, "response_format"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"target_model": "cosyvoice-v2"}, "target_model"),
+        ({"target_model": None}, "target_model"),
+        ({"prefix": "Announcer"}, "prefix"),
+        ({"prefix": "a" * 11}, "prefix"),
+        ({"prefix": ""}, "prefix"),
+        ({"prefix": "an-nouncer"}, "prefix"),
+        ({"voice_prompt": ""}, "voice_prompt"),
+        ({"voice_prompt": "x" * 501}, "voice_prompt"),
+        ({"voice_prompt": None}, "voice_prompt"),
+        ({"preview_text": "  "}, "preview_text"),
+        ({"preview_text": "好" * 201}, "preview_text"),
+        ({"language_hints": ["fr"]}, "language_hints"),
+        ({"language_hints": "zh"}, "language_hints"),
+        ({"language_hints": ["zh"], "preview_text": "Hello there."}, "language_hints"),
+        ({"language_hints": None, "preview_text": "Hello there."}, "language_hints"),  # missing = zh
+        ({"language_hints": ["en"]}, "language_hints"),  # Chinese preview, en hint
+        ({"sample_rate": 22050}, "sample_rate"),
+        ({"sample_rate": "24000"}, "sample_rate"),
+        ({"sample_rate": 24000.0}, "sample_rate"),
+        ({"response_format": "opus"}, "response_format"),
+    ],
+)
 def test_design_validation_names_the_field(sim, changes, field):
     assert_error(post(sim, design(**changes)), 400, "InvalidParameter", _field_message(field))
     assert sim.voices() == []
@@ -258,8 +295,15 @@ def test_list_filters_orders_and_pages(sim):
     assert set(body["output"]) == {"voice_list"} and body["usage"] == {"count": 1}
     assert [v["voice_id"] for v in body["output"]["voice_list"]] == ids[::-1]  # newest first
     item = body["output"]["voice_list"][0]
-    assert set(item) == {"voice_id", "target_model", "voice_prompt", "preview_text", "gmt_create",
-                         "gmt_modified", "status"}
+    assert set(item) == {
+        "voice_id",
+        "target_model",
+        "voice_prompt",
+        "preview_text",
+        "gmt_create",
+        "gmt_modified",
+        "status",
+    }
     assert item["status"] == "OK" and item["voice_prompt"] == EXAMPLE["input"]["voice_prompt"]
     aa = [v["voice_id"] for v in action(sim, "list_voice", prefix="aa").json()["output"]["voice_list"]]
     assert aa == [ids[3], ids[2], ids[0]]
@@ -277,37 +321,52 @@ def test_list_times_are_utc_plus_8(sim):
     assert abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 5
 
 
-@pytest.mark.parametrize("fields", [{"page_size": 1001}, {"page_size": -1}, {"page_index": -1},
-                                    {"page_index": "0"}, {"page_size": 1.5}])
+@pytest.mark.parametrize(
+    "fields", [{"page_size": 1001}, {"page_size": -1}, {"page_index": -1}, {"page_index": "0"}, {"page_size": 1.5}]
+)
 def test_list_rejects_bad_paging(sim, fields):
-    assert_error(action(sim, "list_voice", **fields), 400, "InvalidParameter",
-                 _field_message(next(iter(fields))))
+    assert_error(action(sim, "list_voice", **fields), 400, "InvalidParameter", _field_message(next(iter(fields))))
 
 
 def test_query_shape(sim):
     vid = create(sim)
     body = action(sim, "query_voice", voice_id=vid).json()
     assert body["usage"] == {"count": 1}
-    assert set(body["output"]) == {"voice_id", "gmt_create", "gmt_modified", "preview_text", "target_model",
-                                   "status", "voice_prompt"}
+    assert set(body["output"]) == {
+        "voice_id",
+        "gmt_create",
+        "gmt_modified",
+        "preview_text",
+        "target_model",
+        "status",
+        "voice_prompt",
+    }
     assert body["output"]["voice_id"] == vid and body["output"]["status"] == "OK"
 
 
 def test_delete_then_unknown(sim):
     vid = create(sim)
     r = action(sim, "delete_voice", voice_id=vid)
-    assert r.status_code == 200 and r.json() == {"output": {}, "usage": {"count": 1},
-                                                 "request_id": r.headers["x-request-id"]}
+    assert r.status_code == 200 and r.json() == {
+        "output": {},
+        "usage": {"count": 1},
+        "request_id": r.headers["x-request-id"],
+    }
     for name in ("query_voice", "delete_voice", "update_voice"):
-        assert_error(action(sim, name, voice_id=vid), 400, "BadRequest.ResourceNotExist",
-                     "The Required resource not exist.")
+        assert_error(
+            action(sim, name, voice_id=vid), 400, "BadRequest.ResourceNotExist", "The Required resource not exist."
+        )
     assert_error(action(sim, "query_voice"), 400, "InvalidParameter", _field_message("voice_id"))
 
 
 def test_update_is_not_for_designed_voices(sim):
     vid = create(sim)
-    assert_error(action(sim, "update_voice", voice_id=vid, url="https://example.com/a.wav"), 400,
-                 "InvalidParameter", "update_voice is not supported for designed voices")
+    assert_error(
+        action(sim, "update_voice", voice_id=vid, url="https://example.com/a.wav"),
+        400,
+        "InvalidParameter",
+        "update_voice is not supported for designed voices",
+    )
 
 
 def test_status_lifecycle():
@@ -325,8 +384,10 @@ def test_status_lifecycle():
 # --- auth and logging -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": "sk-x"},
-                                     {"Authorization": "Basic c2s6eA=="}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": "sk-x"}, {"Authorization": "Basic c2s6eA=="}],
+)
 def test_wrong_or_missing_key_is_401(sim, headers):
     r = requests.post(sim.base_url + PATH, json=EXAMPLE, headers=headers, timeout=10)
     assert_error(r, 401, "InvalidApiKey", "Invalid API-key provided.")
@@ -334,8 +395,12 @@ def test_wrong_or_missing_key_is_401(sim, headers):
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
 def test_scheme_word_is_case_insensitive(sim, scheme):
-    r = requests.post(sim.base_url + PATH, json={"model": "voice-enrollment", "input": {"action": "list_voice"}},
-                      headers={"Authorization": f"{scheme} {sim.api_key}"}, timeout=10)
+    r = requests.post(
+        sim.base_url + PATH,
+        json={"model": "voice-enrollment", "input": {"action": "list_voice"}},
+        headers={"Authorization": f"{scheme} {sim.api_key}"},
+        timeout=10,
+    )
     assert r.status_code == 200
 
 
@@ -358,8 +423,7 @@ def test_key_never_logged(caplog):
     lines = [r.getMessage() for r in caplog.records]
     offline = [r for r in caplog.records if r.name == "cosyvoice_lab.offline"]
     assert len(offline) >= 4
-    assert all(re.search(r"^POST \S+ -> \d+ in [\d.]+ ms request_id=[0-9a-f-]{36}$", r.getMessage())
-               for r in offline)
+    assert all(re.search(r"^POST \S+ -> \d+ in [\d.]+ ms request_id=[0-9a-f-]{36}$", r.getMessage()) for r in offline)
     assert not any(secret in line for line in lines) and secret not in caplog.text
 
 
@@ -465,8 +529,10 @@ def test_voices_survive_a_restart(tmp_path):
         gone = create(s, prefix="gone")
         action(s, "delete_voice", voice_id=gone)
         before = s.voices()
-    assert json.loads((tmp_path / "voices.json").read_text())["voices"][0]["voice_id"] == vid
-    assert [p.name for p in tmp_path.iterdir()] == ["voices.json"]  # no temp files left
+    # one SQLite store (issue 12: several simulators may share the folder); no temp files left
+    assert {p.name for p in tmp_path.iterdir()} <= {"voices.sqlite3", "voices.sqlite3-wal", "voices.sqlite3-shm"}
+    with sqlite3.connect(tmp_path / "voices.sqlite3") as db:
+        assert [r[0] for r in db.execute("SELECT voice_id FROM voices")] == [vid]
     with serve(state_dir=tmp_path) as s:
         assert s.voices() == before and "settings" in before[0]
         assert action(s, "query_voice", voice_id=vid).json()["output"]["status"] == "OK"
@@ -514,7 +580,9 @@ def test_uuid_shaped_voice_ids_are_unique(sim):
 
 def test_action_latency_slows_only_that_action():
     import time as _time
+
     from cosyvoice_lab.offline import serve as _serve
+
     with _serve(enrollment_rps=None, faults={"action_latency": {"list_voice": 0.5}}) as s:
         url = s.base_url + catalog.CUSTOMIZATION_PATH
         headers = {"Authorization": f"Bearer {s.api_key}"}
@@ -522,7 +590,10 @@ def test_action_latency_slows_only_that_action():
         requests.post(url, json={"model": "voice-enrollment", "input": {"action": "list_voice"}}, headers=headers)
         listed = _time.monotonic() - t0
         t0 = _time.monotonic()
-        requests.post(url, json={"model": "voice-enrollment", "input": {"action": "query_voice", "voice_id": "x"}},
-                      headers=headers)
+        requests.post(
+            url,
+            json={"model": "voice-enrollment", "input": {"action": "query_voice", "voice_id": "x"}},
+            headers=headers,
+        )
         queried = _time.monotonic() - t0
     assert listed >= 0.5 > queried

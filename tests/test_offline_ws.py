@@ -1,5 +1,6 @@
 """The simulator's synthesis WebSocket, over loopback with ``websocket-client`` (no mocks),
 and the official dashscope SDK pointed at the simulator."""
+
 from __future__ import annotations
 
 import io
@@ -23,9 +24,14 @@ EN_TEXT = "The first sentence is here. Is this the second one? Yes, and this is 
 ZH_TEXT = "床前明月光，疑是地上霜。举头望明月！低头思故乡。"
 
 
+# quick timing: designs at once, first audio at the documented minimum, no real-time pacing
+# (timing itself is tested in test_offline_streaming.py)
+QUICK = {"model_profiles": {"*": {"design_latency": 0}}, "first_audio_seconds": 0.2, "realtime_factor": 0}
+
+
 @pytest.fixture(scope="module")
 def sim():
-    with serve(synthesis_rps=None, enrollment_rps=None) as s:
+    with serve(synthesis_rps=None, enrollment_rps=None, **QUICK) as s:
         yield s
 
 
@@ -43,36 +49,62 @@ def _clean(request):
 
 
 def design(s, prompt, preview, lang, model=MODEL) -> str:
-    r = requests.post(s.base_url + catalog.CUSTOMIZATION_PATH, timeout=10,
-                      headers={"Authorization": f"Bearer {s.api_key}"},
-                      json={"model": "voice-enrollment", "input": {
-                          "action": "create_voice", "target_model": model, "prefix": "ws",
-                          "voice_prompt": prompt, "preview_text": preview, "language_hints": [lang]}})
+    r = requests.post(
+        s.base_url + catalog.CUSTOMIZATION_PATH,
+        timeout=10,
+        headers={"Authorization": f"Bearer {s.api_key}"},
+        json={
+            "model": "voice-enrollment",
+            "input": {
+                "action": "create_voice",
+                "target_model": model,
+                "prefix": "ws",
+                "voice_prompt": prompt,
+                "preview_text": preview,
+                "language_hints": [lang],
+            },
+        },
+    )
     assert r.status_code == 200, r.text
     return r.json()["output"]["voice_id"]
 
 
 def connect(s, key=None, path=""):
-    return websocket.create_connection(s.ws_url + path, timeout=10,
-                                       header=[f"Authorization: bearer {key or s.api_key}"])
+    return websocket.create_connection(
+        s.ws_url + path, timeout=10, header=[f"Authorization: bearer {key or s.api_key}"]
+    )
 
 
 def run_task(voice_id, task_id, model=MODEL, **params):
-    payload = {"task_group": "audio", "task": "tts", "function": "SpeechSynthesizer", "model": model,
-               "parameters": {"text_type": "PlainText", "voice": voice_id, "format": "wav",
-                              "sample_rate": 24000, "volume": 50, "rate": 1, "pitch": 1, **params},
-               "input": {}}
+    payload = {
+        "task_group": "audio",
+        "task": "tts",
+        "function": "SpeechSynthesizer",
+        "model": model,
+        "parameters": {
+            "text_type": "PlainText",
+            "voice": voice_id,
+            "format": "wav",
+            "sample_rate": 24000,
+            "volume": 50,
+            "rate": 1,
+            "pitch": 1,
+            **params,
+        },
+        "input": {},
+    }
     return {"header": {"action": "run-task", "task_id": task_id, "streaming": "duplex"}, "payload": payload}
 
 
 def cont(task_id, text, **extra):
-    return {"header": {"action": "continue-task", "task_id": task_id, "streaming": "duplex"},
-            "payload": {"input": {"text": text}, **extra}}
+    return {
+        "header": {"action": "continue-task", "task_id": task_id, "streaming": "duplex"},
+        "payload": {"input": {"text": text}, **extra},
+    }
 
 
 def finish(task_id, **inp):
-    return {"header": {"action": "finish-task", "task_id": task_id, "streaming": "duplex"},
-            "payload": {"input": inp}}
+    return {"header": {"action": "finish-task", "task_id": task_id, "streaming": "duplex"}, "payload": {"input": inp}}
 
 
 def send(ws, msg):
@@ -185,8 +217,7 @@ def sentence_bytes(events) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("fmt, rate", [("mp3", 22050), ("mp3", 48000), ("pcm", 16000), ("opus", 24000),
-                                       ("wav", 8000)])
+@pytest.mark.parametrize("fmt, rate", [("mp3", 22050), ("mp3", 48000), ("pcm", 16000), ("opus", 24000), ("wav", 8000)])
 def test_frames_concatenate_to_the_whole_recording(sim, voice, fmt, rate):
     wav_events, wav = synthesize(sim, voice, [EN_TEXT], format="wav", sample_rate=rate)
     events, audio = synthesize(sim, voice, [EN_TEXT], format=fmt, sample_rate=rate)
@@ -206,8 +237,9 @@ def test_frames_concatenate_to_the_whole_recording(sim, voice, fmt, rate):
 
 
 def test_sdk_default_format_means_mp3_22050(sim, voice):
-    _, audio = synthesize(sim, voice, ["Hello there."], format="Default", sample_rate=0, seed=0, type=0,
-                          enable_ssml=True)
+    _, audio = synthesize(
+        sim, voice, ["Hello there."], format="Default", sample_rate=0, seed=0, type=0, enable_ssml=True
+    )
     assert audio[:3] == b"ID3" or audio[0] == 0xFF
     assert sf.info(io.BytesIO(audio)).samplerate == 22050
 
@@ -219,8 +251,13 @@ def test_sdk_repeated_fields_and_flush_are_accepted(sim, voice):
     json.loads(ws.recv())
     sdk = {"model": MODEL, "task_group": "audio", "task": "tts", "function": "SpeechSynthesizer"}
     send(ws, cont(tid, "One. ", **sdk))
-    send(ws, {"header": {"action": "continue-task", "task_id": tid, "streaming": "duplex"},
-              "payload": {**sdk, "input": {"flush": True}}})
+    send(
+        ws,
+        {
+            "header": {"action": "continue-task", "task_id": tid, "streaming": "duplex"},
+            "payload": {**sdk, "input": {"flush": True}},
+        },
+    )
     send(ws, cont(tid, "Two.", **sdk))
     send(ws, finish(tid))
     events, _ = receive(ws)
@@ -272,7 +309,7 @@ def test_continue_for_a_task_that_is_not_running(sim, voice):
 def _measure(audio):
     x, rate = sf.read(io.BytesIO(audio))
     f0 = parselmouth.Sound(x, rate).to_pitch().selected_array["frequency"]
-    return len(x) / rate, float(np.median(f0[f0 > 0])), float(np.sqrt(np.mean(x ** 2)))
+    return len(x) / rate, float(np.median(f0[f0 > 0])), float(np.sqrt(np.mean(x**2)))
 
 
 def test_rate_pitch_volume_change_the_voice(sim, voice):
@@ -299,22 +336,34 @@ def test_client_disconnect_aborts_silently(sim, voice):
 # --- failures ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mutate, code, message", [
-    (lambda m: m["payload"].pop("input"), "InvalidParameter", "InvalidParameter: task can not be null"),
-    (lambda m: m["payload"].pop("model"), "InvalidParameter",
-     "Missing required parameter 'payload.model'! Please follow the protocol!"),
-    (lambda m: m["payload"]["parameters"].update(voice="cosyvoice-v3.5-plus-vd-ws-" + "0" * 32),
-     "InvalidParameter", "[tts:]Engine return error code: 418"),
-    (lambda m: m["payload"].update(model="cosyvoice-v3.5-flash"), "InvalidParameter",
-     "[tts:]Engine return error code: 418"),
-    (lambda m: m["payload"]["parameters"].update(format="flac"), "InvalidParameter", None),
-    (lambda m: m["payload"]["parameters"].update(sample_rate=12345), "InvalidParameter", None),
-    (lambda m: m["payload"]["parameters"].update(volume=101), "InvalidParameter", None),
-    (lambda m: m["payload"]["parameters"].update(rate=2.5), "InvalidParameter", None),
-    (lambda m: m["payload"]["parameters"].update(pitch=0.4), "InvalidParameter", None),
-    (lambda m: m["payload"]["parameters"].update(instruction="慢" * 51), "InvalidParameter", None),
-    (lambda m: m["payload"]["parameters"].update(seed=catalog.SYNTH_SEED_RANGE[1] + 1), "InvalidParameter", None),
-])
+@pytest.mark.parametrize(
+    "mutate, code, message",
+    [
+        (lambda m: m["payload"].pop("input"), "InvalidParameter", "InvalidParameter: task can not be null"),
+        (
+            lambda m: m["payload"].pop("model"),
+            "InvalidParameter",
+            "Missing required parameter 'payload.model'! Please follow the protocol!",
+        ),
+        (
+            lambda m: m["payload"]["parameters"].update(voice="cosyvoice-v3.5-plus-vd-ws-" + "0" * 32),
+            "InvalidParameter",
+            "[tts:]Engine return error code: 418",
+        ),
+        (
+            lambda m: m["payload"].update(model="cosyvoice-v3.5-flash"),
+            "InvalidParameter",
+            "[tts:]Engine return error code: 418",
+        ),
+        (lambda m: m["payload"]["parameters"].update(format="flac"), "InvalidParameter", None),
+        (lambda m: m["payload"]["parameters"].update(sample_rate=12345), "InvalidParameter", None),
+        (lambda m: m["payload"]["parameters"].update(volume=101), "InvalidParameter", None),
+        (lambda m: m["payload"]["parameters"].update(rate=2.5), "InvalidParameter", None),
+        (lambda m: m["payload"]["parameters"].update(pitch=0.4), "InvalidParameter", None),
+        (lambda m: m["payload"]["parameters"].update(instruction="慢" * 51), "InvalidParameter", None),
+        (lambda m: m["payload"]["parameters"].update(seed=catalog.SYNTH_SEED_RANGE[1] + 1), "InvalidParameter", None),
+    ],
+)
 def test_run_task_failures(sim, voice, mutate, code, message):
     ws = connect(sim)
     msg = run_task(voice, uuid.uuid4().hex)

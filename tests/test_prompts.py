@@ -1,4 +1,5 @@
 """PromptSpec: rendering, round trip through vocabulary.read_claims, presets, storage."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from hypothesis import strategies as st
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.design import foreign_characters
-from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PRESETS, PromptSpec, options
 from cosyvoice_lab.prompts.lexicon import LEXICON, read_claims
+from cosyvoice_lab.prompts.presets import PRESETS
+from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PromptSpec, options
 
 LANGUAGES = ("en", "zh")
 ZH_PUNCTUATION = set("，、。")
@@ -57,6 +59,7 @@ specs = st.builds(
 
 # --- the property: every spec renders well and reads back as itself ---------------------------
 
+
 @settings(max_examples=300, deadline=None)
 @given(spec=specs, language=st.sampled_from(LANGUAGES))
 def test_random_specs_render_within_limits_and_round_trip(spec, language):
@@ -88,19 +91,28 @@ def test_every_preset_renders_within_limits_and_round_trips(name, language):
 
 def test_presets_cover_the_common_uses():
     assert len(PRESETS) >= 6
-    for name in ("news_anchor", "audiobook_narrator", "customer_service", "childrens_storyteller",
-                 "game_villain", "documentary_narrator", "ad_voiceover"):
+    for name in (
+        "news_anchor",
+        "audiobook_narrator",
+        "customer_service",
+        "childrens_storyteller",
+        "game_villain",
+        "documentary_narrator",
+        "ad_voiceover",
+    ):
         assert name in PRESETS
 
 
 # --- what the text looks like --------------------------------------------------------------------
+
 
 def test_audiobook_narrator_reads_like_a_prompt_a_person_would_write():
     spec = PromptSpec.preset("audiobook_narrator")
     assert spec.render("en") == (
         "A calm middle-aged male narrator with a deep, low-pitched voice and a warm timbre. "
         "He speaks at a slow, unhurried pace, with distinct, careful enunciation. "
-        "The voice is well suited to audiobook narration.")
+        "The voice is well suited to audiobook narration."
+    )
     assert spec.render("zh") == "一位沉稳的中年男性朗读者，音色低沉浑厚、温暖，语速缓慢从容，吐字清晰，适合有声书朗读。"
 
 
@@ -133,6 +145,7 @@ def test_bright_timbre_implies_high_pitch_but_an_explicit_pitch_wins():
 
 # --- errors name what is allowed --------------------------------------------------------------------
 
+
 def test_unknown_value_lists_the_allowed_ones():
     with pytest.raises(ValueError) as err:
         PromptSpec(pitch="medium")
@@ -159,6 +172,7 @@ def test_unknown_preset_lists_presets():
 
 
 # --- deriving specs -----------------------------------------------------------------------------
+
 
 def test_replace_changes_one_field_and_validates():
     base = PromptSpec.preset("news_anchor")
@@ -192,6 +206,7 @@ def test_variants_errors_name_the_valid_choices():
 
 # --- storage --------------------------------------------------------------------------------------
 
+
 def test_to_dict_has_every_field_and_json_keeps_chinese_readable():
     spec = PromptSpec.preset("customer_service").replace(free_text="亲切自然")
     d = spec.to_dict()
@@ -209,6 +224,7 @@ def test_from_dict_accepts_partial_and_rejects_unknown_keys():
 
 
 # --- options for widgets --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dimension", DIMENSIONS)
 def test_options_cover_every_value_in_both_languages(dimension):
@@ -245,8 +261,10 @@ def test_prompts_module_imports_nothing_heavy():
     import sys
 
     # Measured against the package itself, whose front door is someone else's concern.
-    code = ("import sys; import cosyvoice_lab; before = set(sys.modules); import cosyvoice_lab.prompts.spec; "
-            "print(sorted(m for m in set(sys.modules) - before "
-            "if m.split('.')[0] in ('ipywidgets', 'pandas', 'matplotlib', 'parselmouth', 'scipy')))")
+    code = (
+        "import sys; import cosyvoice_lab; before = set(sys.modules); import cosyvoice_lab.prompts.spec; "
+        "print(sorted(m for m in set(sys.modules) - before "
+        "if m.split('.')[0] in ('ipywidgets', 'pandas', 'matplotlib', 'parselmouth', 'scipy')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

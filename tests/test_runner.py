@@ -1,4 +1,5 @@
 """The runner: rate limit, concurrency, failures counted, Ctrl-C keeps what finished."""
+
 import signal
 import threading
 import time
@@ -69,7 +70,7 @@ def test_rate_limiter_threads_never_exceed_rate():
         t.join()
     stamps.sort()
     # no one-second window holds more than 20 of them (minus scheduling slack)
-    assert min(b - a for a, b in zip(stamps, stamps[20:])) >= 0.95
+    assert min(b - a for a, b in zip(stamps, stamps[20:], strict=False)) >= 0.95
 
 
 def test_results_in_task_order_with_failures_counted():
@@ -79,6 +80,7 @@ def test_results_in_task_order_with_failures_counted():
             if i == 3:
                 raise RuntimeError("boom")
             return i
+
         return run
 
     out = run_tasks([task(i) for i in range(10)], concurrency=4, progress=False, is_failure=lambda r: r == 7)
@@ -100,6 +102,7 @@ def test_interrupt_keeps_finished_and_cancels_the_rest():
             started.append(i)
             time.sleep(0.3)
             return i
+
         return run
 
     timer = threading.Timer(0.45, signal.raise_signal, args=(signal.SIGINT,))
@@ -122,4 +125,27 @@ def test_fractional_rate_never_exceeds_its_floor_in_any_second():
     for _ in range(7):
         limiter.acquire()
         times.append(clock.now)
-    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[2:])), times  # 2 per second, not 3 or 4
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[2:], strict=False)), times  # 2 per second, not 3 or 4
+
+
+def test_on_done_reports_each_outcome_in_the_calling_thread_as_it_finishes():
+    seen, caller = [], threading.current_thread()
+
+    def task(i):
+        def run():
+            time.sleep(0.05 * (3 - i))  # finish in reverse order
+            if i == 1:
+                raise ValueError("no good")
+            return i * 10
+
+        return run
+
+    def on_done(index, result, error):
+        assert threading.current_thread() is caller
+        seen.append((index, result, type(error).__name__ if error else None))
+        if index == 0:
+            raise RuntimeError("a broken display hook is logged, not fatal")
+
+    out = run_tasks([task(i) for i in range(3)], concurrency=3, progress=False, on_done=on_done)
+    assert seen == [(2, 20, None), (1, None, "ValueError"), (0, 0, None)]
+    assert out.results == [0, 20] and out.failed == 1 and not out.interrupted

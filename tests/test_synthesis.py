@@ -1,4 +1,5 @@
 """Speech synthesis over the WebSocket, against the real offline simulator on loopback."""
+
 from __future__ import annotations
 
 import io
@@ -14,20 +15,34 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.errors import (AuthenticationError, ConnectionFailed, RateLimited, RequestTimeout,
-                                  ServerError, SynthesisError, ValidationError, VoiceNotFound, VoiceNotReady)
+from cosyvoice_lab.errors import (
+    AuthenticationError,
+    ConnectionFailed,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    SynthesisError,
+    ValidationError,
+    VoiceNotFound,
+    VoiceNotReady,
+)
 from cosyvoice_lab.offline import Fault, Faults, serve
+from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy
 from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult, estimate_cost, fix_wav_sizes, split_text
-from cosyvoice_lab.service.ws import Synthesizer, ws_url_for
+from cosyvoice_lab.service.wire import ws_url_for
+from cosyvoice_lab.service.ws import Synthesizer
 
-EN_SCRIPT = ("The lighthouse keeper climbed the stairs at dusk. "
-             "Far below, the waves broke against the rocks! "
-             "Would the ship arrive before the storm?")
-EN_SENTENCES = ["The lighthouse keeper climbed the stairs at dusk.",
-                "Far below, the waves broke against the rocks!",
-                "Would the ship arrive before the storm?"]
+EN_SCRIPT = (
+    "The lighthouse keeper climbed the stairs at dusk. "
+    "Far below, the waves broke against the rocks! "
+    "Would the ship arrive before the storm?"
+)
+EN_SENTENCES = [
+    "The lighthouse keeper climbed the stairs at dusk.",
+    "Far below, the waves broke against the rocks!",
+    "Would the ship arrive before the storm?",
+]
 ZH_SCRIPT = "今天天气很好。我们去公园散步吧！你想喝茶吗？"
 ZH_SENTENCES = ["今天天气很好。", "我们去公园散步吧！", "你想喝茶吗？"]
 
@@ -46,7 +61,14 @@ def no_sleep(_seconds):
 
 @pytest.fixture(scope="module")
 def sim():
-    with serve(synthesis_rps=None, enrollment_rps=None) as s:
+    # no assumed design time and no real-time pacing: these tests are about the protocol
+    with serve(
+        synthesis_rps=None,
+        enrollment_rps=None,
+        model_profiles={"*": {"design_latency": 0}},
+        first_audio_seconds=0,
+        realtime_factor=0,
+    ) as s:
         yield s
 
 
@@ -58,10 +80,16 @@ def client(sim):
 
 @pytest.fixture(scope="module")
 def voices(client):
-    en = client.create_voice(VoiceDesign("A calm, deep male narrator in his fifties, slow and warm",
-                                         "Hello, this is my voice.", prefix="synthen"))
-    zh = client.create_voice(VoiceDesign("温柔的年轻女声，语速适中，声音清亮", "大家好，欢迎收听。",
-                                         target_model=catalog.V35_FLASH, prefix="synthzh"))
+    en = client.create_voice(
+        VoiceDesign(
+            "A calm, deep male narrator in his fifties, slow and warm", "Hello, this is my voice.", prefix="synthen"
+        )
+    )
+    zh = client.create_voice(
+        VoiceDesign(
+            "温柔的年轻女声，语速适中，声音清亮", "大家好，欢迎收听。", target_model=catalog.V35_FLASH, prefix="synthzh"
+        )
+    )
     return {"en": en.voice_id, "zh": zh.voice_id}
 
 
@@ -78,12 +106,15 @@ def decode(result: SpeechResult):
 
 def assert_speech(result: SpeechResult, text: str, sentences: list[str], *, per_char=(0.02, 0.25)):
     """One valid recording: decodes, right rate, plausible length, not silence, sentences in order."""
-    samples, rate = decode(result) if result.audio.format != "pcm" else (result.audio.to_numpy(), result.audio.sample_rate)
+    if result.audio.format == "pcm":
+        samples, rate = result.audio.to_numpy(), result.audio.sample_rate
+    else:
+        samples, rate = decode(result)
     assert rate == result.audio.sample_rate
     seconds = len(samples) / rate
     lo, hi = per_char
     assert lo * len(text) < seconds < hi * len(text) + 1.0, (seconds, len(text))
-    assert np.sqrt(np.mean(samples ** 2)) > 0.01
+    assert np.sqrt(np.mean(samples**2)) > 0.01
     assert result.sentences == sentences
     assert result.frames >= len(sentences)
 
@@ -139,8 +170,9 @@ def test_text_sent_in_several_continue_tasks_keeps_the_order(sim, client, voices
     assert result.characters == billed("".join(EN_SENTENCES))
 
 
-@pytest.mark.parametrize("fmt,rate,expect_rate", [("mp3", 22050, 22050), ("pcm", 16000, 16000),
-                                                  ("opus", 48000, 48000), ("wav", 8000, 8000)])
+@pytest.mark.parametrize(
+    "fmt,rate,expect_rate", [("mp3", 22050, 22050), ("pcm", 16000, 16000), ("opus", 48000, 48000), ("wav", 8000, 8000)]
+)
 def test_formats_and_rates(synth, voices, fmt, rate, expect_rate):
     result = synth.speak(voices["en"], "Good morning. Have a nice day.", format=fmt, sample_rate=rate)
     assert result.audio.format == fmt and result.audio.sample_rate == expect_rate
@@ -152,7 +184,8 @@ def test_formats_and_rates(synth, voices, fmt, rate, expect_rate):
 def test_waits_for_a_deploying_voice(sim, client):
     sim.state.deploying_seconds = 0.6
     try:
-        voice = client.create_voice(VoiceDesign("A bright young female voice", "Hi there, friend.", prefix="deploy")).voice_id
+        design = VoiceDesign("A bright young female voice", "Hi there, friend.", prefix="deploy")
+        voice = client.create_voice(design).voice_id
     finally:
         sim.state.deploying_seconds = 0.0
     assert client.query_voice(voice).status == "DEPLOYING"
@@ -169,7 +202,8 @@ def test_mismatched_model_is_refused_locally(sim, voices):
     dead = Synthesizer(api_key=sim.api_key, ws_url=f"ws://127.0.0.1:{_free_port()}/api-ws/v1/inference")
     with pytest.raises(ValidationError) as e:
         dead.speak(voices["en"], EN_SCRIPT, model=catalog.V35_FLASH)
-    assert f"voice {voices['en']} is bound to model {catalog.V35_PLUS}; synthesis must use {catalog.V35_PLUS}" in str(e.value)
+    bound = catalog.V35_PLUS
+    assert f"voice {voices['en']} is bound to model {bound}; synthesis must use {bound}" in str(e.value)
     assert [p.field for p in e.value.problems] == ["model"]
     assert len(sim.request_log) == before  # nothing reached the simulator either
 
@@ -206,7 +240,8 @@ def test_unknown_voice_fails_on_the_server(synth, voices):
 
 
 def test_undeployed_voice(sim, client, synth):
-    voice = client.create_voice(VoiceDesign("An old man, hoarse and slow", "Once upon a time.", prefix="undep")).voice_id
+    design = VoiceDesign("An old man, hoarse and slow", "Once upon a time.", prefix="undep")
+    voice = client.create_voice(design).voice_id
     sim.set_status(voice, "UNDEPLOYED")
     with pytest.raises(VoiceNotReady):
         synth.speak(voice, "Hello.")
@@ -228,8 +263,12 @@ def test_wrong_key_is_an_authentication_error(sim, voices, caplog):
 
 def test_connection_refused_is_retried_then_reported(sim):
     slept = []
-    dead = Synthesizer(api_key=sim.api_key, ws_url=f"ws://127.0.0.1:{_free_port()}/api-ws/v1/inference",
-                       retry=RetryPolicy(max_attempts=3), sleep=slept.append)
+    dead = Synthesizer(
+        api_key=sim.api_key,
+        ws_url=f"ws://127.0.0.1:{_free_port()}/api-ws/v1/inference",
+        retry=RetryPolicy(max_attempts=3),
+        sleep=slept.append,
+    )
     with pytest.raises(ConnectionFailed) as e:
         dead.speak(catalog.V35_PLUS + "-vd-x-" + "0" * 32, "Hello.")
     assert e.value.never_sent and len(slept) == 2
@@ -245,6 +284,7 @@ def test_rate_limit_is_retried_with_retry_after(sim, client, voices):
             strict.speak(voices["en"], "Two.")
         assert getattr(e.value, "code", "").startswith("Throttling")
         import time
+
         slept = []
         patient = Synthesizer(client=client, sleep=lambda s: (slept.append(s), time.sleep(s)))
         assert patient.speak(voices["en"], "Three.").sentences == ["Three."]
@@ -278,7 +318,7 @@ def test_soak_with_injected_faults_loses_no_success(sim, client, voices):
         # espeak-ng carries state between calls, so a clause may end ~60 ms earlier or later than
         # in the reference (see test_offline_ws ENGINE_SLACK_S); a lost or doubled frame is >= 0.25 s
         assert rate == 24000 and abs(len(samples) / rate - reference.audio.duration) < 0.1 * len(result.sentences)
-        assert np.sqrt(np.mean(samples ** 2)) > 0.01
+        assert np.sqrt(np.mean(samples**2)) > 0.01
     assert len({r.task_id for r in successes}) == 50
     assert sum(r.attempts > 1 for r in successes) > 0  # faults before task-started were retried inside
 
@@ -341,13 +381,30 @@ def test_valid_options_make_parameters(opts):
     assert ("seed" in params) == (opts.seed is not None)
 
 
-bad_values = st.sampled_from([
-    ("format", "flac"), ("format", "Default"), ("sample_rate", 11025), ("sample_rate", "24000"),
-    ("volume", -1), ("volume", 101), ("volume", 50.5), ("volume", True), ("rate", 0.49), ("rate", 2.01),
-    ("rate", float("nan")), ("pitch", 0.0), ("pitch", "1"), ("seed", -1), ("seed", 65536),
-    ("instruction", ""), ("instruction", "慢" * 51), ("language_hints", "en"), ("language_hints", []),
-    ("language_hints", ["english!"]),
-])
+bad_values = st.sampled_from(
+    [
+        ("format", "flac"),
+        ("format", "Default"),
+        ("sample_rate", 11025),
+        ("sample_rate", "24000"),
+        ("volume", -1),
+        ("volume", 101),
+        ("volume", 50.5),
+        ("volume", True),
+        ("rate", 0.49),
+        ("rate", 2.01),
+        ("rate", float("nan")),
+        ("pitch", 0.0),
+        ("pitch", "1"),
+        ("seed", -1),
+        ("seed", 65536),
+        ("instruction", ""),
+        ("instruction", "慢" * 51),
+        ("language_hints", "en"),
+        ("language_hints", []),
+        ("language_hints", ["english!"]),
+    ]
+)
 
 
 @given(st.lists(bad_values, min_size=1, max_size=5, unique_by=lambda kv: kv[0]))
@@ -400,4 +457,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-

@@ -1,5 +1,7 @@
 """Take: a frozen record of one attempt; its conveniences, display and serialisation."""
+
 import dataclasses
+import pickle
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -21,9 +23,19 @@ def tone() -> Audio:
 
 
 def make(**changes) -> Take:
-    base = Take(take_id="0123456789abcdef0123456789abcdef", design=DESIGN, status="ok", backend="offline",
-                voice_id="cosyvoice-v3.5-plus-vd-lab-" + "a" * 32, started_at=T0,
-                finished_at=T0 + timedelta(seconds=3), latency_s=3.0, rating=4, chosen=True, tags=("warm",))
+    base = Take(
+        take_id="0123456789abcdef0123456789abcdef",
+        design=DESIGN,
+        status="ok",
+        backend="offline",
+        voice_id="cosyvoice-v3.5-plus-vd-lab-" + "a" * 32,
+        started_at=T0,
+        finished_at=T0 + timedelta(seconds=3),
+        latency_s=3.0,
+        rating=4,
+        chosen=True,
+        tags=("warm",),
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -55,7 +67,7 @@ def test_missing_audio_is_a_clear_error_naming_the_path(tmp_path):
     missing = tmp_path / "audio" / ("f" * 64 + ".wav")
     take = make(audio_path=str(missing), audio_format="wav", audio_sample_rate=24000)
     with pytest.raises(LogError) as info:
-        take.audio
+        _ = take.audio
     assert str(missing) in str(info.value) and info.value.path == missing
     assert "missing" in take._repr_html_()  # the notebook display says so instead of raising
 
@@ -89,20 +101,37 @@ def test_no_field_could_hold_an_api_key():
 # --- serialisation ---------------------------------------------------------------------
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
-_times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                      timezones=st.just(timezone.utc))
+_times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc))
 
 
 @settings(max_examples=150, deadline=None)
-@given(status=st.sampled_from(STATUSES), experiment=st.none() | _text, rating=st.none() | st.integers(1, 5),
-       tags=st.lists(_text, max_size=4).map(tuple), notes=_text, started=_times,
-       metrics=st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True),
-                               st.none() | st.floats(allow_nan=False) | st.integers() | _text, max_size=4),
-       prompt_spec=st.none() | st.dictionaries(_text, _text, max_size=3), repeat=st.none() | st.integers(0, 99))
-def test_to_dict_from_dict_round_trips(status, experiment, rating, tags, notes, started, metrics, prompt_spec,
-                                       repeat):
-    take = make(status=status, experiment=experiment, rating=rating, tags=tags, notes=notes,
-                started_at=started, metrics=metrics, prompt_spec=prompt_spec, repeat=repeat)
+@given(
+    status=st.sampled_from(STATUSES),
+    experiment=st.none() | _text,
+    rating=st.none() | st.integers(1, 5),
+    tags=st.lists(_text, max_size=4).map(tuple),
+    notes=_text,
+    started=_times,
+    metrics=st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True),
+        st.none() | st.floats(allow_nan=False) | st.integers() | _text,
+        max_size=4,
+    ),
+    prompt_spec=st.none() | st.dictionaries(_text, _text, max_size=3),
+    repeat=st.none() | st.integers(0, 99),
+)
+def test_to_dict_from_dict_round_trips(status, experiment, rating, tags, notes, started, metrics, prompt_spec, repeat):
+    take = make(
+        status=status,
+        experiment=experiment,
+        rating=rating,
+        tags=tags,
+        notes=notes,
+        started_at=started,
+        metrics=metrics,
+        prompt_spec=prompt_spec,
+        repeat=repeat,
+    )
     assert Take.from_dict(take.to_dict()) == take
 
 
@@ -141,3 +170,28 @@ def test_redact_removes_anything_shaped_like_a_key(before, key, after):
 @given(st.text(st.characters(blacklist_characters="-"), max_size=60))
 def test_redact_leaves_other_text_alone(text):
     assert redact(text) == text
+
+
+def test_a_loader_given_by_the_log_reads_the_audio_and_is_not_part_of_the_value(tmp_path):
+    audio = tone()
+    asked = []
+
+    def loader(take):
+        asked.append(take.take_id)
+        return audio
+
+    take = make(
+        audio_path="audio/" + "0" * 64 + ".wav", audio_format="wav", audio_sample_rate=24000, audio_loader=loader
+    )
+    assert take.audio == audio and asked == [take.take_id]
+    assert take == take.replace(audio_loader=None) and hash(take) == hash(take.replace(audio_loader=None))
+    assert "audio_loader" not in take.to_dict() and "loader" not in repr(take)
+    assert Take.from_dict({**take.to_dict(), "audio_loader": "ignored"}).audio_loader is None
+    assert make(audio_loader=loader).audio is None and len(asked) == 1  # no audio: the loader is not asked
+
+
+def test_a_hand_built_take_pickles(tmp_path):
+    audio = tone()
+    take = make(audio_path=str(audio.save(tmp_path)), audio_format="wav", audio_sample_rate=24000)
+    again = pickle.loads(pickle.dumps(take))
+    assert again == take and again.audio == audio

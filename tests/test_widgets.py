@@ -3,14 +3,17 @@
 Every test uses a real Lab on the offline simulator and asserts on the experiment log and on
 the rendered prompt. (PromptSpec's own property tests live in test_prompts.py.)
 """
+
 import threading
+import time
 
 import pytest
 
 from cosyvoice_lab import Lab, catalog
 from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
+from cosyvoice_lab.prompts.presets import PRESETS
+from cosyvoice_lab.prompts.spec import options
 from cosyvoice_lab.views.listening import BlindSession, played_not_chosen, shuffled
-from cosyvoice_lab.prompts.spec import PRESETS, options
 from cosyvoice_lab.widgets import ComparisonBoard, LogBrowser, PromptBuilder, TakeCard
 from cosyvoice_lab.widgets.browser import page_of, search
 from cosyvoice_lab.widgets.builder import PromptDraft, counters_text
@@ -24,13 +27,17 @@ PREVIEW = "Hello there, this is a short preview of the voice."
 def lab(tmp_path, monkeypatch):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    return Lab(tmp_path / "lab", backend="offline", progress=False, rate=None)
+    return Lab(tmp_path / "lab", backend="offline", progress=False, requests_per_second=None)
 
 
 @pytest.fixture
 def comparison(lab):
-    return lab.compare(["a deep, slow elderly male voice", "a bright, fast young female voice"],
-                       repeats=1, preview_text=PREVIEW, experiment="cmp")
+    return lab.compare(
+        ["a deep, slow elderly male voice", "a bright, fast young female voice"],
+        repeats=1,
+        preview_text=PREVIEW,
+        experiment="cmp",
+    )
 
 
 def designed(builder, timeout=60):
@@ -59,7 +66,7 @@ def test_language_toggle_renders_chinese_and_relabels_the_choices(lab):
     b = PromptBuilder(lab, preset="news_anchor")
     b.language.value = "zh"
     assert b.prompt.value == PRESETS["news_anchor"].render("zh")
-    assert b.dimensions["age"].options == tuple([("—", "")] + options("age", "zh"))
+    assert b.dimensions["age"].options == (("—", ""), *options("age", "zh"))
     assert b.dimensions["age"].value == "middle-aged"  # relabelling kept the choice
     assert b.preview_text.value == DEFAULT_PREVIEW["zh"]  # the default preview follows the language
     b.language.value = "en"
@@ -183,6 +190,43 @@ def test_a_failed_take_gets_a_card_with_its_error_and_no_rating(lab):
     assert card.controls.layout.display == "none" and b.status.value == "1/1 done: 0 ok, 1 failed"
 
 
+def test_builder_designs_through_the_lab_runner_at_the_lab_concurrency(lab, monkeypatch):
+    b = PromptBuilder(lab, preset="news_anchor")
+    b.model.value, b.candidates.value = "both", 3
+    lab.concurrency = 2  # read when the designs are sent, as compare reads it
+    in_flight, peak, lock, real = [0], [0], threading.Lock(), lab.run_design
+
+    def counted(*a, **kw):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        try:
+            time.sleep(0.1)
+            return real(*a, **kw)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(lab, "run_design", counted)
+    designed(b)
+    assert peak[0] == 2, "never more requests in flight than the lab allows"
+    assert b.status.value == "6/6 done: 6 ok" and len(b.cards) == 6
+    logged = lab.log.takes(experiment="prompt-builder")
+    assert sorted(t.take_id for t in logged) == sorted(t.take_id for t in b.takes)
+    assert all(t.ok and t.voice_status for t in logged)  # settled by the lab: statuses recorded
+
+
+def test_board_and_comparison_share_one_grouping(lab, comparison):
+    lab.compare(comparison.prompts, repeats=1, preview_text=PREVIEW, experiment="cmp", new_repeats=True)
+    board = ComparisonBoard(comparison)
+    assert list(board.cards) == [t.take_id for t in comparison.grid.takes] == [t.take_id for t in comparison.takes]
+    assert board.prompts == comparison.prompts and tuple(board.models) == comparison.models
+    grid = board.grid.children[0].children  # header row, then per prompt: its text and a cell per model
+    first_cell = [c.take.take_id for c in grid[len(board.models) + 2].children]
+    assert first_cell == [t.take_id for t in comparison.grid.cell(comparison.prompts[0], comparison.models[0])]
+    assert [board.cards[i].label for i in first_cell] == ["r0", "r1"]
+
+
 def _raise_api_error(design):
     from cosyvoice_lab.errors import RateLimited
 
@@ -268,8 +312,8 @@ def filled(lab, comparison):
 def test_browser_filters_and_searches(filled):
     lb = LogBrowser(filled)
     assert lb.page_label.value == "page 1/1 · 5 take(s)" and lb.table.value.count("<tr>") == 6
-    assert set(v for _, v in lb.experiment.options) == {"", "cmp", "solo"}
-    assert set(v for _, v in lb.tag.options) == {"", "keeper?"}
+    assert {v for _, v in lb.experiment.options} == {"", "cmp", "solo"}
+    assert {v for _, v in lb.tag.options} == {"", "keeper?"}
     lb.experiment.value = "solo"
     assert "1 take(s)" in lb.page_label.value and "calm, deep male narrator" in lb.table.value
     lb.experiment.value = ""
@@ -340,8 +384,9 @@ def test_prompt_draft_follows_the_rendering_until_edited():
 def test_counters_and_measurements_text():
     expected = f"prompt 3/{catalog.VOICE_PROMPT_MAX} · preview 5/{catalog.PREVIEW_TEXT_MAX}"
     assert counters_text("abc", "hello") == expected
-    text = measurements_text({"median_f0_hz": 112.4, "speaking_rate": 13.25, "rate_unit": "letters_per_s",
-                              "loudness_lufs": float("nan")})
+    text = measurements_text(
+        {"median_f0_hz": 112.4, "speaking_rate": 13.25, "rate_unit": "letters_per_s", "loudness_lufs": float("nan")}
+    )
     assert text == "F0 112 Hz · rate 13.2 letters/s" and measurements_text(None) == ""
 
 

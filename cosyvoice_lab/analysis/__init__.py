@@ -6,6 +6,7 @@ words, and figures.
 - ``adherence`` -- each claim of a prompt ("deep", "slow", "female") judged against measurements.
 - ``plots`` -- matplotlib figures (matplotlib loads only when a figure is drawn).
 """
+
 from __future__ import annotations
 
 from cosyvoice_lab.analysis.checks import Judgement, adherence, adherence_table

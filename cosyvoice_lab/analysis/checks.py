@@ -13,6 +13,7 @@ claim against the take's :class:`~cosyvoice_lab.analysis.measures.Measurements`:
 Verdicts are "consistent", "inconsistent" or "not measurable", never pass/fail: negation
 ("not too fast") is not understood, and a claim read from a prompt is only a reading.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,9 +33,11 @@ CHILD_MIN_HZ, ADULT_MAX_HZ = 250.0, 200.0  # children above ~250 Hz; 200-250 ove
 # How far a take must sit from the others before a relative claim counts as borne out.
 MARGINS = {"pitch": 1.0, "pace": 5.0, "volume": 1.0}  # semitones, percent, LU
 # dimension -> (column, label, unit of the difference, why a take may lack the value)
-_RELATIVE = {"pitch": ("median_f0_hz", "median F0", "semitones", "no voiced speech"),
-             "pace": ("speaking_rate", "speaking rate", "%", "no speaking rate (no preview text, or silent)"),
-             "volume": ("loudness_lufs", "loudness", "LU", f"no loudness (shorter than {LOUDNESS_BLOCK_S:g} s, or silent)")}
+_RELATIVE = {
+    "pitch": ("median_f0_hz", "median F0", "semitones", "no voiced speech"),
+    "pace": ("speaking_rate", "speaking rate", "%", "no speaking rate (no preview text, or silent)"),
+    "volume": ("loudness_lufs", "loudness", "LU", f"no loudness (shorter than {LOUDNESS_BLOCK_S:g} s, or silent)"),
+}
 _LOWER = ("low", "slow", "soft")
 _UNMEASURABLE = {
     "energy": "energy and mood need a listener; no offline measure",
@@ -96,7 +99,7 @@ def adherence(group, prompts=None, *, prompt_column: str = "voice_prompt") -> li
         ValueError: when a take has no prompt, or ``prompts`` has the wrong length.
     """
     rows = take_rows(group, prompts, prompt_column)
-    claims = {id(r): read_claims(r.prompt) for r in rows}
+    claims = {id(r): read_claims(r.prompt or "") for r in rows}  # take_rows checked every prompt
     out = []
     for row in rows:
         for claim in claims[id(row)].values():
@@ -109,13 +112,13 @@ def adherence_table(group, prompts=None, *, prompt_column: str = "voice_prompt")
     import pandas as pd
 
     columns = [f.name for f in fields(Judgement)]
-    return pd.DataFrame([j.to_dict() for j in adherence(group, prompts, prompt_column=prompt_column)],
-                        columns=columns)
+    return pd.DataFrame([j.to_dict() for j in adherence(group, prompts, prompt_column=prompt_column)], columns=columns)
 
 
 def _verdict(row, claim, verdict, reason, measure=None, value=NAN, reference=NAN) -> Judgement:
-    return Judgement(row.key, row.prompt, claim.dimension, claim.value, claim.words, verdict, reason,
-                     measure, value, reference)
+    return Judgement(
+        row.key, row.prompt, claim.dimension, claim.value, claim.words, verdict, reason, measure, value, reference
+    )
 
 
 def _judge(row, claim, rows, claims) -> Judgement:
@@ -160,19 +163,34 @@ def _judge_relative(row, claim, rows, claims) -> Judgement:
         return _verdict(row, claim, NOT_MEASURABLE, f"{missing} in this take", column)
     peers = [r for r in rows if math.isfinite(r.get(column))]
     if len(peers) < MIN_GROUP:
-        return _verdict(row, claim, NOT_MEASURABLE, f"a relative claim needs at least {MIN_GROUP} takes "
-                        f"with a {label} in the group; there are {len(peers)}", column, value)
+        return _verdict(
+            row,
+            claim,
+            NOT_MEASURABLE,
+            f"a relative claim needs at least {MIN_GROUP} takes with a {label} in the group; there are {len(peers)}",
+            column,
+            value,
+        )
     others = [r.get(column) for r in peers if _comparable(claim.dimension, row, r, claims)]
     if not others:
-        return _verdict(row, claim, NOT_MEASURABLE, f"no take in the group to compare with (the others "
-                        f"also claim {claim.value!r}, or differ in gender or language)", column, value)
+        return _verdict(
+            row,
+            claim,
+            NOT_MEASURABLE,
+            f"no take in the group to compare with (the others "
+            f"also claim {claim.value!r}, or differ in gender or language)",
+            column,
+            value,
+        )
     reference = float(np.median(others))
     diff = _difference(claim.dimension, value, reference)
     want = -1 if claim.value in _LOWER else 1
     rank = 1 + sum(r.get(column) < value for r in peers)
     unit = {"pitch": "Hz", "volume": "LUFS"}.get(claim.dimension) or row.values.get("rate_unit") or ""
-    where = (f"{label} {value:.1f} {unit} is {abs(diff):.1f} {diff_unit} {'below' if diff < 0 else 'above'} "
-             f"the other takes' median {reference:.1f} {unit} (rank {rank} of {len(peers)}, 1 = lowest)")
+    where = (
+        f"{label} {value:.1f} {unit} is {abs(diff):.1f} {diff_unit} {'below' if diff < 0 else 'above'} "
+        f"the other takes' median {reference:.1f} {unit} (rank {rank} of {len(peers)}, 1 = lowest)"
+    )
     margin = MARGINS[claim.dimension]
     if want * diff >= margin:
         return _verdict(row, claim, CONSISTENT, where, column, value, reference)
@@ -185,32 +203,69 @@ def _judge_gender(row, claim, claims) -> Judgement:
     if not math.isfinite(f0):
         return _verdict(row, claim, NOT_MEASURABLE, "no voiced speech, so no pitch", "median_f0_hz")
     if _value_of(claims, "age") == "child":
-        return _verdict(row, claim, NOT_MEASURABLE, "children's pitch does not tell boys from girls",
-                        "median_f0_hz", f0)
+        return _verdict(
+            row, claim, NOT_MEASURABLE, "children's pitch does not tell boys from girls", "median_f0_hz", f0
+        )
     if MALE_MAX_HZ <= f0 <= FEMALE_MIN_HZ:
-        return _verdict(row, claim, NOT_MEASURABLE, f"median F0 {f0:.0f} Hz lies in the {MALE_MAX_HZ:.0f}-"
-                        f"{FEMALE_MIN_HZ:.0f} Hz band that male and female voices share", "median_f0_hz", f0)
+        return _verdict(
+            row,
+            claim,
+            NOT_MEASURABLE,
+            f"median F0 {f0:.0f} Hz lies in the {MALE_MAX_HZ:.0f}-"
+            f"{FEMALE_MIN_HZ:.0f} Hz band that male and female voices share",
+            "median_f0_hz",
+            f0,
+        )
     heard = "male" if f0 < MALE_MAX_HZ else "female"
     bound = f"below {MALE_MAX_HZ:.0f}" if heard == "male" else f"above {FEMALE_MIN_HZ:.0f}"
     ref = MALE_MAX_HZ if claim.value == "male" else FEMALE_MIN_HZ
     verdict = CONSISTENT if heard == claim.value else INCONSISTENT
-    return _verdict(row, claim, verdict, f"median F0 {f0:.0f} Hz is in the adult {heard} range ({bound} Hz)",
-                    "median_f0_hz", f0, ref)
+    return _verdict(
+        row,
+        claim,
+        verdict,
+        f"median F0 {f0:.0f} Hz is in the adult {heard} range ({bound} Hz)",
+        "median_f0_hz",
+        f0,
+        ref,
+    )
 
 
 def _judge_age(row, claim) -> Judgement:
     f0 = row.get("median_f0_hz")
     if claim.value != "child":
-        return _verdict(row, claim, NOT_MEASURABLE, "an adult's age cannot be read reliably from pitch "
-                        "offline", "median_f0_hz", f0)
+        return _verdict(
+            row, claim, NOT_MEASURABLE, "an adult's age cannot be read reliably from pitch offline", "median_f0_hz", f0
+        )
     if not math.isfinite(f0):
         return _verdict(row, claim, NOT_MEASURABLE, "no voiced speech, so no pitch", "median_f0_hz")
     if f0 >= CHILD_MIN_HZ:
-        return _verdict(row, claim, CONSISTENT, f"median F0 {f0:.0f} Hz is in a child's range (at or above "
-                        f"{CHILD_MIN_HZ:.0f} Hz; a high adult voice can reach it too)",
-                        "median_f0_hz", f0, CHILD_MIN_HZ)
+        return _verdict(
+            row,
+            claim,
+            CONSISTENT,
+            f"median F0 {f0:.0f} Hz is in a child's range (at or above "
+            f"{CHILD_MIN_HZ:.0f} Hz; a high adult voice can reach it too)",
+            "median_f0_hz",
+            f0,
+            CHILD_MIN_HZ,
+        )
     if f0 < ADULT_MAX_HZ:
-        return _verdict(row, claim, INCONSISTENT, f"median F0 {f0:.0f} Hz is an adult's; children's voices "
-                        f"sit above {CHILD_MIN_HZ:.0f} Hz", "median_f0_hz", f0, CHILD_MIN_HZ)
-    return _verdict(row, claim, NOT_MEASURABLE, f"median F0 {f0:.0f} Hz lies in the {ADULT_MAX_HZ:.0f}-"
-                    f"{CHILD_MIN_HZ:.0f} Hz band that children and adult women share", "median_f0_hz", f0)
+        return _verdict(
+            row,
+            claim,
+            INCONSISTENT,
+            f"median F0 {f0:.0f} Hz is an adult's; children's voices sit above {CHILD_MIN_HZ:.0f} Hz",
+            "median_f0_hz",
+            f0,
+            CHILD_MIN_HZ,
+        )
+    return _verdict(
+        row,
+        claim,
+        NOT_MEASURABLE,
+        f"median F0 {f0:.0f} Hz lies in the {ADULT_MAX_HZ:.0f}-"
+        f"{CHILD_MIN_HZ:.0f} Hz band that children and adult women share",
+        "median_f0_hz",
+        f0,
+    )

@@ -11,11 +11,13 @@ parselmouth, pyloudnorm and pandas are imported inside the functions that need t
 Undefined values are NaN, never an exception: silence has no pitch, a clip shorter than the
 400 ms loudness block has no LUFS, a take without text has no speaking rate.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +35,7 @@ SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS = 35.0, -60.0
 PITCH_FLOOR_HZ, PITCH_CEILING_HZ = 60.0, 700.0
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (int16 full scale is 0.99997)
 LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter clips have no integrated loudness
+
 
 @dataclass(frozen=True)
 class Measurements:
@@ -61,9 +64,10 @@ class Measurements:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Measurements":
+    def from_dict(cls, data: dict) -> Measurements:
         """Inverse of :meth:`to_dict`; missing fields become NaN, extra keys are ignored."""
-        return cls(**{f.name: data.get(f.name, None if f.name == "rate_unit" else NAN) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: data.get(f.name, None if f.name == "rate_unit" else NAN) for f in fields(cls)}
+        return cls(**values)
 
 
 def samples(audio, sample_rate: int | None) -> tuple[np.ndarray, int]:
@@ -105,7 +109,8 @@ def pitch_track(x: np.ndarray, sr: int):
 
     try:
         return parselmouth.Sound(x, sr).to_pitch_ac(
-            time_step=HOP_S, pitch_floor=PITCH_FLOOR_HZ, pitch_ceiling=PITCH_CEILING_HZ)
+            time_step=HOP_S, pitch_floor=PITCH_FLOOR_HZ, pitch_ceiling=PITCH_CEILING_HZ
+        )
     except parselmouth.PraatError:
         return None
 
@@ -153,8 +158,9 @@ def text_units(text: str | None, language: str | None = None) -> tuple[int, str 
     return sum(c.isalnum() and not catalog.is_cjk(c) for c in text), "letters_per_s"
 
 
-def measure(audio, text: str | None = None, language: str | None = None, *,
-            sample_rate: int | None = None) -> Measurements:
+def measure(
+    audio, text: str | None = None, language: str | None = None, *, sample_rate: int | None = None
+) -> Measurements:
     """Measure one recording.
 
     Args:
@@ -202,12 +208,12 @@ class TakeRow:
     """One take of a group, normalised: its label, prompt, measurement values, embedding."""
 
     key: object
-    prompt: str
+    prompt: str | None  # None only until take_rows has checked it
     values: dict
     embedding: np.ndarray | None = None
 
     def get(self, column: str) -> float:
-        v = self.values.get(column)
+        v: Any = self.values.get(column)
         try:
             return float(v)
         except (TypeError, ValueError):
@@ -246,8 +252,10 @@ def take_rows(group, prompts=None, prompt_column: str = "voice_prompt") -> list[
     """
     if hasattr(group, "iterrows"):
         group = measurement_columns(group)
-        rows = [TakeRow(k, r.get(prompt_column) if prompts is None else None, r.to_dict(),
-                        r.get("embedding")) for k, r in group.iterrows()]
+        rows = [
+            TakeRow(k, r.get(prompt_column) if prompts is None else None, r.to_dict(), r.get("embedding"))
+            for k, r in group.iterrows()
+        ]
     elif prompts is not None:
         rows = [TakeRow(i, None, _as_values(m)) for i, m in enumerate(group)]
     else:
@@ -261,7 +269,7 @@ def take_rows(group, prompts=None, prompt_column: str = "voice_prompt") -> list[
     if prompts is not None:
         if len(prompts) != len(rows):
             raise ValueError(f"{len(prompts)} prompts for {len(rows)} takes")
-        for row, prompt in zip(rows, prompts):
+        for row, prompt in zip(rows, prompts, strict=False):
             row.prompt = prompt
     for row in rows:
         if not isinstance(row.prompt, str):

@@ -3,6 +3,7 @@
 Each function returns a matplotlib ``Figure`` and closes it in pyplot, so a notebook shows it
 once (as the cell's value) and a loop of plots does not pile up open figures.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -41,8 +42,8 @@ def _labels(prompts: list[str]) -> tuple[list[str], dict[str, str]]:
     """
     if any(catalog.is_cjk(c) for p in prompts for c in p) and _cjk_font() is None:
         labels = [f"P{i + 1}" for i in range(len(prompts))]
-        return labels, dict(zip(labels, prompts))
-    short = [p if len(p) <= _LABEL_MAX else p[:_LABEL_MAX - 1] + "…" for p in prompts]
+        return labels, dict(zip(labels, prompts, strict=False))
+    short = [p if len(p) <= _LABEL_MAX else p[: _LABEL_MAX - 1] + "…" for p in prompts]
     return short, {}
 
 

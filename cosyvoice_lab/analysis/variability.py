@@ -4,6 +4,7 @@ fingerprint (MFCCs) per take, pairwise distances and per-prompt spread.
 The service gives different voices for identical prompts, so variance is measured rather than
 assumed away.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from cosyvoice_lab.analysis.measures import (FRAME_S, HOP_S, NAN, TakeRow, samples, speech_frames,
-                                            take_rows)
+from cosyvoice_lab.analysis.measures import FRAME_S, HOP_S, NAN, TakeRow, samples, speech_frames, take_rows
 
 # Embedding: MFCCs of a 60-7600 Hz mel scale, a band every preview rate (16/24/48 kHz) holds,
 # so embeddings of previews at different rates compare.
@@ -28,6 +28,7 @@ SCALES = {"pitch_semitones": 2.0, "rate_percent": 10.0, "loudness_lu": 3.0, "spe
 @lru_cache(maxsize=8)
 def _mel_dct(sr: int, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
     """Triangular mel filterbank (N_MELS x bins) and orthonormal DCT-II matrix (N_MFCC x N_MELS)."""
+
     def mel(f):
         return 2595 * np.log10(1 + f / 700)
 
@@ -69,7 +70,7 @@ def speaker_embedding(audio, *, sample_rate: int | None = None) -> np.ndarray:
     return np.concatenate([mfcc[:, 1:].mean(axis=0), mfcc[:, 1:].std(axis=0)])
 
 
-def spectral_distance(a: np.ndarray, b: np.ndarray) -> float:
+def spectral_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
     """RMS difference of two :func:`speaker_embedding` vectors, in dB (NaN if either is NaN)."""
     if a is None or b is None:
         return NAN
@@ -89,16 +90,22 @@ def _pair(a: TakeRow, b: TakeRow) -> dict:
         "spectral_db": spectral_distance(a.embedding, b.embedding),
     }
     scaled = [(v / SCALES[k]) ** 2 for k, v in parts.items() if math.isfinite(v)]
-    return {"take_a": a.key, "take_b": b.key, "prompt_a": a.prompt, "prompt_b": b.prompt,
-            "same_prompt": a.prompt == b.prompt, **parts,
-            "distance": math.sqrt(sum(scaled) / len(scaled)) if scaled else NAN}
+    return {
+        "take_a": a.key,
+        "take_b": b.key,
+        "prompt_a": a.prompt,
+        "prompt_b": b.prompt,
+        "same_prompt": a.prompt == b.prompt,
+        **parts,
+        "distance": math.sqrt(sum(scaled) / len(scaled)) if scaled else NAN,
+    }
 
 
 def _with_embeddings(rows: list[TakeRow], embeddings) -> list[TakeRow]:
     if embeddings is not None:
         if len(embeddings) != len(rows):
             raise ValueError(f"{len(embeddings)} embeddings for {len(rows)} takes")
-        for row, e in zip(rows, embeddings):
+        for row, e in zip(rows, embeddings, strict=False):
             row.embedding = e
     return rows
 
@@ -121,7 +128,7 @@ def pairwise(group, prompts=None, *, embeddings=None, prompt_column: str = "voic
     import pandas as pd
 
     rows = _with_embeddings(take_rows(group, prompts, prompt_column), embeddings)
-    pairs = [_pair(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]]
+    pairs = [_pair(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :]]
     columns = ["take_a", "take_b", "prompt_a", "prompt_b", "same_prompt", *SCALES, "distance"]
     return pd.DataFrame(pairs, columns=columns)
 
@@ -137,9 +144,11 @@ def _spread(rows: list[TakeRow]) -> dict:
 
     with np.errstate(divide="ignore", invalid="ignore"):
         semitones = 12 * np.log2(f0)
-    return {"pitch_sd_semitones": sd(semitones),
-            "rate_cv_percent": 100 * sd(rate) / float(np.nanmean(rate)) if np.isfinite(rate).sum() > 1 else NAN,
-            "loudness_sd_lu": sd(lufs)}
+    return {
+        "pitch_sd_semitones": sd(semitones),
+        "rate_cv_percent": 100 * sd(rate) / float(np.nanmean(rate)) if np.isfinite(rate).sum() > 1 else NAN,
+        "loudness_sd_lu": sd(lufs),
+    }
 
 
 def _mean(pairs: list[dict], key: str) -> float:
@@ -164,14 +173,28 @@ def variation(group, prompts=None, *, embeddings=None, prompt_column: str = "voi
     import pandas as pd
 
     rows = _with_embeddings(take_rows(group, prompts, prompt_column), embeddings)
-    by_prompt: dict[str, list[TakeRow]] = {}
+    by_prompt: dict[str | None, list[TakeRow]] = {}
     for row in rows:
         by_prompt.setdefault(row.prompt, []).append(row)
     out = []
     for prompt, members in by_prompt.items():
-        pairs = [_pair(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
-        out.append({"voice_prompt": prompt, "takes": len(members), **_spread(members),
-                    "spectral_db": _mean(pairs, "spectral_db"), "variability": _mean(pairs, "distance")})
-    columns = ["voice_prompt", "takes", "pitch_sd_semitones", "rate_cv_percent", "loudness_sd_lu",
-               "spectral_db", "variability"]
+        pairs = [_pair(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
+        out.append(
+            {
+                "voice_prompt": prompt,
+                "takes": len(members),
+                **_spread(members),
+                "spectral_db": _mean(pairs, "spectral_db"),
+                "variability": _mean(pairs, "distance"),
+            }
+        )
+    columns = [
+        "voice_prompt",
+        "takes",
+        "pitch_sd_semitones",
+        "rate_cv_percent",
+        "loudness_sd_lu",
+        "spectral_db",
+        "variability",
+    ]
     return pd.DataFrame(out, columns=columns)

@@ -1,35 +1,57 @@
-"""The account's voices, as the Lab sees them: reconcile uncertain takes, check statuses,
-count the quota, list joined with the log, clean up.
+"""The account's voices, as the Lab sees them: :class:`VoiceAccount` reconciles takes whose
+outcome is unknown, records the statuses the service reports, counts the quota, lists the
+voices joined with the log, and cleans up.
 
-A mixin of :class:`cosyvoice_lab.lab.lab.Lab` (it uses ``self.client`` and ``self.log``).
+It holds the client and the log it is given and nothing else; the Lab delegates to it.
 """
+
 from __future__ import annotations
 
 import logging
+import threading
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import APIError, CosyVoiceLabError, TransportError
+from cosyvoice_lab.take import Take
 
-log = logging.getLogger("cosyvoice_lab.lab.lab")
-RECONCILE_WINDOW_S = 120.0  # how far a listed voice's gmt_create may sit from our send time
+if TYPE_CHECKING:
+    from cosyvoice_lab.service.http import DashScopeClient
+
+log = logging.getLogger(__name__)
+UNSETTLED = ("unknown", "interrupted")  # a voice may exist for these: reconcile decides
 
 
-class AccountVerbs:
-    """``reconcile``, ``verify``, ``voices``, ``quota`` and ``cleanup`` of the Lab."""
+class VoiceAccount:
+    """The voices of one API key, kept in step with an experiment log.
 
-    def reconcile(self, experiment: str | None = None) -> list:
+    Args:
+        client: the DashScopeClient that lists and deletes voices.
+        experiment_log: the ExperimentLog whose takes made (some of) the voices.
+        reconcile_window_s: how far a listed voice's creation time may sit from a take's send
+            time for the voice to be adopted by it.
+    """
+
+    def __init__(
+        self, client: DashScopeClient, experiment_log: Any, *, reconcile_window_s: float = catalog.RECONCILE_WINDOW_S
+    ):
+        self.client, self.log, self.reconcile_window_s = client, experiment_log, reconcile_window_s
+        self._lock = threading.Lock()  # two takes of one design must not adopt the same voice
+
+    # --- takes whose outcome is unknown ----------------------------------------------------
+    def reconcile(self, experiment: str | None = None) -> list[Take]:
         """Settle takes whose outcome is unknown or that were interrupted: adopt the voice each
         may have stored (found by listing its prefix and matching prompt, preview text, model
         and creation time), or mark it failed. Call only when none of this lab's requests are in
         flight. Returns the settled takes."""
-        settled = []
-        for t in self.log.takes(experiment=experiment):
-            if t.status in ("unknown", "interrupted"):
-                settled.append(self._reconcile(t.take_id))
-        return settled
+        return [self.reconcile_take(t.take_id) for t in self.log.takes(experiment=experiment) if t.status in UNSETTLED]
 
-    def _reconcile(self, take_id: str):
+    def reconcile_take(self, take_id: str) -> Take:
+        """Settle one take whose create outcome is unknown (see :meth:`reconcile`). If the
+        account cannot be listed now, the take is returned unchanged for a later run."""
         take = self.log.get(take_id)
         d = take.design
         try:
@@ -37,29 +59,79 @@ class AccountVerbs:
         except (APIError, TransportError) as exc:
             log.warning("take %s: cannot reconcile yet (%s); will retry on the next run", take_id, exc)
             return take
-        sent_at = take.started_at
-        with self._reconcile_lock:  # two takes of one design must not adopt the same voice
+        with self._lock:
             known = set(self.log.voice_ids()["voice_id"])
-            candidates = [v for v in listed if v.voice_id not in known and _same_design(v, d)
-                          and (v.gmt_create is None
-                               or abs((v.gmt_create - sent_at).total_seconds()) <= RECONCILE_WINDOW_S)]
+            candidates = [
+                v
+                for v in listed
+                if v.voice_id not in known
+                and _same_design(v, d)
+                and (v.gmt_create is None or self._seconds_from(v, take) <= self.reconcile_window_s)
+            ]
             if candidates:
-                v = min(candidates, key=lambda v: abs((v.gmt_create - sent_at).total_seconds()) if v.gmt_create else 0)
+                v = min(candidates, key=lambda v: self._seconds_from(v, take) if v.gmt_create else 0)
                 log.info("take %s: adopted voice %s stored despite the failed answer", take_id, v.voice_id)
                 return self.log.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
-        return self.log.fail(take_id, error_code="OutcomeUnknown",
-                             error_message=f"{take.error_message or take.status} — no voice was stored "
-                                           f"(checked by listing prefix {d.prefix!r})")
+        return self.log.fail(
+            take_id,
+            error_code="OutcomeUnknown",
+            error_message=f"{take.error_message or take.status} — no voice was stored "
+            f"(checked by listing prefix {d.prefix!r})",
+        )
 
-    # --- voices and quota -----------------------------------------------------------------
+    @staticmethod
+    def _seconds_from(voice, take: Take) -> float:
+        return abs((voice.gmt_create - take.started_at).total_seconds())
+
+    def settle(self, takes: list[Take]) -> list[Take]:
+        """Finish takes once their requests are done: reconcile those whose outcome is unknown,
+        then record the status the service reports for the new voices. Returns them re-read."""
+        takes = [self.reconcile_take(t.take_id) if t.status == "unknown" else t for t in takes]
+        if any(t.ok for t in takes) and self.verified({t.design.prefix for t in takes if t.ok}):
+            takes = [self.log.get(t.take_id) for t in takes]
+        return takes
+
+    # --- statuses, voices and quota ----------------------------------------------------------
+    def verify(self, prefixes: Iterable[str] | None = None) -> int:
+        """Ask the service for the status of the voices in the log (listing ``prefixes``, or
+        the whole account) and record it with their takes. Returns how many takes were updated.
+        A voice that is not OK (DEPLOYING, UNDEPLOYED) then shows in ``log.df`` / ``voices()``."""
+        return self.list_and_record(prefixes)[1]
+
+    def verified(self, prefixes: Iterable[str] | None) -> bool:
+        """:meth:`verify`, reporting a failure as a warning in the log: True when it worked."""
+        try:
+            self.verify(prefixes)
+            return True
+        except CosyVoiceLabError as exc:  # the takes are safe in the log; statuses can wait
+            log.warning("could not check the new voices' status: %s", exc)
+            return False
+
+    def list_and_record(self, prefixes: Iterable[str] | None = None) -> tuple[list, int]:
+        """List the voices (of ``prefixes``, else all) and record each one's status in the log:
+        every listing keeps the log's ``voice_status`` current. Returns (voices, takes updated)."""
+        listed = []
+        for prefix in sorted(prefixes) if prefixes else [None]:
+            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
+        return listed, self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
+
     def voices(self):
         """The account's voices joined with the log: which take made each, rating, chosen."""
         import pandas as pd
 
-        voices, _ = self._list_and_record()
-        listed = pd.DataFrame([v.__dict__ for v in voices],
-                              columns=["voice_id", "target_model", "status", "voice_prompt", "preview_text",
-                                       "gmt_create", "gmt_modified"])
+        voices, _ = self.list_and_record()
+        listed = pd.DataFrame(
+            [v.__dict__ for v in voices],
+            columns=[
+                "voice_id",
+                "target_model",
+                "status",
+                "voice_prompt",
+                "preview_text",
+                "gmt_create",
+                "gmt_modified",
+            ],
+        )
         takes = self.log.to_dataframe()
         takes = takes[takes["voice_id"].notna()][["voice_id", "take_id", "experiment", "rating", "chosen"]]
         takes = takes.drop_duplicates("voice_id", keep="last")
@@ -68,35 +140,39 @@ class AccountVerbs:
         df["chosen"] = df["chosen"].astype("boolean").fillna(False)
         return df
 
-    def verify(self, prefixes=None) -> int:
-        """Ask the service for the status of the voices in the log (listing ``prefixes``, or
-        the whole account) and record it with their takes. Returns how many takes were updated.
-        A voice that is not OK (DEPLOYING, UNDEPLOYED) then shows in ``log.df`` / ``voices()``."""
-        return self._list_and_record(prefixes)[1]
-
-    def _list_and_record(self, prefixes=None) -> tuple[list, int]:
-        """List the voices (of ``prefixes``, else all) and record each one's status in the log:
-        every listing keeps the log's ``voice_status`` current. Returns (voices, takes updated)."""
-        listed = []
-        for prefix in sorted(prefixes) if prefixes else [None]:
-            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
-        return listed, self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
-
-    def _verified(self, prefixes) -> bool:
-        try:
-            self.verify(prefixes)
-            return True
-        except CosyVoiceLabError as exc:  # the takes are safe in the log; statuses can wait
-            log.warning("could not check the new voices' status: %s", exc)
-            return False
-
     def quota(self) -> dict:
         """How many voices the account holds, of how many allowed (one list request)."""
-        held = len(self._list_and_record()[0])
+        held = len(self.list_and_record()[0])
         return {"held": held, "limit": catalog.VOICE_QUOTA, "free": max(0, catalog.VOICE_QUOTA - held)}
 
-    def cleanup(self, *, dry_run: bool = True, experiment: str | None = None, include_unknown: bool = False,
-                keep_rated_at_least: int | None = None):
+    def check_quota(self, adding: int) -> int | None:
+        """Warn (RuntimeWarning, pointing at the caller's caller) if ``adding`` more voices
+        would pass the account's limit. Returns the voices held, or None if not counted."""
+        if not adding:
+            return None
+        try:
+            held = self.quota()["held"]
+        except CosyVoiceLabError as exc:
+            log.warning("could not count the account's voices: %s", exc)
+            return None
+        if held + adding > catalog.VOICE_QUOTA:
+            warnings.warn(
+                f"the account holds {held} voices; {adding} more would pass the limit of "
+                f"{catalog.VOICE_QUOTA} — run lab.cleanup() first",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return held
+
+    # --- cleanup -----------------------------------------------------------------------------
+    def cleanup(
+        self,
+        *,
+        dry_run: bool = True,
+        experiment: str | None = None,
+        include_unknown: bool = False,
+        keep_rated_at_least: int | None = None,
+    ):
         """Delete voices that were not chosen. A dry run (the default) shows the plan only.
 
         Never deletes a chosen voice; voices the log does not know are kept unless
@@ -106,27 +182,37 @@ class AccountVerbs:
         if experiment is not None:
             df = df[(df["experiment"] == experiment) | (~df["known"] & include_unknown)]
         plan = df[["voice_id", "take_id", "experiment", "rating", "chosen", "known"]].copy()
-        plan["action"], plan["reason"] = zip(*[_cleanup_decision(r, include_unknown, keep_rated_at_least)
-                                               for r in plan.itertuples()]) if len(plan) else ((), ())
+        plan["action"], plan["reason"] = (
+            zip(*[cleanup_decision(r, include_unknown, keep_rated_at_least) for r in plan.itertuples()], strict=True)
+            if len(plan)
+            else ((), ())
+        )
         plan["done"] = False
         if not dry_run:
-            for i, row in plan[plan["action"] == "delete"].iterrows():
-                try:
-                    self.client.delete_voice(row.voice_id)
-                    plan.at[i, "done"] = True
-                except CosyVoiceLabError as exc:
-                    plan.at[i, "reason"] = f"delete failed: {exc}"
-            deleted = plan.loc[plan["done"], "voice_id"].tolist()
-            self.log.mark_deleted(deleted)
+            self._delete(plan)
         return plan.reset_index(drop=True)
+
+    def _delete(self, plan) -> None:
+        """Delete the plan's 'delete' rows, marking each done (or why not); the log learns of each."""
+        for i, row in plan[plan["action"] == "delete"].iterrows():
+            try:
+                self.client.delete_voice(row.voice_id)
+                plan.at[i, "done"] = True
+            except CosyVoiceLabError as exc:
+                plan.at[i, "reason"] = f"delete failed: {exc}"
+        self.log.mark_deleted(plan.loc[plan["done"], "voice_id"].tolist())
 
 
 def _same_design(voice, design: VoiceDesign) -> bool:
-    return (voice.voice_prompt == design.voice_prompt and voice.preview_text == design.preview_text
-            and (voice.target_model or catalog.model_of_voice(voice.voice_id)) == design.target_model)
+    return (
+        voice.voice_prompt == design.voice_prompt
+        and voice.preview_text == design.preview_text
+        and (voice.target_model or catalog.model_of_voice(voice.voice_id)) == design.target_model
+    )
 
 
-def _cleanup_decision(row, include_unknown: bool, keep_rated_at_least: int | None) -> tuple[str, str]:
+def cleanup_decision(row, include_unknown: bool, keep_rated_at_least: int | None) -> tuple[str, str]:
+    """('keep' or 'delete', why) for one voice of the cleanup plan (a row with chosen, known, rating)."""
     import pandas as pd  # a rating is pd.NA when unrated: NA is neither None nor comparable
 
     if bool(row.chosen):

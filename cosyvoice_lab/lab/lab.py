@@ -1,53 +1,46 @@
 """Lab: the workbench a notebook holds — a backend, an experiment log and defaults.
 
-Notebook-facing verbs live here: ``design``, ``compare``, ``rerun``; the account's voices
-(``voices``, ``quota``, ``verify``, ``reconcile``, ``cleanup``) come from ``account.py`` and
-speaking (``speak``, ``estimate``, ``audition``) from ``speaking.py``. Widgets, notebooks and
-the CLI call the Lab; the Lab calls the pure core (design, prompts, analysis), the client and
-the log.
+A facade: it holds the log, the client, the rate limiter, a :class:`VoiceAccount`
+(``account.py``: voices, quota, reconcile, cleanup) and a :class:`Speaker` (``speaker.py``:
+speak, estimate, audition), and delegates to them in one-line methods. Designing is its own:
+``design``, ``compare``, ``rerun``, each planned by ``planning.py`` and sent through the one
+runner (``runner.py``). Widgets, notebooks and the CLI call the Lab; the Lab calls the pure
+core, the client and the log.
 """
+
 from __future__ import annotations
 
-import hashlib
-import json
+import enum
 import logging
-import os
-import threading
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
-from urllib.parse import urlparse
 
-from cosyvoice_lab import catalog
-from cosyvoice_lab.lab.account import AccountVerbs
-from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy
+from cosyvoice_lab import catalog, html
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.lab import planning
+from cosyvoice_lab.lab.account import VoiceAccount
+from cosyvoice_lab.lab.backend import connect
+from cosyvoice_lab.lab.designer import Designer
+from cosyvoice_lab.lab.runner import OnDone, RunResult, run_tasks
+from cosyvoice_lab.lab.speaker import Speaker
+from cosyvoice_lab.service import RateLimiter, RetryPolicy
+from cosyvoice_lab.take import Take, Takes
 from cosyvoice_lab.views.comparison import Comparison
-from cosyvoice_lab.credentials import find_api_key
-from cosyvoice_lab.design import VoiceDesign, detect_language
-from cosyvoice_lab.errors import APIError, CosyVoiceLabError, OutcomeUnknown, TransportError, ValidationError
-from cosyvoice_lab.lab.runner import run_tasks
-from cosyvoice_lab.service.ratelimit import RateLimiter
-from cosyvoice_lab.lab.speaker import SpeakingVerbs
-from cosyvoice_lab.take import Takes
 
-log = logging.getLogger("cosyvoice_lab.lab.lab")
+log = logging.getLogger(__name__)
 
-DEFAULT_PREVIEW = {
-    "en": "Hello! This is a preview of a newly designed voice. How does it sound to you?",
-    "zh": "大家好，这是新设计的声音的试听。你觉得听起来怎么样？",
-}
+DEFAULT_PREVIEW = catalog.DEFAULT_PREVIEW_TEXT  # the preview read when none is given, by language
+DEFAULT_RETRY = RetryPolicy()  # frozen: one instance serves every Lab
 
 
-def _prompt_text(prompt, language: str) -> tuple[str, dict | None]:
-    """A voice prompt string and, for a PromptSpec, its JSON for the log."""
-    if isinstance(prompt, str):
-        return prompt, None
-    if hasattr(prompt, "render") and hasattr(prompt, "to_dict"):
-        return prompt.render(language), prompt.to_dict()
-    raise TypeError(f"a prompt must be a str or a PromptSpec, got {type(prompt).__name__}")
+class _Unset(enum.Enum):
+    """Marks a keyword that was not passed (``None`` means something for ``rate``)."""
+
+    TOKEN = 0
 
 
-class Lab(AccountVerbs, SpeakingVerbs):
+class Lab:
     """A workbench: ``Lab(folder, backend="auto")``.
 
     Args:
@@ -60,50 +53,80 @@ class Lab(AccountVerbs, SpeakingVerbs):
             reads it), else the region's endpoint. The WebSocket URL follows it, or
             ``DASHSCOPE_WEBSOCKET_BASE_URL``.
         region, model, prefix, preview_text, sample_rate, response_format: defaults for designs.
-        concurrency: parallel requests in ``compare``; rate: requests/second allowed (all voice
-            actions share it; the service allows 10).
+        concurrency: requests in flight at once (``compare``, ``design(n=...)``, the PromptBuilder).
+        requests_per_second: requests/second allowed (all voice actions share it; the service
+            allows 10); None for no limit. Synthesis keeps under the smaller of it and 3.
         measure: measure every preview (pitch, loudness, rate) and store it with the take.
         progress: show progress bars.
+        retry: the retry policy of every request; timeout: seconds to wait for a design.
+        rate: deprecated spelling of ``requests_per_second`` (``rate`` means speaking speed).
     """
 
-    def __init__(self, folder: str | Path = "cosyvoice-lab", *, backend: str = "auto", api_key=None,
-                 base_url: str | None = None, region: str = catalog.DEFAULT_REGION,
-                 model: str = catalog.DEFAULT_MODEL, prefix: str = catalog.DEFAULT_PREFIX,
-                 preview_text: str | None = None, sample_rate: int = catalog.DEFAULT_PREVIEW_SAMPLE_RATE,
-                 response_format: str = catalog.DEFAULT_PREVIEW_FORMAT, concurrency: int = 4,
-                 rate: float | None = catalog.DEFAULT_CLIENT_RPS, measure: bool = True, progress: bool = True,
-                 retry: RetryPolicy = RetryPolicy(), timeout: float = catalog.CREATE_TIMEOUT_S):
+    def __init__(
+        self,
+        folder: str | Path = "cosyvoice-lab",
+        *,
+        backend: str = "auto",
+        api_key=None,
+        base_url: str | None = None,
+        region: str = catalog.DEFAULT_REGION,
+        model: str = catalog.DEFAULT_MODEL,
+        prefix: str = catalog.DEFAULT_PREFIX,
+        preview_text: str | None = None,
+        sample_rate: int = catalog.DEFAULT_PREVIEW_SAMPLE_RATE,
+        response_format: str = catalog.DEFAULT_PREVIEW_FORMAT,
+        concurrency: int = catalog.DEFAULT_CONCURRENCY,
+        requests_per_second: float | None = catalog.DEFAULT_CLIENT_RPS,
+        measure: bool = True,
+        progress: bool = True,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float = catalog.CREATE_TIMEOUT_S,
+        rate: float | _Unset | None = _Unset.TOKEN,
+    ):
         from cosyvoice_lab.log.experiment_log import ExperimentLog
 
+        if not isinstance(rate, _Unset):
+            warnings.warn(
+                "Lab(rate=...) is deprecated and will be removed in the next release: use "
+                "Lab(requests_per_second=...) (`rate` means speaking speed)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            requests_per_second = rate
         self.log = ExperimentLog(folder)
         self.region, self.model, self.prefix = region, model, prefix
         self.preview_text, self.sample_rate, self.response_format = preview_text, sample_rate, response_format
-        self.concurrency, self.measure, self.progress = concurrency, measure, progress
-        self.limiter = RateLimiter(rate)
-        self._reconcile_lock = threading.Lock()
-        self._synthesizer = None
-        self.simulator = None
-        self.client = self._make_client(backend, api_key, base_url, retry, timeout)
+        self.concurrency, self.progress = concurrency, progress
+        self.requests_per_second = requests_per_second
+        self.limiter = RateLimiter(requests_per_second)
+        # the in-process simulator is None unless this lab started one
+        self.client, self.simulator = connect(
+            backend,
+            api_key=api_key,
+            base_url=base_url,
+            region=region,
+            retry=retry,
+            timeout=timeout,
+            throttle=self.limiter.acquire,
+            simulator_folder=self.log.folder / "offline-voices",
+        )
+        self.designer = Designer(self.client, self.log, backend=self.client.backend, region=region, measure=measure)
+        self.account = VoiceAccount(self.client, self.log)
+        self.speaker = Speaker(
+            self.client,
+            self.log,
+            requests_per_second=requests_per_second,
+            in_process_simulator=self.simulator is not None,
+        )
 
-    def _make_client(self, backend, api_key, base_url, retry, timeout) -> DashScopeClient:
-        if backend not in ("auto", "dashscope", "offline"):
-            raise ValueError(f"backend must be 'auto', 'dashscope' or 'offline', got {backend!r}")
-        common = dict(region=self.region, retry=retry, create_timeout=timeout, throttle=self.limiter.acquire)
-        if backend != "offline":  # the dashscope SDK's own variable for another endpoint (contract §7.1)
-            base_url = base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or None
-        key = find_api_key(api_key) if backend != "offline" or base_url else None
-        if base_url:  # a separately started simulator (or a proxy to the real service)
-            offline = backend == "offline" or urlparse(base_url).hostname in ("127.0.0.1", "localhost", "::1")
-            # the simulator's documented key only for a simulator; anything else needs a real one
-            return DashScopeClient(api_key=key or (catalog.OFFLINE_API_KEY if offline else None), base_url=base_url,
-                                   backend="offline" if offline else "dashscope", **common)
-        if backend == "dashscope" or (backend == "auto" and key is not None):
-            return DashScopeClient(api_key=key, backend="dashscope", **common)  # raises without a key
-        from cosyvoice_lab.offline import shared
+    @property
+    def measure(self) -> bool:
+        """Whether every preview is measured and the figures stored with its take."""
+        return self.designer.measure
 
-        self.simulator = shared(self.log.folder / "offline-voices")
-        return DashScopeClient(api_key=self.simulator.api_key, base_url=self.simulator.base_url,
-                               backend="offline", **common)
+    @measure.setter
+    def measure(self, value: bool) -> None:
+        self.designer.measure = value
 
     @property
     def backend(self) -> str:
@@ -114,77 +137,104 @@ class Lab(AccountVerbs, SpeakingVerbs):
         return self.client.backend == "offline"
 
     def __repr__(self):
-        where = ("OFFLINE simulator on " + self.client.host + " (no real voices are made)") if self.offline \
+        where = (
+            ("OFFLINE simulator on " + self.client.host + " (no real voices are made)")
+            if self.offline
             else f"{self.client.backend} {self.region} ({self.client.host})"
+        )
         return f"<Lab {where}; log {self.log.folder}; model {self.model}>"
 
-    def _repr_html_(self):
-        color = "#b45309" if self.offline else "#047857"
-        return (f'<div><b>cosyvoice_lab Lab</b> — backend: <b style="color:{color}">'
-                f'{"OFFLINE simulator" if self.offline else "DashScope " + self.region}</b> '
-                f'({self.client.host}); log: <code>{self.log.folder}</code>; model: {self.model}</div>')
-
-    # --- building designs -----------------------------------------------------------------
-    def make_design(self, prompt, *, preview_text: str | None = None, model: str | None = None,
-                    prefix: str | None = None, language: str | None = None) -> tuple[VoiceDesign, dict | None]:
-        """The VoiceDesign (unvalidated) for a prompt with this lab's defaults, plus the spec JSON."""
-        preview = preview_text or self.preview_text
-        lang = language or (detect_language(preview) if preview else None)
-        if lang is None and isinstance(prompt, str):
-            lang = detect_language(prompt)
-        lang = lang or "en"
-        text, spec = _prompt_text(prompt, lang)
-        design = VoiceDesign(voice_prompt=text, preview_text=preview or DEFAULT_PREVIEW[lang],
-                             target_model=model or self.model, prefix=prefix or self.prefix,
-                             language=language, sample_rate=self.sample_rate,
-                             response_format=self.response_format, region=self.region)
-        return design, spec
+    def _repr_html_(self) -> str:
+        return html.lab_summary(
+            offline=self.offline, region=self.region, host=self.client.host, folder=self.log.folder, model=self.model
+        )
 
     # --- one take -------------------------------------------------------------------------
-    def run_design(self, design: VoiceDesign, *, experiment: str | None = None, prompt_spec: dict | None = None,
-                   parent_take_id: str | None = None, cell: str | None = None, repeat: int | None = None):
-        """Send one design, logging it before and after. Returns the Take (ok or failed)."""
-        take = self.log.start(design, experiment=experiment, backend=self.backend, region=self.region,
-                              host=self.client.host, prompt_spec=prompt_spec, parent_take_id=parent_take_id,
-                              cell=cell, repeat=repeat)
-        try:
-            created = self.client.create_voice(design)
-        except OutcomeUnknown as exc:
-            # Reconciled once no request is in flight (see reconcile()): a voice another
-            # in-flight request stored could otherwise be adopted twice.
-            return self.log.fail(take.take_id, error_code="OutcomeUnknown", error_message=str(exc),
-                                 status="unknown")
-        except APIError as exc:
-            return self.log.fail(take.take_id, error_code=exc.code, error_message=exc.message,
-                                 request_id=exc.request_id)
-        except (TransportError, ValidationError) as exc:
-            return self.log.fail(take.take_id, error_code=type(exc).__name__, error_message=str(exc))
-        except Exception as exc:  # an answer we could not read (e.g. no voice_id): a voice may exist
-            self.log.fail(take.take_id, error_code=type(exc).__name__, status="unknown",
-                          error_message=f"unexpected answer: {exc}")
-            raise
-        except BaseException:  # Ctrl-C mid-request: the voice may exist; reconcile will tell
-            self.log.fail(take.take_id, error_code="Interrupted", status="interrupted",
-                          error_message="interrupted while the request was in flight; a voice may have been created")
-            raise
-        metrics = self._measure(created.preview, design)
-        return self.log.finish(take.take_id, voice_id=created.voice_id, request_id=created.request_id,
-                               audio=created.preview, latency_s=created.latency_s, metrics=metrics)
+    def make_design(
+        self,
+        prompt,
+        *,
+        preview_text: str | None = None,
+        model: str | None = None,
+        prefix: str | None = None,
+        language: str | None = None,
+    ) -> tuple[VoiceDesign, dict | None]:
+        """The VoiceDesign (unvalidated) for a prompt with this lab's defaults, plus the spec JSON."""
+        return planning.make_design(
+            prompt,
+            preview_text=preview_text or self.preview_text,
+            model=model or self.model,
+            prefix=prefix or self.prefix,
+            language=language,
+            sample_rate=self.sample_rate,
+            response_format=self.response_format,
+            region=self.region,
+        )
 
-    def _measure(self, audio, design: VoiceDesign) -> dict | None:
-        if not self.measure:
-            return None
-        try:
-            from cosyvoice_lab.analysis.measures import measure
+    def run_design(self, design: VoiceDesign, **context) -> Take:
+        """Send one design, logging it before and after (see ``Designer.run``). Returns the Take."""
+        return self.designer.run(design, **context)
 
-            return measure(audio, text=design.preview_text, language=design.language_hint).to_dict()
-        except Exception as exc:  # noqa: BLE001 - a measurement must never lose a take
-            log.warning("could not measure preview: %s", exc)
-            return None
+    # --- many takes: all through the runner --------------------------------------------------
+    def _run(
+        self,
+        tasks: Sequence[Callable[[], Take]],
+        desc: str,
+        *,
+        progress: bool | None = None,
+        on_done: OnDone | None = None,
+    ) -> RunResult[Take]:
+        return run_tasks(
+            tasks,
+            concurrency=self.concurrency,
+            desc=desc,
+            progress=self.progress if progress is None else progress,
+            is_failure=lambda t: not t.ok,
+            on_done=on_done,
+        )
 
-    def design(self, prompt, *, preview_text: str | None = None, model: str | None = None,
-               prefix: str | None = None, language: str | None = None, n: int = 1,
-               experiment: str | None = None, parent=None):
+    def run_designs(
+        self,
+        designs: Sequence[VoiceDesign],
+        *,
+        experiment: str | None = None,
+        prompt_spec: dict | None = None,
+        parent_take_id: str | None = None,
+        progress: bool | None = None,
+        on_done: OnDone | None = None,
+    ) -> RunResult[Take]:
+        """Send ``designs`` (as given: not validated) through the runner, ``concurrency`` at once,
+        each as ``run_design`` does. Does not settle them (see ``settle``).
+
+        Args:
+            progress: show a progress bar (default: the lab's ``progress``).
+            on_done: ``on_done(index, take, error)`` as each finishes, in the calling thread.
+        Returns:
+            the RunResult: the takes in the order of ``designs`` (a design whose sending raised
+            has none; ``on_done`` saw its exception).
+        """
+        tasks = [
+            (
+                lambda d=d: self.run_design(
+                    d, experiment=experiment, prompt_spec=prompt_spec, parent_take_id=parent_take_id
+                )
+            )
+            for d in designs
+        ]
+        return self._run(tasks, "designing", progress=progress, on_done=on_done)
+
+    def design(
+        self,
+        prompt,
+        *,
+        preview_text: str | None = None,
+        model: str | None = None,
+        prefix: str | None = None,
+        language: str | None = None,
+        n: int = 1,
+        experiment: str | None = None,
+        parent=None,
+    ):
         """Design a voice from a description (str or PromptSpec); ``n`` candidates.
 
         Returns:
@@ -192,35 +242,39 @@ class Lab(AccountVerbs, SpeakingVerbs):
         Raises:
             ValidationError: the design breaks a rule (nothing is sent).
         """
-        design, spec = self.make_design(prompt, preview_text=preview_text, model=model, prefix=prefix, language=language)
+        design, spec = self.make_design(
+            prompt, preview_text=preview_text, model=model, prefix=prefix, language=language
+        )
         design.validate()
-        parent_id = getattr(parent, "take_id", parent)
-        tasks = [lambda: self.run_design(design, experiment=experiment, prompt_spec=spec, parent_take_id=parent_id)
-                 for _ in range(n)]
-        takes = [tasks[0]()] if n == 1 else run_tasks(
-            tasks, concurrency=self.concurrency, desc="designing", progress=self.progress,
-            is_failure=lambda t: not t.ok).results
+        sent = {"experiment": experiment, "prompt_spec": spec, "parent_take_id": getattr(parent, "take_id", parent)}
+        takes = [self.run_design(design, **sent)] if n == 1 else self.run_designs([design] * n, **sent).results
         takes = self.settle(takes)
         return takes[0] if n == 1 else Takes(takes)
 
-    def settle(self, takes: list) -> list:
-        """Finish takes once their requests are done: reconcile those whose outcome is unknown,
-        then record the status the service reports for the new voices. Returns them re-read."""
-        takes = [self._reconcile(t.take_id) if t.status == "unknown" else t for t in takes]
-        if any(t.ok for t in takes) and self._verified({t.design.prefix for t in takes if t.ok}):
-            takes = [self.log.get(t.take_id) for t in takes]
-        return takes
-
-    def rerun(self, take):
+    def rerun(self, take) -> Take:
         """Send a past take's exact design again; the new take records it as its parent."""
         take = self.log.get(getattr(take, "take_id", take))
-        return self.settle([self.run_design(take.design, experiment=take.experiment, prompt_spec=take.prompt_spec,
-                                            parent_take_id=take.take_id)])[0]
+        return self.settle(
+            [
+                self.run_design(
+                    take.design, experiment=take.experiment, prompt_spec=take.prompt_spec, parent_take_id=take.take_id
+                )
+            ]
+        )[0]
 
-    # --- many takes -----------------------------------------------------------------------
-    def compare(self, prompts: Sequence, *, models: Iterable[str] = catalog.COMPARE_MODELS, repeats: int = 3,
-                preview_text: str | None = None, experiment: str | None = None, new_repeats: bool = False,
-                prefix: str | None = None, check_quota: bool = True, verify: bool = True) -> Comparison:
+    def compare(
+        self,
+        prompts: Sequence,
+        *,
+        models: Iterable[str] = catalog.COMPARE_MODELS,
+        repeats: int = catalog.DEFAULT_REPEATS,
+        preview_text: str | None = None,
+        experiment: str | None = None,
+        new_repeats: bool = False,
+        prefix: str | None = None,
+        check_quota: bool = True,
+        verify: bool = True,
+    ) -> Comparison:
         """Every prompt on every model, ``repeats`` times, side by side.
 
         Re-running the same call (same experiment) only does the cells that are missing or
@@ -236,72 +290,92 @@ class Lab(AccountVerbs, SpeakingVerbs):
         models = tuple(models)
         if repeats < 1 or not prompts or not models:
             raise ValueError("compare needs at least one prompt, one model and repeats >= 1")
-        cells = self._plan(prompts, models, preview_text, prefix)
-        experiment = experiment or _experiment_name(cells)
+        cells = planning.plan_cells(
+            prompts, models, lambda p, m: self.make_design(p, preview_text=preview_text, model=m, prefix=prefix)
+        )
+        experiment = experiment or planning.experiment_name(cells)
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
-        existing = self.log.takes(experiment=experiment)
-        todo = self._todo(cells, repeats, existing, new_repeats)
+        todo = planning.still_to_do(cells, repeats, self.log.takes(experiment=experiment), new_repeats=new_repeats)
         if check_quota:
-            self._check_quota(len(todo))
-        tasks = [(lambda d=d, s=s, c=c, r=r: self.run_design(d, experiment=experiment, prompt_spec=s, cell=c, repeat=r))
-                 for d, s, c, r in todo]
-        result = run_tasks(tasks, concurrency=self.concurrency, desc=f"compare {experiment}",
-                           progress=self.progress, is_failure=lambda t: not t.ok)
+            self.account.check_quota(len(todo))
+        tasks = [
+            (
+                lambda j=j: self.run_design(
+                    j.design, experiment=experiment, prompt_spec=j.spec, cell=j.cell, repeat=j.repeat
+                )
+            )
+            for j in todo
+        ]
+        result = self._run(tasks, f"compare {experiment}")
         self.reconcile(experiment)
         if verify and result.done:
-            self._verified({d.prefix for d, *_ in todo})
+            self.account.verified({j.design.prefix for j in todo})
         if result.interrupted:
-            warnings.warn(f"interrupted: {result.done} take(s) finished, {result.skipped} not started; "
-                          f"run the same compare again to finish", RuntimeWarning, stacklevel=2)
-        prompts_in_order = list(dict.fromkeys(c[0].voice_prompt for c in cells))
-        return Comparison(self.log, experiment, prompts_in_order, models, interrupted=result.interrupted)
+            warnings.warn(
+                f"interrupted: {result.done} take(s) finished, {result.skipped} not started; "
+                f"run the same compare again to finish",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return Comparison(self.log, experiment, planning.prompts_of(cells), models, interrupted=result.interrupted)
 
-    def _plan(self, prompts, models, preview_text, prefix):
-        """(design, spec, cell-base) for every prompt × model; all problems raised at once."""
-        cells, problems = [], []
-        for i, prompt in enumerate(prompts):
-            for model in models:
-                design, spec = self.make_design(prompt, preview_text=preview_text, model=model, prefix=prefix)
-                key = hashlib.sha1(json.dumps([design.voice_prompt, design.preview_text]).encode()).hexdigest()[:10]
-                for p in design.problems():
-                    problems.append(type(p)(f"prompt {i} × {model}: {p.field}", p.rule, p.message))
-                cells.append((design, spec, f"{key}|{model}"))
-        if problems:
-            raise ValidationError(problems, context="compare: nothing was sent")
-        return cells
+    # --- the account (account.py) --------------------------------------------------------------
+    def settle(self, takes: list) -> list:
+        """Finish takes once their requests are done: reconcile those whose outcome is unknown,
+        then record the status the service reports for the new voices. Returns them re-read."""
+        return self.account.settle(takes)
 
-    @staticmethod
-    def _todo(cells, repeats, existing, new_repeats):
-        by_cell = {}
-        for t in existing:
-            by_cell.setdefault(t.cell, []).append(t)
-        todo = []
-        for design, spec, base in cells:
-            taken = [t for t in existing if t.cell and t.cell.startswith(base + "|")]
-            start = (max((t.repeat or 0 for t in taken), default=-1) + 1) if new_repeats else 0
-            for r in range(start, start + repeats):
-                cell = f"{base}|r{r}"
-                if not any(t.ok or t.status in ("pending", "unknown", "interrupted") for t in by_cell.get(cell, [])):
-                    todo.append((design, spec, cell, r))
-        return todo
+    def reconcile(self, experiment: str | None = None) -> list:
+        """Adopt the voice each take of unknown outcome may have stored, or mark it failed
+        (see ``VoiceAccount.reconcile``). Returns the settled takes."""
+        return self.account.reconcile(experiment)
 
-    def _check_quota(self, adding: int) -> int | None:
-        if not adding:
-            return None
-        try:
-            held = self.quota()["held"]
-        except CosyVoiceLabError as exc:
-            log.warning("could not count the account's voices: %s", exc)
-            return None
-        if held + adding > catalog.VOICE_QUOTA:
-            warnings.warn(f"the account holds {held} voices; {adding} more would pass the limit of "
-                          f"{catalog.VOICE_QUOTA} — run lab.cleanup() first", RuntimeWarning, stacklevel=3)
-        return held
+    def verify(self, prefixes=None) -> int:
+        """Record the service's status of the log's voices (see ``VoiceAccount.verify``)."""
+        return self.account.verify(prefixes)
 
-def _experiment_name(cells) -> str:
-    """A stable name for a compare of these prompts and models, so running it again resumes it."""
-    digest = hashlib.sha1(json.dumps([c[2] for c in cells]).encode()).hexdigest()[:8]
-    return f"compare-{digest}"
+    def voices(self):
+        """The account's voices joined with the log: which take made each, rating, chosen."""
+        return self.account.voices()
+
+    def quota(self) -> dict:
+        """How many voices the account holds, of how many allowed (one list request)."""
+        return self.account.quota()
+
+    def cleanup(
+        self,
+        *,
+        dry_run: bool = True,
+        experiment: str | None = None,
+        include_unknown: bool = False,
+        keep_rated_at_least: int | None = None,
+    ):
+        """Delete voices that were not chosen; a dry run (the default) shows the plan only
+        (see ``VoiceAccount.cleanup``)."""
+        return self.account.cleanup(
+            dry_run=dry_run,
+            experiment=experiment,
+            include_unknown=include_unknown,
+            keep_rated_at_least=keep_rated_at_least,
+        )
+
+    # --- speaking (speaker.py) -----------------------------------------------------------------
+    @property
+    def synthesizer(self):
+        """The WebSocket ``Synthesizer`` for this lab's backend (made on first use)."""
+        return self.speaker.synthesizer
+
+    def speak(self, take_or_voice_id, text: str, *, model: str | None = None, **options):
+        """Read ``text`` with a designed voice, logged as an utterance of its take (see ``Speaker.speak``)."""
+        return self.speaker.speak(take_or_voice_id, text, model=model, **options)
+
+    def estimate(self, text: str, model: str | None = None) -> dict:
+        """Billed characters and estimated cost of speaking ``text`` (CJK characters count 2)."""
+        return self.speaker.estimate(text, model or self.model)
+
+    def audition(self, takes, script: str, **options):
+        """Read one ``script`` with several voices; returns an Audition (players side by side)."""
+        return self.speaker.audition(takes, script, **options)
 
 
 # Public classes report the module users import them from.

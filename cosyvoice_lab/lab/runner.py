@@ -5,16 +5,14 @@ The runner knows nothing about voices: it runs callables and counts outcomes. Ea
 expected to record its own outcome (the Lab's tasks write the log before and after their
 request), so an interrupt loses nothing that finished.
 """
+
 from __future__ import annotations
 
-import collections
 import logging
-import math
-import threading
-import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 from cosyvoice_lab import catalog
 
@@ -44,13 +42,29 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="take", leave=True)
 
 
-def run_tasks(tasks: Sequence[Callable[[], T]], *, concurrency: int = 4, desc: str = "running",
-              progress: bool = True, is_failure: Callable[[T], bool] = lambda r: False) -> RunResult[T]:
+# on_done(index, result, error): one of result / error is None
+OnDone = Callable[[int, T | None, Exception | None], None]
+
+
+def run_tasks(
+    tasks: Sequence[Callable[[], T]],
+    *,
+    concurrency: int = catalog.DEFAULT_CONCURRENCY,
+    desc: str = "running",
+    progress: bool = True,
+    is_failure: Callable[[T], bool] = lambda r: False,
+    on_done: OnDone | None = None,
+) -> RunResult[T]:
     """Run ``tasks`` on ``concurrency`` threads, showing done/failed/remaining.
 
     Ctrl-C (a kernel interrupt) stops cleanly: tasks not yet started are cancelled, tasks in
     flight finish and are kept, and the result says ``interrupted``. An exception escaping a
     task counts as a failure and is logged; it does not stop the others.
+
+    Args:
+        on_done: called as each task finishes, in the calling thread, in the order they finish,
+            with ``(task index, result, None)`` or ``(task index, None, exception)``; for a
+            widget that shows results as they arrive. An exception it raises is logged.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -64,7 +78,7 @@ def run_tasks(tasks: Sequence[Callable[[], T]], *, concurrency: int = 4, desc: s
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for fut in done:
-                _collect(fut, futures[fut], finished, out, is_failure)
+                _collect(fut, futures[fut], finished, out, is_failure, on_done)
                 collected.add(fut)
                 if bar is not None:
                     bar.update(1)
@@ -78,9 +92,9 @@ def run_tasks(tasks: Sequence[Callable[[], T]], *, concurrency: int = 4, desc: s
         for fut in rest:
             try:
                 fut.result()
-            except BaseException:  # noqa: BLE001 - already counted below
+            except BaseException:  # already counted below
                 pass
-            _collect(fut, futures[fut], finished, out, is_failure)
+            _collect(fut, futures[fut], finished, out, is_failure, on_done)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
@@ -89,13 +103,24 @@ def run_tasks(tasks: Sequence[Callable[[], T]], *, concurrency: int = 4, desc: s
     return out
 
 
-def _collect(fut: Future, index: int, finished: dict, out: RunResult, is_failure) -> None:
+def _collect(fut: Future, index: int, finished: dict, out: RunResult, is_failure, on_done: OnDone | None) -> None:
     try:
         result = fut.result()
-    except Exception as exc:  # noqa: BLE001 - a task must not take the run down
+    except Exception as exc:  # a task must not take the run down
         log.error("task %d failed: %s: %s", index, type(exc).__name__, exc)
         out.failed += 1
+        _notify(on_done, index, None, exc)
         return
     finished[index] = result
     if is_failure(result):
         out.failed += 1
+    _notify(on_done, index, result, None)
+
+
+def _notify(on_done: OnDone | None, index: int, result, error: Exception | None) -> None:
+    if on_done is None:
+        return
+    try:
+        on_done(index, result, error)
+    except Exception as exc:  # a display hook must not lose the tasks after it
+        log.error("on_done for task %d failed: %s: %s", index, type(exc).__name__, exc)

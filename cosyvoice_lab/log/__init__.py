@@ -4,6 +4,7 @@
 (``audio_store``), row conversion (``rows``), DataFrames (``frame``), annotations, migrations,
 recovery of stale pending takes, exports and bundles.
 """
+
 from __future__ import annotations
 
 from cosyvoice_lab.errors import LogError, TakeNotFound

@@ -1,25 +1,33 @@
 """What people add to takes — ratings, choices, tags, notes, listening — and synthesised
-utterances: the parts of ``ExperimentLog`` beyond the request/outcome write path.
+utterances: two parts of ``ExperimentLog`` beside the request/outcome write path.
 
 Every annotation updates the take's current value *and* appends a dated event to the
 ``annotations`` table in the same transaction. The current values are a cache of the
 history: ``replay`` recomputes them from the events, which is how bundles from teammates
 merge (events are keyed by a global id, so merging twice adds nothing).
 """
+
 from __future__ import annotations
 
 import getpass
 import json
 import numbers
+import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from cosyvoice_lab.audio import Audio
-from cosyvoice_lab.errors import LogError
-from cosyvoice_lab.log.db import LogDatabase
-from cosyvoice_lab.log.rows import check_rating, clean_tag, dumps_or_null
 from cosyvoice_lab.errors import TakeNotFound
+from cosyvoice_lab.log.audio_store import AudioStore
+from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.rows import audio_columns, check_rating, clean_tag, dumps_or_null
+from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import Take, iso, now_utc
+
+# change(current tags) -> (column values, events): what one annotation does to a take.
+Change = Callable[[list[str]], tuple[dict[str, Any], list[tuple[str, Any]]]]
+
 
 def _author() -> str | None:
     try:
@@ -48,22 +56,31 @@ def apply_events(events: Iterable[tuple[str, str | None]]) -> dict:
             notes = value or ""
         elif action == "played":
             played = True
-    return {"rating": rating, "chosen": int(chosen), "tags": dumps_or_null(tags), "notes": notes,
-            "played": int(played)}
+    return {"rating": rating, "chosen": int(chosen), "tags": dumps_or_null(tags), "notes": notes, "played": int(played)}
 
 
 def replay(conn, take_ids: Iterable[str]) -> None:
     """Recompute the annotation columns of ``take_ids`` from their history (inside a transaction)."""
     for take_id in take_ids:
-        events = conn.execute("SELECT action, value FROM annotations WHERE take_id = ? "
-                              "ORDER BY at, rowid", (take_id,)).fetchall()
+        events = conn.execute(
+            "SELECT action, value FROM annotations WHERE take_id = ? ORDER BY at, rowid", (take_id,)
+        ).fetchall()
         values = apply_events(events)
-        conn.execute(f"UPDATE takes SET {', '.join(f'{k} = ?' for k in values)} WHERE take_id = ?",
-                     [*values.values(), take_id])
+        conn.execute(
+            f"UPDATE takes SET {', '.join(f'{k} = ?' for k in values)} WHERE take_id = ?", [*values.values(), take_id]
+        )
 
 
-class Annotations(LogDatabase):
-    """Mixin of ``ExperimentLog``: annotations with a history."""
+class Annotations:
+    """Annotations with a history (``ExperimentLog`` documents each method).
+
+    Args:
+        db: the log's database. table: the takes table (updates a take and reads it back).
+    """
+
+    def __init__(self, db: Database, table: TakeTable) -> None:
+        self._db = db
+        self._table = table
 
     def rate(self, take_id: str, rating: int | None) -> Take:
         """Rate a take 1-5 (None clears the rating).
@@ -72,8 +89,9 @@ class Annotations(LogDatabase):
             ValueError: not an integer from 1 to 5. TakeNotFound: no such take.
         """
         rating = check_rating(rating)
-        return self._annotate(take_id, lambda tags: (
-            {"rating": rating}, [("rate", None if rating is None else str(rating))]))
+        return self._annotate(
+            take_id, lambda tags: ({"rating": rating}, [("rate", None if rating is None else str(rating))])
+        )
 
     def choose(self, take_id: str) -> Take:
         """Mark a take chosen (a keeper). Raises TakeNotFound if missing."""
@@ -124,11 +142,11 @@ class Annotations(LogDatabase):
         Raises:
             TakeNotFound: one of them is missing (then none is marked).
         """
-        with self._tx() as conn:
+        with self._db.transaction() as conn:
             for take_id in take_ids:
                 if conn.execute("UPDATE takes SET played = 1 WHERE take_id = ?", (take_id,)).rowcount != 1:
-                    raise TakeNotFound(self.path, f"no take {take_id!r} in this log")
-                self._insert_events(conn, take_id, [("played", None)])
+                    raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
+                _insert_events(conn, take_id, [("played", None)])
 
     def history(self, take_id: str | None = None):
         """The annotation history (all takes, or one) as a DataFrame, oldest first:
@@ -137,32 +155,50 @@ class Annotations(LogDatabase):
 
         spec = logframe.HISTORY_FRAME
         where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
-        rows = self._query(f"SELECT {logframe.select_list(spec)} FROM annotations{where} "
-                           f"ORDER BY at, rowid", params)
-        return logframe.build(rows, spec, self.folder)
+        rows = self._db.query(f"SELECT {logframe.select_list(spec)} FROM annotations{where} ORDER BY at, rowid", params)
+        return logframe.build(rows, spec)
 
-    def _annotate(self, take_id: str, change) -> Take:
+    def _annotate(self, take_id: str, change: Change) -> Take:
         """Apply ``change(tags) -> (column values, events)`` to a take in one transaction."""
-        with self._tx() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute("SELECT tags FROM takes WHERE take_id = ?", (take_id,)).fetchone()
             if row is None:
-                raise TakeNotFound(self.path, f"no take {take_id!r} in this log")
+                raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
             values, events = change(json.loads(row[0] or "[]"))
-            self._insert_events(conn, take_id, events)
-            return self._update(conn, take_id, values)
-
-    def _insert_events(self, conn, take_id: str, events) -> None:
-        at, author = iso(now_utc()), _author()
-        conn.executemany("INSERT INTO annotations (annotation_id, take_id, at, action, value, author) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         [(uuid.uuid4().hex, take_id, at, action, value, author) for action, value in events])
+            _insert_events(conn, take_id, events)
+            return self._table.update(conn, take_id, values)
 
 
-class Utterances(LogDatabase):
-    """Mixin of ``ExperimentLog``: speech synthesised with a take's voice."""
+def _insert_events(conn: sqlite3.Connection, take_id: str, events: Iterable[tuple[str, Any]]) -> None:
+    at, author = iso(now_utc()), _author()
+    conn.executemany(
+        "INSERT INTO annotations (annotation_id, take_id, at, action, value, author) VALUES (?, ?, ?, ?, ?, ?)",
+        [(uuid.uuid4().hex, take_id, at, action, value, author) for action, value in events],
+    )
 
-    def add_utterance(self, take_id: str, *, text: str, params: dict, characters: int,
-                      cost_cny: float, audio: Audio, request_id: str | None = None) -> str:
+
+class Utterances:
+    """Speech synthesised with a take's voice (``ExperimentLog`` documents each method).
+
+    Args:
+        db: the log's database. audio_store: where the recordings go.
+    """
+
+    def __init__(self, db: Database, audio_store: AudioStore) -> None:
+        self._db = db
+        self._store = audio_store
+
+    def add_utterance(
+        self,
+        take_id: str,
+        *,
+        text: str,
+        params: dict,
+        characters: int,
+        cost_cny: float,
+        audio: Audio,
+        request_id: str | None = None,
+    ) -> str:
         """Record an utterance spoken with a take's voice; its audio goes to the store first.
 
         Args:
@@ -180,15 +216,26 @@ class Utterances(LogDatabase):
         if not isinstance(cost_cny, numbers.Real) or cost_cny < 0:
             raise ValueError(f"cost_cny must be a non-negative number, got {cost_cny!r}")
         params_json = json.dumps(dict(params), ensure_ascii=False, separators=(",", ":"))
-        self.get(take_id)  # fail before storing audio for a take that is not here
-        stored = self._store_audio(audio)
+        # Fail before storing audio for a take that is not here.
+        if not self._db.query("SELECT 1 FROM takes WHERE take_id = ?", (take_id,)):
+            raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
+        stored = audio_columns(audio, self._store.put(audio))
         utterance_id = uuid.uuid4().hex
-        row = {"utterance_id": utterance_id, "take_id": take_id, "created_at": iso(now_utc()), "text": text,
-               "params": params_json, "characters": int(characters), "cost_cny": float(cost_cny),
-               "request_id": request_id, **stored}
-        with self._tx() as conn:
-            conn.execute(f"INSERT INTO utterances ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                         list(row.values()))
+        row = {
+            "utterance_id": utterance_id,
+            "take_id": take_id,
+            "created_at": iso(now_utc()),
+            "text": text,
+            "params": params_json,
+            "characters": int(characters),
+            "cost_cny": float(cost_cny),
+            "request_id": request_id,
+            **stored,
+        }
+        with self._db.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO utterances ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
         return utterance_id
 
     def utterances(self, take_id: str | None = None):
@@ -197,9 +244,10 @@ class Utterances(LogDatabase):
 
         spec = logframe.UTTERANCE_FRAME
         where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
-        rows = self._query(f"SELECT {logframe.select_list(spec)} FROM utterances{where} "
-                           f"ORDER BY created_at, rowid", params)
-        return logframe.build(rows, spec, self.folder)
+        rows = self._db.query(
+            f"SELECT {logframe.select_list(spec)} FROM utterances{where} ORDER BY created_at, rowid", params
+        )
+        return logframe.build(rows, spec, self._store)
 
     def utterance_audio(self, utterance_id: str) -> Audio:
         """The recording of an utterance.
@@ -207,12 +255,10 @@ class Utterances(LogDatabase):
         Raises:
             TakeNotFound: no such utterance. LogError: its audio file is missing.
         """
-        rows = self._query("SELECT audio_file, audio_format, audio_sample_rate FROM utterances "
-                           "WHERE utterance_id = ?", (utterance_id,))
+        rows = self._db.query(
+            "SELECT audio_file, audio_format, audio_sample_rate FROM utterances WHERE utterance_id = ?", (utterance_id,)
+        )
         if not rows:
-            raise TakeNotFound(self.path, f"no utterance {utterance_id!r} in this log")
+            raise TakeNotFound(self._db.path, f"no utterance {utterance_id!r} in this log")
         audio_file, fmt, rate = rows[0]
-        path = self.folder / audio_file
-        if not path.is_file():
-            raise LogError(path, f"the audio of utterance {utterance_id} is missing")
-        return Audio(path.read_bytes(), fmt, rate)
+        return self._store.open(audio_file, format=fmt, sample_rate=rate, what=f"the audio of utterance {utterance_id}")

@@ -9,22 +9,27 @@ Speed (100k takes in about a second) shapes the code. Python's sqlite3 pays abou
 for every cell it hands over, so cells are few: columns with few distinct values (status,
 model, region...) arrive packed in one JSON array per row and are decoded once per distinct
 array; columns empty for most takes (errors, lineage, annotations) come from a second query
-only for the rows that have them; the preview's path is derived from its hash. Conversions
-are per column and vectorised (Arrow parses the timestamps and the metrics JSON).
+only for the rows that have them; the preview's path is derived from its hash (by the audio
+store, which alone names audio files). Conversions are per column and vectorised (Arrow parses
+the timestamps and the metrics JSON).
 """
+
 from __future__ import annotations
 
 import gc
 import io
 import json
-import os
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.take import BACKENDS, STATUSES
+
+Query = Callable[[str, Sequence[Any]], list[tuple]]
 
 # (DataFrame column, SQL expression, kind)
 TAKE_DENSE = (
@@ -74,15 +79,49 @@ TAKE_SPARSE = (
     ("parent_take_id", "parent_take_id", "str"),
     ("prompt_spec", "prompt_spec", "str"),
 )
-SPARSE_WHERE = ("(language IS NOT NULL OR error_code IS NOT NULL OR error_message IS NOT NULL "
-                "OR preview_missing != 0 OR rating IS NOT NULL OR chosen != 0 OR played != 0 "
-                "OR tags IS NOT NULL OR notes != '' OR parent_take_id IS NOT NULL OR prompt_spec IS NOT NULL)")
+SPARSE_WHERE = (
+    "(language IS NOT NULL OR error_code IS NOT NULL OR error_message IS NOT NULL "
+    "OR preview_missing != 0 OR rating IS NOT NULL OR chosen != 0 OR played != 0 "
+    "OR tags IS NOT NULL OR notes != '' OR parent_take_id IS NOT NULL OR prompt_spec IS NOT NULL)"
+)
 TAKE_ORDER = (
-    "take_id", "started_at", "finished_at", "experiment", "status", "backend", "model", "voice_prompt",
-    "preview_text", "prefix", "language", "sample_rate", "response_format", "design_region", "region",
-    "host", "package_version", "request_id", "voice_id", "voice_status", "latency_s", "error_code",
-    "error_message", "audio_sha256", "audio_path", "audio_format", "audio_sample_rate", "audio_duration_s",
-    "preview_missing", "rating", "chosen", "played", "tags", "notes", "parent_take_id", "cell", "repeat",
+    "take_id",
+    "started_at",
+    "finished_at",
+    "experiment",
+    "status",
+    "backend",
+    "model",
+    "voice_prompt",
+    "preview_text",
+    "prefix",
+    "language",
+    "sample_rate",
+    "response_format",
+    "design_region",
+    "region",
+    "host",
+    "package_version",
+    "request_id",
+    "voice_id",
+    "voice_status",
+    "latency_s",
+    "error_code",
+    "error_message",
+    "audio_sha256",
+    "audio_path",
+    "audio_format",
+    "audio_sample_rate",
+    "audio_duration_s",
+    "preview_missing",
+    "rating",
+    "chosen",
+    "played",
+    "tags",
+    "notes",
+    "parent_take_id",
+    "cell",
+    "repeat",
     "prompt_spec",
 )
 
@@ -141,24 +180,27 @@ def _no_gc():
             gc.enable()
 
 
-def takes_frame(query, where: str, params: list, folder: Path) -> pd.DataFrame:
-    """The takes DataFrame. ``query(sql, params)`` runs SQL; ``where`` is a filter clause."""
+def takes_frame(query: Query, where: str, params: list, store: AudioStore) -> pd.DataFrame:
+    """The takes DataFrame. ``query(sql, params)`` runs SQL; ``where`` is a filter clause;
+    ``store`` names each preview's file (the ``audio_path`` column)."""
     with _no_gc():
-        return _takes_frame(query, where, params, folder)
+        return _takes_frame(query, where, params, store)
 
 
-def _takes_frame(query, where: str, params: list, folder: Path) -> pd.DataFrame:
+def _takes_frame(query: Query, where: str, params: list, store: AudioStore) -> pd.DataFrame:
     # No ORDER BY: walking the time index costs more than sorting here, and rows are stored
     # in about the order they were started, so usually nothing moves (see _in_time_order).
-    rows = query(f"SELECT rowid, {select_list(TAKE_DENSE)}, json_array({select_list(TAKE_PACKED)}) "
-                 f"FROM takes{where}", params)
+    rows = query(
+        f"SELECT rowid, {select_list(TAKE_DENSE)}, json_array({select_list(TAKE_PACKED)}) FROM takes{where}", params
+    )
     sparse_where = f"{where} AND {SPARSE_WHERE}" if where else f" WHERE {SPARSE_WHERE}"
     sparse = query(f"SELECT rowid, {select_list(TAKE_SPARSE)} FROM takes{sparse_where}", params)
     columns = _columns(rows, 2 + len(TAKE_DENSE))
-    data = {name: _convert(kind, values, folder) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:])}
+    data = {name: _convert(kind, values) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:-1], strict=True)}
     data.update(_packed_columns(columns[-1]))
     data.update(_sparse_columns(columns[0], sparse))
-    data["audio_path"] = _audio_paths(folder, data["audio_sha256"], data["audio_format"])
+    sha256s = columns[1 + [name for name, _, _ in TAKE_DENSE].index("audio_sha256")]
+    data["audio_path"] = _strings(store.paths_for(sha256s, data["audio_format"].tolist()))
     metrics = data.pop("metrics")
     frame = pd.DataFrame({**{name: data[name] for name in TAKE_ORDER}, **metrics})
     return _in_time_order(frame, np.asarray(columns[0], dtype="int64"))
@@ -172,14 +214,17 @@ def _in_time_order(frame: pd.DataFrame, rowids: np.ndarray) -> pd.DataFrame:
     return frame.take(order).reset_index(drop=True)
 
 
-def build(rows: list[tuple], spec, folder: Path) -> pd.DataFrame:
-    """A DataFrame from query ``rows`` whose columns follow ``spec``."""
+def build(rows: list[tuple], spec, store: AudioStore | None = None) -> pd.DataFrame:
+    """A DataFrame from query ``rows`` whose columns follow ``spec`` (``store`` turns the
+    names of ``path`` columns into files)."""
     columns = _columns(rows, len(spec))
-    return pd.DataFrame({name: _convert(kind, values, folder) for (name, _, kind), values in zip(spec, columns)})
+    return pd.DataFrame(
+        {name: _convert(kind, values, store) for (name, _, kind), values in zip(spec, columns, strict=True)}
+    )
 
 
 def _columns(rows: list[tuple], width: int) -> list[tuple]:
-    return list(zip(*rows)) if rows else [()] * width
+    return list(zip(*rows, strict=True)) if rows else [()] * width
 
 
 def _packed_columns(keys: tuple) -> dict:
@@ -188,7 +233,7 @@ def _packed_columns(keys: tuple) -> dict:
     decoded = [json.loads(key) for key in uniques]
     out = {}
     for j, (name, _, kind) in enumerate(TAKE_PACKED):
-        per_key = _convert(kind, [values[j] for values in decoded], None)
+        per_key = _convert(kind, [values[j] for values in decoded])
         if isinstance(per_key, pd.Categorical):
             out[name] = pd.Categorical.from_codes(per_key.codes[codes], dtype=per_key.dtype)
         else:
@@ -203,19 +248,13 @@ def _sparse_columns(rowids: tuple, sparse: list[tuple]) -> dict:
     out = {}
     for j, (name, _, kind) in enumerate(TAKE_SPARSE, start=1):
         full = [{"bool": 0, "notes": ""}.get(kind)] * n
-        for i, row in zip(at, sparse):
+        for i, row in zip(at, sparse, strict=True):
             full[i] = row[j]
-        out[name] = _convert(kind, full, None)
+        out[name] = _convert(kind, full)
     return out
 
 
-def _audio_paths(folder: Path, sha, fmt):
-    """``<folder>/audio/<sha256>.<ext>`` (as the store names files), missing where no audio."""
-    ext = pd.Series(fmt, dtype="str").replace("opus", "ogg")
-    return (str(folder / "audio") + os.sep + pd.Series(sha, dtype="str") + "." + ext).array
-
-
-def _convert(kind: str, values, folder):
+def _convert(kind: str, values, store: AudioStore | None = None):
     if kind in ("str", "notes"):
         return _strings(values)
     if kind == "time":
@@ -236,8 +275,9 @@ def _convert(kind: str, values, folder):
     if kind == "metrics":
         return _metrics(values)
     if kind == "path":
-        prefix = str(folder) + os.sep
-        return _strings([prefix + v if v else None for v in values])
+        if store is None:
+            raise ValueError("a frame with a path column needs the audio store")
+        return _strings(store.paths_of(values))
     raise ValueError(f"unknown column kind {kind!r}")
 
 
@@ -271,7 +311,7 @@ def _metrics(values) -> dict[str, object]:
     return {f"m_{name}": table.column(name).to_pandas().array for name in sorted(table.column_names)}
 
 
-def _metrics_slow(values) -> dict[str, list]:
+def _metrics_slow(values) -> dict[str, object]:
     n = len(values)
     out: dict[str, list] = {}
     for i, text in enumerate(values):

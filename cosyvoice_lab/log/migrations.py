@@ -10,13 +10,18 @@ Timestamps are fixed-width ISO 8601 UTC text (``2025-01-31T08:00:00.000000Z``): 
 any SQLite shell, sortable as text, and parsed fast by pandas. JSON columns hold NULL rather
 than an empty object/array so that a typical take costs no bytes for them.
 """
+
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cosyvoice_lab.errors import LogError
+
+if TYPE_CHECKING:
+    from cosyvoice_lab.log.db import Database
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,17 @@ CREATE TABLE takes (
 )
 """
 
-V1 = Migration(1, "takes", (
-    _V1_TAKES,
-    "CREATE INDEX takes_started ON takes(started_at)",
-    "CREATE INDEX takes_experiment ON takes(experiment, cell)",
-    # Opening a log scans pending rows; a partial index keeps that free at 100k takes.
-    "CREATE INDEX takes_pending ON takes(status) WHERE status = 'pending'",
-))
+V1 = Migration(
+    1,
+    "takes",
+    (
+        _V1_TAKES,
+        "CREATE INDEX takes_started ON takes(started_at)",
+        "CREATE INDEX takes_experiment ON takes(experiment, cell)",
+        # Opening a log scans pending rows; a partial index keeps that free at 100k takes.
+        "CREATE INDEX takes_pending ON takes(status) WHERE status = 'pending'",
+    ),
+)
 
 _V2_ANNOTATIONS = """
 CREATE TABLE annotations (
@@ -131,13 +140,17 @@ _V2_SEED = [
     )
 ]
 
-V2 = Migration(2, "annotation history and utterances", (
-    _V2_ANNOTATIONS,
-    "CREATE INDEX annotations_take ON annotations(take_id, at)",
-    _V2_UTTERANCES,
-    "CREATE INDEX utterances_take ON utterances(take_id)",
-    *_V2_SEED,
-))
+V2 = Migration(
+    2,
+    "annotation history and utterances",
+    (
+        _V2_ANNOTATIONS,
+        "CREATE INDEX annotations_take ON annotations(take_id, at)",
+        _V2_UTTERANCES,
+        "CREATE INDEX utterances_take ON utterances(take_id)",
+        *_V2_SEED,
+    ),
+)
 
 MIGRATIONS: tuple[Migration, ...] = (V1, V2)
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -177,15 +190,36 @@ def migrate(conn: sqlite3.Connection, path: Path, *, target: int = SCHEMA_VERSIO
     return current
 
 
+def upgrade(db: Database) -> int:
+    """``migrate`` the log's database on its connection; returns the schema version.
+
+    A failure closes ``db`` (the log is unusable) and is raised as a ``LogError`` naming it.
+    """
+    try:
+        return migrate(db.connection(), db.path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise db.error(exc) from exc
+    except BaseException:
+        db.close()
+        raise
+
+
 def _check_known(conn: sqlite3.Connection, path: Path, current: int) -> None:
     if current > SCHEMA_VERSION:
-        from cosyvoice_lab import __version__
+        from cosyvoice_lab.log.rows import package_version
 
-        raise LogError(path, f"this log has schema version {current}, written by a newer cosyvoice_lab; "
-                             f"cosyvoice_lab {__version__} understands up to version {SCHEMA_VERSION}. "
-                             f"Upgrade cosyvoice_lab (pip install -U cosyvoice-lab) to open it.")
+        raise LogError(
+            path,
+            f"this log has schema version {current}, written by a newer cosyvoice_lab; "
+            f"cosyvoice_lab {package_version()} understands up to version {SCHEMA_VERSION}. "
+            f"Upgrade cosyvoice_lab (pip install -U cosyvoice-lab) to open it.",
+        )
     if current == 0:
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
         if tables:
-            raise LogError(path, "is a SQLite database but not a cosyvoice_lab experiment log "
-                                 "(it has tables and no log schema version); it was left untouched")
+            raise LogError(
+                path,
+                "is a SQLite database but not a cosyvoice_lab experiment log "
+                "(it has tables and no log schema version); it was left untouched",
+            )

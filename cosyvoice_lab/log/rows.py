@@ -1,81 +1,167 @@
-"""The experiment log's plumbing: rows <-> takes, filters, value checks, process identity.
+"""The experiment log's rows: rows <-> takes, filters, value checks.
 
-Pure functions used by ``log.py`` (the ``ExperimentLog`` class) and ``export.py``; nothing
-here opens a database.
+``TakeRows`` converts between a ``takes`` row and a ``Take``; it holds the log's audio store,
+which names the preview file of each row and loads it for each take. The rest are pure
+functions; nothing here opens a database.
 """
+
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import math
 import numbers
-import os
 import re
-import socket
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any
+from datetime import date, datetime, timezone
+from typing import Any, cast
 
+from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.take import STATUSES, Take, iso, parse_iso, redact, utc
+
+
+@functools.cache
+def package_version() -> str:
+    """The installed cosyvoice-lab version, as each take and bundle records it.
+
+    Read from the package metadata, not ``cosyvoice_lab.__version__``: the package's front door
+    names every room, and ``log`` imports only the core (tests/test_packaging keeps them equal).
+    """
+    try:
+        return importlib.metadata.version("cosyvoice-lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
 
 # Columns read back into a Take, in SELECT order.
 TAKE_COLUMNS = (
-    "take_id", "status", "experiment", "backend", "region", "host", "package_version",
-    "target_model", "prefix", "voice_prompt", "preview_text", "language", "sample_rate",
-    "response_format", "design_region", "request_id", "voice_id", "voice_status",
-    "started_at", "finished_at", "latency_s", "error_code", "error_message",
-    "audio_sha256", "audio_file", "audio_format", "audio_sample_rate", "audio_duration_s",
-    "preview_missing", "metrics", "prompt_spec", "parent_take_id", "cell", "repeat",
-    "rating", "chosen", "tags", "notes", "played",
+    "take_id",
+    "status",
+    "experiment",
+    "backend",
+    "region",
+    "host",
+    "package_version",
+    "target_model",
+    "prefix",
+    "voice_prompt",
+    "preview_text",
+    "language",
+    "sample_rate",
+    "response_format",
+    "design_region",
+    "request_id",
+    "voice_id",
+    "voice_status",
+    "started_at",
+    "finished_at",
+    "latency_s",
+    "error_code",
+    "error_message",
+    "audio_sha256",
+    "audio_file",
+    "audio_format",
+    "audio_sample_rate",
+    "audio_duration_s",
+    "preview_missing",
+    "metrics",
+    "prompt_spec",
+    "parent_take_id",
+    "cell",
+    "repeat",
+    "rating",
+    "chosen",
+    "tags",
+    "notes",
+    "played",
 )
 SELECT_TAKE = f"SELECT {', '.join(TAKE_COLUMNS)} FROM takes"
-_DESIGN_COLUMNS = {"target_model": "target_model", "prefix": "prefix", "voice_prompt": "voice_prompt",
-                   "preview_text": "preview_text", "language": "language", "sample_rate": "sample_rate",
-                   "response_format": "response_format", "design_region": "region"}
+_DESIGN_COLUMNS = {
+    "target_model": "target_model",
+    "prefix": "prefix",
+    "voice_prompt": "voice_prompt",
+    "preview_text": "preview_text",
+    "language": "language",
+    "sample_rate": "sample_rate",
+    "response_format": "response_format",
+    "design_region": "region",
+}
 _BOOL_COLUMNS = ("preview_missing", "chosen", "played")
 
 
 # --- rows <-> takes --------------------------------------------------------------------
 
 
-def row_to_take(row: tuple, folder: Path) -> Take:
-    """A ``Take`` from a row selected with ``SELECT_TAKE``; ``folder`` makes paths absolute."""
-    data = dict(zip(TAKE_COLUMNS, row))
-    design = VoiceDesign(**{field: data.pop(col) for col, field in _DESIGN_COLUMNS.items()})
-    audio_file = data.pop("audio_file")
-    for name in _BOOL_COLUMNS:
-        data[name] = bool(data[name])
-    return Take(
-        design=design,
-        audio_path=f"{folder}{os.sep}{audio_file}" if audio_file else None,
-        started_at=parse_iso(data.pop("started_at")),
-        finished_at=parse_iso(data.pop("finished_at")),
-        metrics=json.loads(data.pop("metrics") or "{}"),
-        prompt_spec=json.loads(data.pop("prompt_spec") or "null"),
-        tags=tuple(json.loads(data.pop("tags") or "[]")),
-        notes=data.pop("notes") or "",
-        **data,
-    )
+class TakeRows:
+    """Converts ``takes`` rows to ``Take`` objects and back.
+
+    Args:
+        audio_store: the log's audio store: it turns a row's ``audio_file`` into the take's
+            ``audio_path`` (and back), and is each take's ``audio_loader``.
+    """
+
+    def __init__(self, audio_store: AudioStore) -> None:
+        self._store = audio_store
+
+    def to_take(self, row: tuple) -> Take:
+        """A ``Take`` from a row selected with ``SELECT_TAKE``."""
+        data = dict(zip(TAKE_COLUMNS, row, strict=True))
+        design = VoiceDesign(**{field: data.pop(col) for col, field in _DESIGN_COLUMNS.items()})
+        audio_file = data.pop("audio_file")
+        for name in _BOOL_COLUMNS:
+            data[name] = bool(data[name])
+        return Take(
+            design=design,
+            audio_path=str(self._store.path(audio_file)) if audio_file else None,
+            audio_loader=self._store.take_audio,
+            started_at=parse_iso(data.pop("started_at")),
+            finished_at=parse_iso(data.pop("finished_at")),
+            metrics=json.loads(data.pop("metrics") or "{}"),
+            prompt_spec=json.loads(data.pop("prompt_spec") or "null"),
+            tags=tuple(json.loads(data.pop("tags") or "[]")),
+            notes=data.pop("notes") or "",
+            **data,
+        )
+
+    def to_row(self, take: Take) -> dict[str, Any]:
+        """The column values of ``take``: its ``audio_path`` as the store's name for it, its
+        ``error_message`` with anything shaped like an API key redacted.
+
+        Raises:
+            ValueError: the audio path is not a file of the store; a bad metric.
+        """
+        row = {
+            name: getattr(take, name) for name in TAKE_COLUMNS if name not in _DESIGN_COLUMNS and hasattr(take, name)
+        }
+        row.update({col: getattr(take.design, field) for col, field in _DESIGN_COLUMNS.items()})
+        row["audio_file"] = self._store.name_for_path(take.audio_path) if take.audio_path else None
+        row["error_message"] = redact(take.error_message)  # a bundle from elsewhere is scrubbed too
+        row["started_at"] = iso(take.started_at)
+        row["finished_at"] = iso(take.finished_at)
+        row["metrics"] = dumps_or_null(clean_metrics(take.metrics))
+        row["prompt_spec"] = dumps_or_null(take.prompt_spec)
+        row["tags"] = dumps_or_null(list(take.tags))
+        for name in _BOOL_COLUMNS:
+            row[name] = int(bool(row[name]))
+        return row
 
 
-def take_to_row(take: Take) -> dict[str, Any]:
-    """The column values of ``take`` (its ``audio_path`` stored as ``audio/<file name>``,
-    its ``error_message`` with anything shaped like an API key redacted)."""
-    row = {name: getattr(take, name) for name in TAKE_COLUMNS
-           if name not in _DESIGN_COLUMNS and hasattr(take, name)}
-    row.update({col: getattr(take.design, field) for col, field in _DESIGN_COLUMNS.items()})
-    row["audio_file"] = f"audio/{Path(take.audio_path).name}" if take.audio_path else None
-    row["error_message"] = redact(take.error_message)  # a bundle from elsewhere is scrubbed too
-    row["started_at"] = iso(take.started_at)
-    row["finished_at"] = iso(take.finished_at)
-    row["metrics"] = dumps_or_null(clean_metrics(take.metrics))
-    row["prompt_spec"] = dumps_or_null(take.prompt_spec)
-    row["tags"] = dumps_or_null(list(take.tags))
-    for name in _BOOL_COLUMNS:
-        row[name] = int(bool(row[name]))
-    return row
+def audio_columns(audio: Audio, name: str) -> dict[str, Any]:
+    """The audio columns (``audio_sha256``, ``audio_file``...) of ``audio`` stored as ``name``."""
+    try:
+        duration = audio.duration
+    except Exception:  # an undecodable preview is still recorded, without a duration
+        duration = None
+    return {
+        "audio_sha256": audio.sha256,
+        "audio_file": name,
+        "audio_format": audio.format,
+        "audio_sample_rate": audio.sample_rate,
+        "audio_duration_s": duration,
+    }
 
 
 def dumps_or_null(value) -> str | None:
@@ -102,8 +188,9 @@ def clean_metrics(metrics: Mapping | None) -> dict[str, Any]:
     out = {}
     for name, value in metrics.items():
         if not isinstance(name, str) or not _METRIC_NAME.match(name):
-            raise ValueError(f"metric name {name!r} must be an identifier of at most 64 characters "
-                             f"(it becomes the column m_{name})")
+            raise ValueError(
+                f"metric name {name!r} must be an identifier of at most 64 characters (it becomes the column m_{name})"
+            )
         out[name] = _scalar(name, value)
     return out
 
@@ -143,7 +230,7 @@ def check_rating(rating) -> int | None:
     """
     if rating is None:
         return None
-    if isinstance(rating, bool) or not isinstance(rating, numbers.Integral) or not 1 <= rating <= 5:
+    if isinstance(rating, bool) or not isinstance(rating, numbers.Integral) or not 1 <= int(rating) <= 5:
         raise ValueError(f"a rating must be an integer from 1 to 5, got {rating!r}")
     return int(rating)
 
@@ -158,15 +245,15 @@ def to_utc(when) -> datetime:
         ValueError: a string that is not ISO 8601; TypeError: any other type.
     """
     if isinstance(when, datetime):  # includes pandas.Timestamp
-        return utc(when)
+        return cast(datetime, utc(when))
     if isinstance(when, date):
         return datetime(when.year, when.month, when.day, tzinfo=timezone.utc)
     if isinstance(when, str):
-        return parse_iso(when.strip())
+        return cast(datetime, parse_iso(when.strip()))
     if hasattr(when, "astype"):  # numpy.datetime64
         import pandas as pd
 
-        return utc(pd.Timestamp(when).to_pydatetime())
+        return cast(datetime, utc(pd.Timestamp(when).to_pydatetime()))
     raise TypeError(f"a time must be a datetime, date or ISO 8601 string, got {type(when).__name__}")
 
 
@@ -177,9 +264,20 @@ def _one_or_many(value) -> list:
     return [value] if isinstance(value, str) or not isinstance(value, Iterable) else list(value)
 
 
-def where_clause(*, experiment=None, model=None, tag=None, min_rating=None, status=None,
-                 since=None, until=None, chosen=None, cell=None, backend=None,
-                 voice_id=None) -> tuple[str, list]:
+def where_clause(
+    *,
+    experiment=None,
+    model=None,
+    tag=None,
+    min_rating=None,
+    status=None,
+    since=None,
+    until=None,
+    chosen=None,
+    cell=None,
+    backend=None,
+    voice_id=None,
+) -> tuple[str, list]:
     """SQL ``WHERE`` text (maybe empty) and its parameters for the log's take filters.
 
     ``experiment``, ``model``, ``status``, ``cell``, ``backend``, ``voice_id``: one value or a
@@ -191,8 +289,14 @@ def where_clause(*, experiment=None, model=None, tag=None, min_rating=None, stat
         ValueError: an unknown status or a rating outside 1-5.
     """
     parts, params = [], []
-    for column, value in (("experiment", experiment), ("target_model", model), ("status", status),
-                          ("cell", cell), ("backend", backend), ("voice_id", voice_id)):
+    for column, value in (
+        ("experiment", experiment),
+        ("target_model", model),
+        ("status", status),
+        ("cell", cell),
+        ("backend", backend),
+        ("voice_id", voice_id),
+    ):
         if value is not None:
             values = _one_or_many(value)
             if column == "status" and (bad := [s for s in values if s not in STATUSES]):
@@ -215,72 +319,3 @@ def where_clause(*, experiment=None, model=None, tag=None, min_rating=None, stat
         parts.append("chosen = ?")
         params.append(int(bool(chosen)))
     return (" WHERE " + " AND ".join(parts) if parts else ""), params
-
-
-# --- who is writing: the stale-pending rule -------------------------------------------------
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-_BOOT_ID = _read("/proc/sys/kernel/random/boot_id") or ""
-_HAVE_PROC = os.path.exists("/proc/self/stat")
-
-
-def process_start(pid: int) -> str | None:
-    """An identity of process ``pid`` that survives pid reuse: ``<boot id>:<start ticks>``.
-
-    None when it cannot be known (no /proc) or the process does not exist.
-    """
-    stat = _read(f"/proc/{pid}/stat")
-    if stat is None:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and ')'
-    return f"{_BOOT_ID}:{fields[19]}"  # field 22, counted from the state (field 3)
-
-
-_IDENTITY: dict[int, tuple[str, int, str]] = {}
-
-
-def writer_identity() -> tuple[str, int, str]:
-    """(host name, pid, process start) of this process, recorded on each pending row."""
-    pid = os.getpid()  # keyed by pid: a forked child is another writer
-    if pid not in _IDENTITY:
-        _IDENTITY[pid] = (socket.gethostname(), pid, process_start(pid) or "")
-    return _IDENTITY[pid]
-
-
-def process_alive(pid: int, start: str) -> bool:
-    """Whether the process that wrote ``(pid, start)`` on this host still runs."""
-    if _HAVE_PROC:
-        return process_start(pid) == start if start else os.path.exists(f"/proc/{pid}")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_stale(row: tuple, *, me: tuple[str, int, str], live: set[str], now: datetime,
-             stale_after: timedelta) -> bool:
-    """Whether a pending row ``(take_id, writer_host, writer_pid, writer_start, started_at)``
-    was abandoned by its writer.
-
-    This host: stale when the writing process is gone (pid reuse is caught by the start
-    identity), or when it is this very process and the take is not among its requests in
-    flight (``live``: the takes whose pending Take object is still held, e.g. by a cell that
-    was interrupted mid-request and so never recorded an outcome). Another host (or a row
-    with no writer): stale once ``started_at`` is older than ``stale_after``.
-    """
-    take_id, host, pid, start, started_at = row
-    if host and host == me[0] and pid is not None:
-        if (pid, start) == (me[1], me[2]):
-            return take_id not in live
-        return not process_alive(pid, start)
-    return now - parse_iso(started_at) > stale_after

@@ -4,12 +4,12 @@ The handler runs the gateway steps (latency, auth, rate limit, injected faults),
 action; an :class:`ApiError` anywhere becomes the service's error shape
 ``{"code", "message", "request_id"}`` with a non-2xx status.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-import uuid
 
 from aiohttp import web
 
@@ -29,6 +29,9 @@ MSG_NOT_EXIST = "The Required resource not exist."
 MSG_UPDATE_DESIGNED = "update_voice is not supported for designed voices"
 MSG_CLONE = "Voice cloning (input.url) is not supported by the offline simulator."
 MSG_PARAMETER = "Required parameter({}) missing or invalid, please check the request parameters."
+# the simulator's own (the service's answers to these are undocumented)
+MSG_TOO_LARGE = "Request body too large: the limit is {} bytes."
+MSG_READ_TIMEOUT = "Request body not received within {:g} seconds."
 
 
 class ApiError(Exception):
@@ -65,8 +68,12 @@ def fault_error(status: int) -> ApiError:
 
 def _json(body: dict, request_id: str, status: int = 200, headers: dict | None = None) -> web.Response:
     body = dict(body, request_id=request_id)
-    return web.json_response(body, status=status, headers={"x-request-id": request_id, **(headers or {})},
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(
+        body,
+        status=status,
+        headers={"x-request-id": request_id, **(headers or {})},
+        dumps=lambda o: json.dumps(o, ensure_ascii=False),
+    )
 
 
 def error_response(err: ApiError, request_id: str) -> web.Response:
@@ -96,6 +103,8 @@ async def handle(request: web.Request) -> web.Response:
     except Exception:  # a simulator bug must still answer in the service's error shape
         state.log.exception("customization request %s failed", rid)
         resp = error_response(ApiError(500, "InternalError", MSG_INTERNAL), rid)
+    if resp.status in (408, 413):
+        resp.force_close()  # the rest of that body is not worth waiting for
     state.record(started, seen["action"], 0 if resp.status == 499 else resp.status, rid)
     return resp
 
@@ -128,7 +137,7 @@ async def _handle(request: web.Request, state, rid: str, seen: dict) -> web.Resp
 
 
 async def _dispatch(request: web.Request, state, seen: dict) -> dict:
-    body = await _envelope(request)
+    body = await _envelope(request, state)
     inp = body["input"]
     action = inp.get("action")
     if action not in catalog.ACTIONS:
@@ -142,10 +151,26 @@ async def _dispatch(request: web.Request, state, seen: dict) -> dict:
     return await ACTIONS[action](state, inp, params)
 
 
-async def _envelope(request: web.Request) -> dict:
-    """The parsed body, or the documented envelope errors."""
+async def read_body(request: web.Request, state) -> bytes:
+    """The request body, within the body limit and the read timeout: 413 above the limit
+    (declared or counted), 408 when the body does not complete in time."""
+    limit = state.max_body_bytes
+    too_large = ApiError(413, "BadRequest.TooLarge", MSG_TOO_LARGE.format(limit))
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large  # answered before reading a byte of it
     try:
-        body = json.loads(await request.read())
+        return await asyncio.wait_for(request.read(), state.read_timeout_seconds)
+    except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past client_max_size
+        raise too_large from None
+    except asyncio.TimeoutError:
+        raise ApiError(408, "RequestTimeOut", MSG_READ_TIMEOUT.format(state.read_timeout_seconds)) from None
+
+
+async def _envelope(request: web.Request, state) -> dict:
+    """The parsed body, or the documented envelope errors."""
+    raw = await read_body(request, state)
+    try:
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict):
@@ -197,8 +222,11 @@ def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
     if intl:
         raise invalid("target_model")  # no CosyVoice design in Singapore [contract §3.4]
     if inp.get("url") is not None:
-        raise invalid("url") if ("voice_prompt" in inp or "preview_text" in inp) else ApiError(
-            400, "InvalidParameter", MSG_CLONE)
+        raise (
+            invalid("url")
+            if ("voice_prompt" in inp or "preview_text" in inp)
+            else ApiError(400, "InvalidParameter", MSG_CLONE)
+        )
     if inp.get("target_model") not in catalog.design_models(catalog.DEFAULT_REGION):
         raise invalid("target_model")
     prefix = inp.get("prefix")
@@ -207,13 +235,15 @@ def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
     voice_prompt = _text(inp, "voice_prompt", catalog.VOICE_PROMPT_MAX)
     preview_text = _text(inp, "preview_text", catalog.PREVIEW_TEXT_MAX)
     return {
-        "target_model": inp["target_model"], "prefix": prefix,
-        "voice_prompt": voice_prompt, "preview_text": preview_text,
+        "target_model": inp["target_model"],
+        "prefix": prefix,
+        "voice_prompt": voice_prompt,
+        "preview_text": preview_text,
         "language": _language(inp, preview_text),
-        "sample_rate": _choice(params, "sample_rate", catalog.PREVIEW_SAMPLE_RATES,
-                               catalog.DEFAULT_PREVIEW_SAMPLE_RATE),
-        "response_format": _choice(params, "response_format", catalog.PREVIEW_FORMATS,
-                                   catalog.DEFAULT_PREVIEW_FORMAT),
+        "sample_rate": _choice(
+            params, "sample_rate", catalog.PREVIEW_SAMPLE_RATES, catalog.DEFAULT_PREVIEW_SAMPLE_RATE
+        ),
+        "response_format": _choice(params, "response_format", catalog.PREVIEW_FORMATS, catalog.DEFAULT_PREVIEW_FORMAT),
     }
 
 
@@ -222,22 +252,32 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
     d = validate_design(inp, params, intl=state.intl)
     if state.registry.count() >= state.registry.quota:
         raise quota_exceeded(state.registry.quota)
-    voice_id = f"{d['target_model']}-vd-{d['prefix']}-{uuid.uuid4().hex}"
-    settings = engine.settings_for(d["voice_prompt"], d["language"], voice_id)
+    started, profile = time.monotonic(), state.profile(d["target_model"])
+    voice_id = f"{d['target_model']}-vd-{d['prefix']}-{state.new_voice_uid()}"
+    settings = engine.settings_for(d["voice_prompt"], d["language"], voice_id, profile)
     loop = asyncio.get_running_loop()
     # espeak takes milliseconds to tens of ms; off the loop, so other requests keep flowing
-    audio = await loop.run_in_executor(None, lambda: engine.preview(
-        d["preview_text"], settings, sample_rate=d["sample_rate"], fmt=d["response_format"]))
+    audio = await loop.run_in_executor(
+        None,
+        lambda: engine.preview(d["preview_text"], settings, sample_rate=d["sample_rate"], fmt=d["response_format"]),
+    )
     voice = {k: d[k] for k in ("target_model", "prefix", "voice_prompt", "preview_text", "language")}
     try:
-        state.registry.add(dict(voice, voice_id=voice_id, settings=settings.to_dict()),
-                           deploying_seconds=state.deploying_seconds)
+        state.registry.add(
+            dict(voice, voice_id=voice_id, settings=settings.to_dict()), deploying_seconds=state.deploying_seconds
+        )
     except QuotaExceeded as exc:  # lost a race with a concurrent create
         raise quota_exceeded(exc.quota) from None
+    # The model's design latency (counting the engine's time). As with Faults.action_latency,
+    # the voice is stored first: a client that gives up waiting finds it in a listing.
+    await state.sleep(profile.design_seconds(state.timing) - (time.monotonic() - started))
     return {
         "output": {
-            "preview_audio": {"data": audio.to_base64(), "sample_rate": d["sample_rate"],
-                              "response_format": d["response_format"]},
+            "preview_audio": {
+                "data": audio.to_base64(),
+                "sample_rate": d["sample_rate"],
+                "response_format": d["response_format"],
+            },
             "target_model": d["target_model"],
             "voice_id": voice_id,
         },
@@ -246,6 +286,7 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
 
 
 # --- management ----------------------------------------------------------------------------
+
 
 def describe(voice: dict) -> dict:
     """A voice as list/query show it (never its audio or engine settings), fields in the
@@ -278,8 +319,10 @@ async def list_voice(state, inp: dict, params: dict) -> dict:
     index = _int(inp, "page_index", 0, 0, None)
     size = _int(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
     voices = state.registry.voices(prefix or None)
-    return {"output": {"voice_list": [describe(v) for v in voices[index * size:(index + 1) * size]]},
-            "usage": {"count": 1}}
+    return {
+        "output": {"voice_list": [describe(v) for v in voices[index * size : (index + 1) * size]]},
+        "usage": {"count": 1},
+    }
 
 
 def _existing(state, inp: dict) -> dict:
@@ -311,5 +354,10 @@ async def delete_voice(state, inp: dict, params: dict) -> dict:
     return {"output": {}, "usage": {"count": 1}}
 
 
-ACTIONS = {"create_voice": create_voice, "list_voice": list_voice, "query_voice": query_voice,
-           "update_voice": update_voice, "delete_voice": delete_voice}
+ACTIONS = {
+    "create_voice": create_voice,
+    "list_voice": list_voice,
+    "query_voice": query_voice,
+    "update_voice": update_voice,
+    "delete_voice": delete_voice,
+}

@@ -20,6 +20,7 @@ Over WebSocket, a handshake draw refuses (HTTP error), drops or delays the upgra
 ``run-task`` draw answers ``task-failed`` ``InternalError``, drops the connection half-way
 through the audio, or delays ``task-started``.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,7 +64,7 @@ class Faults:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
-    def coerce(cls, value: "Faults | dict | None") -> "Faults":
+    def coerce(cls, value: Faults | dict | None) -> Faults:
         """A :class:`Faults` from a Faults, a dict of its fields, or None (no faults)."""
         if value is None:
             return cls()

@@ -1,6 +1,6 @@
 """The simulator's voice registry: designed voices, their status lifecycle, quota and storage.
 
-A voice is a plain dict (the JSON that is stored)::
+A voice is a plain dict::
 
     {"voice_id", "target_model", "prefix", "voice_prompt", "preview_text", "language",
      "created", "modified",            # epoch seconds
@@ -9,26 +9,48 @@ A voice is a plain dict (the JSON that is stored)::
      "settings": {...}}                # engine.VoiceSettings.to_dict(), so synthesis sounds
                                        # like the preview; the audio itself is not kept
 
-Without a ``state_dir`` the registry lives in memory; with one, every change rewrites
-``voices.json`` atomically (temp file, fsync, rename), so a restarted simulator still knows
-its voices. All methods are thread-safe: the server's event loop and the test or notebook
-thread use the registry at the same time.
+The voices live in one SQLite database (``voices.sqlite3`` in WAL mode in ``state_dir``, or in
+memory without one). Several simulators on one state dir are normal (a notebook and the CLI
+on one lab folder): every change is a transaction, so each sees and keeps the others' voices,
+the quota counts them all and a delete is seen by all. A ``voices.json`` written by earlier
+versions is imported once, on the first open, and renamed ``voices.json.migrated``.
+
+All methods are thread-safe: the server's event loop and the test or notebook thread use the
+registry at the same time.
 """
+
 from __future__ import annotations
 
-import copy
 import json
 import os
+import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.files import atomic_write
 
-STATE_FILE = "voices.json"
+DB_FILE = "voices.sqlite3"
+LEGACY_FILE = "voices.json"  # the store before version 2, migrated on first open
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 _SERVICE_TZ = timezone(timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
+# columns of their own (queried or ordered on); everything else of a voice is the JSON body
+_COLUMNS = ("voice_id", "prefix", "created", "modified", "status", "ready_at")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS voices (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    voice_id TEXT NOT NULL UNIQUE,
+    prefix TEXT,
+    created REAL NOT NULL,
+    modified REAL NOT NULL,
+    status TEXT NOT NULL,
+    ready_at REAL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS voices_by_prefix ON voices (prefix);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
 
 
 class QuotaExceeded(Exception):
@@ -39,107 +61,190 @@ class QuotaExceeded(Exception):
         self.quota = quota
 
 
+class NotAVoiceStore(Exception):
+    """``state_dir`` holds a SQLite file of something else; it was left untouched."""
+
+
 def service_time(epoch: float) -> str:
     """``epoch`` as the service prints it: ``YYYY-MM-DD HH:MM:SS`` in UTC+8."""
     return datetime.fromtimestamp(epoch, _SERVICE_TZ).strftime(catalog.TIME_FORMAT)
+
+
+def _connect(path: Path | None) -> sqlite3.Connection:
+    """An autocommit connection (transactions are explicit), usable from any thread."""
+    db = sqlite3.connect(
+        ":memory:" if path is None else str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    db.row_factory = sqlite3.Row
+    if path is not None:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "voices" not in tables:  # checked before WAL changes anything in the file
+            db.close()
+            raise NotAVoiceStore(f"{path} is not a simulator voice store; it was left untouched")
+        # readers never wait for the other process's writer
+        _when_unlocked(lambda: db.execute("PRAGMA journal_mode = WAL"))
+        db.execute("PRAGMA synchronous = NORMAL")
+    _when_unlocked(lambda: db.executescript(_SCHEMA))
+    return db
+
+
+def _when_unlocked(step):
+    """Run ``step``, retrying while another process holds the lock: switching to WAL can fail
+    with "database is locked" at once, without waiting (when two processes open a new store)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _row_to_voice(row: sqlite3.Row, now: float) -> dict:
+    voice = dict(json.loads(row["body"]), seq=row["seq"], **{k: row[k] for k in _COLUMNS})
+    ready_at = voice["ready_at"]
+    if voice["status"] == "DEPLOYING" and ready_at is not None and now >= ready_at:
+        # a DEPLOYING voice whose time has come is OK, as of ready_at (derived on read, so
+        # every process agrees without writing)
+        voice.update(status="OK", ready_at=None, modified=ready_at)
+    return voice
 
 
 class Registry:
     """Designed voices of one simulated account.
 
     ``quota`` is the number of voices the account may hold (the service's 1000; tests set it
-    low). ``state_dir``, when given, is where ``voices.json`` persists them.
+    low); it counts the voices of every simulator sharing the store. ``state_dir``, when given,
+    is where the store persists them.
+
+    Raises:
+        NotAVoiceStore: ``state_dir`` holds an unrelated ``voices.sqlite3``.
     """
 
     def __init__(self, state_dir: str | os.PathLike | None = None, *, quota: int = catalog.VOICE_QUOTA):
         self.quota = quota
         self._lock = threading.RLock()
-        self._voices: dict[str, dict] = {}
-        self._seq = 0
-        self._path = Path(state_dir) / STATE_FILE if state_dir is not None else None
-        if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._load()
+        self.path = Path(state_dir) / DB_FILE if state_dir is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = _connect(self.path)
+        if self.path is not None:
+            self._migrate_json(self.path.parent / LEGACY_FILE)
 
-    # --- persistence ---------------------------------------------------------------------------
-    def _load(self) -> None:
-        if not self._path.exists():
-            return
-        data = json.loads(self._path.read_text(encoding="utf-8"))
-        self._voices = {v["voice_id"]: v for v in data.get("voices", [])}
-        self._seq = max((v.get("seq", 0) for v in self._voices.values()), default=0)
+    def __repr__(self):
+        return f"<Registry {self.path or 'in memory'} quota={self.quota}>"
 
-    def _save(self) -> None:
-        if self._path is None:
-            return
-        payload = json.dumps({"version": 1, "voices": list(self._voices.values())}, ensure_ascii=False)
-        atomic_write(self._path, payload.encode("utf-8"))  # readers see the old or the new file, never half
+    def _write(self):
+        """A write transaction: BEGIN IMMEDIATE takes the store's write lock at once, so a
+        count-then-insert cannot interleave with another process's."""
+        return _Transaction(self._db, self._lock)
 
-    # --- status lifecycle ----------------------------------------------------------------------
-    def _settle(self, voice: dict, now: float) -> dict:
-        """Move a DEPLOYING voice whose time has come to OK (done lazily, on read)."""
-        ready_at = voice.get("ready_at")
-        if voice["status"] == "DEPLOYING" and ready_at is not None and now >= ready_at:
-            voice.update(status="OK", ready_at=None, modified=ready_at)
-            self._save()
-        return voice
+    def _migrate_json(self, legacy: Path) -> None:
+        with self._write() as db:
+            done = db.execute("SELECT 1 FROM meta WHERE key = 'json_migrated'").fetchone()
+            if done or not legacy.exists():
+                return
+            data = json.loads(legacy.read_text(encoding="utf-8"))
+            for voice in sorted(data.get("voices", []), key=lambda v: v.get("seq", 0)):
+                self._insert(db, voice, ignore=True)
+            db.execute("INSERT INTO meta (key, value) VALUES ('json_migrated', ?)", (str(time.time()),))
+        legacy.replace(legacy.with_name(LEGACY_FILE + ".migrated"))  # kept, but clearly not live
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, voice: dict, *, ignore: bool = False) -> int:
+        body = {k: v for k, v in voice.items() if k not in (*_COLUMNS, "seq")}
+        verb = "INSERT OR IGNORE" if ignore else "INSERT"
+        cur = db.execute(
+            f"{verb} INTO voices (voice_id, prefix, created, modified, status, ready_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (*(voice.get(k) for k in _COLUMNS), json.dumps(body, ensure_ascii=False)),
+        )
+        return int(cur.lastrowid or 0)
 
     # --- the account's voices ------------------------------------------------------------------
     def add(self, voice: dict, *, deploying_seconds: float = 0.0) -> dict:
         """Store a new voice (fills in times, status and order); raises :class:`QuotaExceeded`."""
-        with self._lock:
-            if len(self._voices) >= self.quota:
+        now = time.time()
+        voice = dict(
+            voice,
+            created=now,
+            modified=now,
+            status="DEPLOYING" if deploying_seconds > 0 else "OK",
+            ready_at=now + deploying_seconds if deploying_seconds > 0 else None,
+        )
+        with self._write() as db:
+            if db.execute("SELECT COUNT(*) FROM voices").fetchone()[0] >= self.quota:
                 raise QuotaExceeded(self.quota)
-            now = time.time()
-            self._seq += 1
-            voice = dict(voice, created=now, modified=now, seq=self._seq,
-                         status="DEPLOYING" if deploying_seconds > 0 else "OK",
-                         ready_at=now + deploying_seconds if deploying_seconds > 0 else None)
-            self._voices[voice["voice_id"]] = voice
-            self._save()
-            return copy.deepcopy(voice)
+            voice["seq"] = self._insert(db, voice)
+        return voice
 
     def get(self, voice_id: str) -> dict | None:
         """A copy of the voice, or None when the account has no such voice."""
         with self._lock:
-            voice = self._voices.get(voice_id)
-            return copy.deepcopy(self._settle(voice, time.time())) if voice else None
+            row = self._db.execute("SELECT * FROM voices WHERE voice_id = ?", (voice_id,)).fetchone()
+        return _row_to_voice(row, time.time()) if row else None
 
     def voices(self, prefix: str | None = None) -> list[dict]:
         """Copies of all voices (only those created with ``prefix`` if given), newest first."""
+        query, args = "SELECT * FROM voices", []
+        if prefix is not None:
+            query, args = query + " WHERE prefix = ?", [prefix]
         with self._lock:
-            now = time.time()
-            found = [self._settle(v, now) for v in self._voices.values()
-                     if prefix is None or v.get("prefix") == prefix]
-            found.sort(key=lambda v: (v["created"], v.get("seq", 0)), reverse=True)
-            return copy.deepcopy(found)
+            rows = self._db.execute(query + " ORDER BY created DESC, seq DESC", args).fetchall()
+        now = time.time()
+        return [_row_to_voice(r, now) for r in rows]
 
     def delete(self, voice_id: str) -> bool:
         """Remove a voice (frees a quota slot); False if there was none."""
-        with self._lock:
-            if self._voices.pop(voice_id, None) is None:
-                return False
-            self._save()
-            return True
+        with self._write() as db:
+            return db.execute("DELETE FROM voices WHERE voice_id = ?", (voice_id,)).rowcount > 0
 
     def set_status(self, voice_id: str, status: str) -> None:
         """Force a voice's status (e.g. ``UNDEPLOYED``, as after a failed review)."""
         if status not in catalog.STATUSES:
             raise ValueError(f"status must be one of {catalog.STATUSES}, got {status!r}")
-        with self._lock:
-            voice = self._voices.get(voice_id)
-            if voice is None:
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE voices SET status = ?, ready_at = NULL, modified = ? WHERE voice_id = ?",
+                (status, time.time(), voice_id),
+            )
+            if cur.rowcount == 0:
                 raise KeyError(voice_id)
-            voice.update(status=status, ready_at=None, modified=time.time())
-            self._save()
 
     def count(self) -> int:
         """How many voices the account holds (what the quota counts)."""
         with self._lock:
-            return len(self._voices)
+            return int(self._db.execute("SELECT COUNT(*) FROM voices").fetchone()[0])
 
     def clear(self) -> None:
-        """Forget every voice (and the stored file's contents)."""
+        """Forget every voice (of every simulator sharing the store)."""
+        with self._write() as db:
+            db.execute("DELETE FROM voices")
+
+    def close(self) -> None:
+        """Close the store (the registry is unusable afterwards)."""
         with self._lock:
-            self._voices.clear()
-            self._save()
+            self._db.close()
+
+
+class _Transaction:
+    """``with``: hold the thread lock and one IMMEDIATE transaction; commit, or roll back on error."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+        self._db, self._lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._db
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()

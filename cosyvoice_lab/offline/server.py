@@ -6,6 +6,7 @@ Every HTTP answer carries a ``request_id`` (body) and an ``x-request-id`` header
 gets one log line on the ``cosyvoice_lab.offline`` logger (method, action, status, latency,
 request id) and never the API key.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ import time
 from aiohttp import web
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.offline import customization, ws
+from cosyvoice_lab.offline import customization, profiles, ws
 from cosyvoice_lab.offline.faults import Faults
 from cosyvoice_lab.offline.registry import Registry
 from cosyvoice_lab.offline.state import LOGGER_NAME, STATE, State, new_request_id
@@ -29,19 +30,28 @@ HTTP_PREFIX = "/api/v1"
 async def _not_found(request: web.Request) -> web.Response:
     rid = new_request_id()
     request.app[STATE].record(time.monotonic(), request.path, 404, rid, request.method)
-    return web.json_response({"code": "NotFound", "message": "Not found!", "request_id": rid},
-                             status=404, headers={"x-request-id": rid})
+    return web.json_response(
+        {"code": "NotFound", "message": "Not found!", "request_id": rid}, status=404, headers={"x-request-id": rid}
+    )
 
 
 def make_app(state: State) -> web.Application:
     """The aiohttp application serving ``state``."""
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app = web.Application(client_max_size=state.max_body_bytes)
     app[STATE] = state
     app.router.add_post(HTTP_PREFIX + catalog.CUSTOMIZATION_PATH, customization.handle)
     app.router.add_get(catalog.WS_PATH, ws.handle)
     app.router.add_get(catalog.WS_PATH + "/", ws.handle)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
+
+
+def _span(value) -> tuple[float, float]:
+    """A (low, high) range from a pair or one number."""
+    low, high = (value, value) if isinstance(value, (int, float)) else value
+    if not 0 <= low <= high:
+        raise ValueError(f"expected 0 <= low <= high, got {value!r}")
+    return float(low), float(high)
 
 
 def resolve_api_key(api_key: str | None) -> str:
@@ -62,27 +72,55 @@ class _HybridStart:
 class Simulator:
     """A running (or startable) offline DashScope stand-in on 127.0.0.1.
 
-    Options are those of :func:`cosyvoice_lab.offline.serve`, plus ``quota`` (voices per
-    account), ``synth_gap_seconds`` and ``synth_idle_seconds`` (WebSocket timeouts). While it
-    runs they can be changed on ``sim.state`` (``sim.state.synthesis_rps = 1``,
-    ``sim.state.registry.quota = 5``). Use it as a context manager, or ``start()``/``stop()``.
+    Options are those of :func:`cosyvoice_lab.offline.serve`. While it runs they can be
+    changed on ``sim.state`` (``sim.state.synthesis_rps = 1``, ``sim.state.registry.quota = 5``)
+    and ``sim.model_profiles``. Use it as a context manager, or ``start()``/``stop()``. No repr
+    shows the key.
     """
 
     start = _HybridStart()
 
-    def __init__(self, *, port: int = 0, api_key: str | None = None, state_dir=None,
-                 faults: Faults | dict | None = None, intl: bool = False, deploying_seconds: float = 0.0,
-                 enrollment_rps: float | None = catalog.ENROLLMENT_RPS,
-                 synthesis_rps: float | None = catalog.SYNTHESIS_RPS, log: logging.Logger | None = None,
-                 quota: int = catalog.VOICE_QUOTA, synth_gap_seconds: float = catalog.SYNTH_GAP_SECONDS,
-                 synth_idle_seconds: float = catalog.SYNTH_IDLE_SECONDS):
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        api_key: str | None = None,
+        state_dir=None,
+        faults: Faults | dict | None = None,
+        intl: bool = False,
+        deploying_seconds: float = 0.0,
+        enrollment_rps: float | None = catalog.ENROLLMENT_RPS,
+        synthesis_rps: float | None = catalog.SYNTHESIS_RPS,
+        log: logging.Logger | None = None,
+        quota: int = catalog.VOICE_QUOTA,
+        synth_gap_seconds: float = catalog.SYNTH_GAP_SECONDS,
+        synth_idle_seconds: float = catalog.SYNTH_IDLE_SECONDS,
+        model_profiles=None,
+        seed: int | None = None,
+        first_audio_seconds: tuple[float, float] = catalog.SYNTH_FIRST_AUDIO_S,
+        realtime_factor: tuple[float, float] = catalog.SYNTH_REALTIME_FACTOR,
+        max_body_bytes: int = catalog.OFFLINE_MAX_BODY_BYTES,
+        read_timeout_seconds: float = catalog.OFFLINE_READ_TIMEOUT_S,
+    ):
         self._requested_port = port
         self.state = State(
-            api_key=resolve_api_key(api_key), registry=Registry(state_dir, quota=quota),
-            faults=Faults.coerce(faults), intl=intl, deploying_seconds=deploying_seconds,
-            enrollment_rps=enrollment_rps, synthesis_rps=synthesis_rps,
-            synth_gap_seconds=synth_gap_seconds, synth_idle_seconds=synth_idle_seconds,
-            log=log or logging.getLogger(LOGGER_NAME))
+            api_key=resolve_api_key(api_key),
+            registry=Registry(state_dir, quota=quota),
+            faults=Faults.coerce(faults),
+            intl=intl,
+            deploying_seconds=deploying_seconds,
+            enrollment_rps=enrollment_rps,
+            synthesis_rps=synthesis_rps,
+            synth_gap_seconds=synth_gap_seconds,
+            synth_idle_seconds=synth_idle_seconds,
+            first_audio_seconds=_span(first_audio_seconds),
+            realtime_factor=_span(realtime_factor),
+            max_body_bytes=max_body_bytes,
+            read_timeout_seconds=read_timeout_seconds,
+            profiles=profiles.resolve(model_profiles),
+            log=log or logging.getLogger(LOGGER_NAME),
+        )
+        self.state.seed(seed)
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -93,14 +131,13 @@ class Simulator:
         return f"<offline DashScope simulator {where}>"
 
     # --- lifecycle -------------------------------------------------------------------------
-    def _start(self) -> "Simulator":
+    def _start(self) -> Simulator:
         """Start serving in a background thread; returns self once the port is bound."""
         if self._thread is not None:
             return self
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(ready, failure),
-                                        name="cosyvoice-offline", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(ready, failure), name="cosyvoice-offline", daemon=True)
         self._thread.start()
         ready.wait()
         if failure:
@@ -126,7 +163,15 @@ class Simulator:
     async def _serve(self) -> None:
         self.state.stopping = asyncio.Event()
         # Our own log line per request replaces aiohttp's access log.
-        self._runner = web.AppRunner(make_app(self.state), access_log=None, shutdown_timeout=1.0)
+        # keepalive_timeout also closes a connection whose request headers never complete;
+        # lingering_time is how long the rest of a refused body is read and dropped
+        self._runner = web.AppRunner(
+            make_app(self.state),
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self.state.read_timeout_seconds,
+            lingering_time=min(2.0, self.state.read_timeout_seconds),
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self._requested_port)
         await site.start()
@@ -134,16 +179,16 @@ class Simulator:
 
     def stop(self) -> None:
         """Stop serving (open connections are closed, hanging requests released)."""
-        if self._thread is None:
+        loop, runner, stopping = self._loop, self._runner, self.state.stopping
+        if self._thread is None or loop is None or runner is None or stopping is None:
             return
-        loop = self._loop
 
         async def shutdown():
-            self.state.stopping.set()
+            stopping.set()
             # aiohttp would wait for open WebSockets until its shutdown timeout: close them
             for sock in list(self.state.sockets):
                 await sock.close(code=1001, message=b"server shutdown")
-            await self._runner.cleanup()
+            await runner.cleanup()
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
@@ -152,7 +197,7 @@ class Simulator:
             self._thread.join(timeout=10)
             self._thread, self.port = None, None
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         return self._start()
 
     def __exit__(self, *exc) -> None:
@@ -188,6 +233,16 @@ class Simulator:
         """``(monotonic time, action, HTTP status)`` per request (status 0 = dropped)."""
         return list(self.state.request_log)
 
+    @property
+    def model_profiles(self) -> dict[str, profiles.ModelProfile]:
+        """Every model's :class:`~cosyvoice_lab.offline.profiles.ModelProfile`; assign a
+        ``model_profiles`` mapping (as for ``serve``) to change them while it runs."""
+        return dict(self.state.profiles)
+
+    @model_profiles.setter
+    def model_profiles(self, value) -> None:
+        self.state.profiles = profiles.resolve(value)
+
     def set_status(self, voice_id: str, status: str) -> None:
         """Force a voice's status, e.g. ``UNDEPLOYED``; raises KeyError for an unknown voice."""
         self.state.registry.set_status(voice_id, status)
@@ -197,7 +252,8 @@ class Simulator:
         return self.state.registry.voices()
 
     def reset(self) -> None:
-        """Forget all voices, counted requests and the request log; switch faults off."""
+        """Forget all voices (also those of other simulators sharing the state dir), counted
+        requests and the request log; switch faults off."""
         self.state.registry.clear()
         self.state.limiter.reset()
         self.state.request_log.clear()

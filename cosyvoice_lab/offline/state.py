@@ -1,8 +1,10 @@
 """State shared by the simulator's request handlers (HTTP and WebSocket)."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -10,18 +12,20 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.service.ratelimit import SlidingWindow
 from cosyvoice_lab.offline.faults import Faults
+from cosyvoice_lab.offline.profiles import DEFAULTS, ModelProfile
 from cosyvoice_lab.offline.registry import Registry
+from cosyvoice_lab.service.ratelimit import SlidingWindow
 
 LOGGER_NAME = "cosyvoice_lab.offline"
 
 
 @dataclass
 class State:
-    """Everything the request handlers share; mutable while the server runs."""
+    """Everything the request handlers share; mutable while the server runs. Its repr never
+    shows the key."""
 
-    api_key: str
+    api_key: str = field(repr=False)
     registry: Registry
     faults: Faults
     intl: bool = False
@@ -30,11 +34,31 @@ class State:
     synthesis_rps: float | None = catalog.SYNTHESIS_RPS
     synth_gap_seconds: float = catalog.SYNTH_GAP_SECONDS
     synth_idle_seconds: float = catalog.SYNTH_IDLE_SECONDS
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME))
-    limiter: SlidingWindow = field(default_factory=SlidingWindow)
-    request_log: list = field(default_factory=list)
-    sockets: set = field(default_factory=set)  # open WebSockets, closed on stop
-    stopping: asyncio.Event | None = None  # set on stop, so hanging handlers let go at once
+    # synthesis timing: (low, high) ranges drawn from per task; (0, 0) answers at once
+    first_audio_seconds: tuple[float, float] = catalog.SYNTH_FIRST_AUDIO_S
+    realtime_factor: tuple[float, float] = catalog.SYNTH_REALTIME_FACTOR
+    max_body_bytes: int = catalog.OFFLINE_MAX_BODY_BYTES
+    read_timeout_seconds: float = catalog.OFFLINE_READ_TIMEOUT_S
+    profiles: dict[str, ModelProfile] = field(default_factory=lambda: dict(DEFAULTS))
+    rng: random.Random = field(default_factory=random.Random, repr=False)  # voice ids
+    timing: random.Random = field(default_factory=random.Random, repr=False)  # latencies
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME), repr=False)
+    limiter: SlidingWindow = field(default_factory=SlidingWindow, repr=False)
+    request_log: list = field(default_factory=list, repr=False)
+    sockets: set = field(default_factory=set, repr=False)  # open WebSockets, closed on stop
+    stopping: asyncio.Event | None = field(default=None, repr=False)  # set on stop: hanging handlers let go
+
+    def profile(self, model: str) -> ModelProfile:
+        """The profile of ``model`` (the neutral default for a model without one)."""
+        return self.profiles.get(model) or ModelProfile()
+
+    def seed(self, seed: int | None) -> None:
+        """Make voice ids and latencies reproducible (None: random again)."""
+        self.rng, self.timing = random.Random(seed), random.Random(None if seed is None else f"timing-{seed}")
+
+    def new_voice_uid(self) -> str:
+        """The unique hex of a new voice id: random, or reproducible when the simulator has a seed."""
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4).hex
 
     def authorized(self, request: web.BaseRequest) -> bool:
         """True when the request carries ``Authorization: Bearer <the key>`` (scheme in any case)."""
@@ -45,12 +69,21 @@ class State:
         """Note a finished request in ``request_log`` and the log (status 0 = dropped)."""
         now = time.monotonic()
         self.request_log.append((started, action, status))
-        self.log.info("%s %s -> %s in %.1f ms request_id=%s",
-                      method, action, status or "dropped", (now - started) * 1000, request_id)
+        self.log.info(
+            "%s %s -> %s in %.1f ms request_id=%s",
+            method,
+            action,
+            status or "dropped",
+            (now - started) * 1000,
+            request_id,
+        )
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake up when the server stops (hangs must not outlive it)."""
         if seconds <= 0:
+            return
+        if self.stopping is None:  # not serving (yet)
+            await asyncio.sleep(seconds)
             return
         try:
             await asyncio.wait_for(self.stopping.wait(), seconds)

@@ -1,20 +1,18 @@
 """The synthesis WebSocket ``/api-ws/v1/inference`` (contract §6.1, §5.4).
 
 One :class:`Session` per connection runs at most one task at a time: ``run-task`` →
-``task-started``; ``continue-task`` buffers text; ``finish-task`` synthesizes the whole text
-and answers, per sentence, ``sentence-begin``, N × (``sentence-synthesis`` + one binary
-frame), ``sentence-end`` (cumulative ``usage.characters``), then ``task-finished``.
-
-Audio is produced after ``finish-task``, when the whole text is known: the task's audio is
-encoded once and its bytes cut into frames, so only the first frame carries the WAV/MP3
-header, the WAV header holds the true sizes, and the concatenated frames are exactly one
-valid file. (The real service starts speaking while text still streams in; clients must not
-depend on either.) Encoding each sentence as its own MP3 would not do: the first stream's
-Xing header makes decoders stop after the first sentence.
+``task-started``; ``continue-task`` adds text, and every sentence it completes is spoken at
+once, while more text streams in (:mod:`cosyvoice_lab.offline.stream`): per sentence
+``sentence-begin``, N × (``sentence-synthesis`` + one binary frame), ``sentence-end``
+(cumulative ``usage.characters``), paced as documented (first audio 200-800 ms after the
+text, real-time factor 0.1-0.5; both are options). ``finish-task`` speaks the rest, then
+``task-finished``.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -24,9 +22,18 @@ from aiohttp import WSMsgType, web
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.offline import engine
-from cosyvoice_lab.offline.customization import (MSG_INTERNAL, MSG_INVALID_KEY, MSG_PARAMETER, MSG_RATE, ApiError,
-                            drop_connection, error_response, fault_error)
+from cosyvoice_lab.offline.customization import (
+    MSG_INTERNAL,
+    MSG_INVALID_KEY,
+    MSG_PARAMETER,
+    MSG_RATE,
+    ApiError,
+    drop_connection,
+    error_response,
+    fault_error,
+)
 from cosyvoice_lab.offline.state import STATE, new_request_id
+from cosyvoice_lab.offline.stream import Dropped, Pace, Producer, SentenceBuffer, event
 
 MSG_NULL_TASK = "InvalidParameter: task can not be null"
 MSG_NO_MODEL = "Missing required parameter 'payload.model'! Please follow the protocol!"
@@ -73,13 +80,15 @@ def check_parameters(params: dict) -> dict:
     if isinstance(rate, bool) or rate not in catalog.SYNTH_SAMPLE_RATES:
         raise _invalid("sample_rate")
     instruction = params.get("instruction")
-    if instruction is not None and not (isinstance(instruction, str) and catalog.billed_characters(
-            instruction) <= catalog.SYNTH_INSTRUCTION_MAX):  # CJK counts 2
+    if instruction is not None and not (
+        isinstance(instruction, str) and catalog.billed_characters(instruction) <= catalog.SYNTH_INSTRUCTION_MAX
+    ):  # CJK counts 2
         raise _invalid("instruction")
     _number(params, "seed", 0, *catalog.SYNTH_SEED_RANGE)  # checked; espeak has no use for it
     hints = params.get("language_hints")
     return {
-        "format": fmt, "sample_rate": int(rate),
+        "format": fmt,
+        "sample_rate": int(rate),
         "volume": _number(params, "volume", catalog.SYNTH_DEFAULT_VOLUME, *catalog.SYNTH_VOLUME_RANGE),
         "rate": float(_number(params, "rate", catalog.SYNTH_DEFAULT_RATE, *catalog.SYNTH_RATE_RANGE)),
         "pitch": float(_number(params, "pitch", catalog.SYNTH_DEFAULT_PITCH, *catalog.SYNTH_PITCH_RANGE)),
@@ -90,31 +99,16 @@ def check_parameters(params: dict) -> dict:
 
 @dataclass
 class Task:
-    """One synthesis task on a connection."""
+    """One synthesis task on a connection: its text so far and the producer speaking it."""
 
     task_id: str
-    settings: engine.VoiceSettings
     params: dict
-    texts: list = field(default_factory=list)
-    chars: int = 0
-    drop_midway: bool = False  # injected fault: the connection dies half-way through the audio
+    producer: Producer
+    buffer: SentenceBuffer = field(default_factory=SentenceBuffer)
+    messages: int = 0  # texts received (SSML allows one)
+    chars: int = 0  # billed characters received (the limits count these)
+    runner: asyncio.Task | None = None  # the producer's run(), started after task-started
     started: float = field(default_factory=time.monotonic)
-
-
-def _event(task_id: str, event: str, payload: dict | None = None, **header) -> str:
-    head = {"task_id": task_id, "event": event, **header}
-    head.setdefault("attributes", {})
-    return json.dumps({"header": head, "payload": payload or {}}, ensure_ascii=False)
-
-
-def _sentence(index: int, kind: str, text: str | None = None, characters: int | None = None) -> dict:
-    output = {"sentence": {"index": index, "words": []}, "type": kind}
-    if text is not None:
-        output["original_text"] = text
-    payload = {"output": output}
-    if characters is not None:
-        payload["usage"] = {"characters": characters}
-    return payload
 
 
 # --- the connection ------------------------------------------------------------------------
@@ -163,19 +157,45 @@ class Session:
         self.state, self.ws, self.request = state, ws, request
         self.task: Task | None = None
         self.last = time.monotonic()  # last client message: gap and idle timeouts count from here
+        self._send_lock = asyncio.Lock()  # the producer and the message loop both send
 
+    # --- the producer's sink (stream.Sink) ---------------------------------------------------
+    async def text(self, message: str) -> None:
+        """Send one event."""
+        async with self._send_lock:
+            await self.ws.send_str(message)
+
+    async def audio(self, message: str, data: bytes) -> None:
+        """Send a ``sentence-synthesis`` event and its binary frame, with nothing between them."""
+        async with self._send_lock:
+            await self.ws.send_str(message)
+            await self.ws.send_bytes(data)
+
+    async def sleep_until(self, when: float) -> None:
+        """Sleep until monotonic time ``when`` (at once when the server stops)."""
+        await self.state.sleep(when - time.monotonic())
+
+    # --- the message loop ----------------------------------------------------------------------
     async def run(self) -> None:
         """Serve messages until the client leaves, a task fails or the connection idles out."""
+        try:
+            await self._serve()
+        finally:
+            await self._abort()  # a task in flight is aborted without task-finished
+
+    async def _serve(self) -> None:
         while not self.ws.closed:
             limit = self.state.synth_gap_seconds if self.task else self.state.synth_idle_seconds
             try:
-                msg = await self.ws.receive(timeout=max(1e-3, self.last + limit - time.monotonic()))
+                msg = await self.ws.receive(timeout=max(1e-3, self._quiet_since() + limit - time.monotonic()))
             except asyncio.TimeoutError:
+                if self._quiet_since() + limit > time.monotonic():
+                    continue  # the audio took longer than the wait: the gap counts from its end
                 await self._timeout(limit)
                 return
             self.last = time.monotonic()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                return  # a task in flight is aborted without task-finished
+                return
             if msg.type != WSMsgType.TEXT:
                 continue  # the protocol has no client binary frames; ignore them
             try:
@@ -188,6 +208,20 @@ class Session:
                 self.state.log.exception("synthesis task failed")
                 await self._fail(TaskFailed("InternalError", MSG_INTERNAL))
 
+    def _quiet_since(self) -> float:
+        """Since when the connection waits for the client: its last message, or the end of the
+        audio it is still being sent (a client may listen before it writes on)."""
+        return max(self.last, self.task.producer.busy_until) if self.task else self.last
+
+    async def _abort(self) -> None:
+        """Stop the current task's producer, if any (never the caller itself)."""
+        task, self.task = self.task, None
+        runner = task.runner if task else None
+        if runner is not None and runner is not asyncio.current_task() and not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+
     async def _timeout(self, limit: float) -> None:
         if self.task:
             await self._fail(TaskFailed("CLIENT_ERROR", f"request timeout after {limit:g} seconds."))
@@ -196,9 +230,8 @@ class Session:
 
     async def _fail(self, failure: TaskFailed, task_id: str | None = None) -> None:
         task_id = task_id if task_id is not None else (self.task.task_id if self.task else "")
-        self.task = None
-        await self.ws.send_str(_event(task_id, "task-failed", error_code=failure.code,
-                                      error_message=failure.message))
+        await self._abort()
+        await self.text(event(task_id, "task-failed", error_code=failure.code, error_message=failure.message))
         await self.ws.close()
 
     async def _on_text(self, data: str) -> None:
@@ -214,16 +247,16 @@ class Session:
         elif self.task is None or header.get("task_id") != self.task.task_id:
             raise TaskFailed("InvalidParameter", f"task {header.get('task_id')!r} is not running")
         elif action == "continue-task":
-            self._continue(payload)
+            self._continue(self.task, payload)
         elif action == "finish-task":
-            await self._finish(payload)
+            await self._finish(self.task, payload)
         else:
             raise TaskFailed("InvalidParameter", f"unsupported action {action!r}")
 
     # --- run-task ----------------------------------------------------------------------------
     async def _run_task(self, header: dict, payload) -> None:
         state, rid, started = self.state, new_request_id(), time.monotonic()
-        self.task = None  # a new run-task aborts the current task
+        await self._abort()  # a new run-task aborts the current task
         task_id = str(header.get("task_id") or "")
         try:
             task = await self._admit(task_id, payload)
@@ -233,7 +266,8 @@ class Session:
             return
         state.record(started, "run-task", 200, rid, "WS")
         self.task = task
-        await self.ws.send_str(_event(task_id, "task-started"))
+        await self.text(event(task_id, "task-started"))
+        task.runner = asyncio.create_task(self._produce(task))
         self.last = time.monotonic()
 
     async def _admit(self, task_id: str, payload) -> Task:
@@ -253,9 +287,10 @@ class Session:
         await state.sleep(state.faults.latency)
         if fault and fault.kind == "hang":
             await state.sleep(state.faults.hang_seconds)
-        task = Task(task_id, settings.adjusted(rate=params["rate"], pitch=params["pitch"],
-                                               volume=params["volume"]), params,
-                    drop_midway=bool(fault and fault.kind == "drop"))
+        settings = settings.adjusted(rate=params["rate"], pitch=params["pitch"], volume=params["volume"])
+        pace = Pace.draw(state.first_audio_seconds, state.realtime_factor, state.timing)
+        producer = Producer(task_id, settings, params, pace, self, drop_midway=bool(fault and fault.kind == "drop"))
+        task = Task(task_id, params, producer)
         text = payload["input"].get("text")
         if isinstance(text, str) and text:
             self._add_text(task, text)
@@ -269,66 +304,72 @@ class Session:
             raise TaskFailed("InvalidParameter", MSG_ENGINE_418)
         return engine.VoiceSettings.from_dict(voice["settings"])
 
+    async def _produce(self, task: Task) -> None:
+        """Run the task's producer; then task-finished, or task-failed for a simulator bug."""
+        try:
+            await task.producer.run()
+        except Dropped:  # injected fault: gone without task-finished
+            drop_connection(self.request)
+            return
+        except (ConnectionError, RuntimeError):
+            return  # the client went away mid-send
+        except Exception:
+            self.state.log.exception("synthesis task failed")
+            await self._fail(TaskFailed("InternalError", MSG_INTERNAL), task.task_id)
+            return
+        await self._finished(task)
+
     # --- continue-task and finish-task -------------------------------------------------------
-    def _continue(self, payload) -> None:
+    def _continue(self, task: Task, payload) -> None:
         inp = payload.get("input") if isinstance(payload, dict) else None
-        text = inp.get("text") if isinstance(inp, dict) else None
-        if isinstance(text, str):  # anything else ({"flush": true}) changes nothing here
-            self._add_text(self.task, text)
+        if not isinstance(inp, dict):
+            return
+        if isinstance(inp.get("text"), str):
+            self._add_text(task, inp["text"])
+        elif inp.get("flush") is True:  # SDK streaming_flush(): speak what has come so far
+            task.producer.push(task.buffer.flush())
 
     @staticmethod
     def _add_text(task: Task, text: str) -> None:
         count = engine.billable(text)
         if count > catalog.SYNTH_CONTINUE_MAX_CHARS:
-            raise TaskFailed("InvalidParameter", f"Text too long: {count} characters in one request, "
-                                                 f"the limit is {catalog.SYNTH_CONTINUE_MAX_CHARS}.")
+            raise TaskFailed(
+                "InvalidParameter",
+                f"Text too long: {count} characters in one request, the limit is {catalog.SYNTH_CONTINUE_MAX_CHARS}.",
+            )
         if task.chars + count > catalog.SYNTH_TASK_MAX_CHARS:
-            raise TaskFailed("InvalidParameter", f"Text too long: {task.chars + count} characters in one "
-                                                 f"task, the limit is {catalog.SYNTH_TASK_MAX_CHARS}.")
-        if task.params["ssml"] and task.texts:
+            raise TaskFailed(
+                "InvalidParameter",
+                f"Text too long: {task.chars + count} characters in one "
+                f"task, the limit is {catalog.SYNTH_TASK_MAX_CHARS}.",
+            )
+        if task.params["ssml"] and task.messages:
             raise TaskFailed("InvalidParameter", MSG_SSML_LIMIT)
-        task.texts.append(text)
+        task.messages += 1
         task.chars += count
+        sentences = task.buffer.add(text)
+        if task.params["ssml"]:  # the one SSML text is complete as it comes
+            sentences += task.buffer.flush()
+        task.producer.push(sentences)
 
-    async def _finish(self, payload) -> None:
-        task, started = self.task, time.monotonic()
+    async def _finish(self, task: Task, payload) -> None:
+        started = time.monotonic()
         inp = payload.get("input") if isinstance(payload, dict) else None
         if isinstance(inp, dict) and inp.get("directive") == "cancel":
-            task.texts = []  # SDK streaming_cancel(): no more audio, just task-finished
-            await self._finished(task, 0)
+            await self._abort()  # SDK streaming_cancel(): no more audio, just task-finished
+            await self._finished(task)
             return
-        sentences = engine.split_sentences("".join(task.texts))
-        if not sentences:
+        task.producer.push(task.buffer.flush())
+        if not task.producer.pushed:
             raise TaskFailed("InvalidParameter", MSG_EMPTY_TEXT)
-        loop = asyncio.get_running_loop()
-        frames = await loop.run_in_executor(None, self._synthesize, sentences, task)
-        characters = 0
-        for index, (sentence, chunks) in enumerate(zip(sentences, frames)):
-            characters += engine.billable(sentence)
-            await self._send_sentence(task, index, sentence, chunks, characters)
-            if task.drop_midway:  # injected fault: gone without task-finished
-                drop_connection(self.request)
-                return
-        await self._finished(task, characters)
+        task.producer.end()
+        if task.runner is not None:
+            await asyncio.shield(task.runner)  # the task's events first, then the next message
         self.state.record(started, "finish-task", 200, new_request_id(), "WS")
 
-    @staticmethod
-    def _synthesize(sentences: list[str], task: Task) -> list[list[bytes]]:
-        parts, rate = engine.render_task(sentences, task.settings, task.params)
-        return engine.frame_audio(parts, rate, task.params["format"])
-
-    async def _send_sentence(self, task: Task, index: int, sentence: str, chunks: list, characters: int):
-        send = self.ws.send_str
-        await send(_event(task.task_id, "result-generated", _sentence(index, "sentence-begin", sentence)))
-        for chunk in chunks:
-            await send(_event(task.task_id, "result-generated", _sentence(index, "sentence-synthesis")))
-            await self.ws.send_bytes(chunk)
-        await send(_event(task.task_id, "result-generated",
-                          _sentence(index, "sentence-end", sentence, characters)))
-
-    async def _finished(self, task: Task, characters: int) -> None:
-        self.task = None
-        payload = {"output": {"sentence": {"words": []}}, "usage": {"characters": characters}}
-        await self.ws.send_str(_event(task.task_id, "task-finished", payload,
-                                      attributes={"request_uuid": str(uuid.uuid4())}))
+    async def _finished(self, task: Task) -> None:
+        if self.task is task:
+            self.task = None
+        payload = {"output": {"sentence": {"words": []}}, "usage": {"characters": task.producer.characters}}
+        await self.text(event(task.task_id, "task-finished", payload, attributes={"request_uuid": str(uuid.uuid4())}))
         self.last = time.monotonic()

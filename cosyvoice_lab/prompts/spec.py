@@ -17,6 +17,7 @@ Usage::
     spec.render("zh")
     [s.render() for s in spec.variants("pitch")]
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,9 +27,8 @@ from dataclasses import dataclass
 from cosyvoice_lab import catalog
 from cosyvoice_lab.prompts.lexicon import LEXICON
 
-DIMENSIONS = ("gender", "age", "pitch", "pace", "volume", "timbre", "emotion", "articulation",
-              "accent", "scenario")
-FIELDS = DIMENSIONS + ("free_text",)
+DIMENSIONS = ("gender", "age", "pitch", "pace", "volume", "timbre", "emotion", "articulation", "accent", "scenario")
+FIELDS = (*DIMENSIONS, "free_text")
 
 # Dimension values whose words also claim another dimension (see the module docstring).
 IMPLIED = {("timbre", "bright"): ("pitch", "high")}
@@ -37,34 +37,54 @@ IMPLIED = {("timbre", "bright"): ("pitch", "high")}
 # Pitch, pace and volume use two lexicon words where another dimension could contribute a
 # competing word (a "bright" timbre), so the stated value always outvotes it in read_claims.
 _PITCH = {"low": ("deep, low-pitched", "低沉浑厚"), "high": ("high-pitched", "高亢清亮")}
-_PACE = {"slow": ("at a slow, unhurried pace", "语速缓慢从容"),
-         "fast": ("at a fast, brisk pace", "语速较快")}
-_VOLUME = {"soft": ("in a soft, hushed voice", "说话轻声细语"),
-           "loud": ("in a loud, projecting voice", "声音洪亮")}
-_TIMBRE = {"warm": ("warm", "温暖"), "bright": ("bright", "明亮"), "husky": ("husky", "沙哑"),
-           "magnetic": ("magnetic", "富有磁性"), "clear": ("clear", "清澈"),
-           "breathy": ("breathy", "带着气声"), "rich": ("rich", "饱满"), "smooth": ("smooth", "圆润"),
-           "sweet": ("sweet", "甜美"), "mellow": ("mellow", "柔和"),
-           "metallic": ("metallic", "带有金属感")}
-_EMOTION = {"calm": ("calm", "沉稳"), "lively": ("lively", "活泼"), "cheerful": ("cheerful", "开朗"),
-            "gentle": ("gentle", "温柔"), "friendly": ("friendly", "亲切"), "serious": ("serious", "严肃"),
-            "authoritative": ("authoritative", "有权威感"), "confident": ("confident", "自信"),
-            "excited": ("excited", "兴奋"), "playful": ("playful", "俏皮"), "sad": ("melancholy", "忧伤"),
-            "mysterious": ("mysterious", "神秘"), "menacing": ("menacing", "阴险"),
-            "solemn": ("solemn", "庄重")}
-_ARTICULATION = {"clear": ("with distinct, careful enunciation", "吐字清晰"),
-                 "crisp": ("with crisp, precise diction", "字正腔圆"),
-                 "conversational": ("in a casual, conversational way", "表达口语化、自然随意"),
-                 "expressive": ("with expressive, dramatic delivery", "抑扬顿挫、富有表现力")}
-_ACCENT = {"standard-mandarin": ("with standard Mandarin pronunciation", "说一口标准普通话"),
-           "beijing": ("with a Beijing accent", "带有北京口音"),
-           "taiwanese": ("with a Taiwanese Mandarin accent", "带有台湾腔"),
-           "cantonese": ("with a Cantonese accent", "带有粤语口音"),
-           "sichuan": ("with a Sichuan accent", "带有四川口音"),
-           "northeastern": ("with a Northeastern Chinese accent", "带有东北口音"),
-           "american": ("with an American English accent", "带有美式英语口音"),
-           "british": ("with a British English accent", "带有英式英语口音"),
-           "australian": ("with an Australian accent", "带有澳洲口音")}
+_PACE = {"slow": ("at a slow, unhurried pace", "语速缓慢从容"), "fast": ("at a fast, brisk pace", "语速较快")}
+_VOLUME = {"soft": ("in a soft, hushed voice", "说话轻声细语"), "loud": ("in a loud, projecting voice", "声音洪亮")}
+_TIMBRE = {
+    "warm": ("warm", "温暖"),
+    "bright": ("bright", "明亮"),
+    "husky": ("husky", "沙哑"),
+    "magnetic": ("magnetic", "富有磁性"),
+    "clear": ("clear", "清澈"),
+    "breathy": ("breathy", "带着气声"),
+    "rich": ("rich", "饱满"),
+    "smooth": ("smooth", "圆润"),
+    "sweet": ("sweet", "甜美"),
+    "mellow": ("mellow", "柔和"),
+    "metallic": ("metallic", "带有金属感"),
+}
+_EMOTION = {
+    "calm": ("calm", "沉稳"),
+    "lively": ("lively", "活泼"),
+    "cheerful": ("cheerful", "开朗"),
+    "gentle": ("gentle", "温柔"),
+    "friendly": ("friendly", "亲切"),
+    "serious": ("serious", "严肃"),
+    "authoritative": ("authoritative", "有权威感"),
+    "confident": ("confident", "自信"),
+    "excited": ("excited", "兴奋"),
+    "playful": ("playful", "俏皮"),
+    "sad": ("melancholy", "忧伤"),
+    "mysterious": ("mysterious", "神秘"),
+    "menacing": ("menacing", "阴险"),
+    "solemn": ("solemn", "庄重"),
+}
+_ARTICULATION = {
+    "clear": ("with distinct, careful enunciation", "吐字清晰"),
+    "crisp": ("with crisp, precise diction", "字正腔圆"),
+    "conversational": ("in a casual, conversational way", "表达口语化、自然随意"),
+    "expressive": ("with expressive, dramatic delivery", "抑扬顿挫、富有表现力"),
+}
+_ACCENT = {
+    "standard-mandarin": ("with standard Mandarin pronunciation", "说一口标准普通话"),
+    "beijing": ("with a Beijing accent", "带有北京口音"),
+    "taiwanese": ("with a Taiwanese Mandarin accent", "带有台湾腔"),
+    "cantonese": ("with a Cantonese accent", "带有粤语口音"),
+    "sichuan": ("with a Sichuan accent", "带有四川口音"),
+    "northeastern": ("with a Northeastern Chinese accent", "带有东北口音"),
+    "american": ("with an American English accent", "带有美式英语口音"),
+    "british": ("with a British English accent", "带有英式英语口音"),
+    "australian": ("with an Australian accent", "带有澳洲口音"),
+}
 # scenario -> (English use, Chinese use, English role noun, Chinese role noun)
 _SCENARIO = {
     "news": ("news broadcasts", "新闻播报", "news anchor", "新闻主播"),
@@ -85,9 +105,18 @@ _CHILD = {"male": ("little boy", "小男孩"), "female": ("little girl", "小女
 _AGE = {"young": ("young", "年轻"), "middle-aged": ("middle-aged", "中年"), "elderly": ("elderly", "老年")}
 _SUBJECT = {"male": "He speaks", "female": "She speaks", None: "They speak"}
 
-_PHRASES = {"pitch": _PITCH, "pace": _PACE, "volume": _VOLUME, "timbre": _TIMBRE,
-            "emotion": _EMOTION, "articulation": _ARTICULATION, "accent": _ACCENT,
-            "scenario": _SCENARIO, "gender": _GENDER, "age": {**_AGE, "child": _CHILD[None]}}
+_PHRASES: dict[str, dict] = {
+    "pitch": _PITCH,
+    "pace": _PACE,
+    "volume": _VOLUME,
+    "timbre": _TIMBRE,
+    "emotion": _EMOTION,
+    "articulation": _ARTICULATION,
+    "accent": _ACCENT,
+    "scenario": _SCENARIO,
+    "gender": _GENDER,
+    "age": {**_AGE, "child": _CHILD[None]},
+}
 
 
 def _allowed(dimension: str) -> tuple[str, ...]:
@@ -162,16 +191,19 @@ class PromptSpec:
         for dimension in DIMENSIONS:
             value = getattr(self, dimension)
             if value is not None and value not in _allowed(dimension):
-                raise ValueError(f"{dimension} must be one of {', '.join(_allowed(dimension))} "
-                                 f"(or None), got {value!r}")
+                raise ValueError(
+                    f"{dimension} must be one of {', '.join(_allowed(dimension))} (or None), got {value!r}"
+                )
         if self.free_text is not None and not isinstance(self.free_text, str):
             raise ValueError(f"free_text must be a string or None, got {type(self.free_text).__name__}")
         limit = catalog.VOICE_PROMPT_MAX
         for language in catalog.LANGUAGES:
             n = len(self.render(language))
             if n > limit:
-                raise ValueError(f"free_text is too long: the {language} prompt would be {n} characters "
-                                 f"(limit {limit}); shorten it by {n - limit}")
+                raise ValueError(
+                    f"free_text is too long: the {language} prompt would be {n} characters "
+                    f"(limit {limit}); shorten it by {n - limit}"
+                )
 
     # --- rendering ---------------------------------------------------------------------
     def render(self, language: str = "en") -> str:
@@ -217,9 +249,16 @@ class PromptSpec:
             voice.append(f"{_article(word)} {word} timbre")
         first = self._who_en() + (" with " + " and ".join(voice) if voice else "")
         sentences = [first[0].upper() + first[1:] + "."]
-        how = [table[value][0] for table, value in ((_VOLUME, self.volume), (_PACE, self.pace),
-                                                    (_ARTICULATION, self.articulation),
-                                                    (_ACCENT, self.accent)) if value]
+        how = [
+            table[value][0]
+            for table, value in (
+                (_VOLUME, self.volume),
+                (_PACE, self.pace),
+                (_ARTICULATION, self.articulation),
+                (_ACCENT, self.accent),
+            )
+            if value
+        ]
         if how:
             sentences.append(f"{_SUBJECT[self.gender]} {', '.join(how)}.")
         if self.scenario:
@@ -241,26 +280,36 @@ class PromptSpec:
         head = "一位" + (_EMOTION[self.emotion][1] + "的" if self.emotion else "") + self._who_zh()
         sound = [t[v][1] for t, v in ((_PITCH, self.pitch), (_TIMBRE, self.timbre)) if v]
         clauses = [head] + (["音色" + "、".join(sound)] if sound else [])
-        clauses += [t[v][1] for t, v in ((_VOLUME, self.volume), (_PACE, self.pace),
-                                         (_ARTICULATION, self.articulation), (_ACCENT, self.accent)) if v]
+        clauses += [
+            t[v][1]
+            for t, v in (
+                (_VOLUME, self.volume),
+                (_PACE, self.pace),
+                (_ARTICULATION, self.articulation),
+                (_ACCENT, self.accent),
+            )
+            if v
+        ]
         if self.scenario:
             clauses.append("适合" + _SCENARIO[self.scenario][1])
         return "，".join(clauses) + "。"
 
     # --- deriving specs -----------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str) -> "PromptSpec":
+    def preset(cls, name: str) -> PromptSpec:
         """A ready-made spec from :data:`PRESETS`.
 
         Raises:
             ValueError: for an unknown name (the message lists the presets).
         """
+        from cosyvoice_lab.prompts.presets import PRESETS  # the presets are PromptSpecs themselves
+
         try:
             return PRESETS[name]
         except KeyError:
             raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}") from None
 
-    def replace(self, **changes) -> "PromptSpec":
+    def replace(self, **changes) -> PromptSpec:
         """A copy with ``changes`` applied (``None`` clears a dimension).
 
         Raises:
@@ -270,7 +319,7 @@ class PromptSpec:
             _check_dimension(name)
         return dataclasses.replace(self, **changes)
 
-    def variants(self, dimension: str, values=None) -> list["PromptSpec"]:
+    def variants(self, dimension: str, values=None) -> list[PromptSpec]:
         """Copies of this spec sweeping one dimension, everything else held fixed.
 
         Args:
@@ -297,7 +346,7 @@ class PromptSpec:
         return {name: getattr(self, name) for name in FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PromptSpec":
+    def from_dict(cls, data: dict) -> PromptSpec:
         """Inverse of :meth:`to_dict`; missing fields are None.
 
         Raises:
@@ -313,7 +362,7 @@ class PromptSpec:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "PromptSpec":
+    def from_json(cls, text: str) -> PromptSpec:
         """Inverse of :meth:`to_json`.
 
         Raises:
@@ -323,34 +372,6 @@ class PromptSpec:
         if not isinstance(data, dict):
             raise ValueError(f"a PromptSpec JSON must be an object, got {type(data).__name__}")
         return cls.from_dict(data)
-
-
-PRESETS: dict[str, PromptSpec] = {
-    "news_anchor": PromptSpec(gender="female", age="middle-aged", timbre="clear", emotion="authoritative",
-                              articulation="crisp", scenario="news"),
-    "audiobook_narrator": PromptSpec(gender="male", age="middle-aged", pitch="low", pace="slow",
-                                     timbre="warm", emotion="calm", articulation="clear", scenario="audiobook"),
-    "customer_service": PromptSpec(gender="female", age="young", timbre="sweet", emotion="friendly",
-                                   articulation="clear", scenario="customer-service"),
-    "childrens_storyteller": PromptSpec(gender="female", age="young", pitch="high", pace="slow",
-                                        timbre="warm", emotion="gentle", articulation="expressive",
-                                        scenario="storytelling"),
-    "game_villain": PromptSpec(gender="male", age="middle-aged", pitch="low", pace="slow", timbre="husky",
-                               emotion="menacing", articulation="expressive", scenario="game"),
-    "documentary_narrator": PromptSpec(gender="male", age="elderly", pitch="low", pace="slow",
-                                       timbre="mellow", emotion="solemn", articulation="clear",
-                                       scenario="documentary"),
-    "ad_voiceover": PromptSpec(gender="male", age="young", pace="fast", volume="loud", timbre="magnetic",
-                               emotion="excited", articulation="crisp", scenario="advertising"),
-    "podcast_host": PromptSpec(gender="male", age="young", timbre="warm", emotion="friendly",
-                               articulation="conversational", scenario="podcast"),
-    "meditation_guide": PromptSpec(gender="female", age="middle-aged", pace="slow", volume="soft",
-                                   timbre="breathy", emotion="gentle", scenario="meditation"),
-    "voice_assistant": PromptSpec(gender="female", age="young", timbre="clear", emotion="friendly",
-                                  articulation="clear", scenario="assistant"),
-    "cartoon_child": PromptSpec(gender="female", age="child", pitch="high", pace="fast", timbre="sweet",
-                                emotion="playful", scenario="game"),
-}
 
 
 # Public classes report the module users import them from.

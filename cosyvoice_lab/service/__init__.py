@@ -1,14 +1,29 @@
-"""The wire, nothing else: the HTTP customization client, the WebSocket synthesizer, the one
-retry policy both use, request-rate windows, and speech options and text rules.
+"""The wire, nothing else: the HTTP customization client (http.py), the WebSocket synthesizer
+(ws.py, with one task's messages and events in duplex.py), the one retry loop both use
+(retry.py), request-rate windows (ratelimit.py), and speech options and text rules (speech.py).
 
 It imports only the core (catalog, errors, credentials, design, audio).
 """
+
 from __future__ import annotations
 
-from cosyvoice_lab.service.http import CreatedVoice, DashScopeClient, RetryPolicy, VoiceInfo
+from cosyvoice_lab.service.http import CreatedVoice, DashScopeClient, VoiceInfo
 from cosyvoice_lab.service.ratelimit import RateLimiter, SlidingWindow
-from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult, estimate_cost
-from cosyvoice_lab.service.ws import SpeechStream, Synthesizer
+from cosyvoice_lab.service.retry import Retrier, RetryPolicy
+from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult, SpeechStream, estimate_cost
+from cosyvoice_lab.service.ws import Synthesizer
 
-__all__ = ["CreatedVoice", "DashScopeClient", "RateLimiter", "RetryPolicy", "SlidingWindow", "SpeechOptions",
-           "SpeechResult", "SpeechStream", "Synthesizer", "VoiceInfo", "estimate_cost"]
+__all__ = [
+    "CreatedVoice",
+    "DashScopeClient",
+    "RateLimiter",
+    "Retrier",
+    "RetryPolicy",
+    "SlidingWindow",
+    "SpeechOptions",
+    "SpeechResult",
+    "SpeechStream",
+    "Synthesizer",
+    "VoiceInfo",
+    "estimate_cost",
+]

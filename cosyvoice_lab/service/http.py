@@ -10,117 +10,67 @@ simulator, only the base URL and key differ. Retries are per action:
   only when the request surely did not create a voice: the connection was refused before
   anything was sent, or the service answered 429. A timeout, a dropped connection or a 5xx
   after sending raises ``OutcomeUnknown``, carrying what is needed to reconcile later.
+
+Both loops are the one of ``retry.py``; this module only says which failures are safe to repeat.
+Every text the server sent that becomes an exception message passes through
+``credentials.redact`` first (:func:`answer_error`), so an echoed ``Authorization`` header
+never shows the key.
 """
+
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 import math
-import random
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab import catalog
 from cosyvoice_lab.audio import Audio
-from cosyvoice_lab.credentials import Secret, resolve_api_key
+from cosyvoice_lab.credentials import Secret, redact, resolve_api_key
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.errors import (APIError, ConnectionFailed, OutcomeUnknown, RateLimited, RequestTimeout,
-                     ServerError, TransportError, VoiceNotReady, api_error)
+from cosyvoice_lab.errors import (
+    ConnectionFailed,
+    OutcomeUnknown,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    TransportError,
+    VoiceNotReady,
+)
+from cosyvoice_lab.service.retry import DEFAULT_RETRY, Retrier, RetryPolicy, parse_retry_after
+from cosyvoice_lab.service.wire import (
+    USER_AGENT,
+    CreatedVoice,
+    VoiceInfo,
+    answer_error,
+    normalise_base_url,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "CreatedVoice",
+    "DashScopeClient",
+    "RetryPolicy",
+    "VoiceInfo",
+    "answer_error",
+    "normalise_base_url",
+    "parse_retry_after",
+]
 
 log = logging.getLogger("cosyvoice_lab.service.http")
-UTC8 = dt.timezone(dt.timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries: ``max_attempts`` in all, sleeping ``min(cap, base * 2**n)`` with full
-    jitter, or the server's ``Retry-After`` when it gives one (capped at ``max_retry_after``)."""
-
-    max_attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt))
-
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    """A stored voice as list/query report it."""
-
-    voice_id: str
-    target_model: str | None
-    status: str | None
-    voice_prompt: str | None = None
-    preview_text: str | None = None
-    gmt_create: dt.datetime | None = None
-    gmt_modified: dt.datetime | None = None
-
-    @classmethod
-    def from_wire(cls, item: dict, voice_id: str | None = None) -> "VoiceInfo":
-        vid = item.get("voice_id") or voice_id or ""
-        return cls(
-            voice_id=vid,
-            target_model=item.get("target_model") or catalog.model_of_voice(vid),
-            status=item.get("status"),
-            voice_prompt=item.get("voice_prompt"),
-            preview_text=item.get("preview_text"),
-            gmt_create=_parse_time(item.get("gmt_create")),
-            gmt_modified=_parse_time(item.get("gmt_modified")),
-        )
-
-
-@dataclass(frozen=True)
-class CreatedVoice:
-    """What a successful create_voice returned."""
-
-    voice_id: str
-    target_model: str
-    preview: Audio
-    request_id: str | None
-    latency_s: float
-    design: VoiceDesign = field(repr=False)
-
-
-def _parse_time(text) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.strptime(text, catalog.TIME_FORMAT).replace(tzinfo=UTC8)
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
 
 
 def _never_sent(exc: BaseException) -> bool:
     """True when a requests error happened before the request left (connect phase)."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    seen, todo = set(), [exc]
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop()
         if id(e) in seen or e is None:
@@ -147,36 +97,52 @@ class DashScopeClient:
         backend: a label recorded with takes ("dashscope" or "offline").
 
     Raises:
-        CredentialsError: no API key found.
+        CredentialsError: no API key found, or one with a control character or whitespace inside.
     """
 
-    def __init__(self, *, api_key: str | Secret | None = None, region: str = catalog.DEFAULT_REGION,
-                 base_url: str | None = None, workspace: str | None = None,
-                 create_timeout: float = catalog.CREATE_TIMEOUT_S, timeout: float = catalog.MANAGE_TIMEOUT_S,
-                 connect_timeout: float = catalog.CONNECT_TIMEOUT_S, retry: RetryPolicy = RetryPolicy(),
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
-                 throttle: Callable[[], None] | None = None, backend: str = "dashscope"):
+    def __init__(
+        self,
+        *,
+        api_key: str | Secret | None = None,
+        region: str = catalog.DEFAULT_REGION,
+        base_url: str | None = None,
+        workspace: str | None = None,
+        create_timeout: float = catalog.CREATE_TIMEOUT_S,
+        timeout: float = catalog.MANAGE_TIMEOUT_S,
+        connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+        throttle: Callable[[], None] | None = None,
+        backend: str = "dashscope",
+    ):
         if region not in catalog.REGIONS:
             raise ValueError(f"region must be one of {tuple(catalog.REGIONS)}, got {region!r}")
         self._key = resolve_api_key(api_key)
         self.region = region
-        self.base_url = (base_url or catalog.REGIONS[region].http_base).rstrip("/")
+        self.base_url = normalise_base_url(base_url or catalog.REGIONS[region].http_base)
         self.workspace = workspace
         self.create_timeout, self.timeout, self.connect_timeout = create_timeout, timeout, connect_timeout
-        self.retry, self._sleep, self._rng = retry, sleep, random.Random(seed)
+        self.retry, self._sleep = retry, sleep
+        self._retrier = Retrier(retry, sleep=sleep, seed=seed, logger=log)
         self.throttle = throttle  # called before every request, e.g. RateLimiter.acquire
         self.backend = backend
         self.session = requests.Session()
-        self.session.headers.update({
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": f"cosyvoice-lab/{__version__} python-requests/{requests.__version__}",
-        })
+        self.session.headers.update(
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": f"{USER_AGENT} python-requests/{requests.__version__}",
+            }
+        )
         if workspace:
             self.session.headers["X-DashScope-WorkSpace"] = workspace
 
-    def __repr__(self):
-        return f"DashScopeClient(backend={self.backend!r}, region={self.region!r}, base_url={self.base_url!r}, api_key={self._key!r})"
+    def __repr__(self) -> str:
+        return (
+            f"DashScopeClient(backend={self.backend!r}, region={self.region!r}, base_url={self.base_url!r}, "
+            f"api_key={self._key!r})"
+        )
 
     @property
     def url(self) -> str:
@@ -184,7 +150,7 @@ class DashScopeClient:
 
     @property
     def host(self) -> str:
-        return requests.utils.urlparse(self.base_url).netloc
+        return urlsplit(self.base_url).netloc
 
     @property
     def api_key(self) -> Secret:
@@ -205,14 +171,15 @@ class DashScopeClient:
         if self.throttle is not None:
             self.throttle()
         try:
-            resp = self.session.post(self.url, json=body, headers=headers,
-                                     timeout=(self.connect_timeout, timeout))
+            resp = self.session.post(self.url, json=body, headers=headers, timeout=(self.connect_timeout, timeout))
         except requests.Timeout as exc:
-            raise RequestTimeout(f"no answer from {self.host} within {timeout:g} s",
-                                 never_sent=_never_sent(exc)) from None
+            raise RequestTimeout(
+                f"no answer from {self.host} within {timeout:g} s", never_sent=_never_sent(exc)
+            ) from None
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"connection to {self.host} failed: {type(exc).__name__}",
-                                   never_sent=_never_sent(exc)) from None
+            raise ConnectionFailed(
+                f"connection to {self.host} failed: {type(exc).__name__}", never_sent=_never_sent(exc)
+            ) from None
         return self._parse(resp)
 
     def _parse(self, resp: requests.Response) -> dict:
@@ -224,36 +191,48 @@ class DashScopeClient:
             data = None
         if not isinstance(data, dict):
             if resp.ok:
-                raise ServerError(resp.status_code, "Unknown", "answer was not JSON", rid_header)
-            raise api_error(resp.status_code, "Unknown", resp.text[:300], rid_header, retry_after=retry_after)
+                rid = None if rid_header is None else redact(rid_header, self._key)
+                raise ServerError(resp.status_code, "Unknown", "answer was not JSON", rid)
+            # redact before cutting: a cut key would escape both the literal and the pattern
+            text = redact(resp.text, self._key)[:300]
+            raise answer_error(
+                self._key,
+                resp.status_code,
+                "Unknown",
+                self._hint(resp.status_code, text),
+                rid_header,
+                retry_after=retry_after,
+            )
         if not resp.ok or data.get("code"):  # SDK 2.0's "two-layer" errors: 200 with a code
             status = resp.status_code if not resp.ok else 400
-            raise api_error(status, data.get("code"), data.get("message") or data.get("msg"),
-                            data.get("request_id") or rid_header, retry_after=retry_after)
+            message = self._hint(status, str(data.get("message") or data.get("msg") or ""))
+            raise answer_error(
+                self._key,
+                status,
+                data.get("code"),
+                message,
+                data.get("request_id") or rid_header,
+                retry_after=retry_after,
+            )
         data.setdefault("request_id", rid_header)
         return data
 
+    def _hint(self, status: int, message: str) -> str:
+        """A 404 from a base URL that is not the API root usually means the root is missing."""
+        if status != 404 or self.base_url.endswith(catalog.HTTP_API_ROOT):
+            return message
+        parts = urlsplit(self.base_url)
+        root = urlunsplit((parts.scheme, parts.netloc, catalog.HTTP_API_ROOT, "", ""))
+        return (
+            f"{message} ({self.url} does not exist: base_url {self.base_url!r} does not end in "
+            f"{catalog.HTTP_API_ROOT}; the DashScope API and the offline simulator live at {root!r})"
+        )
+
     def _call(self, body: dict, *, timeout: float, retryable: Callable[[Exception], bool]) -> dict:
-        action = body["input"]["action"]
-        for attempt in range(self.retry.max_attempts):
-            try:
+        for attempt in self._retrier.attempts(body["input"]["action"], retryable=retryable):
+            with attempt:
                 return self._post_once(body, timeout)
-            except (TransportError, APIError) as exc:
-                if attempt + 1 >= self.retry.max_attempts or not retryable(exc):
-                    raise
-                wait = self.retry.delay(attempt, getattr(exc, "retry_after", None), self._rng)
-                log.warning("%s: %s; retrying in %.2f s (attempt %d of %d)", action, exc, wait,
-                            attempt + 2, self.retry.max_attempts)
-                self._sleep(wait)
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _safe_retry(exc: Exception) -> bool:
-        return isinstance(exc, (TransportError, RateLimited, ServerError))
-
-    @staticmethod
-    def _create_retry(exc: Exception) -> bool:
-        return isinstance(exc, RateLimited) or (isinstance(exc, TransportError) and exc.never_sent)
+        raise AssertionError("unreachable: the last attempt raises")
 
     # --- actions --------------------------------------------------------------------------
     def create_voice(self, design: VoiceDesign) -> CreatedVoice:
@@ -271,31 +250,45 @@ class DashScopeClient:
         sent_at = dt.datetime.now(dt.timezone.utc)
         t0 = time.perf_counter()
         try:
-            data = self._call(body, timeout=self.create_timeout, retryable=self._create_retry)
+            data = self._call(body, timeout=self.create_timeout, retryable=_create_retry)
         except (TransportError, ServerError) as exc:
             if isinstance(exc, TransportError) and exc.never_sent:
                 raise
-            raise OutcomeUnknown(f"create_voice outcome unknown: {exc}; a voice may have been stored "
-                                 f"(reconcile by listing prefix {design.prefix!r})",
-                                 design=design, sent_at=sent_at, cause=exc) from None
+            raise OutcomeUnknown(
+                f"create_voice outcome unknown: {exc}; a voice may have been stored "
+                f"(reconcile by listing prefix {design.prefix!r})",
+                design=design,
+                sent_at=sent_at,
+                cause=exc,
+            ) from None
         out = data.get("output") or {}
         audio = out.get("preview_audio") or {}
-        preview = Audio.from_base64(audio.get("data", ""), audio.get("response_format") or design.response_format,
-                                    int(audio.get("sample_rate") or design.sample_rate))
-        return CreatedVoice(voice_id=out["voice_id"], target_model=out.get("target_model") or design.target_model,
-                            preview=preview, request_id=data.get("request_id"),
-                            latency_s=time.perf_counter() - t0, design=design)
+        preview = Audio.from_base64(
+            audio.get("data", ""),
+            audio.get("response_format") or design.response_format,
+            int(audio.get("sample_rate") or design.sample_rate),
+        )
+        return CreatedVoice(
+            voice_id=out["voice_id"],
+            target_model=out.get("target_model") or design.target_model,
+            preview=preview,
+            request_id=data.get("request_id"),
+            latency_s=time.perf_counter() - t0,
+            design=design,
+        )
 
-    def list_page(self, *, prefix: str | None = None, page_index: int = 0,
-                  page_size: int = catalog.LIST_PAGE_SIZE_DEFAULT) -> list[VoiceInfo]:
+    def list_page(
+        self, *, prefix: str | None = None, page_index: int = 0, page_size: int = catalog.LIST_PAGE_SIZE_DEFAULT
+    ) -> list[VoiceInfo]:
         """One page of voices, newest first (``prefix`` filters)."""
         if not 0 <= page_size <= catalog.LIST_PAGE_SIZE_MAX or page_index < 0:
             raise ValueError(f"page_size must be 0..{catalog.LIST_PAGE_SIZE_MAX} and page_index >= 0")
         inp = {"action": "list_voice", "page_index": page_index, "page_size": page_size}
         if prefix:
             inp["prefix"] = prefix
-        data = self._call({"model": catalog.ENROLLMENT_MODEL, "input": inp}, timeout=self.timeout,
-                          retryable=self._safe_retry)
+        data = self._call(
+            {"model": catalog.ENROLLMENT_MODEL, "input": inp}, timeout=self.timeout, retryable=_safe_retry
+        )
         return [VoiceInfo.from_wire(item) for item in (data.get("output") or {}).get("voice_list") or []]
 
     def list_voices(self, prefix: str | None = None, *, page_size: int = 100) -> list[VoiceInfo]:
@@ -316,8 +309,11 @@ class DashScopeClient:
         Raises:
             VoiceNotFound: no such voice.
         """
-        data = self._call({"model": catalog.ENROLLMENT_MODEL, "input": {"action": "query_voice", "voice_id": voice_id}},
-                          timeout=self.timeout, retryable=self._safe_retry)
+        data = self._call(
+            {"model": catalog.ENROLLMENT_MODEL, "input": {"action": "query_voice", "voice_id": voice_id}},
+            timeout=self.timeout,
+            retryable=_safe_retry,
+        )
         return VoiceInfo.from_wire(data.get("output") or {}, voice_id)
 
     def delete_voice(self, voice_id: str) -> str | None:
@@ -326,12 +322,17 @@ class DashScopeClient:
         Raises:
             VoiceNotFound: no such voice (also when a retried delete already succeeded).
         """
-        data = self._call({"model": catalog.ENROLLMENT_MODEL, "input": {"action": "delete_voice", "voice_id": voice_id}},
-                          timeout=self.timeout, retryable=self._safe_retry)
+        body = {"model": catalog.ENROLLMENT_MODEL, "input": {"action": "delete_voice", "voice_id": voice_id}}
+        data = self._call(body, timeout=self.timeout, retryable=_safe_retry)
         return data.get("request_id")
 
-    def wait_until_ready(self, voice_id: str, *, timeout: float = catalog.VOICE_READY_TIMEOUT_S,
-                         interval: float = catalog.VOICE_READY_INTERVAL_S) -> VoiceInfo:
+    def wait_until_ready(
+        self,
+        voice_id: str,
+        *,
+        timeout: float = catalog.VOICE_READY_TIMEOUT_S,
+        interval: float = catalog.VOICE_READY_INTERVAL_S,
+    ) -> VoiceInfo:
         """Poll ``query_voice`` until the voice is OK (contract §4.5).
 
         Raises:
@@ -346,8 +347,18 @@ class DashScopeClient:
                 raise VoiceNotReady(voice_id, "UNDEPLOYED", f"voice {voice_id} failed review (UNDEPLOYED)")
             if poll + 1 < polls:
                 self._sleep(interval)
-        raise VoiceNotReady(voice_id, info.status or "unknown",
-                            f"voice {voice_id} still {info.status} after {timeout:g} s")
+        status = redact(str(info.status or "unknown"), self._key)  # the server's word: redacted like all it sends
+        raise VoiceNotReady(voice_id, status, f"voice {voice_id} still {status} after {timeout:g} s")
+
+
+def _safe_retry(exc: Exception) -> bool:
+    """list / query / delete: repeating cannot store anything twice."""
+    return isinstance(exc, (TransportError, RateLimited, ServerError))
+
+
+def _create_retry(exc: Exception) -> bool:
+    """create_voice: only when the request surely stored nothing (refused, or never left)."""
+    return isinstance(exc, RateLimited) or (isinstance(exc, TransportError) and exc.never_sent)
 
 
 # Public classes report the module users import them from.

@@ -3,13 +3,14 @@ limiter (to keep under a limit) and the offline simulator (to enforce it).
 
 The names speak of ``requests_per_second``; ``rate`` means speaking speed elsewhere.
 """
+
 from __future__ import annotations
 
 import collections
 import math
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from cosyvoice_lab import catalog
 
@@ -62,8 +63,14 @@ class RateLimiter:
     disables the limit; ``clock`` and ``sleep`` are injectable for tests.
     """
 
-    def __init__(self, rate: float | None = catalog.DEFAULT_CLIENT_RPS, *, slack: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        rate: float | None = catalog.DEFAULT_CLIENT_RPS,
+        *,
+        slack: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if rate is not None and rate < 0:
             raise ValueError(f"rate must be >= 0 requests/second, got {rate}")
         self.rate, self.slack = rate or None, slack

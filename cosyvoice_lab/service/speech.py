@@ -2,16 +2,17 @@
 
 The pure half of speaking with a designed voice (no network): ``SpeechOptions`` validated
 against the catalog's ranges, the text limits and how text is cut into continue-task chunks,
-the cost estimate, and the ``SpeechResult`` a synthesis returns. ``synthesis.py`` holds the
+the cost estimate, and the ``SpeechResult`` a synthesis returns. ``ws.py`` holds the
 WebSocket protocol that uses them.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
 import struct
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.audio import Audio
@@ -57,10 +58,17 @@ class SpeechOptions:
         """Every rule these options break (empty when valid)."""
         out = []
         if self.format not in catalog.SYNTH_FORMATS:
-            out.append(Problem("format", "allowed_values", f"must be one of {catalog.SYNTH_FORMATS}, got {self.format!r}"))
+            out.append(
+                Problem("format", "allowed_values", f"must be one of {catalog.SYNTH_FORMATS}, got {self.format!r}")
+            )
         if _not_int(self.sample_rate) or self.sample_rate not in catalog.SYNTH_SAMPLE_RATES:
-            out.append(Problem("sample_rate", "allowed_values",
-                               f"must be one of {catalog.SYNTH_SAMPLE_RATES}, got {self.sample_rate!r}"))
+            out.append(
+                Problem(
+                    "sample_rate",
+                    "allowed_values",
+                    f"must be one of {catalog.SYNTH_SAMPLE_RATES}, got {self.sample_rate!r}",
+                )
+            )
         out += _range_problem("volume", self.volume, catalog.SYNTH_VOLUME_RANGE, integer=True)
         out += _range_problem("rate", self.rate, catalog.SYNTH_RATE_RANGE)
         out += _range_problem("pitch", self.pitch, catalog.SYNTH_PITCH_RANGE)
@@ -78,8 +86,13 @@ class SpeechOptions:
             return [Problem("instruction", "non_empty", "must not be empty (use None for no instruction)")]
         n = catalog.billed_characters(self.instruction)
         if n > catalog.SYNTH_INSTRUCTION_MAX:
-            return [Problem("instruction", "max_length",
-                            f"is {n} characters (CJK counting 2); the limit is {catalog.SYNTH_INSTRUCTION_MAX}")]
+            return [
+                Problem(
+                    "instruction",
+                    "max_length",
+                    f"is {n} characters (CJK counting 2); the limit is {catalog.SYNTH_INSTRUCTION_MAX}",
+                )
+            ]
         return []
 
     def _hint_problems(self) -> list[Problem]:
@@ -87,13 +100,19 @@ class SpeechOptions:
         if hints is None:
             return []
         if isinstance(hints, str) or not isinstance(hints, Sequence) or not hints:
-            return [Problem("language_hints", "type", f"must be a non-empty list of language codes such as ['en'], got {hints!r}")]
+            return [
+                Problem(
+                    "language_hints",
+                    "type",
+                    f"must be a non-empty list of language codes such as ['en'], got {hints!r}",
+                )
+            ]
         bad = [h for h in hints if not isinstance(h, str) or not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)?", h)]
         if bad:
             return [Problem("language_hints", "pattern", f"must hold language codes such as 'zh' or 'en', got {bad!r}")]
         return []
 
-    def validate(self) -> "SpeechOptions":
+    def validate(self) -> SpeechOptions:
         """Return self if valid, else raise ``ValidationError`` listing every problem."""
         found = self.problems()
         if found:
@@ -103,8 +122,15 @@ class SpeechOptions:
     def to_parameters(self, voice: str) -> dict:
         """The run-task ``payload.parameters`` for ``voice`` (validates first)."""
         self.validate()
-        params = {"text_type": "PlainText", "voice": voice, "format": self.format,
-                  "sample_rate": self.sample_rate, "volume": self.volume, "rate": self.rate, "pitch": self.pitch}
+        params = {
+            "text_type": "PlainText",
+            "voice": voice,
+            "format": self.format,
+            "sample_rate": self.sample_rate,
+            "volume": self.volume,
+            "rate": self.rate,
+            "pitch": self.pitch,
+        }
         if self.instruction is not None:
             params["instruction"] = self.instruction
         if self.language_hints is not None:
@@ -113,7 +139,7 @@ class SpeechOptions:
             params["seed"] = self.seed
         return params
 
-    def replace(self, **changes) -> "SpeechOptions":
+    def replace(self, **changes) -> SpeechOptions:
         """A copy with ``changes``; keys whose value is None are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -130,7 +156,7 @@ def _not_int(value) -> bool:
 def _range_problem(name: str, value, bounds: tuple, *, integer: bool = False) -> list[Problem]:
     lo, hi = bounds
     kind = "an integer" if integer else "a number"
-    if (_not_int(value) if integer else (isinstance(value, bool) or not isinstance(value, (int, float)))):
+    if _not_int(value) if integer else (isinstance(value, bool) or not isinstance(value, (int, float))):
         return [Problem(name, "type", f"must be {kind} in [{lo}, {hi}], got {value!r}")]
     if not (lo <= value <= hi):  # also catches NaN
         return [Problem(name, "range", f"must be in [{lo}, {hi}], got {value!r}")]
@@ -185,8 +211,14 @@ def text_problems(text) -> list[Problem]:
         return [Problem("text", "non_empty", "must not be empty")]
     n = catalog.billed_characters(text)
     if n > catalog.SYNTH_TASK_MAX_CHARS:
-        return [Problem("text", "max_length", f"is {n} characters (CJK counting 2); one task takes at most "
-                        f"{catalog.SYNTH_TASK_MAX_CHARS}: split it into several calls")]
+        return [
+            Problem(
+                "text",
+                "max_length",
+                f"is {n} characters (CJK counting 2); one task takes at most "
+                f"{catalog.SYNTH_TASK_MAX_CHARS}: split it into several calls",
+            )
+        ]
     return []
 
 
@@ -235,8 +267,10 @@ class SpeechResult:
     frames: int = field(default=0, repr=False)
 
     def _repr_html_(self) -> str:
-        return (f"{self.audio.html(label=self.voice_id)}<br><small>{self.voice_id} · {self.model} · "
-                f"{self.characters} chars · ¥{self.cost_cny:.4f} · {self.latency_s:.2f} s</small>")
+        return (
+            f"{self.audio.html(label=self.voice_id)}<br><small>{self.voice_id} · {self.model} · "
+            f"{self.characters} chars · ¥{self.cost_cny:.4f} · {self.latency_s:.2f} s</small>"
+        )
 
 
 def fix_wav_sizes(data: bytes) -> bytes:
@@ -249,12 +283,45 @@ def fix_wav_sizes(data: bytes) -> bytes:
         return data
     pos = 12
     while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         if chunk == b"data":
             body = len(data) - pos - 8
             out = bytearray(data)
             out[4:8] = struct.pack("<I", len(data) - 8)
-            out[pos + 4:pos + 8] = struct.pack("<I", body)
+            out[pos + 4 : pos + 8] = struct.pack("<I", body)
             return bytes(out)
         pos += 8 + size + (size & 1)
     return data
+
+
+Frames = Generator[bytes, None, SpeechResult]
+
+
+class SpeechStream:
+    """Iterate for the audio frames (bytes) as they arrive; ``result`` is set at the end.
+
+    ``close()`` (or leaving a ``with`` block) abandons the task and closes the connection.
+    """
+
+    def __init__(self, gen: Frames):
+        self._gen = gen
+        self.result: SpeechResult | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._gen)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def __enter__(self) -> SpeechStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

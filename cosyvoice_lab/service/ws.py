@@ -13,78 +13,88 @@ frames in order); ``Synthesizer.stream`` yields the frames as they arrive::
     result = synth.speak(voice_id, "Hello. How are you?", rate=1.1)
     result.audio, result.characters, result.cost_cny
 
-Retries are bounded and happen only where nothing can have been billed: before
-``task-started`` (refused or dropped connection, 429 or 5xx at the upgrade, a throttled or
-failed ``run-task``; no text has been sent yet), or on a transient ``task-failed``
+Retries go through the one loop of ``retry.py`` and happen only where nothing can have been
+billed: before ``task-started`` (refused or dropped connection, 429 or 5xx at the upgrade, a
+throttled or failed ``run-task``; no text has been sent yet), or on a transient ``task-failed``
 (``InternalError`` …) that arrived before any audio. A task that produced audio is never
-repeated silently: its failure is raised.
+repeated silently: its failure is raised. The messages and events of one task live in
+``duplex.py``.
 
 The API key lives in a ``Secret`` and is revealed only into the ``Authorization`` header.
 Do not switch on ``websocket.enableTrace(True)`` with a real key: websocket-client then dumps
 request headers to its logger.
 """
+
 from __future__ import annotations
 
 import io
-import json
 import logging
-import random
-import struct
-import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import websocket
 
-from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab import catalog
 from cosyvoice_lab.audio import Audio
-from cosyvoice_lab.service.http import DashScopeClient, RetryPolicy, parse_retry_after
-from cosyvoice_lab.credentials import Secret, resolve_api_key
-from cosyvoice_lab.errors import (APIError, ConnectionFailed, Problem, RateLimited, RequestTimeout, ServerError,
-                     SynthesisError, TransportError, ValidationError, api_error)
-from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult, fix_wav_sizes, split_text, text_problems, unknown_model_problem
+from cosyvoice_lab.credentials import Secret, redact, resolve_api_key
+from cosyvoice_lab.errors import (
+    ConnectionFailed,
+    Problem,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    SynthesisError,
+    TransportError,
+    ValidationError,
+)
+from cosyvoice_lab.service import duplex
+from cosyvoice_lab.service.duplex import TaskState
+from cosyvoice_lab.service.http import DashScopeClient
+from cosyvoice_lab.service.retry import DEFAULT_RETRY, Retrier, RetryPolicy, retry_after_of
+from cosyvoice_lab.service.speech import (
+    Frames,
+    SpeechOptions,
+    SpeechResult,
+    SpeechStream,
+    fix_wav_sizes,
+    split_text,
+    text_problems,
+    unknown_model_problem,
+)
+from cosyvoice_lab.service.wire import USER_AGENT, ws_url_for
 
 log = logging.getLogger("cosyvoice_lab.service.ws")
 
-THROTTLED_WAIT_S = 1.0  # after a throttled task-failed (no Retry-After there); limits are per second
 # task-failed codes that mean "the service hiccupped", worth one more try when no audio came
-TRANSIENT_CODES = ("InternalError", "ServiceUnavailable", "ModelUnavailable", "GatewayTimeout",
-                   "Throttling", "Throttling.RateQuota", "Throttling.BurstRate")
+TRANSIENT_CODES = (
+    "InternalError",
+    "ServiceUnavailable",
+    "ModelUnavailable",
+    "GatewayTimeout",
+    "Throttling",
+    "Throttling.RateQuota",
+    "Throttling.BurstRate",
+)
 
 
-class SpeechStream:
-    """Iterate for the audio frames (bytes) as they arrive; ``result`` is set at the end.
-
-    ``close()`` (or leaving a ``with`` block) abandons the task and closes the connection.
-    """
-
-    def __init__(self, gen):
-        self._gen = gen
-        self.result: SpeechResult | None = None
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> bytes:
-        try:
-            return next(self._gen)
-        except StopIteration as stop:
-            self.result = stop.value
-            raise StopIteration from None
-
-    def close(self):
-        self._gen.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def nothing_billed(exc: Exception, task: TaskState) -> bool:
+    """True when repeating the task cannot bill twice: no audio came, and either nothing was
+    sent yet (refused or dropped before ``task-started``) or the service hiccupped."""
+    if task.frames:
+        return False
+    if isinstance(exc, SynthesisError):
+        return exc.code in TRANSIENT_CODES
+    if isinstance(exc, (RateLimited, ServerError)):
+        return True
+    return isinstance(exc, TransportError) and not task.started
 
 
-# --- the synthesizer -------------------------------------------------------------------------------
+def throttled_wait(exc: BaseException) -> float | None:
+    """The server's Retry-After; a throttled task-failed carries none, and the limits are per
+    second, so waiting one second is the least that can help."""
+    if isinstance(exc, SynthesisError) and exc.code.startswith("Throttling"):
+        return catalog.THROTTLED_WAIT_S
+    return retry_after_of(exc)
 
 
 def _container_rate(data: bytes, opts: SpeechOptions) -> int:
@@ -98,26 +108,6 @@ def _container_rate(data: bytes, opts: SpeechOptions) -> int:
         return int(sf.info(io.BytesIO(data)).samplerate)
     except Exception:  # undecodable here: keep what was asked for; Audio will say more on use
         return opts.sample_rate
-
-
-def ws_url_for(http_base: str) -> str:
-    """The WebSocket URL that goes with an HTTP base (``https://h/api/v1`` → ``wss://h/api-ws/v1/inference``)."""
-    scheme, _, rest = http_base.partition("://")
-    host = rest.split("/", 1)[0]
-    return f"{'wss' if scheme == 'https' else 'ws'}://{host}{catalog.WS_PATH}"
-
-
-@dataclass
-class _Task:
-    """What one attempt has seen so far."""
-
-    task_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started: bool = False
-    frames: list = field(default_factory=list)
-    sentences: list = field(default_factory=list)
-    characters: int | None = None
-    request_id: str | None = None
-    first_frame_at: float | None = None
 
 
 class Synthesizer:
@@ -139,17 +129,27 @@ class Synthesizer:
         ready_timeout / ready_interval: bounds of the wait for a DEPLOYING voice.
 
     Raises:
-        CredentialsError: no API key found.
+        CredentialsError: no API key found, or one with a control character or whitespace inside.
     """
 
-    def __init__(self, *, api_key: str | Secret | None = None, region: str | None = None,
-                 ws_url: str | None = None, client: DashScopeClient | None = None,
-                 options: SpeechOptions | None = None, connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
-                 timeout: float = catalog.SYNTH_RECV_TIMEOUT_S, retry: RetryPolicy = RetryPolicy(),
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
-                 chunk_chars: int = catalog.SYNTH_CONTINUE_MAX_CHARS, throttle: Callable[[], None] | None = None,
-                 ready_timeout: float = catalog.VOICE_READY_TIMEOUT_S,
-                 ready_interval: float = catalog.VOICE_READY_INTERVAL_S):
+    def __init__(
+        self,
+        *,
+        api_key: str | Secret | None = None,
+        region: str | None = None,
+        ws_url: str | None = None,
+        client: DashScopeClient | None = None,
+        options: SpeechOptions | None = None,
+        connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
+        timeout: float = catalog.SYNTH_RECV_TIMEOUT_S,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+        chunk_chars: int = catalog.SYNTH_CONTINUE_MAX_CHARS,
+        throttle: Callable[[], None] | None = None,
+        ready_timeout: float = catalog.VOICE_READY_TIMEOUT_S,
+        ready_interval: float = catalog.VOICE_READY_INTERVAL_S,
+    ) -> None:
         if not 1 <= chunk_chars <= catalog.SYNTH_CONTINUE_MAX_CHARS:
             raise ValueError(f"chunk_chars must be 1..{catalog.SYNTH_CONTINUE_MAX_CHARS}, got {chunk_chars}")
         region = region or (client.region if client else catalog.DEFAULT_REGION)
@@ -161,12 +161,13 @@ class Synthesizer:
         self.client = client
         self.options = (options or SpeechOptions()).validate()
         self.connect_timeout, self.timeout = connect_timeout, timeout
-        self.retry, self._sleep, self._rng = retry, sleep, random.Random(seed)
+        self.retry = retry
+        self._retrier = Retrier(retry, sleep=sleep, seed=seed, logger=log)
         self.chunk_chars, self.throttle = chunk_chars, throttle
         self.ready_timeout, self.ready_interval = ready_timeout, ready_interval
         self._ready: set[str] = set()  # voices seen OK: no need to ask again
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Synthesizer(ws_url={self.ws_url!r}, region={self.region!r}, api_key={self._key!r})"
 
     @property
@@ -174,11 +175,23 @@ class Synthesizer:
         return self._key
 
     # --- public verbs -----------------------------------------------------------------------
-    def speak(self, voice_id: str, text: str, *, model: str | None = None, options: SpeechOptions | None = None,
-              format: str | None = None, sample_rate: int | None = None, volume: int | None = None,
-              rate: float | None = None, pitch: float | None = None, instruction: str | None = None,
-              language_hints: Sequence[str] | None = None, seed: int | None = None,
-              wait_ready: bool = True) -> SpeechResult:
+    def speak(
+        self,
+        voice_id: str,
+        text: str,
+        *,
+        model: str | None = None,
+        options: SpeechOptions | None = None,
+        format: str | None = None,
+        sample_rate: int | None = None,
+        volume: int | None = None,
+        rate: float | None = None,
+        pitch: float | None = None,
+        instruction: str | None = None,
+        language_hints: Sequence[str] | None = None,
+        seed: int | None = None,
+        wait_ready: bool = True,
+    ) -> SpeechResult:
         """Speak ``text`` with ``voice_id``; one recording of every sentence in order.
 
         ``model`` defaults to the model the voice id names; keyword options override
@@ -192,16 +205,36 @@ class Synthesizer:
             AuthenticationError / RateLimited: the upgrade was refused (bad key; throttled after retries).
             ConnectionFailed / RequestTimeout: the connection failed or went silent.
         """
-        stream = self.stream(voice_id, text, model=model, options=options, format=format,
-                             sample_rate=sample_rate, volume=volume, rate=rate, pitch=pitch,
-                             instruction=instruction, language_hints=language_hints, seed=seed,
-                             wait_ready=wait_ready)
+        stream = self.stream(
+            voice_id,
+            text,
+            model=model,
+            options=options,
+            format=format,
+            sample_rate=sample_rate,
+            volume=volume,
+            rate=rate,
+            pitch=pitch,
+            instruction=instruction,
+            language_hints=language_hints,
+            seed=seed,
+            wait_ready=wait_ready,
+        )
         for _ in stream:
             pass
+        assert stream.result is not None  # a finished stream always holds its result
         return stream.result
 
-    def stream(self, voice_id: str, text: str, *, model: str | None = None, options: SpeechOptions | None = None,
-               wait_ready: bool = True, **option_values) -> SpeechStream:
+    def stream(
+        self,
+        voice_id: str,
+        text: str,
+        *,
+        model: str | None = None,
+        options: SpeechOptions | None = None,
+        wait_ready: bool = True,
+        **option_values: object,
+    ) -> SpeechStream:
         """Like :meth:`speak`, but iterate the result for the audio frames (bytes) as they
         arrive; ``.result`` holds the ``SpeechResult`` once the iteration ends. Validation and
         the readiness wait happen here, before the first frame is requested."""
@@ -211,8 +244,7 @@ class Synthesizer:
             self.wait_ready(voice_id)
         return SpeechStream(self._run(voice_id, text, model, opts))
 
-    def check(self, voice_id: str, text: str, *, model: str | None = None,
-              options: SpeechOptions | None = None) -> str:
+    def check(self, voice_id: str, text: str, *, model: str | None = None, options: SpeechOptions | None = None) -> str:
         """Every local rule at once; returns the model to use.
 
         Raises:
@@ -228,9 +260,14 @@ class Synthesizer:
         if model is not None and model not in catalog.MODELS:
             found.append(unknown_model_problem(model))
         elif bound and model != bound:
-            found.append(Problem("model", "voice_model",
-                                 f"voice {voice_id} is bound to model {bound}; synthesis must use {bound}, not {model}"))
-        if found:
+            found.append(
+                Problem(
+                    "model",
+                    "voice_model",
+                    f"voice {voice_id} is bound to model {bound}; synthesis must use {bound}, not {model}",
+                )
+            )
+        if found or model is None:  # no model means a problem was found
             raise ValidationError(found, context="cannot synthesize")
         return model
 
@@ -247,24 +284,25 @@ class Synthesizer:
         self._ready.add(voice_id)
 
     # --- retries ------------------------------------------------------------------------------
-    def _run(self, voice_id: str, text: str, model: str, opts: SpeechOptions):
+    def _run(self, voice_id: str, text: str, model: str, opts: SpeechOptions) -> Frames:
         chunks = split_text(text, self.chunk_chars)
         t0 = time.perf_counter()
-        for attempt in range(self.retry.max_attempts):
-            task = _Task()
-            try:
-                yield from self._attempt(task, voice_id, model, opts, chunks)
-                return self._result(task, t0, voice_id, text, model, opts, attempt + 1)
-            except (TransportError, APIError, SynthesisError) as exc:
-                if task.frames or attempt + 1 >= self.retry.max_attempts or not _retryable(exc, task):
-                    raise
-                wait = self.retry.delay(attempt, _retry_after(exc), self._rng)
-                log.warning("synthesis: %s; nothing was billed, retrying in %.2f s (attempt %d of %d)",
-                            exc, wait, attempt + 2, self.retry.max_attempts)
-                self._sleep(wait)
-        raise AssertionError("unreachable")
+        tasks: list[TaskState] = []  # one per attempt; whether to retry is judged on the latest
+        for attempt in self._retrier.attempts(
+            "synthesis",
+            retryable=lambda exc: nothing_billed(exc, tasks[-1]),
+            retry_after=throttled_wait,
+            note="nothing was billed",
+        ):
+            tasks.append(TaskState())
+            with attempt:
+                yield from self._attempt(tasks[-1], voice_id, model, opts, chunks)
+                return self._result(tasks[-1], t0, voice_id, text, model, opts, attempt.number)
+        raise AssertionError("unreachable: the last attempt raises")
 
-    def _result(self, task: _Task, t0: float, voice_id, text, model, opts, attempts) -> SpeechResult:
+    def _result(
+        self, task: TaskState, t0: float, voice_id: str, text: str, model: str, opts: SpeechOptions, attempts: int
+    ) -> SpeechResult:
         data = b"".join(task.frames)
         if opts.format == "wav":
             data = fix_wav_sizes(data)
@@ -273,185 +311,83 @@ class Synthesizer:
             characters = catalog.billed_characters(text)
             log.warning("task %s reported no usage.characters; counting %d locally", task.task_id, characters)
         return SpeechResult(
-            audio=Audio(data, opts.format, _container_rate(data, opts)), text=text, voice_id=voice_id, model=model,
-            options=opts, characters=characters, cost_cny=catalog.synthesis_cost_cny(model, characters),
-            request_id=task.request_id, task_id=task.task_id, sentences=list(task.sentences),
+            audio=Audio(data, opts.format, _container_rate(data, opts)),
+            text=text,
+            voice_id=voice_id,
+            model=model,
+            options=opts,
+            characters=characters,
+            cost_cny=catalog.synthesis_cost_cny(model, characters),
+            request_id=task.request_id,
+            task_id=task.task_id,
+            sentences=list(task.sentences),
             first_chunk_latency_s=None if task.first_frame_at is None else task.first_frame_at - t0,
-            latency_s=time.perf_counter() - t0, attempts=attempts, frames=len(task.frames))
+            latency_s=time.perf_counter() - t0,
+            attempts=attempts,
+            frames=len(task.frames),
+        )
 
     # --- one task on one connection -------------------------------------------------------------
     def _connect(self) -> websocket.WebSocket:
         if self.throttle is not None:
             self.throttle()
-        headers = [f"Authorization: Bearer {self._key.reveal()}",
-                   f"User-Agent: cosyvoice-lab/{__version__} websocket-client/{websocket.__version__}"]
+        headers = [
+            f"Authorization: Bearer {self._key.reveal()}",
+            f"User-Agent: {USER_AGENT} websocket-client/{websocket.__version__}",
+        ]
         if self.client is not None and self.client.workspace:
             headers.append(f"X-DashScope-WorkSpace: {self.client.workspace}")
         host = self.ws_url.split("://", 1)[-1].split("/", 1)[0]
         try:
-            return websocket.create_connection(self.ws_url, header=headers, timeout=self.connect_timeout,
-                                               enable_multithread=True)
+            return websocket.create_connection(
+                self.ws_url, header=headers, timeout=self.connect_timeout, enable_multithread=True
+            )
         except websocket.WebSocketBadStatusException as exc:
-            raise _upgrade_error(exc) from None
+            raise duplex.upgrade_error(exc, self._key) from None
         except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
-            raise RequestTimeout(f"no WebSocket handshake with {host} within {self.connect_timeout:g} s "
-                                 f"({type(exc).__name__})", never_sent=True) from None
+            raise RequestTimeout(
+                f"no WebSocket handshake with {host} within {self.connect_timeout:g} s ({type(exc).__name__})",
+                never_sent=True,
+            ) from None
         except (OSError, websocket.WebSocketException) as exc:
-            raise ConnectionFailed(f"WebSocket connection to {host} failed: {type(exc).__name__}: {exc}",
-                                   never_sent=True) from None
+            raise ConnectionFailed(
+                f"WebSocket connection to {host} failed: {type(exc).__name__}: {redact(str(exc), self._key)}",
+                never_sent=True,
+            ) from None
 
-    def _attempt(self, task: _Task, voice_id: str, model: str, opts: SpeechOptions, chunks: list[str]):
+    def _attempt(
+        self, task: TaskState, voice_id: str, model: str, opts: SpeechOptions, chunks: list[str]
+    ) -> Generator[bytes, None, None]:
         ws = self._connect()
         sender = None
         try:
             ws.settimeout(self.timeout)
-            _send(ws, task, _message("run-task", task.task_id, {
-                "task_group": "audio", "task": "tts", "function": "SpeechSynthesizer", "model": model,
-                "parameters": opts.to_parameters(voice_id), "input": {}}))
+            duplex.send(
+                ws,
+                task,
+                duplex.message(
+                    "run-task",
+                    task.task_id,
+                    {
+                        "task_group": "audio",
+                        "task": "tts",
+                        "function": "SpeechSynthesizer",
+                        "model": model,
+                        "parameters": opts.to_parameters(voice_id),
+                        "input": {},
+                    },
+                ),
+            )
             while True:
-                kind, data = self._receive(ws, task)
-                if kind == "event":
-                    if self._on_event(task, data):
-                        return
-                    if task.started and sender is None:
-                        sender = _Sender(ws, task, chunks)
-                elif kind == "audio":
+                data = duplex.receive(ws, task, timeout=self.timeout, key=self._key)
+                if isinstance(data, bytes):
                     if task.first_frame_at is None:
                         task.first_frame_at = time.perf_counter()
                     task.frames.append(data)
                     yield data
+                elif duplex.digest(task, data, key=self._key):
+                    return
+                elif task.started and sender is None:
+                    sender = duplex.Sender(ws, task, chunks)
         finally:
-            _close(ws, sender)
-
-    def _receive(self, ws, task: _Task) -> tuple[str, object]:
-        try:
-            opcode, data = ws.recv_data()
-        except websocket.WebSocketTimeoutException:
-            raise RequestTimeout(f"task {task.task_id}: no message for {self.timeout:g} s"
-                                 + _phase(task), never_sent=not task.started) from None
-        except (OSError, websocket.WebSocketException) as exc:
-            raise ConnectionFailed(f"task {task.task_id}: connection lost ({type(exc).__name__})" + _phase(task),
-                                   never_sent=not task.started) from None
-        if opcode == websocket.ABNF.OPCODE_BINARY:
-            return "audio", data
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            try:
-                return "event", json.loads(data)
-            except ValueError:
-                raise SynthesisError("ProtocolError", f"undecodable event {data[:100]!r}", task.task_id) from None
-        code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
-        reason = data[2:].decode("utf-8", "replace") if len(data) > 2 else ""
-        raise ConnectionFailed(f"task {task.task_id}: server closed the connection (code {code}{': ' + reason if reason else ''})"
-                               + _phase(task), never_sent=not task.started)
-
-    @staticmethod
-    def _on_event(task: _Task, message: dict) -> bool:
-        """Digest one event; True when the task finished. Raises on task-failed."""
-        header, payload = message.get("header") or {}, message.get("payload") or {}
-        event = header.get("event")
-        usage = payload.get("usage") or {}
-        if isinstance(usage.get("characters"), int):
-            task.characters = usage["characters"]
-        if event == "task-started":
-            task.started = True
-        elif event == "result-generated":
-            output = payload.get("output") or {}
-            if output.get("type") == "sentence-begin" and output.get("original_text") is not None:
-                task.sentences.append(output["original_text"])
-        elif event == "task-finished":
-            task.request_id = (header.get("attributes") or {}).get("request_uuid")
-            return True
-        elif event == "task-failed":
-            raise SynthesisError(header.get("error_code") or "Unknown", header.get("error_message") or "",
-                                 header.get("task_id") or task.task_id)
-        else:
-            log.debug("task %s: ignoring event %r", task.task_id, event)
-        return False
-
-
-class _Sender(threading.Thread):
-    """Sends the text and finish-task while the caller reads, so a long text's audio can flow
-    back meanwhile (a single thread writing everything first could dead-lock on full buffers)."""
-
-    def __init__(self, ws, task: _Task, chunks: list[str]):
-        super().__init__(name=f"synthesis-send-{task.task_id[:8]}", daemon=True)
-        self.ws, self.task, self.chunks = ws, task, chunks
-        self.start()
-
-    def run(self):
-        try:
-            for chunk in self.chunks:
-                _send(self.ws, self.task, _message("continue-task", self.task.task_id, {"input": {"text": chunk}}))
-            _send(self.ws, self.task, _message("finish-task", self.task.task_id, {"input": {}}))
-        except (OSError, websocket.WebSocketException, ConnectionFailed) as exc:
-            # the reader sees the same broken connection (or the task-failed that caused it)
-            log.debug("task %s: sending stopped: %s", self.task.task_id, type(exc).__name__)
-
-
-def _close(ws, sender: "_Sender | None") -> None:
-    """Close politely; if the sender is still blocked writing, cut the socket first."""
-    if sender is not None and sender.is_alive():
-        ws.abort()
-        sender.join(timeout=5)
-    try:
-        ws.close(timeout=1)
-    except (OSError, websocket.WebSocketException):
-        pass
-    finally:
-        ws.shutdown()
-
-
-def _message(action: str, task_id: str, payload: dict) -> str:
-    return json.dumps({"header": {"action": action, "task_id": task_id, "streaming": "duplex"},
-                       "payload": payload}, ensure_ascii=False)
-
-
-def _send(ws, task: _Task, text: str) -> None:
-    try:
-        ws.send(text)
-    except (OSError, websocket.WebSocketException) as exc:
-        raise ConnectionFailed(f"task {task.task_id}: send failed ({type(exc).__name__})" + _phase(task),
-                               never_sent=not task.started) from None
-
-
-def _phase(task: _Task) -> str:
-    if not task.started:
-        return " before task-started (nothing billed)"
-    if not task.frames:
-        return " after task-started, before any audio"
-    return f" after {len(task.frames)} audio frame(s): the task may have been billed; not retried"
-
-
-def _retryable(exc: Exception, task: _Task) -> bool:
-    """True when repeating cannot double-bill: nothing was sent, or a transient task-failed."""
-    if isinstance(exc, SynthesisError):
-        return exc.code in TRANSIENT_CODES
-    if isinstance(exc, (RateLimited, ServerError)):
-        return True
-    return isinstance(exc, TransportError) and not task.started
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """The server's Retry-After; a throttled task-failed carries none, and the limits are per
-    second, so waiting one second is the least that can help."""
-    if isinstance(exc, SynthesisError) and exc.code.startswith("Throttling"):
-        return THROTTLED_WAIT_S
-    return getattr(exc, "retry_after", None)
-
-
-def _upgrade_error(exc: websocket.WebSocketBadStatusException) -> APIError:
-    """A refused upgrade as an ``APIError`` (401/403 → AuthenticationError, 429 → RateLimited)."""
-    status = exc.status_code or 0
-    headers = {k.lower(): v for k, v in (exc.resp_headers or {}).items()}
-    try:
-        body = json.loads(exc.resp_body or b"")
-        body = body if isinstance(body, dict) else {}
-    except ValueError:
-        body = {}
-    default = {401: "WebSocket upgrade refused: the API key is invalid (or of another region)",
-               403: "WebSocket upgrade refused: this key has no access",
-               429: "WebSocket upgrade refused: requests rate limit exceeded"}.get(
-        status, f"WebSocket upgrade refused with HTTP {status} {exc.status_message or ''}".strip())
-    return api_error(status, body.get("code"), body.get("message") or default,
-                     body.get("request_id") or headers.get("x-request-id"),
-                     retry_after=parse_retry_after(headers.get("retry-after")))
+            duplex.close(ws, sender)

@@ -3,10 +3,24 @@
 A view over the log (never a second copy): every property re-reads the experiment's takes, so
 ratings given in a widget show up here at once.
 """
+
 from __future__ import annotations
 
-import html
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cosyvoice_lab import html
+
+
+class TakeSource(Protocol):
+    """What a comparison reads from a log (an ``ExperimentLog`` is one)."""
+
+    def takes(self, **filters: Any) -> list: ...
+
+    def to_dataframe(self, **filters: Any) -> Any: ...
+
+    def get(self, take_id: str) -> Any: ...
 
 
 @dataclass
@@ -20,7 +34,7 @@ class Comparison:
         models: the models compared.
     """
 
-    log: object = field(repr=False)
+    log: TakeSource = field(repr=False)
     experiment: str
     prompts: list[str]
     models: tuple[str, ...]
@@ -29,11 +43,12 @@ class Comparison:
     @property
     def takes(self) -> list:
         """The experiment's takes, ordered by prompt, model and repeat."""
-        order = {p: i for i, p in enumerate(self.prompts)}
-        models = {m: i for i, m in enumerate(self.models)}
-        takes = [t for t in self.log.takes(experiment=self.experiment)
-                 if t.prompt in order and t.model in models]
-        return sorted(takes, key=lambda t: (order[t.prompt], models[t.model], t.repeat or 0, t.started_at))
+        return self.grid.takes
+
+    @property
+    def grid(self) -> TakeGrid:
+        """The experiment's takes arranged prompts × models (see ``group_takes``)."""
+        return group_takes(self.log.takes(experiment=self.experiment), self.prompts, self.models)
 
     @property
     def df(self):
@@ -54,12 +69,12 @@ class Comparison:
             return pd.DataFrame(index=pd.Index([], name="prompt_index"), columns=list(self.models))
         if values is None:
             df["ok"] = (df["status"] == "ok").astype(int)
-            counts = df.pivot_table(index="prompt_index", columns="model", values="ok",
-                                    aggfunc=["sum", "count"], observed=True)
+            counts = df.pivot_table(
+                index="prompt_index", columns="model", values="ok", aggfunc=["sum", "count"], observed=True
+            )
             table = counts["sum"].astype(int).astype(str) + "/" + counts["count"].astype(int).astype(str) + " ok"
         else:
-            table = df.pivot_table(index="prompt_index", columns="model", values=values,
-                                   aggfunc=aggfunc, observed=True)
+            table = df.pivot_table(index="prompt_index", columns="model", values=values, aggfunc=aggfunc, observed=True)
         table.columns.name = None
         return table
 
@@ -85,53 +100,75 @@ class Comparison:
         from cosyvoice_lab.analysis.variability import speaker_embedding, variation
 
         ok = ok[ok["audio_path"].notna()]
-        keys = [f"{p}|{m}" for p, m in zip(ok["prompt_index"], ok["model"])]
+        keys = [f"{p}|{m}" for p, m in zip(ok["prompt_index"], ok["model"], strict=False)]
         embeddings = [speaker_embedding(self.log.get(t).audio) for t in ok["take_id"]]
         var = variation(ok.assign(_cell=keys), prompt_column="_cell", embeddings=embeddings)
-        by_key = dict(zip(var["voice_prompt"], var["variability"]))  # the group column keeps that name
-        index = pd.MultiIndex.from_tuples(dict.fromkeys(zip(ok["prompt_index"], ok["model"])))
+        by_key = dict(zip(var["voice_prompt"], var["variability"], strict=False))  # the group column keeps that name
+        index = pd.MultiIndex.from_tuples(dict.fromkeys(zip(ok["prompt_index"], ok["model"], strict=False)))
         return pd.Series([by_key.get(f"{p}|{m}") for p, m in index], index=index, dtype=float)
 
     def __repr__(self):
         takes = self.takes
         ok = sum(t.ok for t in takes)
-        return (f"<Comparison {self.experiment}: {len(self.prompts)} prompt(s) × {len(self.models)} model(s), "
-                f"{ok}/{len(takes)} takes ok{' (interrupted)' if self.interrupted else ''}>")
+        return (
+            f"<Comparison {self.experiment}: {len(self.prompts)} prompt(s) × {len(self.models)} model(s), "
+            f"{ok}/{len(takes)} takes ok{' (interrupted)' if self.interrupted else ''}>"
+        )
 
     def _repr_html_(self) -> str:
         return self.html()
 
     def html(self) -> str:
         """The grid: rows = prompts, columns = models, each cell the players of its repeats."""
-        by_cell: dict[tuple[str, str], list] = {}
-        for t in self.takes:
-            by_cell.setdefault((t.prompt, t.model), []).append(t)
-        head = "".join(f"<th>{html.escape(m)}</th>" for m in self.models)
-        rows = []
-        for i, prompt in enumerate(self.prompts):
-            cells = "".join(f"<td style='vertical-align:top'>{_cell_html(by_cell.get((prompt, m), []))}</td>"
-                            for m in self.models)
-            rows.append(f"<tr><th style='text-align:left;max-width:22em;font-weight:normal'>"
-                        f"<b>{i}</b>. {html.escape(prompt)}</th>{cells}</tr>")
-        return (f"<div class='cosyvoice-comparison'><p><b>{html.escape(self.experiment)}</b></p>"
-                f"<table><tr><th>prompt</th>{head}</tr>{''.join(rows)}</table></div>")
+        return html.comparison_grid(self.experiment, self.models, self.grid.rows())
 
 
-def _cell_html(takes: list) -> str:
-    parts = []
-    for t in takes:
-        label = f"r{t.repeat}" if t.repeat is not None else ""
-        if t.ok and t.audio_path:
-            player = t.audio.html(label=t.voice_id or "")
-            extra = f" ★{t.rating}" if t.rating else ""
-            extra += " ✔ chosen" if t.chosen else ""
-            parts.append(f"<div>{label}{extra}<br>{player}</div>")
-        elif t.ok:
-            parts.append(f"<div>{label} {html.escape(t.voice_id or '')} (no preview)</div>")
-        else:
-            parts.append(f"<div style='color:#b91c1c'>{label} {html.escape(t.status)}: "
-                         f"{html.escape(t.error_code or '')}</div>")
-    return "".join(parts) or "<i>—</i>"
+@dataclass(frozen=True)
+class TakeGrid:
+    """Takes arranged prompts × models: what a comparison's table and the ComparisonBoard show.
+
+    Attributes:
+        prompts: the rows, in order. models: the columns, in order.
+        cells: (prompt, model) → the cell's takes, by repeat then start time.
+    """
+
+    prompts: tuple[str, ...]
+    models: tuple[str, ...]
+    cells: dict[tuple[str, str], list]
+
+    def cell(self, prompt: str, model: str) -> list:
+        """The takes of one prompt on one model ([] if none)."""
+        return self.cells.get((prompt, model), [])
+
+    def rows(self) -> list[tuple[str, list[list]]]:
+        """(prompt, [the cell's takes for each model]) for each prompt, in order."""
+        return [(p, [self.cell(p, m) for m in self.models]) for p in self.prompts]
+
+    @property
+    def takes(self) -> list:
+        """Every take of the grid: by prompt, then model, then repeat and start time."""
+        return [t for _, cells in self.rows() for cell in cells for t in cell]
+
+
+def group_takes(takes: Iterable, prompts: Iterable[str] | None = None, models: Iterable[str] | None = None) -> TakeGrid:
+    """The one grouping of takes into prompt × model cells, shared by ``Comparison`` and the
+    ComparisonBoard.
+
+    Args:
+        takes: Take-like objects (``prompt``, ``model``, ``repeat``, ``started_at``).
+        prompts, models: the rows and columns in order; default: those of ``takes``, in order of
+            first appearance. Takes of other prompts or models are left out.
+    Returns:
+        a TakeGrid whose cells hold their takes by repeat (none counts as 0), then start time.
+    """
+    takes = list(takes)
+    prompts = tuple(dict.fromkeys(prompts if prompts is not None else (t.prompt for t in takes)))
+    models = tuple(dict.fromkeys(models if models is not None else (t.model for t in takes)))
+    cells: dict[tuple[str, str], list] = {}
+    for t in sorted(takes, key=lambda t: (t.repeat or 0, t.started_at)):
+        if t.prompt in prompts and t.model in models:
+            cells.setdefault((t.prompt, t.model), []).append(t)
+    return TakeGrid(prompts, models, cells)
 
 
 # Public classes report the module users import them from.

@@ -20,19 +20,24 @@ Usage::
     summary = session.summary(takes)
     summary.per_model               # {"cosyvoice-v3.5-plus": Mean(mean=4.0, n=1), ...}
 """
+
 from __future__ import annotations
 
-import html
 import random
 import re
 import secrets
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+
+from cosyvoice_lab import html
 
 TAG_PREFIX = "blind:"
-_NOTE_RE = re.compile(r"^blind (?P<session>\S+): seed (?P<seed>\d+), label (?P<label>[A-Z]+), "
-                      r"position (?P<pos>\d+)/(?P<n>\d+)$", re.MULTILINE)
+_NOTE_RE = re.compile(
+    r"^blind (?P<session>\S+): seed (?P<seed>\d+), label (?P<label>[A-Z]+), "
+    r"position (?P<pos>\d+)/(?P<n>\d+)$",
+    re.MULTILINE,
+)
 
 
 def anonymous_label(index: int) -> str:
@@ -125,20 +130,14 @@ class RevealSummary:
 
     def html(self) -> str:
         """Mean rating per model and per prompt, then the uncovered labels, as HTML tables."""
-        esc = html.escape
-        models = "".join(f"<tr><td>{esc(name)}</td><td>{_fmt(m)}</td></tr>"
-                         for name, m in self.per_model.items())
-        prompts = "".join(f"<tr><td>{i}. {esc(_short(self.prompts[i], 60))}</td><td>{_fmt(m)}</td></tr>"
-                          for i, m in self.per_prompt.items())
-        labels = "".join(f"<tr><td><b>{esc(r.label)}</b></td><td>{esc(r.model)}</td><td>{r.prompt_index}</td>"
-                         f"<td>{'★' * r.rating if r.rating else '—'}</td>"
-                         f"<td><code>{esc(r.take_id[:8])}</code></td></tr>" for r in self.rows)
-        return (f"<div class='cosyvoice-reveal'><p><b>Revealed</b> — blind session "
-                f"<code>{esc(self.session_id)}</code>, seed {self.seed}; {self.rated}/{len(self.rows)} takes rated.</p>"
-                f"<table><tr><th>model</th><th>mean rating</th></tr>{models}</table>"
-                f"<table><tr><th>prompt</th><th>mean rating</th></tr>{prompts}</table>"
-                f"<table><tr><th>label</th><th>model</th><th>prompt</th><th>rating</th><th>take</th></tr>"
-                f"{labels}</table></div>")
+        return html.reveal_summary(
+            session_id=self.session_id,
+            seed=self.seed,
+            rated=self.rated,
+            rows=self.rows,
+            models=[(name, _fmt(m)) for name, m in self.per_model.items()],
+            prompts=[(f"{i}. {_short(self.prompts[i], 60)}", _fmt(m)) for i, m in self.per_prompt.items()],
+        )
 
 
 def _fmt(m: Mean) -> str:
@@ -171,8 +170,7 @@ class BlindSession:
     revealed: bool = False
 
     @classmethod
-    def start(cls, take_ids: Iterable[str], *, seed: int | None = None,
-              session_id: str | None = None) -> "BlindSession":
+    def start(cls, take_ids: Iterable[str], *, seed: int | None = None, session_id: str | None = None) -> BlindSession:
         """A new session: ``take_ids`` shuffled under ``seed`` (a random 32-bit seed if None).
 
         Raises:
@@ -187,7 +185,7 @@ class BlindSession:
         return cls(tuple(shuffled(ids, seed)), seed, session_id or uuid.uuid4().hex[:8])
 
     @classmethod
-    def from_log(cls, takes: Iterable, session_id: str) -> "BlindSession":
+    def from_log(cls, takes: Iterable, session_id: str) -> BlindSession:
         """Rebuild a recorded session from takes carrying its tag and note.
 
         Args:
@@ -198,11 +196,12 @@ class BlindSession:
             ValueError: no take carries the session, or its notes disagree on the seed.
         """
         mine = [t for t in takes if TAG_PREFIX + session_id in (t.tags or ())]
-        seeds = {int(m["seed"]) for t in mine for m in _NOTE_RE.finditer(t.notes or "")
-                 if m["session"] == session_id}
+        seeds = {int(m["seed"]) for t in mine for m in _NOTE_RE.finditer(t.notes or "") if m["session"] == session_id}
         if not mine or len(seeds) != 1:
-            raise ValueError(f"no consistent record of blind session {session_id!r} in these takes "
-                             f"({len(mine)} tagged, seeds found: {sorted(seeds)})")
+            raise ValueError(
+                f"no consistent record of blind session {session_id!r} in these takes "
+                f"({len(mine)} tagged, seeds found: {sorted(seeds)})"
+            )
         session = cls.start([t.take_id for t in mine], seed=seeds.pop(), session_id=session_id)
         session.ratings = {t.take_id: t.rating for t in mine if t.rating is not None}
         return session
@@ -227,8 +226,10 @@ class BlindSession:
     def note_for(self, take_id: str) -> str:
         """The line recorded in a take's notes: session, seed, label and position."""
         position = self.order.index(take_id) + 1
-        return (f"blind {self.session_id}: seed {self.seed}, label {self.label(take_id)}, "
-                f"position {position}/{len(self.order)}")
+        return (
+            f"blind {self.session_id}: seed {self.seed}, label {self.label(take_id)}, "
+            f"position {position}/{len(self.order)}"
+        )
 
     @staticmethod
     def append_note(existing: str | None, line: str) -> str:
@@ -292,15 +293,17 @@ class BlindSession:
         mine = [t for t in given if t.take_id in ids]
         prompt_order = list(dict.fromkeys([*(prompts or ()), *(t.prompt for t in mine)]))
         index = {p: i for i, p in enumerate(prompt_order)}
-        rows = tuple(RevealRow(self.label(i), i, by_id[i].model, index[by_id[i].prompt], by_id[i].prompt,
-                               self.ratings.get(i)) for i in self.order)
+        rows = tuple(
+            RevealRow(self.label(i), i, by_id[i].model, index[by_id[i].prompt], by_id[i].prompt, self.ratings.get(i))
+            for i in self.order
+        )
         models = list(dict.fromkeys(t.model for t in mine))
         per_model = {m: _mean([r.rating for r in rows if r.model == m and r.rating is not None]) for m in models}
         used = sorted({r.prompt_index for r in rows})
-        per_prompt = {i: _mean([r.rating for r in rows if r.prompt_index == i and r.rating is not None])
-                      for i in used}
-        return RevealSummary(rows, per_model, per_prompt, {i: prompt_order[i] for i in used},
-                             self.seed, self.session_id)
+        per_prompt = {i: _mean([r.rating for r in rows if r.prompt_index == i and r.rating is not None]) for i in used}
+        return RevealSummary(
+            rows, per_model, per_prompt, {i: prompt_order[i] for i in used}, self.seed, self.session_id
+        )
 
 
 def played_not_chosen(takes: Iterable) -> list:

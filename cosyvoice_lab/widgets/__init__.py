@@ -5,6 +5,7 @@
 - :class:`ComparisonBoard` — prompts × models × repeats side by side, with a blind mode.
 - :class:`LogBrowser` — filter, page, hear, annotate and re-run any take in the log.
 """
+
 from __future__ import annotations
 
 from cosyvoice_lab.widgets.board import ComparisonBoard

@@ -7,12 +7,13 @@ Blind mode records, for every take it shows (see ``listening``): the tag ``blind
 and a line appended to the take's notes, ``blind <session>: seed <seed>, label C, position
 3/8``. Ratings given blind are ordinary log ratings (the annotation history timestamps them).
 """
-from __future__ import annotations
 
-import html
+from __future__ import annotations
 
 import ipywidgets as widgets
 
+from cosyvoice_lab import html
+from cosyvoice_lab.views.comparison import TakeGrid, group_takes
 from cosyvoice_lab.views.listening import BlindSession, RevealSummary
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
 
@@ -42,19 +43,25 @@ class ComparisonBoard(widgets.VBox):
 
     def __init__(self, source, log=None, *, blind: bool = False, seed: int | None = None):
         self.source = source
-        self.experiment_log = log if log is not None else getattr(source, "log", None)
-        if self.experiment_log is None:
+        experiment_log = log if log is not None else getattr(source, "log", None)
+        if experiment_log is None:
             raise ValueError("ComparisonBoard needs log= when given a list of takes (pass lab.log)")
+        self.experiment_log = experiment_log
         self._ids = [t.take_id for t in self._source_takes()]
         self.session: BlindSession | None = None
         self.summary: RevealSummary | None = None
         self.cards: dict[str, TakeCard] = {}
         self._seed = seed
         self.errors = ErrorBox()
-        self.blind_toggle = widgets.ToggleButton(value=False, description="blind mode", icon="eye-slash",
-                                                 tooltip="hide models and prompts, shuffle, then reveal")
-        self.reveal_button = widgets.Button(description="Reveal", icon="eye", button_style="warning",
-                                            layout=widgets.Layout(display="none"))
+        self.blind_toggle = widgets.ToggleButton(
+            value=False,
+            description="blind mode",
+            icon="eye-slash",
+            tooltip="hide models and prompts, shuffle, then reveal",
+        )
+        self.reveal_button = widgets.Button(
+            description="Reveal", icon="eye", button_style="warning", layout=widgets.Layout(display="none")
+        )
         self.refresh_button = widgets.Button(description="refresh", icon="refresh")
         self.status = widgets.HTML()
         self.grid = widgets.VBox()
@@ -62,8 +69,14 @@ class ComparisonBoard(widgets.VBox):
         self.blind_toggle.observe(guarded(self.errors, self._blind_changed, "blind mode"), "value")
         self.reveal_button.on_click(guarded(self.errors, lambda _: self.reveal(), "reveal"))
         self.refresh_button.on_click(guarded(self.errors, lambda _: self.refresh(), "refresh"))
-        super().__init__([widgets.HBox([self.blind_toggle, self.reveal_button, self.refresh_button, self.status]),
-                          self.errors, self.summary_box, self.grid])
+        super().__init__(
+            [
+                widgets.HBox([self.blind_toggle, self.reveal_button, self.refresh_button, self.status]),
+                self.errors,
+                self.summary_box,
+                self.grid,
+            ]
+        )
         self.add_class("cosyvoice-comparison-board")
         if blind:
             self.blind_toggle.value = True
@@ -83,12 +96,19 @@ class ComparisonBoard(widgets.VBox):
 
     @property
     def prompts(self) -> list[str]:
-        takes = self.takes
-        return list(getattr(self.source, "prompts", None) or dict.fromkeys(t.prompt for t in takes))
+        """The rows: the comparison's prompts, else the takes' in order of first appearance."""
+        return list(self._arranged(self.takes).prompts)
 
     @property
     def models(self) -> list[str]:
-        return list(getattr(self.source, "models", None) or dict.fromkeys(t.model for t in self.takes))
+        """The columns: the comparison's models, else the takes' in order of first appearance."""
+        return list(self._arranged(self.takes).models)
+
+    def _arranged(self, takes: list) -> TakeGrid:
+        """``takes`` prompts × models, grouped as the Comparison groups them."""
+        return group_takes(
+            takes, getattr(self.source, "prompts", None) or None, getattr(self.source, "models", None) or None
+        )
 
     def refresh(self) -> None:
         """Redraw from the log (new takes of the comparison appear)."""
@@ -105,16 +125,20 @@ class ComparisonBoard(widgets.VBox):
         return card
 
     def _draw_grid(self) -> None:
-        takes, prompts, models = self.takes, self.prompts, self.models
+        takes = self.takes
+        arranged = self._arranged(takes)
+        prompts, models = arranged.prompts, arranged.models
         self.cards = {}
-        cells: list[widgets.Widget] = [widgets.HTML("<b>prompt</b>")]
-        cells += [widgets.HTML(f"<b>{html.escape(m)}</b>") for m in models]
+        cells: list[widgets.Widget] = [widgets.HTML(html.bold("prompt"))]
+        cells += [widgets.HTML(html.bold(m)) for m in models]
         for i, prompt in enumerate(prompts):
-            cells.append(widgets.HTML(f"<div style='max-width:22em'><b>{i}</b>. {html.escape(prompt)}</div>"))
+            cells.append(widgets.HTML(html.numbered_prompt(i, prompt)))
             for model in models:
-                mine = [t for t in takes if t.prompt == prompt and t.model == model]
-                cards = [self._card(t, label=f"r{t.repeat}" if t.repeat is not None else None) for t in mine]
-                cells.append(widgets.VBox(cards or [widgets.HTML("<i>—</i>")]))
+                cards = [
+                    self._card(t, label=f"r{t.repeat}" if t.repeat is not None else None)
+                    for t in arranged.cell(prompt, model)
+                ]
+                cells.append(widgets.VBox(cards or [widgets.HTML(html.EMPTY_CELL)]))
         columns = f"minmax(12em, 22em) repeat({len(models)}, minmax(20em, 1fr))"
         self.grid.children = [widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=columns))]
         ok = sum(t.ok for t in takes)
@@ -142,8 +166,10 @@ class ComparisonBoard(widgets.VBox):
         session.record(self.experiment_log)
         self.session, self.summary = session, None
         self.cards = {}
-        cards = [self._card(self.experiment_log.get(t), label=session.label(t), blind=True, on_rate=self._blind_rated)
-                 for t in session.order]
+        cards = [
+            self._card(self.experiment_log.get(t), label=session.label(t), blind=True, on_rate=self._blind_rated)
+            for t in session.order
+        ]
         columns = f"repeat({min(BLIND_COLUMNS, len(cards))}, minmax(20em, 1fr))"
         self.grid.children = [widgets.GridBox(cards, layout=widgets.Layout(grid_template_columns=columns))]
         self.summary_box.value = ""
@@ -155,15 +181,17 @@ class ComparisonBoard(widgets.VBox):
         return session
 
     def _blind_rated(self, take, rating) -> None:
+        assert self.session is not None  # blind cards exist only inside a session
         self.session.rate(take.take_id, rating)
         self._blind_status()
 
     def _blind_status(self) -> None:
         s = self.session
+        assert s is not None
         left = s.unrated
-        self.status.value = (f"blind session <code>{s.session_id}</code>, seed {s.seed}: "
-                             f"{len(s.order) - len(left)}/{len(s.order)} rated"
-                             + (f" — still to rate: {', '.join(left)}" if left and not s.revealed else ""))
+        self.status.value = html.blind_status(
+            s.session_id, s.seed, len(s.order) - len(left), len(s.order), left if not s.revealed else ()
+        )
 
     def reveal(self) -> RevealSummary:
         """Uncover the labels and show the mean rating per model and per prompt.
@@ -173,8 +201,9 @@ class ComparisonBoard(widgets.VBox):
         """
         if self.session is None:
             raise RuntimeError("reveal needs a blind session: switch blind mode on first")
-        takes = [self.experiment_log.get(t) for t in self.session.order]
-        self.summary = self.session.reveal(takes, self.prompts)
+        session = self.session
+        takes = [self.experiment_log.get(t) for t in session.order]
+        self.summary = session.reveal(takes, self.prompts)
         models = {r.take_id: r for r in self.summary.rows}
         for take_id, card in self.cards.items():
             row = models[take_id]

@@ -4,15 +4,16 @@ A thin shell: filtering is ``ExperimentLog.to_dataframe`` plus the pure :func:`s
 :func:`page_of`; the table is :func:`table_html`; annotating is the shared ``TakeCard``;
 re-running is ``Lab.rerun`` in a background thread.
 """
+
 from __future__ import annotations
 
-import html
 import math
 import threading
+from typing import Any
 
 import ipywidgets as widgets
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, html
 from cosyvoice_lab.take import STATUSES
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
 
@@ -40,7 +41,7 @@ def page_of(df, page: int, size: int = PAGE_SIZE):
     pages = max(1, math.ceil(len(df) / size))
     page = min(max(0, page), pages - 1)
     newest_first = df.iloc[::-1]
-    return newest_first.iloc[page * size:(page + 1) * size], page, pages
+    return newest_first.iloc[page * size : (page + 1) * size], page, pages
 
 
 def _cell(value) -> str:
@@ -58,26 +59,25 @@ def _cell(value) -> str:
 
 def table_html(rows, selected: str | None = None) -> str:
     """An HTML table of take rows (a DataFrame from ``to_dataframe``)."""
-    esc = html.escape
-    model_col = "model" if "model" in rows else "target_model"
-    head = ("<tr><th>take</th><th>started (UTC)</th><th>experiment</th><th>model</th><th>status</th>"
-            "<th>★</th><th>chosen</th><th>heard</th><th>tags</th><th>prompt</th></tr>")
-    body = []
-    for r in rows.to_dict("records"):
-        prompt = _cell(r.get("voice_prompt"))
-        started = r.get("started_at")
-        style = " style='background:#fef9c3'" if r["take_id"] == selected else ""
-        body.append(
-            f"<tr{style}><td><code>{esc(r['take_id'][:8])}</code></td>"
-            f"<td>{esc(started.strftime('%Y-%m-%d %H:%M:%S') if _cell(started) else '')}</td>"
-            f"<td>{esc(_cell(r.get('experiment')))}</td><td>{esc(short_model(_cell(r.get(model_col))))}</td>"
-            f"<td>{esc(_cell(r.get('status')))}</td><td>{esc(_cell(r.get('rating')))}</td>"
-            f"<td>{'✔' if r.get('chosen') else ''}</td><td>{'✓' if r.get('played') else ''}</td>"
-            f"<td>{esc(', '.join(r.get('tags') or ()))}</td>"
-            f"<td title='{esc(prompt)}'>{esc(prompt if len(prompt) <= 70 else prompt[:69] + '…')}</td></tr>")
-    if not body:
-        body.append("<tr><td colspan='10'><i>no takes match</i></td></tr>")
-    return f"<table class='cosyvoice-log-table'>{head}{''.join(body)}</table>"
+    return html.log_table([_display_row(r) for r in rows.to_dict("records")], selected)
+
+
+def _display_row(r: dict) -> dict:
+    """One DataFrame record as the texts the table shows (missing values blank)."""
+    model = r.get("model") if "model" in r else r.get("target_model")
+    started = r.get("started_at")
+    return {
+        "take_id": r["take_id"],
+        "started": html.utc_text(started) if _cell(started) else "",
+        "experiment": _cell(r.get("experiment")),
+        "model": short_model(_cell(model)),
+        "status": _cell(r.get("status")),
+        "rating": _cell(r.get("rating")),
+        "chosen": bool(r.get("chosen")),
+        "played": bool(r.get("played")),
+        "tags": list(r.get("tags") or ()),
+        "prompt": _cell(r.get("voice_prompt")),
+    }
 
 
 def take_label(r: dict) -> str:
@@ -106,7 +106,7 @@ class LogBrowser(widgets.VBox):
     def __init__(self, lab, *, page_size: int = PAGE_SIZE):
         self.lab, self.experiment_log, self.page_size = lab, lab.log, page_size
         self.page = 0
-        self.frame = None
+        self.frame: Any = None  # the filtered DataFrame, set by refresh()
         self._page_rows = None
         self.card: TakeCard | None = None
         self.rerun_take = None
@@ -114,30 +114,50 @@ class LogBrowser(widgets.VBox):
         self._syncing = False
         self.errors = ErrorBox()
         self._build()
-        super().__init__([
-            widgets.HBox([self.experiment, self.model, self.status_filter]),
-            widgets.HBox([self.tag, self.min_rating, self.search, self.refresh_button]),
-            widgets.HBox([self.prev_button, self.next_button, self.page_label]),
-            self.table, self.take_select, self.errors,
-            widgets.HBox([widgets.VBox([self.detail, self.card_box], layout=widgets.Layout(width="60%")),
-                          widgets.VBox([self.rerun_button, self.rerun_status, self.rerun_result],
-                                       layout=widgets.Layout(width="40%"))]),
-        ])
+        super().__init__(
+            [
+                widgets.HBox([self.experiment, self.model, self.status_filter]),
+                widgets.HBox([self.tag, self.min_rating, self.search, self.refresh_button]),
+                widgets.HBox([self.prev_button, self.next_button, self.page_label]),
+                self.table,
+                self.take_select,
+                self.errors,
+                widgets.HBox(
+                    [
+                        widgets.VBox([self.detail, self.card_box], layout=widgets.Layout(width="60%")),
+                        widgets.VBox(
+                            [self.rerun_button, self.rerun_status, self.rerun_result],
+                            layout=widgets.Layout(width="40%"),
+                        ),
+                    ]
+                ),
+            ]
+        )
         self.add_class("cosyvoice-log-browser")
         self.refresh()
 
     def _build(self) -> None:
-        dd = dict(layout=widgets.Layout(width="20em"))
+        dd = {"layout": widgets.Layout(width="20em")}
         self.experiment = widgets.Dropdown(options=[("(all)", ALL)], value=ALL, description="experiment", **dd)
-        self.model = widgets.Dropdown(options=[("(all)", ALL)] + [(m, m) for m in catalog.MODELS],
-                                      value=ALL, description="model", **dd)
-        self.status_filter = widgets.Dropdown(options=[("(all)", ALL)] + [(s, s) for s in STATUSES],
-                                              value=ALL, description="status", **dd)
+        self.model = widgets.Dropdown(
+            options=[("(all)", ALL)] + [(m, m) for m in catalog.MODELS], value=ALL, description="model", **dd
+        )
+        self.status_filter = widgets.Dropdown(
+            options=[("(all)", ALL)] + [(s, s) for s in STATUSES], value=ALL, description="status", **dd
+        )
         self.tag = widgets.Dropdown(options=[("(all)", ALL)], value=ALL, description="tag", **dd)
-        self.min_rating = widgets.Dropdown(options=[("(any)", 0)] + [(f"≥ {n}", n) for n in range(1, 6)],
-                                           value=0, description="rating", layout=widgets.Layout(width="12em"))
-        self.search = widgets.Text(placeholder="search prompt, notes, ids", description="search",
-                                   continuous_update=False, layout=widgets.Layout(width="22em"))
+        self.min_rating = widgets.Dropdown(
+            options=[("(any)", 0)] + [(f"≥ {n}", n) for n in range(1, 6)],
+            value=0,
+            description="rating",
+            layout=widgets.Layout(width="12em"),
+        )
+        self.search = widgets.Text(
+            placeholder="search prompt, notes, ids",
+            description="search",
+            continuous_update=False,
+            layout=widgets.Layout(width="22em"),
+        )
         self.refresh_button = widgets.Button(description="refresh", icon="refresh", layout=widgets.Layout(width="8em"))
         self.prev_button = widgets.Button(description="◀ newer", layout=widgets.Layout(width="8em"))
         self.next_button = widgets.Button(description="older ▶", layout=widgets.Layout(width="8em"))
@@ -146,8 +166,9 @@ class LogBrowser(widgets.VBox):
         self.take_select = widgets.Dropdown(options=[], description="take", layout=widgets.Layout(width="60em"))
         self.detail = widgets.HTML()
         self.card_box = widgets.VBox()
-        self.rerun_button = widgets.Button(description="Re-run", icon="repeat", disabled=True,
-                                           tooltip="send this take's exact design again")
+        self.rerun_button = widgets.Button(
+            description="Re-run", icon="repeat", disabled=True, tooltip="send this take's exact design again"
+        )
         self.rerun_status = widgets.Label()
         self.rerun_result = widgets.VBox()
         g = lambda fn, what: guarded(self.errors, fn, what)  # noqa: E731
@@ -162,8 +183,13 @@ class LogBrowser(widgets.VBox):
     # --- filtering and paging ---------------------------------------------------------------------
     def filters(self) -> dict:
         """The current filters, as ``to_dataframe`` keywords."""
-        out = {"experiment": self.experiment.value, "model": self.model.value, "tag": self.tag.value,
-               "status": self.status_filter.value, "min_rating": self.min_rating.value}
+        out = {
+            "experiment": self.experiment.value,
+            "model": self.model.value,
+            "tag": self.tag.value,
+            "status": self.status_filter.value,
+            "min_rating": self.min_rating.value,
+        }
         return {k: v for k, v in out.items() if v}
 
     def refresh(self) -> None:
@@ -173,7 +199,7 @@ class LogBrowser(widgets.VBox):
 
     def _refresh_choices(self) -> None:
         everything = self.experiment_log.to_dataframe()
-        experiments = sorted({e for e in everything["experiment"].dropna()}) if len(everything) else []
+        experiments = sorted(set(everything["experiment"].dropna())) if len(everything) else []
         tags = sorted({t for ts in everything["tags"] for t in ts}) if len(everything) else []
         self._syncing = True
         try:
@@ -231,7 +257,7 @@ class LogBrowser(widgets.VBox):
             finally:
                 self._syncing = False
         take = self.experiment_log.get(take_id)
-        self.detail.value = _detail_html(take)
+        self.detail.value = html.take_detail(take)
         self.card = TakeCard(take, self.experiment_log, annotate=True, on_change=self._annotated)
         self.card_box.children = (self.card,)
         self.rerun_button.disabled = self.running
@@ -239,7 +265,7 @@ class LogBrowser(widgets.VBox):
             self.table.value = table_html(self._page_rows, take_id)
 
     def _annotated(self, take) -> None:
-        self.detail.value = _detail_html(take)
+        self.detail.value = html.take_detail(take)
         self._refresh_choices()
         self.frame = self._filtered()
         rows, _, _ = page_of(self.frame, self.page, self.page_size)
@@ -262,8 +288,9 @@ class LogBrowser(widgets.VBox):
         parent = self.card.take
         self.rerun_button.disabled = True
         self.rerun_status.value = f"re-running {parent.take_id[:8]}…"
-        self._thread = threading.Thread(target=self._rerun_work, args=(parent,), daemon=True,
-                                        name="cosyvoice-lab-rerun")
+        self._thread = threading.Thread(
+            target=self._rerun_work, args=(parent,), daemon=True, name="cosyvoice-lab-rerun"
+        )
         self._thread.start()
         return True
 
@@ -274,7 +301,7 @@ class LogBrowser(widgets.VBox):
             self.rerun_status.value = f"new take {take.take_id[:8]} ({take.status}), parent {parent.take_id[:8]}"
             self.rerun_result.children = (TakeCard(take, self.experiment_log, label="re-run"),)
             self.refresh()
-        except Exception as exc:  # noqa: BLE001 - shown in the widget, not lost in the thread
+        except Exception as exc:
             self.errors.report(exc, "re-run")
             self.rerun_status.value = "re-run failed"
         finally:
@@ -285,26 +312,3 @@ class LogBrowser(widgets.VBox):
         if self._thread is not None:
             self._thread.join(timeout)
         return not self.running
-
-
-def _detail_html(take) -> str:
-    """What was asked and what came back (the card beside it holds the player and controls)."""
-    esc = html.escape
-    rows = [("take id", f"<code>{esc(take.take_id)}</code>"), ("prompt", esc(take.prompt)),
-            ("preview text", esc(take.design.preview_text)), ("model", esc(take.model)),
-            ("prefix", esc(take.design.prefix)), ("experiment", esc(take.experiment or "—")),
-            ("voice id", f"<code>{esc(take.voice_id or '—')}</code>"), ("status", esc(take._status_text())),
-            ("backend", esc(f"{take.backend} ({take.host or '?'})")), ("request id", esc(take.request_id or "—")),
-            ("started", esc(str(take.started_at or "—")))]
-    if take.parent_take_id:
-        rows.append(("re-run of", f"<code>{esc(take.parent_take_id)}</code>"))
-    if take.tags:
-        rows.append(("tags", esc(", ".join(take.tags))))
-    if take.notes:
-        rows.append(("notes", f"<pre style='margin:0;white-space:pre-wrap'>{esc(take.notes)}</pre>"))
-    if take.metrics:
-        rows.append(("measurements", esc(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                   for k, v in sorted(take.metrics.items())))))
-    body = "".join(f"<tr><th style='text-align:left;vertical-align:top'>{k}</th><td style='text-align:left'>{v}</td>"
-                   f"</tr>" for k, v in rows)
-    return f"<table class='cosyvoice-take-detail'>{body}</table>"

@@ -1,93 +1,31 @@
 """PromptBuilder: assemble a voice prompt from choices, check it as you type, design in the background.
 
 A thin shell: rendering is ``PromptSpec.render``, validation is ``VoiceDesign.problems()`` /
-``warnings()`` (through ``Lab.make_design``), designing is ``Lab.run_design``, and the prompt
-box's "edited by hand" state is the pure :class:`PromptDraft`. The widget only wires events.
+``warnings()`` (through ``Lab.make_design``), designing is ``Lab.run_designs`` (the lab's runner,
+called from one background thread), and the prompt box's "edited by hand" state is the pure
+:class:`PromptDraft` (``drafting.py``). The widget only wires events.
 """
+
 from __future__ import annotations
 
-import html
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import ipywidgets as widgets
 from traitlets import validate
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, html
 from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.prompts.spec import DIMENSIONS, PRESETS, PromptSpec, options
+from cosyvoice_lab.prompts.presets import PRESETS
+from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded
+from cosyvoice_lab.widgets.drafting import PromptDraft, Tally, check_designs, counters_text, preset_label, render_spec
 
 BOTH = "both"
 MAX_CANDIDATES = 8  # a UI bound for one click (each candidate is one stored voice), not a service limit
 LANGUAGE_OPTIONS = (("English (en)", "en"), ("中文 (zh)", "zh"))
 
 
-# --- pure pieces --------------------------------------------------------------------------------
-class PromptDraft:
-    """The prompt box: the latest rendering of the choices, and the text the box holds.
-
-    The text follows the rendering until someone edits it by hand; from then on new renderings
-    are remembered but not shown, until :meth:`rerender`.
-    """
-
-    def __init__(self, rendered: str = ""):
-        self.rendered = rendered
-        self.text = rendered
-
-    @property
-    def edited(self) -> bool:
-        """True when the text differs from the latest rendering (edited by hand)."""
-        return self.text != self.rendered
-
-    def render(self, rendered: str) -> str:
-        """A new rendering arrived; returns the text the box should hold."""
-        follow = not self.edited
-        self.rendered = rendered
-        if follow:
-            self.text = rendered
-        return self.text
-
-    def type(self, text: str) -> None:
-        """The user typed ``text``."""
-        self.text = text
-
-    def rerender(self) -> str:
-        """Drop the hand edits; returns the rendering."""
-        self.text = self.rendered
-        return self.text
-
-
-def render_spec(spec: PromptSpec, language: str) -> str:
-    """The spec's prompt; an empty spec renders to "" (a blank box to type in)."""
-    return spec.render(language) if any(spec.to_dict().values()) else ""
-
-
-def counters_text(prompt: str, preview: str) -> str:
-    """"prompt n/500 · preview n/200" (limits from the catalog)."""
-    return f"prompt {len(prompt)}/{catalog.VOICE_PROMPT_MAX} · preview {len(preview)}/{catalog.PREVIEW_TEXT_MAX}"
-
-
-def check_designs(lab, prompt: str, *, preview_text: str, models, prefix: str):
-    """The designs one click would send, with every problem and warning.
-
-    Returns:
-        (designs, problems, warnings): one VoiceDesign per model; problem and warning texts
-        (deduplicated, each naming its field).
-    """
-    designs, problems, warnings = [], [], []
-    for model in models:
-        design, _ = lab.make_design(prompt, preview_text=preview_text or None, model=model, prefix=prefix)
-        designs.append(design)
-        problems += [str(p) for p in design.problems()]
-        warnings += design.warnings()
-    return designs, list(dict.fromkeys(problems)), list(dict.fromkeys(warnings))
-
-
-def preset_label(name: str) -> str:
-    return name.replace("_", " ")
-
-
+# --- the preset chooser ---------------------------------------------------------------------------
 class PresetDropdown(widgets.Dropdown):
     """The preset chooser; accepts a preset's label ("audiobook narrator") or its key."""
 
@@ -116,8 +54,7 @@ class PromptBuilder(widgets.VBox):
     ``cards`` and ``takes`` (what this builder designed).
     """
 
-    def __init__(self, lab, *, preset: str | None = None, language: str = "en",
-                 experiment: str = "prompt-builder"):
+    def __init__(self, lab, *, preset: str | None = None, language: str = "en", experiment: str = "prompt-builder"):
         self.lab = lab
         self.cards: list[TakeCard] = []
         self.takes: list = []
@@ -137,32 +74,57 @@ class PromptBuilder(widgets.VBox):
     # --- construction ------------------------------------------------------------------------
     def _build_controls(self, language: str, experiment: str) -> None:
         wide = widgets.Layout(width="98%")
-        self.preset = PresetDropdown(options=[("— custom —", "")] + [(preset_label(k), k) for k in PRESETS],
-                                     value="", description="preset")
-        self.language = widgets.ToggleButtons(options=LANGUAGE_OPTIONS, value=language, description="language",
-                                              style={"button_width": "7.5em"})
-        self.dimensions = {d: widgets.Dropdown(options=self._dimension_options(d, language), value="",
-                                               description=d, layout=widgets.Layout(width="18em"),
-                                               style={"description_width": "6.5em"})
-                           for d in DIMENSIONS}
-        self.free_text = widgets.Text(description="free text", placeholder="anything else, appended as written",
-                                      layout=wide)
+        self.preset = PresetDropdown(
+            options=[("— custom —", "")] + [(preset_label(k), k) for k in PRESETS], value="", description="preset"
+        )
+        self.language = widgets.ToggleButtons(
+            options=LANGUAGE_OPTIONS, value=language, description="language", style={"button_width": "7.5em"}
+        )
+        self.dimensions = {
+            d: widgets.Dropdown(
+                options=self._dimension_options(d, language),
+                value="",
+                description=d,
+                layout=widgets.Layout(width="18em"),
+                style={"description_width": "6.5em"},
+            )
+            for d in DIMENSIONS
+        }
+        self.free_text = widgets.Text(
+            description="free text", placeholder="anything else, appended as written", layout=wide
+        )
         self.prompt = widgets.Textarea(description="prompt", layout=widgets.Layout(width="98%", height="5em"))
-        self.rerender_button = widgets.Button(description="re-render", icon="refresh", disabled=True,
-                                              tooltip="replace your edits with the rendering of the choices")
+        self.rerender_button = widgets.Button(
+            description="re-render",
+            icon="refresh",
+            disabled=True,
+            tooltip="replace your edits with the rendering of the choices",
+        )
         self.edited_note = widgets.HTML()
         self.counters = widgets.HTML()
         self.messages = widgets.HTML()
         models = [(short, m) for m in catalog.COMPARE_MODELS for short in [m.rsplit("-", 1)[-1]]]
-        self.model = widgets.ToggleButtons(options=models + [(BOTH, BOTH)], description="model",
-                                           value=self.lab.model if self.lab.model in catalog.COMPARE_MODELS
-                                           else catalog.COMPARE_MODELS[0], style={"button_width": "5em"})
-        self.candidates = widgets.BoundedIntText(value=2, min=1, max=MAX_CANDIDATES, description="candidates",
-                                                 tooltip="candidates per model", layout=widgets.Layout(width="12em"))
+        self.model = widgets.ToggleButtons(
+            options=[*models, (BOTH, BOTH)],
+            description="model",
+            value=self.lab.model if self.lab.model in catalog.COMPARE_MODELS else catalog.COMPARE_MODELS[0],
+            style={"button_width": "5em"},
+        )
+        self.candidates = widgets.BoundedIntText(
+            value=2,
+            min=1,
+            max=MAX_CANDIDATES,
+            description="candidates",
+            tooltip="candidates per model",
+            layout=widgets.Layout(width="12em"),
+        )
         self.prefix = widgets.Text(value=self.lab.prefix, description="prefix", layout=widgets.Layout(width="14em"))
-        self.preview_text = widgets.Textarea(value=self.lab.preview_text or DEFAULT_PREVIEW[language],
-                                             description="preview", placeholder=DEFAULT_PREVIEW[language],
-                                             layout=widgets.Layout(width="98%", height="3.5em"))
+        self.preview_text = widgets.Textarea(
+            value=self.lab.preview_text or DEFAULT_PREVIEW[language],
+            description="preview",
+            placeholder=DEFAULT_PREVIEW[language],
+            layout=widgets.Layout(width="98%", height="3.5em"),
+        )
         self.experiment = widgets.Text(value=experiment, description="experiment", layout=widgets.Layout(width="20em"))
         self.design_button = widgets.Button(description="Design", button_style="primary", icon="magic")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="12em"))
@@ -173,11 +135,19 @@ class PromptBuilder(widgets.VBox):
         dims = list(self.dimensions.values())
         grid = widgets.GridBox(dims, layout=widgets.Layout(grid_template_columns="repeat(3, 19em)"))
         return [
-            widgets.HBox([self.preset, self.language]), grid, self.free_text, self.prompt,
-            widgets.HBox([self.rerender_button, self.edited_note]), self.preview_text,
-            self.counters, self.messages,
-            widgets.HBox([self.model, self.candidates]), widgets.HBox([self.prefix, self.experiment]),
-            widgets.HBox([self.design_button, self.progress, self.status]), self.errors, self.results,
+            widgets.HBox([self.preset, self.language]),
+            grid,
+            self.free_text,
+            self.prompt,
+            widgets.HBox([self.rerender_button, self.edited_note]),
+            self.preview_text,
+            self.counters,
+            self.messages,
+            widgets.HBox([self.model, self.candidates]),
+            widgets.HBox([self.prefix, self.experiment]),
+            widgets.HBox([self.design_button, self.progress, self.status]),
+            self.errors,
+            self.results,
         ]
 
     def _wire(self) -> None:
@@ -194,7 +164,7 @@ class PromptBuilder(widgets.VBox):
         self.design_button.on_click(g(lambda _: self.design(), "design"))
 
     def _dimension_options(self, dimension: str, language: str) -> list:
-        return [("—", "")] + options(dimension, language)
+        return [("—", ""), *options(dimension, language)]
 
     # --- the spec and the prompt box ---------------------------------------------------------
     @property
@@ -260,7 +230,7 @@ class PromptBuilder(widgets.VBox):
 
     def _spec_problems(self) -> list[str]:
         try:
-            self.spec
+            _ = self.spec  # building it is the check
         except ValueError as exc:
             return [] if self.edited else [str(exc)]
         return []
@@ -284,8 +254,7 @@ class PromptBuilder(widgets.VBox):
     def _show_edited(self) -> None:
         edited = self._draft.edited
         self.rerender_button.disabled = not edited
-        self.edited_note.value = ("<i style='color:#92400e'>✎ edited by hand — your text is kept when the "
-                                  "choices change; re-render to replace it</i>") if edited else ""
+        self.edited_note.value = html.edited_note() if edited else ""
 
     # --- validation ----------------------------------------------------------------------------
     @property
@@ -295,17 +264,20 @@ class PromptBuilder(widgets.VBox):
 
     def check(self):
         """``check_designs`` for the current state: (designs, problems, warnings)."""
-        return check_designs(self.lab, self.prompt.value, preview_text=self.preview_text.value,
-                             models=self.models, prefix=self.prefix.value)
+        return check_designs(
+            self.lab,
+            self.prompt.value,
+            preview_text=self.preview_text.value,
+            models=self.models,
+            prefix=self.prefix.value,
+        )
 
     def _validate(self) -> list[str]:
         preview = self.preview_text.value or DEFAULT_PREVIEW[self.language.value]
         self.counters.value = _counters_html(self.prompt.value, preview)
         _, problems, warnings = self.check()
         problems = [*self._spec_problems(), *problems]
-        lines = [f"<div style='color:#b91c1c'>✗ {html.escape(p)}</div>" for p in problems]
-        lines += [f"<div style='color:#b45309'>⚠ {html.escape(w)}</div>" for w in warnings]
-        self.messages.value = "".join(lines) or "<div style='color:#047857'>✓ ready to design</div>"
+        self.messages.value = html.check_messages(problems, warnings)
         self.design_button.disabled = self.running or bool(problems)
         return problems
 
@@ -335,53 +307,69 @@ class PromptBuilder(widgets.VBox):
         jobs = [d for d in designs for _ in range(self.candidates.value)]
         self.errors.clear()
         self.progress.max, self.progress.value = len(jobs), 0
-        self.status.value = f"designing… 0/{len(jobs)} done"
+        tally = Tally(len(jobs))
+        self.status.value = tally.running()
         self.design_button.disabled = True
-        self._thread = threading.Thread(target=self._work, args=(jobs, spec, self.experiment.value.strip() or None),
-                                        name="cosyvoice-lab-builder", daemon=True)
+        # one thread, so the notebook stays responsive; the lab's runner sends the designs
+        self._thread = threading.Thread(
+            target=self._work,
+            args=(jobs, spec, self.experiment.value.strip() or None, tally),
+            name="cosyvoice-lab-builder",
+            daemon=True,
+        )
         self._thread.start()
         return True
 
-    def _work(self, jobs, spec, experiment) -> None:
-        done = ok = 0
+    def _work(self, jobs, spec, experiment, tally: Tally) -> None:
+        """The background thread: ``Lab.run_designs`` sends the designs through the runner at the
+        lab's concurrency and rate; a card is added as each take arrives."""
         try:
-            workers = max(1, min(getattr(self.lab, "concurrency", 4), len(jobs)))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cosyvoice-lab-design") as pool:
-                futures = [pool.submit(self.lab.run_design, d, experiment=experiment, prompt_spec=spec) for d in jobs]
-                for future in as_completed(futures):
-                    done += 1
-                    try:
-                        take = future.result()
-                        ok += take.ok
-                        self._add(take)  # a card that fails to draw must not lose the takes after it
-                    except Exception as exc:  # noqa: BLE001 - shown in the widget
-                        self.errors.report(exc, "design")
-                    self.progress.value = done
-                    self.status.value = f"designing… {done}/{len(jobs)} done"
+            self.lab.run_designs(
+                jobs,
+                experiment=experiment,
+                prompt_spec=spec,
+                progress=False,
+                on_done=lambda _, take, error: self._arrived(take, error, tally),
+            )
             self._settle()
-        except Exception as exc:  # noqa: BLE001 - a thread's traceback would be lost otherwise
+        except Exception as exc:  # a thread's traceback would be lost otherwise
             self.errors.report(exc, "design")
         finally:
-            failed = done - ok
-            self.status.value = f"{done}/{len(jobs)} done: {ok} ok" + (f", {failed} failed" if failed else "")
+            self.status.value = tally.finished()
             self.design_button.disabled = bool(self._validate_quietly())
+
+    def _arrived(self, take, error: Exception | None, tally: Tally) -> None:
+        """One design is done (a take, or the exception its sending raised): show it."""
+        tally.done += 1
+        if error is not None:
+            self.errors.report(error, "design")
+        else:
+            try:
+                tally.ok += take.ok
+                self._add(take)
+            except Exception as exc:  # shown in the widget; a card that fails must not lose the takes after it
+                self.errors.report(exc, "design")
+        self.progress.value = tally.done
+        self.status.value = tally.running()
 
     def _settle(self) -> None:
         """Once no request is in flight: reconcile unknown outcomes, record voice statuses, redraw."""
         with self._lock:
-            pending = [(i, t) for i, t in enumerate(self.takes) if t.status == "unknown" or (t.ok and not t.voice_status)]
+            pending = [
+                (i, t) for i, t in enumerate(self.takes) if t.status == "unknown" or (t.ok and not t.voice_status)
+            ]
         if not pending:
             return
         settled = self.lab.settle([t for _, t in pending])
         with self._lock:
-            for (i, _), take in zip(pending, settled):
+            for (i, _), take in zip(pending, settled, strict=True):
                 self.takes[i] = take
                 self.cards[i].refresh()
 
     def _validate_quietly(self) -> list[str]:
         try:
             return self._validate()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # shown in the widget, not lost in the thread
             self.errors.report(exc, "validation")
             return []
 
@@ -406,5 +394,4 @@ class PromptBuilder(widgets.VBox):
 
 def _counters_html(prompt: str, preview: str) -> str:
     over = len(prompt) > catalog.VOICE_PROMPT_MAX or len(preview) > catalog.PREVIEW_TEXT_MAX
-    color = "#b91c1c" if over else "#52525b"
-    return f"<span style='color:{color};font-family:monospace'>{counters_text(prompt, preview)}</span>"
+    return html.counters(counters_text(prompt, preview), over=over)

@@ -8,22 +8,18 @@ log holds.
 event, so a card marks its take played when the listener says so ("▶ listened") or judges it
 (a rating, keep or discard: nobody judges a voice unheard).
 """
+
 from __future__ import annotations
 
-import html
-import math
 import threading
-import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as widgets
 
+from cosyvoice_lab import html
+
 CARD_CLASS = "cosyvoice-take-card"
 RATINGS = tuple((f"{n}", n) for n in range(1, 6))
-# (metrics key, label, format); keys are those of analysis.Measurements.to_dict()
-MEASURES = (("median_f0_hz", "F0", "{:.0f} Hz"), ("speaking_rate", "rate", "{:.1f}"),
-            ("loudness_lufs", "loudness", "{:.1f} LUFS"))
-_RATE_UNITS = {"chars_per_s": "chars/s", "letters_per_s": "letters/s"}
 
 
 # --- errors: shown in the widget, never lost in a thread ------------------------------------
@@ -38,12 +34,10 @@ class ErrorBox(widgets.HTML):
 
     def report(self, exc: BaseException, context: str = "") -> None:
         """Show ``exc`` (message first, the traceback folded underneath)."""
-        head = html.escape(f"{context + ': ' if context else ''}{type(exc).__name__}: {exc}")
-        tb = html.escape("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        shown = html.error_report(exc, context)
         with self._lock:
             self.errors.append(exc)
-            self.value += (f"<div style='color:#b91c1c'><b>⚠ {head}</b><details><summary>traceback</summary>"
-                           f"<pre style='font-size:80%'>{tb}</pre></details></div>")
+            self.value += shown
 
     def clear(self) -> None:
         with self._lock:
@@ -53,44 +47,20 @@ class ErrorBox(widgets.HTML):
 
 def guarded(box: ErrorBox, fn: Callable, context: str = "") -> Callable:
     """``fn`` wrapped so that an exception goes into ``box`` instead of the kernel's log."""
+
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - the box is where the user sees it
+        except Exception as exc:
             box.report(exc, context)
             return None
+
     return run
 
 
-# --- pure text helpers -------------------------------------------------------------------------
-def measurements_text(metrics: dict | None) -> str:
-    """"F0 112 Hz · rate 13.2 letters/s · loudness -21.4 LUFS" from a take's metrics ('' if none)."""
-    metrics = metrics or {}
-    parts = []
-    for key, label, fmt in MEASURES:
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-            text = fmt.format(value)
-            if key == "speaking_rate":
-                text += " " + _RATE_UNITS.get(metrics.get("rate_unit"), "units/s")
-            parts.append(f"{label} {text}")
-    return " · ".join(parts)
-
-
-def short_model(model: str) -> str:
-    """"cosyvoice-v3.5-plus" → "v3.5-plus"."""
-    return model.removeprefix("cosyvoice-")
-
-
-def player_html(take, *, label: str = "") -> str:
-    """The take's preview as an ``<audio>`` element, or why there is none."""
-    if take.preview_missing:
-        return "<i>no preview (voice reconciled from the service's list)</i>"
-    try:
-        audio = take.audio
-    except Exception as exc:  # noqa: BLE001 - a missing file must not break the card
-        return f"<span style='color:#b91c1c'>{html.escape(str(exc))}</span>"
-    return audio.html(label=label) if audio is not None else "<i>no preview</i>"
+# --- pure text helpers (kept importable from here; html.py owns the formats) ---------------------
+measurements_text = html.measurements_text
+short_model = html.short_model
 
 
 # --- the card ------------------------------------------------------------------------------------
@@ -113,48 +83,75 @@ class TakeCard(widgets.VBox):
         message: an ErrorBox for failures of this card's actions.
     """
 
-    def __init__(self, take, log, *, label: str | None = None, blind: bool = False, annotate: bool = False,
-                 on_change: Callable | None = None, on_rate: Callable | None = None, width: str | None = None):
+    def __init__(
+        self,
+        take,
+        log,
+        *,
+        label: str | None = None,
+        blind: bool = False,
+        annotate: bool = False,
+        on_change: Callable | None = None,
+        on_rate: Callable | None = None,
+        width: str | None = None,
+    ):
         self.take, self.experiment_log, self.label, self.blind = take, log, label, blind
         self._on_change, self._on_rate, self._syncing = on_change, on_rate, False
         self.header = widgets.HTML()
-        self.player = widgets.HTML(player_html(take, label="" if blind else (take.voice_id or "")))
+        self.player = widgets.HTML(_player(take, "" if blind else (take.voice_id or "")))
         self.details = widgets.HTML()
         self.message = ErrorBox()
-        self.rating = widgets.ToggleButtons(options=list(RATINGS), value=take.rating, description="rating",
-                                            tooltips=[f"{'★' * n}" for n in range(1, 6)],
-                                            style={"button_width": "2.2em", "description_width": "3.5em"})
-        self.keep_button = widgets.Button(description="keep", icon="check", tooltip="mark chosen",
-                                          layout=widgets.Layout(width="6em"))
-        self.discard_button = widgets.Button(description="discard", tooltip="clear chosen",
-                                             layout=widgets.Layout(width="6em"))
-        self.listened_button = widgets.Button(description="▶ listened", tooltip="record that you played it",
-                                              layout=widgets.Layout(width="8em"))
+        self.rating = widgets.ToggleButtons(
+            options=list(RATINGS),
+            value=take.rating,
+            description="rating",
+            tooltips=[f"{'★' * n}" for n in range(1, 6)],
+            style={"button_width": "2.2em", "description_width": "3.5em"},
+        )
+        self.keep_button = widgets.Button(
+            description="keep", icon="check", tooltip="mark chosen", layout=widgets.Layout(width="6em")
+        )
+        self.discard_button = widgets.Button(
+            description="discard", tooltip="clear chosen", layout=widgets.Layout(width="6em")
+        )
+        self.listened_button = widgets.Button(
+            description="▶ listened", tooltip="record that you played it", layout=widgets.Layout(width="8em")
+        )
         self.rating.observe(guarded(self.message, self._rated, "rating"), "value")
         self.keep_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.choose), "keep"))
-        self.discard_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.unchoose),
-                                             "discard"))
+        self.discard_button.on_click(
+            guarded(self.message, lambda _: self._act(self.experiment_log.unchoose), "discard")
+        )
         self.listened_button.on_click(guarded(self.message, lambda _: self._mark_played(), "listened"))
         controls = [self.rating, widgets.HBox([self.keep_button, self.discard_button, self.listened_button])]
         if annotate:
             controls.append(self._annotation_controls())
         self.controls = widgets.VBox(controls)
-        super().__init__([self.header, self.player, self.details, self.controls, self.message],
-                         layout=widgets.Layout(border="1px solid #d4d4d8", padding="6px", margin="4px", width=width))
+        super().__init__(
+            [self.header, self.player, self.details, self.controls, self.message],
+            layout=widgets.Layout(border="1px solid #d4d4d8", padding="6px", margin="4px", width=width),
+        )
         self.add_class(CARD_CLASS)
         self._show()
 
     def _annotation_controls(self) -> widgets.Widget:
         self.tag_text = widgets.Text(placeholder="tag", layout=widgets.Layout(width="12em"))
         self.add_tag_button = widgets.Button(description="add tag", layout=widgets.Layout(width="7em"))
-        self.note_text = widgets.Textarea(value=self.take.notes, placeholder="notes",
-                                          layout=widgets.Layout(width="100%", height="4em"))
+        self.note_text = widgets.Textarea(
+            value=self.take.notes, placeholder="notes", layout=widgets.Layout(width="100%", height="4em")
+        )
         self.save_note_button = widgets.Button(description="save note", layout=widgets.Layout(width="7em"))
         self.add_tag_button.on_click(guarded(self.message, lambda _: self._add_tag(), "tag"))
-        self.save_note_button.on_click(guarded(self.message, lambda _: self._act(
-            lambda tid: self.experiment_log.note(tid, self.note_text.value)), "note"))
-        return widgets.VBox([widgets.HBox([self.tag_text, self.add_tag_button]),
-                             widgets.HBox([self.note_text, self.save_note_button])])
+        self.save_note_button.on_click(
+            guarded(
+                self.message,
+                lambda _: self._act(lambda tid: self.experiment_log.note(tid, self.note_text.value)),
+                "note",
+            )
+        )
+        return widgets.VBox(
+            [widgets.HBox([self.tag_text, self.add_tag_button]), widgets.HBox([self.note_text, self.save_note_button])]
+        )
 
     # --- actions: each writes the log, then shows what the log holds --------------------------
     def _rated(self, change) -> None:
@@ -190,38 +187,24 @@ class TakeCard(widgets.VBox):
     def reveal(self) -> None:
         """Show what blind mode hid (model, prompt, voice id, measurements)."""
         self.blind = False
-        self.player.value = player_html(self.take, label=self.take.voice_id or "")
+        self.player.value = _player(self.take, self.take.voice_id or "")
         self._show()
 
     # --- drawing ---------------------------------------------------------------------------------
     def _show(self) -> None:
-        t, esc = self.take, html.escape
+        t = self.take
         self._syncing = True
         try:
             self.rating.value = None if self.blind else t.rating  # a blind listener starts unprimed
         finally:
             self._syncing = False
-        state = (" · <b style='color:#047857'>✔ kept</b>" if t.chosen else "") + (" · heard" if t.played else "")
-        if t.voice_status and t.voice_status != "OK":  # DEPLOYING, UNDEPLOYED, DELETED: not usable now
-            state += f" · <b style='color:#b45309'>{esc(t.voice_status)}</b>"
-        if self.blind:
-            self.header.value = f"<b style='font-size:120%'>{esc(self.label or '?')}</b>{state}"
-            self.details.value = ""
-        else:
-            label = f"<b>{esc(self.label)}</b> · " if self.label else ""
-            vid = f"<code>{esc(t.voice_id)}</code>" if t.voice_id else f"<i>{esc(t.status)}</i>"
-            self.header.value = (f"{label}{esc(short_model(t.model))} · {vid}{state}"
-                                 f"<br><span style='color:#52525b;font-size:90%'>{esc(_short(t.prompt, 90))}</span>")
-            extra = measurements_text(t.metrics)
-            if not t.ok:
-                extra = f"<span style='color:#b91c1c'>{esc(t.status)}: {esc(t.error_code or '')} " \
-                        f"{esc(t.error_message or '')}</span>"
-            self.details.value = f"<span style='font-size:90%'>{esc(extra) if t.ok else extra}</span>"
+        self.header.value = html.card_header(t, label=self.label, blind=self.blind)
+        self.details.value = "" if self.blind else html.card_details(t)
         self.controls.layout.display = None if t.ok else "none"
         self.keep_button.button_style = "success" if t.chosen else ""
         self.listened_button.description = "✓ listened" if t.played else "▶ listened"
         self.listened_button.disabled = t.played
 
 
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _player(take, label: str) -> str:
+    return html.take_player(take, label=label, empty="no preview")

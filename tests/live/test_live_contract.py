@@ -7,18 +7,21 @@ Runs only with ``DASHSCOPE_API_KEY`` set and ``COSYVOICE_LAB_LIVE=1``::
 Every voice it creates is deleted at the end, even when a check fails. Design is free;
 the synthesis check speaks about 30 characters (well under ¥0.01).
 """
+
 import os
 
 import pytest
-
 from contract_checks import CHECKS, PREFIX
+
 from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.service.ws import Synthesizer
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not (os.environ.get("DASHSCOPE_API_KEY") and os.environ.get("COSYVOICE_LAB_LIVE") == "1"),
-                       reason="live suite: set DASHSCOPE_API_KEY and COSYVOICE_LAB_LIVE=1"),
+    pytest.mark.skipif(
+        not (os.environ.get("DASHSCOPE_API_KEY") and os.environ.get("COSYVOICE_LAB_LIVE") == "1"),
+        reason="live suite: set DASHSCOPE_API_KEY and COSYVOICE_LAB_LIVE=1",
+    ),
 ]
 
 

@@ -1,0 +1,311 @@
+"""The one place that writes HTML: escaping, the audio player, metric formats and the templates.
+
+Every repr, card, grid and report of the package is produced here, so escaping is decided once:
+the Jinja2 environment has autoescape on, and the small helpers build their snippets with
+``markupsafe.Markup.format``, which escapes every argument. Text from the log (prompts, notes,
+tags, ids — possibly from a teammate's bundle) can therefore never become live markup.
+
+Templates are package files in ``cosyvoice_lab/templates/*.html.j2``. Public functions return
+plain ``str`` (what Jupyter and ``ipywidgets.HTML`` expect); inside this module, snippets travel
+as ``Markup`` so that a template does not escape them a second time.
+
+The one element not written here is the ``<audio>`` player itself: ``Audio.html`` writes it
+(escaping its label), because the service layer shows Audio but may not import this module.
+
+This module is core: it never imports ipywidgets, pandas, or anything from ``log``, ``lab``,
+``views`` or ``widgets``; objects from there are read by duck typing (their attributes).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+from markupsafe import escape as _escape
+
+from cosyvoice_lab.errors import LogError
+
+if TYPE_CHECKING:  # take.py imports this module at runtime: no cycle
+    import jinja2
+
+    from cosyvoice_lab.audio import Audio
+    from cosyvoice_lab.take import Take
+
+NO_PREVIEW_RECONCILED = "no preview (voice reconciled from the service's list)"
+# (metrics key, label, format); keys are those of analysis.Measurements.to_dict()
+METRICS = (
+    ("median_f0_hz", "F0", "{:.0f} Hz"),
+    ("speaking_rate", "rate", "{:.1f}"),
+    ("loudness_lufs", "loudness", "{:.1f} LUFS"),
+    ("duration_s", "duration", "{:.1f} s"),
+)
+CARD_METRICS = ("median_f0_hz", "speaking_rate", "loudness_lufs")
+_RATE_UNITS = {"chars_per_s": "chars/s", "letters_per_s": "letters/s"}
+ERROR_COLOR = "#b91c1c"
+
+
+# --- one-liners ------------------------------------------------------------------------------------
+def escape(value: Any) -> str:
+    """``value`` as text that is safe anywhere in HTML (element content or a quoted attribute)."""
+    return str(_escape("" if value is None else value))
+
+
+def player(audio: Audio, *, label: str = "") -> str:
+    """A self-contained ``<audio>`` element (data URI, ``preload="metadata"``), usable in any page.
+
+    The element is ``Audio.html``'s: Audio writes its own player because the service layer
+    displays Audio but may not import this module (see the import contracts in pyproject.toml).
+    """
+    return str(_player(audio, label))
+
+
+def _player(audio: Audio, label: str | None) -> Markup:
+    return Markup(audio.html(label=label or ""))  # Audio.html escapes the label itself
+
+
+def take_player(take: Take, *, label: str = "", empty: str = "—") -> str:
+    """A take's preview player, or why there is none (``empty`` when it simply has no preview).
+
+    Never raises: a missing or unreadable audio file is shown as its error message.
+    """
+    return str(_take_player(take, label, empty))
+
+
+def _take_player(take: Take, label: str | None = "", empty: str = "—") -> Markup:
+    if take.preview_missing:
+        return Markup("<i>{}</i>").format(NO_PREVIEW_RECONCILED)
+    try:
+        audio = take.audio
+    except (LogError, ValueError) as exc:  # a display must show the problem, not raise it
+        return Markup("<span style='color:{}'>{}</span>").format(ERROR_COLOR, exc)
+    if audio is not None:
+        return _player(audio, label)
+    return Markup("<i>{}</i>").format(empty) if empty else Markup()
+
+
+def status_text(take: Take) -> str:
+    """The status, its error and the latency, e.g. ``failed: InvalidParameter bad prompt (0.12 s)``."""
+    text = take.status
+    if take.error_code or take.error_message:
+        text += f": {take.error_code or ''} {take.error_message or ''}".rstrip()
+    if take.latency_s is not None:
+        text += f" ({take.latency_s:.2f} s)"
+    return text
+
+
+def metric_texts(metrics: Mapping[str, Any] | None, keys: Iterable[str] = CARD_METRICS) -> list[str]:
+    """["F0 112 Hz", "rate 13.2 letters/s", …] for the ``keys`` measured (None and NaN skipped)."""
+    metrics = metrics or {}
+    wanted = set(keys)
+    parts = []
+    for key, label, fmt in METRICS:
+        value = metrics.get(key)
+        if key not in wanted or isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            continue
+        text = fmt.format(value)
+        if key == "speaking_rate":
+            text += " " + _RATE_UNITS.get(str(metrics.get("rate_unit")), "units/s")
+        parts.append(f"{label} {text}")
+    return parts
+
+
+def measurements_text(metrics: Mapping[str, Any] | None) -> str:
+    """A card's measurements line, ``F0 112 Hz · rate 13.2 letters/s · loudness -21.4 LUFS`` ('' if none)."""
+    return " · ".join(metric_texts(metrics))
+
+
+def short_model(model: str) -> str:
+    """The model name without its family prefix: ``cosyvoice-v3.5-plus`` → ``v3.5-plus``."""
+    return model.removeprefix("cosyvoice-")
+
+
+def shorten(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def utc_text(dt: datetime | None) -> str:
+    """A time as ``2025-01-31 08:00:00`` in UTC ('' for None); also takes a pandas Timestamp."""
+    if dt is None:
+        return ""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def bold(text: str) -> str:
+    """``<b>text</b>``."""
+    return str(Markup("<b>{}</b>").format(text))
+
+
+def numbered_prompt(index: int, prompt: str) -> str:
+    """A grid's row heading: "**0**. the prompt"."""
+    return str(Markup("<div style='max-width:22em'><b>{}</b>. {}</div>").format(index, prompt))
+
+
+EMPTY_CELL = "<i>—</i>"
+"""What a grid cell without takes shows."""
+
+
+def counters(text: str, *, over: bool) -> str:
+    """The builder's length counters, red when a text is over its limit."""
+    color = ERROR_COLOR if over else "#52525b"
+    return str(Markup("<span style='color:{};font-family:monospace'>{}</span>").format(color, text))
+
+
+def check_messages(problems: Sequence[str], warnings: Sequence[str]) -> str:
+    """Problems (✗, red) then warnings (⚠, amber); "✓ ready to design" when there are none."""
+    return _render("messages.html.j2", problems=problems, warnings=warnings)
+
+
+def edited_note() -> str:
+    """The builder's note that the prompt text was edited by hand."""
+    return (
+        "<i style='color:#92400e'>✎ edited by hand — your text is kept when the choices change; "
+        "re-render to replace it</i>"
+    )
+
+
+def blind_status(session_id: str, seed: int, rated: int, total: int, still_to_rate: Sequence[str] = ()) -> str:
+    """A blind session's progress: ``blind session <id>, seed 7: 3/8 rated — still to rate: A, C``."""
+    text = Markup("blind session <code>{}</code>, seed {}: {}/{} rated").format(session_id, seed, rated, total)
+    if still_to_rate:
+        text += Markup(" — still to rate: {}").format(", ".join(still_to_rate))
+    return str(text)
+
+
+# --- templates ---------------------------------------------------------------------------------------
+@functools.cache
+def _environment() -> jinja2.Environment:
+    import jinja2  # loaded on the first render, not with the package
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cosyvoice_lab", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        player=_player,
+        take_player=_take_player,
+        status_text=status_text,
+        measurements_text=measurements_text,
+        metric_texts=metric_texts,
+        short_model=short_model,
+        shorten=shorten,
+        utc_text=utc_text,
+        error_color=ERROR_COLOR,
+    )
+    return env
+
+
+def _render(name: str, **context: Any) -> str:
+    return _environment().get_template(name).render(**context)
+
+
+def take_card(take: Take) -> str:
+    """A take as a table: prompt, preview text, model, voice id, status, rating, tags, notes, player."""
+    return _render("take.html.j2", take=take)
+
+
+def takes_grid(takes: Iterable[Take]) -> str:
+    """Take cards side by side (wrapping)."""
+    return _render("takes.html.j2", takes=list(takes))
+
+
+def take_detail(take: Take) -> str:
+    """What was asked and what came back, every field of a take (the log browser's detail)."""
+    metrics = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((take.metrics or {}).items())
+    )
+    return _render("take_detail.html.j2", take=take, metrics=metrics)
+
+
+def card_header(take: Take, *, label: str | None = None, blind: bool = False) -> str:
+    """A result card's heading: label, model, voice id, kept/heard state and the prompt.
+
+    Blind: only the label and the state, nothing that tells the voices apart.
+    """
+    return _render("card_header.html.j2", take=take, label=label, blind=blind)
+
+
+def card_details(take: Take) -> str:
+    """A result card's measurements, or the error of a failed take."""
+    return _render("card_details.html.j2", take=take)
+
+
+def error_report(exc: BaseException, context: str = "") -> str:
+    """An exception shown in a widget: message first, the traceback folded underneath."""
+    head = f"{context + ': ' if context else ''}{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return _render("error.html.j2", head=head, trace=trace)
+
+
+def log_table(rows: Sequence[Mapping[str, Any]], selected: str | None = None) -> str:
+    """The log browser's table. ``rows``: display texts per take (take_id, started, experiment,
+    model, status, rating, chosen, played, tags, prompt); ``selected``: the take id to highlight."""
+    return _render("log_table.html.j2", rows=rows, selected=selected)
+
+
+def comparison_grid(
+    experiment: str, models: Sequence[str], rows: Sequence[tuple[str, Sequence[Sequence[Take]]]]
+) -> str:
+    """Prompts × models: ``rows`` are ``(prompt, [takes of each model, in models' order])``;
+    each cell shows the players of its repeats (or why a take has none)."""
+    return _render("comparison.html.j2", experiment=experiment, models=models, rows=rows)
+
+
+def audition(script: str, takes: Sequence[Any], results: Sequence[Any]) -> str:
+    """Voices side by side on one script: each take's model, prompt and its SpeechResult or error."""
+    cells = [
+        {
+            "model": getattr(take, "model", ""),
+            "prompt": getattr(take, "prompt", None) or str(getattr(take, "voice_id", take)),
+            "result": result,
+            "ok": hasattr(result, "audio"),
+        }
+        for take, result in zip(takes, results, strict=False)
+    ]
+    return _render("audition.html.j2", script=script[:200], cells=cells)
+
+
+def reveal_summary(
+    *,
+    session_id: str,
+    seed: int,
+    rated: int,
+    rows: Sequence[Any],
+    models: Sequence[tuple[str, str]],
+    prompts: Sequence[tuple[str, str]],
+) -> str:
+    """A blind session uncovered: mean rating per model (``models``: name, text) and per prompt
+    (``prompts``: heading, text), then every label with its model, prompt, rating and take."""
+    return _render(
+        "reveal.html.j2", session_id=session_id, seed=seed, rated=rated, rows=rows, models=models, prompts=prompts
+    )
+
+
+def lab_summary(*, offline: bool, region: str, host: str, folder: Any, model: str) -> str:
+    """A Lab in one line: backend (OFFLINE in amber), host, log folder and model."""
+    return _render("lab.html.j2", offline=offline, region=region, host=host, folder=folder, model=model)
+
+
+def report(takes: Sequence[Take], *, folder: Any, generated: str | None) -> str:
+    """The self-contained HTML page of ``ExperimentLog.export_html``: one row per take, previews
+    embedded as data-URI players, no links to anything outside the file. ``folder`` and
+    ``generated`` (a timestamp text) are shown in the heading."""
+    with_audio = sum(1 for t in takes if t.audio_path)
+    return _render(
+        "report.html.j2",
+        takes=takes,
+        folder=folder,
+        generated=generated,
+        with_audio=with_audio,
+        report_metrics=tuple(key for key, _, _ in METRICS),
+    )

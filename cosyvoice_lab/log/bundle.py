@@ -1,0 +1,279 @@
+"""Bundles: a zip of takes a teammate can merge into their own log.
+
+::
+
+    manifest.json      {"format": "cosyvoice-lab-bundle", "version": 1, counts, ...}
+    takes.json         [Take.to_dict(), ...]  (audio_path as the store names it: audio/<sha256>.<ext>)
+    annotations.json   the annotation history of those takes
+    utterances.json    their synthesised utterances
+    audio/...          every audio file the rows name
+
+Takes, annotation events and utterances carry global ids, so ``import_bundle`` inserts only
+what is new: importing the same bundle twice adds nothing. A bundle is checked whole before
+anything is merged: every audio name it holds or its rows give must be a valid audio store name
+(``audio/<sha256>.<ext>``; never an absolute path, ``..`` or another folder), every audio file
+must hash to its name, and every file a row names must be in the bundle or already here. The
+bundle is written atomically (temp file, fsync, rename), so a crash never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.annotations import replay
+from cosyvoice_lab.log.audio_store import FOLDER, AudioStore, content_matches, is_name
+from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.export import atomic_write
+from cosyvoice_lab.log.rows import TakeRows, package_version, where_clause
+from cosyvoice_lab.log.take_table import TakeTable
+from cosyvoice_lab.take import FINAL_STATUSES, Take, iso, now_utc
+
+BUNDLE_FORMAT = "cosyvoice-lab-bundle"
+BUNDLE_VERSION = 1
+_ANNOTATION_COLUMNS = ("annotation_id", "take_id", "at", "action", "value", "author")
+_UTTERANCE_COLUMNS = (
+    "utterance_id",
+    "take_id",
+    "created_at",
+    "text",
+    "params",
+    "characters",
+    "cost_cny",
+    "request_id",
+    "audio_sha256",
+    "audio_file",
+    "audio_format",
+    "audio_sample_rate",
+    "audio_duration_s",
+)
+# Outcome columns a re-imported take may bring once its source log settled it.
+_OUTCOME_COLUMNS = (
+    "status",
+    "request_id",
+    "voice_id",
+    "voice_status",
+    "finished_at",
+    "latency_s",
+    "error_code",
+    "error_message",
+    "audio_sha256",
+    "audio_file",
+    "audio_format",
+    "audio_sample_rate",
+    "audio_duration_s",
+    "preview_missing",
+    "metrics",
+)
+
+
+class Bundles:
+    """Exports and imports bundles of a log (``ExperimentLog`` documents both methods).
+
+    Args:
+        db: the log's database. audio_store: its audio files. rows: row <-> Take conversion.
+        table: the takes table (which takes a filter selects).
+    """
+
+    def __init__(self, db: Database, audio_store: AudioStore, rows: TakeRows, table: TakeTable) -> None:
+        self._db = db
+        self._store = audio_store
+        self._rows = rows
+        self._table = table
+
+    # --- export -----------------------------------------------------------------------------------
+    def export_bundle(self, path: str | os.PathLike, experiment: str | None = None, **filters: Any) -> Path:
+        """Zip the filtered takes, their annotation history, utterances and audio files.
+
+        Raises:
+            LogError: an audio file the rows name is missing (the bundle would be incomplete),
+                or the bundle cannot be written.
+        """
+        takes = self._table.takes(experiment=experiment, **filters)
+        where, params = where_clause(experiment=experiment, **filters)
+        subset = f"take_id IN (SELECT take_id FROM takes{where})"
+        annotations = self._select(_ANNOTATION_COLUMNS, "annotations", subset, params)
+        utterances = self._select(_UTTERANCE_COLUMNS, "utterances", subset, params)
+        take_dicts = [
+            {**t.to_dict(), "audio_path": self._store.name_for_path(t.audio_path) if t.audio_path else None}
+            for t in takes
+        ]
+        audio_files = sorted(
+            {d["audio_path"] for d in take_dicts if d["audio_path"]}
+            | {u["audio_file"] for u in utterances if u["audio_file"]}
+        )
+        for name in audio_files:
+            if not self._store.exists(name):
+                raise LogError(self._store.path(name), "is missing; the bundle would be incomplete (restore it first)")
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "package_version": package_version(),
+            "created_at": iso(now_utc()),
+            "experiment": experiment,
+            "counts": {
+                "takes": len(takes),
+                "annotations": len(annotations),
+                "utterances": len(utterances),
+                "audio_files": len(audio_files),
+            },
+        }
+        parts = {
+            "manifest.json": manifest,
+            "takes.json": take_dicts,
+            "annotations.json": annotations,
+            "utterances.json": utterances,
+        }
+
+        def write(tmp: str) -> None:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, value in parts.items():
+                    zf.writestr(name, json.dumps(value, ensure_ascii=False, indent=1))
+                for name in audio_files:  # audio barely compresses; store it as it is
+                    zf.write(self._store.path(name), name, compress_type=zipfile.ZIP_STORED)
+
+        return atomic_write(path, writer=write)
+
+    def _select(self, columns: tuple[str, ...], table: str, where: str, params: list) -> list[dict]:
+        rows = self._db.query(f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY rowid", params)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    # --- import -----------------------------------------------------------------------------------
+    def import_bundle(self, path: str | os.PathLike) -> dict[str, int]:
+        """Merge a bundle: new takes, annotation events, utterances and audio files.
+
+        Returns:
+            counts of what was added: ``{"takes", "takes_updated", "annotations", "utterances",
+            "audio_files"}`` (all zero when the bundle was already merged).
+
+        Raises:
+            LogError: not a bundle, a newer bundle format, a damaged audio file, or a row naming
+                audio outside the store or absent from the bundle (nothing merged).
+        """
+        path = Path(path).expanduser().absolute()
+        takes, annotations, utterances, audio = _read_bundle(path)
+        named = _named_audio(path, takes, utterances)
+        absent = sorted(n for n in named if n not in audio and not self._store.exists(n))
+        if absent:
+            raise LogError(path, f"names audio it does not hold ({', '.join(absent[:3])}); nothing was merged")
+        added_files = 0
+        for name, data in audio.items():  # files first: rows must never name missing audio
+            added_files += self._store.put_bytes(name, data)
+        try:
+            with self._db.transaction() as conn:
+                counts = self._merge(conn, takes, annotations, utterances)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LogError(path, f"holds a malformed row ({exc}); nothing was merged") from exc
+        counts["audio_files"] = added_files
+        return counts
+
+    def _merge(
+        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict]
+    ) -> dict[str, int]:
+        counts = {"takes": 0, "takes_updated": 0, "annotations": 0, "utterances": 0}
+        for take in takes:
+            row = self._rows.to_row(take)
+            if row["status"] == "pending":
+                row.update(
+                    status="interrupted",
+                    error_code="Interrupted",
+                    error_message="pending when its bundle was exported; no outcome was recorded",
+                )
+            inserted = _insert(conn, "takes", row)
+            counts["takes"] += inserted
+            if not inserted and row["status"] in FINAL_STATUSES:
+                counts["takes_updated"] += conn.execute(
+                    f"UPDATE takes SET {', '.join(f'{c} = ?' for c in _OUTCOME_COLUMNS)} "
+                    f"WHERE take_id = ? AND status NOT IN ('ok', 'failed')",
+                    [*(row[c] for c in _OUTCOME_COLUMNS), take.take_id],
+                ).rowcount
+        touched = set()
+        for event in annotations:
+            if _insert(conn, "annotations", {c: event.get(c) for c in _ANNOTATION_COLUMNS}):
+                counts["annotations"] += 1
+                touched.add(event["take_id"])
+        replay(conn, sorted(touched))
+        for utterance in utterances:
+            counts["utterances"] += _insert(conn, "utterances", {c: utterance.get(c) for c in _UTTERANCE_COLUMNS})
+        return counts
+
+
+def _read_bundle(path: Path) -> tuple[list[Take], list[dict], list[dict], dict[str, bytes]]:
+    """The takes, annotations, utterances and audio files (name -> bytes) of a bundle, checked."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+            _check_manifest(path, manifest)
+            parts = [json.loads(zf.read(n)) for n in ("takes.json", "annotations.json", "utterances.json")]
+            entries = [n for n in zf.namelist() if n.startswith(f"{FOLDER}/") and not n.endswith("/")]
+            _check_audio_names(path, entries)  # before reading them: a hostile name is never used
+            audio = {n: zf.read(n) for n in entries}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise LogError(path, f"is not a readable cosyvoice_lab bundle ({exc})") from exc
+    for name, data in audio.items():
+        if not content_matches(name, data):
+            raise LogError(path, f"{name} is damaged (its sha256 does not match its name); nothing was merged")
+    try:
+        takes = [Take.from_dict(d) for d in parts[0]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LogError(path, f"takes.json is malformed ({exc}); nothing was merged") from exc
+    return takes, parts[1], parts[2], audio
+
+
+def _check_manifest(path: Path, manifest: dict) -> None:
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise LogError(path, "is a zip but not a cosyvoice_lab bundle (no bundle manifest)")
+    if manifest.get("version", 0) > BUNDLE_VERSION:
+        raise LogError(
+            path,
+            f"is a bundle of format version {manifest['version']}, newer than this "
+            f"cosyvoice_lab understands ({BUNDLE_VERSION}); upgrade cosyvoice_lab",
+        )
+
+
+def _check_audio_names(path: Path, entries: list[str]) -> None:
+    """Refuse a bundle holding a file under ``audio/`` that is not a store name."""
+    for name in entries:
+        if not is_name(name):
+            raise LogError(
+                path, f"holds {name!r}, which is not an audio store name (audio/<sha256>.<ext>); nothing was merged"
+            )
+
+
+def _named_audio(path: Path, takes: list[Take], utterances: list[dict]) -> set[str]:
+    """The audio names the rows give, each checked to be a store name (never a path elsewhere).
+
+    Raises:
+        LogError: a row names anything else, naming the bundle and the row.
+    """
+    named = set()
+    rows = [(f"take {t.take_id}", t.audio_path) for t in takes]
+    rows += [(f"utterance {u.get('utterance_id')}", u.get("audio_file")) for u in utterances]
+    for row, name in rows:
+        if name is None:
+            continue
+        if not is_name(name):
+            raise LogError(
+                path,
+                f"{row} names audio {name!r}, which is not an audio store name "
+                f"(audio/<sha256>.<ext>); nothing was merged",
+            )
+        named.add(name)
+    return named
+
+
+def _insert(conn: sqlite3.Connection, table: str, row: dict) -> int:
+    """Insert ``row`` unless its id is already there; 1 if inserted, else 0."""
+    # ON CONFLICT DO NOTHING skips only a duplicate id; a malformed row still fails loudly.
+    try:
+        return conn.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) ON CONFLICT DO NOTHING",
+            list(row.values()),
+        ).rowcount
+    except sqlite3.IntegrityError as exc:
+        raise ValueError(f"{table} row {next(iter(row.values()))}: {exc}") from exc

@@ -1,0 +1,252 @@
+"""The ``takes`` table: the write path (a pending row, then its outcome) and the read path.
+
+Write path: ``start`` commits a ``pending`` row before the request leaves; ``finish``/``fail``/
+``reconcile`` record its outcome in the same row, each as one statement (atomic on its own).
+A preview is written to the audio store before the row that names it. Read path: takes by id
+or filter, and the DataFrames (``frame.py``, loaded only when a frame is asked for).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import LogError, TakeNotFound
+from cosyvoice_lab.log import recovery
+from cosyvoice_lab.log.audio_store import AudioStore
+from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.rows import (
+    SELECT_TAKE,
+    TAKE_COLUMNS,
+    TakeRows,
+    audio_columns,
+    clean_metrics,
+    dumps_or_null,
+    package_version,
+    where_clause,
+)
+from cosyvoice_lab.take import BACKENDS, Take, iso, now_utc, redact
+
+_RETURNING = f"RETURNING {', '.join(TAKE_COLUMNS)}"
+
+
+class TakeTable:
+    """Records takes and reads them back (``ExperimentLog`` documents each method).
+
+    Args:
+        db: the log's database. rows: row <-> Take conversion. audio_store: where previews go.
+    """
+
+    def __init__(self, db: Database, rows: TakeRows, audio_store: AudioStore) -> None:
+        self._db = db
+        self._rows = rows
+        self._store = audio_store
+
+    @property
+    def folder(self) -> Path:
+        """The log folder (reports name it)."""
+        return self._db.folder
+
+    def count(self) -> int:
+        """How many takes the log holds."""
+        return self._db.query("SELECT count(*) FROM takes")[0][0]
+
+    # --- the write path ---------------------------------------------------------------------------
+    def start(self, design: VoiceDesign, *, backend: str, prompt_spec: Any = None, **where: Any) -> Take:
+        """Commit a ``pending`` take and count it in flight (see ``ExperimentLog.start``)."""
+        if not isinstance(design, VoiceDesign):
+            raise TypeError(f"design must be a VoiceDesign, got {type(design).__name__}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if prompt_spec is not None and hasattr(prompt_spec, "to_dict"):
+            prompt_spec = prompt_spec.to_dict()
+        take = Take(
+            take_id=uuid.uuid4().hex,
+            design=design,
+            status="pending",
+            backend=backend,
+            package_version=package_version(),
+            started_at=now_utc(),
+            prompt_spec=prompt_spec,
+            **where,
+        )
+        row = self._rows.to_row(take)
+        row["writer_host"], row["writer_pid"], row["writer_start"] = recovery.writer_identity()
+        recovery.hold(take)  # before the insert, so no concurrent open can judge it stale
+        try:
+            self._db.query(
+                f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+        except BaseException:
+            recovery.release(take.take_id)
+            raise
+        return take
+
+    def finish(
+        self,
+        take_id: str,
+        *,
+        voice_id: str,
+        request_id: str | None = None,
+        audio: Audio | None = None,
+        voice_status: str | None = None,
+        latency_s: float | None = None,
+        metrics: dict | None = None,
+    ) -> Take:
+        """Record a designed voice; its preview is stored first (see ``ExperimentLog.finish``)."""
+        values: dict[str, Any] = {
+            "status": "ok",
+            "voice_id": voice_id,
+            "voice_status": voice_status,
+            "error_code": None,
+            "error_message": None,
+        }
+        if audio is not None:
+            values.update(audio_columns(audio, self._store.put(audio)))
+        if metrics:
+            values["metrics"] = dumps_or_null(clean_metrics(metrics))
+        if request_id is not None:
+            values["request_id"] = request_id
+        return self._settle(take_id, values, latency_s)
+
+    def fail(
+        self,
+        take_id: str,
+        *,
+        error_code: str,
+        error_message: str,
+        status: str = "failed",
+        request_id: str | None = None,
+        latency_s: float | None = None,
+    ) -> Take:
+        """Record that a take produced no voice (see ``ExperimentLog.fail``)."""
+        if status not in ("failed", "unknown", "interrupted"):
+            raise ValueError(f"status must be 'failed', 'unknown' or 'interrupted', got {status!r}")
+        values = {"status": status, "error_code": error_code, "error_message": redact(error_message)}
+        if request_id is not None:
+            values["request_id"] = request_id
+        return self._settle(take_id, values, latency_s)
+
+    def reconcile(self, take_id: str, *, voice_id: str, voice_status: str | None = None) -> Take:
+        """Adopt a listed voice as an 'unknown' take's outcome (see ``ExperimentLog.reconcile``)."""
+        values = {
+            "status": "ok",
+            "voice_id": voice_id,
+            "voice_status": voice_status,
+            "preview_missing": 1,
+            "error_code": None,
+            "error_message": None,
+        }
+        return self._settle(take_id, values, None, keep_timing=True)
+
+    def _settle(self, take_id: str, values: dict, latency_s: float | None, *, keep_timing: bool = False) -> Take:
+        """Record an outcome with one UPDATE (a lone statement is its own transaction), only on
+        a take whose outcome is still open; ``keep_timing`` keeps an earlier finish time."""
+        now = iso(now_utc())
+        # julianday() reads times to the millisecond: precise enough for a fallback latency.
+        latency = "COALESCE(?, (julianday(?) - julianday(started_at)) * 86400.0)"
+        finished = "?"
+        if keep_timing:
+            latency, finished = f"COALESCE(latency_s, {latency})", "COALESCE(finished_at, ?)"
+        sets = "".join(f"{name} = ?, " for name in values)
+        rows = self._db.query(
+            f"UPDATE takes SET {sets}latency_s = {latency}, finished_at = {finished} "
+            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted') {_RETURNING}",
+            [*values.values(), latency_s, now, now, take_id],
+        )
+        if not rows:
+            self._refuse_outcome(take_id)
+        recovery.release(take_id)
+        return self._rows.to_take(rows[0])
+
+    def _refuse_outcome(self, take_id: str) -> None:
+        """Raise why an outcome cannot be recorded: no such take, or it already has one."""
+        rows = self._db.query("SELECT status FROM takes WHERE take_id = ?", (take_id,))
+        if not rows:
+            raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
+        raise LogError(self._db.path, f"take {take_id} already has its outcome ({rows[0][0]}); start a new take")
+
+    def update(self, conn: sqlite3.Connection, take_id: str, values: dict) -> Take:
+        """Set ``values`` on a take inside the caller's transaction; returns the take as updated.
+
+        Raises:
+            TakeNotFound: no such take.
+        """
+        if not values:
+            row = conn.execute(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,)).fetchone()
+        else:
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            row = conn.execute(
+                f"UPDATE takes SET {assignments} WHERE take_id = ? {_RETURNING}", [*values.values(), take_id]
+            ).fetchone()
+        if row is None:
+            raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
+        return self._rows.to_take(row)
+
+    def set_metrics(self, take_id: str, metrics: dict) -> Take:
+        """Merge measurements into a take's (see ``ExperimentLog.set_metrics``)."""
+        new = clean_metrics(metrics)
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT metrics FROM takes WHERE take_id = ?", (take_id,)).fetchone()
+            if row is None:
+                raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
+            merged = {**json.loads(row[0] or "{}"), **new}
+            return self.update(conn, take_id, {"metrics": dumps_or_null(merged)})
+
+    def set_voice_status(self, statuses: dict[str, str]) -> int:
+        """Record voices' statuses; returns how many takes changed (see ``ExperimentLog``)."""
+        if not statuses:
+            return 0
+        with self._db.transaction() as conn:
+            return sum(
+                conn.execute("UPDATE takes SET voice_status = ? WHERE voice_id = ?", (status, vid)).rowcount
+                for vid, status in statuses.items()
+            )
+
+    def mark_deleted(self, voice_ids: str | Iterable[str]) -> int:
+        """Record voices deleted from the account (see ``ExperimentLog.mark_deleted``)."""
+        ids = [voice_ids] if isinstance(voice_ids, str) else list(voice_ids)
+        return self.set_voice_status(dict.fromkeys(ids, "DELETED"))
+
+    # --- the read path ----------------------------------------------------------------------------
+    def get(self, take_id: str) -> Take:
+        """The take with this id or unique prefix (see ``ExperimentLog.get``)."""
+        rows = self._db.query(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,))
+        if not rows and isinstance(take_id, str) and 4 <= len(take_id) < 32:
+            rows = self._db.query(
+                f"{SELECT_TAKE} WHERE take_id >= ? AND take_id < ? LIMIT 2", (take_id, take_id + "\uffff")
+            )
+        if not rows:
+            raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
+        if len(rows) > 1:
+            raise LogError(self._db.path, f"{take_id!r} matches several takes; give more of the id")
+        return self._rows.to_take(rows[0])
+
+    def takes(self, **filters: Any) -> list[Take]:
+        """Takes matching ``filters`` (those of ``where_clause``), oldest first."""
+        where, params = where_clause(**filters)
+        rows = self._db.query(f"{SELECT_TAKE}{where} ORDER BY started_at, rowid", params)
+        return [self._rows.to_take(row) for row in rows]
+
+    def to_dataframe(self, **filters: Any):
+        """The takes matching ``filters`` as a DataFrame (see ``ExperimentLog.to_dataframe``)."""
+        from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
+
+        where, params = where_clause(**filters)
+        return frame.takes_frame(self._db.query, where, params, self._store)
+
+    def voice_ids(self):
+        """The voices this log knows, as a DataFrame (see ``ExperimentLog.voice_ids``)."""
+        from cosyvoice_lab.log import frame
+
+        spec = frame.VOICES_FRAME
+        rows = self._db.query(
+            f"SELECT {frame.select_list(spec)} FROM takes WHERE voice_id IS NOT NULL ORDER BY started_at, rowid"
+        )
+        return frame.build(rows, spec)

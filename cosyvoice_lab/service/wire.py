@@ -1,0 +1,115 @@
+"""The shapes on the wire: voices as list/query report them, a created voice, error answers
+(redacted of the key), the base URL and the User-Agent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from cosyvoice_lab import catalog
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.credentials import Secret, redact
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import APIError, api_error
+
+UTC8 = dt.timezone(dt.timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
+
+
+def _package_version() -> str:
+    # from the installed metadata, not ``cosyvoice_lab.__version__``: the package's front door
+    # names every room, and the wire imports only the core (tests/test_packaging keeps them equal)
+    try:
+        return importlib.metadata.version("cosyvoice-lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+USER_AGENT = f"cosyvoice-lab/{_package_version()}"
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """A stored voice as list/query report it."""
+
+    voice_id: str
+    target_model: str | None
+    status: str | None
+    voice_prompt: str | None = None
+    preview_text: str | None = None
+    gmt_create: dt.datetime | None = None
+    gmt_modified: dt.datetime | None = None
+
+    @classmethod
+    def from_wire(cls, item: dict, voice_id: str | None = None) -> VoiceInfo:
+        vid = item.get("voice_id") or voice_id or ""
+        return cls(
+            voice_id=vid,
+            target_model=item.get("target_model") or catalog.model_of_voice(vid),
+            status=item.get("status"),
+            voice_prompt=item.get("voice_prompt"),
+            preview_text=item.get("preview_text"),
+            gmt_create=_parse_time(item.get("gmt_create")),
+            gmt_modified=_parse_time(item.get("gmt_modified")),
+        )
+
+
+@dataclass(frozen=True)
+class CreatedVoice:
+    """What a successful create_voice returned."""
+
+    voice_id: str
+    target_model: str
+    preview: Audio
+    request_id: str | None
+    latency_s: float
+    design: VoiceDesign = field(repr=False)
+
+
+def _parse_time(text) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.strptime(text, catalog.TIME_FORMAT).replace(tzinfo=UTC8)
+    except (TypeError, ValueError):
+        return None
+
+
+def normalise_base_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash; a bare host gets the API root.
+
+    ``http://127.0.0.1:8765`` means ``http://127.0.0.1:8765/api/v1``: nothing of the API lives
+    at a host's root, so that reading cannot be wrong. Any other path is kept as given (a proxy
+    may mount the API elsewhere); a 404 from it says what was probably meant.
+    """
+    parts = urlsplit(base_url.strip())
+    path = parts.path.rstrip("/")
+    if parts.scheme and parts.netloc and not path:
+        path = catalog.HTTP_API_ROOT
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def answer_error(
+    key: Secret | None,
+    status: int,
+    code: object,
+    message: object,
+    request_id: object,
+    *,
+    retry_after: float | None = None,
+) -> APIError:
+    """The ``APIError`` for an error answer, every server-supplied text redacted of ``key``
+    (and of anything shaped like a key): the one way an answer becomes exception text."""
+
+    def clean(value: object) -> str | None:
+        return None if value is None or value == "" else redact(str(value), key)
+
+    return api_error(status, clean(code), clean(message), clean(request_id), retry_after=retry_after)
+
+
+def ws_url_for(http_base: str) -> str:
+    """The WebSocket URL that goes with an HTTP base (``https://h/api/v1`` → ``wss://h/api-ws/v1/inference``)."""
+    scheme, _, rest = http_base.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{'wss' if scheme == 'https' else 'ws'}://{host}{catalog.WS_PATH}"
