@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
 
-.PHONY: lab test install clean
+.PHONY: lab test test-lowest install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,12 +19,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# etc/jupyter/jupyter_server_config.py saves the tutorials without outputs (the checkout stays clean);
+# their lab folder is ./lab-data/ (git-ignored), the same as the CLI's run from the checkout.
 lab: $(STAMP)
-	cd notebooks && ../$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) \
+	cd notebooks && JUPYTER_CONFIG_PATH=$(CURDIR)/etc/jupyter ../$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The suite again at the LOWEST versions pyproject.toml declares (uv's lowest-direct resolution of
+# the dev extra), in .venv-lowest; the browser test and the hygiene checks (ruff, mypy: about the
+# code, not the versions) are left to `make test`.
+LOWEST := .venv-lowest
+test-lowest: $(STAMP)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	test -x $(LOWEST)/bin/python || $(BIN)/uv venv --quiet --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip compile --quiet --python $(LOWEST)/bin/python pyproject.toml --extra dev \
+	  --resolution lowest-direct -o $(LOWEST)/requirements.txt
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip sync --quiet $(LOWEST)/requirements.txt
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --no-deps -e .
+	$(LOWEST)/bin/python -m pytest -m "not browser" --ignore=tests/test_hygiene.py $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LOWEST) build *.egg-info .pytest_cache

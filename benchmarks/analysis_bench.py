@@ -1,10 +1,13 @@
-"""How fast the analysis is: figures the README quotes.
+"""How fast the analysis is, and how well the speaker embedding tells voices apart.
 
-    .venv/bin/python benchmarks/analysis_bench.py [--runs N]
+    .venv/bin/python benchmarks/analysis_bench.py [--runs N] [--eer]
 
-Prints the median time to ``measure`` one 5-second 24 kHz preview (target < 100 ms) and to
-compute its ``speaker_embedding``, and the time ``import cosyvoice_lab`` (and its analysis
-modules) costs a fresh interpreter (target < 0.5 s), each with its ratio to the target.
+Prints the median cost of every measure on one 5-second 24 kHz preview (the whole set without
+the quality model: target < 150 ms), of DNSMOS and of the two embeddings, and the time
+``import cosyvoice_lab`` (and its analysis modules) costs a fresh interpreter (target < 0.5 s),
+each with its ratio to the target. ``--eer`` adds the equal-error rate of the speaker embedding
+(and of the MFCC fingerprint) on simulator voices: the same voice on different sentences
+against different voices of the same prompt.
 The preview is real speech from the offline engine when it is available, else a synthetic
 buzz with the same length and rate.
 """
@@ -21,7 +24,7 @@ import time
 import numpy as np
 
 SR, SECONDS = 24000, 5.0
-MEASURE_TARGET_S, IMPORT_TARGET_S = 0.100, 0.5
+MEASURE_TARGET_S, IMPORT_TARGET_S = 0.150, 0.5
 TEXT = "Good evening, and welcome to the late news. Here are tonight's headlines, and the weather."
 
 
@@ -85,21 +88,113 @@ def line(label: str, seconds: float, target: float) -> str:
     return f"{label:<58} {seconds * 1000:8.1f} ms   target {target * 1000:6.0f} ms   ratio {seconds / target:5.2f}"
 
 
+def measure_parts(x: np.ndarray, runs: int) -> None:
+    """The cost of each measure of ``measure()`` on its own (shared inputs computed once)."""
+    from cosyvoice_lab.analysis import measures, quality, voice
+
+    pitch = measures.pitch_track(x, SR)
+    f0 = pitch.selected_array["frequency"]
+    f0 = f0[f0 > 0]
+    frame_db = measures.frame_levels_db(x, SR)
+    speech = measures.speech_frames(x, SR)
+    y = voice.resampled(x, SR)
+    parts = {
+        "pitch track (praat, shared)": lambda: measures.pitch_track(x, SR),
+        "loudness (BS.1770)": lambda: measures.integrated_loudness(x, SR),
+        "resample to 16 kHz (shared)": lambda: voice.resampled(x, SR),
+        "HNR (from the pitch track)": lambda: voice.harmonicity(pitch),
+        "CPP (numpy cepstra)": lambda: voice.cepstral_peak_prominence(y, voice.voiced_times(pitch)),
+        "jitter + shimmer (praat pulses)": lambda: voice.perturbation(x, SR, pitch),
+        "spectral tilt + centroid": lambda: voice.spectral_shape(*voice.long_term_spectrum(y, speech)),
+        "F0 + intensity variability": lambda: (voice.f0_sd_semitones(f0), voice.intensity_sd_db(frame_db, speech)),
+        "DNSMOS P.835 (onnxruntime, 1 thread)": lambda: quality.dnsmos(y),
+    }
+    for label, fn in parts.items():
+        _, median = timed(fn, runs)
+        print(line(f"  {label}", median, MEASURE_TARGET_S))
+
+
+def equal_error_rate(same: np.ndarray, different: np.ndarray) -> float:
+    """The rate at which a threshold on similarity rejects as many true pairs as it accepts false ones."""
+    best, rate = 2.0, float("nan")
+    for t in np.sort(np.concatenate([same, different])):
+        miss, false = float(np.mean(same < t)), float(np.mean(different >= t))
+        if abs(miss - false) < best:
+            best, rate = abs(miss - false), (miss + false) / 2
+    return rate
+
+
+def eer_report() -> None:
+    """EER on simulator voices: 2 prompts x 2 languages x 5 voices x 3 sentences."""
+    import itertools
+
+    from cosyvoice_lab.analysis import variability
+    from cosyvoice_lab.offline import engine
+
+    sentences = {
+        "en": [TEXT, "The quick brown fox jumps over the lazy dog.", "Please bring an umbrella tomorrow afternoon."],
+        "zh": [
+            "今天天气很好，我们一起去公园散步吧。",
+            "这本书讲述了一个小村庄里发生的故事。",
+            "请记得明天带伞，下午会下雨。",
+        ],
+    }
+    prompts = {
+        "en": ["A calm middle-aged man with a deep voice.", "A young woman with a bright, cheerful voice."],
+        "zh": ["沉稳的中年男声", "年轻女声，明亮欢快"],
+    }
+    keys, voice_e, mfcc_e = [], {}, {}
+    for language, texts in sentences.items():
+        for prompt in prompts[language]:
+            for v, (i, text) in itertools.product(range(5), enumerate(texts)):
+                x = engine.render(text, engine.settings_for(prompt, language, f"voice-{v}"), SR)
+                key = (language, prompt, v, i)
+                keys.append(key)
+                voice_e[key] = variability.voice_embedding(x, sample_rate=SR)
+                mfcc_e[key] = variability.speaker_embedding(x, sample_rate=SR)
+    print(
+        "\nequal-error rate on simulator voices (same voice, other sentence vs other voice, same prompt and sentence)"
+    )
+    for name, table, score in (
+        ("voice_embedding (pretrained GE2E)", voice_e, lambda a, b: float(a @ b)),
+        ("speaker_embedding (MFCC fingerprint)", mfcc_e, lambda a, b: -variability.spectral_distance(a, b)),
+    ):
+        same, different = [], []
+        for a, b in itertools.combinations(keys, 2):
+            if a[:2] != b[:2]:
+                continue
+            if a[2] == b[2] and a[3] != b[3]:
+                same.append(score(table[a], table[b]))
+            elif a[2] != b[2] and a[3] == b[3]:
+                different.append(score(table[a], table[b]))
+        rate = equal_error_rate(np.array(same), np.array(different))
+        print(f"  {name:<40} EER {100 * rate:5.1f} %   ({len(same)} same-voice pairs, {len(different)} other-voice)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="timed runs per figure (default 20)")
+    parser.add_argument("--eer", action="store_true", help="also the speaker embedding's equal-error rate")
     args = parser.parse_args()
 
     from cosyvoice_lab.analysis import measures as analysis
 
     x, source = preview()
     print(f"preview: {len(x) / SR:.1f} s at {SR} Hz, {source}; median of {args.runs} runs\n")
-    first, median = timed(lambda: analysis.measure(x, TEXT, "en", sample_rate=SR), args.runs)
-    print(line("measure()", median, MEASURE_TARGET_S))
-    cold = "  first call (lazy imports of parselmouth, pyloudnorm)"
-    print(f"{cold:<58} {first * 1000:8.1f} ms")
-    _, embed = timed(lambda: analysis.speaker_embedding(x, sample_rate=SR), args.runs)
-    print(line("speaker_embedding()", embed, MEASURE_TARGET_S))
+    analysis.measure(x, TEXT, "en", sample_rate=SR)  # warm up: lazy imports, the quality model's session
+    _, median = timed(lambda: analysis.measure(x, TEXT, "en", sample_rate=SR, predicted_quality=False), args.runs)
+    print(line("measure(predicted_quality=False): every measure but DNSMOS", median, MEASURE_TARGET_S))
+    _, median = timed(lambda: analysis.measure(x, TEXT, "en", sample_rate=SR), args.runs)
+    print(line("measure(): the whole set, DNSMOS included", median, MEASURE_TARGET_S))
+    measure_parts(x, args.runs)
+    from cosyvoice_lab.analysis import variability
+
+    _, embed = timed(lambda: variability.speaker_embedding(x, sample_rate=SR), args.runs)
+    print(line("speaker_embedding() (MFCC fingerprint)", embed, MEASURE_TARGET_S))
+    _, embed = timed(lambda: variability.voice_embedding(x, sample_rate=SR), args.runs)
+    print(line("voice_embedding() (pretrained network, numpy)", embed, MEASURE_TARGET_S))
+    if args.eer:
+        eer_report()
     print()
     for module in ("cosyvoice_lab", "cosyvoice_lab.prompts.spec", "cosyvoice_lab.analysis.measures"):
         net, cumulative = import_seconds(module)

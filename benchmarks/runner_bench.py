@@ -1,28 +1,35 @@
-"""How close a compare gets to ideal parallel time, without passing the rate limit.
+"""How close a compare gets to the fastest the service's rate limit allows, without a 429.
 
-A 48-take compare against the offline simulator where each design takes 1.0 s longer (and a
-listing 0.1 s: the real service lists in a blink but designs for seconds), at concurrency 1,
-4 and 8. Ideal wall time is ceil(N / c) x latency; the ratio to it should stay within 1.15 at
-4 and 8. "wall" is the whole compare call: its quota count before and its status check after
-(one listing each) included; "runner only" skips both. The simulator enforces the service's
-10 requests/second and the Lab is set to 9.5/s (so 9 in any second); the peak count of design
-requests in any one-second window is printed, and the number of 429 answers.
+With R the allowed rate (the service's 10 voice actions/s) and L one design's latency, a compare
+of N takes cannot finish before about N/R + L. This bench runs compares with the Lab's defaults
+(no concurrency, no rate given: the runner sizes itself) against the offline simulator with its
+design latency set (``serve(model_profiles={"*": {"design_latency": L}})``, jittered +-30 %),
+for L in {0.5, 2, 8} s and N in {12, 48, 200}, and prints the wall time of the whole compare
+call (its quota listing before and status listing after included), its ratio to N/R + L, the
+most requests in any one second (all actions: the listings share the budget), the most takes
+in flight, and the 429 answers. Then the cases the issue names: 40 takes at 2 s and 8 s, and
+two processes with the same key each comparing 40 takes (wall time from the first start to the
+last end, against 80/R + L).
 
-    .venv/bin/python benchmarks/runner_bench.py [--takes 48] [--latency 1.0] [--list-latency 0.1] \
-        [--requests-per-second 9.5]
+    .venv/bin/python benchmarks/runner_bench.py [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from cosyvoice_lab import Lab
+from cosyvoice_lab import Lab, catalog
 from cosyvoice_lab.offline import serve
+
+R = catalog.ENROLLMENT_RPS
+MODELS = list(catalog.COMPARE_MODELS)
 
 
 def peak_per_second(times: list[float]) -> int:
@@ -35,61 +42,94 @@ def peak_per_second(times: list[float]) -> int:
     return best
 
 
-def one_run(
-    n: int, concurrency: int, latency: float, list_latency: float, requests_per_second: float, checks: bool
-) -> tuple[float, int, int]:
-    with serve() as sim, tempfile.TemporaryDirectory() as tmp:
-        lab = Lab(
-            Path(tmp) / "lab",
-            backend="offline",
-            base_url=sim.base_url,
-            progress=False,
-            measure=False,
-            requests_per_second=requests_per_second,
-            concurrency=concurrency,
-        )
-        sim.faults.action_latency = {"create_voice": latency, "list_voice": list_latency}
-        t0 = time.perf_counter()
-        comp = lab.compare(
-            ["a steady, calm narrator"],
-            models=["cosyvoice-v3.5-plus"],
-            repeats=n,
-            experiment=f"bench-{concurrency}",
-            check_quota=checks,
-            verify=checks,
-        )
-        wall = time.perf_counter() - t0
-        creates = [t for t, action, _ in sim.request_log if action == "create_voice"]
-        throttled = sum(1 for _, _, status in sim.request_log if status == 429)
-        assert sum(t.ok for t in comp.takes) == n, "every take ok"
-        return wall, peak_per_second(creates), throttled
+def compare(base_url: str, folder: Path, n: int) -> dict:
+    """One compare of ``n`` takes (one prompt, both models) with the Lab's defaults."""
+    lab = Lab(folder, backend="offline", base_url=base_url, progress=False, measure=False)
+    t0 = time.monotonic()
+    comp = lab.compare(["a steady, calm narrator"], models=MODELS, repeats=n // len(MODELS), experiment="bench")
+    wall = time.monotonic() - t0
+    failed = sum(not t.ok for t in comp.takes)
+    return {"wall": wall, "failed": failed, "in_flight": lab.pacer.peak_in_flight, "start": t0, "end": t0 + wall}
 
 
-def main():
+def sim_figures(sim) -> tuple[int, int]:
+    log = list(sim.request_log)
+    return peak_per_second([t for t, _, _ in log]), sum(1 for *_, status in log if status == 429)
+
+
+def one_run(n: int, latency: float) -> dict:
+    with serve(model_profiles={"*": {"design_latency": latency}}) as sim, tempfile.TemporaryDirectory() as tmp:
+        out = compare(sim.base_url, Path(tmp) / "lab", n)
+        out["peak"], out["429"] = sim_figures(sim)
+        return out
+
+
+def two_processes(n: int, latency: float) -> dict:
+    """Two processes with the same key, each comparing ``n`` takes, started together."""
+    with serve(model_profiles={"*": {"design_latency": latency}}) as sim, tempfile.TemporaryDirectory() as tmp:
+        go = time.time() + 4.0  # both import, then start at once
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--child", sim.base_url, str(Path(tmp) / f"lab{i}"), str(n), str(go)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
+        results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        peak, throttled = sim_figures(sim)
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return {
+        "wall": wall,
+        "failed": sum(r["failed"] for r in results),
+        "in_flight": max(r["in_flight"] for r in results),
+        "peak": peak,
+        "429": throttled,
+    }
+
+
+def child(base_url: str, folder: str, n: int, go: float) -> None:
+    time.sleep(max(0.0, go - time.time()))
+    out = compare(base_url, Path(folder), n)
+    shift = time.time() - time.monotonic()  # one clock for both processes' figures
+    print(json.dumps({**out, "start": out["start"] + shift, "end": out["end"] + shift}))
+
+
+def row(label: str, n: int, latency: float, out: dict) -> None:
+    bound = n / R + latency
+    print(
+        f"{label:>10} {n:>5} {latency:>5.1f} {out['wall']:>8.2f} {bound:>9.2f} {out['wall'] / bound:>6.2f} "
+        f"{out['peak']:>9} {out['in_flight']:>9} {out['429']:>5} {out['failed']:>7}",
+        flush=True,
+    )
+
+
+def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--takes", type=int, default=48)
-    ap.add_argument("--latency", type=float, default=1.0, help="seconds added to each design")
-    ap.add_argument("--list-latency", type=float, default=0.1, help="seconds added to each listing")
-    ap.add_argument("--requests-per-second", type=float, default=9.5)
+    ap.add_argument("--quick", action="store_true", help="N in {12, 48}, L in {0.5, 2}, and the issue's cases")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        base_url, folder, n, go = args.child
+        child(base_url, folder, int(n), float(go))
+        return
     print(
-        f"{args.takes}-take compare, {args.latency:.1f} s per design, {args.list_latency:.1f} s per listing, "
-        f"lab {args.requests_per_second} requests/s, "
-        f"simulator limit 10/s, {os.cpu_count()} cores"
+        f"compare with the Lab's defaults ({catalog.DEFAULT_CLIENT_RPS:g} requests/s, concurrency sized by the "
+        f"runner, at most {catalog.MAX_CONCURRENCY}); simulator limit {R:g}/s; bound = N/R + L; "
+        f"{os.cpu_count()} cores"
     )
     print(
-        f"{'concurrency':>11} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'runner only s':>15} {'ratio':>6} "
-        f"{'peak req/s':>10} {'429s':>5}"
+        f"{'case':>10} {'N':>5} {'L s':>5} {'wall s':>8} {'N/R+L s':>9} {'ratio':>6} {'peak r/s':>9} "
+        f"{'in flight':>9} {'429s':>5} {'failed':>7}"
     )
-    rps = args.requests_per_second
-    for c in (1, 4, 8):
-        ideal = math.ceil(args.takes / c) * args.latency
-        wall, peak, throttled = one_run(args.takes, c, args.latency, args.list_latency, rps, True)
-        bare, peak2, throttled2 = one_run(args.takes, c, args.latency, args.list_latency, rps, False)
-        print(
-            f"{c:>11} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.3f} {bare:>15.2f} {bare / ideal:>6.3f} "
-            f"{max(peak, peak2):>10} {throttled + throttled2:>5}"
-        )
+    latencies, sizes = ((0.5, 2.0), (12, 48)) if args.quick else ((0.5, 2.0, 8.0), (12, 48, 200))
+    for latency in latencies:
+        for n in sizes:
+            row("grid", n, latency, one_run(n, latency))
+    for latency in (2.0, 8.0):
+        row("issue", 40, latency, one_run(40, latency))
+    for latency in (2.0,) if args.quick else (2.0, 8.0):
+        row("2 procs", 80, latency, two_processes(40, latency))
 
 
 if __name__ == "__main__":

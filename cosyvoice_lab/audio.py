@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from markupsafe import Markup
-
 from cosyvoice_lab.catalog import SYNTH_FORMATS as FORMATS  # every format the service sends (previews use a subset)
 from cosyvoice_lab.files import atomic_write
 
@@ -152,12 +150,11 @@ class Audio:
     def html(self, *, label: str = "") -> str:
         """A self-contained ``<audio>`` element (data URI, ``preload="metadata"``), usable in any page.
 
-        ``label`` becomes its tooltip (escaped). This is the package's one player snippet:
-        ``cosyvoice_lab.html`` builds every other page around it. It lives here, not there,
-        because the service layer shows Audio but may not import ``cosyvoice_lab.html``.
+        ``label`` becomes its tooltip (escaped); the element is ``cosyvoice_lab.html.player``'s.
         """
-        title = Markup(' title="{}"').format(label) if label else ""
-        return str(Markup('<audio controls preload="metadata"{} src="{}"></audio>').format(title, self.data_uri()))
+        from cosyvoice_lab import html as pages  # html imports this module: import on use
+
+        return pages.player(self, label=label)
 
     def _repr_html_(self) -> str:
         return self.html()

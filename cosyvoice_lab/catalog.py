@@ -7,8 +7,10 @@ Figures follow ``dashscope-contract.md`` (sections in brackets).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 # --- models [3.4, 3.7] -------------------------------------------------------------------
 
@@ -34,7 +36,27 @@ MODELS: dict[str, Model] = {
     V3_FLASH: Model(V3_FLASH, 1.0, ("cn-beijing",)),
 }
 DEFAULT_MODEL = V35_PLUS
-COMPARE_MODELS = (V35_PLUS, V35_FLASH)
+COMPARE_MODELS = (V35_PLUS, V35_FLASH)  # also the one order models are shown in (see model_order)
+
+
+def model_order(models) -> tuple[str, ...]:
+    """``models`` once each, in the one order every grid, pivot and card column uses:
+    COMPARE_MODELS first (plus, then flash), then the other catalog models, then by name."""
+    rank: dict[str, int] = {}
+    for i, name in enumerate((*COMPARE_MODELS, *MODELS)):
+        rank.setdefault(name, i)
+    return tuple(sorted(dict.fromkeys(models), key=lambda m: (rank.get(m, len(rank)), m)))
+
+
+# Models that take the synthesis ``instruction`` [contract §11]: "仅适用于cosyvoice-v3.5-flash、
+# cosyvoice-v3.5-plus和cosyvoice-v3-flash"; the feature table marks cosyvoice-v3-plus "不支持".
+INSTRUCTION_MODELS = (V35_PLUS, V35_FLASH, V3_FLASH)
+# Designed voices speak these languages as documented ([TTS]: "中文（普通话）、英文"; the user
+# guide's FAQ says "多种语言", contract §11): other language hints work, with a warning.
+DESIGNED_VOICE_LANGUAGES = ("zh", "en")
+# Voice design families made elsewhere whose voice ids must still parse and list (not designed
+# here) [contract §11]: Qwen-Audio-TTS, Beijing.
+QWEN_AUDIO_DESIGN_MODELS = ("qwen-audio-3.0-tts-plus", "qwen-audio-3.1-tts-flash", "qwen-audio-3.0-tts-flash")
 
 # --- regions and endpoints [1] ---------------------------------------------------------
 
@@ -64,6 +86,22 @@ REGIONS: dict[str, Region] = {
     ),
 }
 DEFAULT_REGION = "cn-beijing"
+# Workspace hosts of the official voice-design samples [contract §11], Beijing only.
+WORKSPACE_HOST = "{workspace}.cn-beijing.maas.aliyuncs.com"
+WORKSPACE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # one DNS label
+
+
+def workspace_endpoints(workspace: str) -> tuple[str, str]:
+    """The HTTP base and WebSocket URL of a workspace host (``https://{WorkspaceId}.cn-beijing.
+    maas.aliyuncs.com/api/v1`` and ``wss://…/api-ws/v1/inference``).
+
+    Raises:
+        ValueError: ``workspace`` is not a workspace id (one DNS label).
+    """
+    if not isinstance(workspace, str) or not WORKSPACE_RE.match(workspace):
+        raise ValueError(f"must be a workspace id such as 'ws-abc123' (letters, digits, '-'), got {workspace!r}")
+    host = WORKSPACE_HOST.format(workspace=workspace)
+    return f"https://{host}{HTTP_API_ROOT}", f"wss://{host}{WS_PATH}"
 
 
 def design_models(region: str) -> tuple[str, ...]:
@@ -93,9 +131,11 @@ PREVIEW_FORMATS = ("wav", "mp3", "pcm")
 DEFAULT_PREVIEW_FORMAT = "wav"
 DEFAULT_PREFIX = "lab"
 
-# voice id of a designed voice [3.3]
+# voice id of a designed voice [3.3]; ids made elsewhere also parse [contract §11]: capitals in
+# the prefix (the API pages allow "English letters") and the Qwen-Audio-TTS design models
 VOICE_ID_RE = re.compile(
-    rf"^(?P<model>cosyvoice-v[0-9.]+-(?:plus|flash))-vd-(?P<prefix>[a-z0-9]{{1,{PREFIX_MAX}}})-(?P<uid>[0-9a-f]{{32}})$"
+    r"^(?P<model>(?:cosyvoice-v[0-9.]+|qwen-audio-[0-9.]+-tts)-(?:plus|flash))"
+    rf"-vd-(?P<prefix>[A-Za-z0-9]{{1,{PREFIX_MAX}}})-(?P<uid>[0-9a-f]{{32}})$"
 )
 
 
@@ -118,7 +158,17 @@ SERVICE_UTC_OFFSET_HOURS = 8
 
 ENROLLMENT_RPS = 10.0  # all voice actions together, per key
 SYNTHESIS_RPS = 3.0  # run-task submissions per key
-DEFAULT_CLIENT_RPS = 5.0  # what the runner allows itself by default: well under the limit
+# What a Lab allows itself by default: the documented limit minus a margin for jitter. With the
+# client's window CLIENT_WINDOW_SLACK_S longer than the service's, 9/s sends at most 9 in any 1.1 s
+# (about 8.2/s), so requests that arrive a little bunched still never pass 10 in one second.
+CLIENT_RPS_MARGIN = 1.0
+DEFAULT_CLIENT_RPS = ENROLLMENT_RPS - CLIENT_RPS_MARGIN
+CLIENT_WINDOW_SLACK_S = 0.1
+# Processes on one machine using the same key share its budget through a small file in a per-user
+# runtime folder ($XDG_RUNTIME_DIR/cosyvoice-lab, else <tmp>/cosyvoice-lab-<uid>), named by a hash
+# of the key and host (never the key). COSYVOICE_LAB_RUNTIME_DIR overrides the folder.
+RUNTIME_DIR_NAME = "cosyvoice-lab"
+SHARED_WINDOW_STALE_S = 86400.0  # a shared window file unused this long is removed
 
 # --- synthesis limits [6.1] --------------------------------------------------------------
 
@@ -138,6 +188,7 @@ SYNTH_CONTINUE_MAX_CHARS = 20_000
 SYNTH_TASK_MAX_CHARS = 200_000
 SYNTH_GAP_SECONDS = 23.0
 SYNTH_IDLE_SECONDS = 60.0
+SYNTH_REUSE_IDLE_S = 45.0  # a kept synthesis connection idle longer is not reused (the service closes at 60 s)
 
 # --- timeouts (client side) --------------------------------------------------------------
 
@@ -158,10 +209,21 @@ THROTTLED_WAIT_S = 1.0  # after a throttled task-failed (which carries no Retry-
 
 # --- the lab's defaults (lab/, widgets/, cli) ----------------------------------------------
 
-DEFAULT_CONCURRENCY = 4  # requests a Lab keeps in flight at once (compare, design n>1, the PromptBuilder)
+# Requests a Lab keeps in flight (compare, design n>1, the PromptBuilder): sized by the runner
+# itself (lab/runner.py, service/ratelimit.ConcurrencyController) by Little's law, in flight =
+# rate x latency x CONCURRENCY_HEADROOM, halved on 429; never above MAX_CONCURRENCY (threads and
+# connections; 9/s x 8 s designs x 1.25 = 90) nor above a Lab's ``concurrency=`` when one is given.
+DEFAULT_CONCURRENCY: int | None = None  # None: no bound but MAX_CONCURRENCY
+MAX_CONCURRENCY = 100
+CONCURRENCY_HEADROOM = 1.25  # latencies jitter; a task waiting for the limiter costs only a thread
+CONCURRENCY_CUT_INTERVAL_S = 1.0  # 429s closer together than this (or one latency) are one signal
 DEFAULT_REPEATS = 3  # designs per prompt and model in a compare: enough to hear the variation
 RATING_MIN, RATING_MAX = 1, 5  # the scale of a take's rating (the log's CHECK constraint says the same)
 RECONCILE_WINDOW_S = 120.0  # how far a listed voice's gmt_create may sit from our send time to be adopted
+# A take whose create outcome is unknown stays 'unknown' until a listing made this long after it
+# was sent finds no voice (the service's designs take seconds; a voice can be stored after the
+# client gave up).
+LATE_VOICE_GRACE_S = 60.0
 # What a preview reads when no preview text is given, by language (a design's language follows it).
 DEFAULT_PREVIEW_TEXT = {
     "en": "Hello! This is a preview of a newly designed voice. How does it sound to you?",
@@ -170,8 +232,21 @@ DEFAULT_PREVIEW_TEXT = {
 
 # --- the experiment log (log/) -------------------------------------------------------------
 
+# The one default lab folder, shared by Lab(), the notebooks and the CLI (see default_lab_folder).
+LAB_HOME_ENV = "COSYVOICE_LAB_HOME"
+CHECKOUT_LAB_FOLDER = "lab-data"  # in a checkout of this repository; git-ignored
+USER_LAB_FOLDER = ("cosyvoice-lab",)  # under $XDG_DATA_HOME (default ~/.local/share) elsewhere
+
 STALE_PENDING_S = 3600.0  # age after which another host's pending take counts as abandoned (>> create timeout)
 LOG_BUSY_TIMEOUT_S = 30.0  # how long a log write waits for another writer before failing
+# A bundle (log/bundle.py) is untrusted input: what one may hold before it is refused unread.
+BUNDLE_MAX_MEMBERS = 200_000  # files in the zip (tables + audio)
+BUNDLE_MAX_BYTES = 4 * 1024**3  # their total uncompressed size (the sizes the zip declares)
+BUNDLE_MAX_TABLE_BYTES = 256 * 1024**2  # one JSON table, uncompressed
+BUNDLE_MAX_ROWS = 200_000  # rows in one table
+BUNDLE_MAX_TEXT_CHARS = 20_000  # one free text (notes, error message, prompt, utterance text...)
+BUNDLE_MAX_NAME_CHARS = 200  # one short text (experiment, cell, host, author, tag, request id...)
+BUNDLE_MAX_TAGS = 100  # tags on one take
 
 # --- the offline simulator -----------------------------------------------------------------
 
@@ -209,3 +284,28 @@ def billed_characters(text: str) -> int:
 def synthesis_cost_cny(model: str, characters: int) -> float:
     """Estimated synthesis cost in CNY for ``characters`` billed characters on ``model``."""
     return MODELS[model].price_cny_per_10k_chars * characters / 10_000
+
+
+def default_lab_folder(cwd: str | os.PathLike | None = None) -> Path:
+    """The lab folder used when none is given, the same for ``Lab()``, the notebooks and the CLI.
+
+    In order: ``$COSYVOICE_LAB_HOME``; else ``lab-data/`` at the root of this repository when
+    ``cwd`` (default: the current directory) is inside a checkout of it (the notebooks run in
+    ``notebooks/``, the CLI from the root: one log); else ``$XDG_DATA_HOME/cosyvoice-lab``
+    (``~/.local/share/cosyvoice-lab``). Read when called, never at import.
+    """
+    if os.environ.get(LAB_HOME_ENV):
+        return Path(os.environ[LAB_HOME_ENV]).expanduser()
+    here = Path(cwd if cwd is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if _is_checkout(folder):
+            return folder / CHECKOUT_LAB_FOLDER
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data, *USER_LAB_FOLDER)
+
+
+def _is_checkout(folder: Path) -> bool:
+    pyproject = folder / "pyproject.toml"
+    if not (pyproject.is_file() and (folder / "cosyvoice_lab").is_dir()):
+        return False
+    return re.search(r'(?m)^name\s*=\s*"cosyvoice-lab"', pyproject.read_text(encoding="utf-8")) is not None

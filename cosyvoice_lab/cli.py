@@ -1,7 +1,7 @@
 """The ``cosyvoice-lab`` command: design, compare, voices, log, offline.
 
 Exit codes scripts can trust:
-  0 success · 1 some takes failed · 2 bad input (nothing sent) · 3 no or rejected API key ·
+  0 success · 1 some takes this run sent failed · 2 bad input (nothing sent) · 3 no or rejected API key ·
   4 the service or network failed · 130 interrupted
 """
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from cosyvoice_lab import __version__, catalog
-from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError, Problem, ValidationError
+from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError, ValidationError
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -23,7 +23,7 @@ EPILOG = f"""examples:
   cosyvoice-lab compare prompts.txt --repeats 3            # one prompt per line (or YAML/JSON list)
   cosyvoice-lab voices list                               # what the account holds (quota {catalog.VOICE_QUOTA})
   cosyvoice-lab voices cleanup --yes                      # delete voices not chosen in the log
-  cosyvoice-lab log export report.html                    # table + players, opens from disk
+  cosyvoice-lab log export                                # report.html in the lab folder, opens from disk
   cosyvoice-lab offline --port 8765                       # run the simulator for other tools
 
 Without an API key (DASHSCOPE_API_KEY or ~/.alibabacloud/credentials) every command uses the
@@ -34,7 +34,10 @@ offline simulator, and says so.
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--folder", default="cosyvoice-lab", help="the lab folder (log + audio); default ./cosyvoice-lab"
+        "--folder",
+        type=Path,
+        help=f"the lab folder (log + audio); default ${catalog.LAB_HOME_ENV}, else {catalog.CHECKOUT_LAB_FOLDER}/ "
+        "in a checkout of the repository, else ~/.local/share/cosyvoice-lab (the notebooks' folder too)",
     )
     common.add_argument(
         "--backend",
@@ -44,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--base-url", help="HTTP base of another server speaking the protocol, e.g. http://127.0.0.1:8765/api/v1"
+    )
+    common.add_argument(
+        "--workspace",
+        help="Model Studio workspace id: use its host https://{id}.cn-beijing.maas.aliyuncs.com (real service only)",
     )
     common.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
     common.add_argument("-v", "--verbose", action="store_true", help="log each request and retry")
@@ -82,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         default=catalog.DEFAULT_CONCURRENCY,
-        help=f"requests in flight at once (default {catalog.DEFAULT_CONCURRENCY})",
+        help=f"most requests in flight at once (default: sized to the rate, up to {catalog.MAX_CONCURRENCY})",
     )
     c.add_argument(
         "--requests-per-second",
@@ -109,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--experiment")
     show.add_argument("--limit", type=int, default=20)
     ex = ls.add_parser("export", parents=[common], help="export: .csv, .parquet, .html or .zip (bundle)")
-    ex.add_argument("path", type=Path)
+    ex.add_argument("path", type=Path, nargs="?", help="default: report.html in the lab folder")
     ex.add_argument("--experiment")
     im = ls.add_parser("import", parents=[common], help="merge a teammate's bundle (.zip) into this log")
     im.add_argument("path", type=Path)
@@ -155,7 +162,14 @@ def _design_options(p, model: bool = True):
 def _lab(args, **kw):
     from cosyvoice_lab.lab.lab import Lab
 
-    return Lab(args.folder, backend=args.backend, base_url=args.base_url, progress=not args.json, **kw)
+    return Lab(
+        args.folder,
+        backend=args.backend,
+        base_url=args.base_url,
+        workspace=args.workspace,
+        progress=not args.json,
+        **kw,
+    )
 
 
 def _print_table(df, as_json: bool, columns=None):
@@ -172,7 +186,7 @@ def _print_table(df, as_json: bool, columns=None):
             print(df.to_string(index=False))
 
 
-TAKE_COLUMNS = ["take_id", "status", "model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
+TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
 
 
 def _takes_df(lab, takes):
@@ -193,27 +207,40 @@ def cmd_design(args) -> int:
     )
     takes = takes if isinstance(takes, list) else [takes]
     _print_table(_takes_df(lab, takes), args.json, TAKE_COLUMNS)
-    return EXIT_OK if all(t.ok for t in takes) else EXIT_FAILED
+    return _exit_code(takes)
 
 
-def _read_prompts(path: Path) -> list:
-    from cosyvoice_lab.prompts.spec import PromptSpec
+# error codes of takes that failed because of the key, or of the service or the network (contract §9)
+AUTH_CODES = ("InvalidApiKey", "Arrearage")  # and every code with AccessDenied in it
+SERVICE_CODES = (
+    *("InternalError", "ServiceUnavailable", "GatewayTimeout", "Throttling", "Throttling.RateQuota"),
+    *("ConnectionFailed", "RequestTimeout", "TransportError", "OutcomeUnknown"),
+)
 
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        import yaml  # YAML is a superset of JSON
 
-        items = yaml.safe_load(text)
-        if not isinstance(items, list):
-            raise ValidationError(
-                [Problem("prompts_file", "type", f"{path} must hold a list of prompts")], context="compare"
-            )
-        return [PromptSpec.from_dict(i) if isinstance(i, dict) else str(i) for i in items]
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+def _exit_code(takes) -> int:
+    """The exit code of a run from the takes it sent: 0 all ok; 3 none ok, each failing on the
+    key; 4 none ok, each failing on the service or the network; else 1 (some takes failed)."""
+    codes = [t.error_code or "" for t in takes if not t.ok]
+    if not codes:
+        return EXIT_OK
+    if len(codes) == len(takes):
+        if all(c in AUTH_CODES or "AccessDenied" in c for c in codes):
+            return EXIT_AUTH
+        if all(c in SERVICE_CODES for c in codes):
+            return EXIT_SERVICE
+    return EXIT_FAILED
 
 
 def cmd_compare(args) -> int:
-    prompts = _read_prompts(args.prompts_file)
+    from cosyvoice_lab.lab.planning import read_prompts
+
+    try:
+        prompts = read_prompts(args.prompts_file)
+    except (OSError, UnicodeDecodeError) as exc:  # a missing or unreadable file: one line, not a traceback
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None) or exc
+        print(f"error: cannot read prompts file {str(args.prompts_file)!r}: {reason}", file=sys.stderr)
+        return EXIT_INPUT
     rps = args.requests_per_second
     if args.deprecated_rate is not None:
         print(
@@ -249,7 +276,9 @@ def cmd_compare(args) -> int:
         print(comp.pivot().to_string())
     if comp.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if all(t.ok for t in takes) else EXIT_FAILED
+    # this run's takes only (a resumed compare answers for what it sent); None: a cell held elsewhere
+    sent = [lab.log.get(t.take_id) for t in (lab.last_run.results if lab.last_run else []) if t is not None]
+    return _exit_code(sent)
 
 
 def cmd_voices(args) -> int:
@@ -294,6 +323,8 @@ def cmd_log(args) -> int:
         counts = log.import_bundle(args.path)
         print(json.dumps(counts) if args.json else f"imported: {counts}")
         return EXIT_OK
+    if args.path is None:
+        args.path = log.folder / "report.html"  # inside the (git-ignored) lab folder
     suffix = args.path.suffix.lower()
     exporters = {
         ".csv": log.export_csv,
@@ -336,6 +367,8 @@ COMMANDS = {"design": cmd_design, "compare": cmd_compare, "voices": cmd_voices, 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if "folder" in args and args.folder is None:
+        args.folder = catalog.default_lab_folder()  # one default for the CLI and the notebooks
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -16,6 +16,7 @@
     │   ├── VoiceQuotaExceeded   400 Throttling.AllocationQuota: 1000 voices held
     │   ├── VoiceNotFound        400 BadRequest.ResourceNotExist
     │   ├── InvalidParameter     400 InvalidParameter / BadRequest.*
+    │   ├── DataInspectionFailed 400 DataInspectionFailed: content refused (e.g. imitating a named person)
     │   └── ServerError          5xx
     ├── SynthesisError           a WebSocket task failed (.code, .message, .task_id)
     ├── VoiceNotReady            a voice is not OK (DEPLOYING too long, or UNDEPLOYED)
@@ -133,6 +134,11 @@ class InvalidParameter(APIError):
     """The service rejected a parameter."""
 
 
+class DataInspectionFailed(APIError):
+    """400 ``DataInspectionFailed``: the service's content inspection refused the request, e.g. a
+    voice prompt asking to imitate a named person ("模型不支持模仿"). Rephrase; retrying is futile."""
+
+
 class ServerError(APIError):
     """5xx: the service failed; usually transient."""
 
@@ -174,6 +180,7 @@ class TakeNotFound(LogError, KeyError):
 _BY_CODE = {
     "Throttling.AllocationQuota": VoiceQuotaExceeded,  # 400 for the voice limit; 429 generic below
     "BadRequest.ResourceNotExist": VoiceNotFound,
+    "DataInspectionFailed": DataInspectionFailed,
 }
 
 
@@ -211,6 +218,7 @@ for _cls in (
     VoiceQuotaExceeded,
     VoiceNotFound,
     InvalidParameter,
+    DataInspectionFailed,
     ServerError,
     SynthesisError,
     VoiceNotReady,

@@ -43,8 +43,17 @@ METRICS = (
     ("speaking_rate", "rate", "{:.1f}"),
     ("loudness_lufs", "loudness", "{:.1f} LUFS"),
     ("duration_s", "duration", "{:.1f} s"),
+    ("hnr_db", "HNR", "{:.1f} dB"),
+    ("cpp_db", "CPP", "{:.1f} dB"),
+    ("jitter_percent", "jitter", "{:.2f} %"),
+    ("shimmer_percent", "shimmer", "{:.1f} %"),
+    ("spectral_tilt_db_oct", "tilt", "{:.1f} dB/oct"),
+    ("spectral_centroid_hz", "centroid", "{:.0f} Hz"),
+    ("f0_sd_semitones", "pitch sd", "{:.1f} st"),
+    ("intensity_sd_db", "level sd", "{:.1f} dB"),
+    ("dnsmos_ovrl", "DNSMOS", "{:.2f}"),
 )
-CARD_METRICS = ("median_f0_hz", "speaking_rate", "loudness_lufs")
+CARD_METRICS = ("median_f0_hz", "speaking_rate", "loudness_lufs", "hnr_db", "dnsmos_ovrl")
 _RATE_UNITS = {"chars_per_s": "chars/s", "letters_per_s": "letters/s"}
 ERROR_COLOR = "#b91c1c"
 
@@ -56,16 +65,32 @@ def escape(value: Any) -> str:
 
 
 def player(audio: Audio, *, label: str = "") -> str:
-    """A self-contained ``<audio>`` element (data URI, ``preload="metadata"``), usable in any page.
-
-    The element is ``Audio.html``'s: Audio writes its own player because the service layer
-    displays Audio but may not import this module (see the import contracts in pyproject.toml).
-    """
+    """A self-contained ``<audio>`` element (data URI, ``preload="metadata"``), usable in any page;
+    ``label`` becomes its tooltip. The package's one player snippet."""
     return str(_player(audio, label))
 
 
-def _player(audio: Audio, label: str | None) -> Markup:
-    return Markup(audio.html(label=label or ""))  # Audio.html escapes the label itself
+def _player(audio: Audio, label: str | None, on_ended: Markup | None = None) -> Markup:
+    title = Markup(' title="{}"').format(label) if label else ""
+    if on_ended:
+        title += Markup(' onended="{}"').format(str(on_ended))  # escaped as any attribute value
+    return Markup('<audio controls preload="metadata"{} src="{}"></audio>').format(title, audio.data_uri())
+
+
+# A result card's player tells the kernel when it was played to the end. ipywidgets cannot see an
+# <audio> element's events, so its onended handler types "ended" into the card's hidden Text
+# widget (class HEARD_SINK), which syncs to the kernel as typing does. Constant text, no user data.
+HEARD_SINK = "cosyvoice-heard"
+HEARD = "ended"
+HEARD_SCRIPT = Markup(
+    "var c=this.closest('.cosyvoice-take-card'),s=c&&c.querySelector('.{} input');"
+    "if(s){{s.value='{}';s.dispatchEvent(new Event('input',{{bubbles:true}}));}}"
+).format(HEARD_SINK, HEARD)
+
+
+def speech_result(audio: Audio, *, voice_id: str, model: str, facts: str) -> str:
+    """A synthesis result: its player, then voice, model and the billing facts in small print."""
+    return str(Markup("{}<br><small>{} · {} · {}</small>").format(_player(audio, voice_id), voice_id, model, facts))
 
 
 def take_player(take: Take, *, label: str = "", empty: str = "—") -> str:
@@ -76,7 +101,12 @@ def take_player(take: Take, *, label: str = "", empty: str = "—") -> str:
     return str(_take_player(take, label, empty))
 
 
-def _take_player(take: Take, label: str | None = "", empty: str = "—") -> Markup:
+def card_player(take: Take, *, label: str = "", empty: str = "—") -> str:
+    """``take_player`` for a result card: played to the end, it reports "heard" (see HEARD_SINK)."""
+    return str(_take_player(take, label, empty, HEARD_SCRIPT))
+
+
+def _take_player(take: Take, label: str | None = "", empty: str = "—", on_ended: Markup | None = None) -> Markup:
     if take.preview_missing:
         return Markup("<i>{}</i>").format(NO_PREVIEW_RECONCILED)
     try:
@@ -84,7 +114,7 @@ def _take_player(take: Take, label: str | None = "", empty: str = "—") -> Mark
     except (LogError, ValueError) as exc:  # a display must show the problem, not raise it
         return Markup("<span style='color:{}'>{}</span>").format(ERROR_COLOR, exc)
     if audio is not None:
-        return _player(audio, label)
+        return _player(audio, label, on_ended)
     return Markup("<i>{}</i>").format(empty) if empty else Markup()
 
 
@@ -163,6 +193,11 @@ def check_messages(problems: Sequence[str], warnings: Sequence[str]) -> str:
     return _render("messages.html.j2", problems=problems, warnings=warnings)
 
 
+def warning(text: str) -> str:
+    """A warning line (⚠, amber), e.g. a card's "this voice was deleted"."""
+    return str(Markup("<div style='color:#b45309'>⚠ {}</div>").format(text))
+
+
 def edited_note() -> str:
     """The builder's note that the prompt text was edited by hand."""
     return (
@@ -173,7 +208,7 @@ def edited_note() -> str:
 
 def blind_status(session_id: str, seed: int, rated: int, total: int, still_to_rate: Sequence[str] = ()) -> str:
     """A blind session's progress: ``blind session <id>, seed 7: 3/8 rated — still to rate: A, C``."""
-    text = Markup("blind session <code>{}</code>, seed {}: {}/{} rated").format(session_id, seed, rated, total)
+    text = Markup("blind session {}, seed {}: {}/{} rated").format(session_id, seed, rated, total)
     if still_to_rate:
         text += Markup(" — still to rate: {}").format(", ".join(still_to_rate))
     return str(text)
@@ -230,7 +265,7 @@ def take_detail(take: Take) -> str:
 def card_header(take: Take, *, label: str | None = None, blind: bool = False) -> str:
     """A result card's heading: label, model, voice id, kept/heard state and the prompt.
 
-    Blind: only the label and the state, nothing that tells the voices apart.
+    Blind: only the label; no state either (kept, heard, DELETED would tell voices apart).
     """
     return _render("card_header.html.j2", take=take, label=label, blind=blind)
 
@@ -289,6 +324,19 @@ def reveal_summary(
     return _render(
         "reveal.html.j2", session_id=session_id, seed=seed, rated=rated, rows=rows, models=models, prompts=prompts
     )
+
+
+def evidence_table(experiment: str, rows: Sequence[Mapping[str, Any]], next_steps: Sequence[str]) -> str:
+    """A comparison's evidence: one row per question (question, estimate, interval, n, adjusted
+    p, verdict; ``found`` rows in bold), then what to do next for the open ones."""
+    return _render("evidence.html.j2", experiment=experiment, rows=rows, next_steps=next_steps)
+
+
+def listening_round(*, kind: str, rater: str, cards: Sequence[tuple[str, Any, str, int | None]], rated: int) -> str:
+    """A blind listening round: ``cards`` are ``(label, take, description or "", rating)`` in
+    presentation order; only the label, the player (no tooltip), the description (adherence
+    rounds) and the rating given in this round are shown."""
+    return _render("listening.html.j2", kind=kind, rater=rater, cards=cards, rated=rated)
 
 
 def lab_summary(*, offline: bool, region: str, host: str, folder: Any, model: str) -> str:

@@ -3,9 +3,14 @@
 Each check takes a ``DashScopeClient``, a ``Synthesizer`` and a ``cleanup`` list (voice ids it
 created, deleted by the caller's fixture whatever happens). Test modules parametrise over them:
 ``tests/test_contract_offline.py`` (always) and ``tests/live/test_live_contract.py`` (opt-in).
+
+Written for the real service's pace: a new voice may stay DEPLOYING for minutes (the official
+sample polls every 10 s, 30 times), a preview's WAV header may carry placeholder sizes (as
+streamed syntheses do), and a just-deleted voice may still answer a query for a moment.
 """
 
 import io
+import time
 import uuid
 
 import numpy as np
@@ -16,8 +21,11 @@ from cosyvoice_lab import catalog
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import AuthenticationError, SynthesisError, ValidationError, VoiceNotFound
 from cosyvoice_lab.service.http import DashScopeClient
+from cosyvoice_lab.service.speech import fix_wav_sizes
 
 PREFIX = "cvlabtest"
+READY_TIMEOUT_S, READY_INTERVAL_S = 300.0, 10.0  # the official sample: every 10 s, 30 times
+GONE_TRIES, GONE_INTERVAL_S = 10, 2.0  # how long a deleted voice may still be seen
 EN = VoiceDesign(
     "A calm, deep male narrator in his fifties, slow and warm.",
     "Good evening, and welcome.",
@@ -39,15 +47,26 @@ def check_design_list_query_delete(client, synth, cleanup):
     cleanup.append(created.voice_id)
     m = catalog.VOICE_ID_RE.match(created.voice_id)
     assert m and m.group("model") == EN.target_model and m.group("prefix") == PREFIX
-    samples, rate = sf.read(io.BytesIO(created.preview.data))
+    samples, rate = sf.read(io.BytesIO(fix_wav_sizes(created.preview.data)))
     assert rate == 24000 and 0.5 < len(samples) / rate < 20 and np.abs(samples).max() > 0.01
-    info = client.wait_until_ready(created.voice_id, timeout=120, interval=5)
+    info = client.wait_until_ready(created.voice_id, timeout=READY_TIMEOUT_S, interval=READY_INTERVAL_S)
     assert info.status == "OK"
     assert created.voice_id in {v.voice_id for v in client.list_voices(prefix=PREFIX)}
     client.delete_voice(created.voice_id)
     cleanup.remove(created.voice_id)
+    assert_gone(client, created.voice_id)
+
+
+def assert_gone(client, voice_id: str, tries: int = GONE_TRIES, interval: float = GONE_INTERVAL_S) -> None:
+    """A deleted voice answers VoiceNotFound, allowing the service a moment to forget it."""
+    for _ in range(tries - 1):
+        try:
+            client.query_voice(voice_id)
+        except VoiceNotFound:
+            return
+        time.sleep(interval)  # still seen just after the delete: ask again
     with pytest.raises(VoiceNotFound):
-        client.query_voice(created.voice_id)
+        client.query_voice(voice_id)
 
 
 def check_chinese_mp3_preview(client, synth, cleanup):
@@ -78,4 +97,21 @@ def check_errors(client, synth, cleanup):
         synth.speak(f"{catalog.V35_FLASH}-vd-{PREFIX}-{uuid.uuid4().hex}", "Nobody here.", wait_ready=False)
 
 
-CHECKS = [check_design_list_query_delete, check_chinese_mp3_preview, check_speak_with_designed_voice, check_errors]
+def check_listing_and_billing_as_documented(client, synth, cleanup):
+    """Contract §11: list items may omit target_model (the client derives it from the id); the
+    raw text is billed, whitespace included."""
+    created = client.create_voice(EN)
+    cleanup.append(created.voice_id)
+    listed = {v.voice_id: v for v in client.list_voices(prefix=PREFIX)}
+    assert listed[created.voice_id].target_model == EN.target_model
+    text = "One sentence.  And a second one."
+    assert synth.speak(created.voice_id, text).characters == catalog.billed_characters(text) == 32
+
+
+CHECKS = [
+    check_design_list_query_delete,
+    check_chinese_mp3_preview,
+    check_speak_with_designed_voice,
+    check_errors,
+    check_listing_and_billing_as_documented,
+]

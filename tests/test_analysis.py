@@ -267,7 +267,11 @@ def test_what_cannot_be_measured_says_so():
     for dimension in ("timbre", "emotion", "articulation", "scenario", "energy"):
         if dimension in result:
             assert result[dimension].verdict == NOT_MEASURABLE
-            assert "offline" in result[dimension].reason
+    # menacing and dramatic have no acoustic correlate: said so; husky has one, but one take
+    # without voice-quality measures cannot be judged: also said so
+    assert "no established acoustic correlate" in result["emotion"].reason
+    assert "offline" in result["articulation"].reason
+    assert "no jitter in this take" in result["timbre"].reason
     assert result["age"].verdict == NOT_MEASURABLE  # middle-aged: an adult age
     assert {"timbre", "emotion", "scenario"} <= set(result)
 
@@ -465,7 +469,7 @@ def test_simulator_speech_follows_pitch_words(language):
 
 
 def test_log_frames_work_as_they_come(tmp_path):
-    """The log names measurements m_<name> and the model column 'model'; analysis takes it as is."""
+    """The log names measurements m_<name> and the model column 'target_model'; analysis takes it as is."""
     from cosyvoice_lab import Lab
     from cosyvoice_lab.analysis.checks import adherence_table
     from cosyvoice_lab.analysis.plots import plot_pitch_rate

@@ -10,6 +10,7 @@ without ``/usr/bin/chromium`` the test is skipped and says so.
 """
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -49,7 +50,8 @@ from cosyvoice_lab.widgets import ComparisonBoard, PromptBuilder
 lab = Lab("lab", backend="offline", progress=False)
 lab""",
     """builder = PromptBuilder(lab, preset="audiobook_narrator")
-builder.candidates.value = 2
+builder.model.value = "both"   # one candidate per model: two columns, side by side
+builder.candidates.value = 1
 builder""",
     """comparison = lab.compare(["A calm, deep, slow elderly male narrator",
                           "A bright, fast, cheerful young woman"],
@@ -59,6 +61,7 @@ for take, stars in zip(comparison.takes, (5, 3, 4, 2)):
     lab.log.rate(take.take_id, stars)
 lab.log.choose(comparison.takes[0].take_id)
 ComparisonBoard(comparison)""",
+    """lab.audition(comparison.takes[:3], "Good evening. Here is the story I promised you.")""",
 ]
 
 
@@ -203,13 +206,23 @@ def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
         expect(card_audio).to_have_count(2, timeout=60_000)  # 2 candidates arrived as cards
         expect(builder.locator(".widget-label", has_text="2/2 done: 2 ok")).to_be_visible(timeout=30_000)
         expect(design).to_be_enabled()
+        plus, flash = (b.bounding_box() for b in builder.locator(".cosyvoice-model-column").all())
+        assert abs(plus["y"] - flash["y"]) < 2 and flash["x"] >= plus["x"] + plus["width"] - 1  # side by side
         builder.scroll_into_view_if_needed()
         shot = _save(builder, "promptbuilder.png")
+        _played_to_the_end_is_heard(builder.locator(".cosyvoice-take-card").first)
 
         board = panel.locator(".cosyvoice-comparison-board")
         expect(board.locator(".cosyvoice-take-card audio")).to_have_count(4, timeout=60_000)
+        _players_show_their_length_unplayed(board.locator("audio"))
         board.scroll_into_view_if_needed()
         board_shot = _save(board, "comparison.png")
+
+        audition = panel.locator(".cosyvoice-audition")
+        expect(audition.locator("audio")).to_have_count(3, timeout=60_000)
+        audition.scroll_into_view_if_needed()
+        _save(audition, "audition.png")
+        _each_player_inside_its_own_cell(audition)
         assert (
             not panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
             .filter(has_text="Traceback")
@@ -217,6 +230,41 @@ def test_prompt_builder_designs_in_jupyterlab(jupyter_lab):
         )
         assert not panel.locator(".cosyvoice-errors", has_text="⚠").count()  # no widget callback failed
     assert shot.stat().st_size > 10_000 and board_shot.stat().st_size > 10_000
+
+
+def _players_show_their_length_unplayed(players) -> None:
+    """preload="metadata": every player knows its duration before anyone clicks (not 0:00 / 0:00)."""
+    durations = players.evaluate_all(
+        """els => Promise.all(els.map(a => a.readyState >= 1 ? a.duration : new Promise(done => {
+               a.addEventListener('loadedmetadata', () => done(a.duration), {once: true});
+               setTimeout(() => done(a.duration), 10000); })))"""
+    )
+    assert durations and all(d and d > 0.5 for d in durations), durations
+    assert all(p.get_attribute("preload") == "metadata" for p in players.all())
+
+
+def _played_to_the_end_is_heard(card) -> None:
+    """Play a card's preview to its end (muted, from just before the end): the card says heard."""
+    from playwright.sync_api import expect
+
+    listened = card.locator("button", has_text="listened")
+    expect(listened).to_have_text("▶ listened")
+    card.locator("audio").evaluate(
+        "a => { a.muted = true; a.currentTime = Math.max(0, a.duration - 0.3); return a.play(); }"
+    )
+    expect(listened).to_have_text("✓ listened", timeout=20_000)
+    expect(card.locator(".widget-html", has_text="heard").first).to_be_visible()
+
+
+def _each_player_inside_its_own_cell(audition) -> None:
+    """Notebook 04's audition: no player spills over its neighbour."""
+    boxes = [c.locator("audio").bounding_box() for c in audition.locator(".cosyvoice-audition-cell").all()]
+    cells = [c.bounding_box() for c in audition.locator(".cosyvoice-audition-cell").all()]
+    assert len(boxes) == 3
+    for box, cell in zip(boxes, cells, strict=True):
+        assert cell["x"] - 1 <= box["x"] and box["x"] + box["width"] <= cell["x"] + cell["width"] + 1
+    for a, b in itertools.pairwise(boxes):
+        assert a["x"] + a["width"] <= b["x"] or a["y"] + a["height"] <= b["y"]  # no overlap
 
 
 def test_first_tutorial_runs_through_in_jupyterlab(jupyter_lab):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -171,3 +172,71 @@ def test_compare_takes_requests_per_second_and_still_accepts_deprecated_rate(sim
     old = cli("compare", str(prompts), "--rate", "20", "--new-repeats", *args)
     assert old.returncode == 0 and json.loads(old.stdout)["takes"] == 2
     assert "--rate is deprecated" in old.stderr and "--requests-per-second" in old.stderr
+
+
+# --- exit codes as the README states them: 0 ok, 1 some takes failed in this run, 2 bad input,
+# 3 no or rejected key, 4 service or network failure, 130 interrupted
+
+
+def test_a_missing_prompts_file_is_one_line_and_exit_2(sim, tmp_path):
+    out = cli("compare", str(tmp_path / "prompts.txt"), *common(sim, tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "prompts.txt" in out.stderr and "no such file" in out.stderr
+    assert not sim.request_log
+
+
+def test_a_rejected_key_exits_3_for_designs_and_compares(sim, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a steady narrator\n")
+    env = {"DASHSCOPE_API_KEY": "sk-rejected-0123456789abcdef"}
+    where = ["--folder", str(tmp_path / "lab"), "--base-url", sim.base_url]
+    design = cli("design", "a calm voice", *where, env=env)
+    compare = cli("compare", str(prompts), "--repeats", "1", *where, env=env)
+    for out in (design, compare):
+        assert out.returncode == 3, out.stderr
+        assert "0123456789" not in out.stderr + out.stdout
+
+
+def test_the_network_down_exits_4(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    where = ["--folder", str(tmp_path / "lab"), "--backend", "offline", "--base-url", f"http://127.0.0.1:{port}/api/v1"]
+    out = cli("design", "a calm voice", *where)
+    assert out.returncode == 4, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_resumed_compare_answers_for_what_it_sent(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None, quota=3, model_profiles={"*": {"design_latency": 0}}) as sim:
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text("a steady narrator\na bright host\n")
+        args = [str(prompts), "--repeats", "2", "--models", "cosyvoice-v3.5-flash", "--json", *common(sim, tmp_path)]
+        first = cli("compare", *args)
+        assert first.returncode == 1 and json.loads(first.stdout)["ok"] == 3  # the 4th: the account is full
+        sim.state.registry.quota = 10
+        resumed = cli("compare", *args)  # sends the failed cell again; the earlier failure stays in the log
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["ok"] == 4 and len(sim.voices()) == 4
+        assert cli("compare", *args).returncode == 0  # nothing left to send
+
+
+def test_an_interrupted_compare_exits_130(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None, model_profiles={"*": {"design_latency": 0.5}}) as sim:
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text("a steady narrator\n")
+        env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+        args = ["compare", str(prompts), "--repeats", "20", "--concurrency", "1", *common(sim, tmp_path)]
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cosyvoice_lab.cli", *args], stderr=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(600):
+            if sim.voices():
+                break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 130, err
+        assert "Traceback" not in err

@@ -236,7 +236,7 @@ def test_wait_until_ready(fresh):
 
 
 def test_new_voice_deploying_then_ok(sim):
-    with serve(deploying_seconds=0.5) as slow:
+    with serve(deploying_seconds=0.5, model_profiles={"*": {"design_latency": 0}}) as slow:
         import time
 
         client = client_for(slow, sleep=time.sleep)

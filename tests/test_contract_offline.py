@@ -2,7 +2,7 @@
 runs the very same checks against the real service)."""
 
 import pytest
-from contract_checks import CHECKS
+from contract_checks import CHECKS, EN, assert_gone
 
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.service.http import DashScopeClient
@@ -26,3 +26,14 @@ def test_contract(check, backend):
         for vid in cleanup:
             client.delete_voice(vid)
     assert not [v for v in sim.voices() if v["voice_id"] in cleanup]
+
+
+def test_a_deleted_voice_is_asked_after_again_until_it_is_gone(backend):
+    client, _, sim = backend
+    vid = client.create_voice(EN).voice_id
+    queries = sum(1 for _, action, _ in sim.request_log if action == "query_voice")
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):  # still there after every try
+        assert_gone(client, vid, tries=3, interval=0.0)
+    assert sum(1 for _, action, _ in sim.request_log if action == "query_voice") == queries + 3
+    client.delete_voice(vid)
+    assert_gone(client, vid, tries=3, interval=0.0)

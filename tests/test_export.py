@@ -304,3 +304,40 @@ def test_a_bundle_holding_a_file_outside_the_audio_folder_is_refused(log, tmp_pa
         assert str(bundle) in str(info.value)
         assert len(theirs) == 0 and theirs.audio_store.names() == []
     assert not (tmp_path / "escaped.wav").exists()
+
+
+HOSTILE = '<script>window.__pwned = 1</script>"\'><img src=x onerror="window.__pwned = 2">'
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}")
+def test_report_of_a_hostile_bundle_runs_no_script_in_headless_chromium(tmp_path):
+    """A teammate's bundle with HTML in every text field it may carry: merged, reported, opened — nothing runs."""
+    from playwright.sync_api import sync_playwright
+
+    design = VoiceDesign("A calm voice " + HOSTILE, "Hello " + HOSTILE)
+    with ExperimentLog(tmp_path / "teammate") as theirs:
+        ok = theirs.start(design, backend="offline", experiment="exp " + HOSTILE, cell="c " + HOSTILE, repeat=0)
+        theirs.finish(ok.take_id, voice_id=voice(7), audio=tone(7), metrics={"median_f0_hz": 120.0})
+        theirs.note(ok.take_id, "note " + HOSTILE)
+        theirs.tag(ok.take_id, "tag<b>x</b>")
+        bad = theirs.start(design, backend="offline", experiment="exp " + HOSTILE)
+        theirs.fail(bad.take_id, error_code="Code" + HOSTILE, error_message="message " + HOSTILE)
+        bundle = theirs.export_bundle(tmp_path / "share.zip")
+    with ExperimentLog(tmp_path / "mine") as mine:
+        mine.import_bundle(bundle)
+        report = mine.export_html(tmp_path / "report.html")
+    dialogs = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(report.as_uri())
+            page.wait_for_timeout(300)  # give an injected onerror handler the time to fire
+            pwned = page.evaluate("() => window.__pwned === undefined ? null : window.__pwned")
+            injected = page.locator("body script, body img[src='x']").count()
+            shown = page.inner_text("body")
+        finally:
+            browser.close()
+    assert pwned is None and not dialogs and injected == 0
+    assert "<script>window.__pwned = 1</script>" in shown  # shown as text, not run

@@ -61,8 +61,9 @@ def inert(page: str, *, shows: str | None = SCRIPT) -> Page:
     live = [
         (tag, attrs)
         for tag, attrs in parsed.elements
-        if tag in ("script", "img") or any(name.lower().startswith("on") for name, _ in attrs)
-    ]
+        if tag in ("script", "img")
+        or any(name.lower().startswith("on") and value != str(html.HEARD_SCRIPT) for name, value in attrs)
+    ]  # the one handler allowed: the card player's own constant "played to the end" hook
     assert not live, f"hostile text became markup: {live}"
     if shows is not None:
         assert shows in parsed.text, "the hostile text should be shown (escaped), not dropped"

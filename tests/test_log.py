@@ -58,13 +58,13 @@ def test_a_new_folder_gets_a_wal_database_at_the_latest_version(tmp_path):
     log = ExperimentLog(tmp_path / "a" / "b")
     assert log.path == tmp_path / "a" / "b" / "log.sqlite3" and log.path.is_file()
     assert (tmp_path / "a" / "b" / "audio").is_dir()
-    assert log.schema_version == migrations.SCHEMA_VERSION == 2
+    assert log.schema_version == migrations.SCHEMA_VERSION == 3
     with sqlite3.connect(log.path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"takes", "annotations", "utterances"}
-    assert "2 takes" not in repr(log) and "schema v2" in repr(log)
+    assert tables == {"takes", "annotations", "utterances", "cell_claims"}
+    assert "3 takes" not in repr(log) and "schema v3" in repr(log)
     log.close()
     ExperimentLog(tmp_path / "a" / "b").close()  # reopening applies nothing
 
@@ -98,7 +98,7 @@ def test_migrating_a_version_1_file_keeps_its_takes_and_seeds_history(tmp_path):
     folder.mkdir()
     _v1_database(folder / "log.sqlite3")
     with ExperimentLog(folder) as log:
-        assert log.schema_version == 2
+        assert log.schema_version == migrations.SCHEMA_VERSION
         take = log.get("a" * 32)
         assert (take.rating, take.chosen, take.tags, take.notes, take.played) == (
             4,
@@ -150,11 +150,20 @@ def test_a_file_that_is_not_sqlite_is_named_and_left_untouched(tmp_path):
     assert db.read_bytes() == junk
 
 
-def test_another_programs_database_is_refused(tmp_path):
-    with sqlite3.connect(tmp_path / "log.sqlite3") as raw:
-        raw.execute("CREATE TABLE recipes (name TEXT)")
-    with pytest.raises(LogError, match="not a cosyvoice_lab experiment log"):
+def test_another_programs_database_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "log.sqlite3"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE recipes (name TEXT)")
+    raw.commit()
+    raw.close()
+    before = path.read_bytes()
+    with pytest.raises(LogError, match=r"not a cosyvoice_lab experiment log.*left untouched"):
         ExperimentLog(tmp_path)
+    assert path.read_bytes() == before  # not switched to WAL: the header's journal bytes unchanged
+    assert not (tmp_path / "log.sqlite3-wal").exists()
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    raw.close()
 
 
 def test_a_file_where_the_folder_should_be(tmp_path):
@@ -284,8 +293,9 @@ def test_fail_unknown_then_reconcile(log):
 
 def test_an_outcome_is_recorded_once(log):
     take = ok_take(log)
-    with pytest.raises(LogError, match="already has its outcome"):
-        log.fail(take.take_id, error_code="X", error_message="y")
+    # settled first (by another process): a no-op that returns the stored take
+    assert log.fail(take.take_id, error_code="X", error_message="y") == log.get(take.take_id)
+    assert log.get(take.take_id).ok
     with pytest.raises(ValueError, match="status"):
         log.fail(take.take_id, error_code="X", error_message="y", status="ok")
 
@@ -554,12 +564,31 @@ def _populated(log):
     return a, b, c
 
 
+def test_missing_texts_are_missing_values_not_the_text_none(log):
+    # pandas 2.x read dtype="str" as numpy str: None became "None" (voice_id 'None', audio/None.None)
+    failed = log.fail(log.start(DESIGN, backend="offline").take_id, error_code="Boom", error_message="x")
+    ok = ok_take(log)
+    df = log.df.set_index("take_id")
+    assert pd.isna(df.loc[failed.take_id, "voice_id"]) and pd.isna(df.loc[failed.take_id, "audio_path"])
+    assert pd.isna(df.loc[ok.take_id, "error_code"]) and pd.isna(df.loc[ok.take_id, "experiment"])
+    assert "None" not in set(df["voice_id"].dropna()) and df["voice_id"].isna().sum() == 1
+    assert isinstance(df["voice_id"].dtype, pd.StringDtype) and df.loc[ok.take_id, "voice_id"] == VOICE
+
+
+def test_the_model_column_is_named_target_model(log):
+    take = ok_take(log)
+    df = log.df
+    assert "target_model" in df and "model" not in df and df["target_model"].tolist() == [DESIGN.target_model]
+    assert len(log.to_dataframe(target_model=DESIGN.target_model)) == len(log.takes(model=DESIGN.target_model)) == 1
+    assert take.model == take.design.target_model  # the Take keeps its short alias
+
+
 def test_dataframe_has_proper_dtypes_and_one_row_per_take(log):
     a, b, c = _populated(log)
     df = log.df
     assert list(df["take_id"]) == [a.take_id, b.take_id, c.take_id]
     assert str(df["started_at"].dtype) == "datetime64[ns, UTC]" == str(df["finished_at"].dtype)
-    for name in ("model", "backend", "status"):
+    for name in ("target_model", "backend", "status"):
         assert isinstance(df[name].dtype, pd.CategoricalDtype), name
     assert list(df["status"].cat.categories[:5]) == ["pending", "ok", "failed", "unknown", "interrupted"]
     assert str(df["rating"].dtype) == "Int64" and df["rating"].tolist()[:2] == [5, 2] and df["rating"].isna()[2]
@@ -635,7 +664,7 @@ def test_voice_ids(log):
     a, b, _ = _populated(log)
     voices = log.voice_ids()
     assert voices["take_id"].tolist() == [a.take_id, b.take_id] and voices["chosen"].tolist() == [True, False]
-    assert voices["voice_id"].tolist() == [VOICE, VOICE] and "model" in voices
+    assert voices["voice_id"].tolist() == [VOICE, VOICE] and "target_model" in voices
 
 
 def test_mark_deleted_records_the_voice_status(log):

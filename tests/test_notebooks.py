@@ -1,16 +1,47 @@
-"""Every tutorial notebook runs top to bottom against the offline simulator, and is committed
-without outputs."""
+"""Every tutorial notebook runs top to bottom against the offline simulator, is committed
+without outputs, and is saved without outputs by the JupyterLab that ``make lab`` starts; the
+notebooks and the CLI share one default lab folder, which git ignores."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+from cosyvoice_lab import catalog
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+SERVER_CONFIG = REPO / "etc" / "jupyter" / "jupyter_server_config.py"
 CELL_TIMEOUT_S = 180
+
+
+def _git_status() -> str | None:
+    try:
+        done = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leaves_the_checkout_as_it_found_it():
+    """Running the notebooks (and saving them) changes nothing git sees: in a clean clone
+    ``git status --porcelain`` stays empty."""
+    before = _git_status()
+    yield
+    if before is None:
+        return
+    # Others may edit the checkout meanwhile: what counts is anything new under notebooks/ or at the
+    # root (a lab folder, a report), where the notebooks and their lab folder would write.
+    new = set(_git_status().splitlines()) - set(before.splitlines())
+    where = [line[3:] for line in new if line[3:].startswith("notebooks/") or "/" not in line[3:].rstrip("/")]
+    assert not where, f"running the notebooks changed the checkout: {where}"
 
 
 def test_there_are_notebooks():
@@ -28,8 +59,15 @@ def test_committed_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; strip them before committing"
 
 
-def run_copy(path, tmp_path) -> str:
-    """Run a copy of the notebook top to bottom in ``tmp_path/notebooks``; its outputs as JSON text."""
+def run_copy(path, tmp_path, monkeypatch) -> str:
+    """Run a copy of the notebook top to bottom in ``tmp_path/notebooks`` (its default lab folder
+    in ``tmp_path/lab``); its outputs as JSON text."""
+    monkeypatch.setenv(catalog.LAB_HOME_ENV, str(tmp_path / "lab"))
+    nb = _execute_copy(path, tmp_path)
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+def _execute_copy(path, tmp_path):
     work = tmp_path / "notebooks"
     work.mkdir()
     shutil.copy(path, work / path.name)
@@ -37,17 +75,103 @@ def run_copy(path, tmp_path) -> str:
     NotebookClient(
         nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(work)}}
     ).execute()
-    return json.dumps([c.get("outputs", []) for c in nb.cells])
+    return nb
+
+
+def save_as_make_lab_does(nb, folder: Path, name: str) -> dict:
+    """Save ``nb`` through the contents manager JupyterLab uses, configured by the file
+    ``make lab`` points JUPYTER_CONFIG_PATH to; the saved file as JSON."""
+    from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader(SERVER_CONFIG.name, path=str(SERVER_CONFIG.parent)).load_config()
+    manager = AsyncLargeFileManager(config=config, root_dir=str(folder))
+    model = {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))}
+    import asyncio
+
+    asyncio.run(manager.save(model, name))
+    return json.loads((folder / name).read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_runs_top_to_bottom_offline(path, tmp_path, monkeypatch):
+def test_runs_top_to_bottom_offline_and_is_saved_without_outputs(path, tmp_path, monkeypatch):
     for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.alibabacloud/credentials: offline for sure
-    texts = run_copy(path, tmp_path)
+    monkeypatch.setenv(catalog.LAB_HOME_ENV, str(tmp_path / "lab"))
+    nb = _execute_copy(path, tmp_path)
+    texts = json.dumps([c.get("outputs", []) for c in nb.cells])
     assert "OFFLINE" in texts or "offline" in texts, "a notebook run without a key says it is offline"
     assert "Traceback" not in texts
+    assert "<audio" in texts or "audio/" in texts  # real outputs, MBs of them: what the hook must strip
+    saved = save_as_make_lab_does(nb, tmp_path / "notebooks", path.name)
+    code = [c for c in saved["cells"] if c["cell_type"] == "code"]
+    assert code and not [c for c in code if c["outputs"] or c["execution_count"]]
+    assert ["".join(c["source"]) for c in code] == [c.source for c in nb.cells if c.cell_type == "code"]
+    # the notebook's lab folder is the default one; nothing was written beside the notebook
+    assert (tmp_path / "lab" / "log.sqlite").exists() or any((tmp_path / "lab").iterdir())
+    assert [p.name for p in (tmp_path / "notebooks").iterdir() if not p.name.startswith(".")] == [path.name]
+
+
+def test_the_save_hook_keeps_outputs_of_other_notebooks(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1", execution_count=1)])
+    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    assert save_as_make_lab_does(nb, tmp_path, "scratch.ipynb")["cells"][0]["outputs"]
+    assert not save_as_make_lab_does(nb, tmp_path, "05_mine.ipynb")["cells"][0]["outputs"]
+
+
+def test_make_lab_uses_the_save_hook():
+    makefile = (REPO / "Makefile").read_text()
+    lab_target = makefile.split("\nlab:", 1)[1].split("\n\n", 1)[0]
+    assert "JUPYTER_CONFIG_PATH=$(CURDIR)/etc/jupyter" in lab_target and SERVER_CONFIG.exists()
+
+
+def _fake_checkout(root: Path) -> Path:
+    (root / "cosyvoice_lab").mkdir(parents=True)
+    (root / "notebooks").mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "cosyvoice-lab"\n')
+    return root
+
+
+def test_one_default_lab_folder_for_the_notebooks_and_the_cli(tmp_path, monkeypatch):
+    """From a checkout, the notebooks (run in notebooks/) and the CLI (run from the root) use the
+    same git-ignored lab-data/; elsewhere ~/.local/share/cosyvoice-lab; COSYVOICE_LAB_HOME wins."""
+    monkeypatch.delenv(catalog.LAB_HOME_ENV, raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    root = _fake_checkout(tmp_path / "clone")
+    assert catalog.default_lab_folder(root / "notebooks") == catalog.default_lab_folder(root) == root / "lab-data"
+    assert catalog.default_lab_folder(tmp_path) == tmp_path / "home" / ".local" / "share" / "cosyvoice-lab"
+    monkeypatch.setenv(catalog.LAB_HOME_ENV, str(tmp_path / "mine"))
+    assert catalog.default_lab_folder(root) == tmp_path / "mine"
+    assert catalog.default_lab_folder(REPO / "notebooks") == tmp_path / "mine"
+    monkeypatch.delenv(catalog.LAB_HOME_ENV)
+    assert catalog.default_lab_folder(REPO / "notebooks") == REPO / "lab-data"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "lab-data/log.sqlite"], cwd=REPO, check=False)
+    assert ignored.returncode in (0, 128)  # 0: ignored (128: not a git checkout, nothing to dirty)
+
+
+def test_the_cli_lists_the_voices_a_notebook_designed(tmp_path, monkeypatch):
+    """A notebook's Lab() in notebooks/ and `cosyvoice-lab voices list` at the root: one log, one
+    account (the offline simulator's voices live in the lab folder)."""
+    from cosyvoice_lab import Lab
+
+    for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE", catalog.LAB_HOME_ENV, "XDG_DATA_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    root = _fake_checkout(tmp_path / "clone")
+    monkeypatch.chdir(root / "notebooks")
+    lab = Lab(backend="offline", progress=False)
+    assert lab.log.folder.resolve() == (root / "lab-data").resolve()
+    take = lab.design("a calm, deep male narrator", preview_text="Good evening, and welcome.")
+    assert take.ok
+    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", catalog.LAB_HOME_ENV)}
+    cli = Path(sys.executable).parent / "cosyvoice-lab"
+    done = subprocess.run(
+        [str(cli), "voices", "list", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert take.voice_id in done.stdout
 
 
 KEY = "sk-notebookkey-0123456789abcdef"
@@ -70,7 +194,7 @@ def test_runs_with_a_key_and_never_shows_it(path, tmp_path, monkeypatch, keyed_s
     monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
     monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", keyed_service.base_url)
     monkeypatch.setenv("HOME", str(tmp_path))
-    texts = run_copy(path, tmp_path)
+    texts = run_copy(path, tmp_path, monkeypatch)
     assert "Traceback" not in texts
     assert "0123456789abcdef" not in texts
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"0123456789abcdef" in p.read_bytes()]

@@ -154,9 +154,12 @@ def expect_failure(ws, code, message=None):
     return msg
 
 
-def check_order(events, sentences):
-    """sentence-begin, N x (sentence-synthesis + one binary frame), sentence-end, per sentence."""
-    i, total = 0, 0
+def check_order(events, sentences, text=None):
+    """sentence-begin, N x (sentence-synthesis + one binary frame), sentence-end, per sentence;
+    ``usage.characters`` counts the raw ``text`` sent (default: the sentences back to back),
+    whitespace included, cumulatively up to each sentence's end."""
+    text = "".join(sentences) if text is None else text
+    i, total, end_at = 0, 0, 0
     for index, sentence in enumerate(sentences):
         out = events[i]["payload"]["output"]
         assert (out["type"], out["sentence"]["index"], out["original_text"]) == ("sentence-begin", index, sentence)
@@ -167,7 +170,8 @@ def check_order(events, sentences):
             i, frames = i + 2, frames + 1
         assert frames >= 1
         end = events[i]["payload"]
-        total += catalog.billed_characters(sentence)
+        end_at = len(text) if index == len(sentences) - 1 else text.index(sentence, end_at) + len(sentence)
+        total = catalog.billed_characters(text[:end_at])
         assert (end["output"]["type"], end["output"]["original_text"]) == ("sentence-end", sentence)
         assert end["usage"] == {"characters": total}
         i += 1
@@ -182,7 +186,9 @@ def check_order(events, sentences):
 
 def test_english_three_sentences_make_one_valid_wav(sim, voice):
     events, audio = synthesize(sim, voice, [EN_TEXT])
-    check_order(events, ["The first sentence is here.", "Is this the second one?", "Yes, and this is the third!"])
+    sentences = ["The first sentence is here.", "Is this the second one?", "Yes, and this is the third!"]
+    check_order(events, sentences, EN_TEXT)
+    assert events[-1]["payload"]["usage"]["characters"] == len(EN_TEXT) == len("".join(sentences)) + 2  # 2 spaces
     assert audio[:4] == b"RIFF" and struct.unpack("<I", audio[4:8])[0] == len(audio) - 8
     assert audio.count(b"RIFF") == 1  # only the first frame carries a header
     x, rate = sf.read(io.BytesIO(audio))
@@ -261,7 +267,7 @@ def test_sdk_repeated_fields_and_flush_are_accepted(sim, voice):
     send(ws, cont(tid, "Two.", **sdk))
     send(ws, finish(tid))
     events, _ = receive(ws)
-    check_order(events, ["One.", "Two."])
+    check_order(events, ["One.", "Two."], "One. Two.")
     # the connection is reusable with a new task id
     tid2 = uuid.uuid4().hex
     send(ws, run_task(voice, tid2))

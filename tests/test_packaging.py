@@ -3,9 +3,9 @@
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 
 import cosyvoice_lab

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cosyvoice_lab import Lab, catalog
+from cosyvoice_lab import Lab, ValidationError, catalog
 from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
 from cosyvoice_lab.prompts.presets import PRESETS
 from cosyvoice_lab.prompts.spec import options
@@ -128,7 +128,14 @@ def test_design_runs_in_the_background_and_adds_cards_as_takes_arrive(lab, monke
     gate.set()
     assert b.wait(60) and not b.errors.errors, b.errors.value
     assert b.status.value == "4/4 done: 4 ok" and b.progress.value == 4 and not b.design_button.disabled
-    assert len(b.cards) == len(b.results.children) == 4
+    assert len(b.cards) == 4
+    # "both": one column per model, plus then flash (catalog order), whatever order they finished in
+    columns = b.results.children
+    assert len(columns) == 2 and all("cosyvoice-model-column" in c._dom_classes for c in columns)
+    for column, model in zip(columns, (PLUS, FLASH), strict=True):
+        head, *cards = column.children
+        assert "v3.5-" + model.rsplit("-", 1)[-1] in head.value
+        assert len(cards) == 2 and {c.take.model for c in cards} == {model}
     takes = lab.log.takes()
     assert len(takes) == 4 and {t.experiment for t in takes} == {"prompt-builder"}
     assert sorted(t.model for t in takes) == sorted([PLUS, PLUS, FLASH, FLASH])
@@ -151,9 +158,36 @@ def test_result_cards_write_ratings_choices_and_listens_to_the_log(lab):
     assert second.listened_button.disabled and second.listened_button.description == "✓ listened"
     passed_over = played_not_chosen(lab.log.takes())
     assert [t.take_id for t in passed_over] == [second.take.take_id]
-    first.discard_button.click()
+    assert first.unkeep_button.description == "unkeep" and "cleanup" in first.unkeep_button.tooltip
+    assert not first.unkeep_button.disabled and second.unkeep_button.disabled  # only a kept take unkeeps
+    first.unkeep_button.click()
     assert not lab.log.get(first.take.take_id).chosen
     assert list(lab.log.history(first.take.take_id)["action"]) == ["rate", "played", "choose", "unchoose"]
+    # the card changes with it: no longer "kept", keep no longer green, unkeep greyed out
+    assert "kept" not in first.header.value and first.keep_button.button_style == ""
+    assert first.unkeep_button.disabled
+
+
+def test_a_preview_played_to_the_end_marks_the_take_heard(lab):
+    """The player's onended types "ended" into the card's hidden Text (what the browser does)."""
+    card = designed(PromptBuilder(lab, preset="customer_service")).cards[0]
+    assert "onended=" in card.player.value and "cosyvoice-heard" in card.player.value
+    assert "cosyvoice-heard" in card.heard._dom_classes and card.heard.layout.display == "none"
+    assert not lab.log.get(card.take.take_id).played
+    card.heard.value = "ended"
+    assert lab.log.get(card.take.take_id).played and card.listened_button.description == "✓ listened"
+    assert "heard" in card.header.value
+
+
+def test_keep_on_a_voice_a_cleanup_deleted_warns_and_keeps_nothing(lab):
+    b = designed(PromptBuilder(lab, preset="customer_service"))
+    card = b.cards[0]
+    lab.cleanup(dry_run=False)  # deletes every voice not chosen, this one included
+    assert lab.log.get(card.take.take_id).voice_status == "DELETED"
+    card.keep_button.click()
+    assert not lab.log.get(card.take.take_id).chosen
+    assert "deleted" in card.message.value and "⚠" in card.message.value
+    assert "kept" not in card.header.value and "DELETED" in card.header.value
 
 
 def test_an_edited_prompt_is_sent_as_written_without_a_spec(lab):
@@ -258,7 +292,7 @@ def test_blind_mode_hides_shuffles_records_and_reveals(lab, comparison):
     assert "v3.5" not in texts and "plus" not in texts and "flash" not in texts and "title=" not in players
     assert [c.label for c in board.cards.values()] == ["A", "B", "C", "D"]
     for t in lab.log.takes(tag=s.tag):  # the seed is in the log before anything is heard
-        assert f"blind {s.session_id}: seed 42, label {s.label(t.take_id)}" in t.notes
+        assert f"blind {s.session_id}: seed 42, preference round" in t.notes and "label" not in t.notes
     assert len(lab.log.takes(tag=s.tag)) == 4
     ratings = {}
     for i, take_id in enumerate(s.order):
@@ -442,3 +476,59 @@ def test_builder_records_the_voice_status_and_shows_one_that_is_not_ok(tmp_path,
         assert [t.voice_status for t in builder.takes] == ["DEPLOYING", "DEPLOYING"]
         assert all("DEPLOYING" in card.header.value for card in builder.cards)
         assert {t.voice_status for t in lab.log.takes()} == {"DEPLOYING"}
+
+
+# --- what the notebooks print ------------------------------------------------------------------------
+def test_after_an_interrupt_the_bar_counts_what_the_result_holds(capsys):
+    """Ctrl-C while requests are in flight: they finish and are kept, and the bar counts them too."""
+    import re
+    import signal
+
+    import tqdm.auto  # noqa: F401 - imported now, so that the signal lands inside the run
+
+    from cosyvoice_lab.lab.runner import run_tasks
+
+    def task(i):
+        return lambda: (time.sleep(0.3), i)[1]
+
+    timer = threading.Timer(0.45, signal.raise_signal, args=(signal.SIGINT,))
+    timer.start()
+    out = run_tasks([task(i) for i in range(20)], concurrency=2, desc="compare x", progress=True, reused=3)
+    assert out.interrupted and 2 <= out.done < 20
+    shown = re.findall(r"compare x:.*?(\d+)/(\d+)", capsys.readouterr().err)[-1]
+    assert shown == (str(3 + out.done), "23")  # the warning of lab.compare says the same figures
+
+
+def test_one_model_order_everywhere(lab):
+    """Pivots, the grid, the board and the builder's columns: plus before flash, as in the catalog."""
+    comparison = lab.compare(["a deep, slow elderly male voice"], models=[FLASH, PLUS], repeats=1, preview_text=PREVIEW)
+    assert comparison.grid.models == (PLUS, FLASH) == catalog.model_order([FLASH, PLUS, FLASH])
+    assert list(comparison.pivot().columns) == [PLUS, FLASH]
+    assert list(comparison.pivot(values="m_median_f0_hz").columns) == [PLUS, FLASH]
+    assert list(comparison.df["target_model"]) == [PLUS, FLASH]
+    assert ComparisonBoard(comparison).models == [PLUS, FLASH]
+
+
+def test_compare_problems_are_said_once_not_once_per_model(lab):
+    with pytest.raises(ValidationError) as info:
+        lab.compare(["x" * 600, "a fine prompt"], repeats=1)
+    assert len(info.value.problems) == 1
+    assert str(info.value.problems[0]).startswith("prompt 0 × both models: voice_prompt")
+    with pytest.raises(ValidationError) as info:
+        lab.compare(["x" * 600], models=[FLASH], repeats=1)
+    assert str(info.value.problems[0]).startswith(f"prompt 0 × {FLASH}: voice_prompt")
+
+
+def test_free_text_continues_the_prompt_as_a_sentence(lab):
+    b = PromptBuilder(lab, preset="news_anchor")
+    b.free_text.value = "with a slight rasp"
+    assert b.prompt.value.endswith("broadcasts, with a slight rasp.") and ". with" not in b.prompt.value
+    b.free_text.value = "Slight smile in the voice."
+    assert b.prompt.value.endswith(". Slight smile in the voice.")
+
+
+def test_board_status_is_plain_text(lab, comparison):
+    board = ComparisonBoard(comparison, seed=3)
+    board.blind_toggle.value = True
+    assert board.status.value.startswith(f"blind session {board.session.session_id}, seed 3: 0/")
+    assert "<" not in board.status.value

@@ -7,7 +7,10 @@ claim against the take's :class:`~cosyvoice_lab.analysis.measures.Measurements`:
   -- against the other takes of the group, since "deep" means deeper than the rest;
 * gender and "child" against absolute F0 ranges, with the bands where voices overlap
   reported as not measurable;
-* everything else (timbre, emotion, articulation, accent, use, and adult age) as not
+* timbre, energy and emotion words with an established acoustic correlate (breathy, husky,
+  bright, warm, lively, calm ...; the table is ``analysis.correlates``) against the voice-quality
+  measures of the other takes of the group, the same way as pitch;
+* everything else (magnetic, friendly, articulation, accent, use, and adult age) as not
   measurable, with the reason: no offline measure exists, and we do not guess.
 
 Verdicts are "consistent", "inconsistent" or "not measurable", never pass/fail: negation
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from cosyvoice_lab.analysis import correlates
 from cosyvoice_lab.analysis.measures import LOUDNESS_BLOCK_S, NAN, take_rows
 from cosyvoice_lab.prompts.lexicon import read_claims
 
@@ -39,14 +43,6 @@ _RELATIVE = {
     "volume": ("loudness_lufs", "loudness", "LU", f"no loudness (shorter than {LOUDNESS_BLOCK_S:g} s, or silent)"),
 }
 _LOWER = ("low", "slow", "soft")
-_UNMEASURABLE = {
-    "energy": "energy and mood need a listener; no offline measure",
-    "timbre": "timbre words (warm, husky, ...) have no validated offline measure",
-    "emotion": "emotion needs a listener or a trained classifier; none offline",
-    "articulation": "articulation needs a recogniser; none offline for both languages",
-    "accent": "accent needs an accent classifier; none offline",
-    "scenario": "a use, not a property of the sound",
-}
 
 
 @dataclass(frozen=True)
@@ -80,10 +76,13 @@ def adherence(group, prompts=None, *, prompt_column: str = "voice_prompt") -> li
     same claim: pitch ("deep"/"high", median F0, compared only with takes of the same or
     unstated gender), pace ("slow"/"fast", speaking rate in the same unit) and volume
     ("soft"/"loud", LUFS). A take must differ from the others' median by :data:`MARGINS`
-    in the claimed direction to be consistent. Gender and "child" are judged on absolute F0
-    ranges, with ambiguous bands reported as not measurable; every other claim is reported
-    as not measurable with the reason. Loudness claims are weak evidence when the service
-    normalises preview levels.
+    in the claimed direction to be consistent. Timbre, energy and emotion words with an
+    acoustic correlate (``analysis.correlates``: breathy -> lower HNR, warm -> steeper
+    spectral tilt, lively -> wider F0 variability ...) are judged the same way on their
+    measure, against takes of the same language and gender that do not make the claim.
+    Gender and "child" are judged on absolute F0 ranges, with ambiguous bands reported as not
+    measurable; every other claim is reported as not measurable with the reason. Loudness
+    claims are weak evidence when the service normalises preview levels.
 
     Args:
         group: the takes, in any form :func:`~cosyvoice_lab.analysis.measures.take_rows` accepts: a
@@ -128,7 +127,10 @@ def _judge(row, claim, rows, claims) -> Judgement:
         return _judge_gender(row, claim, claims[id(row)])
     if claim.dimension == "age":
         return _judge_age(row, claim)
-    reason = _UNMEASURABLE.get(claim.dimension, "no offline measure for this dimension")
+    found = correlates.correlate(claim.dimension, claim.value)
+    if found is not None:
+        return _judge_voice(row, claim, rows, claims, found)
+    reason = correlates.NO_CORRELATE.get(claim.dimension, "no offline measure for this dimension")
     return _verdict(row, claim, NOT_MEASURABLE, f"not measurable offline: {reason}")
 
 
@@ -269,3 +271,52 @@ def _judge_age(row, claim) -> Judgement:
         "median_f0_hz",
         f0,
     )
+
+
+def _voice_peers(row, other, dimension, claims) -> bool:
+    """Whether ``other`` is a fair comparison for a voice-quality claim of ``row``: it does not
+    make the same claim, is not of another stated gender, and says the same language."""
+    if other is row or _value_of(claims[id(other)], dimension) == _value_of(claims[id(row)], dimension):
+        return False
+    mine, theirs = _value_of(claims[id(row)], "gender"), _value_of(claims[id(other)], "gender")
+    if mine is not None and theirs is not None and mine != theirs:
+        return False
+    units = row.values.get("rate_unit"), other.values.get("rate_unit")
+    return None in units or units[0] == units[1]
+
+
+def _one_measure(row, claim, rows, claims, column: str, direction: int):
+    """(verdict, text, value, reference) of one measure of a voice-quality claim."""
+    label, unit = correlates.LABELS[column]
+    margin, diff_unit = correlates.MARGINS[column]
+    value = row.get(column)
+    if not math.isfinite(value):
+        return NOT_MEASURABLE, f"no {label} in this take (too little voiced speech, or not measured)", value, NAN
+    peers = [r for r in rows if math.isfinite(r.get(column))]
+    others = [r.get(column) for r in peers if _voice_peers(row, r, claim.dimension, claims)]
+    if len(peers) < MIN_GROUP or not others:
+        why = f"needs at least {MIN_GROUP} takes with a {label}, including one that does not claim {claim.value!r}"
+        return NOT_MEASURABLE, f"{label}: {why} (same language and gender)", value, NAN
+    reference = float(np.median(others))
+    diff = correlates.difference(column, value, reference) if reference or diff_unit != "%" else NAN
+    text = (
+        f"{label} {value:.2f} {unit} is {abs(diff):.1f} {diff_unit} {'below' if diff < 0 else 'above'} "
+        f"the other takes' median {reference:.2f} {unit}"
+    )
+    if direction * diff >= margin:
+        return CONSISTENT, text, value, reference
+    return (
+        INCONSISTENT,
+        f"{text} (needs {margin:g} {diff_unit} {'below' if direction < 0 else 'above'})",
+        value,
+        reference,
+    )
+
+
+def _judge_voice(row, claim, rows, claims, found) -> Judgement:
+    """The first measure of the claim's correlate decides; the others are reported beside it."""
+    results = [_one_measure(row, claim, rows, claims, c, d) for c, d in found.measures]
+    verdict, _, value, reference = results[0]
+    column = found.measures[0][0]
+    texts = "; ".join(text for _, text, _, _ in results)
+    return _verdict(row, claim, verdict, f"{found.reason}. {texts}", column, value, reference)

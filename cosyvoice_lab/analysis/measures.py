@@ -1,7 +1,9 @@
 """Measurements of a recording, and groups of takes in one shape.
 
 * :func:`measure` -- pitch (praat via parselmouth), loudness (ITU-R BS.1770 via pyloudnorm),
-  speaking rate (the preview text is known, so no recogniser is needed), level and silence.
+  speaking rate (the preview text is known, so no recogniser is needed), level and silence;
+  voice quality (``analysis.voice``: HNR, CPP, jitter, shimmer, spectral tilt and centroid, F0
+  and intensity variability) and predicted quality (``analysis.quality``: DNSMOS P.835).
 * :func:`take_rows` -- a group of takes (a log DataFrame, or lists) as :class:`TakeRow` s, the
   one shape ``variation`` and ``adherence`` read.
 
@@ -9,7 +11,11 @@ parselmouth, pyloudnorm and pandas are imported inside the functions that need t
 ``import cosyvoice_lab`` stays fast.
 
 Undefined values are NaN, never an exception: silence has no pitch, a clip shorter than the
-400 ms loudness block has no LUFS, a take without text has no speaking rate.
+400 ms loudness block has no LUFS, a take without text has no speaking rate. A measure that
+fails outright gives NaN and says why in ``problems``; the take keeps every other value.
+
+:data:`VERSION` is stored with every measurement (``measures_version``); takes measured by an
+older version (0: before versions were kept) are brought up to date by ``Lab.remeasure``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS = 35.0, -60.0
 PITCH_FLOOR_HZ, PITCH_CEILING_HZ = 60.0, 700.0
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (int16 full scale is 0.99997)
 LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter clips have no integrated loudness
+# 1: pitch, loudness, rate, level, silence. 2: + voice quality and DNSMOS, ``problems``.
+VERSION = 2
+_TEXT_FIELDS = ("rate_unit", "problems")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,21 @@ class Measurements:
     silence_ratio: float  # share of frames below the speech threshold, pauses included
     speaking_rate: float
     rate_unit: str | None
+    # voice quality (see analysis.voice); NaN for takes measured before version 2
+    hnr_db: float = NAN
+    cpp_db: float = NAN
+    jitter_percent: float = NAN
+    shimmer_percent: float = NAN
+    spectral_tilt_db_oct: float = NAN
+    spectral_centroid_hz: float = NAN
+    f0_sd_semitones: float = NAN
+    intensity_sd_db: float = NAN
+    # predicted quality (see analysis.quality), 1-5
+    dnsmos_sig: float = NAN
+    dnsmos_bak: float = NAN
+    dnsmos_ovrl: float = NAN
+    measures_version: int = VERSION
+    problems: str | None = None  # "cpp: ...; dnsmos: ..." for measures that failed on this take
 
     def to_dict(self) -> dict:
         """Plain dict of every field (floats may be NaN), e.g. a take's ``metrics``."""
@@ -65,8 +89,13 @@ class Measurements:
 
     @classmethod
     def from_dict(cls, data: dict) -> Measurements:
-        """Inverse of :meth:`to_dict`; missing fields become NaN, extra keys are ignored."""
-        values: dict[str, Any] = {f.name: data.get(f.name, None if f.name == "rate_unit" else NAN) for f in fields(cls)}
+        """Inverse of :meth:`to_dict`; missing fields become NaN (text None, version 0: measured
+        before versions were kept), extra keys are ignored."""
+        values: dict[str, Any] = {
+            f.name: data.get(f.name, None if f.name in _TEXT_FIELDS else NAN) for f in fields(cls)
+        }
+        version = data.get("measures_version")
+        values["measures_version"] = int(version) if isinstance(version, (int, float)) and version == version else 0
         return cls(**values)
 
 
@@ -81,7 +110,7 @@ def samples(audio, sample_rate: int | None) -> tuple[np.ndarray, int]:
     return (x.mean(axis=1) if x.ndim == 2 else x), int(sample_rate)
 
 
-def _frame_db(x: np.ndarray, sr: int, frame_s: float = HOP_S) -> np.ndarray:
+def frame_levels_db(x: np.ndarray, sr: int, frame_s: float = HOP_S) -> np.ndarray:
     """RMS level in dBFS of frames ``frame_s`` long every 10 ms, via cumulative sums (fast)."""
     frame, hop = int(frame_s * sr), int(HOP_S * sr)
     if len(x) == 0:
@@ -96,7 +125,10 @@ def _frame_db(x: np.ndarray, sr: int, frame_s: float = HOP_S) -> np.ndarray:
 
 
 def speech_frames(x: np.ndarray, sr: int, frame_s: float = HOP_S) -> np.ndarray:
-    db = _frame_db(x, sr, frame_s)
+    return _speech_mask(frame_levels_db(x, sr, frame_s))
+
+
+def _speech_mask(db: np.ndarray) -> np.ndarray:
     if len(db) == 0:
         return np.zeros(0, bool)
     return db > max(db.max() - SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS)
@@ -115,9 +147,8 @@ def pitch_track(x: np.ndarray, sr: int):
         return None
 
 
-def _f0_values(x: np.ndarray, sr: int) -> np.ndarray:
-    """F0 of each voiced 10 ms frame; empty if none."""
-    pitch = pitch_track(x, sr)
+def _f0_values(pitch) -> np.ndarray:
+    """F0 of each voiced 10 ms frame of a pitch track; empty if none."""
     if pitch is None:
         return np.zeros(0)
     f0 = pitch.selected_array["frequency"]
@@ -131,7 +162,8 @@ def _meter(sr: int):
     return pyloudnorm.Meter(sr)
 
 
-def _loudness(x: np.ndarray, sr: int) -> float:
+def integrated_loudness(x: np.ndarray, sr: int) -> float:
+    """Integrated loudness (LUFS, ITU-R BS.1770) of ``x``; NaN when too short or all silence."""
     if len(x) <= LOUDNESS_BLOCK_S * sr:
         return NAN
     value = _meter(sr).integrated_loudness(x)
@@ -159,7 +191,12 @@ def text_units(text: str | None, language: str | None = None) -> tuple[int, str 
 
 
 def measure(
-    audio, text: str | None = None, language: str | None = None, *, sample_rate: int | None = None
+    audio,
+    text: str | None = None,
+    language: str | None = None,
+    *,
+    sample_rate: int | None = None,
+    predicted_quality: bool = True,
 ) -> Measurements:
     """Measure one recording.
 
@@ -168,18 +205,22 @@ def measure(
         text: what the recording says (the preview text), for the speaking rate.
         language: 'zh' or 'en' (derived from ``text`` when None).
         sample_rate: only for a bare array.
+        predicted_quality: also run the DNSMOS model (the costliest measure, ~0.1-0.4 s a take).
 
     Returns:
-        :class:`Measurements`; undefined values are NaN (silence has no pitch).
+        :class:`Measurements`; undefined values are NaN (silence has no pitch), and a measure
+        that failed is NaN with its reason in ``problems``.
 
     Raises:
         ValueError: for a bare array without ``sample_rate``.
     """
     x, sr = samples(audio, sample_rate)
-    speech = speech_frames(x, sr)
+    frame_db = frame_levels_db(x, sr)
+    speech = _speech_mask(frame_db)
     idx = np.flatnonzero(speech)
     speech_s = 0.0 if len(idx) == 0 else float(min((idx[-1] - idx[0] + 1) * HOP_S, len(x) / sr))
-    f0 = _f0_values(x, sr) if len(idx) else np.zeros(0)
+    pitch = pitch_track(x, sr) if len(idx) else None
+    f0 = _f0_values(pitch)
     p10, p50, p90 = np.percentile(f0, [10, 50, 90]) if len(f0) else (NAN, NAN, NAN)
     peak = float(np.max(np.abs(x))) if len(x) else 0.0
     units, unit = text_units(text, language)
@@ -191,13 +232,45 @@ def measure(
         f0_p90_hz=float(p90),
         f0_spread_semitones=float(12 * np.log2(p90 / p10)) if len(f0) else NAN,
         voiced_fraction=min(1.0, len(f0) * HOP_S / speech_s) if speech_s else NAN,
-        loudness_lufs=_loudness(x, sr),
+        loudness_lufs=integrated_loudness(x, sr),
         peak_dbfs=20 * math.log10(peak) if peak > 0 else NAN,
         clipping_ratio=float(np.mean(np.abs(x) >= CLIP_LEVEL)) if len(x) else 0.0,
         silence_ratio=float(1 - speech.mean()) if len(speech) else 1.0,
         speaking_rate=units / speech_s if units and speech_s else NAN,
         rate_unit=unit,
+        **voice_measures(x, sr, pitch, f0, frame_db, speech, predicted_quality=predicted_quality),
     )
+
+
+def voice_measures(x, sr, pitch, f0, frame_db, speech, *, predicted_quality: bool = True) -> dict[str, Any]:
+    """The voice-quality and predicted-quality fields of :class:`Measurements`, each group
+    computed on its own: one that fails is NaN and named in ``problems``, the others stand."""
+    from cosyvoice_lab.analysis import quality, voice
+
+    out: dict[str, Any] = {}
+    problems = []
+    y = voice.resampled(x, sr) if speech.any() else np.zeros(0)
+    steps = {
+        "hnr": lambda: {"hnr_db": voice.harmonicity(pitch)},
+        "cpp": lambda: {"cpp_db": voice.cepstral_peak_prominence(y, voice.voiced_times(pitch))},
+        "jitter/shimmer": lambda: voice.perturbation(x, sr, pitch),
+        "spectrum": lambda: voice.spectral_shape(*voice.long_term_spectrum(y, speech)),
+        "variability": lambda: {
+            "f0_sd_semitones": voice.f0_sd_semitones(f0),
+            "intensity_sd_db": voice.intensity_sd_db(frame_db, speech),
+        },
+    }
+    if predicted_quality and len(y):
+        steps["dnsmos"] = lambda: quality.dnsmos(y)
+    for name, step in steps.items():
+        try:
+            out.update(step())
+        except Exception as exc:  # one failed measure must not cost the take its others
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+    if predicted_quality and not len(y):
+        problems.append("dnsmos: no speech to score")
+    out["problems"] = "; ".join(problems) or None
+    return out
 
 
 # --- groups of takes ---------------------------------------------------------------------
@@ -226,7 +299,8 @@ def _as_values(m) -> dict:
 
 def measurement_columns(frame):
     """The log's DataFrame in the shape measurements use: ``m_<name>`` columns also as
-    ``<name>``, and ``model`` also as ``target_model`` (the log keeps both forms apart)."""
+    ``<name>`` (and a frame from before the log named its column ``target_model``: ``model`` also
+    as ``target_model``)."""
     extra = {k[2:]: frame[k] for k in frame.columns if isinstance(k, str) and k.startswith("m_") and k[2:] not in frame}
     if "model" in frame and "target_model" not in frame:
         extra["target_model"] = frame["model"]

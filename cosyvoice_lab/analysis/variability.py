@@ -1,5 +1,6 @@
 """How far apart takes are, and how much repeats of one prompt differ: a light spectral
-fingerprint (MFCCs) per take, pairwise distances and per-prompt spread.
+fingerprint (MFCCs) per take, a speaker embedding from a pretrained network
+(:func:`voice_embedding`, see ``analysis.embedding``), pairwise distances and per-prompt spread.
 
 The service gives different voices for identical prompts, so variance is measured rather than
 assumed away.
@@ -20,6 +21,8 @@ N_MELS, N_MFCC, MEL_FMIN, MEL_FMAX = 40, 20, 60.0, 7600.0
 # Pairwise differences are divided by these "clearly audible" steps before they are combined.
 # On simulator speech, one voice repeating a text differs by ~2 dB and two voices by 6-8 dB.
 SPECTRAL_SCALE = 3.0
+VOICE_EMBEDDING_SIZE = 256  # analysis.embedding.SIZE, without importing it for a constant
+_PAUSE_FRAMES = 15  # 10 ms frames of silence kept either side of speech
 SCALES = {"pitch_semitones": 2.0, "rate_percent": 10.0, "loudness_lu": 3.0, "spectral_db": SPECTRAL_SCALE}
 
 # --- embeddings and variation ------------------------------------------------------------
@@ -70,9 +73,40 @@ def speaker_embedding(audio, *, sample_rate: int | None = None) -> np.ndarray:
     return np.concatenate([mfcc[:, 1:].mean(axis=0), mfcc[:, 1:].std(axis=0)])
 
 
+def voice_embedding(audio, *, sample_rate: int | None = None) -> np.ndarray:
+    """The speaker embedding of a recording from a pretrained speaker-verification network
+    (``analysis.embedding``): a unit vector of 256 values; the cosine of two is their similarity.
+
+    Leading, trailing and long inner silences are left out (10 ms speech frames), and the
+    recording is resampled to the network's 16 kHz.
+
+    Args:
+        audio: an Audio, or a float array with ``sample_rate``.
+
+    Returns:
+        float32 array of 256 values; all NaN when the recording holds no speech.
+    """
+    from cosyvoice_lab.analysis import embedding
+    from cosyvoice_lab.analysis.voice import resampled
+
+    x, sr = samples(audio, sample_rate)
+    speech = speech_frames(x, sr)
+    if not speech.any():
+        return np.full(embedding.SIZE, np.nan, np.float32)
+    # keep speech and pauses up to 0.3 s (the reference pipeline's VAD keeps short pauses too)
+    keep = np.convolve(speech, np.ones(2 * _PAUSE_FRAMES + 1), mode="same") > 0
+    hop = int(HOP_S * sr)
+    x = x[: len(keep) * hop].reshape(-1, hop)[keep[: len(x) // hop]].ravel()
+    return embedding.embed(resampled(x, sr, embedding.RATE))
+
+
+def _is_voice_embedding(e) -> bool:
+    return e is not None and len(e) == VOICE_EMBEDDING_SIZE
+
+
 def spectral_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
     """RMS difference of two :func:`speaker_embedding` vectors, in dB (NaN if either is NaN)."""
-    if a is None or b is None:
+    if a is None or b is None or _is_voice_embedding(a) or _is_voice_embedding(b):
         return NAN
     d = float(np.sqrt(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
     return d if math.isfinite(d) else NAN
@@ -89,6 +123,9 @@ def _pair(a: TakeRow, b: TakeRow) -> dict:
         "loudness_lu": abs(a.get("loudness_lufs") - b.get("loudness_lufs")),
         "spectral_db": spectral_distance(a.embedding, b.embedding),
     }
+    similarity = NAN
+    if a.embedding is not None and b.embedding is not None and _is_voice_embedding(a.embedding):
+        similarity = float(np.dot(a.embedding, b.embedding)) if _is_voice_embedding(b.embedding) else NAN
     scaled = [(v / SCALES[k]) ** 2 for k, v in parts.items() if math.isfinite(v)]
     return {
         "take_a": a.key,
@@ -98,6 +135,7 @@ def _pair(a: TakeRow, b: TakeRow) -> dict:
         "same_prompt": a.prompt == b.prompt,
         **parts,
         "distance": math.sqrt(sum(scaled) / len(scaled)) if scaled else NAN,
+        "speaker_similarity": similarity if math.isfinite(similarity) else NAN,
     }
 
 
@@ -115,21 +153,22 @@ def pairwise(group, prompts=None, *, embeddings=None, prompt_column: str = "voic
 
     Args:
         group, prompts, prompt_column: as for :func:`take_rows`.
-        embeddings: :func:`speaker_embedding` vectors aligned with the takes (else taken from
-            an ``embedding`` column/element, else the spectral part is left out).
+        embeddings: :func:`speaker_embedding` or :func:`voice_embedding` vectors aligned with
+            the takes (else taken from an ``embedding`` column/element, else left out).
 
     Returns:
         A pandas DataFrame, one row per pair: ``take_a``, ``take_b``, ``prompt_a``,
         ``prompt_b``, ``same_prompt``, absolute differences ``pitch_semitones``,
         ``rate_percent`` (only between the same rate unit), ``loudness_lu``, ``spectral_db``,
         and ``distance``: the root mean square of those divided by :data:`SCALES` (1 = about one
-        clearly audible step), over the parts that are defined.
+        clearly audible step), over the parts that are defined; ``speaker_similarity``: the
+        cosine of two :func:`voice_embedding` s (1 = the same voice; NaN for MFCC fingerprints).
     """
     import pandas as pd
 
     rows = _with_embeddings(take_rows(group, prompts, prompt_column), embeddings)
     pairs = [_pair(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :]]
-    columns = ["take_a", "take_b", "prompt_a", "prompt_b", "same_prompt", *SCALES, "distance"]
+    columns = ["take_a", "take_b", "prompt_a", "prompt_b", "same_prompt", *SCALES, "distance", "speaker_similarity"]
     return pd.DataFrame(pairs, columns=columns)
 
 
@@ -167,7 +206,8 @@ def variation(group, prompts=None, *, embeddings=None, prompt_column: str = "voi
         A pandas DataFrame, one row per distinct prompt (first-seen order): ``voice_prompt``,
         ``takes``, ``pitch_sd_semitones``, ``rate_cv_percent``, ``loudness_sd_lu`` (spread
         among its takes), ``spectral_db`` and ``variability`` (mean pairwise
-        ``spectral_db``/``distance`` among its takes, see :func:`pairwise`). NaN for a prompt
+        ``spectral_db``/``distance`` among its takes, see :func:`pairwise`) and
+        ``speaker_similarity`` (mean pairwise, with :func:`voice_embedding` s). NaN for a prompt
         with a single take: one take shows no variation.
     """
     import pandas as pd
@@ -186,6 +226,7 @@ def variation(group, prompts=None, *, embeddings=None, prompt_column: str = "voi
                 **_spread(members),
                 "spectral_db": _mean(pairs, "spectral_db"),
                 "variability": _mean(pairs, "distance"),
+                "speaker_similarity": _mean(pairs, "speaker_similarity"),
             }
         )
     columns = [
@@ -196,5 +237,6 @@ def variation(group, prompts=None, *, embeddings=None, prompt_column: str = "voi
         "loudness_sd_lu",
         "spectral_db",
         "variability",
+        "speaker_similarity",
     ]
     return pd.DataFrame(out, columns=columns)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.errors import APIError, CosyVoiceLabError, TransportError
-from cosyvoice_lab.take import Take
+from cosyvoice_lab.errors import APIError, CosyVoiceLabError, LogError, TransportError
+from cosyvoice_lab.take import Take, now_utc
 
 if TYPE_CHECKING:
     from cosyvoice_lab.service.http import DashScopeClient
@@ -36,26 +36,37 @@ class VoiceAccount:
     """
 
     def __init__(
-        self, client: DashScopeClient, experiment_log: Any, *, reconcile_window_s: float = catalog.RECONCILE_WINDOW_S
+        self,
+        client: DashScopeClient,
+        experiment_log: Any,
+        *,
+        reconcile_window_s: float = catalog.RECONCILE_WINDOW_S,
+        grace_s: float = catalog.LATE_VOICE_GRACE_S,
     ):
         self.client, self.log, self.reconcile_window_s = client, experiment_log, reconcile_window_s
+        self.grace_s = grace_s
         self._lock = threading.Lock()  # two takes of one design must not adopt the same voice
 
     # --- takes whose outcome is unknown ----------------------------------------------------
     def reconcile(self, experiment: str | None = None) -> list[Take]:
         """Settle takes whose outcome is unknown or that were interrupted: adopt the voice each
         may have stored (found by listing its prefix and matching prompt, preview text, model
-        and creation time), or mark it failed. Call only when none of this lab's requests are in
-        flight. Returns the settled takes."""
+        and creation time), or mark it failed once a listing made ``grace_s`` after it was sent
+        finds none (until then it stays reconcilable: a design can outlive the client's
+        timeout). Call only when none of this lab's requests are in flight. Returns the takes."""
         return [self.reconcile_take(t.take_id) for t in self.log.takes(experiment=experiment) if t.status in UNSETTLED]
 
     def reconcile_take(self, take_id: str) -> Take:
         """Settle one take whose create outcome is unknown (see :meth:`reconcile`). If the
-        account cannot be listed now, the take is returned unchanged for a later run."""
+        account cannot be listed now, or the grace window has not passed, the take is returned
+        unchanged for a later run. A take settled first (another process) is returned as stored."""
         take = self.log.get(take_id)
+        if take.status not in UNSETTLED:
+            return take
         d = take.design
+        listed_at = now_utc()
         try:
-            listed = self.client.list_voices(prefix=d.prefix)
+            listed = self.client.list_voices(prefix=d.prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
         except (APIError, TransportError) as exc:
             log.warning("take %s: cannot reconcile yet (%s); will retry on the next run", take_id, exc)
             return take
@@ -68,10 +79,18 @@ class VoiceAccount:
                 and _same_design(v, d)
                 and (v.gmt_create is None or self._seconds_from(v, take) <= self.reconcile_window_s)
             ]
-            if candidates:
-                v = min(candidates, key=lambda v: self._seconds_from(v, take) if v.gmt_create else 0)
+            for v in sorted(candidates, key=lambda v: self._seconds_from(v, take) if v.gmt_create else 0):
+                try:
+                    adopted = self.log.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
+                except LogError:  # another process adopted this voice for another take meanwhile
+                    continue
                 log.info("take %s: adopted voice %s stored despite the failed answer", take_id, v.voice_id)
-                return self.log.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
+                return adopted
+        if take.started_at is not None and (listed_at - take.started_at).total_seconds() < self.grace_s:
+            log.info(
+                "take %s: no voice yet; it stays %s until %g s after it was sent", take_id, take.status, self.grace_s
+            )
+            return self.log.get(take_id)
         return self.log.fail(
             take_id,
             error_code="OutcomeUnknown",
@@ -172,18 +191,24 @@ class VoiceAccount:
         experiment: str | None = None,
         include_unknown: bool = False,
         keep_rated_at_least: int | None = None,
+        prefix: str | None = None,
     ):
         """Delete voices that were not chosen. A dry run (the default) shows the plan only.
 
         Never deletes a chosen voice; voices the log does not know are kept unless
-        ``include_unknown``. Returns a DataFrame: voice_id, action ('delete'/'keep'), reason, done.
+        ``include_unknown``; those of ``prefix`` (the lab's) are named orphans ("orphan: not in
+        the log": e.g. stored after the client gave up and never adopted).
+        Returns a DataFrame: voice_id, action ('delete'/'keep'), reason, done.
         """
         df = self.voices()
         if experiment is not None:
             df = df[(df["experiment"] == experiment) | (~df["known"] & include_unknown)]
         plan = df[["voice_id", "take_id", "experiment", "rating", "chosen", "known"]].copy()
         plan["action"], plan["reason"] = (
-            zip(*[cleanup_decision(r, include_unknown, keep_rated_at_least) for r in plan.itertuples()], strict=True)
+            zip(
+                *[cleanup_decision(r, include_unknown, keep_rated_at_least, prefix) for r in plan.itertuples()],
+                strict=True,
+            )
             if len(plan)
             else ((), ())
         )
@@ -211,14 +236,19 @@ def _same_design(voice, design: VoiceDesign) -> bool:
     )
 
 
-def cleanup_decision(row, include_unknown: bool, keep_rated_at_least: int | None) -> tuple[str, str]:
-    """('keep' or 'delete', why) for one voice of the cleanup plan (a row with chosen, known, rating)."""
+def cleanup_decision(
+    row, include_unknown: bool, keep_rated_at_least: int | None, prefix: str | None = None
+) -> tuple[str, str]:
+    """('keep' or 'delete', why) for one voice of the cleanup plan (a row with voice_id, chosen,
+    known, rating); a voice of ``prefix`` the log does not know is an orphan."""
     import pandas as pd  # a rating is pd.NA when unrated: NA is neither None nor comparable
 
     if bool(row.chosen):
         return "keep", "chosen"
     if not row.known:
-        return ("delete", "not in the log (include_unknown=True)") if include_unknown else ("keep", "not in the log")
+        match = catalog.VOICE_ID_RE.match(row.voice_id or "")
+        why = "orphan: not in the log" if prefix and match and match.group("prefix") == prefix else "not in the log"
+        return ("delete", f"{why} (include_unknown=True)") if include_unknown else ("keep", why)
     if keep_rated_at_least is not None and not pd.isna(row.rating) and int(row.rating) >= keep_rated_at_least:
         return "keep", f"rated {int(row.rating)}"
     return "delete", "not chosen"

@@ -7,6 +7,7 @@ import logging
 
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import APIError, OutcomeUnknown, TransportError, ValidationError
+from cosyvoice_lab.lab.flight import InFlight
 from cosyvoice_lab.take import Take
 
 log = logging.getLogger(__name__)
@@ -25,29 +26,31 @@ class Designer:
     def __init__(self, client, experiment_log, *, backend: str, region: str, measure: bool = True):
         self.client, self.experiment_log = client, experiment_log
         self.backend, self.region, self.measure = backend, region, measure
+        self.flight = InFlight()  # the lab's requests in flight: a reconcile waits for none (flight.py)
 
-    def run(
-        self,
-        design: VoiceDesign,
-        *,
-        experiment: str | None = None,
-        prompt_spec: dict | None = None,
-        parent_take_id: str | None = None,
-        cell: str | None = None,
-        repeat: int | None = None,
-    ) -> Take:
-        """Send one design, logging it before and after. Returns the Take (ok or failed)."""
-        take = self.experiment_log.start(
-            design,
-            experiment=experiment,
-            backend=self.backend,
-            region=self.region,
-            host=self.client.host,
-            prompt_spec=prompt_spec,
-            parent_take_id=parent_take_id,
-            cell=cell,
-            repeat=repeat,
-        )
+    def run(self, design: VoiceDesign, **where) -> Take:
+        """Send one design, logging it before and after. Returns the Take (ok or failed).
+
+        ``where``: experiment, prompt_spec, parent_take_id, cell, repeat (see ``ExperimentLog.start``).
+        """
+        with self.flight.request():
+            return self._send(self.experiment_log.start(design, **self._context(where)), design)
+
+    def run_cell(self, design: VoiceDesign, *, experiment: str, cell: str, **where) -> Take | None:
+        """``run`` for a compare's cell, claimed in the log first: None, and nothing sent, when
+        another take holds it (another process's, in flight or done)."""
+        with self.flight.request():
+            take = self.experiment_log.claim(design, **self._context(where), experiment=experiment, cell=cell)
+            if take is None:
+                log.info("cell %s of %s is held by another take; not sent", cell, experiment)
+                return None
+            return self._send(take, design)
+
+    def _context(self, where: dict) -> dict:
+        return {**where, "backend": self.backend, "region": self.region, "host": self.client.host}
+
+    def _send(self, take: Take, design: VoiceDesign) -> Take:
+        """Send the design of the pending ``take`` and record its outcome."""
         try:
             created = self.client.create_voice(design)
         except OutcomeUnknown as exc:
@@ -96,3 +99,14 @@ class Designer:
         except Exception as exc:  # a measurement must never lose a take
             log.warning("could not measure preview: %s", exc)
             return None
+
+
+def all_or_raise(takes: list[Take], errors: list[Exception], *, interrupted: bool) -> list[Take]:
+    """The takes of ``design(n=N)``, all N of them, or the reason there are fewer: the first
+    error a candidate's sending raised (the others are in the log, named in the log message)."""
+    if errors or interrupted:
+        log.error("%d candidate(s) recorded before the run stopped: %s", len(takes), [t.take_id for t in takes])
+        if errors:
+            raise errors[0]
+        raise KeyboardInterrupt(f"interrupted: {len(takes)} candidate(s) recorded in the log")
+    return takes

@@ -14,17 +14,19 @@ import enum
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.lab import planning
+from cosyvoice_lab.lab import measuring, planning
 from cosyvoice_lab.lab.account import VoiceAccount
 from cosyvoice_lab.lab.backend import connect
-from cosyvoice_lab.lab.designer import Designer
+from cosyvoice_lab.lab.designer import Designer, all_or_raise
 from cosyvoice_lab.lab.runner import OnDone, RunResult, run_tasks
 from cosyvoice_lab.lab.speaker import Speaker
-from cosyvoice_lab.service import RateLimiter, RetryPolicy
+from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
 from cosyvoice_lab.take import Take, Takes
 from cosyvoice_lab.views.comparison import Comparison
 
@@ -44,7 +46,8 @@ class Lab:
     """A workbench: ``Lab(folder, backend="auto")``.
 
     Args:
-        folder: where the experiment log and audio live (created if missing).
+        folder: where the experiment log and audio live (created if missing); default
+            ``catalog.default_lab_folder()``, the folder the notebooks and the CLI share.
         backend: ``"auto"`` (the real service when an API key is found, else the offline
             simulator), ``"dashscope"`` (a key is required) or ``"offline"``.
         api_key: a key for the real service (else ``DASHSCOPE_API_KEY`` / credentials file).
@@ -52,36 +55,45 @@ class Lab:
             ``cosyvoice-lab offline``); default ``DASHSCOPE_HTTP_BASE_URL`` (as the dashscope SDK
             reads it), else the region's endpoint. The WebSocket URL follows it, or
             ``DASHSCOPE_WEBSOCKET_BASE_URL``.
+        workspace: a Model Studio workspace id: requests go to its host
+            (``https://{id}.cn-beijing.maas.aliyuncs.com/api/v1`` and the matching WebSocket URL)
+            instead of ``dashscope.aliyuncs.com``; the real service only.
         region, model, prefix, preview_text, sample_rate, response_format: defaults for designs.
-        concurrency: requests in flight at once (``compare``, ``design(n=...)``, the PromptBuilder).
-        requests_per_second: requests/second allowed (all voice actions share it; the service
-            allows 10); None for no limit. Synthesis keeps under the smaller of it and 3.
+        concurrency: an upper bound on requests in flight; by default the runner sizes it to
+            reach ``requests_per_second`` (Little's law, halved on 429; ``catalog.MAX_CONCURRENCY``).
+        requests_per_second: requests/second for all voice actions (designs, listings, queries), shared
+            with other processes on this machine using the key; the service allows 10, the default keeps
+            a margin; None for no limit. Synthesis keeps under the smaller of it and 3.
         measure: measure every preview (pitch, loudness, rate) and store it with the take.
         progress: show progress bars.
         retry: the retry policy of every request; timeout: seconds to wait for a design.
+        model_profiles: offline, for the simulator this lab starts: how its models differ
+            (``offline.profiles``), e.g. ``{"*": {"design_latency": 2}}``.
         rate: deprecated spelling of ``requests_per_second`` (``rate`` means speaking speed).
     """
 
     def __init__(
         self,
-        folder: str | Path = "cosyvoice-lab",
+        folder: str | Path | None = None,
         *,
         backend: str = "auto",
         api_key=None,
         base_url: str | None = None,
+        workspace: str | None = None,
         region: str = catalog.DEFAULT_REGION,
         model: str = catalog.DEFAULT_MODEL,
         prefix: str = catalog.DEFAULT_PREFIX,
         preview_text: str | None = None,
         sample_rate: int = catalog.DEFAULT_PREVIEW_SAMPLE_RATE,
         response_format: str = catalog.DEFAULT_PREVIEW_FORMAT,
-        concurrency: int = catalog.DEFAULT_CONCURRENCY,
+        concurrency: int | None = catalog.DEFAULT_CONCURRENCY,
         requests_per_second: float | None = catalog.DEFAULT_CLIENT_RPS,
         measure: bool = True,
         progress: bool = True,
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: float = catalog.CREATE_TIMEOUT_S,
         rate: float | _Unset | None = _Unset.TOKEN,
+        model_profiles=None,
     ):
         from cosyvoice_lab.log.experiment_log import ExperimentLog
 
@@ -93,23 +105,29 @@ class Lab:
                 stacklevel=2,
             )
             requests_per_second = rate
-        self.log = ExperimentLog(folder)
+        self.log = ExperimentLog(folder if folder is not None else catalog.default_lab_folder())
         self.region, self.model, self.prefix = region, model, prefix
         self.preview_text, self.sample_rate, self.response_format = preview_text, sample_rate, response_format
         self.concurrency, self.progress = concurrency, progress
         self.requests_per_second = requests_per_second
         self.limiter = RateLimiter(requests_per_second)
+        self.pacer = ConcurrencyController(requests_per_second, waited=self.limiter.waited)
         # the in-process simulator is None unless this lab started one
         self.client, self.simulator = connect(
             backend,
             api_key=api_key,
             base_url=base_url,
+            workspace=workspace,
             region=region,
             retry=retry,
             timeout=timeout,
             throttle=self.limiter.acquire,
             simulator_folder=self.log.folder / "offline-voices",
+            model_profiles=model_profiles,
         )
+        self.last_run: RunResult[Take | None] | None = None  # the last compare's takes (None: a cell held elsewhere)
+        self.limiter.share(self.client.api_key.reveal(), self.client.host)  # hashed, never stored
+        self.client.session.hooks["response"].append(self.pacer.on_response)  # 429s halve the pace
         self.designer = Designer(self.client, self.log, backend=self.client.backend, region=region, measure=measure)
         self.account = VoiceAccount(self.client, self.log)
         self.speaker = Speaker(
@@ -178,18 +196,21 @@ class Lab:
     # --- many takes: all through the runner --------------------------------------------------
     def _run(
         self,
-        tasks: Sequence[Callable[[], Take]],
+        tasks: Sequence[Callable[[], Take | None]],
         desc: str,
         *,
         progress: bool | None = None,
         on_done: OnDone | None = None,
-    ) -> RunResult[Take]:
+        reused: int = 0,
+    ) -> RunResult[Any]:
         return run_tasks(
             tasks,
             concurrency=self.concurrency,
+            controller=self.pacer,
             desc=desc,
+            reused=reused,
             progress=self.progress if progress is None else progress,
-            is_failure=lambda t: not t.ok,
+            is_failure=lambda t: t is not None and not t.ok,
             on_done=on_done,
         )
 
@@ -213,14 +234,8 @@ class Lab:
             the RunResult: the takes in the order of ``designs`` (a design whose sending raised
             has none; ``on_done`` saw its exception).
         """
-        tasks = [
-            (
-                lambda d=d: self.run_design(
-                    d, experiment=experiment, prompt_spec=prompt_spec, parent_take_id=parent_take_id
-                )
-            )
-            for d in designs
-        ]
+        sent = {"experiment": experiment, "prompt_spec": prompt_spec, "parent_take_id": parent_take_id}
+        tasks = [partial(self.run_design, d, **sent) for d in designs]
         return self._run(tasks, "designing", progress=progress, on_done=on_done)
 
     def design(
@@ -240,27 +255,25 @@ class Lab:
         Returns:
             a Take (n=1) or a list of N Takes, each logged (failed ones carry the error).
         Raises:
-            ValidationError: the design breaks a rule (nothing is sent).
+            ValidationError: the design breaks a rule (nothing is sent). The error of a candidate
+            whose sending raised, or KeyboardInterrupt: never fewer than N takes silently.
         """
         design, spec = self.make_design(
             prompt, preview_text=preview_text, model=model, prefix=prefix, language=language
         )
         design.validate()
         sent = {"experiment": experiment, "prompt_spec": spec, "parent_take_id": getattr(parent, "take_id", parent)}
-        takes = [self.run_design(design, **sent)] if n == 1 else self.run_designs([design] * n, **sent).results
-        takes = self.settle(takes)
-        return takes[0] if n == 1 else Takes(takes)
+        if n == 1:
+            return self.settle([self.run_design(design, **sent)])[0]
+        errors: list[Exception] = []
+        result = self.run_designs([design] * n, on_done=lambda _, t, e: None if e is None else errors.append(e), **sent)
+        return Takes(all_or_raise(self.settle(result.results), errors, interrupted=result.interrupted))
 
     def rerun(self, take) -> Take:
         """Send a past take's exact design again; the new take records it as its parent."""
         take = self.log.get(getattr(take, "take_id", take))
-        return self.settle(
-            [
-                self.run_design(
-                    take.design, experiment=take.experiment, prompt_spec=take.prompt_spec, parent_take_id=take.take_id
-                )
-            ]
-        )[0]
+        sent = {"experiment": take.experiment, "prompt_spec": take.prompt_spec, "parent_take_id": take.take_id}
+        return self.settle([self.run_design(take.design, **sent)])[0]
 
     def compare(
         self,
@@ -277,11 +290,12 @@ class Lab:
     ) -> Comparison:
         """Every prompt on every model, ``repeats`` times, side by side.
 
-        Re-running the same call (same experiment) only does the cells that are missing or
-        failed; ``new_repeats=True`` draws ``repeats`` more per prompt and model. Before
-        sending, the account's voices are counted (one list request; ``check_quota=False``
-        skips it) and a warning says if the run would pass the 1000-voice limit. Afterwards
-        one more listing records each new voice's status as the service reports it
+        Re-running the same call (same experiment) only does the cells that are missing or failed
+        (each cell is claimed in the log before it is sent: another process running the same compare
+        on this folder skips the cells this one holds); ``new_repeats=True`` draws ``repeats`` more
+        per prompt and model. Before sending, the account's voices are counted (one list request;
+        ``check_quota=False`` skips it) and a warning says if the run would pass the 1000-voice
+        limit. Afterwards one more listing records each new voice's status as the service reports it
         (``verify=False`` skips it).
 
         Raises:
@@ -298,21 +312,17 @@ class Lab:
         todo = planning.still_to_do(cells, repeats, self.log.takes(experiment=experiment), new_repeats=new_repeats)
         if check_quota:
             self.account.check_quota(len(todo))
-        tasks = [
-            (
-                lambda j=j: self.run_design(
-                    j.design, experiment=experiment, prompt_spec=j.spec, cell=j.cell, repeat=j.repeat
-                )
-            )
-            for j in todo
-        ]
-        result = self._run(tasks, f"compare {experiment}")
+        send = partial(self.designer.run_cell, experiment=experiment)  # claimed first: None if held elsewhere
+        tasks = [partial(send, j.design, prompt_spec=j.spec, cell=j.cell, repeat=j.repeat) for j in todo]
+        reused = 0 if new_repeats else len(cells) * repeats - len(todo)  # made by an earlier run
+        result = self.last_run = self._run(tasks, f"compare {experiment}", reused=reused)
         self.reconcile(experiment)
         if verify and result.done:
             self.account.verified({j.design.prefix for j in todo})
         if result.interrupted:
             warnings.warn(
-                f"interrupted: {result.done} take(s) finished, {result.skipped} not started; "
+                f"interrupted: {result.reused + result.done}/{result.reused + result.done + result.skipped} "
+                f"takes done ({result.reused} reused), {result.skipped} not started (as the bar says); "
                 f"run the same compare again to finish",
                 RuntimeWarning,
                 stacklevel=2,
@@ -323,12 +333,14 @@ class Lab:
     def settle(self, takes: list) -> list:
         """Finish takes once their requests are done: reconcile those whose outcome is unknown,
         then record the status the service reports for the new voices. Returns them re-read."""
-        return self.account.settle(takes)
+        with self.designer.flight.quiet():  # no request of this lab in flight
+            return self.account.settle(takes)
 
     def reconcile(self, experiment: str | None = None) -> list:
-        """Adopt the voice each take of unknown outcome may have stored, or mark it failed
-        (see ``VoiceAccount.reconcile``). Returns the settled takes."""
-        return self.account.reconcile(experiment)
+        """Adopt the voice each take of unknown outcome may have stored, or mark it failed once the
+        grace window has passed (see ``VoiceAccount.reconcile``). Returns the takes."""
+        with self.designer.flight.quiet():  # no request of this lab in flight
+            return self.account.reconcile(experiment)
 
     def verify(self, prefixes=None) -> int:
         """Record the service's status of the log's voices (see ``VoiceAccount.verify``)."""
@@ -357,6 +369,7 @@ class Lab:
             experiment=experiment,
             include_unknown=include_unknown,
             keep_rated_at_least=keep_rated_at_least,
+            prefix=self.prefix,
         )
 
     # --- speaking (speaker.py) -----------------------------------------------------------------
@@ -376,6 +389,8 @@ class Lab:
     def audition(self, takes, script: str, **options):
         """Read one ``script`` with several voices; returns an Audition (players side by side)."""
         return self.speaker.audition(takes, script, **options)
+
+    remeasure, closest = measuring.remeasure_method, measuring.closest_method  # measures of logged takes
 
 
 # Public classes report the module users import them from.

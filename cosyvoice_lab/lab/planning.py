@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.design import VoiceDesign, detect_language
-from cosyvoice_lab.errors import ValidationError
+from cosyvoice_lab.errors import Problem, ValidationError
 
 # statuses of a cell's take that count as done (or possibly done: never sent twice)
 DONE_STATUSES = ("ok", "pending", "unknown", "interrupted")
@@ -110,15 +111,28 @@ def plan_cells(
         ValidationError: any cell is invalid; every problem of every cell, each naming its
             prompt and model ("prompt 1 × cosyvoice-v3.5-flash: voice_prompt").
     """
-    cells, problems = [], []
+    cells: list[Cell] = []
+    found: dict[tuple, list[str]] = {}  # one problem of one prompt -> the models it concerns
     for i, prompt in enumerate(prompts):
         for model in models:
             design, spec = make(prompt, model)
-            problems += [type(p)(f"prompt {i} × {model}: {p.field}", p.rule, p.message) for p in design.problems()]
+            for p in design.problems():
+                found.setdefault((i, type(p), p.field, p.rule, p.message), []).append(model)
             cells.append(Cell(design, spec, cell_key(design)))
-    if problems:
+    if found:
+        problems = [
+            kind(f"prompt {i} × {_which(concerned, models)}: {field}", rule, message)
+            for (i, kind, field, rule, message), concerned in found.items()
+        ]
         raise ValidationError(problems, context="compare: nothing was sent")
     return cells
+
+
+def _which(concerned: list[str], models: Sequence[str]) -> str:
+    """A problem shared by every model is said once: "both models", "all 3 models"."""
+    if len(concerned) == len(models) > 1:
+        return "both models" if len(models) == 2 else f"all {len(models)} models"
+    return ", ".join(concerned)
 
 
 def experiment_name(cells: Iterable[Cell]) -> str:
@@ -139,16 +153,46 @@ def still_to_do(cells: Sequence[Cell], repeats: int, existing: Sequence, *, new_
     may have stored a voice (pending, unknown, interrupted: reconcile settles those); a failed
     one is sent again. With ``new_repeats``, ``repeats`` more are numbered after the highest
     repeat the cell has so far.
+
+    The jobs come in sending order: repeat by repeat, and within a repeat prompt by prompt with
+    the models alternating, so that no model is sent systematically later than another (a late
+    model would otherwise look slower, or be measured on a busier machine).
     """
     by_cell: dict[str | None, list] = {}
     for t in existing:
         by_cell.setdefault(t.cell, []).append(t)
-    todo = []
-    for design, spec, key in cells:
+    todo: list[tuple[int, int, Job]] = []
+    for index, (design, spec, key) in enumerate(cells):
         taken = [t for t in existing if t.cell and t.cell.startswith(key + "|")]
         start = (max((t.repeat or 0 for t in taken), default=-1) + 1) if new_repeats else 0
-        for r in range(start, start + repeats):
+        for n, r in enumerate(range(start, start + repeats)):
             cell = f"{key}|r{r}"
             if not any(t.status in DONE_STATUSES for t in by_cell.get(cell, [])):
-                todo.append(Job(design, spec, cell, r))
-    return todo
+                todo.append((n, index, Job(design, spec, cell, r)))
+    return [job for *_, job in sorted(todo, key=lambda item: item[:2])]
+
+
+def read_prompts(path: Path) -> list:
+    """The prompts of a file: one per line (``#`` comments), or a YAML/JSON list of strings and
+    PromptSpec dicts (``.yaml``, ``.yml``, ``.json``).
+
+    Raises:
+        OSError / UnicodeDecodeError: the file cannot be read. ValidationError: it holds no list.
+    """
+    from cosyvoice_lab.prompts.spec import PromptSpec
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        import yaml  # YAML is a superset of JSON
+
+        try:
+            items = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            items = exc
+        if not isinstance(items, list):
+            why = f": {items}" if isinstance(items, Exception) else ""
+            raise ValidationError(
+                [Problem("prompts_file", "type", f"{path} must hold a list of prompts{why}")], context="compare"
+            )
+        return [PromptSpec.from_dict(i) if isinstance(i, dict) else str(i) for i in items]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]

@@ -48,15 +48,25 @@ class Speaker:
     def synthesizer(self) -> Synthesizer:
         """The WebSocket ``Synthesizer`` for this backend (made on first use).
 
-        Synthesis has its own limit (3 tasks/second on the service); the speaker keeps under it."""
+        It keeps one connection open and runs each task on it (connecting costs 200-1000 ms).
+        Synthesis has its own limit (3 tasks/second on the service); the speaker keeps under it,
+        together with the other processes on this machine using the same key."""
         if self._synthesizer is None:
             from cosyvoice_lab.service.ws import Synthesizer
 
-            rps = min(self.requests_per_second or catalog.SYNTHESIS_RPS, catalog.SYNTHESIS_RPS)
+            limiter = RateLimiter(min(self.requests_per_second or catalog.SYNTHESIS_RPS, catalog.SYNTHESIS_RPS))
+            limiter.share(self.client.api_key.reveal(), self.client.host, "synthesis")  # hashed, never stored
             # read when the synthesizer is made, as the dashscope SDK reads it
             ws_url = None if self.in_process_simulator else os.environ.get("DASHSCOPE_WEBSOCKET_BASE_URL") or None
-            self._synthesizer = Synthesizer(client=self.client, ws_url=ws_url, throttle=RateLimiter(rps).acquire)
+            self._synthesizer = Synthesizer(
+                client=self.client, ws_url=ws_url, throttle=limiter.acquire, keep_alive=True
+            )
         return self._synthesizer
+
+    def close(self) -> None:
+        """Close the synthesis connection kept open, if any."""
+        if self._synthesizer is not None:
+            self._synthesizer.close()
 
     def voice_and_take(self, take_or_voice_id) -> tuple[str, Any]:
         """(voice_id, Take or None) for a Take, a take id or a voice id.

@@ -27,7 +27,17 @@ from typing import Any
 
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log.annotations import replay
-from cosyvoice_lab.log.audio_store import FOLDER, AudioStore, content_matches, is_name
+from cosyvoice_lab.log.audio_store import AudioStore, content_matches
+from cosyvoice_lab.log.bundle_schema import (
+    BundleError,
+    RowError,
+    check_annotation,
+    check_manifest,
+    check_members,
+    check_table,
+    check_take,
+    check_utterance,
+)
 from cosyvoice_lab.log.db import Database
 from cosyvoice_lab.log.export import atomic_write
 from cosyvoice_lab.log.rows import TakeRows, package_version, where_clause
@@ -51,6 +61,24 @@ _UTTERANCE_COLUMNS = (
     "audio_format",
     "audio_sample_rate",
     "audio_duration_s",
+)
+# What a take was asked to be: a bundle row whose id is here with other values here is a conflict.
+_TAKE_IDENTITY = (
+    "target_model",
+    "prefix",
+    "voice_prompt",
+    "preview_text",
+    "language",
+    "sample_rate",
+    "response_format",
+    "design_region",
+    "started_at",
+    "experiment",
+    "backend",
+    "cell",
+    "repeat",
+    "parent_take_id",
+    "prompt_spec",
 )
 # Outcome columns a re-imported take may bring once its source log settled it.
 _OUTCOME_COLUMNS = (
@@ -147,30 +175,86 @@ class Bundles:
     def import_bundle(self, path: str | os.PathLike) -> dict[str, int]:
         """Merge a bundle: new takes, annotation events, utterances and audio files.
 
+        The bundle is untrusted: every table is checked against its schema (``bundle_schema``),
+        with size caps, before anything is written; a row whose id is already here with other
+        content is a conflict. Either the whole bundle merges or nothing does.
+
         Returns:
             counts of what was added: ``{"takes", "takes_updated", "annotations", "utterances",
             "audio_files"}`` (all zero when the bundle was already merged).
 
         Raises:
-            LogError: not a bundle, a newer bundle format, a damaged audio file, or a row naming
-                audio outside the store or absent from the bundle (nothing merged).
+            LogError: naming the bundle (and the table and row): not a bundle, a newer bundle
+                format, too large, a row that breaks the schema, a damaged audio file, a row
+                naming audio outside the store or absent from the bundle, a row referring to a
+                take neither the bundle nor this log has, or a conflict with this log (nothing
+                merged).
         """
         path = Path(path).expanduser().absolute()
-        takes, annotations, utterances, audio = _read_bundle(path)
-        named = _named_audio(path, takes, utterances)
+        rows, audio = _read_bundle(path)
+        try:
+            takes = [Take.from_dict(d) for d in rows["takes.json"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LogError(path, f"takes.json is malformed ({exc}); nothing was merged") from exc
+        annotations, utterances = rows["annotations.json"], rows["utterances.json"]
+        named = {t.audio_path for t in takes if t.audio_path} | {u["audio_file"] for u in utterances if u["audio_file"]}
         absent = sorted(n for n in named if n not in audio and not self._store.exists(n))
         if absent:
             raise LogError(path, f"names audio it does not hold ({', '.join(absent[:3])}); nothing was merged")
-        added_files = 0
-        for name, data in audio.items():  # files first: rows must never name missing audio
-            added_files += self._store.put_bytes(name, data)
         try:
             with self._db.transaction() as conn:
+                problems = self._problems(conn, takes, annotations, utterances)
+                if problems:
+                    raise _Refused("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" * (len(problems) > 5)))
+                added_files = 0
+                for name, data in audio.items():  # files first: rows must never name missing audio
+                    added_files += self._store.put_bytes(name, data)
                 counts = self._merge(conn, takes, annotations, utterances)
+        except _Refused as exc:
+            raise LogError(path, f"{exc}; nothing was merged") from None
         except (ValueError, TypeError, KeyError) as exc:
             raise LogError(path, f"holds a malformed row ({exc}); nothing was merged") from exc
         counts["audio_files"] = added_files
         return counts
+
+    def _problems(
+        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict]
+    ) -> list[str]:
+        """Rows that conflict with this log (same id, other content) or refer to no known take."""
+        problems = []
+        rows = {t.take_id: self._rows.to_row(t) for t in takes}
+        stored = _stored(conn, "takes", "take_id", (*_TAKE_IDENTITY, "status", "voice_id"), list(rows))
+        for index, (take_id, row) in enumerate(rows.items()):
+            old = stored.get(take_id)
+            if old is None:
+                continue
+            differ = [c for c in _TAKE_IDENTITY if old[c] != row[c]]
+            if old["status"] in FINAL_STATUSES and row["status"] in FINAL_STATUSES:
+                differ += [c for c in ("status", "voice_id") if old[c] != row[c]]
+            if differ:
+                problems.append(
+                    f"takes.json row {index} (take {take_id!r}) conflicts with this log's take ({', '.join(differ)})"
+                )
+        for table, key, columns, items in (
+            ("annotations", "annotation_id", _ANNOTATION_COLUMNS, annotations),
+            ("utterances", "utterance_id", _UTTERANCE_COLUMNS, utterances),
+        ):
+            stored = _stored(conn, table, key, columns, [r[key] for r in items])
+            for index, item in enumerate(items):
+                old = stored.get(item[key])
+                if old is not None and any(old[c] != item[c] for c in columns):
+                    problems.append(
+                        f"{table}.json row {index} ({table[:-1]} {item[key]!r}) conflicts with this log's {table[:-1]}"
+                    )
+        referred = {r["take_id"] for r in [*annotations, *utterances]} - set(rows)
+        known = set(_stored(conn, "takes", "take_id", ("take_id",), sorted(referred)))
+        for table, items in (("annotations", annotations), ("utterances", utterances)):
+            problems += [
+                f"{table}.json row {i} refers to take {r['take_id']!r}, which neither the bundle nor this log holds"
+                for i, r in enumerate(items)
+                if r["take_id"] in referred - known
+            ]
+        return problems
 
     def _merge(
         self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict]
@@ -203,68 +287,83 @@ class Bundles:
         return counts
 
 
-def _read_bundle(path: Path) -> tuple[list[Take], list[dict], list[dict], dict[str, bytes]]:
-    """The takes, annotations, utterances and audio files (name -> bytes) of a bundle, checked."""
+class _Refused(Exception):
+    """Raised inside the import transaction to roll it back; becomes a LogError naming the bundle."""
+
+
+def _stored(conn: sqlite3.Connection, table: str, key: str, columns: tuple[str, ...], ids: list[str]) -> dict:
+    """``{id: {column: value}}`` of the rows of ``table`` whose ``key`` is among ``ids``."""
+    found = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for row in conn.execute(
+            f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key} IN ({', '.join('?' * len(chunk))})", chunk
+        ):
+            found[row[0]] = dict(zip(columns, row[1:], strict=True))
+    return found
+
+
+_TABLES = {
+    "takes.json": (check_take, "take_id"),
+    "annotations.json": (check_annotation, "annotation_id"),
+    "utterances.json": (check_utterance, "utterance_id"),
+}
+
+
+def _read_bundle(path: Path) -> tuple[dict[str, list[dict]], dict[str, bytes]]:
+    """The checked rows of each table and the audio files (name -> bytes) of a bundle.
+
+    Raises:
+        LogError: naming the bundle, and the table and row where one is at fault.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read("manifest.json"))
+            try:
+                entries = check_members(zf.infolist())
+            except BundleError as exc:
+                raise LogError(path, f"{exc}; nothing was merged") from None
+            manifest = _read_json(path, zf, "manifest.json")
             _check_manifest(path, manifest)
-            parts = [json.loads(zf.read(n)) for n in ("takes.json", "annotations.json", "utterances.json")]
-            entries = [n for n in zf.namelist() if n.startswith(f"{FOLDER}/") and not n.endswith("/")]
-            _check_audio_names(path, entries)  # before reading them: a hostile name is never used
+            raw = {name: _read_json(path, zf, name) for name in _TABLES}
             audio = {n: zf.read(n) for n in entries}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, LogError):
+            raise
         raise LogError(path, f"is not a readable cosyvoice_lab bundle ({exc})") from exc
+    try:
+        rows = {name: check_table(name, raw[name], check, key) for name, (check, key) in _TABLES.items()}
+    except RowError as exc:
+        raise LogError(path, f"{exc}; nothing was merged") from None
     for name, data in audio.items():
         if not content_matches(name, data):
             raise LogError(path, f"{name} is damaged (its sha256 does not match its name); nothing was merged")
+    return rows, audio
+
+
+def _read_json(path: Path, zf: zipfile.ZipFile, name: str) -> Any:
     try:
-        takes = [Take.from_dict(d) for d in parts[0]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise LogError(path, f"takes.json is malformed ({exc}); nothing was merged") from exc
-    return takes, parts[1], parts[2], audio
+        return json.loads(zf.read(name))
+    except KeyError:
+        if name == "manifest.json":
+            raise LogError(path, "is a zip but not a cosyvoice_lab bundle (no bundle manifest)") from None
+        raise LogError(path, f"has no {name}; nothing was merged") from None
+    except ValueError as exc:
+        raise LogError(path, f"{name} is not valid JSON ({exc}); nothing was merged") from None
 
 
-def _check_manifest(path: Path, manifest: dict) -> None:
-    if manifest.get("format") != BUNDLE_FORMAT:
+def _check_manifest(path: Path, manifest: Any) -> None:
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise LogError(path, "is a zip but not a cosyvoice_lab bundle (no bundle manifest)")
-    if manifest.get("version", 0) > BUNDLE_VERSION:
+    try:
+        checked = check_manifest(manifest)
+    except RowError as exc:
+        raise LogError(path, f"{exc}; nothing was merged") from None
+    if checked["version"] > BUNDLE_VERSION:
         raise LogError(
             path,
-            f"is a bundle of format version {manifest['version']}, newer than this "
+            f"is a bundle of format version {checked['version']}, newer than this "
             f"cosyvoice_lab understands ({BUNDLE_VERSION}); upgrade cosyvoice_lab",
         )
-
-
-def _check_audio_names(path: Path, entries: list[str]) -> None:
-    """Refuse a bundle holding a file under ``audio/`` that is not a store name."""
-    for name in entries:
-        if not is_name(name):
-            raise LogError(
-                path, f"holds {name!r}, which is not an audio store name (audio/<sha256>.<ext>); nothing was merged"
-            )
-
-
-def _named_audio(path: Path, takes: list[Take], utterances: list[dict]) -> set[str]:
-    """The audio names the rows give, each checked to be a store name (never a path elsewhere).
-
-    Raises:
-        LogError: a row names anything else, naming the bundle and the row.
-    """
-    named = set()
-    rows = [(f"take {t.take_id}", t.audio_path) for t in takes]
-    rows += [(f"utterance {u.get('utterance_id')}", u.get("audio_file")) for u in utterances]
-    for row, name in rows:
-        if name is None:
-            continue
-        if not is_name(name):
-            raise LogError(
-                path,
-                f"{row} names audio {name!r}, which is not an audio store name "
-                f"(audio/<sha256>.<ext>); nothing was merged",
-            )
-        named.add(name)
-    return named
 
 
 def _insert(conn: sqlite3.Connection, table: str, row: dict) -> int:

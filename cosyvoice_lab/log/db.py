@@ -86,6 +86,7 @@ class Database:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
+            _check_ours(conn, self.path)  # before WAL: a file that is not ours is never changed
             conn.execute("PRAGMA journal_mode=WAL")
             # In WAL mode NORMAL never loses a commit to a crashed process, only (the last few)
             # to a power cut, and never corrupts: FULL would fsync every take, 10x slower.
@@ -97,6 +98,10 @@ class Database:
             if conn is not None:
                 conn.close()
             raise self.error(exc) from exc
+        except LogError:
+            if conn is not None:
+                conn.close()
+            raise
 
     def error(self, exc: sqlite3.Error) -> LogError:
         """A LogError naming the database for a SQLite failure, saying what to do."""
@@ -180,3 +185,22 @@ def _prepare_folder(folder: Path, db: Path) -> None:
         raise LogError(folder, f"cannot write the log folder ({exc.strerror or exc}); is it read-only?") from exc
     if db.exists() and not db.is_file():
         raise LogError(db, "is not a file; the log database must be a SQLite file")
+
+
+def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse another program's SQLite database, reading only (no journal mode set yet).
+
+    Ours is empty (a new log) or carries a schema version; one with tables and no version is
+    someone else's. A file that is not SQLite at all fails the first read (``Database.error``).
+
+    Raises:
+        LogError: the database has tables but no log schema version.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0]:
+        return
+    if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
+        raise LogError(
+            path,
+            "is a SQLite database but not a cosyvoice_lab experiment log "
+            "(it has tables and no log schema version); it was left untouched",
+        )

@@ -146,6 +146,13 @@ class ExperimentLog:
             repeat=repeat,
         )
 
+    def claim(self, design: VoiceDesign, *, experiment: str, cell: str, backend: str, **where: Any) -> Take | None:
+        """``start`` for a compare's cell, claiming it first (one transaction, so two processes
+        never send the same cell): None, with nothing written, when another take holds it (ok,
+        pending in a live process, or of unknown outcome: reconcile settles those). Takes the
+        keywords of ``start``."""
+        return self.table.claim(design, experiment=experiment, cell=cell, backend=backend, **where)
+
     def finish(
         self,
         take_id: str,
@@ -160,10 +167,11 @@ class ExperimentLog:
         """Record a designed voice: status 'ok', its id and preview.
 
         The preview is written to the audio store (atomically) before the row names it.
-        ``latency_s`` defaults to the time since ``start``.
+        ``latency_s`` defaults to the time since ``start``. A take that already has its outcome
+        (settled first, e.g. by another process) is returned as stored: settling is a no-op.
 
         Raises:
-            TakeNotFound: no such take. LogError: it already has an outcome, or cannot write.
+            TakeNotFound: no such take. LogError: cannot write.
         """
         return self.table.finish(
             take_id,
@@ -209,7 +217,8 @@ class ExperimentLog:
         The take becomes 'ok' with ``preview_missing=True`` (the preview was never received).
 
         Raises:
-            TakeNotFound / LogError: as for ``finish``.
+            TakeNotFound / LogError: as for ``finish``; LogError too when the voice is already
+            another take's outcome (a voice is adopted once, across processes).
         """
         return self.table.reconcile(take_id, voice_id=voice_id, voice_status=voice_status)
 
@@ -259,7 +268,7 @@ class ExperimentLog:
                 ``voice_id``.
 
         Returns:
-            DataFrame: ``datetime64[ns, UTC]`` times, categorical model/backend/status,
+            DataFrame: ``datetime64[ns, UTC]`` times, categorical target_model/backend/status,
             ``Int64`` rating, bool chosen/played, tags as tuples, metrics as ``m_<name>``.
         """
         return self.table.to_dataframe(
@@ -279,7 +288,7 @@ class ExperimentLog:
         return self.to_dataframe()
 
     def voice_ids(self):
-        """The voices this log knows: DataFrame of voice_id, take_id, model, experiment,
+        """The voices this log knows: DataFrame of voice_id, take_id, target_model, experiment,
         status, voice_status, chosen, started_at (oldest first)."""
         return self.table.voice_ids()
 

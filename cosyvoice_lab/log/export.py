@@ -59,8 +59,14 @@ def read_parquet(path):
     """Read an ``export_parquet`` file back into the DataFrame ``log.df`` gives (tags as tuples)."""
     import pandas as pd
 
+    from cosyvoice_lab.log.frame import STRING_DTYPE
+
     frame = pd.read_parquet(path)
     frame["tags"] = [tuple(t) for t in frame["tags"]]
+    text = pd.api.types.pandas_dtype(STRING_DTYPE)
+    for name, dtype in frame.dtypes.items():  # pandas 2.x reads Arrow text back as string[python]
+        if isinstance(dtype, pd.StringDtype) and dtype != text:
+            frame[name] = frame[name].astype(text)
     return frame
 
 

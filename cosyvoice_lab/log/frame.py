@@ -1,7 +1,7 @@
 """The experiment log as pandas DataFrames: a view built by querying, never a stored copy.
 
 Each column has a declared kind, so dtypes never depend on the data: timestamps are
-``datetime64[ns, UTC]``, model/backend/status categoricals, ratings and counts nullable
+``datetime64[ns, UTC]``, target_model/backend/status categoricals, ratings and counts nullable
 ``Int64``, flags ``bool``, texts pandas strings, tags tuples; metrics become one ``m_<name>``
 column each.
 
@@ -53,7 +53,7 @@ TAKE_DENSE = (
 TAKE_PACKED = (
     ("status", "status", "status"),
     ("backend", "backend", "backend"),
-    ("model", "target_model", "category"),
+    ("target_model", "target_model", "category"),
     ("prefix", "prefix", "str"),
     ("sample_rate", "sample_rate", "Int64"),
     ("response_format", "response_format", "str"),
@@ -91,7 +91,7 @@ TAKE_ORDER = (
     "experiment",
     "status",
     "backend",
-    "model",
+    "target_model",
     "voice_prompt",
     "preview_text",
     "prefix",
@@ -153,7 +153,7 @@ UTTERANCE_FRAME = (
 VOICES_FRAME = (
     ("voice_id", "voice_id", "str"),
     ("take_id", "take_id", "str"),
-    ("model", "target_model", "category"),
+    ("target_model", "target_model", "category"),
     ("experiment", "experiment", "str"),
     ("status", "status", "status"),
     ("voice_status", "voice_status", "str"),
@@ -281,11 +281,17 @@ def _convert(kind: str, values, store: AudioStore | None = None):
     raise ValueError(f"unknown column kind {kind!r}")
 
 
+# pandas 3's ``str`` dtype: Arrow-backed text whose missing value is NaN. pandas 2.x reads
+# ``dtype="str"`` as numpy ``str`` and turns None into the text "None" (a voice id 'None', a
+# path audio/None.None), so there the same dtype is asked for by name (pandas >= 2.1).
+STRING_DTYPE: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else pd.StringDtype("pyarrow_numpy")
+
+
 def _strings(values):
     """Texts (None = missing) as pandas' ``str`` dtype, built through Arrow: 3x faster."""
     import pyarrow as pa
 
-    return pd.array(pa.array(values, type=pa.string()), dtype="str")
+    return pd.array(pa.array(values, type=pa.string()), dtype=STRING_DTYPE)
 
 
 def _times(values) -> pd.arrays.DatetimeArray:

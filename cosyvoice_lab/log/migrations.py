@@ -152,7 +152,28 @@ V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2)
+_V3_CLAIMS = """
+CREATE TABLE cell_claims (
+    experiment  TEXT NOT NULL,
+    cell        TEXT NOT NULL,                   -- '<prompt hash>|<model>|r<repeat>' (planning.py)
+    take_id     TEXT NOT NULL,                   -- the take sent for it; its row names the writer
+    claimed_at  TEXT NOT NULL,
+    PRIMARY KEY (experiment, cell)
+)
+"""
+
+# An existing log's cells are claimed by their best take so far: one that may hold a voice
+# before a failed one, the newest first (INSERT OR IGNORE keeps the first row of each cell).
+_V3_SEED = """
+INSERT OR IGNORE INTO cell_claims (experiment, cell, take_id, claimed_at)
+SELECT experiment, cell, take_id, started_at FROM takes
+WHERE experiment IS NOT NULL AND cell IS NOT NULL
+ORDER BY status = 'failed', started_at DESC, rowid DESC
+"""
+
+V3 = Migration(3, "cell claims: a compare's cell is claimed in the log before it is sent", (_V3_CLAIMS, _V3_SEED))
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

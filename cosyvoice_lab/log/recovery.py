@@ -79,12 +79,13 @@ class Recovery:
                 conn.execute(
                     "UPDATE takes SET status = 'interrupted', error_code = 'Interrupted', "
                     "error_message = ? WHERE take_id = ? AND status = 'pending'",
-                    (_message(host, pid), take_id),
+                    (abandoned_message(host, pid), take_id),
                 )
         return len(stale)
 
 
-def _message(host: str | None, pid: int | None) -> str:
+def abandoned_message(host: str | None, pid: int | None) -> str:
+    """The error message of a take whose writer ended before recording an outcome."""
     if host:
         return (
             f"the process that sent it (pid {pid} on {host}) ended before recording an outcome; "

@@ -268,6 +268,7 @@ def where_clause(
     *,
     experiment=None,
     model=None,
+    target_model=None,
     tag=None,
     min_rating=None,
     status=None,
@@ -280,10 +281,10 @@ def where_clause(
 ) -> tuple[str, list]:
     """SQL ``WHERE`` text (maybe empty) and its parameters for the log's take filters.
 
-    ``experiment``, ``model``, ``status``, ``cell``, ``backend``, ``voice_id``: one value or a
-    list (any of them); ``tag``: one tag or a list (takes with all of them); ``min_rating``:
-    1-5; ``since`` (inclusive) / ``until`` (exclusive): times of ``started_at``;
-    ``chosen``: True/False.
+    ``experiment``, ``model`` (or its full name ``target_model``, the DataFrame's column),
+    ``status``, ``cell``, ``backend``, ``voice_id``: one value or a list (any of them);
+    ``tag``: one tag or a list (takes with all of them); ``min_rating``: 1-5; ``since``
+    (inclusive) / ``until`` (exclusive): times of ``started_at``; ``chosen``: True/False.
 
     Raises:
         ValueError: an unknown status or a rating outside 1-5.
@@ -291,7 +292,7 @@ def where_clause(
     parts, params = [], []
     for column, value in (
         ("experiment", experiment),
-        ("target_model", model),
+        ("target_model", model if target_model is None else target_model),
         ("status", status),
         ("cell", cell),
         ("backend", backend),

@@ -12,10 +12,12 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.catalog import STALE_PENDING_S
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.log import recovery
@@ -34,6 +36,10 @@ from cosyvoice_lab.log.rows import (
 from cosyvoice_lab.take import BACKENDS, Take, iso, now_utc, redact
 
 _RETURNING = f"RETURNING {', '.join(TAKE_COLUMNS)}"
+
+
+def _insert_sql(row: dict) -> str:
+    return f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
 
 
 class TakeTable:
@@ -60,6 +66,76 @@ class TakeTable:
     # --- the write path ---------------------------------------------------------------------------
     def start(self, design: VoiceDesign, *, backend: str, prompt_spec: Any = None, **where: Any) -> Take:
         """Commit a ``pending`` take and count it in flight (see ``ExperimentLog.start``)."""
+        take, row = self._new(design, backend=backend, prompt_spec=prompt_spec, **where)
+        recovery.hold(take)  # before the insert, so no concurrent open can judge it stale
+        try:
+            self._db.query(_insert_sql(row), list(row.values()))
+        except BaseException:
+            recovery.release(take.take_id)
+            raise
+        return take
+
+    def claim(
+        self, design: VoiceDesign, *, experiment: str, cell: str, backend: str, prompt_spec: Any = None, **where: Any
+    ) -> Take | None:
+        """Claim a compare's cell and commit its ``pending`` take in one transaction, unless
+        another take holds the cell (see ``ExperimentLog.claim``); returns the take or None."""
+        take, row = self._new(
+            design, backend=backend, prompt_spec=prompt_spec, experiment=experiment, cell=cell, **where
+        )
+        recovery.hold(take)
+        try:
+            with self._db.transaction() as conn:  # BEGIN IMMEDIATE: one claimant at a time, across processes
+                if self._held(conn, experiment, cell):
+                    recovery.release(take.take_id)
+                    return None
+                conn.execute(_insert_sql(row), list(row.values()))
+                conn.execute(
+                    "INSERT OR REPLACE INTO cell_claims (experiment, cell, take_id, claimed_at) VALUES (?, ?, ?, ?)",
+                    (experiment, cell, take.take_id, row["started_at"]),
+                )
+        except BaseException:
+            recovery.release(take.take_id)
+            raise
+        return take
+
+    def _held(self, conn: sqlite3.Connection, experiment: str, cell: str) -> bool:
+        """Whether a take holds the cell: its claimant (or, for takes from before claims, any
+        take of the cell) is ok, may hold a voice, or is pending. A pending take whose writer
+        is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
+        columns = "t.take_id, t.writer_host, t.writer_pid, t.writer_start, t.started_at, t.status"
+        holder = (
+            conn.execute(
+                f"SELECT {columns} FROM cell_claims AS c JOIN takes AS t ON t.take_id = c.take_id "
+                "WHERE c.experiment = ? AND c.cell = ? AND t.status != 'failed'",
+                (experiment, cell),
+            ).fetchone()
+            or conn.execute(  # takes without a claim: from before claims, or a bundle's
+                f"SELECT {columns} FROM takes AS t WHERE t.experiment = ? AND t.cell = ? AND t.status != 'failed' "
+                "ORDER BY t.started_at DESC LIMIT 1",
+                (experiment, cell),
+            ).fetchone()
+        )
+        if holder is None:
+            return False
+        if holder[5] == "pending":
+            stale = recovery.is_stale(
+                holder[:5],
+                me=recovery.writer_identity(),
+                live=recovery.in_flight(),
+                now=now_utc(),
+                stale_after=timedelta(seconds=STALE_PENDING_S),
+            )
+            if stale:
+                conn.execute(
+                    "UPDATE takes SET status = 'interrupted', error_code = 'Interrupted', error_message = ? "
+                    "WHERE take_id = ? AND status = 'pending'",
+                    (recovery.abandoned_message(holder[1], holder[2]), holder[0]),
+                )
+        return True
+
+    def _new(self, design: VoiceDesign, *, backend: str, prompt_spec: Any, **where: Any) -> tuple[Take, dict]:
+        """A new pending Take and its row (with this process as the writer)."""
         if not isinstance(design, VoiceDesign):
             raise TypeError(f"design must be a VoiceDesign, got {type(design).__name__}")
         if backend not in BACKENDS:
@@ -78,15 +154,7 @@ class TakeTable:
         )
         row = self._rows.to_row(take)
         row["writer_host"], row["writer_pid"], row["writer_start"] = recovery.writer_identity()
-        recovery.hold(take)  # before the insert, so no concurrent open can judge it stale
-        try:
-            self._db.query(
-                f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-            )
-        except BaseException:
-            recovery.release(take.take_id)
-            raise
-        return take
+        return take, row
 
     def finish(
         self,
@@ -143,11 +211,21 @@ class TakeTable:
             "error_code": None,
             "error_message": None,
         }
-        return self._settle(take_id, values, None, keep_timing=True)
+        return self._settle(take_id, values, None, keep_timing=True, unique_voice=voice_id)
 
-    def _settle(self, take_id: str, values: dict, latency_s: float | None, *, keep_timing: bool = False) -> Take:
+    def _settle(
+        self,
+        take_id: str,
+        values: dict,
+        latency_s: float | None,
+        *,
+        keep_timing: bool = False,
+        unique_voice: str | None = None,
+    ) -> Take:
         """Record an outcome with one UPDATE (a lone statement is its own transaction), only on
-        a take whose outcome is still open; ``keep_timing`` keeps an earlier finish time."""
+        a take whose outcome is still open; ``keep_timing`` keeps an earlier finish time;
+        ``unique_voice``: only if no take has that voice yet (an adoption, across processes).
+        A take settled first (by another process, or another thread) is returned as stored."""
         now = iso(now_utc())
         # julianday() reads times to the millisecond: precise enough for a fallback latency.
         latency = "COALESCE(?, (julianday(?) - julianday(started_at)) * 86400.0)"
@@ -155,22 +233,33 @@ class TakeTable:
         if keep_timing:
             latency, finished = f"COALESCE(latency_s, {latency})", "COALESCE(finished_at, ?)"
         sets = "".join(f"{name} = ?, " for name in values)
+        unique, params = "", [*values.values(), latency_s, now, now, take_id]
+        if unique_voice is not None:
+            unique, params = " AND NOT EXISTS (SELECT 1 FROM takes WHERE voice_id = ?)", [*params, unique_voice]
         rows = self._db.query(
             f"UPDATE takes SET {sets}latency_s = {latency}, finished_at = {finished} "
-            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted') {_RETURNING}",
-            [*values.values(), latency_s, now, now, take_id],
+            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted'){unique} {_RETURNING}",
+            params,
         )
-        if not rows:
-            self._refuse_outcome(take_id)
         recovery.release(take_id)
+        if not rows:
+            return self._settled_first(take_id, unique_voice)
         return self._rows.to_take(rows[0])
 
-    def _refuse_outcome(self, take_id: str) -> None:
-        """Raise why an outcome cannot be recorded: no such take, or it already has one."""
-        rows = self._db.query("SELECT status FROM takes WHERE take_id = ?", (take_id,))
+    def _settled_first(self, take_id: str, voice_id: str | None) -> Take:
+        """The stored take when its outcome was recorded first; raises when there is no such
+        take, or when the voice to adopt is already another take's outcome."""
+        take = self.get_exact(take_id)
+        if take.status in ("pending", "unknown", "interrupted"):
+            raise LogError(self._db.path, f"voice {voice_id} is already the outcome of another take")
+        return take
+
+    def get_exact(self, take_id: str) -> Take:
+        """The take with exactly this id. Raises TakeNotFound."""
+        rows = self._db.query(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,))
         if not rows:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
-        raise LogError(self._db.path, f"take {take_id} already has its outcome ({rows[0][0]}); start a new take")
+        return self._rows.to_take(rows[0])
 
     def update(self, conn: sqlite3.Connection, take_id: str, values: dict) -> Take:
         """Set ``values`` on a take inside the caller's transaction; returns the take as updated.

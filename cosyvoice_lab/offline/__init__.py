@@ -60,7 +60,8 @@ def serve(
             ``catalog.OFFLINE_API_KEY``.
         state_dir: where voices persist across restarts; None keeps them in memory.
         faults: a :class:`Faults` or a dict of its fields (latency, error_rate, drop_rate,
-            hang_rate, hang_seconds, seed).
+            hang_rate, hang_seconds, seed; ``refuse_imitation`` answers designs that ask to
+            imitate a named person with ``DataInspectionFailed``).
         intl: behave like the Singapore region (no CosyVoice design).
         deploying_seconds: how long new voices stay ``DEPLOYING`` before ``OK``.
         enrollment_rps, synthesis_rps: per-key limits; 0 or None switches them off.

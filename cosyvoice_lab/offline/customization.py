@@ -29,6 +29,7 @@ MSG_NOT_EXIST = "The Required resource not exist."
 MSG_UPDATE_DESIGNED = "update_voice is not supported for designed voices"
 MSG_CLONE = "Voice cloning (input.url) is not supported by the offline simulator."
 MSG_PARAMETER = "Required parameter({}) missing or invalid, please check the request parameters."
+MSG_INSPECTION = "Input data may contain inappropriate content."
 # the simulator's own (the service's answers to these are undocumented)
 MSG_TOO_LARGE = "Request body too large: the limit is {} bytes."
 MSG_READ_TIMEOUT = "Request body not received within {:g} seconds."
@@ -197,15 +198,14 @@ def _text(inp: dict, field: str, limit: int) -> str:
 
 
 def _language(inp: dict, preview_text: str) -> str:
-    hints = inp.get("language_hints")
-    if hints is None or hints == []:
-        hints = [catalog.DEFAULT_LANGUAGE]  # the documented default: a missing hint means zh
+    hints, detected = inp.get("language_hints"), detect_language(preview_text)
+    if hints is None or hints == []:  # the match is required only when a hint is sent (contract §11)
+        return detected or catalog.DEFAULT_LANGUAGE
     if not isinstance(hints, list) or hints[0] not in catalog.LANGUAGES:
         raise invalid("language_hints")
-    language = hints[0]
-    if detect_language(preview_text) not in (None, language):
+    if detected not in (None, hints[0]):
         raise invalid("language_hints")  # the hint must match the preview text
-    return language
+    return hints[0]
 
 
 def _choice(params: dict, field: str, allowed: tuple, default):
@@ -250,6 +250,8 @@ def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
 async def create_voice(state, inp: dict, params: dict) -> dict:
     """Design a voice: store it with its engine settings and return the preview clip."""
     d = validate_design(inp, params, intl=state.intl)
+    if state.faults.refuses(d["voice_prompt"]):
+        raise ApiError(400, "DataInspectionFailed", MSG_INSPECTION)
     if state.registry.count() >= state.registry.quota:
         raise quota_exceeded(state.registry.quota)
     started, profile = time.monotonic(), state.profile(d["target_model"])
@@ -288,10 +290,11 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
 # --- management ----------------------------------------------------------------------------
 
 
-def describe(voice: dict) -> dict:
+def describe(voice: dict, *, listed: bool = False) -> dict:
     """A voice as list/query show it (never its audio or engine settings), fields in the
-    order of the documented samples."""
-    return {
+    order of the documented samples. List items of CosyVoice voices carry no ``target_model``
+    ("仅Qwen返回", contract §11); the client derives it from the voice id."""
+    item = {
         "voice_id": voice["voice_id"],
         "gmt_create": service_time(voice["created"]),
         "gmt_modified": service_time(voice["modified"]),
@@ -300,6 +303,9 @@ def describe(voice: dict) -> dict:
         "status": voice["status"],
         "voice_prompt": voice["voice_prompt"],
     }
+    if listed and str(voice["target_model"]).startswith("cosyvoice"):
+        del item["target_model"]
+    return item
 
 
 def _int(inp: dict, field: str, default: int, lo: int, hi: int | None) -> int:
@@ -320,7 +326,7 @@ async def list_voice(state, inp: dict, params: dict) -> dict:
     size = _int(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
     voices = state.registry.voices(prefix or None)
     return {
-        "output": {"voice_list": [describe(v) for v in voices[index * size : (index + 1) * size]]},
+        "output": {"voice_list": [describe(v, listed=True) for v in voices[index * size : (index + 1) * size]]},
         "usage": {"count": 1},
     }
 

@@ -16,6 +16,10 @@ fault, with these meanings:
     the request is processed, then the answer waits ``hang_seconds`` (past any sensible
     client timeout): the client times out although its voice exists.
 
+Apart from the draw, ``refuse_imitation`` answers a design whose prompt asks to imitate a named
+person ("imitate ...", "sound like ...", "模仿…") with 400 ``DataInspectionFailed``, as the
+service's content inspection does ("模型不支持模仿", contract §11).
+
 Over WebSocket, a handshake draw refuses (HTTP error), drops or delays the upgrade; a
 ``run-task`` draw answers ``task-failed`` ``InternalError``, drops the connection half-way
 through the audio, or delays ``task-started``.
@@ -25,10 +29,19 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 
 ERROR_CHOICES = (429, 500, 503)
+# What asks to imitate a named person: the simulator's reading (the service's is undocumented).
+# English: an imitation verb followed by a capitalised name ("sounds like Morgan Freeman", not
+# "sounds like a warm grandmother"); Chinese: 模仿 / 仿照 / 模拟…的声音.
+IMITATION = re.compile(
+    r"\b(?i:imitat\w*|impersonat\w*|mimic\w*|sounds? (?:just |exactly )?like|in the voice of)"
+    r"\s+(?:the (?:famous |late )?)?[A-Z]\w+"
+    r"|模仿|仿照|模拟.{0,12}的声音"
+)
 
 
 @dataclass
@@ -58,6 +71,7 @@ class Faults:
     drop_rate: float = 0.0
     hang_rate: float = 0.0
     hang_seconds: float = 120.0
+    refuse_imitation: bool = False  # designs asking to imitate a named person -> DataInspectionFailed
     seed: int | None = None
     _rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
     _rng_seed: object = field(default=None, init=False, repr=False, compare=False)
@@ -80,6 +94,10 @@ class Faults:
 
     def _choice(self, options):
         return options[int(self._random() * len(options)) % len(options)]
+
+    def refuses(self, voice_prompt: str) -> bool:
+        """Whether content inspection refuses a design with ``voice_prompt`` (``refuse_imitation``)."""
+        return self.refuse_imitation and IMITATION.search(voice_prompt) is not None
 
     def draw(self) -> Fault | None:
         """The fault for the next request, or None for a clean one."""

@@ -18,7 +18,7 @@ import time
 from aiohttp import web
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.offline import customization, profiles, ws
+from cosyvoice_lab.offline import customization, engine, profiles, ws
 from cosyvoice_lab.offline.faults import Faults
 from cosyvoice_lab.offline.registry import Registry
 from cosyvoice_lab.offline.state import LOGGER_NAME, STATE, State, new_request_id
@@ -250,6 +250,17 @@ class Simulator:
     def voices(self) -> list[dict]:
         """The stored voices (newest first), including their engine settings."""
         return self.state.registry.voices()
+
+    def plant(self, voice_id: str, *, voice_prompt: str = "", preview_text: str = "", language: str = "zh") -> dict:
+        """Store a voice made elsewhere under ``voice_id``, as an account holds voices made with
+        another tool or design family (capitals in the prefix, Qwen-Audio-TTS models; contract
+        §11). It lists and queries like any other; a CosyVoice one also speaks."""
+        m = catalog.VOICE_ID_RE.match(voice_id)
+        model, prefix = (m.group("model"), m.group("prefix")) if m else ("", None)
+        settings = engine.settings_for(voice_prompt, language, voice_id, self.state.profile(model))
+        voice = {"voice_id": voice_id, "target_model": model, "prefix": prefix, "voice_prompt": voice_prompt}
+        voice |= {"preview_text": preview_text, "language": language, "settings": settings.to_dict()}
+        return self.state.registry.add(voice)
 
     def reset(self) -> None:
         """Forget all voices (also those of other simulators sharing the state dir), counted

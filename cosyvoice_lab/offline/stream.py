@@ -31,6 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
+from cosyvoice_lab import catalog
 from cosyvoice_lab.offline import engine
 
 CHUNK_SECONDS = engine.CHUNK_SECONDS  # audio per binary frame
@@ -42,13 +43,26 @@ _END_ASCII = re.compile(r"[.!?;]+(?=\s)")
 _END_CJK = re.compile(r"[。！？；]+[”」』\"']?|\n+")
 
 
+_SSML_TAG = re.compile(r"<[^>]+>")
+
+Counted = tuple[str, int]  # a sentence (stripped) and the billed characters of its raw text
+
+
 class SentenceBuffer:
-    """Text as it arrives, cut into sentences as soon as each is complete."""
+    """Text as it arrives, cut into sentences as soon as each is complete.
 
-    def __init__(self):
+    Each sentence comes with the billed characters of the raw text it was cut from, whitespace
+    included (contract §11: "中 文。" counts 6): the whitespace before a sentence counts with it,
+    and whatever follows the last sentence of a cut counts with that one (a cut of whitespace
+    alone with the next sentence). In an SSML task (``ssml``) tags are not counted.
+    """
+
+    def __init__(self, ssml: bool = False):
         self.pending = ""
+        self.ssml = ssml
+        self.carry = 0  # billed characters of text cut off without a sentence
 
-    def add(self, text: str) -> list[str]:
+    def add(self, text: str) -> list[Counted]:
         """Append ``text``; return the sentences it completed (stripped, never empty)."""
         self.pending += text
         ends = [m.end() for m in _END_ASCII.finditer(self.pending)] + [m.end() for m in _END_CJK.finditer(self.pending)]
@@ -56,16 +70,26 @@ class SentenceBuffer:
             return []
         cut = max(ends)
         done, self.pending = self.pending[:cut], self.pending[cut:]
-        return _split(done)
+        return self._split(done)
 
-    def flush(self) -> list[str]:
+    def flush(self) -> list[Counted]:
         """The rest of the text as sentences (finish-task, ``{"flush": true}``, SSML)."""
         done, self.pending = self.pending, ""
-        return _split(done)
+        return self._split(done)
 
+    def billed(self, raw: str) -> int:
+        """Billed characters of ``raw`` text: CJK 2, all else 1 (whitespace too), SSML tags 0."""
+        return catalog.billed_characters(_SSML_TAG.sub("", raw) if self.ssml else raw)
 
-def _split(text: str) -> list[str]:
-    return engine.split_sentences(text)
+    def _split(self, done: str) -> list[Counted]:
+        sentences, out, start = engine.split_sentences(done), [], 0
+        for k, sentence in enumerate(sentences):
+            end = len(done) if k == len(sentences) - 1 else done.index(sentence, start) + len(sentence)
+            out.append((sentence, self.billed(done[start:end]) + self.carry))
+            start, self.carry = end, 0
+        if not sentences:
+            self.carry += self.billed(done)
+        return out
 
 
 # --- stream-mode encoding ----------------------------------------------------------------------
@@ -185,6 +209,7 @@ class Pace:
 @dataclass
 class _Sentence:
     text: str
+    billed: int  # billed characters of its raw text
     arrived: float  # monotonic time its text became complete
     frames: list[bytes] | None = None
     seconds: float = 0.0
@@ -223,12 +248,17 @@ class Producer:
         self._ended = asyncio.Event()
         self.busy_until = time.monotonic()  # when the audio in hand is all produced
 
-    def push(self, sentences: list[str]) -> None:
-        """Sentences whose text is complete, to be spoken in order."""
+    def push(self, sentences: list[Counted]) -> None:
+        """Sentences whose text is complete (with their billed characters), to be spoken in order."""
         now = time.monotonic()
-        for s in sentences:
-            self._queue.put_nowait(_Sentence(s, now))
+        for s, billed in sentences:
+            self._queue.put_nowait(_Sentence(s, billed, now))
         self.pushed += len(sentences)
+
+    @property
+    def ended(self) -> bool:
+        """Whether :meth:`end` was called (all the task's text is in)."""
+        return self._ended.is_set()
 
     def end(self) -> None:
         """No more text: :meth:`run` returns after the last sentence."""
@@ -292,5 +322,5 @@ class Producer:
             await self.sink.sleep_until(start + rtf * k * per_frame)  # each frame once its audio is made
             await self.sink.audio(sentence_event(self.task_id, index, "sentence-synthesis"), frame)
         await self.sink.sleep_until(self.busy_until)
-        self.characters += engine.billable(item.text)
+        self.characters += item.billed
         await self.sink.text(sentence_event(self.task_id, index, "sentence-end", item.text, self.characters))

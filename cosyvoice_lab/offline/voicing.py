@@ -203,3 +203,41 @@ def settings_for(voice_prompt: str, language: str, seed: str, profile: ModelProf
         noise=p.noise,
         **_quality(voice_prompt, a),
     )
+
+
+# What an instruction's words do to the delivery, on top of the designed voice (emotion words
+# beyond the lexicon's energy and pace words: (rate factor, pitch steps, range steps)).
+_EMOTION_DELIVERY = {
+    "sad": (0.88, -4, -10),
+    "solemn": (0.9, -3, -8),
+    "serious": (0.95, -2, -5),
+    "cheerful": (1.08, 4, 10),
+    "excited": (1.12, 5, 12),
+    "playful": (1.06, 4, 10),
+}
+
+
+def instructed(settings: VoiceSettings, instruction: str | None) -> VoiceSettings:
+    """``settings`` as the synthesis ``instruction`` asks ("speak slowly and softly", "用欢快的语气"),
+    read with the prompt lexicon: pace words scale the rate, energy words the pitch range, volume
+    words the loudness, pitch words the pitch, some emotion words all three, timbre words the
+    voice quality. Words the lexicon does not know change nothing."""
+    if not instruction:
+        return settings
+    claims = read_claims(instruction)
+    rate_factor, pitch_steps, range_steps = _EMOTION_DELIVERY.get(_value(claims, "emotion") or "", (1.0, 0, 0))
+    rate_factor *= _RATE_BY_PACE[_value(claims, "pace")]
+    pitch_steps += (_PITCH_BY_CLAIM[_value(claims, "pitch")] - _PITCH_BY_CLAIM[None]) // 2
+    range_steps += _RANGE_BY_ENERGY[_value(claims, "energy")] - _RANGE_BY_ENERGY[None]
+    volume_factor = _VOLUME_BY_CLAIM[_value(claims, "volume")] / _VOLUME_BY_CLAIM[None]
+    quality = _quality(instruction, 1.0)
+    return replace(
+        settings,
+        rate=_clamp(round(settings.rate * rate_factor), WPM_MIN, WPM_MAX),
+        pitch=_clamp(settings.pitch + pitch_steps, 0, 99),
+        range=_clamp(settings.range + range_steps, 5, 99),
+        volume=_clamp(round(settings.volume * volume_factor), 0, 200),
+        breath=min(1.0, settings.breath + quality["breath"]),
+        rasp=min(1.0, settings.rasp + quality["rasp"]),
+        tilt=settings.tilt + quality["tilt"],
+    )

@@ -34,6 +34,7 @@ from cosyvoice_lab.offline.customization import (
 )
 from cosyvoice_lab.offline.state import STATE, new_request_id
 from cosyvoice_lab.offline.stream import Dropped, Pace, Producer, SentenceBuffer, event
+from cosyvoice_lab.offline.voicing import instructed
 
 MSG_NULL_TASK = "InvalidParameter: task can not be null"
 MSG_NO_MODEL = "Missing required parameter 'payload.model'! Please follow the protocol!"
@@ -93,6 +94,7 @@ def check_parameters(params: dict) -> dict:
         "rate": float(_number(params, "rate", catalog.SYNTH_DEFAULT_RATE, *catalog.SYNTH_RATE_RANGE)),
         "pitch": float(_number(params, "pitch", catalog.SYNTH_DEFAULT_PITCH, *catalog.SYNTH_PITCH_RANGE)),
         "language": hints[0] if isinstance(hints, list) and hints and isinstance(hints[0], str) else None,
+        "instruction": instruction,
         "ssml": params.get("enable_ssml") is True,
     }
 
@@ -104,7 +106,7 @@ class Task:
     task_id: str
     params: dict
     producer: Producer
-    buffer: SentenceBuffer = field(default_factory=SentenceBuffer)
+    buffer: SentenceBuffer
     messages: int = 0  # texts received (SSML allows one)
     chars: int = 0  # billed characters received (the limits count these)
     runner: asyncio.Task | None = None  # the producer's run(), started after task-started
@@ -283,14 +285,17 @@ class Session:
             raise TaskFailed("InternalError", MSG_INTERNAL)
         params = payload.get("parameters")
         params = check_parameters(params if isinstance(params, dict) else {})
+        if params["instruction"] is not None and payload["model"] not in catalog.INSTRUCTION_MODELS:
+            raise _invalid("instruction")  # cosyvoice-v3-plus takes none (contract §11)
         settings = self._voice(payload["model"], (payload.get("parameters") or {}).get("voice"))
         await state.sleep(state.faults.latency)
         if fault and fault.kind == "hang":
             await state.sleep(state.faults.hang_seconds)
         settings = settings.adjusted(rate=params["rate"], pitch=params["pitch"], volume=params["volume"])
+        settings = instructed(settings, params["instruction"])  # its words shape the delivery
         pace = Pace.draw(state.first_audio_seconds, state.realtime_factor, state.timing)
         producer = Producer(task_id, settings, params, pace, self, drop_midway=bool(fault and fault.kind == "drop"))
-        task = Task(task_id, params, producer)
+        task = Task(task_id, params, producer, SentenceBuffer(ssml=params["ssml"]))
         text = payload["input"].get("text")
         if isinstance(text, str) and text:
             self._add_text(task, text)
@@ -370,6 +375,8 @@ class Session:
     async def _finished(self, task: Task) -> None:
         if self.task is task:
             self.task = None
-        payload = {"output": {"sentence": {"words": []}}, "usage": {"characters": task.producer.characters}}
+        # the raw text received is billed, whitespace included (contract §11); a cancelled task only what was spoken
+        billed = task.chars if task.producer.ended else task.producer.characters
+        payload = {"output": {"sentence": {"words": []}}, "usage": {"characters": billed}}
         await self.text(event(task.task_id, "task-finished", payload, attributes={"request_uuid": str(uuid.uuid4())}))
         self.last = time.monotonic()

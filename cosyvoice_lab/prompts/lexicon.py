@@ -9,6 +9,7 @@ claim is read from the words present, which is also why adherence reports say "c
 The first six dimensions (gender, age, pitch, pace, energy, volume) steer the simulator; the
 rest (timbre, emotion, articulation, accent, scenario) are read so that nothing a prompt says
 is silently dropped, and so that every value ``prompts.PromptSpec`` offers is understood.
+Which words ``analysis`` can check, and on which measure, is ``analysis.correlates``.
 """
 
 from __future__ import annotations
@@ -133,9 +134,11 @@ LEXICON: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
             ("洪亮", "响亮", "大声", "高声", "嘹亮"),
         ),
     },
-    # The dimensions below describe the voice in ways no offline measurement can check;
-    # they are read so that adherence reports can list them as "not measurable" rather than
-    # silently ignore them, and so that ``prompts`` can show that its words are understood.
+    # The dimensions below do not steer the engine's settings. Timbre and emotion words with
+    # an acoustic correlate (breathy, husky, bright, warm, calm, cheerful ...) are judged on
+    # voice-quality measures (``analysis.correlates`` maps each to its measure and direction;
+    # the simulator renders the main timbre words); the rest are read so that adherence reports
+    # list them as "not measurable" rather than silently ignore them.
     "timbre": {
         "warm": (("warm",), ("温暖",)),
         "bright": (("bright",), ("明亮",)),  # also a pitch word: bright voices sound higher

@@ -224,7 +224,11 @@ class PromptSpec:
         extra = (self.free_text or "").strip()
         if not extra:
             return text
-        return f"{text} {extra}" if language == "en" else text + extra
+        if language == "zh":
+            return text + extra
+        if extra[0].islower() and text.endswith("."):  # "with a slight rasp" continues the last sentence
+            return f"{text[:-1]}, {extra}" + ("" if extra[-1] in ".!?" else ".")
+        return f"{text} {extra}"
 
     def _who_en(self) -> str:
         if self.age == "child":  # a child is "a little girl", never "a child narrator"

@@ -43,6 +43,7 @@ from cosyvoice_lab.errors import (
     VoiceNotReady,
 )
 from cosyvoice_lab.service.retry import DEFAULT_RETRY, Retrier, RetryPolicy, parse_retry_after
+from cosyvoice_lab.service.speech import fix_wav_sizes
 from cosyvoice_lab.service.wire import (
     USER_AGENT,
     CreatedVoice,
@@ -128,6 +129,10 @@ class DashScopeClient:
         self.throttle = throttle  # called before every request, e.g. RateLimiter.acquire
         self.backend = backend
         self.session = requests.Session()
+        # one kept connection per request the runner may have in flight (the default keeps 10 and
+        # discards the rest after each answer, so every request past ten would connect anew)
+        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=catalog.MAX_CONCURRENCY))
+        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=catalog.MAX_CONCURRENCY))
         self.session.headers.update(
             {
                 "Content-Type": "application/json",
@@ -268,6 +273,8 @@ class DashScopeClient:
             audio.get("response_format") or design.response_format,
             int(audio.get("sample_rate") or design.sample_rate),
         )
+        # a WAV preview may carry streaming placeholder sizes, as syntheses do: true ones make it a file
+        preview = Audio(fix_wav_sizes(preview.data), preview.format, preview.sample_rate)
         return CreatedVoice(
             voice_id=out["voice_id"],
             target_model=out.get("target_model") or design.target_model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import struct
+import warnings
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -238,6 +239,47 @@ def unknown_model_problem(model) -> Problem:
     return Problem("model", "allowed_values", f"must be one of {tuple(catalog.MODELS)}, got {model!r}")
 
 
+def model_problems(options: SpeechOptions, model: str | None, voice_id: str | None = None) -> list[Problem]:
+    """Options ``model`` does not take: an ``instruction`` on a model the docs say has none
+    (cosyvoice-v3-plus, contract §11), which the service answers with ``InvalidParameter``.
+
+    Also warns (:class:`LanguageWarning`) when the designed voice ``voice_id`` is asked to speak
+    a language other than Chinese or English (:func:`language_warning`).
+    """
+    if (doubt := language_warning(voice_id, options)) is not None:
+        warnings.warn(doubt, LanguageWarning, stacklevel=3)
+    if options.instruction is None or model not in catalog.MODELS or model in catalog.INSTRUCTION_MODELS:
+        return []
+    return [
+        Problem(
+            "instruction",
+            "model_support",
+            f"{model} does not take an instruction (the service documents it only for "
+            f"{', '.join(catalog.INSTRUCTION_MODELS)}); drop instruction=, or design the voice on one of those",
+        )
+    ]
+
+
+class LanguageWarning(UserWarning):
+    """A designed voice is asked to speak a language the service documents no support for."""
+
+
+def language_warning(voice_id: str | None, options: SpeechOptions) -> str | None:
+    """Why asking the designed voice ``voice_id`` to speak ``options.language_hints`` is doubtful,
+    or None: the service documents designed voices as speaking Chinese and English only, though
+    its FAQ says "多种语言" (contract §11), so another language is sent, with this warning."""
+    hints = options.language_hints
+    if not hints or not isinstance(voice_id, str) or catalog.model_of_voice(voice_id) is None:
+        return None
+    language = str(hints[0]).split("-")[0].lower()
+    if language in catalog.DESIGNED_VOICE_LANGUAGES:
+        return None
+    return (
+        f"language_hints {hints[0]!r}: the service documents designed voices speaking only Chinese and "
+        f"English ({', '.join(catalog.DESIGNED_VOICE_LANGUAGES)}); {voice_id} may read it poorly or be refused"
+    )
+
+
 # --- results --------------------------------------------------------------------------------------
 
 
@@ -267,10 +309,10 @@ class SpeechResult:
     frames: int = field(default=0, repr=False)
 
     def _repr_html_(self) -> str:
-        return (
-            f"{self.audio.html(label=self.voice_id)}<br><small>{self.voice_id} · {self.model} · "
-            f"{self.characters} chars · ¥{self.cost_cny:.4f} · {self.latency_s:.2f} s</small>"
-        )
+        from cosyvoice_lab import html  # the one place that writes HTML (escaped)
+
+        facts = f"{self.characters} chars · ¥{self.cost_cny:.4f} · {self.latency_s:.2f} s"
+        return html.speech_result(self.audio, voice_id=self.voice_id, model=self.model, facts=facts)
 
 
 def fix_wav_sizes(data: bytes) -> bytes:

@@ -1,6 +1,7 @@
 """Speaking with a designed voice: the duplex WebSocket protocol of contract §6.1.
 
-One task per call, on its own connection::
+One task per call, on its own connection (or, with ``keep_alive``, on the last one that
+finished cleanly: ``connection.py``)::
 
     run-task ─▶ task-started ─▶ continue-task × n, finish-task
     ◀─ per sentence: sentence-begin, (sentence-synthesis + one binary frame) × k, sentence-end
@@ -36,18 +37,18 @@ import websocket
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.audio import Audio
-from cosyvoice_lab.credentials import Secret, redact, resolve_api_key
+from cosyvoice_lab.credentials import Secret, resolve_api_key
 from cosyvoice_lab.errors import (
     ConnectionFailed,
     Problem,
     RateLimited,
-    RequestTimeout,
     ServerError,
     SynthesisError,
     TransportError,
     ValidationError,
 )
 from cosyvoice_lab.service import duplex
+from cosyvoice_lab.service.connection import Connector
 from cosyvoice_lab.service.duplex import TaskState
 from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.service.retry import DEFAULT_RETRY, Retrier, RetryPolicy, retry_after_of
@@ -57,11 +58,12 @@ from cosyvoice_lab.service.speech import (
     SpeechResult,
     SpeechStream,
     fix_wav_sizes,
+    model_problems,
     split_text,
     text_problems,
     unknown_model_problem,
 )
-from cosyvoice_lab.service.wire import USER_AGENT, ws_url_for
+from cosyvoice_lab.service.wire import ws_url_for
 
 log = logging.getLogger("cosyvoice_lab.service.ws")
 
@@ -125,7 +127,9 @@ class Synthesizer:
         timeout: longest silence (s) tolerated between two messages of a task.
         retry: ``RetryPolicy`` for failures before anything was billed; ``sleep`` injectable.
         chunk_chars: billed characters per continue-task (≤ catalog.SYNTH_CONTINUE_MAX_CHARS).
-        throttle: called before every connection (retries included), e.g. ``RateLimiter.acquire``.
+        throttle: called before every task (retries included), e.g. ``RateLimiter.acquire``.
+        keep_alive: run the next task on the connection the last one finished on (the docs
+            recommend it; connecting costs 200-1000 ms); ``close()`` closes it.
         ready_timeout / ready_interval: bounds of the wait for a DEPLOYING voice.
 
     Raises:
@@ -149,6 +153,7 @@ class Synthesizer:
         throttle: Callable[[], None] | None = None,
         ready_timeout: float = catalog.VOICE_READY_TIMEOUT_S,
         ready_interval: float = catalog.VOICE_READY_INTERVAL_S,
+        keep_alive: bool = False,
     ) -> None:
         if not 1 <= chunk_chars <= catalog.SYNTH_CONTINUE_MAX_CHARS:
             raise ValueError(f"chunk_chars must be 1..{catalog.SYNTH_CONTINUE_MAX_CHARS}, got {chunk_chars}")
@@ -166,6 +171,10 @@ class Synthesizer:
         self.chunk_chars, self.throttle = chunk_chars, throttle
         self.ready_timeout, self.ready_interval = ready_timeout, ready_interval
         self._ready: set[str] = set()  # voices seen OK: no need to ask again
+        workspace = (lambda: client.workspace) if client is not None else (lambda: None)
+        self.connector = Connector(
+            self.ws_url, self._key, workspace=workspace, connect_timeout=connect_timeout, keep_alive=keep_alive
+        )
 
     def __repr__(self) -> str:
         return f"Synthesizer(ws_url={self.ws_url!r}, region={self.region!r}, api_key={self._key!r})"
@@ -173,6 +182,10 @@ class Synthesizer:
     @property
     def api_key(self) -> Secret:
         return self._key
+
+    def close(self) -> None:
+        """Close the connection kept for the next task (``keep_alive``), if any."""
+        self.connector.close()
 
     # --- public verbs -----------------------------------------------------------------------
     def speak(
@@ -250,7 +263,7 @@ class Synthesizer:
         Raises:
             ValidationError: listing each problem (text, model, options).
         """
-        found = text_problems(text) + (options or self.options).problems()
+        found = text_problems(text) + (options := options or self.options).problems()
         bound = catalog.model_of_voice(voice_id) if isinstance(voice_id, str) else None
         if not isinstance(voice_id, str) or not voice_id.strip():
             found.append(Problem("voice_id", "non_empty", "must be a voice id"))
@@ -267,6 +280,7 @@ class Synthesizer:
                     f"voice {voice_id} is bound to model {bound}; synthesis must use {bound}, not {model}",
                 )
             )
+        found += model_problems(options, model, voice_id)  # warns of a doubtful language
         if found or model is None:  # no model means a problem was found
             raise ValidationError(found, context="cannot synthesize")
         return model
@@ -328,56 +342,31 @@ class Synthesizer:
         )
 
     # --- one task on one connection -------------------------------------------------------------
-    def _connect(self) -> websocket.WebSocket:
-        if self.throttle is not None:
-            self.throttle()
-        headers = [
-            f"Authorization: Bearer {self._key.reveal()}",
-            f"User-Agent: {USER_AGENT} websocket-client/{websocket.__version__}",
-        ]
-        if self.client is not None and self.client.workspace:
-            headers.append(f"X-DashScope-WorkSpace: {self.client.workspace}")
-        host = self.ws_url.split("://", 1)[-1].split("/", 1)[0]
-        try:
-            return websocket.create_connection(
-                self.ws_url, header=headers, timeout=self.connect_timeout, enable_multithread=True
-            )
-        except websocket.WebSocketBadStatusException as exc:
-            raise duplex.upgrade_error(exc, self._key) from None
-        except (websocket.WebSocketTimeoutException, TimeoutError) as exc:
-            raise RequestTimeout(
-                f"no WebSocket handshake with {host} within {self.connect_timeout:g} s ({type(exc).__name__})",
-                never_sent=True,
-            ) from None
-        except (OSError, websocket.WebSocketException) as exc:
-            raise ConnectionFailed(
-                f"WebSocket connection to {host} failed: {type(exc).__name__}: {redact(str(exc), self._key)}",
-                never_sent=True,
-            ) from None
-
     def _attempt(
         self, task: TaskState, voice_id: str, model: str, opts: SpeechOptions, chunks: list[str]
     ) -> Generator[bytes, None, None]:
-        ws = self._connect()
-        sender = None
+        if self.throttle is not None:
+            self.throttle()  # a task is what the limit counts, on a new connection or a kept one
+        kept = self.connector.take()
+        if kept is not None:
+            try:
+                yield from self._task_on(kept, task, voice_id, model, opts, chunks)
+                return
+            except ConnectionFailed:
+                if task.started:  # it was alive: the failure is the task's
+                    raise
+                log.debug("the kept connection had gone away; connecting again")
+        yield from self._task_on(self.connector.open(), task, voice_id, model, opts, chunks)
+
+    def _task_on(
+        self, ws: websocket.WebSocket, task: TaskState, voice_id: str, model: str, opts: SpeechOptions, chunks: list
+    ) -> Generator[bytes, None, None]:
+        sender, finished = None, False
         try:
             ws.settimeout(self.timeout)
-            duplex.send(
-                ws,
-                task,
-                duplex.message(
-                    "run-task",
-                    task.task_id,
-                    {
-                        "task_group": "audio",
-                        "task": "tts",
-                        "function": "SpeechSynthesizer",
-                        "model": model,
-                        "parameters": opts.to_parameters(voice_id),
-                        "input": {},
-                    },
-                ),
-            )
+            run = {"task_group": "audio", "task": "tts", "function": "SpeechSynthesizer", "model": model}
+            payload = {**run, "parameters": opts.to_parameters(voice_id), "input": {}}
+            duplex.send(ws, task, duplex.message("run-task", task.task_id, payload))
             while True:
                 data = duplex.receive(ws, task, timeout=self.timeout, key=self._key)
                 if isinstance(data, bytes):
@@ -386,8 +375,9 @@ class Synthesizer:
                     task.frames.append(data)
                     yield data
                 elif duplex.digest(task, data, key=self._key):
+                    finished = True
                     return
                 elif task.started and sender is None:
                     sender = duplex.Sender(ws, task, chunks)
         finally:
-            duplex.close(ws, sender)
+            self.connector.release(ws, sender, finished=finished)

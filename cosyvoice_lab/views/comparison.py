@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cosyvoice_lab import html
+from cosyvoice_lab import catalog, html
 
 
 class TakeSource(Protocol):
@@ -55,9 +55,11 @@ class Comparison:
         """One row per take, with ``prompt_index`` (0-based, in the order given)."""
         df = self.log.to_dataframe(experiment=self.experiment)
         order = {p: i for i, p in enumerate(self.prompts)}
-        df = df[df["voice_prompt"].isin(order) & df["model"].isin(self.models)].copy()
+        df = df[df["voice_prompt"].isin(order) & df["target_model"].isin(self.models)].copy()
         df.insert(0, "prompt_index", df["voice_prompt"].map(order).astype("Int64"))
-        return df.sort_values(["prompt_index", "model", "repeat"]).reset_index(drop=True)
+        rank = {m: i for i, m in enumerate(catalog.model_order(self.models))}
+        by_model = lambda col: col.astype(str).map(rank) if col.name == "target_model" else col  # noqa: E731 - grid order
+        return df.sort_values(["prompt_index", "target_model", "repeat"], key=by_model).reset_index(drop=True)
 
     def pivot(self, values: str | None = None, aggfunc: str = "mean"):
         """Prompts × models. Without ``values``: takes ok / total per cell; else ``aggfunc`` of
@@ -70,13 +72,15 @@ class Comparison:
         if values is None:
             df["ok"] = (df["status"] == "ok").astype(int)
             counts = df.pivot_table(
-                index="prompt_index", columns="model", values="ok", aggfunc=["sum", "count"], observed=True
+                index="prompt_index", columns="target_model", values="ok", aggfunc=["sum", "count"], observed=True
             )
             table = counts["sum"].astype(int).astype(str) + "/" + counts["count"].astype(int).astype(str) + " ok"
         else:
-            table = df.pivot_table(index="prompt_index", columns="model", values=values, aggfunc=aggfunc, observed=True)
+            table = df.pivot_table(
+                index="prompt_index", columns="target_model", values=values, aggfunc=aggfunc, observed=True
+            )
         table.columns.name = None
-        return table
+        return table[[m for m in catalog.model_order(self.models) if m in table.columns]]  # the grid's order
 
     def summary(self, *, variability: bool = True):
         """Per prompt and model: takes ok, mean rating, median pitch, speaking rate and loudness
@@ -88,7 +92,9 @@ class Comparison:
             if col in df:
                 agg[col] = "median"
         ok = df[df["status"] == "ok"]
-        table = ok.groupby(["prompt_index", "model"], observed=True).agg(agg).rename(columns={"take_id": "takes_ok"})
+        table = (
+            ok.groupby(["prompt_index", "target_model"], observed=True).agg(agg).rename(columns={"take_id": "takes_ok"})
+        )
         if variability and "m_median_f0_hz" in ok and ok["audio_path"].notna().any():
             table["variability"] = self._variability(ok)
         return table
@@ -100,12 +106,36 @@ class Comparison:
         from cosyvoice_lab.analysis.variability import speaker_embedding, variation
 
         ok = ok[ok["audio_path"].notna()]
-        keys = [f"{p}|{m}" for p, m in zip(ok["prompt_index"], ok["model"], strict=False)]
+        keys = [f"{p}|{m}" for p, m in zip(ok["prompt_index"], ok["target_model"], strict=False)]
         embeddings = [speaker_embedding(self.log.get(t).audio) for t in ok["take_id"]]
         var = variation(ok.assign(_cell=keys), prompt_column="_cell", embeddings=embeddings)
         by_key = dict(zip(var["voice_prompt"], var["variability"], strict=False))  # the group column keeps that name
-        index = pd.MultiIndex.from_tuples(dict.fromkeys(zip(ok["prompt_index"], ok["model"], strict=False)))
+        index = pd.MultiIndex.from_tuples(dict.fromkeys(zip(ok["prompt_index"], ok["target_model"], strict=False)))
         return pd.Series([by_key.get(f"{p}|{m}") for p, m in index], index=index, dtype=float)
+
+    def evidence(self, *, effect: dict[str, float] | None = None, variability: bool = True, ratings=None):
+        """Is a difference between the models real? One question per measure, within prompts.
+
+        Args:
+            effect: measure → the difference size to plan repeats for (e.g. ``{"pitch": 1.0}``
+                semitones); default: the size observed.
+            variability: also compare the variation between repeats (needs the previews).
+            ratings: listening-round ratings (``take_id``, ``rating``, ``kind``), e.g.
+                ``BlindSession.ratings_frame()``.
+        Returns:
+            an ``Evidence`` view (``.table``, a table in a notebook).
+        """
+        from cosyvoice_lab.views.evidence import evidence
+
+        df = self.df
+        cells = None
+        ok = df[df["status"] == "ok"]
+        if variability and "m_median_f0_hz" in ok and ok["audio_path"].notna().any():
+            series = self._variability(ok)
+            cells = series.rename("variability").rename_axis(["prompt_index", _model_column(df)]).reset_index()
+        return evidence(
+            df, self.models, experiment=self.experiment, cells=cells, ratings=ratings, effect=effect
+        )  # fmt: skip
 
     def __repr__(self):
         takes = self.takes
@@ -121,6 +151,10 @@ class Comparison:
     def html(self) -> str:
         """The grid: rows = prompts, columns = models, each cell the players of its repeats."""
         return html.comparison_grid(self.experiment, self.models, self.grid.rows())
+
+
+def _model_column(df) -> str:
+    return "target_model" if "target_model" in df else "model"
 
 
 @dataclass(frozen=True)
@@ -156,14 +190,15 @@ def group_takes(takes: Iterable, prompts: Iterable[str] | None = None, models: I
 
     Args:
         takes: Take-like objects (``prompt``, ``model``, ``repeat``, ``started_at``).
-        prompts, models: the rows and columns in order; default: those of ``takes``, in order of
-            first appearance. Takes of other prompts or models are left out.
+        prompts, models: the rows and columns; default: those of ``takes``. Prompts keep their
+            order (default: first appearance); models are shown in ``catalog.model_order``.
+            Takes of other prompts or models are left out.
     Returns:
         a TakeGrid whose cells hold their takes by repeat (none counts as 0), then start time.
     """
     takes = list(takes)
     prompts = tuple(dict.fromkeys(prompts if prompts is not None else (t.prompt for t in takes)))
-    models = tuple(dict.fromkeys(models if models is not None else (t.model for t in takes)))
+    models = catalog.model_order(models if models is not None else (t.model for t in takes))
     cells: dict[tuple[str, str], list] = {}
     for t in sorted(takes, key=lambda t: (t.repeat or 0, t.started_at)):
         if t.prompt in prompts and t.model in models:

@@ -1,6 +1,13 @@
 """Blind listening, as pure objects: a shuffled order with a recorded seed, anonymous labels,
 ratings, and the reveal summary (mean rating per model and per prompt).
 
+Two kinds of round (:data:`KINDS`): *preference* (model and prompt hidden: which voices does
+the listener like?) and *adherence* (the prompt shown, the model hidden: "how well does this
+voice match this description?", 1-5). Every session draws a fresh random seed unless one is
+given, and every rating carries the rater's name and the round kind (:meth:`BlindSession.ratings_frame`).
+Nothing a session prints, shows or writes to the log before :meth:`BlindSession.reveal` pairs a
+label with a take, a model or (in a preference round) a prompt.
+
 No widgets here: ``widgets.board.ComparisonBoard`` is a thin shell over :class:`BlindSession`.
 
 What goes into the experiment log (the board writes it; these objects say what):
@@ -8,8 +15,10 @@ What goes into the experiment log (the board writes it; these objects say what):
 - every take in the session gets the tag ``blind:<session_id>`` (:attr:`BlindSession.tag`), so
   ``log.to_dataframe(tag="blind:<session_id>")`` finds the session again;
 - every take's notes get one appended line, :meth:`BlindSession.note_for`:
-  ``blind <session_id>: seed <seed>, label C, position 3/8`` — enough to rebuild the exact order
-  (:meth:`BlindSession.from_log`), since the order is ``seed`` applied to the sorted take ids;
+  ``blind <session_id>: seed <seed>, preference round, 8 takes, rater ana`` — enough to rebuild
+  the exact order (:meth:`BlindSession.from_log`), since the order is ``seed`` applied to the
+  sorted take ids, yet no label: the log view shows notes, and must not show the mapping
+  (sessions recorded before this carry ``label C, position 3/8`` and are still read);
 - ratings go to the log as ordinary ratings (the annotation history timestamps them).
 
 Usage::
@@ -33,9 +42,11 @@ from dataclasses import dataclass, field
 from cosyvoice_lab import html
 
 TAG_PREFIX = "blind:"
+KINDS = ("preference", "adherence")
 _NOTE_RE = re.compile(
-    r"^blind (?P<session>\S+): seed (?P<seed>\d+), label (?P<label>[A-Z]+), "
-    r"position (?P<pos>\d+)/(?P<n>\d+)$",
+    r"^blind (?P<session>\S+): seed (?P<seed>\d+)"
+    r"(?:, label (?P<label>[A-Z]+), position (?P<pos>\d+)/(?P<n>\d+)"
+    r"|, (?P<kind>[a-z]+) round, (?P<count>\d+) takes?, rater (?P<rater>.*))$",
     re.MULTILINE,
 )
 
@@ -73,6 +84,15 @@ class Mean:
 
     mean: float | None
     n: int
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment
+        return "anonymous"
 
 
 def _mean(values: Sequence[int]) -> Mean:
@@ -161,20 +181,50 @@ class BlindSession:
         session_id: identifies the session in the log (tag ``blind:<session_id>``).
         ratings: take id → rating given during this session.
         revealed: True once :meth:`reveal` was called.
+        kind: "preference" (model and prompt hidden) or "adherence" (prompt shown).
+        rater: who listens (default: the login name).
     """
 
-    order: tuple[str, ...]
-    seed: int
+    order: tuple[str, ...] = field(repr=False)
+    seed: int = field(repr=False)
     session_id: str
-    ratings: dict[str, int] = field(default_factory=dict)
+    ratings: dict[str, int] = field(default_factory=dict, repr=False)
     revealed: bool = False
+    kind: str = "preference"
+    rater: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"a listening round is one of {KINDS}, got {self.kind!r}")
+        self.rater = self.rater or _login()
+
+    def __repr__(self) -> str:  # no order, no seed before the reveal: nothing to decode labels with
+        seed = f", seed {self.seed}" if self.revealed else ""
+        state = "revealed" if self.revealed else "blind"
+        return (
+            f"<BlindSession {self.session_id} ({self.kind}, rater {self.rater}): "
+            f"{len(self.ratings)}/{len(self.order)} rated, {state}{seed}>"
+        )
 
     @classmethod
-    def start(cls, take_ids: Iterable[str], *, seed: int | None = None, session_id: str | None = None) -> BlindSession:
-        """A new session: ``take_ids`` shuffled under ``seed`` (a random 32-bit seed if None).
+    def start(
+        cls,
+        take_ids: Iterable[str],
+        *,
+        seed: int | None = None,
+        session_id: str | None = None,
+        kind: str = "preference",
+        rater: str | None = None,
+    ) -> BlindSession:
+        """A new session: ``take_ids`` shuffled under ``seed`` (a fresh random 32-bit seed if None).
+
+        Args:
+            kind: "preference" (model and prompt hidden) or "adherence" (prompt shown, 1-5: how
+                well does the voice match its description?).
+            rater: the listener's name (default: the login name).
 
         Raises:
-            ValueError: no takes, or a negative seed.
+            ValueError: no takes, a negative seed or an unknown kind.
         """
         ids = list(dict.fromkeys(take_ids))
         if not ids:
@@ -182,7 +232,7 @@ class BlindSession:
         seed = secrets.randbits(32) if seed is None else int(seed)
         if seed < 0:
             raise ValueError(f"a seed must be >= 0, got {seed}")
-        return cls(tuple(shuffled(ids, seed)), seed, session_id or uuid.uuid4().hex[:8])
+        return cls(tuple(shuffled(ids, seed)), seed, session_id or uuid.uuid4().hex[:8], kind=kind, rater=rater or "")
 
     @classmethod
     def from_log(cls, takes: Iterable, session_id: str) -> BlindSession:
@@ -196,13 +246,17 @@ class BlindSession:
             ValueError: no take carries the session, or its notes disagree on the seed.
         """
         mine = [t for t in takes if TAG_PREFIX + session_id in (t.tags or ())]
-        seeds = {int(m["seed"]) for t in mine for m in _NOTE_RE.finditer(t.notes or "") if m["session"] == session_id}
+        found = [m for t in mine for m in _NOTE_RE.finditer(t.notes or "") if m["session"] == session_id]
+        seeds = {int(m["seed"]) for m in found}
         if not mine or len(seeds) != 1:
             raise ValueError(
                 f"no consistent record of blind session {session_id!r} in these takes "
                 f"({len(mine)} tagged, seeds found: {sorted(seeds)})"
             )
-        session = cls.start([t.take_id for t in mine], seed=seeds.pop(), session_id=session_id)
+        kind, rater = next(((m["kind"], m["rater"]) for m in found if m["kind"]), ("preference", None))
+        session = cls.start(
+            [t.take_id for t in mine], seed=seeds.pop(), session_id=session_id, kind=kind, rater=rater
+        )  # fmt: skip
         session.ratings = {t.take_id: t.rating for t in mine if t.rating is not None}
         return session
 
@@ -224,12 +278,12 @@ class BlindSession:
             raise KeyError(f"take {take_id!r} is not in blind session {self.session_id}") from None
 
     def note_for(self, take_id: str) -> str:
-        """The line recorded in a take's notes: session, seed, label and position."""
-        position = self.order.index(take_id) + 1
-        return (
-            f"blind {self.session_id}: seed {self.seed}, label {self.label(take_id)}, "
-            f"position {position}/{len(self.order)}"
-        )
+        """The line recorded in a take's notes: session, seed, round kind, size and rater; no
+        label (the log view shows notes; the seed rebuilds the labels after the reveal)."""
+        self.label(take_id)  # KeyError for a take outside the session
+        n = len(self.order)
+        takes = f"{n} take{'s' if n != 1 else ''}"
+        return f"blind {self.session_id}: seed {self.seed}, {self.kind} round, {takes}, rater {self.rater}"
 
     @staticmethod
     def append_note(existing: str | None, line: str) -> str:
@@ -261,6 +315,35 @@ class BlindSession:
         if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
             raise ValueError(f"a rating must be an integer from 1 to 5, got {rating!r}")
         self.ratings[take_id] = rating
+
+    def ratings_frame(self):
+        """The ratings of this round, one row each: ``take_id``, ``rating``, ``rater``, ``kind``,
+        ``session_id`` (what ``Comparison.evidence(ratings=...)`` takes).
+
+        Raises:
+            RuntimeError: before :meth:`reveal` (take ids would uncover the labels).
+        """
+        import pandas as pd
+
+        if not self.revealed:
+            raise RuntimeError("the ratings are kept blind until the session is revealed: call reveal() first")
+        rows = [(t, self.ratings[t], self.rater, self.kind, self.session_id) for t in self.order if t in self.ratings]
+        return pd.DataFrame(rows, columns=["take_id", "rating", "rater", "kind", "session_id"])
+
+    def html(self, takes: Iterable) -> str:
+        """The round as a listener sees it: each label with its player (and, in an adherence
+        round, the description to judge against), in presentation order. Before the reveal no
+        model, voice id or take id is shown, nor in a preference round the prompt.
+
+        Args:
+            takes: Take-like objects covering the session (``take_id``, ``prompt``, preview).
+        """
+        by_id = {t.take_id: t for t in takes}
+        cards = [
+            (self.label(t), by_id[t], by_id[t].prompt if self.kind == "adherence" else "", self.ratings.get(t))
+            for t in self.order
+        ]
+        return html.listening_round(kind=self.kind, rater=self.rater, cards=cards, rated=len(self.ratings))
 
     @property
     def unrated(self) -> list[str]:

@@ -101,7 +101,7 @@ class ComparisonBoard(widgets.VBox):
 
     @property
     def models(self) -> list[str]:
-        """The columns: the comparison's models, else the takes' in order of first appearance."""
+        """The columns: the comparison's models, else the takes', in ``catalog.model_order``."""
         return list(self._arranged(self.takes).models)
 
     def _arranged(self, takes: list) -> TakeGrid:

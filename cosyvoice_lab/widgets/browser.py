@@ -64,7 +64,7 @@ def table_html(rows, selected: str | None = None) -> str:
 
 def _display_row(r: dict) -> dict:
     """One DataFrame record as the texts the table shows (missing values blank)."""
-    model = r.get("model") if "model" in r else r.get("target_model")
+    model = r.get("target_model") if "target_model" in r else r.get("model")
     started = r.get("started_at")
     return {
         "take_id": r["take_id"],
@@ -82,7 +82,7 @@ def _display_row(r: dict) -> dict:
 
 def take_label(r: dict) -> str:
     """A take's line in the selector: id, model, status, rating and the start of its prompt."""
-    model = r.get("model") or r.get("target_model") or ""
+    model = r.get("target_model") or r.get("model") or ""
     stars = f" ★{r['rating']}" if _cell(r.get("rating")) else ""
     prompt = _cell(r.get("voice_prompt"))
     return f"{r['take_id'][:8]} · {short_model(str(model))} · {r.get('status')}{stars} · {prompt[:40]}"

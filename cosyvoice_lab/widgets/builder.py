@@ -17,7 +17,7 @@ from cosyvoice_lab import catalog, html
 from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
 from cosyvoice_lab.prompts.presets import PRESETS
 from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
-from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded
+from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, by_model, guarded
 from cosyvoice_lab.widgets.drafting import PromptDraft, Tally, check_designs, counters_text, preset_label, render_spec
 
 BOTH = "both"
@@ -353,7 +353,8 @@ class PromptBuilder(widgets.VBox):
         self.status.value = tally.running()
 
     def _settle(self) -> None:
-        """Once no request is in flight: reconcile unknown outcomes, record voice statuses, redraw."""
+        """Reconcile unknown outcomes, record voice statuses, redraw: ``Lab.settle`` waits until
+        none of the lab's requests is in flight (a compare in the main thread too)."""
         with self._lock:
             pending = [
                 (i, t) for i, t in enumerate(self.takes) if t.status == "unknown" or (t.ok and not t.voice_status)
@@ -378,7 +379,7 @@ class PromptBuilder(widgets.VBox):
             card = TakeCard(take, self.lab.log, label=f"#{len(self.takes) + 1}", width="30em")
             self.takes.append(take)
             self.cards.append(card)
-            self.results.children = (*self.results.children, card)
+            self.results.children = by_model(self.cards)  # with several models: a column each, side by side
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the background design finishes (or ``timeout`` seconds pass).

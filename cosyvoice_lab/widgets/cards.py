@@ -1,12 +1,16 @@
-"""The result card (one take: player, ids, measurements, rating, keep/discard) and error boxes.
+"""The result card (one take: player, ids, measurements, rating, keep/unkeep) and error boxes.
 
 Shared by the PromptBuilder, the ComparisonBoard and the LogBrowser. A card writes every action
 to the experiment log at once and re-reads its take from the log, so what it shows is what the
 log holds.
 
-"Played" is recorded honestly: ipywidgets cannot observe an HTML ``<audio>`` element's play
-event, so a card marks its take played when the listener says so ("▶ listened") or judges it
-(a rating, keep or discard: nobody judges a voice unheard).
+"Played" is recorded honestly: a card marks its take played when its preview is played to the
+end (the player's ``onended`` reaches the kernel through the card's hidden ``heard`` Text widget,
+see ``html.HEARD_SINK``), when the listener says so ("▶ listened"), or when they judge it (a
+rating, keep or unkeep: nobody judges a voice unheard).
+
+"unkeep" only clears *chosen* (the voice stays in the account until ``lab.cleanup()`` deletes
+the unchosen ones), so that is its name. "keep" refuses a voice the account no longer holds.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
-from cosyvoice_lab import html
+from cosyvoice_lab import catalog, html
 
 CARD_CLASS = "cosyvoice-take-card"
+MODEL_COLUMN_CLASS = "cosyvoice-model-column"
 RATINGS = tuple((f"{n}", n) for n in range(1, 6))
 
 
@@ -65,7 +70,7 @@ short_model = html.short_model
 
 # --- the card ------------------------------------------------------------------------------------
 class TakeCard(widgets.VBox):
-    """One take: player, voice id, key measurements, rating 1-5, keep/discard, listened.
+    """One take: player, voice id, key measurements, rating 1-5, keep/unkeep, listened.
 
     Args:
         take: the Take to show.
@@ -79,7 +84,8 @@ class TakeCard(widgets.VBox):
 
     Attributes:
         take: the take as the log last returned it.
-        rating, keep_button, discard_button, listened_button: the controls.
+        rating, keep_button, unkeep_button, listened_button: the controls.
+        heard: a hidden Text the player types "ended" into when played to the end.
         message: an ErrorBox for failures of this card's actions.
     """
 
@@ -99,6 +105,8 @@ class TakeCard(widgets.VBox):
         self._on_change, self._on_rate, self._syncing = on_change, on_rate, False
         self.header = widgets.HTML()
         self.player = widgets.HTML(_player(take, "" if blind else (take.voice_id or "")))
+        self.heard = widgets.Text(layout=widgets.Layout(display="none"))
+        self.heard.add_class(html.HEARD_SINK)
         self.details = widgets.HTML()
         self.message = ErrorBox()
         self.rating = widgets.ToggleButtons(
@@ -111,24 +119,25 @@ class TakeCard(widgets.VBox):
         self.keep_button = widgets.Button(
             description="keep", icon="check", tooltip="mark chosen", layout=widgets.Layout(width="6em")
         )
-        self.discard_button = widgets.Button(
-            description="discard", tooltip="clear chosen", layout=widgets.Layout(width="6em")
+        self.unkeep_button = widgets.Button(
+            description="unkeep",
+            tooltip="no longer chosen (the voice stays in the account until lab.cleanup() deletes it)",
+            layout=widgets.Layout(width="6.5em"),
         )
         self.listened_button = widgets.Button(
             description="▶ listened", tooltip="record that you played it", layout=widgets.Layout(width="8em")
         )
         self.rating.observe(guarded(self.message, self._rated, "rating"), "value")
-        self.keep_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.choose), "keep"))
-        self.discard_button.on_click(
-            guarded(self.message, lambda _: self._act(self.experiment_log.unchoose), "discard")
-        )
+        self.keep_button.on_click(guarded(self.message, lambda _: self._keep(), "keep"))
+        self.unkeep_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.unchoose), "unkeep"))
+        self.heard.observe(guarded(self.message, self._heard, "played"), "value")
         self.listened_button.on_click(guarded(self.message, lambda _: self._mark_played(), "listened"))
-        controls = [self.rating, widgets.HBox([self.keep_button, self.discard_button, self.listened_button])]
+        controls = [self.rating, widgets.HBox([self.keep_button, self.unkeep_button, self.listened_button])]
         if annotate:
             controls.append(self._annotation_controls())
         self.controls = widgets.VBox(controls)
         super().__init__(
-            [self.header, self.player, self.details, self.controls, self.message],
+            [self.header, self.player, self.heard, self.details, self.controls, self.message],
             layout=widgets.Layout(border="1px solid #d4d4d8", padding="6px", margin="4px", width=width),
         )
         self.add_class(CARD_CLASS)
@@ -166,6 +175,22 @@ class TakeCard(widgets.VBox):
         self.take = action(self.take.take_id)
         self._mark_played()  # judging a take means it was heard
 
+    def _keep(self) -> None:
+        self.take = self.experiment_log.get(self.take.take_id)  # a clean-up may have run since
+        if self.take.voice_status == "DELETED":  # a clean-up deleted it: choosing it would promise a voice
+            self.message.clear()
+            self.message.value = html.warning(
+                "this voice was deleted from the account (a clean-up); it cannot be kept — "
+                "re-run the take to design a new one"
+            )
+            self._show()
+            return
+        self._act(self.experiment_log.choose)
+
+    def _heard(self, change) -> None:
+        if change.new == html.HEARD:
+            self._mark_played()
+
     def _add_tag(self) -> None:
         tag = self.tag_text.value.strip()
         if tag:
@@ -202,9 +227,25 @@ class TakeCard(widgets.VBox):
         self.details.value = "" if self.blind else html.card_details(t)
         self.controls.layout.display = None if t.ok else "none"
         self.keep_button.button_style = "success" if t.chosen else ""
+        self.unkeep_button.disabled = not t.chosen
         self.listened_button.description = "✓ listened" if t.played else "▶ listened"
         self.listened_button.disabled = t.played
 
 
+def by_model(cards: list[TakeCard]) -> list[widgets.Widget]:
+    """Cards as they should sit: as they are for one model; for several, one column per model
+    (in ``catalog.model_order``), headed by its name, so the models' candidates sit side by side."""
+    models = catalog.model_order(card.take.model for card in cards)
+    if len(models) < 2:
+        return list(cards)
+    return [
+        widgets.VBox(
+            [widgets.HTML(html.bold(short_model(m))), *[c for c in cards if c.take.model == m]],
+            layout=widgets.Layout(align_items="flex-start"),
+        ).add_class(MODEL_COLUMN_CLASS)
+        for m in models
+    ]
+
+
 def _player(take, label: str) -> str:
-    return html.take_player(take, label=label, empty="no preview")
+    return html.card_player(take, label=label, empty="no preview")

@@ -8,11 +8,13 @@ Every voice it creates is deleted at the end, even when a check fails. Design is
 the synthesis check speaks about 30 characters (well under ¥0.01).
 """
 
+import contextlib
 import os
 
 import pytest
-from contract_checks import CHECKS, PREFIX
+from contract_checks import CHECKS, PREFIX, READY_INTERVAL_S, READY_TIMEOUT_S
 
+from cosyvoice_lab.errors import VoiceNotFound
 from cosyvoice_lab.service.http import DashScopeClient
 from cosyvoice_lab.service.ws import Synthesizer
 
@@ -28,9 +30,11 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def backend():
     client = DashScopeClient(backend="dashscope")  # key from the environment, Beijing endpoint
-    yield client, Synthesizer(client=client)
+    # syntheses wait as long as the checks for a DEPLOYING voice (every 10 s, up to 300 s)
+    yield client, Synthesizer(client=client, ready_timeout=READY_TIMEOUT_S, ready_interval=READY_INTERVAL_S)
     for voice in client.list_voices(prefix=PREFIX):  # leave nothing behind, even after failures
-        client.delete_voice(voice.voice_id)
+        with contextlib.suppress(VoiceNotFound):  # a voice deleted a moment ago may still be listed
+            client.delete_voice(voice.voice_id)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
@@ -41,4 +45,5 @@ def test_live_contract(check, backend):
         check(client, synth, cleanup)
     finally:
         for vid in cleanup:
-            client.delete_voice(vid)
+            with contextlib.suppress(VoiceNotFound):
+                client.delete_voice(vid)
