@@ -176,7 +176,7 @@ def upgrade_error(exc: websocket.WebSocketBadStatusException, key: Secret) -> AP
         401: "WebSocket upgrade refused: the API key is invalid (or of another region)",
         403: "WebSocket upgrade refused: this key has no access",
         429: "WebSocket upgrade refused: requests rate limit exceeded",
-    }.get(status, f"WebSocket upgrade refused with HTTP {status} {exc.status_message or ''}".strip())
+    }.get(status, f"WebSocket upgrade refused with HTTP {status} {getattr(exc, 'status_message', None) or ''}".strip())
     return answer_error(
         key,
         status,
