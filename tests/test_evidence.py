@@ -48,7 +48,7 @@ def test_a_planted_pitch_shift_on_flash_is_found(tmp_path, monkeypatch):
 
 
 def test_identical_models_name_no_winner_on_pitch(tmp_path, monkeypatch):
-    ev = compare(tmp_path, monkeypatch, {}, repeats=3, variability=True)
+    ev = compare(tmp_path, monkeypatch, {}, repeats=3, variability=True, seed=2)
     row = pitch_row(ev)
     # the interval is the unadjusted 95 % one; the verdict follows the Holm-adjusted p
     assert row["p_adjusted"] >= 0.05
