@@ -309,3 +309,9 @@ def _is_checkout(folder: Path) -> bool:
     if not (pyproject.is_file() and (folder / "cosyvoice_lab").is_dir()):
         return False
     return re.search(r'(?m)^name\s*=\s*"cosyvoice-lab"', pyproject.read_text(encoding="utf-8")) is not None
+
+
+# --- evidence (analysis/stats.py, views/evidence.py) -------------------------------------------------
+EVIDENCE_ALPHA = 0.05  # two-sided error rate of every interval and test: 95 % intervals
+EVIDENCE_POWER = 0.8  # the power "what to do next" plans repeats for
+EVIDENCE_MAX_REPEATS = 200  # repeats per cell above which "what to do next" gives up

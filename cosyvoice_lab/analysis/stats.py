@@ -40,9 +40,11 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-ALPHA = 0.05  # two-sided error rate of every interval and test here
-POWER = 0.8  # the power "what to do next" aims for
-MAX_REPEATS = 200  # repeats_needed gives up above this (returns None)
+from cosyvoice_lab import catalog
+
+ALPHA = catalog.EVIDENCE_ALPHA  # two-sided error rate of every interval and test here
+POWER = catalog.EVIDENCE_POWER  # the power "what to do next" aims for
+MAX_REPEATS = catalog.EVIDENCE_MAX_REPEATS  # repeats_needed gives up above this (returns None)
 NO_EVIDENCE = "no evidence either way"
 
 
