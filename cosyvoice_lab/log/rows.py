@@ -7,8 +7,6 @@ functions; nothing here opens a database.
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import json
 import math
 import numbers
@@ -17,23 +15,16 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any, cast
 
+from cosyvoice_lab import __version__
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.take import STATUSES, Take, iso, parse_iso, redact, utc
 
 
-@functools.cache
 def package_version() -> str:
-    """The installed cosyvoice-lab version, as each take and bundle records it.
-
-    Read from the package metadata, not ``cosyvoice_lab.__version__``: the package's front door
-    names every room, and ``log`` imports only the core (tests/test_packaging keeps them equal).
-    """
-    try:
-        return importlib.metadata.version("cosyvoice-lab")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    """The cosyvoice-lab version each take and bundle records (``cosyvoice_lab.__version__``)."""
+    return __version__
 
 
 # Columns read back into a Take, in SELECT order.

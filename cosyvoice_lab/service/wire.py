@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import __version__, catalog
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.credentials import Secret, redact
 from cosyvoice_lab.design import VoiceDesign
@@ -17,16 +16,7 @@ from cosyvoice_lab.errors import APIError, api_error
 UTC8 = dt.timezone(dt.timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
 
 
-def _package_version() -> str:
-    # from the installed metadata, not ``cosyvoice_lab.__version__``: the package's front door
-    # names every room, and the wire imports only the core (tests/test_packaging keeps them equal)
-    try:
-        return importlib.metadata.version("cosyvoice-lab")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-USER_AGENT = f"cosyvoice-lab/{_package_version()}"
+USER_AGENT = f"cosyvoice-lab/{__version__}"
 
 
 @dataclass(frozen=True)
