@@ -52,8 +52,8 @@ class SlidingWindow:
             return 0.0
         capacity = max(1, math.floor(rps))
         window = max(1.0, capacity / rps) + slack
-        now = self._clock()
-        with self._lock:
+        with self._lock:  # the clock is read under the lock, so the deque stays in time order
+            now = self._clock()
             seen = self._seen[key]
             while seen and seen[0] <= now - window:
                 seen.popleft()
