@@ -1,14 +1,23 @@
-"""Benchmark of the experiment log: recording takes, loading the DataFrame, bytes per take.
+"""Benchmark of the experiment log on SQLite and on PostgreSQL: recording takes, loading the
+DataFrame, bytes per take, printed side by side.
 
-Run:  .venv/bin/python benchmarks/log_bench.py [--folder DIR] [--keep]
+Run:  .venv/bin/python benchmarks/log_bench.py [--folder DIR] [--keep] [--only sqlite|postgresql]
 
-Prints, against the targets of issue 3 (2-core machine):
+Prints, against the targets of issue 3 (2-core machine), for a folder log (SQLite) and for a
+database log (PostgreSQL, a throwaway server started the way the tests start one:
+tests/pgserver.py, Debian's binaries; skipped with a note when they or psycopg are missing):
   * seconds to record 10,000 takes (start + finish each, realistic fields and metrics,
     no preview audio; previews are measured separately, since each new file costs an fsync)
   * seconds to load ``log.df`` at 10,000 and at 100,000 takes (the 100k log is grown from the
     10k recorded takes by copying rows under fresh ids with SQL, which is much faster than
     recording them and gives the same rows)
-  * bytes per take in the database, audio excluded (after a WAL checkpoint)
+  * bytes per take in the database, audio excluded (SQLite: pages in use after a WAL
+    checkpoint; PostgreSQL: the log's tables with their indexes and TOAST after a VACUUM)
+
+The PostgreSQL server runs with fsync on and ``synchronous_commit=off``: a commit returns before
+its WAL reaches the disk, as SQLite's ``synchronous=NORMAL`` in WAL mode does (a crashed process
+loses nothing; a power cut may lose the last commits, never the database). Its client talks to
+it over TCP on loopback, as a teammate's would over the network (without the network's latency).
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +103,36 @@ def grow(log: ExperimentLog, total: int) -> None:
             )
 
 
+def grow_pg(log: ExperimentLog, total: int) -> None:
+    """``grow`` for a log on PostgreSQL (its own SQL: sent as written, not translated)."""
+    import psycopg
+
+    with psycopg.connect(PG_URL[0], autocommit=True) as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'takes' "
+                "AND column_name != 'rowid' ORDER BY ordinal_position"
+            )
+        ]
+        first = len(log)
+        shifted = {"take_id": "md5(random()::text || clock_timestamp()::text)"}
+        for day, have in enumerate(range(first, total, first), start=1):
+            for c in ("started_at", "finished_at"):
+                moved = f"CAST(left({c}, 19) AS timestamp) + interval '{day} days'"
+                shifted[c] = f"""to_char({moved}, 'YYYY-MM-DD"T"HH24:MI:SS') || substr({c}, 20)"""
+            copied = ", ".join(shifted.get(c, c) for c in columns)
+            conn.execute(
+                f"INSERT INTO takes ({', '.join(columns)}) SELECT {copied} FROM takes "
+                f"WHERE rowid <= {first} ORDER BY rowid LIMIT {min(first, total - have)}"
+            )
+        conn.execute("VACUUM ANALYZE takes")
+
+
+PG_URL: list[str] = []  # the benchmark server's database URL, once started
+LOG_TABLES = ("takes", "annotations", "utterances", "cell_claims", "ratings")  # not the audio
+
+
 def load_df(log: ExperimentLog, repeats: int = 3) -> float:
     """Best of ``repeats`` seconds to build ``log.df``."""
     best = float("inf")
@@ -110,36 +151,117 @@ def bytes_per_take(log: ExperimentLog) -> float:
     return pages * log.db.query("PRAGMA page_size")[0][0] / len(log)
 
 
+def bytes_per_take_pg(log: ExperimentLog) -> float:
+    """The log's tables (the audio table excluded) with indexes and TOAST, after a VACUUM, per take."""
+    import psycopg
+
+    with psycopg.connect(PG_URL[0], autocommit=True) as conn:
+        conn.execute("VACUUM")
+        size = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = ANY(%s) AND c.relkind = 'r'",
+            (list(LOG_TABLES),),
+        ).fetchone()[0]
+    return int(size) / len(log)
+
+
 def previews(n: int) -> list[Audio]:
     """``n`` distinct 0.5 s previews (16 kHz WAV, 16 KB each)."""
     rng = np.random.default_rng(0)
     return [Audio.from_numpy(rng.uniform(-0.1, 0.1, 8000), 16000) for _ in range(n)]
 
 
-def line(label: str, value: float, unit: str, target: float | None = None) -> None:
-    ratio = f"  ({value / target:.2f} of target {target:g} {unit})" if target else ""
-    print(f"{label:<46}{value:>10.3f} {unit}{ratio}")
+LINES = (
+    ("record", "record 10,000 takes (start+finish, no audio)", "s", TARGET_RECORD_10K_S),
+    ("df10k", "load log.df at 10,000 takes (best of 3)", "s", None),
+    ("bytes10k", "bytes per take at 10,000 (audio excluded)", "B", TARGET_BYTES_PER_TAKE),
+    ("df100k", "load log.df at 100,000 takes (best of 3)", "s", TARGET_DF_100K_S),
+    ("bytes100k", "bytes per take at 100,000 (audio excluded)", "B", TARGET_BYTES_PER_TAKE),
+    ("audio", "record 1,000 takes, each a new 16 KB preview", "s", None),
+)
+
+
+def measure(open_log: Callable[[str], ExperimentLog], grow_to: Callable, size_of: Callable) -> dict[str, float]:
+    """Every figure of ``LINES`` for one kind of log (``open_log(name)`` opens a fresh one)."""
+    figures = {}
+    with open_log("main") as log:
+        figures["record"] = record(log, 10_000)
+        figures["df10k"] = load_df(log)
+        figures["bytes10k"] = size_of(log)
+        grow_to(log, 100_000)
+        figures["df100k"] = load_df(log)
+        figures["bytes100k"] = size_of(log)
+    with open_log("audio") as audio_log:
+        figures["audio"] = record(audio_log, 1_000, audio=previews(1_000))
+    return figures
+
+
+def cell(value: float | None, unit: str, target: float | None) -> str:
+    if value is None:
+        return f"{'-':>22}"
+    ratio = f" ({value / target:.2f})" if target else ""
+    return f"{value:>10.3f} {unit}{ratio:<8}"
+
+
+def report(results: dict[str, dict[str, float] | str]) -> None:
+    """The figures side by side; a ratio in parentheses is the share of the target used."""
+    names = list(results)
+    print(f"{'':<46}" + "".join(f"{n:>22}" for n in names) + "   target")
+    for key, label, unit, target in LINES:
+        values = [r.get(key) if isinstance(r, dict) else None for r in results.values()]
+        goal = f"   {target:g} {unit}" if target else ""
+        print(f"{label:<46}" + "".join(cell(v, unit, target) for v in values) + goal)
+    for name, r in results.items():
+        if isinstance(r, str):
+            print(f"{name}: {r}")
+
+
+def start_postgres(root: Path):
+    """A throwaway PostgreSQL server as the tests start one (tests/pgserver.py), fsync on and
+    ``synchronous_commit=off``; returns ``(server, url of a fresh database)``, or a reason it cannot."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pgserver import PgServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        return None, "skipped: PostgreSQL's server binaries are not installed (apt-get install postgresql)"
+    try:
+        import psycopg
+    except ImportError:
+        return None, "skipped: psycopg is not installed (pip install -e '.[postgres]')"
+    server = PgServer(bindir).start()
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        for setting in ("fsync = on", "full_page_writes = on", "synchronous_commit = off"):
+            conn.execute(f"ALTER SYSTEM SET {setting}")
+        conn.execute("SELECT pg_reload_conf()")
+    return server, None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", help="where to build the logs (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the logs afterwards")
+    parser.add_argument("--folder", help="where to build the folder logs (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the folder logs afterwards")
+    parser.add_argument("--only", choices=("sqlite", "postgresql"), help="measure one kind of log only")
     args = parser.parse_args()
     root = Path(args.folder or tempfile.mkdtemp(prefix="log-bench-"))
+    results: dict[str, dict[str, float] | str] = {}
     try:
-        log = ExperimentLog(root / "main")
-        line("record 10,000 takes (start+finish, no audio)", record(log, 10_000), "s", TARGET_RECORD_10K_S)
-        line("load log.df at 10,000 takes (best of 3)", load_df(log), "s")
-        line("bytes per take at 10,000 (audio excluded)", bytes_per_take(log), "B", TARGET_BYTES_PER_TAKE)
-        grow(log, 100_000)
-        line("load log.df at 100,000 takes (best of 3)", load_df(log), "s", TARGET_DF_100K_S)
-        line("bytes per take at 100,000 (audio excluded)", bytes_per_take(log), "B", TARGET_BYTES_PER_TAKE)
-        log.close()
-        with ExperimentLog(root / "audio") as audio_log:
-            seconds = record(audio_log, 1_000, audio=previews(1_000))
-            line("record 1,000 takes, each a new 16 KB preview", seconds, "s")
-            line("  so per take with a preview", seconds * 1000 / 1_000, "ms")
+        if args.only != "postgresql":
+            results["SQLite (folder)"] = measure(lambda name: ExperimentLog(root / name), grow, bytes_per_take)
+        if args.only != "sqlite":
+            server, reason = start_postgres(root)
+            if server is None:
+                results["PostgreSQL"] = str(reason)
+            else:
+                try:
+
+                    def open_pg(name: str) -> ExperimentLog:
+                        PG_URL[:] = [server.new_database()]
+                        return ExperimentLog(PG_URL[0], folder=root / "pg-local")
+
+                    results["PostgreSQL"] = measure(open_pg, grow_pg, bytes_per_take_pg)
+                finally:
+                    server.stop()
+        report(results)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

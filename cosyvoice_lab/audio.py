@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cosyvoice_lab.catalog import SHARE_AUDIO_KBPS
 from cosyvoice_lab.catalog import SYNTH_FORMATS as FORMATS  # every format the service sends (previews use a subset)
 from cosyvoice_lab.files import atomic_write
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # numpy loads on first decode/encode, not with the client
     import numpy as np
 _MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg", "pcm": "audio/wav"}
 _SF_FORMAT = {"wav": ("WAV", "PCM_16"), "mp3": ("MP3", None), "opus": ("OGG", "OPUS")}
+OPUS_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)  # the rates an Opus encoder accepts
+_OPUS_KBPS_RANGE = (6.0, 256.0)  # libsndfile maps compression_level 1 -> 0 onto these kbit/s (per channel)
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +104,26 @@ class Audio:
         if self.format == "wav":
             return self
         return Audio.from_numpy(self.to_numpy(), self.sample_rate, "wav")
+
+    def compressed(self, kbps: float = SHARE_AUDIO_KBPS) -> Audio:
+        """The recording as Opus (in Ogg), mono, at about ``kbps`` kbit/s: small enough to share
+        (a tenth of a 24 kHz WAV at 24 kbit/s) and clear for speech. Itself when it is already
+        Opus, or when its sample rate is not one Opus takes (``OPUS_SAMPLE_RATES``).
+
+        Raises:
+            ValueError: ``kbps`` outside the encoder's range (6-256).
+        """
+        low, high = _OPUS_KBPS_RANGE
+        if not low <= kbps <= high:
+            raise ValueError(f"kbps must be within {low:g}-{high:g}, got {kbps!r}")
+        if self.format == "opus" or self.sample_rate not in OPUS_SAMPLE_RATES:
+            return self
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        level = (high - kbps) / (high - low)
+        sf.write(buf, self.to_numpy(), self.sample_rate, format="OGG", subtype="OPUS", compression_level=level)
+        return Audio(buf.getvalue(), "opus", self.sample_rate)
 
     @classmethod
     def from_base64(cls, text: str, format: str, sample_rate: int) -> Audio:

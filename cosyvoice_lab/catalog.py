@@ -35,6 +35,7 @@ MODELS: dict[str, Model] = {
     V3_PLUS: Model(V3_PLUS, 2.0, ("cn-beijing",)),
     V3_FLASH: Model(V3_FLASH, 1.0, ("cn-beijing",)),
 }
+DESIGN_PRICE_CNY = 0.0  # designing a CosyVoice voice (and its preview) is free; only synthesis is billed [3.5]
 DEFAULT_MODEL = V35_PLUS
 COMPARE_MODELS = (V35_PLUS, V35_FLASH)  # also the one order models are shown in (see model_order)
 
@@ -129,6 +130,7 @@ PREVIEW_SAMPLE_RATES = (16000, 24000, 48000)
 DEFAULT_PREVIEW_SAMPLE_RATE = 24000
 PREVIEW_FORMATS = ("wav", "mp3", "pcm")
 DEFAULT_PREVIEW_FORMAT = "wav"
+SHARE_AUDIO_KBPS = 24  # the HTML report's previews: Opus, mono, a speech bit rate (WAVs stay in the log)
 DEFAULT_PREFIX = "lab"
 
 # voice id of a designed voice [3.3]; ids made elsewhere also parse [contract §11]: capitals in
@@ -234,6 +236,13 @@ DEFAULT_PREVIEW_TEXT = {
 
 # The one default lab folder, shared by Lab(), the notebooks and the CLI (see default_lab_folder).
 LAB_HOME_ENV = "COSYVOICE_LAB_HOME"
+# The default log when none is given: a folder, or a team's postgresql:// URL (see default_log).
+LOG_ENV = "COSYVOICE_LAB_LOG"
+# Who rates and annotates: a ``rater=`` argument, else this variable, else the login name.
+USER_ENV = "COSYVOICE_LAB_USER"
+RATER_MAX_CHARS = 64  # a rater's name: 1-64 printable characters
+RATING_KINDS = ("preference", "adherence")  # listening rounds (the ratings table's CHECK says the same)
+BLIND_SEED_BITS = 31  # a blind round's shuffle seed: 0 <= seed < 2**31 (an INTEGER in every database)
 CHECKOUT_LAB_FOLDER = "lab-data"  # in a checkout of this repository; git-ignored
 USER_LAB_FOLDER = ("cosyvoice-lab",)  # under $XDG_DATA_HOME (default ~/.local/share) elsewhere
 
@@ -247,6 +256,13 @@ BUNDLE_MAX_ROWS = 200_000  # rows in one table
 BUNDLE_MAX_TEXT_CHARS = 20_000  # one free text (notes, error message, prompt, utterance text...)
 BUNDLE_MAX_NAME_CHARS = 200  # one short text (experiment, cell, host, author, tag, request id...)
 BUNDLE_MAX_TAGS = 100  # tags on one take
+LOG_COPY_CHUNK_TAKES = 500  # takes per slice of a `log copy` (one bundle, one transaction in DST)
+
+# --- the listening panel (panel/) ----------------------------------------------------------------
+PANEL_HOST = "127.0.0.1"  # loopback unless asked: another address serves other machines and needs the token
+PANEL_PORT = 8770
+PANEL_TOKEN_BYTES = 24  # random bytes of the join token (secrets.token_urlsafe: 32 characters)
+PANEL_MAX_BODY_BYTES = 4096  # a rating request is ~100 bytes; larger bodies are answered 413
 
 # --- the offline simulator -----------------------------------------------------------------
 
@@ -302,6 +318,21 @@ def default_lab_folder(cwd: str | os.PathLike | None = None) -> Path:
             return folder / CHECKOUT_LAB_FOLDER
     data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(data, *USER_LAB_FOLDER)
+
+
+def default_log() -> str | Path:
+    """The log used when no folder or log is given (``Lab()``, the CLI): ``$COSYVOICE_LAB_LOG``
+    (a folder, or a ``postgresql://`` URL a team shares), else ``default_lab_folder()``."""
+    given = os.environ.get(LOG_ENV, "").strip()
+    return given if given else default_lab_folder()
+
+
+def log_location(folder: str | os.PathLike | None = None, log: str | os.PathLike | None = None) -> str | os.PathLike:
+    """Where the log is, the one rule for ``Lab`` and the CLI: ``log`` if given (a folder or a
+    ``postgresql://`` URL), else ``folder``, else ``default_log()``."""
+    if log is not None:
+        return log
+    return folder if folder is not None else default_log()
 
 
 def _is_checkout(folder: Path) -> bool:

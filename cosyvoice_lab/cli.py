@@ -13,8 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab import __version__, catalog, cli_log
 from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError, ValidationError
+from cosyvoice_lab.panel import cli as panel_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the lab folder (log + audio); default ${catalog.LAB_HOME_ENV}, else {catalog.CHECKOUT_LAB_FOLDER}/ "
         "in a checkout of the repository, else ~/.local/share/cosyvoice-lab (the notebooks' folder too)",
     )
+    common.add_argument("--log", help=f"a team's log, postgresql://user:pw@host/db; default ${catalog.LOG_ENV}")
     common.add_argument(
         "--backend",
         choices=("auto", "dashscope", "offline"),
@@ -110,17 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     vc.add_argument("--experiment", help="only voices from this experiment")
     vc.add_argument("--include-unknown", action="store_true", help="also delete voices the log does not know")
 
-    lg = sub.add_parser("log", help="the experiment log: show, export, import")
-    ls = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
-    show = ls.add_parser("show", parents=[common], help="recent takes")
-    show.add_argument("--experiment")
-    show.add_argument("--limit", type=int, default=20)
-    ex = ls.add_parser("export", parents=[common], help="export: .csv, .parquet, .html or .zip (bundle)")
-    ex.add_argument("path", type=Path, nargs="?", help="default: report.html in the lab folder")
-    ex.add_argument("--experiment")
-    im = ls.add_parser("import", parents=[common], help="merge a teammate's bundle (.zip) into this log")
-    im.add_argument("path", type=Path)
+    cli_log.add_parser(sub, common)  # log show / export / import / copy
 
+    panel_cli.add_parser(sub, common)  # panel --experiment NAME: a listening round as a web page
     o = sub.add_parser("offline", help="run the offline simulator on 127.0.0.1 until Ctrl-C")
     o.add_argument("--port", type=int, default=8765)
     o.add_argument(
@@ -164,29 +158,13 @@ def _lab(args, **kw):
 
     return Lab(
         args.folder,
+        log=args.log,
         backend=args.backend,
         base_url=args.base_url,
         workspace=args.workspace,
         progress=not args.json,
         **kw,
     )
-
-
-def _print_table(df, as_json: bool, columns=None):
-    if columns is not None:
-        df = df[[c for c in columns if c in df.columns]]
-    if as_json:
-        print(df.to_json(orient="records", date_format="iso", force_ascii=False))
-    elif df.empty:
-        print("(none)")
-    else:
-        import pandas as pd
-
-        with pd.option_context("display.max_colwidth", 48, "display.width", 200):
-            print(df.to_string(index=False))
-
-
-TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
 
 
 def _takes_df(lab, takes):
@@ -206,7 +184,7 @@ def cmd_design(args) -> int:
         experiment=args.experiment,
     )
     takes = takes if isinstance(takes, list) else [takes]
-    _print_table(_takes_df(lab, takes), args.json, TAKE_COLUMNS)
+    cli_log.print_table(_takes_df(lab, takes), args.json, cli_log.TAKE_COLUMNS)
     return _exit_code(takes)
 
 
@@ -287,7 +265,7 @@ def cmd_voices(args) -> int:
         df = lab.voices()
         if not args.json:
             print(f"{len(df)} voice(s) of {catalog.VOICE_QUOTA} allowed — {lab!r}", file=sys.stderr)
-        _print_table(
+        cli_log.print_table(
             df, args.json, ["voice_id", "status", "gmt_create", "take_id", "experiment", "rating", "chosen", "known"]
         )
         return EXIT_OK
@@ -302,42 +280,13 @@ def cmd_voices(args) -> int:
         print(json.dumps({"deleted": args.voice_ids}) if args.json else f"deleted {len(args.voice_ids)} voice(s)")
         return EXIT_OK
     plan = lab.cleanup(dry_run=not args.yes, experiment=args.experiment, include_unknown=args.include_unknown)
-    _print_table(plan, args.json, ["voice_id", "action", "reason", "done"])
+    cli_log.print_table(plan, args.json, ["voice_id", "action", "reason", "done"])
     if not args.yes and not args.json:
         print(
             f"dry run: {int((plan['action'] == 'delete').sum())} voice(s) would be deleted; add --yes to delete",
             file=sys.stderr,
         )
     return EXIT_OK if args.yes is False or plan.loc[plan["action"] == "delete", "done"].all() else EXIT_FAILED
-
-
-def cmd_log(args) -> int:
-    from cosyvoice_lab.log.experiment_log import ExperimentLog
-
-    log = ExperimentLog(args.folder)
-    if args.log_command == "show":
-        df = log.to_dataframe(experiment=args.experiment)
-        _print_table(df.sort_values("started_at").tail(args.limit), args.json, [*TAKE_COLUMNS, "experiment"])
-        return EXIT_OK
-    if args.log_command == "import":
-        counts = log.import_bundle(args.path)
-        print(json.dumps(counts) if args.json else f"imported: {counts}")
-        return EXIT_OK
-    if args.path is None:
-        args.path = log.folder / "report.html"  # inside the (git-ignored) lab folder
-    suffix = args.path.suffix.lower()
-    exporters = {
-        ".csv": log.export_csv,
-        ".parquet": log.export_parquet,
-        ".html": log.export_html,
-        ".zip": log.export_bundle,
-    }
-    if suffix not in exporters:
-        print(f"cannot export to {args.path}: use .csv, .parquet, .html or .zip", file=sys.stderr)
-        return EXIT_INPUT
-    exporters[suffix](args.path, experiment=args.experiment)
-    print(json.dumps({"exported": str(args.path)}) if args.json else f"wrote {args.path}")
-    return EXIT_OK
 
 
 def cmd_offline(args) -> int:
@@ -362,13 +311,21 @@ def cmd_offline(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"design": cmd_design, "compare": cmd_compare, "voices": cmd_voices, "log": cmd_log, "offline": cmd_offline}
+COMMANDS = {
+    "design": cmd_design,
+    "compare": cmd_compare,
+    "voices": cmd_voices,
+    "log": cli_log.run,
+    "offline": cmd_offline,
+    "panel": panel_cli.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if "folder" in args and args.folder is None:
-        args.folder = catalog.default_lab_folder()  # one default for the CLI and the notebooks
+    if "folder" in args:  # one default for the CLI and the notebooks
+        args.log = catalog.log_location(args.folder, args.log)  # --log, --folder, $COSYVOICE_LAB_LOG
+        args.folder = args.folder or catalog.default_lab_folder()
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -178,6 +178,11 @@ def numbered_prompt(index: int, prompt: str) -> str:
     return str(Markup("<div style='max-width:22em'><b>{}</b>. {}</div>").format(index, prompt))
 
 
+def blind_description(prompt: str) -> str:
+    """An adherence round's question above a blind card: the description to judge the voice by."""
+    return str(Markup("<div style='max-width:22em'>How well does this voice match: <i>{}</i></div>").format(prompt))
+
+
 EMPTY_CELL = "<i>—</i>"
 """What a grid cell without takes shows."""
 
@@ -206,9 +211,11 @@ def edited_note() -> str:
     )
 
 
-def blind_status(session_id: str, seed: int, rated: int, total: int, still_to_rate: Sequence[str] = ()) -> str:
-    """A blind session's progress: ``blind session <id>, seed 7: 3/8 rated — still to rate: A, C``."""
-    text = Markup("blind session {}, seed {}: {}/{} rated").format(session_id, seed, rated, total)
+def blind_status(session_id: str, seed: int | None, rated: int, total: int, still_to_rate: Sequence[str] = ()) -> str:
+    """A blind session's progress: ``blind session <id>: 3/8 rated — still to rate: A, C``; the
+    seed (``, seed 7``) only once revealed: with the take ids it uncovers the labels."""
+    shown = Markup("") if seed is None else Markup(", seed {}").format(seed)
+    text = Markup("blind session {}{}: {}/{} rated").format(session_id, shown, rated, total)
     if still_to_rate:
         text += Markup(" — still to rate: {}").format(", ".join(still_to_rate))
     return str(text)
@@ -332,6 +339,24 @@ def evidence_table(experiment: str, rows: Sequence[Mapping[str, Any]], next_step
     return _render("evidence.html.j2", experiment=experiment, rows=rows, next_steps=next_steps)
 
 
+def panel_page(*, kind: str, script: str) -> str:
+    """The listening panel's page (``panel/``): a ``kind`` round's instructions and a name form;
+    its ``script`` (a URL path) fetches the session and shows the items. No data of the round."""
+    return _render("panel.html.j2", kind=kind, script=script)
+
+
+def sweep_table(**context: Any) -> str:
+    """A sweep (``dimension``, ``baseline``, ``experiment``, ``model``): ``rows`` of value × measure
+    (estimate, interval, n, adjusted p, verdict; ``found`` in bold), then ``prompts`` (value, prompt)."""
+    return _render("sweep.html.j2", **context)
+
+
+def history_table(**context: Any) -> str:
+    """A take's lineage (``take_id``, ``note``): ``rows`` per version (kind, change, model, status,
+    ratings, ``measures`` texts under the ``measures`` names, prompt; ``current`` in bold)."""
+    return _render("history.html.j2", **context)
+
+
 def listening_round(*, kind: str, rater: str, cards: Sequence[tuple[str, Any, str, int | None]], rated: int) -> str:
     """A blind listening round: ``cards`` are ``(label, take, description or "", rating)`` in
     presentation order; only the label, the player (no tooltip), the description (adherence
@@ -344,16 +369,28 @@ def lab_summary(*, offline: bool, region: str, host: str, folder: Any, model: st
     return _render("lab.html.j2", offline=offline, region=region, host=host, folder=folder, model=model)
 
 
-def report(takes: Sequence[Take], *, folder: Any, generated: str | None) -> str:
-    """The self-contained HTML page of ``ExperimentLog.export_html``: one row per take, previews
-    embedded as data-URI players, no links to anything outside the file. ``folder`` and
-    ``generated`` (a timestamp text) are shown in the heading."""
-    with_audio = sum(1 for t in takes if t.audio_path)
+def report(
+    sections: Sequence[Mapping[str, Any]],
+    *,
+    players: Mapping[str, Audio],
+    folder: Any,
+    generated: str | None,
+    kbps: float,
+) -> str:
+    """The self-contained HTML page of the report (``log.export.export_html``): ``sections`` (one
+    per experiment: name, counts, models, prompts with their takes, ``evidence`` HTML written by
+    this module, ``plots`` as (title, image data URI)); ``players``: take id → the Audio to embed
+    (compressed; a take without one shows ``take_player``'s reason). No link leaves the file; the
+    layout fits the window (wide tables scroll in their own box, rows stack on a phone)."""
+    sections = [{**s, "evidence": Markup(s.get("evidence") or "")} for s in sections]  # our own HTML
     return _render(
         "report.html.j2",
-        takes=takes,
+        sections=sections,
+        players=players,
         folder=folder,
         generated=generated,
-        with_audio=with_audio,
+        kbps=kbps,
+        total=sum(s["total"] for s in sections),
+        with_audio=sum(1 for s in sections for p in s["prompts"] for t in p["takes"] if t.audio_path),
         report_metrics=tuple(key for key, _, _ in METRICS),
     )

@@ -191,7 +191,7 @@ def test_a_conflict_with_this_log_is_reported_not_merged(bundle, theirs, tmp_pat
     with pytest.raises(LogError, match=r"utterances.json row 0 .* conflicts with this log's utterance"):
         theirs.import_bundle(renoted)
     assert snapshot(theirs, tmp_path) == before
-    nothing = dict.fromkeys(("takes", "takes_updated", "annotations", "utterances", "audio_files"), 0)
+    nothing = dict.fromkeys(("takes", "takes_updated", "annotations", "utterances", "ratings", "audio_files"), 0)
     assert theirs.import_bundle(bundle) == nothing  # the same bundle again: already merged
 
 

@@ -96,7 +96,7 @@ def test_parquet_round_trips_the_dataframe(log, tmp_path):
 
 def test_html_report_is_self_contained_and_escaped(log, tmp_path):
     page = log.export_html(tmp_path / "report.html").read_text()
-    assert page.count("<audio") == 3 and page.count('src="data:audio/wav;base64,') == 3
+    assert page.count("<audio") == 3 and page.count('src="data:audio/ogg;base64,') == 3  # compressed: Opus
     assert "&lt;i&gt;cheerful" in page and "<i>cheerful" not in page and "bad &amp; &lt;worse&gt;" in page
     assert "http://" not in page and "https://" not in page
     assert "no preview" in page  # the reconciled take
@@ -140,10 +140,12 @@ def test_bundle_merges_into_another_log_without_duplicates(log, tmp_path):
         names = set(zf.namelist())
         manifest = json.loads(zf.read("manifest.json"))
     assert {"manifest.json", "takes.json", "annotations.json", "utterances.json"} <= names
-    assert manifest["counts"] == {"takes": 5, "annotations": 7, "utterances": 1, "audio_files": 4}
+    assert manifest["counts"] == {"takes": 5, "annotations": 7, "utterances": 1, "ratings": 0, "audio_files": 4}
     with ExperimentLog(tmp_path / "theirs") as theirs:
         first = theirs.import_bundle(bundle)
-        assert first == {"takes": 5, "takes_updated": 0, "annotations": 7, "utterances": 1, "audio_files": 4}
+        assert first == {
+            "takes": 5, "takes_updated": 0, "annotations": 7, "utterances": 1, "ratings": 0, "audio_files": 4
+        }  # fmt: skip
         assert theirs.import_bundle(bundle) == dict.fromkeys(first, 0)  # twice adds nothing
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
         pd.testing.assert_frame_equal(theirs.history(), log.history())

@@ -18,6 +18,7 @@ from cosyvoice_lab import ExperimentLog, html
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.export import report_sections
 from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult
 from cosyvoice_lab.take import Take, Takes
 from cosyvoice_lab.views.audition import Audition
@@ -222,7 +223,7 @@ def test_the_report_escapes_every_field_and_the_row_id(log, tmp_path):
     parsed = inert(page)
     assert page.count("<audio") == 2 and FOLDER in parsed.text and "notes " + SCRIPT in parsed.text
     takes = [hostile_take(tmp_path), failed_take(tmp_path)]
-    page = html.report(takes, folder=H, generated="now")
+    page = html.report(report_sections(takes), players={}, folder=H, generated="now", kbps=24)
     rows = [dict(attrs) for tag, attrs in inert(page).elements if tag == "tr" and dict(attrs).get("id")]
     assert [r["id"] for r in rows] == [f"take-{t.take_id}" for t in takes]
 

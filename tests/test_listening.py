@@ -67,7 +67,9 @@ def test_a_session_records_its_seed_and_labels():
     assert s.order == tuple(shuffled([t.take_id for t in TAKES], 7)) and s.tag == "blind:s1"
     first = s.order[0]
     assert s.label(first) == "A"
-    assert s.note_for(first) == f"blind s1: seed 7, preference round, 8 takes, rater {s.rater}" and s.rater
+    assert s.note_for(first) == f"blind s1: preference round, 8 takes, rater {s.rater}" and s.rater
+    assert "7" not in s.note_for(first), "the seed (with the take ids) rebuilds the labels: not before the reveal"
+    assert s.reveal_note() == "blind s1 revealed: seed 7"
     assert BlindSession.start(["x"]).seed >= 0  # a fresh seed when none is given
     with pytest.raises(KeyError):
         s.label("nope")
@@ -109,8 +111,12 @@ def test_the_summary_numbers_prompts_in_the_order_given():
         s.summary(TAKES[1:])
 
 
-def test_a_session_is_rebuilt_from_what_the_log_recorded():
+def test_a_revealed_session_is_rebuilt_from_the_takes_notes():
     s = BlindSession.start([t.take_id for t in TAKES[:4]], seed=99, session_id="abc")
+    notes = s.append_note("earlier note", s.note_for("t0"))
+    blind = [FakeTake(t.take_id, t.model, t.prompt, tags=(s.tag,), notes=notes) for t in TAKES[:4]]
+    with pytest.raises(ValueError, match="pass the ExperimentLog"):  # before the reveal the notes hold no seed
+        BlindSession.from_log(blind, "abc")
     logged = [
         FakeTake(
             t.take_id,
@@ -118,12 +124,12 @@ def test_a_session_is_rebuilt_from_what_the_log_recorded():
             t.prompt,
             tags=(s.tag,),
             rating=4 if t.take_id == "t1" else None,
-            notes=s.append_note("earlier note", s.note_for(t.take_id)),
+            notes=s.append_note(notes, s.reveal_note()),
         )
         for t in TAKES[:4]
     ]
     again = BlindSession.from_log([*logged, *TAKES[4:]], "abc")
-    assert again.order == s.order and again.seed == 99 and again.ratings == {"t1": 4}
+    assert again.order == s.order and again.seed == 99 and again.revealed
     with pytest.raises(ValueError, match="no consistent record"):
         BlindSession.from_log(TAKES, "abc")
 
@@ -177,10 +183,11 @@ def test_ratings_carry_the_rater_and_the_round_kind():
     assert set(frame["session_id"]) == {s.session_id}
 
 
-@given(st.text(min_size=1, max_size=20).filter(lambda x: x.strip() == x and "\n" not in x and "\r" not in x))
-def test_kind_and_rater_come_back_from_the_log(rater):
+@given(st.text(min_size=1, max_size=20).filter(lambda x: x.strip() == x and x.isprintable()))
+def test_kind_and_rater_come_back_from_the_notes(rater):
     s = BlindSession.start(["t0", "t1", "t2"], kind="adherence", rater=rater, session_id="xyz")
-    logged = [FakeTake(t, "plus", "p", tags=(s.tag,), notes=s.note_for(t)) for t in ("t0", "t1", "t2")]
+    notes = s.append_note(s.note_for("t0"), s.reveal_note())
+    logged = [FakeTake(t, "plus", "p", tags=(s.tag,), notes=notes) for t in ("t0", "t1", "t2")]
     again = BlindSession.from_log(logged, "xyz")
     assert (again.order, again.seed, again.kind, again.rater) == (s.order, s.seed, "adherence", rater)
 
@@ -209,3 +216,264 @@ def test_played_not_chosen():
         FakeTake("c", "m", "p"),
     ]
     assert [t.take_id for t in played_not_chosen(takes)] == ["a"]
+
+
+def test_sessions_recorded_with_the_seed_in_the_note_are_still_read():
+    s = BlindSession.start(["t0", "t1", "t2"], seed=5, session_id="v2", kind="adherence", rater="bo")
+    line = "blind v2: seed 5, adherence round, 3 takes, rater bo"
+    logged = [FakeTake(t, "plus", "p", tags=(s.tag,), notes=line) for t in ("t0", "t1", "t2")]
+    again = BlindSession.from_log(logged, "v2")
+    assert (again.order, again.kind, again.rater) == (s.order, "adherence", "bo")
+
+
+# --- with a real experiment log ---------------------------------------------------------------
+
+SEED = 2_000_000_011  # ten digits: not found in a log view by chance
+
+
+def real_log(tmp_path):
+    import numpy as np
+
+    from cosyvoice_lab.audio import Audio
+    from cosyvoice_lab.design import VoiceDesign
+    from cosyvoice_lab.log.experiment_log import ExperimentLog
+
+    log = ExperimentLog(tmp_path / "log")
+    for i, (prompt, model) in enumerate((p, m) for p in ("A deep calm voice", "A bright voice") for m in MODELS):
+        design = VoiceDesign(prompt, "Hello there.", target_model=f"cosyvoice-v3.5-{model}")
+        take = log.start(design, backend="offline", experiment="blind")
+        audio = Audio.from_numpy(0.2 * np.sin(np.arange(2400) / (5 + i)), 24000)
+        log.finish(take.take_id, voice_id=f"cosyvoice-v3.5-{model}-vd-lab-{i:032x}", audio=audio)
+    return log
+
+
+def test_a_recorded_round_keeps_every_rating_as_given_and_survives_a_closed_notebook(tmp_path):
+    from cosyvoice_lab.log.experiment_log import ExperimentLog
+
+    log = real_log(tmp_path)
+    ids = [t.take_id for t in log.takes()]
+    s = BlindSession.start(ids, kind="adherence", rater="ana")
+    s.record(log)
+    a, b, c, d = s.order
+    s.rate(a, 4)
+    s.rate(b, 2)
+    s.rate(b, None)  # cleared
+    s.rate(c, 5)
+    got = log.ratings(session_id=s.session_id)
+    assert dict(zip(got["take_id"], got["rating"], strict=True)) == {a: 4, c: 5}
+    assert set(got["rater"]) == {"ana"} and set(got["kind"]) == {"adherence"}
+    log.close()  # the notebook is closed
+    with ExperimentLog(tmp_path / "log") as reopened:
+        again = BlindSession.from_log(reopened, s.session_id)
+        assert (again.order, again.seed, again.kind, again.rater) == (s.order, s.seed, "adherence", "ana")
+        assert again.ratings == {a: 4, c: 5} and not again.revealed and again.label(c) == "C"
+        again.rate(d, 1)  # rating goes on where it stopped, into the same log
+        assert len(reopened.ratings(session_id=s.session_id)) == 3
+        summary = again.reveal(reopened.takes())
+        assert summary.rated == 3 and again.revealed
+        assert BlindSession.from_log(reopened.takes(), s.session_id).order == s.order  # the notes, now
+
+
+def test_before_the_reveal_no_log_view_holds_the_seed_or_a_label(tmp_path):
+    log = real_log(tmp_path)
+    takes = log.takes()
+    s = BlindSession.start([t.take_id for t in takes], seed=SEED, rater="ana")
+    s.record(log)
+    s.rate(s.order[0], 5)
+    views = [
+        log.df.to_string(),
+        log.history().to_string(),
+        log.ratings().to_string(),
+        log.export_csv(tmp_path / "log.csv").read_text(),
+        *(t.notes for t in log.takes()),
+        repr(s),
+        s.html(log.takes()),
+    ]
+    for view in views:
+        assert str(SEED) not in view and "label" not in view
+    assert all(s.tag in t.tags for t in log.takes())
+    tagged = log.history().query("action == 'tag'")["take_id"].tolist()
+    assert tagged == sorted(tagged), "written in take-id order: the dated history says nothing of the labels"
+    s.reveal(log.takes())
+    assert all(f"revealed: seed {SEED}" in t.notes for t in log.takes())
+
+
+def test_a_round_is_refused_a_bad_seed_or_rater():
+    with pytest.raises(ValueError, match="seed"):
+        BlindSession.start(["t0"], seed=2**31)
+    with pytest.raises(ValueError, match="seed"):
+        BlindSession.start(["t0"], seed=-1)
+    with pytest.raises(ValueError, match="rater"):
+        BlindSession.start(["t0"], rater="a\nb")
+    assert BlindSession.start(["t0"], seed=2**31 - 1).seed == 2**31 - 1
+
+
+# --- the board and the comparison (the offline simulator) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    import os
+
+    from cosyvoice_lab import Lab
+
+    os.environ.pop("DASHSCOPE_API_KEY", None)
+    lab = Lab(tmp_path_factory.mktemp("lab"), backend="offline", progress=False, measure=False)
+    comp = lab.compare(
+        ["a deep, slow elderly male voice", "a bright, fast young female voice"], repeats=1, experiment="rounds"
+    )
+    return lab, comp
+
+
+def _board_text(board) -> str:
+    parts = [board.status.value, board.summary_box.value]
+    for child in board.grid.children[0].children:
+        inner = child.children if hasattr(child, "children") else [child]
+        for w in inner:
+            parts += [getattr(w, "value", "") or ""]
+            if hasattr(w, "header"):
+                parts += [w.header.value, w.details.value]
+    return " ".join(str(p) for p in parts)
+
+
+def _players(board) -> str:  # base64 audio: look for ids and tooltips only
+    return " ".join(c.player.value for c in board.cards.values())
+
+
+def test_an_adherence_round_on_the_board_shows_the_description_never_the_model(compared):
+    from cosyvoice_lab.widgets import ComparisonBoard
+
+    lab, comp = compared
+    take = comp.takes[0]
+    lab.log.rate(take.take_id, 2)
+    lab.log.choose(take.take_id)
+    lab.log.mark_deleted([take.voice_id])
+    board = ComparisonBoard(comp, kind="adherence", rater="Ana María")
+    session = board.start_blind()
+    assert session.kind == "adherence" and session.rater == "Ana María" and board.rater_field.disabled
+    shown = _board_text(board)
+    players = _players(board)
+    for t in comp.takes:
+        assert t.voice_id not in shown + players and t.take_id not in shown + players
+    assert (
+        "title=" not in players
+        and comp.prompts[0] in shown
+        and comp.prompts[1] in shown
+        and "How well does this voice match" in shown
+    )
+    assert not any(word in shown for word in ("v3.5", "plus", "flash", "kept", "heard", "DELETED", "seed"))
+    card = board.cards[take.take_id]
+    assert card.rating.value is None and card.marks.layout.display == "none", "no mark from outside the round"
+    card.rating.value = 5
+    assert card.rating.value == 5, "the round's own rating stays on the card"
+    got = lab.log.ratings(session_id=session.session_id)
+    assert list(zip(got["take_id"], got["rating"], got["rater"], got["kind"], strict=True)) == [
+        (take.take_id, 5, "Ana María", "adherence")
+    ]
+    assert lab.log.get(take.take_id).rating == 2, "the take's own rating is untouched"
+    board.reveal()
+    assert f"seed {session.seed}" in board.status.value and "Revealed" in board.summary_box.value
+
+
+def test_each_board_round_draws_a_fresh_seed(compared):
+    from cosyvoice_lab.widgets import ComparisonBoard
+
+    _, comp = compared
+    board = ComparisonBoard(comp, seed=11, rater="bo")
+    seeds, orders = [], []
+    for _ in range(4):
+        board.blind_toggle.value = True
+        seeds.append(board.session.seed)
+        orders.append(board.session.order)
+        board.blind_toggle.value = False
+    assert seeds[0] == 11 and len(set(seeds)) == 4, "the board's seed serves its first round only"
+    assert len(set(orders)) > 1
+    with pytest.raises(ValueError, match="rater"):
+        board.start_blind(rater="\x00")
+
+
+def test_a_round_from_code_rates_by_label_and_shows_no_model(compared):
+    lab, comp = compared
+    session = comp.start_blind(kind="preference", rater="cy")
+    page = session._repr_html_()
+    assert "<audio" in page and "rater cy" in page
+    for t in comp.takes:
+        assert t.prompt not in page and t.voice_id not in page and t.take_id not in page
+    assert "plus" not in page and "flash" not in page and "seed" not in repr(session)
+    session.rate("A", 4)
+    session.rate("B", 2)
+    got = lab.log.ratings(session_id=session.session_id)
+    assert dict(zip(got["take_id"], got["rating"], strict=True)) == {session.order[0]: 4, session.order[1]: 2}
+    summary = session.reveal(prompts=comp.prompts)
+    assert summary.rated == 2 and session.ratings_frame()["rater"].tolist() == ["cy", "cy"]
+    evidence = comp.evidence(ratings=lab.log.ratings("rounds"), variability=False)
+    assert "blind preference rating" in " ".join(evidence.table["measure"].astype(str))
+
+
+# --- notebook 02: nothing before the reveal uncovers the blind round ----------------------------
+
+
+def test_notebook_02_shows_no_model_prompt_or_mapping_of_the_blind_takes_before_the_reveal(tmp_path, monkeypatch):
+    import json
+    import re
+    import shutil
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from cosyvoice_lab import catalog
+    from cosyvoice_lab.log.experiment_log import ExperimentLog
+
+    for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(catalog.LAB_HOME_ENV, str(tmp_path / "lab"))
+    source = Path(__file__).resolve().parent.parent / "notebooks" / "02_compare_plus_vs_flash.ipynb"
+    assert "seed=" not in source.read_text(), "a fixed seed makes every round the same shuffle"
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    shutil.copy(source, work / source.name)
+    nb = nbformat.read(work / source.name, as_version=4)
+    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    start = next(i for i, c in enumerate(code) if "blind_toggle.value = True" in c.source)
+    reveal = next(i for i, c in enumerate(code) if ".reveal(" in c.source)
+    outputs = [json.dumps(c.get("outputs", [])) for c in code]
+    assert "Traceback" not in "".join(outputs)
+    with ExperimentLog(tmp_path / "lab") as log:
+        [tag] = {t for take in log.takes() for t in take.tags if t.startswith("blind:")}
+        session = tag.removeprefix("blind:")
+        seed = str(log.round_record(session)["seed"])
+        blind = log.takes(tag=tag)
+        rated = log.ratings(session_id=session)
+    assert len(rated) == len(blind) and set(rated["rater"]) == {"stand-in listener"}
+    secrets = [seed, *(t.take_id[:8] for t in blind), *(t.voice_id for t in blind)]
+    secrets += [json.dumps(t.prompt)[1:-1] for t in blind]  # as JSON text holds it
+    for i, text in enumerate(outputs[:reveal]):
+        assert seed not in text, f"cell {i} shows the seed before the reveal"
+    for i in range(start, reveal):
+        shown = re.sub(r"base64,[A-Za-z0-9+/=]+", "", outputs[i])  # the audio itself names nothing
+        for secret in secrets:
+            assert secret not in shown, f"cell {i} shows {secret!r} before the reveal"
+        assert not re.search(r"v3\.5|plus|flash", shown), f"cell {i} names a model before the reveal"
+    assert seed in outputs[reveal], "the reveal shows the seed"
+
+
+def test_a_board_resumes_a_round_after_the_notebook_was_closed(compared):
+    from cosyvoice_lab.widgets import ComparisonBoard
+
+    lab, comp = compared
+    first = ComparisonBoard(comp, kind="adherence", rater="di")
+    session = first.start_blind()
+    first.cards[session.order[1]].rating.value = 4
+    del first  # the notebook is closed; the log keeps the round
+    board = ComparisonBoard(comp)
+    again = board.resume_blind(session.session_id)
+    assert (again.order, again.kind, again.rater) == (session.order, "adherence", "di")
+    assert board.cards[session.order[1]].rating.value == 4 and board.cards[session.order[0]].rating.value is None
+    assert "1/4 rated" in board.status.value and "seed" not in board.status.value
+    board.cards[session.order[0]].rating.value = 2
+    assert len(lab.log.ratings(session_id=session.session_id)) == 2
+    with pytest.raises(ValueError, match="no consistent record"):
+        board.resume_blind("nosuchround")

@@ -291,8 +291,9 @@ def test_blind_mode_hides_shuffles_records_and_reveals(lab, comparison):
         assert t.voice_id not in texts + players and t.prompt not in texts
     assert "v3.5" not in texts and "plus" not in texts and "flash" not in texts and "title=" not in players
     assert [c.label for c in board.cards.values()] == ["A", "B", "C", "D"]
-    for t in lab.log.takes(tag=s.tag):  # the seed is in the log before anything is heard
-        assert f"blind {s.session_id}: seed 42, preference round" in t.notes and "label" not in t.notes
+    for t in lab.log.takes(tag=s.tag):  # recorded before anything is heard; the seed not in a log view
+        assert f"blind {s.session_id}: preference round" in t.notes and "label" not in t.notes and "seed" not in t.notes
+    assert lab.log.round_record(s.session_id)["seed"] == 42
     assert len(lab.log.takes(tag=s.tag)) == 4
     ratings = {}
     for i, take_id in enumerate(s.order):
@@ -300,15 +301,17 @@ def test_blind_mode_hides_shuffles_records_and_reveals(lab, comparison):
     assert "4/4 rated" in board.status.value
     summary = board.reveal()
     by_model = {}
+    given = lab.log.ratings(session_id=s.session_id)  # the round's ratings, with rater and kind
+    assert dict(zip(given["take_id"], given["rating"], strict=True)) == ratings and set(given["kind"]) == {"preference"}
     for t in comparison.takes:
-        assert lab.log.get(t.take_id).rating == ratings[t.take_id] and lab.log.get(t.take_id).played
+        assert lab.log.get(t.take_id).rating is None and lab.log.get(t.take_id).played  # not the take's own mark
         by_model.setdefault(t.model, []).append(ratings[t.take_id])
     assert {m: v.mean for m, v in summary.per_model.items()} == {m: sum(r) / 2 for m, r in by_model.items()}
     assert set(summary.per_prompt) == {0, 1} and summary.prompts[0] == comparison.prompts[0]
     assert "Revealed" in board.summary_box.value and board.reveal_button.disabled
     revealed = " ".join(c.header.value for c in board.cards.values())
     assert comparison.takes[0].voice_id in revealed and "prompt 0" in revealed
-    again = BlindSession.from_log(lab.log.takes(), s.session_id)  # the log alone rebuilds the session
+    again = BlindSession.from_log(lab.log, s.session_id)  # the log alone rebuilds the session
     assert again.order == s.order and again.ratings == ratings
     board.blind_toggle.value = False  # back to the labelled grid
     assert board.session is None and board.summary_box.value == "" and len(board.cards) == 4
@@ -530,5 +533,6 @@ def test_free_text_continues_the_prompt_as_a_sentence(lab):
 def test_board_status_is_plain_text(lab, comparison):
     board = ComparisonBoard(comparison, seed=3)
     board.blind_toggle.value = True
-    assert board.status.value.startswith(f"blind session {board.session.session_id}, seed 3: 0/")
+    assert board.status.value.startswith(f"blind session {board.session.session_id}: 0/")
+    assert "seed" not in board.status.value, "the seed and the take ids uncover the labels"
     assert "<" not in board.status.value

@@ -140,3 +140,61 @@ def plot_measure_by_prompt(data, measure: str = "median_f0_hz", *, by: str = "vo
     ax.set_ylabel(measure)
     fig.prompt_key = key
     return fig
+
+
+def plot_sweep(data, values, panels, *, title: str | None = None):
+    """One small panel per measure: each take's value (dots) and the mean per value (a bar),
+    values along the x axis in the order swept.
+
+    Args:
+        data: a DataFrame with a ``value`` column (the swept value's label) and the measure columns.
+        values: the value labels, in order.
+        panels: ``(column, label, unit)`` per panel.
+        title: figure title.
+
+    Returns:
+        matplotlib Figure (one axis per panel).
+    """
+    import matplotlib.pyplot as plt
+
+    count = max(1, len(panels))
+    fig, axes = plt.subplots(1, count, figsize=(max(4.0, 3.2 * count), 3.4), constrained_layout=True)
+    plt.close(fig)  # returned, not shown by pyplot: displayed once, as the cell's value
+    axes = list(np.atleast_1d(axes))
+    labels, _ = _labels([str(v) for v in values])
+    rng = np.random.default_rng(0)  # the same jitter every time the figure is drawn
+    for ax, (column, name, unit) in zip(axes, panels, strict=False):
+        for i, value in enumerate(values):
+            y = data.loc[data["value"] == value, column].dropna().to_numpy(float)
+            ax.plot(i + rng.uniform(-0.12, 0.12, len(y)), y, "o", alpha=0.7, color="C0")
+            if len(y):
+                ax.plot([i - 0.3, i + 0.3], [y.mean(), y.mean()], "-", color="C3", linewidth=2)
+        ax.set_xticks(range(len(values)), labels, rotation=20 if len(values) > 3 else 0)
+        ax.set_xlim(-0.6, len(values) - 0.4)
+        ax.set_ylabel(f"{name} ({unit})" if unit else name)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_history(table, measure: str = "median_f0_hz", *, label: str = "median F0 (Hz)"):
+    """A take's versions, oldest first: the measure (top) and the rating (bottom) per version.
+
+    Args:
+        table: a History's ``table`` (``version``, ``kind``, ``rating`` and the measure column).
+        measure: the column to plot on top. label: its axis label.
+
+    Returns:
+        matplotlib Figure with two axes sharing the versions as x.
+    """
+    fig, (top, bottom) = _figure(2, figsize=(max(4.5, 0.9 * len(table) + 2), 4), sharex=True, constrained_layout=True)
+    x = np.arange(len(table))
+    y = table[measure].astype(float).to_numpy() if measure in table else np.full(len(table), np.nan)
+    top.plot(x, y, "o-")
+    top.set_ylabel(label)
+    ratings = table["rating"].astype(float).to_numpy() if "rating" in table else np.full(len(table), np.nan)
+    bottom.bar(x, np.nan_to_num(ratings), color="C1")
+    bottom.set_ylim(0, 5.5)
+    bottom.set_ylabel("rating")
+    bottom.set_xticks(x, [f"{v}\n{k}" for v, k in zip(table["version"], table["kind"], strict=False)])
+    return fig

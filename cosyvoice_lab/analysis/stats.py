@@ -16,9 +16,13 @@ the same prompt on the same model.
   over the prompts. Vectorised over leading axes, so the validation can run thousands of
   simulated experiments at once.
 - :func:`block_rank_difference` — the same question by ranks (stratified Wilcoxon-Mann-Whitney,
-  Hodges-Lehmann shift, interval by inverting the test): what the evidence table uses for
-  measurements and ratings, because voices of one prompt can come out in two clusters (a
+  continuity-corrected; Hodges-Lehmann shift, interval by inverting the test): what the evidence
+  table uses for measurements and ratings, because voices of one prompt can come out in two clusters (a
   prompt that names no gender) and a mean is at the mercy of that.
+- :func:`take_scores` — several raters' ratings of the same takes as one score per take (each
+  rater centred on their own mean, averaged over raters): the take is the unit a rating
+  question counts, so three raters of one voice are not three voices, and a harsh rater who
+  happened to hear more of one model does not pass for a model difference.
 - :func:`preference` — blind A/B choices: the share preferring one model, with an exact
   (Clopper-Pearson) interval and an exact binomial test. For two models this *is* the
   Bradley-Terry model (strength ratio = p / (1 - p)).
@@ -125,7 +129,9 @@ def block_rank_difference(a, b, *, alpha: float = ALPHA) -> Difference:
     The test is the stratified Wilcoxon-Mann-Whitney test: per prompt, U counts the pairs
     (take of a, take of b) where b is higher (ties count half); the U's are summed over prompts
     and judged by their exact permutation mean and variance (ties corrected), normal
-    approximation. The estimate is the Hodges-Lehmann shift (median of the within-prompt pair
+    approximation with a continuity correction (without it the test is a little liberal at
+    small sizes: 6.2 % instead of 5 % at 4 prompts × 3 repeats; with it, at most 5 % exactly,
+    ``tests/test_stats.py``). The estimate is the Hodges-Lehmann shift (median of the within-prompt pair
     differences); the interval inverts the test. ``sd`` is the pooled within-cell standard
     deviation, as :func:`block_difference` gives it (for planning). Same shapes as
     :func:`block_difference`; vectorised.
@@ -144,7 +150,9 @@ def block_rank_difference(a, b, *, alpha: float = ALPHA) -> Difference:
         var_shift = np.where(both, na * nb * (total + 1) / 12, 0.0).sum(-1)  # no ties once shifted
         mean_u = np.where(both, na * nb / 2, 0.0).sum(-1)
         u = _u(d)
-        z = (u - mean_u) / np.sqrt(var_u)
+        # continuity-corrected: U moves in steps of 1/2 or 1; without it the normal approximation
+        # is a little liberal at small sizes (6.2 % instead of 5 % at 4 prompts × 3 repeats)
+        z = np.sign(u - mean_u) * np.maximum(np.abs(u - mean_u) - _CONTINUITY, 0) / np.sqrt(var_u)
         p = np.where(var_u > 0, 2 * _st.norm.sf(np.abs(z)), np.where(u == mean_u, 1.0, np.nan))
         flat = d.reshape(*d.shape[:-3], -1)
         estimate = np.nanmedian(flat, axis=-1) if flat.shape[-1] else np.full(flat.shape[:-1], np.nan)
@@ -157,13 +165,44 @@ def block_rank_difference(a, b, *, alpha: float = ALPHA) -> Difference:
         scale = np.sqrt(var_shift)[..., None]
         crit = _st.norm.ppf(1 - alpha / 2)
         inside = k < valid
-        right = (valid - k - 1 - mean_u[..., None]) / scale
-        left = (valid - k - mean_u[..., None]) / scale
+        right = (valid - k - 1 - mean_u[..., None] - _CONTINUITY) / scale
+        left = (valid - k - mean_u[..., None] + _CONTINUITY) / scale
         low = np.nanmin(np.where(inside & (right < crit), ordered, np.nan), axis=-1)
         high = np.nanmax(np.where(inside & (left > -crit), ordered, np.nan), axis=-1)
+        # too few takes to reject even the most extreme shift: the interval is unbounded there
+        top = (valid[..., 0] - mean_u - _CONTINUITY) / scale[..., 0]
+        some = (valid[..., 0] > 0) & (scale[..., 0] > 0)
+        low = np.where(some & (top < crit), -np.inf, low)
+        high = np.where(some & ((_CONTINUITY - mean_u) / scale[..., 0] > -crit), np.inf, high)
         plain = block_difference(a, b, alpha=alpha)
     n = np.where(both, total, 0).sum(-1)
     return Difference(estimate, low, high, plain.se, plain.df, p, n, both.sum(-1), plain.sd)
+
+
+def take_scores(ratings) -> np.ndarray:
+    """One score per take from the ratings of several raters: each rater's ratings centred on
+    that rater's own mean (a harsh rater and a generous one then agree on what they both heard
+    as better), averaged over the raters who rated the take, on the scale of the ratings.
+
+    The take, not the rating, is the unit the comparison counts: three raters hearing one take
+    are three opinions of one voice, not three voices. The scores are a function of the ratings
+    alone (not of which model made a take), so a test over takes keeps its error rate.
+
+    Args:
+        ratings: shaped ``(..., takes, raters)``, NaN where a rater did not rate a take;
+            leading axes are independent experiments (vectorised).
+    Returns:
+        ``(..., takes)``: NaN for a take nobody rated. With one rater: the ratings themselves.
+    """
+    x = np.asarray(ratings, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a rater or take without ratings: NaN
+        rater_mean = np.nanmean(x, axis=-2, keepdims=True)
+        grand = np.nanmean(x, axis=(-2, -1), keepdims=True)
+        return np.nanmean(x - rater_mean + grand, axis=-1)
+
+
+_CONTINUITY = 0.5  # the continuity correction of the rank test's normal approximation
 
 
 def _u(d: np.ndarray) -> np.ndarray:
@@ -323,7 +362,8 @@ def power(effect: float, sd: float, blocks: int, repeats: int, *, alpha: float =
         superiority = _st.norm.cdf(abs(effect) / (sd * np.sqrt(2)))  # P(b > a) for one pair
         pairs = blocks * repeats * repeats
         sd_u = np.sqrt(blocks * repeats * repeats * (2 * repeats + 1) / 12)
-        return float(_st.norm.cdf(pairs * (superiority - 0.5) / sd_u - _st.norm.ppf(1 - alpha / 2)))
+        shift = pairs * (superiority - 0.5) - _CONTINUITY
+        return float(_st.norm.cdf(shift / sd_u - _st.norm.ppf(1 - alpha / 2)))
     df = 2 * blocks * (repeats - 1)
     se = sd * np.sqrt(2 / (repeats * blocks))
     crit = _st.t.ppf(1 - alpha / 2, df)

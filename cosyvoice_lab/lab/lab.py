@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -20,15 +19,17 @@ from typing import Any
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.lab import measuring, planning
+from cosyvoice_lab.lab import history, measuring, planning, sweep
 from cosyvoice_lab.lab.account import VoiceAccount
 from cosyvoice_lab.lab.backend import connect
 from cosyvoice_lab.lab.designer import Designer, all_or_raise
 from cosyvoice_lab.lab.runner import OnDone, RunResult, run_tasks
 from cosyvoice_lab.lab.speaker import Speaker
+from cosyvoice_lab.panel.server import panel_method
 from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
 from cosyvoice_lab.take import Take, Takes
 from cosyvoice_lab.views.comparison import Comparison
+from cosyvoice_lab.views.report import report_method
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Lab:
     Args:
         folder: where the experiment log and audio live (created if missing); default
             ``catalog.default_lab_folder()``, the folder the notebooks and the CLI share.
+        log: a team's log, ``postgresql://...`` (the folder keeps this machine's files); default ``$COSYVOICE_LAB_LOG``.
         backend: ``"auto"`` (the real service when an API key is found, else the offline
             simulator), ``"dashscope"`` (a key is required) or ``"offline"``.
         api_key: a key for the real service (else ``DASHSCOPE_API_KEY`` / credentials file).
@@ -76,6 +78,7 @@ class Lab:
         self,
         folder: str | Path | None = None,
         *,
+        log: str | Path | None = None,
         backend: str = "auto",
         api_key=None,
         base_url: str | None = None,
@@ -98,14 +101,8 @@ class Lab:
         from cosyvoice_lab.log.experiment_log import ExperimentLog
 
         if not isinstance(rate, _Unset):
-            warnings.warn(
-                "Lab(rate=...) is deprecated and will be removed in the next release: use "
-                "Lab(requests_per_second=...) (`rate` means speaking speed)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            requests_per_second = rate
-        self.log = ExperimentLog(folder if folder is not None else catalog.default_lab_folder())
+            requests_per_second = planning.deprecated_rate(rate, stacklevel=3)
+        self.log = ExperimentLog(catalog.log_location(folder, log), folder=folder)
         self.region, self.model, self.prefix = region, model, prefix
         self.preview_text, self.sample_rate, self.response_format = preview_text, sample_rate, response_format
         self.concurrency, self.progress = concurrency, progress
@@ -160,11 +157,11 @@ class Lab:
             if self.offline
             else f"{self.client.backend} {self.region} ({self.client.host})"
         )
-        return f"<Lab {where}; log {self.log.folder}; model {self.model}>"
+        return f"<Lab {where}; log {self.log.location}; model {self.model}>"
 
     def _repr_html_(self) -> str:
         return html.lab_summary(
-            offline=self.offline, region=self.region, host=self.client.host, folder=self.log.folder, model=self.model
+            offline=self.offline, region=self.region, host=self.client.host, folder=self.log.location, model=self.model
         )
 
     # --- one take -------------------------------------------------------------------------
@@ -319,14 +316,7 @@ class Lab:
         self.reconcile(experiment)
         if verify and result.done:
             self.account.verified({j.design.prefix for j in todo})
-        if result.interrupted:
-            warnings.warn(
-                f"interrupted: {result.reused + result.done}/{result.reused + result.done + result.skipped} "
-                f"takes done ({result.reused} reused), {result.skipped} not started (as the bar says); "
-                f"run the same compare again to finish",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        planning.warn_if_interrupted(result, stacklevel=3)
         return Comparison(self.log, experiment, planning.prompts_of(cells), models, interrupted=result.interrupted)
 
     # --- the account (account.py) --------------------------------------------------------------
@@ -391,6 +381,9 @@ class Lab:
         return self.speaker.audition(takes, script, **options)
 
     remeasure, closest = measuring.remeasure_method, measuring.closest_method  # measures of logged takes
+    report = report_method  # the shareable HTML report: evidence, plots, compressed players (views/report.py)
+    sweep, history = sweep.sweep_method, history.history_method  # one word swept; a take's lineage
+    panel = panel_method  # lab.panel(experiment, kind=..., port=...): a listening round as a web page
 
 
 # Public classes report the module users import them from.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -196,3 +197,26 @@ def read_prompts(path: Path) -> list:
             )
         return [PromptSpec.from_dict(i) if isinstance(i, dict) else str(i) for i in items]
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def warn_if_interrupted(result, *, stacklevel: int = 2) -> None:
+    """Say how far an interrupted compare got (as its bar says) and how to finish it."""
+    if result.interrupted:
+        warnings.warn(
+            f"interrupted: {result.reused + result.done}/{result.reused + result.done + result.skipped} "
+            f"takes done ({result.reused} reused), {result.skipped} not started (as the bar says); "
+            f"run the same compare again to finish",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def deprecated_rate(rate: float | None, *, stacklevel: int = 2) -> float | None:
+    """``Lab(rate=...)``: warn that it is deprecated and return it as ``requests_per_second``."""
+    warnings.warn(
+        "Lab(rate=...) is deprecated and will be removed in the next release: use "
+        "Lab(requests_per_second=...) (`rate` means speaking speed)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return rate

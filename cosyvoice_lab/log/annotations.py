@@ -9,7 +9,6 @@ merge (events are keyed by a global id, so merging twice adds nothing).
 
 from __future__ import annotations
 
-import getpass
 import json
 import numbers
 import sqlite3
@@ -21,19 +20,13 @@ from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.errors import TakeNotFound
 from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.ratings import who
 from cosyvoice_lab.log.rows import audio_columns, check_rating, clean_tag, dumps_or_null
 from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import Take, iso, now_utc
 
 # change(current tags) -> (column values, events): what one annotation does to a take.
 Change = Callable[[list[str]], tuple[dict[str, Any], list[tuple[str, Any]]]]
-
-
-def _author() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in some containers; the history still records the time
-        return None
 
 
 def apply_events(events: Iterable[tuple[str, str | None]]) -> dict:
@@ -82,30 +75,32 @@ class Annotations:
         self._db = db
         self._table = table
 
-    def rate(self, take_id: str, rating: int | None) -> Take:
+    # Every method takes ``rater``: who made the annotation (recorded in the history's
+    # ``author``); default ``$COSYVOICE_LAB_USER``, else the login name (``ratings.who``).
+    def rate(self, take_id: str, rating: int | None, *, rater: str | None = None) -> Take:
         """Rate a take 1-5 (None clears the rating).
 
         Raises:
-            ValueError: not an integer from 1 to 5. TakeNotFound: no such take.
+            ValueError: not an integer from 1 to 5, or a bad rater name. TakeNotFound: no such take.
         """
         rating = check_rating(rating)
         return self._annotate(
-            take_id, lambda tags: ({"rating": rating}, [("rate", None if rating is None else str(rating))])
+            take_id, lambda tags: ({"rating": rating}, [("rate", None if rating is None else str(rating))]), rater
         )
 
-    def choose(self, take_id: str) -> Take:
+    def choose(self, take_id: str, *, rater: str | None = None) -> Take:
         """Mark a take chosen (a keeper). Raises TakeNotFound if missing."""
-        return self._annotate(take_id, lambda tags: ({"chosen": 1}, [("choose", None)]))
+        return self._annotate(take_id, lambda tags: ({"chosen": 1}, [("choose", None)]), rater)
 
-    def unchoose(self, take_id: str) -> Take:
+    def unchoose(self, take_id: str, *, rater: str | None = None) -> Take:
         """Clear a take's chosen mark. Raises TakeNotFound if missing."""
-        return self._annotate(take_id, lambda tags: ({"chosen": 0}, [("unchoose", None)]))
+        return self._annotate(take_id, lambda tags: ({"chosen": 0}, [("unchoose", None)]), rater)
 
-    def tag(self, take_id: str, *tags: str) -> Take:
+    def tag(self, take_id: str, *tags: str, rater: str | None = None) -> Take:
         """Add tags (stripped, 1-64 printable characters; duplicates ignored).
 
         Raises:
-            ValueError: a bad tag. TakeNotFound: no such take.
+            ValueError: a bad tag or rater name. TakeNotFound: no such take.
         """
         wanted = [clean_tag(t) for t in tags]
 
@@ -113,9 +108,9 @@ class Annotations:
             added = [t for t in dict.fromkeys(wanted) if t not in current]
             return {"tags": dumps_or_null(current + added)}, [("tag", t) for t in added]
 
-        return self._annotate(take_id, change)
+        return self._annotate(take_id, change, rater)
 
-    def untag(self, take_id: str, *tags: str) -> Take:
+    def untag(self, take_id: str, *tags: str, rater: str | None = None) -> Take:
         """Remove tags (absent ones are ignored). Raises TakeNotFound if missing."""
         unwanted = {clean_tag(t) for t in tags}
 
@@ -124,9 +119,9 @@ class Annotations:
             kept = [t for t in current if t not in unwanted]
             return {"tags": dumps_or_null(kept)}, [("untag", t) for t in removed]
 
-        return self._annotate(take_id, change)
+        return self._annotate(take_id, change, rater)
 
-    def note(self, take_id: str, text: str) -> Take:
+    def note(self, take_id: str, text: str, *, rater: str | None = None) -> Take:
         """Set a take's notes to ``text`` (the history keeps earlier notes).
 
         Raises:
@@ -134,7 +129,7 @@ class Annotations:
         """
         if not isinstance(text, str):
             raise TypeError(f"a note must be a string, got {type(text).__name__}")
-        return self._annotate(take_id, lambda tags: ({"notes": text}, [("note", text)]))
+        return self._annotate(take_id, lambda tags: ({"notes": text}, [("note", text)]), rater)
 
     def mark_played(self, *take_ids: str) -> None:
         """Record that these takes were listened to (played, whether chosen or not).
@@ -142,11 +137,12 @@ class Annotations:
         Raises:
             TakeNotFound: one of them is missing (then none is marked).
         """
+        author = who()
         with self._db.transaction() as conn:
             for take_id in take_ids:
                 if conn.execute("UPDATE takes SET played = 1 WHERE take_id = ?", (take_id,)).rowcount != 1:
                     raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
-                _insert_events(conn, take_id, [("played", None)])
+                _insert_events(conn, take_id, [("played", None)], author)
 
     def history(self, take_id: str | None = None):
         """The annotation history (all takes, or one) as a DataFrame, oldest first:
@@ -158,19 +154,23 @@ class Annotations:
         rows = self._db.query(f"SELECT {logframe.select_list(spec)} FROM annotations{where} ORDER BY at, rowid", params)
         return logframe.build(rows, spec)
 
-    def _annotate(self, take_id: str, change: Change) -> Take:
-        """Apply ``change(tags) -> (column values, events)`` to a take in one transaction."""
+    def _annotate(self, take_id: str, change: Change, rater: str | None = None) -> Take:
+        """Apply ``change(tags) -> (column values, events)`` to a take in one transaction,
+        the events recorded as ``rater``'s (``ratings.who``)."""
+        author = who(rater)
         with self._db.transaction() as conn:
             row = conn.execute("SELECT tags FROM takes WHERE take_id = ?", (take_id,)).fetchone()
             if row is None:
                 raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
             values, events = change(json.loads(row[0] or "[]"))
-            _insert_events(conn, take_id, events)
+            _insert_events(conn, take_id, events, author)
             return self._table.update(conn, take_id, values)
 
 
-def _insert_events(conn: sqlite3.Connection, take_id: str, events: Iterable[tuple[str, Any]]) -> None:
-    at, author = iso(now_utc()), _author()
+def _insert_events(
+    conn: sqlite3.Connection, take_id: str, events: Iterable[tuple[str, Any]], author: str | None
+) -> None:
+    at = iso(now_utc())
     conn.executemany(
         "INSERT INTO annotations (annotation_id, take_id, at, action, value, author) VALUES (?, ?, ?, ?, ?, ?)",
         [(uuid.uuid4().hex, take_id, at, action, value, author) for action, value in events],

@@ -13,6 +13,10 @@ is ever read or written through the store.
 
 Files appear only by atomic rename (temp file, fsync, rename: ``files.atomic_write``), so a file
 with the right name and size holds the right bytes.
+
+A log on PostgreSQL keeps its audio in the same database (``TableAudioStore``: the ``audio``
+table, keyed by sha256, the bytes in BYTEA), so every teammate's machine plays every preview.
+It has the same interface and the same names; a name's "path" is the name itself.
 """
 
 from __future__ import annotations
@@ -181,6 +185,17 @@ class AudioStore:
         return True
 
     # --- reading -------------------------------------------------------------------------------------
+    def read_bytes(self, name: str, *, what: str = "the audio") -> bytes:
+        """The encoded bytes stored under ``name``. Raises LogError: invalid name, missing file."""
+        path = self.path(name)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            sha = path.stem  # a valid name: its stem is the content hash
+            raise LogError(path, f"{what} is missing (sha256 {sha}); restore it from a bundle or backup") from None
+        except OSError as exc:
+            raise LogError(path, f"cannot read {what}: {exc}") from exc
+
     def open(self, name: str, *, format: str, sample_rate: int, what: str = "the audio") -> Audio:
         """The recording stored under ``name``.
 
@@ -191,15 +206,7 @@ class AudioStore:
         Raises:
             LogError: the name is invalid, or the file is missing or unreadable (naming the path).
         """
-        path = self.path(name)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            sha = path.stem  # a valid name: its stem is the content hash
-            raise LogError(path, f"{what} is missing (sha256 {sha}); restore it from a bundle or backup") from None
-        except OSError as exc:
-            raise LogError(path, f"cannot read {what}: {exc}") from exc
-        return Audio(data, format, sample_rate)
+        return Audio(self.read_bytes(name, what=what), format, sample_rate)
 
     def take_audio(self, take: Take) -> Audio:
         """The preview of ``take`` (the ``audio_loader`` the log gives each take it reads).
@@ -219,3 +226,121 @@ class AudioStore:
         if not is_name(name):
             raise LogError(self.directory, f"{name!r} is not an audio store name (audio/<sha256>.<ext>)")
         return self._prefix + name
+
+
+class TableAudioStore:
+    """The audio of a log on PostgreSQL: the ``audio`` table of its database (``AudioStore``'s
+    interface and names; ``path(name)`` is the name, since there is no file).
+
+    Args:
+        db: the log's database (``postgres.PgDatabase``: ``query`` with the log's SQL).
+    """
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def __repr__(self) -> str:
+        return f"TableAudioStore({self._db.path!r})"
+
+    def name_of(self, audio: Audio) -> str:
+        """The name ``audio`` has (or would have) in the store."""
+        return name_for(audio.sha256, audio.format)
+
+    def path(self, name: str) -> str:
+        """The name itself (checked): what a take's ``audio_path`` holds on a database log.
+
+        Raises:
+            LogError: ``name`` is not a valid store name.
+        """
+        if not is_name(name):
+            raise LogError(self._db.path, f"{name!r} is not an audio store name (audio/<sha256>.<ext>)")
+        return name
+
+    def exists(self, name: str) -> bool:
+        """Whether audio named ``name`` is in the store (False for an invalid name)."""
+        return is_name(name) and bool(self._db.query("SELECT 1 FROM audio WHERE sha256 = ?", (_sha(name),)))
+
+    def names(self) -> list[str]:
+        """The names of every recording in the store, sorted."""
+        return sorted(row[0] for row in self._db.query("SELECT name FROM audio"))
+
+    def name_for_path(self, path: str | os.PathLike) -> str:
+        """The store name of ``path`` (a valid name). Raises ValueError for anything else."""
+        text = os.fspath(path)
+        if not is_name(text):
+            raise ValueError(f"{text!r} is not a file of the audio store in the log's database (audio/<sha256>.<ext>)")
+        return text
+
+    def paths_for(self, sha256s: Iterable[str | None], formats: Iterable[Any]) -> list[str | None]:
+        """The name of each (content hash, format) pair, None where the hash is None (for DataFrames)."""
+        return [
+            None if sha is None else f"{FOLDER}/{sha}.{EXTENSIONS.get(fmt, fmt)}"
+            for sha, fmt in zip(sha256s, formats, strict=True)
+        ]
+
+    def paths_of(self, names: Iterable[str | None]) -> list[str | None]:
+        """The stored names as they are (None stays None; for DataFrames)."""
+        return list(names)
+
+    def put(self, audio: Audio) -> str:
+        """Store ``audio`` unless it is already there; returns its name.
+
+        Raises:
+            TypeError: not an ``Audio``. LogError: cannot write.
+        """
+        if not isinstance(audio, Audio):
+            raise TypeError(f"audio must be an Audio, got {type(audio).__name__}")
+        name = self.name_of(audio)
+        self._write(name, audio.data)
+        return name
+
+    def put_bytes(self, name: str, data: bytes) -> bool:
+        """Store encoded audio under ``name`` unless already there; True if it was added.
+
+        Raises:
+            ValueError: ``name`` is not a valid name, or ``data`` does not hash to it. LogError: cannot write.
+        """
+        if not content_matches(check_name(name), data):
+            raise ValueError(f"{name} is damaged (its sha256 does not match its name)")
+        return self._write(name, data)
+
+    def _write(self, name: str, data: bytes) -> bool:
+        # A lone statement commits before the row that names the audio is written.
+        added = self._db.query(
+            "INSERT INTO audio (sha256, name, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING sha256",
+            (_sha(name), name, data),
+        )
+        return bool(added)
+
+    def read_bytes(self, name: str, *, what: str = "the audio") -> bytes:
+        """The bytes stored under ``name``. Raises LogError: invalid name, or not in the database."""
+        rows = self._db.query("SELECT data FROM audio WHERE sha256 = ?", (_sha(self.path(name)),))
+        if not rows:
+            raise LogError(
+                self._db.path, f"{what} is missing (sha256 {_sha(name)}); restore it from a bundle or backup"
+            )
+        return bytes(rows[0][0])
+
+    def open(self, name: str, *, format: str, sample_rate: int, what: str = "the audio") -> Audio:
+        """The recording stored under ``name`` (``format``, ``sample_rate``: as recorded with it).
+
+        Raises:
+            LogError: the name is invalid, or the database does not hold it.
+        """
+        return Audio(self.read_bytes(name, what=what), format, sample_rate)
+
+    def take_audio(self, take: Take) -> Audio:
+        """The preview of ``take`` (its ``audio_loader``). Raises LogError: not in the store."""
+        try:
+            name = self.name_for_path(os.fspath(take.audio_path or ""))
+        except ValueError as exc:
+            raise LogError(self._db.path, f"take {take.take_id}: {exc}") from None
+        what = f"the preview audio of take {take.take_id}"
+        return self.open(name, format=take.audio_format or "", sample_rate=cast(int, take.audio_sample_rate), what=what)
+
+
+def _sha(name: str) -> str:
+    found = _NAME.fullmatch(name)
+    if found is None:
+        raise ValueError(f"{name!r} is not an audio store name (audio/<sha256>.<ext>)")
+    return found["sha"]

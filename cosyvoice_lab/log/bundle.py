@@ -6,9 +6,10 @@
     takes.json         [Take.to_dict(), ...]  (audio_path as the store names it: audio/<sha256>.<ext>)
     annotations.json   the annotation history of those takes
     utterances.json    their synthesised utterances
+    ratings.json       their listening ratings, every rater's (format 2; a format 1 bundle has none)
     audio/...          every audio file the rows name
 
-Takes, annotation events and utterances carry global ids, so ``import_bundle`` inserts only
+Takes, annotation events, utterances and ratings carry global ids, so ``import_bundle`` inserts only
 what is new: importing the same bundle twice adds nothing. A bundle is checked whole before
 anything is merged: every audio name it holds or its rows give must be a valid audio store name
 (``audio/<sha256>.<ext>``; never an absolute path, ``..`` or another folder), every audio file
@@ -28,24 +29,25 @@ from typing import Any
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log.annotations import replay
 from cosyvoice_lab.log.audio_store import AudioStore, content_matches
+from cosyvoice_lab.log.bundle_members import BundleError, check_members
 from cosyvoice_lab.log.bundle_schema import (
-    BundleError,
     RowError,
     check_annotation,
     check_manifest,
-    check_members,
+    check_rating,
     check_table,
     check_take,
     check_utterance,
 )
 from cosyvoice_lab.log.db import Database
 from cosyvoice_lab.log.export import atomic_write
+from cosyvoice_lab.log.ratings import COLUMNS as _RATING_COLUMNS
 from cosyvoice_lab.log.rows import TakeRows, package_version, where_clause
 from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import FINAL_STATUSES, Take, iso, now_utc
 
 BUNDLE_FORMAT = "cosyvoice-lab-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: ratings.json
 _ANNOTATION_COLUMNS = ("annotation_id", "take_id", "at", "action", "value", "author")
 _UTTERANCE_COLUMNS = (
     "utterance_id",
@@ -127,6 +129,7 @@ class Bundles:
         subset = f"take_id IN (SELECT take_id FROM takes{where})"
         annotations = self._select(_ANNOTATION_COLUMNS, "annotations", subset, params)
         utterances = self._select(_UTTERANCE_COLUMNS, "utterances", subset, params)
+        ratings = self._select(_RATING_COLUMNS, "ratings", subset, params)
         take_dicts = [
             {**t.to_dict(), "audio_path": self._store.name_for_path(t.audio_path) if t.audio_path else None}
             for t in takes
@@ -148,6 +151,7 @@ class Bundles:
                 "takes": len(takes),
                 "annotations": len(annotations),
                 "utterances": len(utterances),
+                "ratings": len(ratings),
                 "audio_files": len(audio_files),
             },
         }
@@ -156,6 +160,7 @@ class Bundles:
             "takes.json": take_dicts,
             "annotations.json": annotations,
             "utterances.json": utterances,
+            "ratings.json": ratings,
         }
 
         def write(tmp: str) -> None:
@@ -163,7 +168,7 @@ class Bundles:
                 for name, value in parts.items():
                     zf.writestr(name, json.dumps(value, ensure_ascii=False, indent=1))
                 for name in audio_files:  # audio barely compresses; store it as it is
-                    zf.write(self._store.path(name), name, compress_type=zipfile.ZIP_STORED)
+                    zf.writestr(name, self._store.read_bytes(name), compress_type=zipfile.ZIP_STORED)
 
         return atomic_write(path, writer=write)
 
@@ -181,7 +186,7 @@ class Bundles:
 
         Returns:
             counts of what was added: ``{"takes", "takes_updated", "annotations", "utterances",
-            "audio_files"}`` (all zero when the bundle was already merged).
+            "ratings", "audio_files"}`` (all zero when the bundle was already merged).
 
         Raises:
             LogError: naming the bundle (and the table and row): not a bundle, a newer bundle
@@ -196,20 +201,20 @@ class Bundles:
             takes = [Take.from_dict(d) for d in rows["takes.json"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise LogError(path, f"takes.json is malformed ({exc}); nothing was merged") from exc
-        annotations, utterances = rows["annotations.json"], rows["utterances.json"]
+        annotations, utterances, ratings = rows["annotations.json"], rows["utterances.json"], rows["ratings.json"]
         named = {t.audio_path for t in takes if t.audio_path} | {u["audio_file"] for u in utterances if u["audio_file"]}
         absent = sorted(n for n in named if n not in audio and not self._store.exists(n))
         if absent:
             raise LogError(path, f"names audio it does not hold ({', '.join(absent[:3])}); nothing was merged")
         try:
             with self._db.transaction() as conn:
-                problems = self._problems(conn, takes, annotations, utterances)
+                problems = self._problems(conn, takes, annotations, utterances, ratings)
                 if problems:
                     raise _Refused("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" * (len(problems) > 5)))
                 added_files = 0
                 for name, data in audio.items():  # files first: rows must never name missing audio
                     added_files += self._store.put_bytes(name, data)
-                counts = self._merge(conn, takes, annotations, utterances)
+                counts = self._merge(conn, takes, annotations, utterances, ratings)
         except _Refused as exc:
             raise LogError(path, f"{exc}; nothing was merged") from None
         except (ValueError, TypeError, KeyError) as exc:
@@ -218,7 +223,7 @@ class Bundles:
         return counts
 
     def _problems(
-        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict]
+        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict], ratings
     ) -> list[str]:
         """Rows that conflict with this log (same id, other content) or refer to no known take."""
         problems = []
@@ -238,6 +243,7 @@ class Bundles:
         for table, key, columns, items in (
             ("annotations", "annotation_id", _ANNOTATION_COLUMNS, annotations),
             ("utterances", "utterance_id", _UTTERANCE_COLUMNS, utterances),
+            ("ratings", "rating_id", _RATING_COLUMNS, ratings),
         ):
             stored = _stored(conn, table, key, columns, [r[key] for r in items])
             for index, item in enumerate(items):
@@ -246,9 +252,9 @@ class Bundles:
                     problems.append(
                         f"{table}.json row {index} ({table[:-1]} {item[key]!r}) conflicts with this log's {table[:-1]}"
                     )
-        referred = {r["take_id"] for r in [*annotations, *utterances]} - set(rows)
+        referred = {r["take_id"] for r in [*annotations, *utterances, *ratings]} - set(rows)
         known = set(_stored(conn, "takes", "take_id", ("take_id",), sorted(referred)))
-        for table, items in (("annotations", annotations), ("utterances", utterances)):
+        for table, items in (("annotations", annotations), ("utterances", utterances), ("ratings", ratings)):
             problems += [
                 f"{table}.json row {i} refers to take {r['take_id']!r}, which neither the bundle nor this log holds"
                 for i, r in enumerate(items)
@@ -257,9 +263,9 @@ class Bundles:
         return problems
 
     def _merge(
-        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict]
+        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict], ratings
     ) -> dict[str, int]:
-        counts = {"takes": 0, "takes_updated": 0, "annotations": 0, "utterances": 0}
+        counts = {"takes": 0, "takes_updated": 0, "annotations": 0, "utterances": 0, "ratings": 0}
         for take in takes:
             row = self._rows.to_row(take)
             if row["status"] == "pending":
@@ -284,6 +290,8 @@ class Bundles:
         replay(conn, sorted(touched))
         for utterance in utterances:
             counts["utterances"] += _insert(conn, "utterances", {c: utterance.get(c) for c in _UTTERANCE_COLUMNS})
+        for rating in ratings:
+            counts["ratings"] += _insert(conn, "ratings", {c: rating[c] for c in _RATING_COLUMNS})
         return counts
 
 
@@ -307,7 +315,9 @@ _TABLES = {
     "takes.json": (check_take, "take_id"),
     "annotations.json": (check_annotation, "annotation_id"),
     "utterances.json": (check_utterance, "utterance_id"),
+    "ratings.json": (check_rating, "rating_id"),
 }
+_OPTIONAL = ("ratings.json",)  # absent from format 1 bundles
 
 
 def _read_bundle(path: Path) -> tuple[dict[str, list[dict]], dict[str, bytes]]:
@@ -324,7 +334,8 @@ def _read_bundle(path: Path) -> tuple[dict[str, list[dict]], dict[str, bytes]]:
                 raise LogError(path, f"{exc}; nothing was merged") from None
             manifest = _read_json(path, zf, "manifest.json")
             _check_manifest(path, manifest)
-            raw = {name: _read_json(path, zf, name) for name in _TABLES}
+            held = set(zf.namelist())
+            raw = {n: _read_json(path, zf, n) if n in held or n not in _OPTIONAL else [] for n in _TABLES}
             audio = {n: zf.read(n) for n in entries}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, LogError):

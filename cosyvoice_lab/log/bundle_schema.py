@@ -1,7 +1,7 @@
 """The schema of a bundle's tables: every row checked and cleaned before anything is merged.
 
 A bundle is untrusted input (a teammate's zip, or anyone's): each table (``manifest.json``,
-``takes.json``, ``annotations.json``, ``utterances.json``) is checked field by field, with types
+``takes.json``, ``annotations.json``, ``utterances.json``, ``ratings.json``) is checked field by field, with types
 that are really those types (``chosen: "no"`` is not a boolean, ``"repeat": "x"`` not a number,
 ``24000.0`` not a sample rate), enums from ``catalog`` and ``take``, id shapes (uuid4 hex ids,
 designed voice ids as the contract gives them), ISO 8601 times, audio store names and size caps
@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.log.audio_store import FOLDER, is_name, name_for
+from cosyvoice_lab.log.audio_store import is_name, name_for
+from cosyvoice_lab.log.ratings import clean_name, clean_rater
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag
 from cosyvoice_lab.take import BACKENDS, STATUSES, iso, parse_iso
 
@@ -36,10 +36,6 @@ _NAME = catalog.BUNDLE_MAX_NAME_CHARS
 _MISSING = object()
 
 Check = Callable[[Any], Any]
-
-
-class BundleError(ValueError):
-    """A bundle refused as a whole: too large, a member given twice or one a bundle does not carry."""
 
 
 class RowError(ValueError):
@@ -248,6 +244,16 @@ UTTERANCE_FIELDS: dict[str, tuple[Check, Any]] = {
     "audio_sample_rate": (_nullable(_RATE), None),
     "audio_duration_s": (_nullable(_number()), None),
 }
+RATING_FIELDS: dict[str, tuple[Check, Any]] = {
+    "rating_id": (_ID_CHECK, _MISSING),
+    "take_id": (_ID_CHECK, _MISSING),
+    "session_id": (_nullable(lambda v: clean_name(v, "a session id")), None),
+    "seed": (_nullable(_int(0, 2**catalog.BLIND_SEED_BITS - 1)), None),
+    "kind": (_enum(catalog.RATING_KINDS), _MISSING),
+    "rater": (clean_rater, _MISSING),
+    "rating": (_nullable(_int(catalog.RATING_MIN, catalog.RATING_MAX)), _MISSING),
+    "at": (_time, _MISSING),
+}
 MANIFEST_FIELDS: dict[str, tuple[Check, Any]] = {
     "version": (_int(1, 1_000_000), _MISSING),
     "package_version": (_SHORT, None),
@@ -332,6 +338,11 @@ def check_utterance(index: int, row: object) -> dict:
     return out
 
 
+def check_rating(index: int, row: object) -> dict:
+    """A ``ratings.json`` row (a listening rating, ``ratings.py``), checked. Raises RowError."""
+    return _fields("ratings.json", index, row, RATING_FIELDS, "rating_id")
+
+
 def check_manifest(manifest: object) -> dict:
     """``manifest.json``, checked (its ``format`` is checked by the caller first).
 
@@ -358,37 +369,3 @@ def check_table(table: str, rows: object, check: Callable[[int, object], dict], 
         if first != clean:
             raise RowError(table, index, clean[id_key], "conflicts with an earlier row of the same id")
     return list(seen.values())
-
-
-TABLE_NAMES = ("manifest.json", "takes.json", "annotations.json", "utterances.json")
-
-
-def check_members(infos: list[zipfile.ZipInfo]) -> list[str]:
-    """The audio entries of a bundle's zip, checked before anything is read (a hostile name is
-    never used; the sizes are the ones the zip declares, which reading never exceeds).
-
-    Raises:
-        BundleError: too many files or bytes, a table over its size, a name given twice, or a
-            member that is neither a table nor an audio store name.
-    """
-    if len(infos) > catalog.BUNDLE_MAX_MEMBERS:
-        raise BundleError(f"holds {len(infos)} files, over the limit of {catalog.BUNDLE_MAX_MEMBERS}")
-    total = sum(i.file_size for i in infos)
-    if total > catalog.BUNDLE_MAX_BYTES:
-        raise BundleError(f"unpacks to {total} bytes, over the limit of {catalog.BUNDLE_MAX_BYTES}")
-    names = [i.filename for i in infos]
-    if len(set(names)) != len(names):
-        raise BundleError(f"holds {sorted(n for n in names if names.count(n) > 1)[0]!r} more than once")
-    entries = []
-    for info in infos:
-        name = info.filename
-        if name in TABLE_NAMES:
-            if info.file_size > catalog.BUNDLE_MAX_TABLE_BYTES:
-                raise BundleError(
-                    f"{name} is {info.file_size} bytes, over the limit of {catalog.BUNDLE_MAX_TABLE_BYTES}"
-                )
-        elif name != f"{FOLDER}/":
-            if not is_name(name):
-                raise BundleError(f"holds {name!r}, which is not an audio store name (audio/<sha256>.<ext>)")
-            entries.append(name)
-    return entries

@@ -126,7 +126,7 @@ class Database:
         """
         conn = self.connection()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self.begin_write(conn)
         except sqlite3.Error as exc:
             raise self.error(exc) from exc
         try:
@@ -172,6 +172,38 @@ class Database:
         for _, conn in connections:
             conn.close()
 
+    # --- what migrations.py needs (postgres.PgDatabase has the same, for PostgreSQL) -----------
+    KIND = "SQLite"
+
+    @staticmethod
+    def begin_write(conn: sqlite3.Connection) -> None:
+        """Begin a transaction holding the write lock (``BEGIN IMMEDIATE``)."""
+        conn.execute("BEGIN IMMEDIATE")
+
+    @staticmethod
+    def begin_migration(conn: sqlite3.Connection) -> None:
+        """Begin a migration's transaction, holding the write lock."""
+        conn.execute("BEGIN IMMEDIATE")
+
+    @staticmethod
+    def end_migration(conn: sqlite3.Connection) -> None:
+        """After a migration's COMMIT or ROLLBACK (SQLite's lock ends with the transaction)."""
+
+    @staticmethod
+    def schema_version(conn: sqlite3.Connection) -> int:
+        """The schema version (``PRAGMA user_version``; 0 for a new database)."""
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @staticmethod
+    def set_schema_version(conn: sqlite3.Connection, version: int) -> None:
+        """Record the schema version (inside the migration's transaction)."""
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    @staticmethod
+    def foreign_tables(conn: sqlite3.Connection) -> int:
+        """How many tables the database has (a version-0 database with tables is another program's)."""
+        return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+
 
 def _prepare_folder(folder: Path, db: Path) -> None:
     """Create the folder if needed and prove it writable, with errors naming the path."""
@@ -198,7 +230,9 @@ def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
     """
     if conn.execute("PRAGMA user_version").fetchone()[0]:
         return
-    if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    # read again: a process creating this log may have committed its tables and version meanwhile
+    if tables and not conn.execute("PRAGMA user_version").fetchone()[0]:
         raise LogError(
             path,
             "is a SQLite database but not a cosyvoice_lab experiment log "

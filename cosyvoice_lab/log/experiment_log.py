@@ -1,18 +1,9 @@
 """ExperimentLog: every take recorded, durable, a DataFrame away.
 
-One folder holds the log: ``log.sqlite3`` (SQLite in WAL mode, schema by numbered migrations)
-and ``audio/<sha256>.<ext>`` (content-addressed previews, written atomically before their row).
-
-``ExperimentLog`` is a facade: it builds its parts, each given only what it uses, and delegates
-every method to one of them: ``db`` (db.py: connections, transactions, errors), ``audio_store``
-(audio_store.py: the only code that names, writes or opens audio), ``rows`` (rows.py: row <->
-Take), ``table`` (take_table.py: the write path and reads), ``recovery`` (recovery.py: stale
-pending takes), ``annotations`` and ``spoken`` (annotations.py: annotations with a history,
-utterances), ``exports`` (export.py: CSV, Parquet, HTML) and ``bundles`` (bundle.py).
-
-Every write is one transaction with a busy timeout, on a connection of the calling thread, so
-threads and processes can share a log. ``synchronous=NORMAL`` in WAL mode: a killed process
-loses nothing it committed; a power cut may lose the last few commits, never the database.
+A facade over the parts of ``log/`` (each given only what it uses; ``opening.py`` builds them
+for a folder, SQLite, or a ``postgresql://`` URL): ``db``, ``audio_store``, ``rows``, ``table``,
+``recovery``, ``annotations``, ``spoken``, ``exports``, ``bundles``. Every write is one
+transaction, so threads, processes and machines can share a log.
 """
 
 from __future__ import annotations
@@ -27,55 +18,44 @@ from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S, STALE_PENDING_S
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
-from cosyvoice_lab.log import migrations
-from cosyvoice_lab.log.annotations import Annotations, Utterances
-from cosyvoice_lab.log.audio_store import AudioStore
-from cosyvoice_lab.log.bundle import Bundles
-from cosyvoice_lab.log.db import DB_NAME, Database
-from cosyvoice_lab.log.export import Exports
+from cosyvoice_lab.log import opening
+from cosyvoice_lab.log.db import DB_NAME
 from cosyvoice_lab.log.migrations import SCHEMA_VERSION
-from cosyvoice_lab.log.recovery import Recovery
-from cosyvoice_lab.log.rows import TakeRows
-from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import Take
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "ExperimentLog", "LogError", "TakeNotFound"]
 
 
 class ExperimentLog:
-    """The experiment log in ``folder`` (created if missing).
+    """The experiment log in a folder (SQLite; created if missing) or a PostgreSQL database.
 
     Args:
-        folder: the log folder; may already hold other files.
-        stale_after_s: age after which a pending take written on another host is interrupted
-            (see ``recovery.py`` for the whole rule).
-        busy_timeout_s: how long a write waits for another writer before failing.
+        location: the log folder (may hold other files), or ``postgresql://user:pw@host/db``.
+        folder: a database log's local folder (the offline simulator's voices, reports);
+            default the lab folder. stale_after_s: age after which another host's pending take
+            is interrupted (``recovery.py``). busy_timeout_s: how long a write waits for others.
 
     Raises:
-        LogError: the folder cannot be created or written, ``log.sqlite3`` is not a SQLite
-            database (or another program's), or the log was written by a newer cosyvoice_lab.
+        LogError: the folder cannot be written, the database cannot be reached, is not a log
+            (another program's), or was written by a newer cosyvoice_lab.
     """
 
     def __init__(
         self,
-        folder: str | os.PathLike,
+        location: str | os.PathLike,
         *,
+        folder: str | os.PathLike | None = None,
         stale_after_s: float = STALE_PENDING_S,
         busy_timeout_s: float = LOG_BUSY_TIMEOUT_S,
     ) -> None:
-        self.db = Database(folder, busy_timeout_s=busy_timeout_s)
-        self.audio_store = AudioStore(self.db.folder)
-        self.schema_version = migrations.upgrade(self.db)
-        self.rows = TakeRows(self.audio_store)
-        self.table = TakeTable(self.db, self.rows, self.audio_store)
-        self.recovery = Recovery(self.db, stale_after_s=stale_after_s)
-        self.annotations = Annotations(self.db, self.table)
-        self.spoken = Utterances(self.db, self.audio_store)
-        self.exports = Exports(self.table)
-        self.bundles = Bundles(self.db, self.audio_store, self.rows, self.table)
-        self.folder: Path = self.db.folder  # absolute
-        self.path: Path = self.db.path  # folder/log.sqlite3
-        self.audio_dir: Path = self.audio_store.directory
+        p = opening.open_parts(location, folder=folder, stale_after_s=stale_after_s, busy_timeout_s=busy_timeout_s)
+        self.db, self.audio_store, self.rows, self.table = p.db, p.audio_store, p.rows, p.table
+        self.recovery, self.annotations, self.listening, self.spoken = p.recovery, p.annotations, p.listening, p.spoken
+        self.exports, self.bundles, self.schema_version = p.exports, p.bundles, p.schema_version
+        self.folder: Path = p.folder  # absolute: the log folder, or a database log's local folder
+        self.path: Path | str = p.path  # folder/log.sqlite3, or the URL without its password
+        self.audio_dir: Path | None = p.audio_dir  # None: the audio is in the database
+        self.location = str(self.path if self.audio_dir is None else self.folder)  # a URL shows no password
         self.stale_after: timedelta = self.recovery.stale_after
         self.interrupt_stale()
 
@@ -98,7 +78,7 @@ class ExperimentLog:
 
     def __repr__(self) -> str:
         state = "closed" if self.db.closed else f"{len(self)} takes"
-        return f"{type(self).__name__}({str(self.folder)!r}, {state}, schema v{self.schema_version})"
+        return f"{type(self).__name__}({self.location!r}, {state}, schema v{self.schema_version})"
 
     def interrupt_stale(self) -> int:
         """Mark abandoned ``pending`` takes ``interrupted`` (done on open; the rule is in
@@ -121,18 +101,15 @@ class ExperimentLog:
     ) -> Take:
         """Record a take as ``pending``; call this (it commits) before the request is sent.
 
-        Args:
-            design: the exact request. backend: 'dashscope' or 'offline'. region, host: where
-                it goes. prompt_spec: the PromptSpec (dict, or anything with ``to_dict()``).
-            experiment, parent_take_id, cell, repeat: where the take belongs.
+        Args: design: the exact request. backend: 'dashscope' or 'offline'. region, host: where
+        it goes. prompt_spec: the PromptSpec (dict, or with ``to_dict()``). experiment,
+        parent_take_id, cell, repeat: where the take belongs.
 
-        Returns:
-            the pending Take (its ``take_id`` is new and globally unique). Keep it while the
-            request is in flight: a pending take whose Take object this process no longer
-            holds counts as abandoned, and the next open of the log marks it interrupted.
+        Returns the pending Take (a new, globally unique ``take_id``). Keep it while the request
+        is in flight: a pending take whose Take this process no longer holds counts as abandoned,
+        and the next open of the log marks it interrupted.
 
-        Raises:
-            TypeError / ValueError: a bad design, backend or prompt_spec. LogError: cannot write.
+        Raises TypeError / ValueError (a bad design, backend or prompt_spec), LogError (cannot write).
         """
         return self.table.start(
             design,
@@ -164,15 +141,10 @@ class ExperimentLog:
         latency_s: float | None = None,
         metrics: dict | None = None,
     ) -> Take:
-        """Record a designed voice: status 'ok', its id and preview.
-
-        The preview is written to the audio store (atomically) before the row names it.
-        ``latency_s`` defaults to the time since ``start``. A take that already has its outcome
-        (settled first, e.g. by another process) is returned as stored: settling is a no-op.
-
-        Raises:
-            TakeNotFound: no such take. LogError: cannot write.
-        """
+        """Record a designed voice: status 'ok', its id and preview (stored, atomically, before
+        the row names it). ``latency_s`` defaults to the time since ``start``. A take that already
+        has its outcome (settled first, e.g. by another process) is returned as stored: settling
+        is a no-op. Raises TakeNotFound (no such take) / LogError (cannot write)."""
         return self.table.finish(
             take_id,
             voice_id=voice_id,
@@ -193,15 +165,9 @@ class ExperimentLog:
         request_id: str | None = None,
         latency_s: float | None = None,
     ) -> Take:
-        """Record that a take did not produce a voice.
-
-        Args:
-            status: 'failed' (the service refused or an error ended it), 'unknown' (sent, result
-                unknown: a voice may exist; see ``reconcile``) or 'interrupted'.
-
-        Raises:
-            ValueError: another status. TakeNotFound / LogError: as for ``finish``.
-        """
+        """Record that a take did not produce a voice. ``status``: 'failed' (the service refused
+        or an error ended it), 'unknown' (sent, result unknown: a voice may exist; see
+        ``reconcile``) or 'interrupted'. Raises ValueError (another status) / TakeNotFound / LogError."""
         return self.table.fail(
             take_id,
             error_code=error_code,
@@ -212,14 +178,9 @@ class ExperimentLog:
         )
 
     def reconcile(self, take_id: str, *, voice_id: str, voice_status: str | None = None) -> Take:
-        """Adopt a voice found in the service's list as the outcome of an 'unknown' take.
-
-        The take becomes 'ok' with ``preview_missing=True`` (the preview was never received).
-
-        Raises:
-            TakeNotFound / LogError: as for ``finish``; LogError too when the voice is already
-            another take's outcome (a voice is adopted once, across processes).
-        """
+        """Adopt a voice found in the service's list as the outcome of an 'unknown' take: it
+        becomes 'ok' with ``preview_missing=True``. Raises TakeNotFound / LogError (as for
+        ``finish``; also when the voice is already another take's outcome: adopted once, across processes)."""
         return self.table.reconcile(take_id, voice_id=voice_id, voice_status=voice_status)
 
     def set_metrics(self, take_id: str, metrics: dict) -> Take:
@@ -261,15 +222,12 @@ class ExperimentLog:
     ):
         """The takes as a pandas DataFrame, one row each, oldest first (a fresh query).
 
-        Args:
-            experiment, model, status: one value or a list. tag: takes with this tag (or all of
-                a list). min_rating: 1-5. since / until: ``started_at`` bounds (inclusive /
-                exclusive; naive times are UTC). more: ``chosen``, ``cell``, ``backend``,
-                ``voice_id``.
+        Args: experiment, model, status: one value or a list. tag: takes with this tag (or all
+        of a list). min_rating: 1-5. since / until: ``started_at`` bounds (inclusive / exclusive;
+        naive times are UTC). more: ``chosen``, ``cell``, ``backend``, ``voice_id``.
 
-        Returns:
-            DataFrame: ``datetime64[ns, UTC]`` times, categorical target_model/backend/status,
-            ``Int64`` rating, bool chosen/played, tags as tuples, metrics as ``m_<name>``.
+        Returns a DataFrame: ``datetime64[ns, UTC]`` times, categorical target_model/backend/status,
+        ``Int64`` rating, bool chosen/played, tags as tuples, metrics as ``m_<name>``.
         """
         return self.table.to_dataframe(
             experiment=experiment,
@@ -293,31 +251,50 @@ class ExperimentLog:
         return self.table.voice_ids()
 
     # --- annotations --------------------------------------------------------------------------------
-    def rate(self, take_id: str, rating: int | None) -> Take:
+    # ``rater``: who (the history's ``author``); default $COSYVOICE_LAB_USER, else the login name.
+    def rate(self, take_id: str, rating: int | None, *, rater: str | None = None) -> Take:
         """Rate a take 1-5 (None clears the rating). Raises ValueError (not 1-5) / TakeNotFound."""
-        return self.annotations.rate(take_id, rating)
+        return self.annotations.rate(take_id, rating, rater=rater)
 
-    def choose(self, take_id: str) -> Take:
+    def choose(self, take_id: str, *, rater: str | None = None) -> Take:
         """Mark a take chosen (a keeper). Raises TakeNotFound if missing."""
-        return self.annotations.choose(take_id)
+        return self.annotations.choose(take_id, rater=rater)
 
-    def unchoose(self, take_id: str) -> Take:
+    def unchoose(self, take_id: str, *, rater: str | None = None) -> Take:
         """Clear a take's chosen mark. Raises TakeNotFound if missing."""
-        return self.annotations.unchoose(take_id)
+        return self.annotations.unchoose(take_id, rater=rater)
 
-    def tag(self, take_id: str, *tags: str) -> Take:
+    def tag(self, take_id: str, *tags: str, rater: str | None = None) -> Take:
         """Add tags (stripped, 1-64 printable characters; duplicates ignored).
         Raises ValueError (a bad tag) / TakeNotFound."""
-        return self.annotations.tag(take_id, *tags)
+        return self.annotations.tag(take_id, *tags, rater=rater)
 
-    def untag(self, take_id: str, *tags: str) -> Take:
+    def untag(self, take_id: str, *tags: str, rater: str | None = None) -> Take:
         """Remove tags (absent ones are ignored). Raises TakeNotFound if missing."""
-        return self.annotations.untag(take_id, *tags)
+        return self.annotations.untag(take_id, *tags, rater=rater)
 
-    def note(self, take_id: str, text: str) -> Take:
+    def note(self, take_id: str, text: str, *, rater: str | None = None) -> Take:
         """Set a take's notes to ``text`` (the history keeps earlier notes).
         Raises TypeError (not a string) / TakeNotFound."""
-        return self.annotations.note(take_id, text)
+        return self.annotations.note(take_id, text, rater=rater)
+
+    def add_rating(self, take_id: str, rating: int | None, *, rater=None, kind="preference", session_id=None) -> None:
+        """A listening rating (1-5; None clears this rater's in this session), kept beside other
+        raters' (``ratings.py``). Raises ValueError (rating, kind, rater) / TakeNotFound."""
+        self.listening.add_rating(take_id, rating, rater=rater, kind=kind, session_id=session_id)
+
+    def ratings(self, experiment: str | None = None, *, kind: str | None = None, session_id: str | None = None):
+        """Listening ratings: take_id, rating, rater, kind, session_id, at (latest per session,
+        take and rater; cleared ones dropped)."""
+        return self.listening.ratings(experiment, kind=kind, session_id=session_id)
+
+    def open_round(self, take_ids: list[str], *, session_id: str, seed: int, kind: str, rater: str | None) -> None:
+        """Record a blind listening round, its seed kept out of every log view (``ratings.py``)."""
+        self.listening.open_round(take_ids, session_id=session_id, seed=seed, kind=kind, rater=rater)
+
+    def round_record(self, session_id: str) -> dict | None:
+        """A round's ``{"seed", "kind", "rater", "take_ids"}`` as ``open_round`` recorded it, or None."""
+        return self.listening.round_record(session_id)
 
     def mark_played(self, *take_ids: str) -> None:
         """Record that these takes were listened to. Raises TakeNotFound if one is missing

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from cosyvoice_lab import files, html
+from cosyvoice_lab import catalog, files, html
+from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.take import Take, iso, now_utc
 
@@ -72,17 +74,98 @@ def read_parquet(path):
 
 # --- the HTML report ---------------------------------------------------------------------------
 
+NO_EXPERIMENT = "(no experiment)"
 
-def export_html(log, path, **filters) -> Path:
-    """A self-contained HTML report: one row per take, previews embedded as data-URI players.
+# What a report adds at the top of an experiment's section: ``extras(experiment, takes)`` returns
+# ``{"evidence": html text, "plots": [(title, image data URI), ...]}`` (either may be missing).
+# The log cannot compute evidence or plots (they live in ``views``/``analysis``): ``views.report``
+# passes this in; ``ExperimentLog.export_html`` writes the same report without it.
+Extras = Callable[[str, list[Take]], dict[str, Any]]
 
-    Opens from disk in any browser, with no server and no network (see ``html.report``).
+
+def report_sections(takes: list[Take], extras: Extras | None = None) -> list[dict[str, Any]]:
+    """Takes grouped as the report shows them: by experiment (in order of first take; takes
+    without one last), then by prompt (first appearance), each prompt's takes by model
+    (``catalog.model_order``), repeat and start time."""
+    by_experiment: dict[str | None, list[Take]] = {}
+    for take in takes:
+        by_experiment.setdefault(take.experiment or None, []).append(take)
+    if None in by_experiment:
+        by_experiment[None] = by_experiment.pop(None)  # unfiled takes go last
+    return [_section(name, group, extras) for name, group in by_experiment.items()]
+
+
+def _section(name: str | None, takes: list[Take], extras: Extras | None) -> dict[str, Any]:
+    models = catalog.model_order(t.model for t in takes)
+    rank = {m: i for i, m in enumerate(models)}
+    prompts: dict[str, list[Take]] = {}
+    for take in takes:
+        prompts.setdefault(take.prompt, []).append(take)
+    added = extras(name, takes) if extras is not None and name is not None else {}
+    return {
+        "name": name or NO_EXPERIMENT,
+        "total": len(takes),
+        "ok": sum(t.ok for t in takes),
+        "models": models,
+        "prompts": [
+            {
+                "prompt": prompt,
+                "preview_texts": list(dict.fromkeys(t.design.preview_text for t in group)),
+                "takes": sorted(group, key=lambda t: (rank[t.model], t.repeat or 0, t.started_at)),
+            }
+            for prompt, group in prompts.items()
+        ],
+        "evidence": added.get("evidence") or "",
+        "plots": list(added.get("plots") or ()),
+    }
+
+
+def shared_audio(takes: list[Take], kbps: float = catalog.SHARE_AUDIO_KBPS) -> dict[str, Audio]:
+    """take id → its preview compressed for sharing (``Audio.compressed``), for takes whose
+    preview can be read; the others are left to the report's player, which says why. Previews
+    are read here one by one (the store may be a database connection) and encoded on every core."""
+    originals = {}
+    for take in takes:
+        if take.preview_missing or not take.audio_path:
+            continue
+        try:
+            audio = take.audio
+        except (LogError, ValueError):
+            continue  # shown as its error message
+        if audio is not None:
+            originals[take.take_id] = audio
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # the encoder releases the GIL
+        encoded = pool.map(lambda audio: audio.compressed(kbps), originals.values())
+        return dict(zip(originals, encoded, strict=True))
+
+
+def readable(tmp: str) -> None:
+    """Give a file written by ``atomic_write`` (mode 0600, as every temp file) the mode a new
+    file gets here: 0666 less the umask, so a report can be read by whom it is shared with."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+
+
+def export_html(log, path, *, extras: Extras | None = None, kbps: float = catalog.SHARE_AUDIO_KBPS, **filters) -> Path:
+    """A self-contained HTML report: experiment by experiment, prompt by prompt, one row per take
+    (model, repeat, player, status, annotations, measurements), with ``extras`` (evidence, plots)
+    at the top of each experiment. Previews are embedded compressed (Opus at ``kbps`` kbit/s;
+    the originals stay in the log); the page fits a phone's width and opens from disk with no
+    server or network. The file is readable by others (0666 less the umask).
 
     Raises:
         LogError: the report cannot be written.
     """
-    page = html.report(log.takes(**filters), folder=log.folder, generated=iso(now_utc()))
-    return atomic_write(path, page.encode("utf-8"))
+    takes = log.takes(**filters)
+    page = html.report(
+        report_sections(takes, extras),
+        players=shared_audio(takes, kbps),
+        folder=log.folder,
+        generated=iso(now_utc()),
+        kbps=kbps,
+    )
+    return atomic_write(path, page.encode("utf-8"), writer=readable)
 
 
 class Exports:
@@ -104,5 +187,6 @@ class Exports:
         return export_parquet(self._source, path, **filters)
 
     def export_html(self, path: str | os.PathLike, **filters: Any) -> Path:
-        """Write a self-contained HTML report (table + embedded players); returns the path."""
+        """Write the self-contained HTML report (grouped, compressed players; no evidence: see
+        ``Lab.report``); returns the path."""
         return export_html(self._source, path, **filters)

@@ -1,10 +1,12 @@
 """The experiment log's schema, built and changed only by numbered migrations.
 
 ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``; the version lives in
-``PRAGMA user_version``. ``migrate`` applies the missing ones on open, each inside its own
-transaction, re-reading the version after taking the write lock so that two processes
-opening a new log at once do not both apply a step. Never edit a released migration: add a
-new one.
+``PRAGMA user_version`` (SQLite) or the ``log_schema`` table (PostgreSQL). ``migrate`` applies
+the missing ones on open, each inside its own transaction, re-reading the version after taking
+the write lock so that two processes opening a new log at once do not both apply a step. Never
+edit a released migration: add a new one. One list serves both databases: the statements are
+written in SQLite's SQL and ``dialect.translate`` rewrites them for PostgreSQL; the database
+object (``db.Database`` / ``postgres.PgDatabase``) supplies the version and the write lock.
 
 Timestamps are fixed-width ISO 8601 UTC text (``2025-01-31T08:00:00.000000Z``): readable in
 any SQLite shell, sortable as text, and parsed fast by pandas. JSON columns hold NULL rather
@@ -16,12 +18,10 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cosyvoice_lab.errors import LogError
-
-if TYPE_CHECKING:
-    from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.db import Database
 
 
 @dataclass(frozen=True)
@@ -173,51 +173,83 @@ ORDER BY status = 'failed', started_at DESC, rowid DESC
 
 V3 = Migration(3, "cell claims: a compare's cell is claimed in the log before it is sent", (_V3_CLAIMS, _V3_SEED))
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3)
+_V4_RATINGS = """
+CREATE TABLE ratings (
+    rating_id   TEXT NOT NULL UNIQUE,             -- uuid4 hex: bundles merge by it
+    take_id     TEXT NOT NULL,
+    session_id  TEXT,                             -- the listening round; NULL outside one
+    seed        INTEGER CHECK (seed >= 0),        -- the round's shuffle seed (31 bits; kept out of log views)
+    kind        TEXT NOT NULL CHECK (kind IN ('preference','adherence')),
+    rater       TEXT NOT NULL,
+    rating      INTEGER CHECK (rating BETWEEN 1 AND 5),  -- NULL: not rated yet (round opened) or cleared
+    at          TEXT NOT NULL
+)
+"""
+
+V4 = Migration(
+    4,
+    "ratings: dated listening ratings, several raters per take (log/ratings.py)",
+    (
+        _V4_RATINGS,
+        "CREATE INDEX ratings_take ON ratings(take_id, at)",
+        "CREATE INDEX ratings_session ON ratings(session_id, at)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
-def version(conn: sqlite3.Connection) -> int:
+def version(conn: Any, books: Any = None) -> int:
     """The schema version stored in the database (0 for a new one)."""
-    return conn.execute("PRAGMA user_version").fetchone()[0]
+    return _books(books).schema_version(conn)
 
 
-def migrate(conn: sqlite3.Connection, path: Path, *, target: int = SCHEMA_VERSION) -> int:
+def _books(books: Any) -> Any:
+    """Who keeps the version and the write lock: ``books``, else SQLite's (``db.Database``)."""
+    return Database if books is None else books
+
+
+def migrate(conn: Any, path: Path | str, *, target: int = SCHEMA_VERSION, books: Any = None) -> int:
     """Bring the database up to ``target``, one transaction per step; returns the version.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    ``conn`` must be in autocommit mode (``isolation_level=None``); ``books``: the database
+    class or object keeping the version and the write lock (default SQLite's).
 
     Raises:
-        LogError: the database is newer than this package, or is some other SQLite database.
+        LogError: the database is newer than this package, or is some other program's database.
     """
-    current = version(conn)
-    _check_known(conn, path, current)
+    books = _books(books)
+    current = books.schema_version(conn)
+    _check_known(conn, path, current, books)
     for step in MIGRATIONS:
         if current >= step.version or step.version > target:
             continue
-        conn.execute("BEGIN IMMEDIATE")
+        books.begin_migration(conn)
         try:
-            current = version(conn)  # another process may have migrated while we waited
+            current = books.schema_version(conn)  # another process may have migrated while we waited
             if current < step.version:
                 for statement in step.statements:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {step.version}")
+                books.set_schema_version(conn, step.version)
                 current = step.version
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            books.end_migration(conn)
     return current
 
 
-def upgrade(db: Database) -> int:
+def upgrade(db: Any) -> int:
     """``migrate`` the log's database on its connection; returns the schema version.
 
     A failure closes ``db`` (the log is unusable) and is raised as a ``LogError`` naming it.
     """
     try:
-        return migrate(db.connection(), db.path)
+        return migrate(db.connection(), db.path, books=db)
     except sqlite3.Error as exc:
         db.close()
         raise db.error(exc) from exc
@@ -226,7 +258,7 @@ def upgrade(db: Database) -> int:
         raise
 
 
-def _check_known(conn: sqlite3.Connection, path: Path, current: int) -> None:
+def _check_known(conn: Any, path: Path | str, current: int, books: Any) -> None:
     if current > SCHEMA_VERSION:
         from cosyvoice_lab.log.rows import package_version
 
@@ -236,11 +268,11 @@ def _check_known(conn: sqlite3.Connection, path: Path, current: int) -> None:
             f"cosyvoice_lab {package_version()} understands up to version {SCHEMA_VERSION}. "
             f"Upgrade cosyvoice_lab (pip install -U cosyvoice-lab) to open it.",
         )
-    if current == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-        if tables:
-            raise LogError(
-                path,
-                "is a SQLite database but not a cosyvoice_lab experiment log "
-                "(it has tables and no log schema version); it was left untouched",
-            )
+    # Tables and no version: another program's, unless a process creating this log committed
+    # both (in one transaction) between the two reads, so the version is read again after.
+    if current == 0 and books.foreign_tables(conn) and not books.schema_version(conn):
+        raise LogError(
+            path,
+            f"is a {books.KIND} database but not a cosyvoice_lab experiment log "
+            "(it has tables and no log schema version); it was left untouched",
+        )

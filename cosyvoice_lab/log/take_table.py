@@ -9,7 +9,6 @@ or filter, and the DataFrames (``frame.py``, loaded only when a frame is asked f
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -90,8 +89,10 @@ class TakeTable:
                     recovery.release(take.take_id)
                     return None
                 conn.execute(_insert_sql(row), list(row.values()))
-                conn.execute(
-                    "INSERT OR REPLACE INTO cell_claims (experiment, cell, take_id, claimed_at) VALUES (?, ?, ?, ?)",
+                conn.execute(  # an upsert both databases speak
+                    "INSERT INTO cell_claims (experiment, cell, take_id, claimed_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (experiment, cell) DO UPDATE SET take_id = excluded.take_id, "
+                    "claimed_at = excluded.claimed_at",
                     (experiment, cell, take.take_id, row["started_at"]),
                 )
         except BaseException:
@@ -99,7 +100,7 @@ class TakeTable:
             raise
         return take
 
-    def _held(self, conn: sqlite3.Connection, experiment: str, cell: str) -> bool:
+    def _held(self, conn: Any, experiment: str, cell: str) -> bool:
         """Whether a take holds the cell: its claimant (or, for takes from before claims, any
         take of the cell) is ok, may hold a voice, or is pending. A pending take whose writer
         is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
@@ -236,11 +237,15 @@ class TakeTable:
         unique, params = "", [*values.values(), latency_s, now, now, take_id]
         if unique_voice is not None:
             unique, params = " AND NOT EXISTS (SELECT 1 FROM takes WHERE voice_id = ?)", [*params, unique_voice]
-        rows = self._db.query(
+        sql = (
             f"UPDATE takes SET {sets}latency_s = {latency}, finished_at = {finished} "
-            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted'){unique} {_RETURNING}",
-            params,
+            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted'){unique} {_RETURNING}"
         )
+        if unique_voice is None:
+            rows = self._db.query(sql, params)
+        else:  # check-then-write: under the write lock, so two adoptions of one voice are serialised
+            with self._db.transaction() as conn:
+                rows = conn.execute(sql, params).fetchall()
         recovery.release(take_id)
         if not rows:
             return self._settled_first(take_id, unique_voice)
@@ -261,7 +266,7 @@ class TakeTable:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
         return self._rows.to_take(rows[0])
 
-    def update(self, conn: sqlite3.Connection, take_id: str, values: dict) -> Take:
+    def update(self, conn: Any, take_id: str, values: dict) -> Take:
         """Set ``values`` on a take inside the caller's transaction; returns the take as updated.
 
         Raises:
@@ -308,9 +313,8 @@ class TakeTable:
         """The take with this id or unique prefix (see ``ExperimentLog.get``)."""
         rows = self._db.query(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,))
         if not rows and isinstance(take_id, str) and 4 <= len(take_id) < 32:
-            rows = self._db.query(
-                f"{SELECT_TAKE} WHERE take_id >= ? AND take_id < ? LIMIT 2", (take_id, take_id + "\uffff")
-            )
+            # substr, not a range: a database's collation may not sort text by code point
+            rows = self._db.query(f"{SELECT_TAKE} WHERE substr(take_id, 1, ?) = ? LIMIT 2", (len(take_id), take_id))
         if not rows:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
         if len(rows) > 1:

@@ -113,20 +113,27 @@ class Comparison:
         index = pd.MultiIndex.from_tuples(dict.fromkeys(zip(ok["prompt_index"], ok["target_model"], strict=False)))
         return pd.Series([by_key.get(f"{p}|{m}") for p, m in index], index=index, dtype=float)
 
-    def evidence(self, *, effect: dict[str, float] | None = None, variability: bool = True, ratings=None):
+    def evidence(
+        self, *, effect: dict[str, float] | None = None, variability: bool = True, ratings=None, prompts: bool = False
+    ):
         """Is a difference between the models real? One question per measure, within prompts.
 
         Args:
             effect: measure → the difference size to plan repeats for (e.g. ``{"pitch": 1.0}``
                 semitones); default: the size observed.
             variability: also compare the variation between repeats (needs the previews).
-            ratings: listening-round ratings (``take_id``, ``rating``, ``kind``), e.g.
-                ``BlindSession.ratings_frame()``.
+            ratings: listening-round ratings (``take_id``, ``rating``, ``kind``, ``rater``), e.g.
+                ``log.ratings(experiment)`` or ``BlindSession.ratings_frame()``; ``True`` reads
+                the log's ratings of this experiment. Several raters are accounted for (each
+                rater centred, one score per take).
+            prompts: also compare the prompts with each other (models as blocks).
         Returns:
             an ``Evidence`` view (``.table``, a table in a notebook).
         """
         from cosyvoice_lab.views.evidence import evidence
 
+        if ratings is True:
+            ratings = self.log.ratings(self.experiment)  # type: ignore[attr-defined]
         df = self.df
         cells = None
         ok = df[df["status"] == "ok"]
@@ -134,8 +141,27 @@ class Comparison:
             series = self._variability(ok)
             cells = series.rename("variability").rename_axis(["prompt_index", _model_column(df)]).reset_index()
         return evidence(
-            df, self.models, experiment=self.experiment, cells=cells, ratings=ratings, effect=effect
-        )  # fmt: skip
+            df, self.models, experiment=self.experiment, cells=cells, ratings=ratings, effect=effect, prompts=prompts
+        )
+
+    def start_blind(self, *, kind: str = "preference", rater: str | None = None, seed: int | None = None):
+        """A blind listening round over this comparison's playable takes, recorded in the log
+        (a fresh seed unless given, kept out of every log view until the reveal).
+
+        Args:
+            kind: "preference" (model and prompt hidden) or "adherence" (the description shown).
+            rater: the listener's name (default: ``$COSYVOICE_LAB_USER``, else the login name).
+
+        Returns:
+            the ``BlindSession``: shows itself (labels and players), ``rate("A", 4)`` writes to
+            the log at once, ``reveal(prompts=comparison.prompts)`` uncovers the labels.
+        """
+        from cosyvoice_lab.views.listening import BlindSession
+
+        playable = [t.take_id for t in self.takes if t.ok and not t.preview_missing]
+        session = BlindSession.start(playable, kind=kind, rater=rater, seed=seed)
+        session.record(self.log)
+        return session
 
     def __repr__(self):
         takes = self.takes

@@ -4,24 +4,28 @@
 (``Comparison.df``'s columns). Every question compares two models within prompts (prompts are
 blocks, see ``analysis.stats``): pitch (semitones), speaking rate, loudness, every other
 measurement the log holds (``m_*`` columns, predicted quality among them), variation between
-repeats, design latency, and ratings (per listening round kind when given). The p-values are
-adjusted together (Holm) because the questions are asked at once; a verdict names a model only
-when its adjusted p is below 5 %. For a question still open, ``repeats_needed`` says how many
-repeats per prompt and model would find a difference of the size asked about (``effect``) or,
-by default, of the size observed, at 80 % power.
+repeats, design latency, and ratings (per listening round kind when given, several raters
+accounted for). With ``prompts=True`` the same questions compare the prompts with each other,
+within models. The p-values are adjusted together (Holm, within each family of questions)
+because the questions are asked at once; a verdict names a model (or prompt) only when its
+adjusted p is below 5 %. Cost comes from the catalog's prices: exact, no interval. For a
+question still open, ``repeats_needed`` says how many repeats per prompt and model would find a
+difference of the size asked about (``effect``) or, by default, of the size observed, at 80 %
+power; ``Evidence.next_steps()`` says how to draw them (``lab.compare(..., new_repeats=True)``).
+The questions and their rows are built in ``views.evidence_questions``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from cosyvoice_lab import html
 from cosyvoice_lab.analysis import stats
+from cosyvoice_lab.views import evidence_questions as questions
 
 COLUMNS = (
     "question",
@@ -40,14 +44,6 @@ COLUMNS = (
     "verdict",
     "repeats_needed",
 )
-# measurement column -> (question word, unit, how to turn a value into the compared scale)
-KNOWN_MEASURES: dict[str, tuple[str, str]] = {
-    "m_median_f0_hz": ("pitch", "st"),
-    "m_speaking_rate": ("speaking rate", ""),
-    "m_loudness_lufs": ("loudness", "LU"),
-    "m_predicted_mos": ("predicted quality", "MOS"),
-    "m_dnsmos_ovrl": ("predicted quality (DNSMOS)", "MOS"),
-}
 # the measurements a comparison is run for: the prompt's words (pitch, pace, loudness) and
 # predicted quality (whichever predictor the log holds)
 MAIN_MEASURES = (
@@ -57,9 +53,9 @@ MAIN_MEASURES = (
     "m_predicted_mos",
     "m_dnsmos_ovrl",
 )
-SKIPPED_MEASURES = ("m_duration_s", "m_measures_version")  # set by the preview text / the code, not the model
+KNOWN_MEASURES = questions.KNOWN_MEASURES
+SKIPPED_MEASURES = questions.SKIPPED_MEASURES
 _PLANNING = ("x_higher", "x_sd", "x_blocks", "x_effect")  # working columns, dropped
-_PITCH_REFERENCE_HZ = 100.0  # semitones are counted from here (only differences are shown)
 
 
 @dataclass
@@ -69,8 +65,10 @@ class Evidence:
     Attributes:
         table: one row per question (see :data:`COLUMNS`): ``estimate`` is ``b − a`` in
             ``unit``, ``ci_low``/``ci_high`` its 95 % interval, ``n`` the takes (or cells, or
-            choices) it rests on, ``prompts`` the prompts holding both models, ``p_adjusted``
-            Holm-adjusted within its ``family`` of questions, ``verdict`` the plain sentence,
+            choices) it rests on, ``prompts`` the blocks holding both (prompts; models for the
+            prompt questions), ``p_adjusted`` Holm-adjusted within its ``family`` ("main",
+            "more measures", "cost" (priced: no p), "prompts", "prompts: more measures"),
+            ``verdict`` the plain sentence,
             ``repeats_needed`` per prompt and model for an open question.
         experiment: the experiment it came from.
     """
@@ -160,6 +158,7 @@ def evidence(
     ratings: Any = None,
     effect: Mapping[str, float] | None = None,
     main_measures: Sequence[str] | None = None,
+    prompts: bool = False,
 ) -> Evidence:
     """The evidence table from one row per take.
 
@@ -170,14 +169,23 @@ def evidence(
             appearance). Estimates are ``other − first``.
         cells: optional per-cell values (one row per prompt × model, columns ``prompt_index``,
             the model column and ``variability``): variation between repeats.
-        ratings: optional listening-round ratings: ``take_id``, ``rating`` and ``kind``
-            ("preference" / "adherence"); one question per kind.
+        ratings: optional listening-round ratings (``log.ratings()``): ``take_id``, ``rating``,
+            ``kind`` ("preference" / "adherence") and ``rater``; one question per kind. Each
+            take gets one score (every rater's ratings centred on that rater's mean, then
+            averaged over the raters: ``analysis.stats.take_scores``), so a harsh rater does
+            not pass for a worse model and three raters of one take count as one take.
         effect: measure → the difference size to plan repeats for (default: the one observed).
         main_measures: the measurement columns asked about first (default
             :data:`MAIN_MEASURES`; family ``"main"``, with latency, variation and ratings);
             every other ``m_*`` column is a question of the family ``"more measures"``. Holm
             adjusts within each family, so that twenty secondary measures do not drown the few
             questions a comparison is run for.
+        prompts: also compare the prompts with each other (every pair, ``later − earlier``),
+            within models (models are the blocks), on the same questions: families
+            ``"prompts"`` and ``"prompts: more measures"``, Holm-adjusted apart from the models'.
+
+    The family ``"cost"`` prices each model pair from the catalog (a design, and speaking
+    10,000 characters): exact, so no interval and no p.
     """
     import pandas as pd
 
@@ -185,118 +193,66 @@ def evidence(
     main_measures = MAIN_MEASURES if main_measures is None else tuple(main_measures)
     models = list(models) if models is not None else list(dict.fromkeys(df[group]))
     ok = df[df["status"].astype(str) == "ok"].copy() if "status" in df else df.copy()
-    questions: list[tuple[str, str, str, Any, str]] = []  # (measure, unit, higher word, frame, column)
-    measured = _measure_columns(ok)
-    extra = set(measured) - set(main_measures)
-    for column in measured:
-        word, unit = KNOWN_MEASURES.get(column, (column.removeprefix("m_").replace("_", " "), ""))
-        frame = ok
-        if column == "m_median_f0_hz":
-            frame = ok.assign(
-                m_median_f0_hz=12 * np.log2(ok[column].astype(float).where(ok[column] > 0) / _PITCH_REFERENCE_HZ)
-            )
-        questions.append((word, unit, "higher", frame, column))
-    if cells is not None and len(cells) and "variability" in cells:
-        questions.append(("variation between repeats", "", "more varied", cells, "variability"))
-    if "latency_s" in ok:
-        questions.append(("design latency", "s", "slower", ok, "latency_s"))
-    if "rating" in ok and ok["rating"].notna().any():
-        questions.append(("rating", "", "rated higher", ok, "rating"))
-    if ratings is not None and len(ratings):
-        joined = ratings.merge(ok[["take_id", "prompt_index", group]], on="take_id")
-        for kind in dict.fromkeys(joined["kind"]):
-            word = {"preference": "blind preference rating", "adherence": "adherence rating"}.get(
-                kind, f"{kind} rating"
-            )
-            questions.append((word, "", "rated higher", joined[joined["kind"] == kind], "rating"))
-    rows = []
+    asked = questions.ask(ok, group, cells=cells, ratings=ratings, main_measures=main_measures)
+    effect = dict(effect or {})
+    rows: list[dict | None] = []
     first = models[0] if models else ""
     for other in models[1:]:
-        for word, unit, higher, frame, column in questions:
-            if not frame[column].notna().any():  # nothing measured: no question
-                continue
-            per_cell = frame is cells  # one value per cell: a paired t over prompts
-            method = "t" if per_cell else "rank"
-            d = stats.frame_difference(
-                frame.assign(_v=frame[column].astype(float)), "_v", group=group, a=first, b=other, method=method
-            )
-            if per_cell:  # more repeats do not shrink this noise: nothing to plan
-                d = replace(d, sd=math.nan)
-            family = "more measures" if column in extra else "main"
-            rows.append(_row(word, unit, higher, first, other, d, (effect or {}).get(word), family))
-    table = pd.DataFrame(rows, columns=[*COLUMNS, *_PLANNING])
+        for q in asked:
+            family = "more measures" if q.extra else "main"
+            rows.append(
+                q.row(group=group, block="prompt_index", a=first, b=other, names=(first, other), family=family,
+                      effect=effect.get(q.word))
+            )  # fmt: skip
+        rows.extend(questions.cost_rows(ok, group, first, other))
+    if prompts:
+        indices = sorted(int(i) for i in ok["prompt_index"].dropna().unique()) if "prompt_index" in ok else []
+        for i, j in itertools.combinations(indices, 2):
+            for q in asked:
+                family = "prompts: more measures" if q.extra else "prompts"
+                rows.append(
+                    q.row(group="prompt_index", block=group, a=i, b=j, names=(f"prompt {i}", f"prompt {j}"),
+                          family=family, effect=effect.get(q.word))
+                )  # fmt: skip
+    table = pd.DataFrame([r for r in rows if r is not None], columns=[*COLUMNS, *_PLANNING])
     if len(table):
-        for family in dict.fromkeys(table["family"]):  # Holm within each family of questions
-            mask = table["family"] == family
-            table.loc[mask, "p_adjusted"] = stats.holm(table.loc[mask, "p_value"].to_numpy(dtype=float))
-        table["verdict"] = [
-            stats.verdict(
-                r.estimate,
-                r.ci_low,
-                r.ci_high,
-                r.p_adjusted,
-                a=html.short_model(r.a),
-                b=html.short_model(r.b),
-                measure=r.measure,
-                unit=r.unit,
-                higher=r.x_higher,
-                questions=int((table["family"] == r.family).sum()),
-            )
-            for r in table.itertuples()
-        ]
-        table["repeats_needed"] = pd.array(
-            [
-                None
-                if r.p_adjusted < stats.ALPHA
-                else _plan(r.x_effect if r.x_effect else r.estimate, r.x_sd, r.x_blocks)
-                for r in table.itertuples()
-            ],
-            dtype="Int64",
-        )
+        _adjust(table)
     table = table.drop(columns=[*_PLANNING])
-    return Evidence(table, experiment, dict(effect or {}))
+    return Evidence(table, experiment, effect)
 
 
-def _measure_columns(df) -> list[str]:
-    known = [c for c in KNOWN_MEASURES if c in df]
-    others = sorted(
-        c for c in df.columns if c.startswith("m_") and c not in KNOWN_MEASURES and c not in SKIPPED_MEASURES
-    )
-    numeric = [c for c in [*known, *others] if _numeric(df[c])]
-    return [c for c in numeric if df[c].notna().any()]
-
-
-def _numeric(series) -> bool:
+def _adjust(table) -> None:
+    """Holm within each family, then the verdicts and the repeats each open question needs."""
     import pandas as pd
 
-    return bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
-
-
-def _row(
-    word: str, unit: str, higher: str, a: str, b: str, d: stats.Difference, effect: float | None, family: str
-) -> dict:
-    question = f"{html.short_model(b)} vs {html.short_model(a)}: {word}"
-    return {
-        "question": question,
-        "family": family,
-        "measure": word,
-        "a": a,
-        "b": b,
-        "estimate": d.estimate,
-        "unit": unit,
-        "ci_low": d.ci_low,
-        "ci_high": d.ci_high,
-        "n": int(d.n),
-        "prompts": int(d.blocks),
-        "p_value": d.p_value,
-        "p_adjusted": math.nan,
-        "verdict": "",
-        "repeats_needed": None,
-        "x_higher": higher,
-        "x_sd": d.sd,
-        "x_blocks": int(d.blocks),
-        "x_effect": effect,
-    }
+    for family in dict.fromkeys(table["family"]):
+        mask = table["family"] == family
+        table.loc[mask, "p_adjusted"] = stats.holm(table.loc[mask, "p_value"].to_numpy(dtype=float))
+    priced = table["family"] == "cost"  # its verdicts are written with its rows
+    table.loc[~priced, "verdict"] = [
+        stats.verdict(
+            r.estimate,
+            r.ci_low,
+            r.ci_high,
+            r.p_adjusted,
+            a=html.short_model(r.a),
+            b=html.short_model(r.b),
+            measure=r.measure,
+            unit=r.unit,
+            higher=r.x_higher,
+            questions=int((table["family"] == r.family).sum()),
+        )
+        for r in table[~priced].itertuples()
+    ]
+    table["repeats_needed"] = pd.array(
+        [
+            None
+            if r.family == "cost" or r.p_adjusted < stats.ALPHA
+            else _plan(r.x_effect if r.x_effect else r.estimate, r.x_sd, r.x_blocks)
+            for r in table.itertuples()
+        ],
+        dtype="Int64",
+    )
 
 
 def _plan(effect: float, sd: float, blocks: int) -> int | None:

@@ -1,32 +1,39 @@
-"""Blind listening, as pure objects: a shuffled order with a recorded seed, anonymous labels,
-ratings, and the reveal summary (mean rating per model and per prompt).
+"""Blind listening, as pure objects: a shuffled order under a fresh seed, anonymous labels,
+ratings written to the log as they are given, and the reveal summary (``reveal.py``).
 
-Two kinds of round (:data:`KINDS`): *preference* (model and prompt hidden: which voices does
-the listener like?) and *adherence* (the prompt shown, the model hidden: "how well does this
-voice match this description?", 1-5). Every session draws a fresh random seed unless one is
-given, and every rating carries the rater's name and the round kind (:meth:`BlindSession.ratings_frame`).
-Nothing a session prints, shows or writes to the log before :meth:`BlindSession.reveal` pairs a
-label with a take, a model or (in a preference round) a prompt.
+Two kinds of round (``catalog.RATING_KINDS``): *preference* (model and prompt hidden: which
+voices does the listener like?) and *adherence* (the prompt shown, the model hidden: "how well
+does this voice match this description?", 1-5). Every session draws a fresh random seed unless
+one is given, and every rating carries the rater's name, the round kind and the session id.
+Nothing a session prints, shows or writes to a log view before :meth:`BlindSession.reveal`
+pairs a label with a take, a model or (in a preference round) a prompt.
 
 No widgets here: ``widgets.board.ComparisonBoard`` is a thin shell over :class:`BlindSession`.
 
-What goes into the experiment log (the board writes it; these objects say what):
+What goes into the experiment log (:meth:`BlindSession.record`, before anything is heard):
 
-- every take in the session gets the tag ``blind:<session_id>`` (:attr:`BlindSession.tag`), so
-  ``log.to_dataframe(tag="blind:<session_id>")`` finds the session again;
-- every take's notes get one appended line, :meth:`BlindSession.note_for`:
-  ``blind <session_id>: seed <seed>, preference round, 8 takes, rater ana`` — enough to rebuild
-  the exact order (:meth:`BlindSession.from_log`), since the order is ``seed`` applied to the
-  sorted take ids, yet no label: the log view shows notes, and must not show the mapping
-  (sessions recorded before this carry ``label C, position 3/8`` and are still read);
-- ratings go to the log as ordinary ratings (the annotation history timestamps them).
+- every take gets the tag ``blind:<session_id>`` (:attr:`BlindSession.tag`);
+- every take's notes get one line, :meth:`BlindSession.note_for`:
+  ``blind <session_id>: preference round, 8 takes, rater ana`` — no seed and no label: the log
+  views show notes and tags, and the seed with the (sorted) take ids would rebuild the labels;
+- the seed, kind and rater go to the ratings table as the round's unrated rows
+  (``log.open_round``), which no log view shows; from there :meth:`BlindSession.from_log`
+  rebuilds the round with the same labels after the notebook was closed;
+- each rating as it is given: ``log.add_rating(take, rating, rater=, kind=, session_id=)``, so a
+  closed notebook loses nothing already rated;
+- at the reveal, a note line ``blind <session_id> revealed: seed <seed>`` on every take.
+
+Tags and notes are written in take-id order, never in presentation order (the annotation
+history is dated). Sessions recorded by earlier versions (``blind s: seed 7, label C, position
+3/8`` or ``blind s: seed 7, preference round, ...``) are still read.
 
 Usage::
 
-    session = BlindSession.start([t.take_id for t in takes], seed=1234)
+    session = BlindSession.start([t.take_id for t in takes], kind="adherence", rater="ana")
+    session.record(lab.log)         # before anything is heard
     session.label(take_id)          # "C"
-    session.rate(take_id, 4)
-    summary = session.summary(takes)
+    session.rate(take_id, 4)        # in the log at once
+    summary = session.reveal(takes)
     summary.per_model               # {"cosyvoice-v3.5-plus": Mean(mean=4.0, n=1), ...}
 """
 
@@ -38,17 +45,23 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from cosyvoice_lab import html
+from cosyvoice_lab import catalog, html
+from cosyvoice_lab.log.ratings import check_kind, check_seed, clean_rater, who
+from cosyvoice_lab.log.rows import check_rating
+from cosyvoice_lab.views.reveal import Mean, RevealRow, RevealSummary, summarise
+
+__all__ = ["KINDS", "BlindSession", "Mean", "RevealRow", "RevealSummary", "anonymous_label", "shuffled"]
 
 TAG_PREFIX = "blind:"
-KINDS = ("preference", "adherence")
-_NOTE_RE = re.compile(
-    r"^blind (?P<session>\S+): seed (?P<seed>\d+)"
-    r"(?:, label (?P<label>[A-Z]+), position (?P<pos>\d+)/(?P<n>\d+)"
-    r"|, (?P<kind>[a-z]+) round, (?P<count>\d+) takes?, rater (?P<rater>.*))$",
+KINDS = catalog.RATING_KINDS
+_OPENED = re.compile(
+    r"^blind (?P<session>\S+): (?:seed (?P<seed>\d+), )?(?P<kind>[a-z]+) round, \d+ takes?, rater (?P<rater>.*)$",
     re.MULTILINE,
 )
+_LABELLED = re.compile(r"^blind (?P<session>\S+): seed (?P<seed>\d+), label [A-Z]+, position \d+/\d+$", re.MULTILINE)
+_REVEALED = re.compile(r"^blind (?P<session>\S+) revealed: seed (?P<seed>\d+)$", re.MULTILINE)
 
 
 def anonymous_label(index: int) -> str:
@@ -78,111 +91,43 @@ def shuffled(take_ids: Iterable[str], seed: int) -> list[str]:
     return order
 
 
-@dataclass(frozen=True)
-class Mean:
-    """A mean rating and how many ratings it averages (``mean`` is None when ``n`` is 0)."""
-
-    mean: float | None
-    n: int
-
-
-def _login() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in this environment
-        return "anonymous"
-
-
-def _mean(values: Sequence[int]) -> Mean:
-    return Mean(sum(values) / len(values) if values else None, len(values))
-
-
-@dataclass(frozen=True)
-class RevealRow:
-    """One take as the reveal shows it."""
-
-    label: str
-    take_id: str
-    model: str
-    prompt_index: int
-    prompt: str
-    rating: int | None
-
-
-@dataclass(frozen=True)
-class RevealSummary:
-    """What blind listening found: the labels uncovered and mean ratings.
-
-    Attributes:
-        rows: every take in presentation order, with its label, model, prompt and rating.
-        per_model: model → Mean (in order of first appearance of the model).
-        per_prompt: prompt index → Mean (prompts numbered in order of first appearance).
-        prompts: prompt index → prompt text.
-        seed, session_id: the session's identity.
-    """
-
-    rows: tuple[RevealRow, ...]
-    per_model: dict[str, Mean]
-    per_prompt: dict[int, Mean]
-    prompts: dict[int, str]
-    seed: int
-    session_id: str
-
-    @property
-    def rated(self) -> int:
-        return sum(r.rating is not None for r in self.rows)
-
-    def best_model(self) -> str | None:
-        """The model with the highest mean rating (None if nothing was rated)."""
-        rated = [(m.mean, name) for name, m in self.per_model.items() if m.n]
-        return max(rated)[1] if rated else None
-
-    def to_text(self) -> str:
-        """A plain-text summary (what ``print`` shows)."""
-        lines = [f"blind session {self.session_id} (seed {self.seed}): {self.rated}/{len(self.rows)} rated"]
-        lines += [f"  {name}: {_fmt(m)}" for name, m in self.per_model.items()]
-        lines += [f"  prompt {i}: {_fmt(m)} — {_short(self.prompts[i])}" for i, m in self.per_prompt.items()]
-        return "\n".join(lines)
-
-    __str__ = to_text
-
-    def html(self) -> str:
-        """Mean rating per model and per prompt, then the uncovered labels, as HTML tables."""
-        return html.reveal_summary(
-            session_id=self.session_id,
-            seed=self.seed,
-            rated=self.rated,
-            rows=self.rows,
-            models=[(name, _fmt(m)) for name, m in self.per_model.items()],
-            prompts=[(f"{i}. {_short(self.prompts[i], 60)}", _fmt(m)) for i, m in self.per_prompt.items()],
-        )
-
-
-def _fmt(m: Mean) -> str:
-    return f"{m.mean:.2f} (n={m.n})" if m.n else "not rated"
-
-
-def _short(text: str, n: int = 48) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _recorded(takes: Sequence, session_id: str) -> dict[str, set]:
+    """What the notes of ``takes`` say of a session: seeds, kinds, raters, and whether revealed."""
+    found: dict[str, set] = {"seed": set(), "kind": set(), "rater": set(), "revealed": set()}
+    for t in takes:
+        notes = t.notes or ""
+        for m in _OPENED.finditer(notes):
+            if m["session"] == session_id:
+                found["kind"].add(m["kind"])
+                found["rater"].add(m["rater"])
+                if m["seed"]:
+                    found["seed"].add(int(m["seed"]))
+        for pattern in (_LABELLED, _REVEALED):
+            for m in pattern.finditer(notes):
+                if m["session"] == session_id:
+                    found["seed"].add(int(m["seed"]))
+                    if pattern is _REVEALED:
+                        found["revealed"].add(True)
+    return found
 
 
 @dataclass
 class BlindSession:
     """One blind listening session over a set of takes.
 
-    Build it with :meth:`start` (a fresh seed unless given) or :meth:`from_log`. Ratings are
-    collected with :meth:`rate`; :meth:`summary` uncovers the labels.
+    Build it with :meth:`start` (a fresh seed unless given) or :meth:`from_log`; :meth:`record`
+    writes it into a log, after which every :meth:`rate` is written there too; :meth:`reveal`
+    uncovers the labels.
 
     Attributes:
         order: take ids in presentation order.
-        seed: the shuffle seed (recorded in the log with every take).
+        seed: the shuffle seed (kept out of every log view until the reveal).
         session_id: identifies the session in the log (tag ``blind:<session_id>``).
         ratings: take id → rating given during this session.
         revealed: True once :meth:`reveal` was called.
         kind: "preference" (model and prompt hidden) or "adherence" (prompt shown).
-        rater: who listens (default: the login name).
+        rater: who listens (default: ``$COSYVOICE_LAB_USER``, else the login name).
+        log: the ExperimentLog the session writes to (None until :meth:`record`).
     """
 
     order: tuple[str, ...] = field(repr=False)
@@ -192,11 +137,12 @@ class BlindSession:
     revealed: bool = False
     kind: str = "preference"
     rater: str = ""
+    log: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"a listening round is one of {KINDS}, got {self.kind!r}")
-        self.rater = self.rater or _login()
+        self.rater = clean_rater(self.rater) if self.rater else (who() or "anonymous")
 
     def __repr__(self) -> str:  # no order, no seed before the reveal: nothing to decode labels with
         seed = f", seed {self.seed}" if self.revealed else ""
@@ -216,48 +162,68 @@ class BlindSession:
         kind: str = "preference",
         rater: str | None = None,
     ) -> BlindSession:
-        """A new session: ``take_ids`` shuffled under ``seed`` (a fresh random 32-bit seed if None).
+        """A new session: ``take_ids`` shuffled under ``seed`` (a fresh random seed if None).
 
         Args:
+            seed: 0 to 2**31 - 1; leave it None unless repeating a session on purpose (a seed
+                someone has seen uncovers the labels).
             kind: "preference" (model and prompt hidden) or "adherence" (prompt shown, 1-5: how
                 well does the voice match its description?).
-            rater: the listener's name (default: the login name).
+            rater: the listener's name (1-64 printable characters; default: ``$COSYVOICE_LAB_USER``,
+                else the login name).
 
         Raises:
-            ValueError: no takes, a negative seed or an unknown kind.
+            ValueError: no takes, a bad seed, an unknown kind or a bad rater name.
         """
+        seed = secrets.randbits(catalog.BLIND_SEED_BITS) if seed is None else check_seed(seed)
+        return cls._build(take_ids, seed, session_id or uuid.uuid4().hex[:8], kind, rater)
+
+    @classmethod
+    def _build(cls, take_ids: Iterable[str], seed: int, session_id: str, kind: str, rater: str | None):
         ids = list(dict.fromkeys(take_ids))
         if not ids:
             raise ValueError("a blind session needs at least one take to listen to")
-        seed = secrets.randbits(32) if seed is None else int(seed)
         if seed < 0:
             raise ValueError(f"a seed must be >= 0, got {seed}")
-        return cls(tuple(shuffled(ids, seed)), seed, session_id or uuid.uuid4().hex[:8], kind=kind, rater=rater or "")
+        return cls(tuple(shuffled(ids, seed)), seed, session_id, kind=check_kind(kind), rater=rater or "")
 
     @classmethod
-    def from_log(cls, takes: Iterable, session_id: str) -> BlindSession:
-        """Rebuild a recorded session from takes carrying its tag and note.
+    def from_log(cls, source, session_id: str) -> BlindSession:
+        """Rebuild a recorded session, its labels and its ratings.
 
         Args:
-            takes: Take-like objects with ``take_id``, ``tags``, ``notes`` and ``rating``.
+            source: the ExperimentLog (the round's record and every rating given in it; the
+                rebuilt session goes on writing there), or Take-like objects (``take_id``,
+                ``tags``, ``notes``, ``rating``), which hold the seed only once revealed (or
+                for sessions recorded by earlier versions).
             session_id: the session to rebuild.
 
         Raises:
-            ValueError: no take carries the session, or its notes disagree on the seed.
+            ValueError: nothing records the session, or the records disagree on the seed.
         """
-        mine = [t for t in takes if TAG_PREFIX + session_id in (t.tags or ())]
-        found = [m for t in mine for m in _NOTE_RE.finditer(t.notes or "") if m["session"] == session_id]
-        seeds = {int(m["seed"]) for m in found}
-        if not mine or len(seeds) != 1:
+        tag = TAG_PREFIX + session_id
+        is_log = hasattr(source, "round_record")
+        takes = source.takes(tag=tag) if is_log else [t for t in source if tag in (t.tags or ())]
+        record = source.round_record(session_id) if is_log else None
+        found = _recorded(takes, session_id)
+        seeds = {record["seed"]} if record else found["seed"]
+        ids = record["take_ids"] if record else [t.take_id for t in takes]
+        if not ids or len(seeds) != 1:
             raise ValueError(
-                f"no consistent record of blind session {session_id!r} in these takes "
-                f"({len(mine)} tagged, seeds found: {sorted(seeds)})"
+                f"no consistent record of blind session {session_id!r} ({len(ids)} takes, seeds found: "
+                f"{len(seeds)}); an unrevealed session keeps its seed in the log: pass the ExperimentLog"
             )
-        kind, rater = next(((m["kind"], m["rater"]) for m in found if m["kind"]), ("preference", None))
-        session = cls.start(
-            [t.take_id for t in mine], seed=seeds.pop(), session_id=session_id, kind=kind, rater=rater
-        )  # fmt: skip
-        session.ratings = {t.take_id: t.rating for t in mine if t.rating is not None}
+        kind = record["kind"] if record else next(iter(found["kind"]), "preference")
+        rater = record["rater"] if record else next(iter(found["rater"]), None)
+        session = cls._build(ids, seeds.pop(), session_id, kind, rater)
+        session.revealed = bool(found["revealed"])
+        if record:
+            given = source.ratings(session_id=session_id)
+            mine = given[given["rater"] == session.rater]
+            session.ratings = {t: int(r) for t, r in zip(mine["take_id"], mine["rating"], strict=True)}
+        else:  # earlier versions rated into the take's own rating
+            session.ratings = {t.take_id: t.rating for t in takes if t.rating is not None}
+        session.log = source if is_log else None
         return session
 
     # --- labels and records ---------------------------------------------------------------
@@ -278,12 +244,16 @@ class BlindSession:
             raise KeyError(f"take {take_id!r} is not in blind session {self.session_id}") from None
 
     def note_for(self, take_id: str) -> str:
-        """The line recorded in a take's notes: session, seed, round kind, size and rater; no
-        label (the log view shows notes; the seed rebuilds the labels after the reveal)."""
+        """The line recorded in a take's notes: session, round kind, size and rater; no seed and
+        no label (the log view shows notes; the seed is written there at the reveal)."""
         self.label(take_id)  # KeyError for a take outside the session
         n = len(self.order)
         takes = f"{n} take{'s' if n != 1 else ''}"
-        return f"blind {self.session_id}: seed {self.seed}, {self.kind} round, {takes}, rater {self.rater}"
+        return f"blind {self.session_id}: {self.kind} round, {takes}, rater {self.rater}"
+
+    def reveal_note(self) -> str:
+        """The line every take's notes get at the reveal: the seed, which now rebuilds the labels."""
+        return f"blind {self.session_id} revealed: seed {self.seed}"
 
     @staticmethod
     def append_note(existing: str | None, line: str) -> str:
@@ -294,31 +264,45 @@ class BlindSession:
         return f"{existing}\n{line}" if existing else line
 
     def record(self, log) -> None:
-        """Write the session into ``log`` before anything is heard: each take gets the tag
-        ``blind:<session>`` and a note line with the seed, its label and position, so the exact
-        order can be rebuilt later (``from_log``)."""
-        for take_id in self.order:
-            log.tag(take_id, self.tag)
-            log.note(take_id, self.append_note(log.get(take_id).notes, self.note_for(take_id)))
+        """Write the session into ``log`` before anything is heard (see the module docstring):
+        the round's record with its seed (out of every log view), then each take's tag and note
+        line, in take-id order; from then on every rating is written to ``log`` as it is given.
+
+        Raises:
+            ValueError: a session id the log refuses (1-64 printable characters). TakeNotFound.
+        """
+        log.open_round(list(self.order), session_id=self.session_id, seed=self.seed, kind=self.kind, rater=self.rater)
+        for take_id in sorted(self.order):
+            log.tag(take_id, self.tag, rater=self.rater)
+            log.note(take_id, self.append_note(log.get(take_id).notes, self.note_for(take_id)), rater=self.rater)
+        self.log = log
 
     # --- ratings and reveal ----------------------------------------------------------------
     def rate(self, take_id: str, rating: int | None) -> None:
-        """Record a rating (1-5; None clears it).
+        """Record a rating (1-5; None clears it), in the log too once :meth:`record` was called.
+
+        Args:
+            take_id: the take, or its label ("C": what a listener sees).
 
         Raises:
             KeyError: the take is not in this session. ValueError: a rating outside 1-5.
         """
+        if take_id not in self.order:  # a label, as the listener knows the take
+            labels = {anonymous_label(i): t for i, t in enumerate(self.order)}
+            take_id = labels.get(take_id, take_id)
         self.label(take_id)
+        rating = check_rating(rating)
+        if self.log is not None:
+            self.log.add_rating(take_id, rating, rater=self.rater, kind=self.kind, session_id=self.session_id)
         if rating is None:
             self.ratings.pop(take_id, None)
-            return
-        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-            raise ValueError(f"a rating must be an integer from 1 to 5, got {rating!r}")
-        self.ratings[take_id] = rating
+        else:
+            self.ratings[take_id] = rating
 
     def ratings_frame(self):
         """The ratings of this round, one row each: ``take_id``, ``rating``, ``rater``, ``kind``,
-        ``session_id`` (what ``Comparison.evidence(ratings=...)`` takes).
+        ``session_id`` (what ``Comparison.evidence(ratings=...)`` takes; ``log.ratings()`` gives
+        every rater's).
 
         Raises:
             RuntimeError: before :meth:`reveal` (take ids would uncover the labels).
@@ -330,15 +314,25 @@ class BlindSession:
         rows = [(t, self.ratings[t], self.rater, self.kind, self.session_id) for t in self.order if t in self.ratings]
         return pd.DataFrame(rows, columns=["take_id", "rating", "rater", "kind", "session_id"])
 
-    def html(self, takes: Iterable) -> str:
+    def _repr_html_(self) -> str | None:
+        """The round as a listener sees it (:meth:`html`), once recorded in a log; else the repr."""
+        return self.html(self._takes()) if self.log is not None else None
+
+    def _takes(self) -> list:
+        if self.log is None:
+            raise ValueError("pass the takes (this session was not recorded in a log)")
+        return [self.log.get(t) for t in self.order]
+
+    def html(self, takes: Iterable | None = None) -> str:
         """The round as a listener sees it: each label with its player (and, in an adherence
         round, the description to judge against), in presentation order. Before the reveal no
         model, voice id or take id is shown, nor in a preference round the prompt.
 
         Args:
-            takes: Take-like objects covering the session (``take_id``, ``prompt``, preview).
+            takes: Take-like objects covering the session (``take_id``, ``prompt``, preview);
+                default: read from the log the session was recorded in.
         """
-        by_id = {t.take_id: t for t in takes}
+        by_id = {t.take_id: t for t in (self._takes() if takes is None else takes)}
         cards = [
             (self.label(t), by_id[t], by_id[t].prompt if self.kind == "adherence" else "", self.ratings.get(t))
             for t in self.order
@@ -350,10 +344,15 @@ class BlindSession:
         """Labels of the takes not yet rated, in presentation order."""
         return [self.label(t) for t in self.order if t not in self.ratings]
 
-    def reveal(self, takes: Iterable, prompts: Sequence[str] | None = None) -> RevealSummary:
-        """Mark the session revealed and return its :meth:`summary`."""
+    def reveal(self, takes: Iterable | None = None, prompts: Sequence[str] | None = None) -> RevealSummary:
+        """Mark the session revealed (writing the seed into each take's notes once recorded)
+        and return its :meth:`summary` (``takes`` default: read from the log)."""
         self.revealed = True
-        return self.summary(takes, prompts)
+        if self.log is not None:
+            for take_id in sorted(self.order):
+                notes = self.log.get(take_id).notes
+                self.log.note(take_id, self.append_note(notes, self.reveal_note()), rater=self.rater)
+        return self.summary(self._takes() if takes is None else takes, prompts)
 
     def summary(self, takes: Iterable, prompts: Sequence[str] | None = None) -> RevealSummary:
         """Mean rating per model and per prompt, from the ratings given in this session.
@@ -381,12 +380,7 @@ class BlindSession:
             for i in self.order
         )
         models = list(dict.fromkeys(t.model for t in mine))
-        per_model = {m: _mean([r.rating for r in rows if r.model == m and r.rating is not None]) for m in models}
-        used = sorted({r.prompt_index for r in rows})
-        per_prompt = {i: _mean([r.rating for r in rows if r.prompt_index == i and r.rating is not None]) for i in used}
-        return RevealSummary(
-            rows, per_model, per_prompt, {i: prompt_order[i] for i in used}, self.seed, self.session_id
-        )
+        return summarise(rows, models, prompt_order, self.seed, self.session_id)
 
 
 def played_not_chosen(takes: Iterable) -> list:

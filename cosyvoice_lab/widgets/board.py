@@ -3,16 +3,22 @@
 A thin shell over the log (every rating, keep and listen is written at once) and over
 ``listening.BlindSession`` (the shuffled order, its seed, the labels and the reveal summary).
 
-Blind mode records, for every take it shows (see ``listening``): the tag ``blind:<session>``
-and a line appended to the take's notes, ``blind <session>: seed <seed>, label C, position
-3/8``. Ratings given blind are ordinary log ratings (the annotation history timestamps them).
+Blind mode runs a listening round of one of two kinds: *preference* (model and prompt hidden)
+or *adherence* (the description shown above each voice, the model hidden: how well does the
+voice match it, 1-5), for the rater named in the rater field. Each round draws a fresh seed and
+records itself in the log as ``listening`` describes (a tag and a note line without the seed;
+the seed in the round's record, out of every log view, and in the notes at the reveal). Ratings
+given blind go to the log's listening ratings (``log.ratings()``, with rater, kind and session),
+not to the take's own rating. A blind card shows the label, the player, the round's rating and,
+in an adherence round, the description: no kept / heard / DELETED mark, no earlier rating.
 """
 
 from __future__ import annotations
 
 import ipywidgets as widgets
 
-from cosyvoice_lab import html
+from cosyvoice_lab import catalog, html
+from cosyvoice_lab.log.ratings import check_kind, who
 from cosyvoice_lab.views.comparison import TakeGrid, group_takes
 from cosyvoice_lab.views.listening import BlindSession, RevealSummary
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
@@ -28,10 +34,14 @@ class ComparisonBoard(widgets.VBox):
         log: the ExperimentLog holding the takes; default the comparison's log (required for
             a list of takes).
         blind: start in blind mode.
-        seed: the blind shuffle seed (default: a fresh random one, recorded in the log).
+        seed: the first blind round's shuffle seed (default, and for every later round: a
+            fresh random one, recorded in the log).
+        kind: the blind round's kind, "preference" or "adherence" (the kind control's start value).
+        rater: the listener's name (default: ``$COSYVOICE_LAB_USER``, else the login name).
 
     Attributes:
         blind_toggle, reveal_button, refresh_button: the controls.
+        kind_choice, rater_field: the next blind round's kind and rater.
         cards: take id → TakeCard of the grid shown.
         session: the current BlindSession (None outside blind mode).
         summary: the RevealSummary once revealed.
@@ -41,7 +51,16 @@ class ComparisonBoard(widgets.VBox):
         ValueError: a list of takes without ``log``.
     """
 
-    def __init__(self, source, log=None, *, blind: bool = False, seed: int | None = None):
+    def __init__(
+        self,
+        source,
+        log=None,
+        *,
+        blind: bool = False,
+        seed: int | None = None,
+        kind: str = "preference",
+        rater: str | None = None,
+    ):
         self.source = source
         experiment_log = log if log is not None else getattr(source, "log", None)
         if experiment_log is None:
@@ -63,6 +82,18 @@ class ComparisonBoard(widgets.VBox):
             description="Reveal", icon="eye", button_style="warning", layout=widgets.Layout(display="none")
         )
         self.refresh_button = widgets.Button(description="refresh", icon="refresh")
+        self.kind_choice = widgets.ToggleButtons(
+            options=list(catalog.RATING_KINDS),
+            value=kind,
+            tooltips=["which voice do you like? (model and prompt hidden)", "how well does it match its description?"],
+            style={"button_width": "7em"},
+        )
+        self.rater_field = widgets.Text(
+            value=rater or who() or "",
+            description="rater",
+            placeholder="your name",
+            layout=widgets.Layout(width="14em"),
+        )
         self.status = widgets.HTML()
         self.grid = widgets.VBox()
         self.summary_box = widgets.HTML()
@@ -71,7 +102,8 @@ class ComparisonBoard(widgets.VBox):
         self.refresh_button.on_click(guarded(self.errors, lambda _: self.refresh(), "refresh"))
         super().__init__(
             [
-                widgets.HBox([self.blind_toggle, self.reveal_button, self.refresh_button, self.status]),
+                widgets.HBox([self.blind_toggle, self.kind_choice, self.rater_field, self.reveal_button]),
+                widgets.HBox([self.refresh_button, self.status]),
                 self.errors,
                 self.summary_box,
                 self.grid,
@@ -153,23 +185,59 @@ class ComparisonBoard(widgets.VBox):
             self.session, self.summary = None, None
             self.summary_box.value = ""
             self.reveal_button.layout.display = "none"
+            self.kind_choice.disabled = self.rater_field.disabled = False
             self._draw_grid()
 
-    def start_blind(self, seed: int | None = None) -> BlindSession:
-        """Hide models and prompts, shuffle the playable takes under ``seed`` and record it.
+    def start_blind(
+        self, seed: int | None = None, *, kind: str | None = None, rater: str | None = None
+    ) -> BlindSession:
+        """Start a blind round over the playable takes: shuffled under a fresh seed (or ``seed``),
+        recorded in the log before anything is heard, models (and in a preference round the
+        prompts) hidden.
+
+        Args:
+            kind: "preference" or "adherence" (default: the kind control's value).
+            rater: the listener's name (default: the rater field's value).
 
         Returns:
-            the new BlindSession (its seed and session id are also in the log).
+            the new BlindSession (its ratings go to the log as they are given).
+
+        Raises:
+            ValueError: an unknown kind, a bad rater name or seed, no playable take.
         """
+        self._seed = None  # the seed given to the board serves its first round only
+        if kind is not None:
+            self.kind_choice.value = check_kind(kind)
+        if rater is not None:
+            self.rater_field.value = rater
         playable = [t for t in self.takes if t.ok and not t.preview_missing]
-        session = BlindSession.start([t.take_id for t in playable], seed=seed)
+        session = BlindSession.start(
+            [t.take_id for t in playable],
+            seed=seed,
+            kind=self.kind_choice.value,
+            rater=self.rater_field.value.strip() or None,
+        )
         session.record(self.experiment_log)
+        return self._show_blind(session)
+
+    def resume_blind(self, session_id: str) -> BlindSession:
+        """Go on with a recorded round (after the notebook was closed): the same labels, with
+        the ratings given so far on its cards.
+
+        Raises:
+            ValueError: the log records no such round.
+        """
+        session = self._show_blind(BlindSession.from_log(self.experiment_log, session_id))
+        if session.revealed:
+            self.reveal()
+        return session
+
+    def _show_blind(self, session: BlindSession) -> BlindSession:
         self.session, self.summary = session, None
+        self.kind_choice.value, self.rater_field.value = session.kind, session.rater
+        self.kind_choice.disabled = self.rater_field.disabled = True
         self.cards = {}
-        cards = [
-            self._card(self.experiment_log.get(t), label=session.label(t), blind=True, on_rate=self._blind_rated)
-            for t in session.order
-        ]
+        cards = [self._blind_card(session, t) for t in session.order]
         columns = f"repeat({min(BLIND_COLUMNS, len(cards))}, minmax(20em, 1fr))"
         self.grid.children = [widgets.GridBox(cards, layout=widgets.Layout(grid_template_columns=columns))]
         self.summary_box.value = ""
@@ -179,6 +247,18 @@ class ComparisonBoard(widgets.VBox):
         if not self.blind_toggle.value:  # started from code: keep the toggle truthful
             self.blind_toggle.value = True
         return session
+
+    def _blind_card(self, session: BlindSession, take_id: str) -> widgets.Widget:
+        card = self._card(
+            self.experiment_log.get(take_id),
+            label=session.label(take_id),
+            blind=True,
+            on_rate=self._blind_rated,
+            round_rating=session.ratings.get(take_id),
+        )
+        if session.kind != "adherence":
+            return card
+        return widgets.VBox([widgets.HTML(html.blind_description(card.take.prompt)), card])
 
     def _blind_rated(self, take, rating) -> None:
         assert self.session is not None  # blind cards exist only inside a session
@@ -190,7 +270,11 @@ class ComparisonBoard(widgets.VBox):
         assert s is not None
         left = s.unrated
         self.status.value = html.blind_status(
-            s.session_id, s.seed, len(s.order) - len(left), len(s.order), left if not s.revealed else ()
+            s.session_id,
+            s.seed if s.revealed else None,  # the seed and the take ids uncover the labels
+            len(s.order) - len(left),
+            len(s.order),
+            left if not s.revealed else (),
         )
 
     def reveal(self) -> RevealSummary:

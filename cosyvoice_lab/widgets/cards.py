@@ -79,7 +79,9 @@ class TakeCard(widgets.VBox):
         blind: hide the model, prompt, voice id and measurements (until :meth:`reveal`).
         annotate: add tag and note controls.
         on_change: called with the updated Take after every annotation.
-        on_rate: called with (take, rating) when the rating changes (blind sessions collect it).
+        on_rate: called with (take, rating) when the rating changes. On a blind card it alone
+            records the rating (a blind round writes its own, with rater, kind and session).
+        round_rating: a blind card's rating given earlier in its round (a rebuilt session).
         width: the card's CSS width (default: as wide as its container).
 
     Attributes:
@@ -100,9 +102,11 @@ class TakeCard(widgets.VBox):
         on_change: Callable | None = None,
         on_rate: Callable | None = None,
         width: str | None = None,
+        round_rating: int | None = None,
     ):
         self.take, self.experiment_log, self.label, self.blind = take, log, label, blind
         self._on_change, self._on_rate, self._syncing = on_change, on_rate, False
+        self.round_rating = round_rating  # what a blind card shows: its round's rating, never the take's
         self.header = widgets.HTML()
         self.player = widgets.HTML(_player(take, "" if blind else (take.voice_id or "")))
         self.heard = widgets.Text(layout=widgets.Layout(display="none"))
@@ -132,7 +136,9 @@ class TakeCard(widgets.VBox):
         self.unkeep_button.on_click(guarded(self.message, lambda _: self._act(self.experiment_log.unchoose), "unkeep"))
         self.heard.observe(guarded(self.message, self._heard, "played"), "value")
         self.listened_button.on_click(guarded(self.message, lambda _: self._mark_played(), "listened"))
-        controls = [self.rating, widgets.HBox([self.keep_button, self.unkeep_button, self.listened_button])]
+        # keep / unkeep / listened show marks from outside a blind round: hidden on a blind card
+        self.marks = widgets.HBox([self.keep_button, self.unkeep_button, self.listened_button])
+        controls = [self.rating, self.marks]
         if annotate:
             controls.append(self._annotation_controls())
         self.controls = widgets.VBox(controls)
@@ -165,6 +171,11 @@ class TakeCard(widgets.VBox):
     # --- actions: each writes the log, then shows what the log holds --------------------------
     def _rated(self, change) -> None:
         if self._syncing or (change.new == self.take.rating and not self.blind):
+            return
+        if self.blind and self._on_rate:
+            self._on_rate(self.take, change.new)
+            self.round_rating = change.new
+            self._mark_played()
             return
         self._act(lambda tid: self.experiment_log.rate(tid, change.new))
         if self._on_rate:
@@ -220,12 +231,13 @@ class TakeCard(widgets.VBox):
         t = self.take
         self._syncing = True
         try:
-            self.rating.value = None if self.blind else t.rating  # a blind listener starts unprimed
+            self.rating.value = self.round_rating if self.blind else t.rating  # a blind listener starts unprimed
         finally:
             self._syncing = False
         self.header.value = html.card_header(t, label=self.label, blind=self.blind)
         self.details.value = "" if self.blind else html.card_details(t)
         self.controls.layout.display = None if t.ok else "none"
+        self.marks.layout.display = "none" if self.blind else None
         self.keep_button.button_style = "success" if t.chosen else ""
         self.unkeep_button.disabled = not t.chosen
         self.listened_button.description = "✓ listened" if t.played else "▶ listened"

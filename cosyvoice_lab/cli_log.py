@@ -1,0 +1,114 @@
+"""The ``cosyvoice-lab log`` command: show, export, import and copy (registered by ``cli.py``).
+
+``log copy SRC DST`` copies a whole log between a folder and a team's database: SRC and DST are
+each a log folder or a ``postgresql://`` URL (a folder is created when missing; a database must
+exist, and gets the log's tables on first use). The copy merges by global ids, so copying twice
+adds nothing (``cosyvoice_lab.log.copy`` says what moves and what is refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_INPUT = 0, 2
+TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
+
+
+def add_parser(sub, common: argparse.ArgumentParser) -> None:
+    """Add the ``log`` command and its actions to the top-level subparsers ``sub``."""
+    lg = sub.add_parser("log", help="the experiment log: show, export, import, copy")
+    ls = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    show = ls.add_parser("show", parents=[common], help="recent takes")
+    show.add_argument("--experiment")
+    show.add_argument("--limit", type=int, default=20)
+    ex = ls.add_parser("export", parents=[common], help="export: .csv, .parquet, .html or .zip (bundle)")
+    ex.add_argument("path", type=Path, nargs="?", help="default: report.html in the lab folder")
+    ex.add_argument("--experiment")
+    im = ls.add_parser("import", parents=[common], help="merge a teammate's bundle (.zip) into this log")
+    im.add_argument("path", type=Path)
+    _add_copy(ls)  # log copy SRC DST (folder <-> postgresql:// URL)
+
+
+def _add_copy(actions) -> argparse.ArgumentParser:
+    """Add the ``copy`` action to the ``log`` command's subparsers ``actions``."""
+    p = actions.add_parser(
+        "copy",
+        help="copy a whole log (takes, audio, history, ratings) between a folder and a postgresql:// URL",
+        description="Copy every take of SRC, with its audio, annotation history, utterances, ratings and "
+        "cell claims, into DST. Each is a log folder or a postgresql://user@host/db URL. Merges: takes "
+        "DST already holds are kept, so copying twice adds nothing.",
+    )
+    p.add_argument("src", metavar="SRC", help="the log to copy: a folder or a postgresql:// URL")
+    p.add_argument(
+        "dst",
+        metavar="DST",
+        help="where to copy it: a folder (created when missing) or a postgresql:// URL (an existing database)",
+    )
+    p.add_argument("--json", action="store_true", help="print the counts as JSON for scripts")
+    return p
+
+
+def print_table(df, as_json: bool, columns=None):
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    if as_json:
+        print(df.to_json(orient="records", date_format="iso", force_ascii=False))
+    elif df.empty:
+        print("(none)")
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_colwidth", 48, "display.width", 200):
+            print(df.to_string(index=False))
+
+
+TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a ``log`` action."""
+    if args.log_command == "copy":
+        return _copy(args)
+    from cosyvoice_lab.log.experiment_log import ExperimentLog
+    from cosyvoice_lab.views.report import write_report
+
+    log = ExperimentLog(args.log, folder=args.folder)
+    if args.log_command == "show":
+        df = log.to_dataframe(experiment=args.experiment)
+        print_table(df.sort_values("started_at").tail(args.limit), args.json, [*TAKE_COLUMNS, "experiment"])
+        return EXIT_OK
+    if args.log_command == "import":
+        counts = log.import_bundle(args.path)
+        print(json.dumps(counts) if args.json else f"imported: {counts}")
+        return EXIT_OK
+    if args.path is None:
+        args.path = log.folder / "report.html"  # inside the (git-ignored) lab folder
+    suffix = args.path.suffix.lower()
+    exporters = {
+        ".csv": log.export_csv,
+        ".parquet": log.export_parquet,
+        ".html": lambda path, **kw: write_report(log, path, **kw),  # with evidence and plots
+        ".zip": log.export_bundle,
+    }
+    if suffix not in exporters:
+        print(f"cannot export to {args.path}: use .csv, .parquet, .html or .zip", file=sys.stderr)
+        return EXIT_INPUT
+    exporters[suffix](args.path, experiment=args.experiment)
+    print(json.dumps({"exported": str(args.path)}) if args.json else f"wrote {args.path}")
+    return EXIT_OK
+
+
+def _copy(args: argparse.Namespace) -> int:
+    """Copy ``args.src`` into ``args.dst``; prints what was added (never a URL: it may hold a password)."""
+    from cosyvoice_lab.log.copy import copy_log
+
+    counts = copy_log(args.src, args.dst, progress=False if args.json else None)
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        added = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
+        print(f"copied into the destination: {added}", file=sys.stdout)
+    return EXIT_OK

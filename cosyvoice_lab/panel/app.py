@@ -1,0 +1,145 @@
+"""The panel's aiohttp application: the page, its script, the JSON API and the audio.
+
+Every route but the script checks the join token when the panel has one (``?token=``; 403
+without it). Every answer carries a strict Content-Security-Policy (scripts only from this
+server, no inline script), ``no-referrer`` (the token in the link must not travel on) and
+``no-store``. The log is read and written in the loop's worker threads, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from cosyvoice_lab import catalog, html
+from cosyvoice_lab.errors import LogError, TakeNotFound
+from cosyvoice_lab.panel.rounds import Round, parse_rater, parse_rating_request, token_ok
+
+SCRIPT_PATH = "/static/panel.js"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; media-src 'self'; "
+    "style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Context:
+    """What the handlers share: the log, the round, the token (None: not required), the experiment."""
+
+    def __init__(self, log: Any, experiment: str, round: Round, token: str | None) -> None:
+        self.log, self.experiment, self.round, self.token = log, experiment, round, token
+
+    def audio_url(self, audio_id: str) -> str:
+        return f"/audio/{audio_id}" + (f"?token={self.token}" if self.token else "")
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a worker thread (log access blocks)."""
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+CONTEXT = web.AppKey("context", Context)
+
+
+def make_app(ctx: Context) -> web.Application:
+    """The application serving ``ctx``'s round."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != SCRIPT_PATH and not token_ok(ctx.token, request.query.get("token")):
+            response: web.StreamResponse = _error(403, "this panel needs the join token of its link (?token=...)")
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # 404 of an unknown route, 405, 413: JSON too
+                response = _error(exc.status, exc.reason)
+        response.headers.update(HEADERS)
+        return response
+
+    app = web.Application(middlewares=[guard], client_max_size=catalog.PANEL_MAX_BODY_BYTES)
+    app[CONTEXT] = ctx
+    app.router.add_get("/", _page)
+    app.router.add_get(SCRIPT_PATH, _script)
+    app.router.add_get("/api/session", _session)
+    app.router.add_post("/api/rating", _rating)
+    app.router.add_get("/audio/{audio_id}", _audio)
+    return app
+
+
+async def _page(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    return web.Response(text=html.panel_page(kind=ctx.round.kind, script=SCRIPT_PATH), content_type="text/html")
+
+
+async def _script(request: web.Request) -> web.Response:
+    body = resources.files("cosyvoice_lab.panel").joinpath("static", "panel.js").read_bytes()
+    return web.Response(body=body, content_type="text/javascript", charset="utf-8")
+
+
+async def _session(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    try:
+        rater = parse_rater(request.query.get("rater"))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    try:
+        session = await ctx.call(ctx.round.session_for, rater)
+    except LookupError as exc:
+        return _error(404, str(exc))
+    return web.json_response(session.answer(ctx.round.kind, ctx.audio_url))
+
+
+async def _rating(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    if request.content_length is not None and request.content_length > catalog.PANEL_MAX_BODY_BYTES:
+        return _error(413, f"a rating request is at most {catalog.PANEL_MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(await request.read())  # read() refuses a body over client_max_size (413)
+        session_token, item_id, rating = parse_rating_request(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
+        return _error(400, "the body is not JSON")
+    except ValueError as exc:
+        return _error(400, str(exc))
+    session = ctx.round.session(session_token)
+    item = ctx.round.item(session, item_id) if session else None
+    if session is None or item is None:
+        return _error(404, "no such session" if session is None else "no such item in this session")
+    try:
+        await ctx.call(
+            ctx.log.add_rating, item.take_id, rating, rater=session.rater, kind=ctx.round.kind,
+            session_id=session.session_id,
+        )  # fmt: skip
+    except TakeNotFound:
+        return _error(404, "this take is no longer in the log")
+    except LogError:  # e.g. the database stayed busy: the page says "not saved, try again"
+        return _error(503, "the log could not save this rating just now; try again")
+    rated, total = ctx.round.record(session, item, rating)
+    return web.json_response({"ok": True, "item": item.item_id, "rating": rating, "rated": rated, "total": total})
+
+
+async def _audio(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    take_id = ctx.round.take_of_audio(request.match_info["audio_id"])
+    if take_id is None:
+        return _error(404, "no such audio")
+    try:
+        audio = await ctx.call(lambda: ctx.log.get(take_id).audio)
+    except (TakeNotFound, LogError):
+        return _error(404, "this preview is not in the log")
+    if audio is None:
+        return _error(404, "this take has no preview")
+    if audio.format not in _MIME:  # raw PCM: browsers play it as WAV
+        audio = await ctx.call(audio.to_wav)
+    return web.Response(body=audio.data, content_type=_MIME[audio.format])

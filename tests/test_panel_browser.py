@@ -1,0 +1,125 @@
+"""The listening panel in Debian's headless chromium, driven by Playwright: two raters at once in
+separate browser contexts, one of them on a phone-width screen who closes the tab halfway and
+comes back. Never downloads a browser (no ``playwright install``); skipped without
+``/usr/bin/chromium``. Screenshots land in ``test-artifacts/``."""
+
+from pathlib import Path
+
+import pytest
+
+from cosyvoice_lab import Lab
+from cosyvoice_lab.offline import serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PROMPTS = ["A calm middle-aged man with a warm, deep voice.", "A bright young woman who speaks quickly and cheerfully."]
+PLUS, FLASH = "cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"
+EXPERIMENT = "panel-browser"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("DASHSCOPE_API_KEY", raising=False)
+        with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
+            lab = Lab(tmp_path_factory.mktemp("lab"), backend="offline", base_url=sim.base_url, progress=False)
+            lab.compare(PROMPTS, models=(PLUS, FLASH), repeats=2, preview_text="Hello there.", experiment=EXPERIMENT)
+    return lab
+
+
+def _join(page, url: str, name: str):
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    page.fill("#rater", name)
+    page.click("#start")
+    expect(page.locator("li.item")).to_have_count(8)
+    expect(page.locator("#join")).to_be_hidden()
+
+
+def _rate(page, index: int, stars: int):
+    from playwright.sync_api import expect
+
+    item = page.locator("li.item").nth(index)
+    item.locator(f"button[data-rating='{stars}']").click()
+    expect(item).to_have_class("item rated")
+    expect(item.locator(".saved")).to_have_text("saved")
+
+
+def _plan(lab, panel, page, plus: int, flash: int) -> list[int]:
+    """The stars this rater gives each item on the page, by the model the organiser knows is behind it."""
+    ids = page.locator("li.item").evaluate_all("items => items.map(li => li.dataset.item)")
+    takes = {item.item_id: item.take_id for s in panel.round.sessions() for item in s.items}
+    return [plus if lab.log.get(takes[i]).model == PLUS else flash for i in ids]
+
+
+def _plays(page, index: int) -> float:
+    """The duration the browser reads from the item's preview (its audio fetched and decoded)."""
+    audio = page.locator("li.item audio").nth(index)
+    return audio.evaluate(
+        "a => new Promise(done => { a.onloadedmetadata = () => done(a.duration); a.onerror = () => done(-1);"
+        " a.preload = 'auto'; a.load(); })"
+    )
+
+
+def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with lab.panel(EXPERIMENT, port=0) as panel, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            desk = browser.new_context(viewport={"width": 1280, "height": 900})
+            phone = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+            ana, bo = desk.new_page(), phone.new_page()
+            _join(ana, panel.url, "ana")
+            _join(bo, panel.url, "bo")
+            assert _plays(ana, 0) > 0 and _plays(bo, 7) > 0
+            # the phone: one column, nothing wider than the screen
+            assert bo.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            bo.screenshot(path=str(ARTIFACTS / "panel-phone.png"), full_page=True)
+            # ana prefers plus by 4 points, bo by 2: flash - plus = -3 once both are in the evidence
+            ana_stars, bo_stars = _plan(lab, panel, ana, 5, 1), _plan(lab, panel, bo, 4, 2)
+            for i in range(4):  # both rate, interleaved
+                _rate(ana, i, ana_stars[i])
+                _rate(bo, i, bo_stars[i])
+            expect(bo.locator("#progress")).to_have_text("4 of 8 rated")
+            bo.close()  # the tab is closed halfway: nothing rated is lost
+            assert panel.progress().set_index("rater")["rated"].to_dict() == {"ana": 4, "bo": 4}
+            bo = phone.new_page()
+            _join(bo, panel.url, "bo")
+            expect(bo.locator("li.item.rated")).to_have_count(4)
+            expect(bo.locator("#progress")).to_have_text("4 of 8 rated")
+            for i in range(4, 8):
+                _rate(ana, i, ana_stars[i])
+                _rate(bo, i, bo_stars[i])
+            for page in (ana, bo):
+                expect(page.locator("#done")).to_be_visible()
+            ana.screenshot(path=str(ARTIFACTS / "panel-desktop.png"), full_page=True)
+        finally:
+            browser.close()
+        assert panel.progress().to_dict("records") == [
+            {"rater": "ana", "rated": 8, "total": 8},
+            {"rater": "bo", "rated": 8, "total": 8},
+        ]
+        ev = panel.evidence(variability=False)
+    frame = lab.log.ratings(EXPERIMENT, kind="preference")
+    assert frame.groupby("rater").size().to_dict() == {"ana": 8, "bo": 8}
+    rows = ev.table[ev.table["measure"] == "blind preference rating"]
+    assert len(rows) == 1 and rows.iloc[0]["n"] == 8  # one score per take, from both raters
+    assert rows.iloc[0]["estimate"] == pytest.approx(-3)  # ana's alone: -4; bo's alone: -2

@@ -1,0 +1,255 @@
+"""Listening ratings on real SQLite logs: several raters per take, rounds, clearing, who an
+annotation is by, rater-name validation, and ratings travelling in bundles (merged by id,
+hostile values refused)."""
+
+import json
+import sqlite3
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cosyvoice_lab import catalog
+from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.errors import LogError, TakeNotFound
+from cosyvoice_lab.log import migrations
+from cosyvoice_lab.log.experiment_log import ExperimentLog
+from cosyvoice_lab.log.ratings import clean_rater, who
+
+DESIGN = VoiceDesign("A calm, low male voice", "Hello there, welcome to the show.")
+VOICE = "cosyvoice-v3.5-plus-vd-lab-" + "0" * 32
+
+
+@pytest.fixture
+def log(tmp_path):
+    with ExperimentLog(tmp_path / "log") as opened:
+        yield opened
+
+
+def ok_take(log, experiment="exp"):
+    take = log.start(DESIGN, backend="offline", experiment=experiment)
+    audio = Audio.from_numpy(0.2 * np.sin(np.arange(2400) / 7), 24000)
+    return log.finish(take.take_id, voice_id=VOICE, audio=audio)
+
+
+def test_the_ratings_table_is_migration_4(log):
+    assert migrations.SCHEMA_VERSION >= 4 and log.schema_version == migrations.SCHEMA_VERSION
+    columns = [r[1] for r in sqlite3.connect(log.path).execute("PRAGMA table_info(ratings)")]
+    assert columns == ["rating_id", "take_id", "session_id", "seed", "kind", "rater", "rating", "at"]
+
+
+def test_several_raters_rate_one_take_and_the_latest_of_each_counts(log):
+    a, b = ok_take(log), ok_take(log)
+    log.add_rating(a.take_id, 2, rater="ana", session_id="s1")
+    log.add_rating(a.take_id, 4, rater="ana", session_id="s1")  # ana changes her mind
+    log.add_rating(a.take_id, 5, rater="bo", session_id="s1")
+    log.add_rating(b.take_id, 3, rater="ana", kind="adherence", session_id="s2")
+    df = log.ratings()
+    assert list(df.columns) == ["take_id", "rating", "rater", "kind", "session_id", "at"]
+    got = {(r.take_id, r.rater, r.session_id): (r.rating, r.kind) for r in df.itertuples()}
+    assert got == {
+        (a.take_id, "ana", "s1"): (4, "preference"),
+        (a.take_id, "bo", "s1"): (5, "preference"),
+        (b.take_id, "ana", "s2"): (3, "adherence"),
+    }
+    assert str(df["at"].dtype) == "datetime64[ns, UTC]" and df["at"].is_monotonic_increasing
+    assert len(log.ratings(kind="adherence")) == 1 and len(log.ratings(session_id="s1")) == 2
+    assert log.get(a.take_id).rating is None, "a listening rating is not the take's own mark"
+
+
+def test_a_cleared_rating_disappears_but_other_raters_and_sessions_stay(log):
+    t = ok_take(log)
+    log.add_rating(t.take_id, 4, rater="ana", session_id="s1")
+    log.add_rating(t.take_id, 2, rater="ana", session_id="s2")
+    log.add_rating(t.take_id, 3, rater="bo", session_id="s1")
+    log.add_rating(t.take_id, None, rater="ana", session_id="s1")
+    got = {(r.rater, r.session_id): r.rating for r in log.ratings().itertuples()}
+    assert got == {("ana", "s2"): 2, ("bo", "s1"): 3}
+    log.add_rating(t.take_id, 5, rater="ana", session_id="s1")  # rated again after clearing
+    assert len(log.ratings(session_id="s1")) == 2
+
+
+def test_ratings_filter_by_experiment(log):
+    mine, other = ok_take(log, "mine"), ok_take(log, "other")
+    log.add_rating(mine.take_id, 4, rater="ana")
+    log.add_rating(other.take_id, 1, rater="ana")
+    assert list(log.ratings("mine")["take_id"]) == [mine.take_id]
+    assert log.ratings("nothing").empty and list(log.ratings("nothing").columns) == list(log.ratings().columns)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"rating": 0}, ValueError),
+        ({"rating": 6}, ValueError),
+        ({"rating": 3.0}, ValueError),
+        ({"rating": True}, ValueError),
+        ({"rating": 3, "kind": "taste"}, ValueError),
+        ({"rating": 3, "rater": ""}, ValueError),
+        ({"rating": 3, "rater": "x" * 65}, ValueError),
+        ({"rating": 3, "rater": "ana\nbo"}, ValueError),
+        ({"rating": 3, "session_id": "a\x00b"}, ValueError),
+    ],
+)
+def test_bad_ratings_are_refused_and_nothing_is_written(log, kwargs, error):
+    t = ok_take(log)
+    rating = kwargs.pop("rating")
+    with pytest.raises(error):
+        log.add_rating(t.take_id, rating, **kwargs)
+    assert log.ratings().empty
+
+
+def test_rating_a_take_that_is_not_there(log):
+    with pytest.raises(TakeNotFound):
+        log.add_rating("f" * 32, 3, rater="ana")
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_rater_names_are_1_to_64_printable_characters(name):
+    stripped = name.strip()
+    ok = bool(stripped) and len(stripped) <= catalog.RATER_MAX_CHARS and stripped.isprintable()
+    if ok:
+        assert clean_rater(name) == stripped
+    else:
+        with pytest.raises(ValueError, match="rater"):
+            clean_rater(name)
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"ana", ["ana"]])
+def test_a_rater_name_must_be_text(bad):
+    with pytest.raises(ValueError, match="must be a string"):
+        clean_rater(bad)
+
+
+def test_who_is_the_argument_then_the_environment_then_the_login(monkeypatch):
+    monkeypatch.setenv(catalog.USER_ENV, " ana ")
+    assert who("bo") == "bo" and who() == "ana"
+    monkeypatch.setenv(catalog.USER_ENV, "x" * 100)
+    with pytest.raises(ValueError, match=catalog.USER_ENV):
+        who()
+    monkeypatch.delenv(catalog.USER_ENV)
+    assert who() is None or 0 < len(who()) <= catalog.RATER_MAX_CHARS
+
+
+def test_annotations_record_who_made_them(log, monkeypatch):
+    t = ok_take(log)
+    monkeypatch.setenv(catalog.USER_ENV, "ana")
+    log.rate(t.take_id, 4, rater="bo")
+    log.tag(t.take_id, "warm", rater="cy")
+    log.note(t.take_id, "nice")
+    log.choose(t.take_id, rater="di")
+    log.add_rating(t.take_id, 3)
+    history = log.history(t.take_id)
+    assert list(history["author"]) == ["bo", "cy", "ana", "di"]
+    assert list(log.ratings()["rater"]) == ["ana"]
+    with pytest.raises(ValueError, match="rater"):
+        log.rate(t.take_id, 4, rater="\t")
+    assert log.get(t.take_id).rating == 4
+
+
+# --- bundles ------------------------------------------------------------------------------------
+
+
+def test_ratings_travel_in_bundles_and_merge_once(tmp_path, log):
+    t = ok_take(log)
+    log.add_rating(t.take_id, 4, rater="ana", session_id="s1")
+    log.add_rating(t.take_id, 2, rater="bo", kind="adherence", session_id="s2")
+    bundle = log.export_bundle(tmp_path / "b.zip")
+    with ExperimentLog(tmp_path / "theirs") as theirs:
+        counts = theirs.import_bundle(bundle)
+        assert counts["ratings"] == 2
+        assert theirs.import_bundle(bundle)["ratings"] == 0
+        cols = ["take_id", "rating", "rater", "kind", "session_id"]
+        assert theirs.ratings()[cols].values.tolist() == log.ratings()[cols].values.tolist()
+        theirs.add_rating(t.take_id, 5, rater="cy", session_id="s1")  # a third rater, over there
+        back = theirs.export_bundle(tmp_path / "back.zip")
+    assert log.import_bundle(back)["ratings"] == 1
+    assert sorted(log.ratings()["rater"]) == ["ana", "bo", "cy"]
+
+
+def _rewrite(src, dst, table, change):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == table:
+                data = json.dumps(change(json.loads(data))).encode()
+            zout.writestr(info, data)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda r: {**r, "rater": "<script>" + "x" * 80}, "rater"),
+        (lambda r: {**r, "rater": "ana\x1b[2J"}, "rater"),
+        (lambda r: {**r, "rater": ""}, "rater"),
+        (lambda r: {**r, "kind": "taste"}, "kind"),
+        (lambda r: {**r, "rating": 9}, "rating"),
+        (lambda r: {**r, "rating": "4"}, "rating"),
+        (lambda r: {**r, "rating_id": "../../etc/passwd"}, "rating_id"),
+        (lambda r: {**r, "take_id": "f" * 32}, "neither the bundle nor this log"),
+        (lambda r: {**r, "at": "yesterday"}, "at"),
+        (lambda r: {**r, "session_id": "s\n1"}, "session_id"),
+        (lambda r: {k: v for k, v in r.items() if k != "rater"}, "rater is missing"),
+    ],
+)
+def test_hostile_ratings_in_a_bundle_are_refused_whole(tmp_path, log, change, problem):
+    t = ok_take(log)
+    log.add_rating(t.take_id, 4, rater="ana", session_id="s1")
+    good = log.export_bundle(tmp_path / "b.zip")
+    bad = _rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [change(rows[0])])
+    with ExperimentLog(tmp_path / "theirs") as theirs:
+        with pytest.raises(LogError, match=problem) as err:
+            theirs.import_bundle(bad)
+        assert "nothing was merged" in str(err.value) and len(theirs) == 0 and theirs.ratings().empty
+
+
+def test_a_conflicting_rating_id_is_refused(tmp_path, log):
+    t = ok_take(log)
+    log.add_rating(t.take_id, 4, rater="ana")
+    good = log.export_bundle(tmp_path / "b.zip")
+    bad = _rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [{**rows[0], "rating": 1}])
+    with pytest.raises(LogError, match="conflicts"):
+        log.import_bundle(bad)
+    assert list(log.ratings()["rating"]) == [4]
+
+
+def test_a_bundle_without_ratings_still_imports(tmp_path, log):
+    t = ok_take(log)
+    log.rate(t.take_id, 4)
+    good = log.export_bundle(tmp_path / "b.zip")
+    old = tmp_path / "old.zip"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(old, "w") as zout:
+        for info in zin.infolist():
+            if info.filename != "ratings.json":
+                data = zin.read(info.filename)
+                if info.filename == "manifest.json":
+                    data = json.dumps({**json.loads(data), "version": 1}).encode()
+                zout.writestr(info, data)
+    with ExperimentLog(tmp_path / "theirs") as theirs:
+        assert theirs.import_bundle(old)["ratings"] == 0 and theirs.get(t.take_id).rating == 4
+
+
+# --- the same on PostgreSQL (a team's log) ------------------------------------------------------
+
+
+def test_ratings_and_a_blind_round_on_postgresql(pg_log_url):
+    from cosyvoice_lab.views.listening import BlindSession
+
+    with ExperimentLog(pg_log_url) as log:
+        ids = [ok_take(log).take_id for _ in range(3)]
+        session = BlindSession.start(ids, kind="adherence", rater="ana")
+        session.record(log)
+        session.rate("B", 4)
+        session.rate("C", 2)
+        session.rate("C", None)
+        log.add_rating(ids[0], 5, rater="ben", session_id=session.session_id)
+        got = log.ratings(session_id=session.session_id)
+        assert sorted(zip(got["rater"], got["rating"], strict=True)) == [("ana", 4), ("ben", 5)]
+        again = BlindSession.from_log(log, session.session_id)
+        assert (again.order, again.seed, again.ratings) == (session.order, session.seed, {session.order[1]: 4})
+        assert log.round_record(session.session_id)["take_ids"] == sorted(ids)
