@@ -263,6 +263,7 @@ PANEL_HOST = "127.0.0.1"  # loopback unless asked: another address serves other 
 PANEL_PORT = 8770
 PANEL_TOKEN_BYTES = 24  # random bytes of the join token (secrets.token_urlsafe: 32 characters)
 PANEL_MAX_BODY_BYTES = 4096  # a rating request is ~100 bytes; larger bodies are answered 413
+SERVER_STOP_TIMEOUT_S = 10.0  # a background server (panel, simulator) stopping: its shutdown, then its thread
 
 # --- the offline simulator -----------------------------------------------------------------
 

@@ -24,20 +24,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser import CHROMIUM, MISSING, launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 DOCS = REPO / "docs"
@@ -86,10 +76,7 @@ def _write_notebook(folder: Path) -> None:
 def jupyter_lab(tmp_path_factory):
     """A JupyterLab server on a free port serving a tmp folder; killed (with its kernels) at the end."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
-            "this test never downloads a browser"
-        )
+        pytest.skip(f"{MISSING}; this test never downloads a browser")
     root = tmp_path_factory.mktemp("jupyter")
     (root / "home").mkdir()
     _write_notebook(root)
@@ -168,7 +155,7 @@ def _notebook_run_all(jupyter_url: str, notebook: str):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2000})
             page.goto(f"{jupyter_url}/lab/tree/{notebook}?reset")

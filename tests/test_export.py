@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from browser import CHROMIUM, launch
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
@@ -15,17 +16,6 @@ from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log.experiment_log import ExperimentLog
 from cosyvoice_lab.log.export import read_parquet
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DESIGN = VoiceDesign("一位低沉温暖的男声，语速缓慢", "你好，欢迎收听今天的节目。")
 EN = VoiceDesign("A bright <i>cheerful</i> young woman", "Hello there, welcome.", target_model="cosyvoice-v3.5-flash")
 
@@ -111,7 +101,7 @@ def test_html_report_opens_in_headless_chromium_with_one_player_per_take_with_au
     with_audio = sum(1 for t in log.takes() if t.audio_path)
     requests = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.on("request", lambda r: requests.append(r.url))
@@ -330,7 +320,7 @@ def test_report_of_a_hostile_bundle_runs_no_script_in_headless_chromium(tmp_path
         report = mine.export_html(tmp_path / "report.html")
     dialogs = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

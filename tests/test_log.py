@@ -41,6 +41,12 @@ def tone(seed: int = 0) -> Audio:
 
 
 @pytest.fixture
+def log_backend(tmp_path) -> str:
+    """Where a fresh log lives: a folder here (test_log_backends.py gives a folder or a PostgreSQL URL)."""
+    return str(tmp_path / "log")
+
+
+@pytest.fixture
 def log(tmp_path):
     with ExperimentLog(tmp_path / "log") as opened:
         yield opened
@@ -490,12 +496,11 @@ def _starter(folder, mode):
     )
 
 
-def test_a_dead_writers_pending_take_becomes_interrupted(tmp_path):
-    folder = tmp_path / "log"
-    child = _starter(folder, "exit")
+def test_a_dead_writers_pending_take_becomes_interrupted(log_backend):
+    child = _starter(log_backend, "exit")
     take_id = child.stdout.readline().strip()
     child.wait(timeout=60)
-    with ExperimentLog(folder) as log:
+    with ExperimentLog(log_backend) as log:
         take = log.get(take_id)
         assert take.status == "interrupted" and take.error_code == "Interrupted"
         assert "voice may have been created" in take.error_message
@@ -503,16 +508,15 @@ def test_a_dead_writers_pending_take_becomes_interrupted(tmp_path):
         assert log.finish(take_id, voice_id=VOICE).ok
 
 
-def test_a_live_writers_pending_take_is_left_alone(tmp_path):
-    folder = tmp_path / "log"
-    child = _starter(folder, "wait")
+def test_a_live_writers_pending_take_is_left_alone(log_backend):
+    child = _starter(log_backend, "wait")
     take_id = child.stdout.readline().strip()
     try:
-        with ExperimentLog(folder) as log:
+        with ExperimentLog(log_backend) as log:
             assert log.get(take_id).status == "pending"
     finally:
         child.communicate("go\n", timeout=60)
-    with ExperimentLog(folder) as log:
+    with ExperimentLog(log_backend) as log:
         assert log.get(take_id).status == "ok"
 
 
@@ -528,8 +532,8 @@ def test_this_process_keeps_its_in_flight_takes_and_drops_abandoned_ones(tmp_pat
     first.close()
 
 
-def test_pending_rows_from_another_host_wait_for_stale_after(tmp_path):
-    with ExperimentLog(tmp_path) as log:
+def test_pending_rows_from_another_host_wait_for_stale_after(log_backend):
+    with ExperimentLog(log_backend) as log:
         old, recent = log.start(DESIGN, backend="offline"), log.start(DESIGN, backend="offline")
         with log.db.transaction() as conn:
             conn.execute("UPDATE takes SET writer_host = 'elsewhere', writer_pid = 1")
@@ -538,7 +542,7 @@ def test_pending_rows_from_another_host_wait_for_stale_after(tmp_path):
             )
     del old, recent
     gc.collect()
-    with ExperimentLog(tmp_path, stale_after_s=3600) as log:
+    with ExperimentLog(log_backend, stale_after_s=3600) as log:
         statuses = sorted(t.status for t in log.takes())
     assert statuses == ["interrupted", "pending"]
 

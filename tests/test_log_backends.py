@@ -3,11 +3,11 @@
 The ``log_backend`` fixture gives a fresh folder or a fresh database URL (``pg_log_url``,
 tests/pgserver.py); the ``log`` fixture opens it. The backend-neutral tests of test_log.py are
 imported here, so they run again on both (pytest collects them in this module, with its
-``log`` fixture); the tests below are about what differs: opening a URL, migrations and
-bookkeeping on PostgreSQL, audio in the database, recovery, concurrency, redaction.
+``log`` and ``log_backend`` fixtures: the recovery of stale pending takes too); the tests below
+are about what differs: opening a URL, migrations and bookkeeping on PostgreSQL, audio in the
+database, concurrency, redaction.
 """
 
-import gc
 import os
 import pickle
 import subprocess
@@ -24,8 +24,9 @@ from test_log import (  # noqa: F401  (re-collected here, on both backends)
     DESIGN,
     EN,
     VOICE,
-    _starter,
     ok_take,
+    test_a_dead_writers_pending_take_becomes_interrupted,
+    test_a_live_writers_pending_take_is_left_alone,
     test_an_outcome_is_recorded_once,
     test_annotations_update_the_take_and_keep_a_dated_history,
     test_bad_arguments_are_refused_before_writing,
@@ -41,6 +42,7 @@ from test_log import (  # noqa: F401  (re-collected here, on both backends)
     test_mark_played_is_all_or_nothing,
     test_missing_takes_raise_take_not_found_which_is_a_key_error,
     test_missing_texts_are_missing_values_not_the_text_none,
+    test_pending_rows_from_another_host_wait_for_stale_after,
     test_ratings_are_1_to_5,
     test_rows_come_in_start_order_with_ties_in_write_order,
     test_set_metrics_merges,
@@ -299,45 +301,6 @@ def test_several_processes_create_one_new_log_at_once(log_backend):
     assert [child.returncode for child in children] == [0, 0, 0], errors
     with ExperimentLog(log_backend) as log:
         assert len(log) == 3 and log.schema_version == migrations.SCHEMA_VERSION
-
-
-# --- recovery of stale pending takes --------------------------------------------------------------
-
-
-def test_a_dead_writers_pending_take_becomes_interrupted(log_backend):
-    child = _starter(log_backend, "exit")
-    take_id = child.stdout.readline().strip()
-    child.wait(timeout=60)
-    with ExperimentLog(log_backend) as log:
-        take = log.get(take_id)
-        assert take.status == "interrupted" and "voice may have been created" in take.error_message
-        assert log.finish(take_id, voice_id=VOICE).ok  # an outcome found later still lands
-
-
-def test_a_live_writers_pending_take_is_left_alone(log_backend):
-    child = _starter(log_backend, "wait")
-    take_id = child.stdout.readline().strip()
-    try:
-        with ExperimentLog(log_backend) as log:
-            assert log.get(take_id).status == "pending"
-    finally:
-        child.communicate("go\n", timeout=60)
-    with ExperimentLog(log_backend) as log:
-        assert log.get(take_id).status == "ok"
-
-
-def test_pending_rows_from_another_host_wait_for_stale_after(log_backend):
-    with ExperimentLog(log_backend) as log:
-        old, recent = log.start(DESIGN, backend="offline"), log.start(DESIGN, backend="offline")
-        with log.db.transaction() as conn:
-            conn.execute("UPDATE takes SET writer_host = 'elsewhere', writer_pid = 1")
-            conn.execute(
-                "UPDATE takes SET started_at = '2000-01-01T00:00:00.000000Z' WHERE take_id = ?", (old.take_id,)
-            )
-    del old, recent
-    gc.collect()
-    with ExperimentLog(log_backend, stale_after_s=3600) as log:
-        assert sorted(t.status for t in log.takes()) == ["interrupted", "pending"]
 
 
 # --- the API key, through the simulator into a database log ---------------------------------------

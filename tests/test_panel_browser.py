@@ -6,24 +6,13 @@ comes back. Never downloads a browser (no ``playwright install``); skipped witho
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, MISSING, launch
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.offline import serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PROMPTS = ["A calm middle-aged man with a warm, deep voice.", "A bright young woman who speaks quickly and cheerfully."]
 PLUS, FLASH = "cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"
@@ -33,7 +22,7 @@ EXPERIMENT = "panel-browser"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
+        pytest.skip(MISSING)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("DASHSCOPE_API_KEY", raising=False)
         with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
@@ -82,7 +71,7 @@ def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with lab.panel(EXPERIMENT, port=0) as panel, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p, autoplay=True)
         try:
             desk = browser.new_context(viewport={"width": 1280, "height": 900})
             phone = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)

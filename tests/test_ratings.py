@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zipedit import rewrite
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.audio import Audio
@@ -171,16 +172,6 @@ def test_ratings_travel_in_bundles_and_merge_once(tmp_path, log):
     assert sorted(log.ratings()["rater"]) == ["ana", "bo", "cy"]
 
 
-def _rewrite(src, dst, table, change):
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            if info.filename == table:
-                data = json.dumps(change(json.loads(data))).encode()
-            zout.writestr(info, data)
-    return dst
-
-
 @pytest.mark.parametrize(
     "change, problem",
     [
@@ -201,7 +192,7 @@ def test_hostile_ratings_in_a_bundle_are_refused_whole(tmp_path, log, change, pr
     t = ok_take(log)
     log.add_rating(t.take_id, 4, rater="ana", session_id="s1")
     good = log.export_bundle(tmp_path / "b.zip")
-    bad = _rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [change(rows[0])])
+    bad = rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [change(rows[0])])
     with ExperimentLog(tmp_path / "theirs") as theirs:
         with pytest.raises(LogError, match=problem) as err:
             theirs.import_bundle(bad)
@@ -212,7 +203,7 @@ def test_a_conflicting_rating_id_is_refused(tmp_path, log):
     t = ok_take(log)
     log.add_rating(t.take_id, 4, rater="ana")
     good = log.export_bundle(tmp_path / "b.zip")
-    bad = _rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [{**rows[0], "rating": 1}])
+    bad = rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [{**rows[0], "rating": 1}])
     with pytest.raises(LogError, match="conflicts"):
         log.import_bundle(bad)
     assert list(log.ratings()["rating"]) == [4]

@@ -10,22 +10,11 @@ import sys
 from html.parser import HTMLParser
 
 import pytest
+from browser import CHROMIUM, launch
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.audio import Audio
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 PLUS, FLASH = "cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"
 HOSTILE = '<script>window.__pwned = 1</script>"\'><img src=x onerror="window.__pwned = 2">'
 PROMPTS = [
@@ -185,7 +174,7 @@ def test_the_report_fits_the_window_plays_and_runs_nothing_in_headless_chromium(
 
     requests, dialogs = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p, autoplay=True)
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.on("request", lambda r: requests.append(r.url))

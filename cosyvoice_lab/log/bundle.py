@@ -64,8 +64,9 @@ _UTTERANCE_COLUMNS = (
     "audio_sample_rate",
     "audio_duration_s",
 )
-# What a take was asked to be: a bundle row whose id is here with other values here is a conflict.
-_TAKE_IDENTITY = (
+# What a take was asked to be: a row (of a bundle, or of a log being copied) whose id is here with other
+# values here is a conflict.
+TAKE_IDENTITY = (
     "target_model",
     "prefix",
     "voice_prompt",
@@ -228,12 +229,12 @@ class Bundles:
         """Rows that conflict with this log (same id, other content) or refer to no known take."""
         problems = []
         rows = {t.take_id: self._rows.to_row(t) for t in takes}
-        stored = _stored(conn, "takes", "take_id", (*_TAKE_IDENTITY, "status", "voice_id"), list(rows))
+        stored = _stored(conn, "takes", "take_id", (*TAKE_IDENTITY, "status", "voice_id"), list(rows))
         for index, (take_id, row) in enumerate(rows.items()):
             old = stored.get(take_id)
             if old is None:
                 continue
-            differ = [c for c in _TAKE_IDENTITY if old[c] != row[c]]
+            differ = [c for c in TAKE_IDENTITY if old[c] != row[c]]
             if old["status"] in FINAL_STATUSES and row["status"] in FINAL_STATUSES:
                 differ += [c for c in ("status", "voice_id") if old[c] != row[c]]
             if differ:

@@ -32,27 +32,10 @@ from typing import Any
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.bundle import TAKE_IDENTITY
 from cosyvoice_lab.log.experiment_log import ExperimentLog
 from cosyvoice_lab.take import FINAL_STATUSES
 
-# What a take was asked to be (as the DataFrame shows it): the same id with other values is a conflict.
-IDENTITY = (
-    "target_model",
-    "prefix",
-    "voice_prompt",
-    "preview_text",
-    "language",
-    "sample_rate",
-    "response_format",
-    "design_region",
-    "started_at",
-    "experiment",
-    "backend",
-    "cell",
-    "repeat",
-    "parent_take_id",
-    "prompt_spec",
-)
 CLAIM_COLUMNS = ("experiment", "cell", "take_id", "claimed_at")
 COUNTS = ("takes", "takes_updated", "annotations", "utterances", "audio_files", "ratings", "cell_claims")
 
@@ -145,14 +128,14 @@ def _refuse_conflicts(source: ExperimentLog, target: ExperimentLog) -> None:
     content: another identity, or both settled with another status or voice."""
     if not len(target):
         return
-    keep = ["take_id", *IDENTITY, "status", "voice_id"]
+    keep = ["take_id", *TAKE_IDENTITY, "status", "voice_id"]
     both = source.to_dataframe()[keep].merge(target.to_dataframe()[keep], on="take_id", suffixes=("", "__dst"))
     if both.empty:
         return
     problems = []
     for row in both.itertuples(index=False):
         values = row._asdict()
-        differ = [c for c in IDENTITY if not _same(values[c], values[f"{c}__dst"])]
+        differ = [c for c in TAKE_IDENTITY if not _same(values[c], values[f"{c}__dst"])]
         if values["status"] in FINAL_STATUSES and values["status__dst"] in FINAL_STATUSES:
             differ += [c for c in ("status", "voice_id") if not _same(values[c], values[f"{c}__dst"])]
         if differ:

@@ -12,15 +12,72 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S
 from cosyvoice_lab.errors import LogError
 
 DB_NAME = "log.sqlite3"
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class ThreadConnections(Generic[C]):
+    """A database's connections (SQLite's or PostgreSQL's): one per thread, opened on first use
+    by ``connect`` (a forked child opens its own; one ``usable`` refuses is replaced).
+
+    Thread pools come and go: the connections of threads that have ended are closed when another
+    opens, or a long notebook session would run out of file handles; ``close`` closes the rest."""
+
+    def __init__(self, path: Path | str, connect: Callable[[], C], usable: Callable[[C], bool] | None = None) -> None:
+        self._path, self._connect, self._usable = path, connect, usable
+        self._local = threading.local()
+        self._open: list[tuple[threading.Thread, C]] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @property
+    def count(self) -> int:
+        """How many are open (one per thread that used the database and may still run)."""
+        with self._lock:
+            return len(self._open)
+
+    def get(self) -> C:
+        """This thread's connection.
+
+        Raises:
+            LogError: closed, or (from ``connect``) the database cannot be opened.
+        """
+        if self.closed:
+            raise LogError(self._path, "this ExperimentLog is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid() and (self._usable is None or self._usable(conn)):
+            return conn
+        conn = self._connect()
+        self._local.conn, self._local.pid = conn, os.getpid()
+        with self._lock:
+            ended = [c for thread, c in self._open if not thread.is_alive()]
+            self._open = [(t, c) for t, c in self._open if t.is_alive()]
+            self._open.append((threading.current_thread(), conn))
+        for old in ended:
+            old.close()
+        return conn
+
+    def close(self) -> None:
+        """Close every connection opened (safe to call twice); ``get`` then refuses."""
+        self.closed = True
+        with self._lock:
+            connections, self._open = self._open, []
+        for _, conn in connections:
+            conn.close()
 
 
 class Database:
@@ -38,22 +95,18 @@ class Database:
         self.folder = Path(folder).expanduser().absolute()
         self.path = self.folder / DB_NAME
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._lock = threading.Lock()
-        self._closed = False
+        self._connections: ThreadConnections[sqlite3.Connection] = ThreadConnections(self.path, self._connect)
         _prepare_folder(self.folder, self.path)
 
     @property
     def closed(self) -> bool:
         """True once ``close`` was called."""
-        return self._closed
+        return self._connections.closed
 
     @property
     def open_connections(self) -> int:
         """How many connections are open (one per thread that used the log and may still run)."""
-        with self._lock:
-            return len(self._connections)
+        return self._connections.count
 
     # --- connections ------------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:
@@ -62,22 +115,7 @@ class Database:
         Raises:
             LogError: the database is closed, or cannot be opened.
         """
-        if self._closed:
-            raise LogError(self.path, "this ExperimentLog is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        conn = self._connect()
-        self._local.conn, self._local.pid = conn, os.getpid()
-        with self._lock:
-            # Thread pools come and go: close the connections of threads that have ended, or
-            # a long notebook session would run out of file handles.
-            ended = [c for thread, c in self._connections if not thread.is_alive()]
-            self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
-            self._connections.append((threading.current_thread(), conn))
-        for old in ended:
-            old.close()
-        return conn
+        return self._connections.get()
 
     def _connect(self) -> sqlite3.Connection:
         """A new connection: autocommit (transactions are explicit), WAL, busy timeout."""
@@ -166,11 +204,7 @@ class Database:
 
     def close(self) -> None:
         """Close every connection this object opened (safe to call twice)."""
-        self._closed = True
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for _, conn in connections:
-            conn.close()
+        self._connections.close()
 
     # --- what migrations.py needs (postgres.PgDatabase has the same, for PostgreSQL) -----------
     KIND = "SQLite"

@@ -6,11 +6,11 @@ both databases share. ``translate`` rewrites the few differences for PostgreSQL:
 ========================================  ===============================================
 SQLite (as written)                       PostgreSQL (as sent)
 ========================================  ===============================================
-``?`` placeholders, a literal ``%``       ``%s``, ``%%`` (psycopg's paramstyle)
+``?`` placeholders, any ``%``             ``%s``; ``%%`` if sent with parameters (psycopg's)
 ``INSERT OR IGNORE INTO t ...``           ``INSERT INTO t ... ON CONFLICT DO NOTHING``
 ``CREATE TABLE t (`` (implicit rowid)     ``CREATE TABLE t (rowid BIGINT GENERATED ... ,``:
                                           ``ORDER BY rowid`` (write order) works on both
-``REAL`` / ``BLOB`` columns               ``DOUBLE PRECISION`` / ``BYTEA``
+``REAL`` / ``BLOB`` columns (any case)    ``DOUBLE PRECISION`` / ``BYTEA``
 ``json_each(x) [AS j]`` (``j.value``)     ``json_array_elements_text(CAST(x AS json)) AS j(value)``
 ``json_array(...)``                       ``json_build_array(...)`` (read back as text)
 ``julianday(x)``                          days since the epoch, from ``CAST(x AS timestamptz)``
@@ -19,14 +19,15 @@ SQLite (as written)                       PostgreSQL (as sent)
 
 ``BEGIN IMMEDIATE``, ``PRAGMA user_version`` and the error classes are not SQL text: the
 PostgreSQL database (``postgres.py``) gives those their equivalents. Comments are dropped
-(a quote in a comment would otherwise look like a string).
+(a quote in a comment would otherwise look like a string); rewrites ignore case and never touch
+a string literal or a quoted name.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -36,57 +37,92 @@ def is_url(location: object) -> bool:
     return isinstance(location, str) and location.strip().lower().startswith(SCHEMES)
 
 
+def _userinfo(netloc: str) -> tuple[str, str, str]:
+    """``user``, ``:password`` (with its colon, or empty) and ``@host...`` (or the netloc) of an authority."""
+    if "@" not in netloc:
+        return "", "", netloc
+    userinfo, host = netloc.rsplit("@", 1)
+    user, colon, password = userinfo.partition(":")
+    return user, colon + password, "@" + host
+
+
+def _is_password(parameter: str) -> bool:
+    return unquote(parameter.partition("=")[0]).strip().lower() == "password"
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password (in the authority or a ``password=`` parameter) shown as ``***``."""
     parts = urlsplit(url.strip())
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    user, password, host = _userinfo(parts.netloc)
+    netloc = f"{user}{':***' if password else ''}{host}"
+    query = "&".join("password=***" if _is_password(p) else p for p in parts.query.split("&"))
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def url_password(url: str) -> str | None:
-    """The password a URL carries (to scrub it from a driver's messages), or None."""
-    try:
-        return urlsplit(url.strip()).password
-    except ValueError:
-        return None
+def without_password(url: str) -> str:
+    """``url`` with no password at all (libpq then finds one in ``PGPASSWORD`` or ``~/.pgpass``)."""
+    parts = urlsplit(url.strip())
+    user, _, host = _userinfo(parts.netloc)
+    query = "&".join(p for p in parts.query.split("&") if p and not _is_password(p))
+    return urlunsplit((parts.scheme, user + host, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """Every text of the password a URL carries, as typed and percent-decoded, in the authority or a
+    ``password=`` parameter (to scrub from a driver's messages), longest first; empty if none.
+    A raw ``@`` in it yields each piece too (libpq takes the first ``@`` as the host's start); a
+    ``/``, ``?`` or ``#`` must be percent-encoded, as in any URL."""
+    parts = urlsplit(url.strip())
+    typed = [p.partition("=")[2] for p in parts.query.split("&") if _is_password(p)]
+    in_authority = _userinfo(parts.netloc)[1][1:]
+    typed += [in_authority, *in_authority.split("@")]  # libpq splits at a raw "@"; each piece can show
+    forms = {form for text in typed for form in (text, unquote(text), unquote_plus(text)) if form}
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 # --- SQL ------------------------------------------------------------------------------------------
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\?|%", re.S)
+_QUOTED = re.compile("\ue000(\\d+)\ue001")  # a string literal or quoted name, set aside while rewriting
 _CREATE_TABLE = re.compile(r"(?is)^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?(\w+)\s*\(")
 _DDL = re.compile(r"(?is)^\s*(CREATE|ALTER)\s")
 _INSERT_OR_IGNORE = re.compile(r"(?is)^(\s*)INSERT\s+OR\s+IGNORE\s+INTO\b")
 _JSON_EACH = re.compile(r"(?i)\bjson_each\(\s*([\w.]+)\s*\)(?:\s+AS\s+(\w+))?")
 _JULIANDAY = re.compile(r"(?i)\bjulianday\(([^()]+)\)")
+_RANDOM_ID = re.compile(r"(?i)\blower\(\s*hex\(\s*randomblob\(\s*16\s*\)\s*\)\s*\)")
 _RETURNING = re.compile(r"(?is)\sRETURNING\s")
 
 
-def _placeholders(sql: str) -> str:
-    """``?`` -> ``%s`` and ``%`` -> ``%%`` outside strings; comments dropped."""
+def _set_aside(sql: str, params: bool) -> tuple[str, list[str]]:
+    """The statement's code with ``?`` -> ``%s`` (and ``%`` -> ``%%`` when it goes with parameters),
+    comments dropped and each quoted text replaced by a marker; and the quoted texts (their ``%``
+    doubled too when it goes with parameters: psycopg reads every ``%`` of such a statement)."""
+    quoted: list[str] = []
 
     def one(match: re.Match) -> str:
         token = match.group(0)
         if token == "?":
             return "%s"
         if token == "%":
-            return "%%"
-        return "" if token.startswith(("--", "/*")) else token
+            return "%%" if params else "%"
+        if token.startswith(("--", "/*")):
+            return ""
+        quoted.append(token.replace("%", "%%") if params else token)
+        return f"\ue000{len(quoted) - 1}\ue001"
 
-    return _TOKENS.sub(one, sql)
+    return _TOKENS.sub(one, sql), quoted
 
 
-@functools.lru_cache(maxsize=1024)
-def translate(sql: str) -> str:
-    """The PostgreSQL text of a statement of the log's SQL (the table in the module docstring)."""
-    text = _placeholders(sql)
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str, params: bool = False) -> str:
+    """The PostgreSQL text of a statement of the log's SQL (the table in the module docstring).
+
+    ``params``: whether the statement is sent with parameters. psycopg then reads every ``%`` as
+    a placeholder's start, so each one (in a string literal too) is doubled; a statement sent
+    without parameters goes as written. Rewrites ignore case and never touch quoted text."""
+    text, quoted = _set_aside(sql, params)
     if _DDL.match(text):
-        text = re.sub(r"\bREAL\b", "DOUBLE PRECISION", text)
-        text = re.sub(r"\bBLOB\b", "BYTEA", text)
+        text = re.sub(r"(?i)\bREAL\b", "DOUBLE PRECISION", text)
+        text = re.sub(r"(?i)\bBLOB\b", "BYTEA", text)
         text = _CREATE_TABLE.sub(lambda m: f"{m.group(0)}\n    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,", text)
     if _INSERT_OR_IGNORE.match(text):
         text = _INSERT_OR_IGNORE.sub(r"\1INSERT INTO", text)
@@ -98,4 +134,5 @@ def translate(sql: str) -> str:
     )
     text = re.sub(r"(?i)\bjson_array\(", "json_build_array(", text)
     text = _JULIANDAY.sub(lambda m: f"(EXTRACT(EPOCH FROM CAST({m.group(1)} AS timestamptz)) / 86400.0)", text)
-    return text.replace("lower(hex(randomblob(16)))", "md5(random()::text || clock_timestamp()::text)")
+    text = _RANDOM_ID.sub("md5(random()::text || clock_timestamp()::text)", text)
+    return _QUOTED.sub(lambda m: quoted[int(m.group(1))], text)

@@ -13,25 +13,31 @@ at most ``busy_timeout_s`` (``lock_timeout``). A cell claim (check, then insert)
 never interleaved with another's; a lone statement (a pending row, an outcome's conditional
 UPDATE) is atomic on its own, under READ COMMITTED, which re-checks an UPDATE's WHERE against a
 concurrent writer's committed row. psycopg is imported only here, so a folder log never loads it.
+
+Round trips (each costs a wake-up of the client and of the server, which dominates on a busy
+machine): a take is two, its pending INSERT and its outcome's UPDATE ... RETURNING, each its own
+transaction; a write transaction sends ``BEGIN`` and the lock as one simple query, then its
+statements, then ``COMMIT``. psycopg prepares a statement on the server after its fifth run
+(``prepare_threshold``), and ``translate`` caches the PostgreSQL text of each statement.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.types.string import TextLoader
 
 from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S
 from cosyvoice_lab.errors import LogError
-from cosyvoice_lab.log.dialect import redact_url, translate, url_password
+from cosyvoice_lab.log.db import ThreadConnections
+from cosyvoice_lab.log.dialect import redact_url, translate, url_secrets, without_password
 
 # The advisory lock every write transaction takes (one per database: the log's "write lock").
 WRITE_LOCK = 0x636F7379  # "cosy"
@@ -43,6 +49,10 @@ _BOOKKEEPING = (
     "CREATE TABLE IF NOT EXISTS audio (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, data BYTEA NOT NULL)",
 )
 _OURS = ("log_schema", "audio")
+_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+# The URL (with its password) of each database opened in this process, by its URL without the
+# password: what a pickled ``PgDatabase`` (which holds no password) reconnects with.
+_OPENED: dict[str, str] = {}
 
 
 class _BoolAsInt(Dumper):
@@ -57,24 +67,42 @@ class _BoolAsInt(Dumper):
 class PgConnection:
     """One psycopg connection (autocommit; transactions explicit) speaking the log's SQL."""
 
-    def __init__(self, raw: psycopg.Connection, scrub: str | None) -> None:
+    def __init__(self, raw: psycopg.Connection, scrub: tuple[str, ...]) -> None:
         self.raw = raw
         self._scrub = scrub
         self.pid = os.getpid()  # a forked child never closes its parent's connection
+        self._spare: psycopg.Cursor | None = None  # ``rows``'s cursor, kept while it holds no big result
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement; returns the cursor (``fetchone``, ``fetchall``, ``rowcount``, iteration)."""
         cursor = self.raw.cursor()
         try:
-            cursor.execute(translate(sql), list(params) if params else None)
+            cursor.execute(translate(sql, bool(params)), list(params) if params else None)
         except psycopg.Error as exc:
             raise as_dbapi_error(exc, self._scrub) from None
         return cursor
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run one statement and return its rows (none for a statement without a result set).
+
+        The write path's fast lane: the cursor is reused while its last result was one row (not
+        a blob) or none (a big result is let go with its cursor), and the result's status is
+        read rather than ``description`` (which builds an object per column, on every call)."""
+        cursor, self._spare = self._spare or self.raw.cursor(), None
+        try:
+            cursor.execute(translate(sql, bool(params)), list(params) if params else None)
+            result = cursor.pgresult
+            rows = cursor.fetchall() if result is not None and result.status == ExecStatus.TUPLES_OK else []
+        except psycopg.Error as exc:
+            raise as_dbapi_error(exc, self._scrub) from None
+        if not rows or (len(rows) == 1 and not any(isinstance(value, bytes) for value in rows[0])):
+            self._spare = cursor  # holds no result worth freeing (a blob, a frame's rows)
+        return rows
+
     def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()
         try:
-            cursor.executemany(translate(sql), [list(p) for p in seq])
+            cursor.executemany(translate(sql, True), [list(p) for p in seq])
         except psycopg.Error as exc:
             raise as_dbapi_error(exc, self._scrub) from None
         return cursor
@@ -88,12 +116,12 @@ class PgConnection:
             self.raw.close()
 
 
-def as_dbapi_error(exc: psycopg.Error, scrub: str | None) -> sqlite3.Error:
+def as_dbapi_error(exc: psycopg.Error, scrub: tuple[str, ...]) -> sqlite3.Error:
     """The sqlite3 DB-API error for a driver error, its text SQLite-like where the log reads it
     (``locked``: another writer held the lock too long) and never holding the password."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if scrub:
-        text = text.replace(scrub, "***")
+    for secret in scrub:  # longest first: each form of the password, as typed and decoded
+        text = text.replace(secret, "***")
     if isinstance(exc, psycopg.errors.LockNotAvailable):  # lock_timeout: busy_timeout_s passed
         return sqlite3.OperationalError(f"database is locked ({text})")
     if isinstance(exc, psycopg.IntegrityError):
@@ -110,6 +138,11 @@ class PgDatabase:
         url: ``postgresql://user:password@host:port/dbname`` (libpq's URL; the database must exist).
         busy_timeout_s: how long a write waits for another writer before failing.
 
+    Pickling (a take read from the log holds this object, to load its audio): the pickle holds the
+    URL *without* its password. Unpickled in this process or a child forked after the log was
+    opened here, it takes the password this process was given for that URL; elsewhere libpq's own
+    sources (``PGPASSWORD``, ``~/.pgpass``) supply it, or the login fails on first use.
+
     Raises:
         LogError: (on first use) the server cannot be reached or refuses the login.
     """
@@ -117,33 +150,34 @@ class PgDatabase:
     def __init__(self, url: str, *, busy_timeout_s: float = LOG_BUSY_TIMEOUT_S) -> None:
         self._url = url.strip()
         self.path = redact_url(self._url)  # what errors and reprs name: never the password
+        if without_password(self._url) != self._url:
+            _OPENED[without_password(self._url)] = self._url
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._connections: list[tuple[threading.Thread, PgConnection]] = []
-        self._lock = threading.Lock()
-        self._closed = False
+        self._connections: ThreadConnections[PgConnection] = ThreadConnections(
+            self.path, self._connect, usable=lambda conn: not conn.raw.closed
+        )
 
     def __repr__(self) -> str:
         return f"PgDatabase({self.path!r})"
 
     # A take read from the log loads its audio through the store, which holds this object: a
-    # pickled take (sent to a worker process) reconnects there. The pickle holds the URL.
+    # pickled take (sent to a worker process) reconnects there. The pickle holds no password.
     def __getstate__(self) -> dict:
-        return {"url": self._url, "busy_timeout_s": self.busy_timeout_s}
+        return {"url": without_password(self._url), "busy_timeout_s": self.busy_timeout_s}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["url"], busy_timeout_s=state["busy_timeout_s"])  # type: ignore[misc]
+        url = _OPENED.get(state["url"], state["url"])
+        self.__init__(url, busy_timeout_s=state["busy_timeout_s"])  # type: ignore[misc]
 
     @property
     def closed(self) -> bool:
         """True once ``close`` was called."""
-        return self._closed
+        return self._connections.closed
 
     @property
     def open_connections(self) -> int:
         """How many connections are open (one per thread that used the log and may still run)."""
-        with self._lock:
-            return len(self._connections)
+        return self._connections.count
 
     def connection(self) -> PgConnection:
         """This thread's connection (opened on first use; a forked child opens its own).
@@ -151,20 +185,7 @@ class PgDatabase:
         Raises:
             LogError: the database is closed, or cannot be reached.
         """
-        if self._closed:
-            raise LogError(self.path, "this ExperimentLog is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid() and not conn.raw.closed:
-            return conn
-        conn = self._connect()
-        self._local.conn, self._local.pid = conn, os.getpid()
-        with self._lock:
-            ended = [c for thread, c in self._connections if not thread.is_alive()]
-            self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
-            self._connections.append((threading.current_thread(), conn))
-        for old in ended:
-            old.close()
-        return conn
+        return self._connections.get()
 
     def _connect(self) -> PgConnection:
         timeout_ms = max(1, int(self.busy_timeout_s * 1000))
@@ -177,10 +198,10 @@ class PgDatabase:
                 application_name="cosyvoice-lab",
             )
         except psycopg.Error as exc:
-            raise self.error(as_dbapi_error(exc, url_password(self._url))) from None
+            raise self.error(as_dbapi_error(exc, url_secrets(self._url))) from None
         raw.adapters.register_loader("json", TextLoader)  # JSON arrives as text, as from SQLite
         raw.adapters.register_dumper(bool, _BoolAsInt)
-        return PgConnection(raw, url_password(self._url))
+        return PgConnection(raw, url_secrets(self._url))
 
     def error(self, exc: sqlite3.Error) -> LogError:
         """A LogError naming the database (without its password) and saying what to do."""
@@ -223,8 +244,7 @@ class PgDatabase:
             LogError: a database failure.
         """
         try:
-            cursor = self.connection().execute(sql, params)
-            return cursor.fetchall() if cursor.description is not None else []
+            return self.connection().rows(sql, params)
         except sqlite3.Error as exc:
             raise self.error(exc) from None
 
@@ -235,20 +255,16 @@ class PgDatabase:
 
     def close(self) -> None:
         """Close every connection this object opened (safe to call twice)."""
-        self._closed = True
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for _, conn in connections:
-            conn.close()
+        self._connections.close()
 
     # --- what migrations.py needs (SQLite's PRAGMA user_version and BEGIN IMMEDIATE) -----------
     KIND = "PostgreSQL"
 
     @staticmethod
     def begin_write(conn: PgConnection) -> None:
-        """Begin a transaction holding the log's write lock."""
-        conn.execute("BEGIN")
-        conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        """Begin a transaction holding the log's write lock, in one round trip (two statements
+        without parameters go as one simple query; the lock is taken inside the transaction)."""
+        conn.execute(_BEGIN_WRITE)
 
     @staticmethod
     def begin_migration(conn: PgConnection) -> None:

@@ -157,7 +157,12 @@ class Ratings:
 
     def round_record(self, session_id: str) -> dict | None:
         """What :meth:`open_round` recorded of a round: ``{"seed", "kind", "rater", "take_ids"}``
-        (take ids sorted), or None if this log holds no seed for it."""
+        (take ids sorted), or None if this log holds no seed for it.
+
+        Raises:
+            ValueError: the log holds rows of the round with different seeds (a merged bundle
+                recorded another round under this id): its labels cannot be rebuilt.
+        """
         rows = self._db.query(
             "SELECT take_id, seed, kind, rater FROM ratings WHERE session_id = ? AND seed IS NOT NULL "
             "ORDER BY at, rating_id",
@@ -165,6 +170,8 @@ class Ratings:
         )
         if not rows:
             return None
+        if len({r[1] for r in rows}) > 1:
+            raise ValueError(f"the log holds conflicting records (seeds) of blind round {session_id!r}")
         _, seed, kind, rater = rows[0]
         return {"seed": seed, "kind": kind, "rater": rater, "take_ids": sorted({r[0] for r in rows})}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 
 from aiohttp import web
@@ -22,6 +21,7 @@ from cosyvoice_lab.offline import customization, engine, profiles, ws
 from cosyvoice_lab.offline.faults import Faults
 from cosyvoice_lab.offline.registry import Registry
 from cosyvoice_lab.offline.state import LOGGER_NAME, STATE, State, new_request_id
+from cosyvoice_lab.serving import LoopThread
 
 HOST = "127.0.0.1"  # never 0.0.0.0: the simulator's key is documented, not secret
 HTTP_PREFIX = "/api/v1"
@@ -122,8 +122,7 @@ class Simulator:
         )
         self.state.seed(seed)
         self.port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = LoopThread("cosyvoice-offline")
         self._runner: web.AppRunner | None = None
 
     def __repr__(self):
@@ -133,32 +132,8 @@ class Simulator:
     # --- lifecycle -------------------------------------------------------------------------
     def _start(self) -> Simulator:
         """Start serving in a background thread; returns self once the port is bound."""
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(ready, failure), name="cosyvoice-offline", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
+        self._serving.start(self._serve)
         return self
-
-    def _run(self, ready: threading.Event, failure: list) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to start() instead of dying in the thread
-            failure.append(exc)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.close()
 
     async def _serve(self) -> None:
         self.state.stopping = asyncio.Event()
@@ -179,8 +154,8 @@ class Simulator:
 
     def stop(self) -> None:
         """Stop serving (open connections are closed, hanging requests released)."""
-        loop, runner, stopping = self._loop, self._runner, self.state.stopping
-        if self._thread is None or loop is None or runner is None or stopping is None:
+        runner, stopping = self._runner, self.state.stopping
+        if not self._serving.running or runner is None or stopping is None:
             return
 
         async def shutdown():
@@ -191,11 +166,9 @@ class Simulator:
             await runner.cleanup()
 
         try:
-            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+            self._serving.stop(shutdown)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(timeout=10)
-            self._thread, self.port = None, None
+            self.port = None
 
     def __enter__(self) -> Simulator:
         return self._start()

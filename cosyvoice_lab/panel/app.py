@@ -1,15 +1,18 @@
 """The panel's aiohttp application: the page, its script, the JSON API and the audio.
 
 Every route but the script checks the join token when the panel has one (``?token=``; 403
-without it). Every answer carries a strict Content-Security-Policy (scripts only from this
-server, no inline script), ``no-referrer`` (the token in the link must not travel on) and
-``no-store``. The log is read and written in the loop's worker threads, never on the loop.
+without it). A panel without a token answers a request that reached it on a loopback address
+only under a loopback ``Host`` (403 otherwise): a web page elsewhere cannot rebind its own name
+to 127.0.0.1 and read or rate the round. Every answer carries a strict Content-Security-Policy
+(scripts only from this server, no inline script), ``no-referrer`` (the token in the link must
+not travel on) and ``no-store``. The log is read and written in the loop's worker threads, never on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -19,6 +22,7 @@ from aiohttp import web
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.panel.rounds import Round, parse_rater, parse_rating_request, token_ok
+from cosyvoice_lab.panel.server import is_loopback
 
 SCRIPT_PATH = "/static/panel.js"
 HEADERS = {
@@ -50,6 +54,19 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def rebound(request: web.Request) -> bool:
+    """Whether a request reached a loopback address under a ``Host`` that is not a loopback name
+    (DNS rebinding: the browser of someone on this machine, sent by a page of another site)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname or not is_loopback(str(sockname[0])):
+        return False
+    try:
+        host = request.url.host or ""
+    except ValueError:  # a Host header that is no host
+        return True
+    return not (is_loopback(host.strip("[]")) or host == socket.gethostname().lower())  # Panel.url on a wildcard
+
+
 CONTEXT = web.AppKey("context", Context)
 
 
@@ -60,6 +77,8 @@ def make_app(ctx: Context) -> web.Application:
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != SCRIPT_PATH and not token_ok(ctx.token, request.query.get("token")):
             response: web.StreamResponse = _error(403, "this panel needs the join token of its link (?token=...)")
+        elif ctx.token is None and rebound(request):
+            response = _error(403, "this panel answers this machine's own addresses only (open 127.0.0.1)")
         else:
             try:
                 response = await handler(request)

@@ -8,7 +8,6 @@ and serves the page from its own thread and event loop, so that a notebook stays
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.panel.rounds import Preview, Round, new_token
+from cosyvoice_lab.serving import LoopThread
 
 WILDCARDS = ("", "0.0.0.0", "::")
 
@@ -74,8 +74,7 @@ class Panel:
         self.token: str | None = new_token() if needed else None
         self.port: int | None = None
         self._requested_port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = LoopThread("cosyvoice-panel", drain_executor=True)  # drain: the threads that read the log
         self._runner: Any = None
         self._stopped = threading.Event()
 
@@ -104,33 +103,11 @@ class Panel:
         Raises:
             OSError: the port cannot be bound.
         """
-        if self._thread is not None:
+        if self._serving.running:
             return self
-        ready, failure = threading.Event(), list[BaseException]()
-        self._thread = threading.Thread(target=self._run, args=(ready, failure), name="cosyvoice-panel", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
+        self._serving.start(self._serve)
         self._stopped.clear()
         return self
-
-    def _run(self, ready: threading.Event, failure: list) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to start() instead of dying in the thread
-            failure.append(exc)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(loop.shutdown_default_executor())  # the threads that read the log
-        loop.close()
 
     async def _serve(self) -> None:
         from aiohttp import web
@@ -145,15 +122,13 @@ class Panel:
 
     def stop(self) -> None:
         """Stop serving (safe to call twice). Ratings already given are in the log."""
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if thread is None or loop is None or runner is None:
+        runner = self._runner
+        if not self._serving.running or runner is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+            self._serving.stop(runner.cleanup)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            self._thread, self.port = None, None
+            self.port = None
             self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -124,19 +124,21 @@ class Evidence:
 
     def html(self) -> str:
         """The table of questions with estimate, interval, n, adjusted p and verdict."""
-        rows = [
-            {
-                "question": r.question,
-                "estimate": _fmt(r.estimate, r.unit),
-                "interval": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
-                "n": r.n,
-                "p": _fmt_p(r.p_adjusted),
-                "verdict": r.verdict,
-                "found": bool(r.p_adjusted < stats.ALPHA),
-            }
-            for r in self.table.itertuples()
-        ]
+        rows = [{"question": r.question, **result_cells(r)} for r in self.table.itertuples()]
         return html.evidence_table(self.experiment, rows, self.next_steps())
+
+
+def result_cells(r: Any) -> dict[str, Any]:
+    """The cells an HTML table shows for one judged difference (a row of :data:`COLUMNS`, or of a
+    sweep's table): estimate with its unit, interval, n, adjusted p, verdict, and whether it counts."""
+    return {
+        "estimate": _fmt(r.estimate, r.unit),
+        "interval": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+        "n": r.n,
+        "p": _fmt_p(r.p_adjusted),
+        "verdict": r.verdict,
+        "found": bool(r.p_adjusted < stats.ALPHA),
+    }
 
 
 def _fmt(x: float, unit: str = "") -> str:

@@ -30,6 +30,7 @@ from scipy import stats as _st
 
 from cosyvoice_lab import html
 from cosyvoice_lab.analysis import stats
+from cosyvoice_lab.views.evidence import result_cells
 
 # measurement column -> (what it is called, unit). Pitch is compared in semitones.
 MEASURES: dict[str, tuple[str, str]] = {
@@ -92,25 +93,9 @@ def welch_difference(a, b, *, alpha: float = stats.ALPHA) -> stats.Difference:
         se = np.sqrt(ea + eb)
         df = (ea + eb) ** 2 / (ea**2 / (na - 1) + eb**2 / (nb - 1))
         estimate = mb - ma
-        p = 2 * _st.t.sf(np.abs(estimate / se), df)
-        half = _st.t.ppf(1 - alpha / 2, df) * se
-        still = se == 0  # every value of both sides the same: the difference is exact
-        p = np.where(still, np.where(estimate == 0, 1.0, 0.0), p)
-        half = np.where(still, 0.0, half)
         sd = np.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
     enough = (na >= 2) & (nb >= 2)
-    nan = np.nan
-    return stats.Difference(
-        np.where(enough, estimate, nan),
-        np.where(enough, estimate - half, nan),
-        np.where(enough, estimate + half, nan),
-        np.where(enough, se, nan),
-        np.where(enough, df, nan),
-        np.where(enough, p, nan),
-        na + nb,
-        np.ones_like(na),
-        np.where(enough, sd, nan),
-    )
+    return _t_difference(estimate, se, df, enough, na + nb, np.ones_like(na), np.where(enough, sd, np.nan), alpha)
 
 
 def pooled_differences(groups, *, alpha: float = stats.ALPHA) -> stats.Difference:
@@ -139,23 +124,35 @@ def pooled_differences(groups, *, alpha: float = stats.ALPHA) -> stats.Differenc
         estimate = means[..., 1:] - means[..., :1]
         se = np.sqrt(var[..., None] * (1 / counts[..., 1:] + 1 / counts[..., :1]))
         dfs = np.broadcast_to(df[..., None], estimate.shape)
-        p = 2 * _st.t.sf(np.abs(estimate / se), dfs)
-        half = _st.t.ppf(1 - alpha / 2, dfs) * se
-        still = se == 0
+    enough = (counts[..., 1:] > 0) & (counts[..., :1] > 0) & (dfs >= 1)
+    n = counts[..., 1:] + counts[..., :1]
+    sd = np.broadcast_to(np.sqrt(var)[..., None], estimate.shape)
+    return _t_difference(estimate, se, dfs, enough, n, np.ones_like(estimate), sd, alpha)
+
+
+def _t_difference(estimate, se, df, enough, n, blocks, sd, alpha: float) -> stats.Difference:
+    """A difference of means with its Student t interval (``df`` degrees of freedom) and two-sided
+    p, NaN where not ``enough`` (``n``, ``blocks`` and ``sd`` are taken as they come). With no
+    spread at all (``se`` 0) the interval is the difference itself and p is 1 for no difference,
+    0 for any other."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # too few values: NaN is the answer
+        p = 2 * _st.t.sf(np.abs(estimate / se), df)
+        half = _st.t.ppf(1 - alpha / 2, df) * se
+        still = se == 0  # every value the same: the difference is exact
         p = np.where(still, np.where(estimate == 0, 1.0, 0.0), p)
         half = np.where(still, 0.0, half)
-    enough = (counts[..., 1:] > 0) & (counts[..., :1] > 0) & (dfs >= 1)
     nan = np.nan
     return stats.Difference(
         np.where(enough, estimate, nan),
         np.where(enough, estimate - half, nan),
         np.where(enough, estimate + half, nan),
         np.where(enough, se, nan),
-        np.where(enough, dfs, nan),
+        np.where(enough, df, nan),
         np.where(enough, p, nan),
-        counts[..., 1:] + counts[..., :1],
-        np.ones_like(estimate),
-        np.broadcast_to(np.sqrt(var)[..., None], estimate.shape),
+        n,
+        blocks,
+        sd,
     )
 
 
@@ -346,19 +343,7 @@ class Sweep:
 
     def html(self) -> str:
         """Values × measures: the moves with evidence in bold, then the prompts swept."""
-        rows = [
-            {
-                "value": r.value,
-                "measure": r.measure,
-                "estimate": _fmt(r.estimate, r.unit),
-                "interval": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
-                "n": r.n,
-                "p": _fmt_p(r.p_adjusted),
-                "verdict": r.verdict,
-                "found": bool(r.p_adjusted < stats.ALPHA),
-            }
-            for r in self.table.itertuples()
-        ]
+        rows = [{"value": r.value, "measure": r.measure, **result_cells(r)} for r in self.table.itertuples()]
         return html.sweep_table(
             dimension=self.dimension,
             baseline=self.baseline,
@@ -367,13 +352,3 @@ class Sweep:
             rows=rows,
             prompts=list(self.prompts.items()),
         )
-
-
-def _fmt_p(p: float) -> str:
-    return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-
-
-def _fmt(x: float, unit: str = "") -> str:
-    if x is None or math.isnan(x):
-        return "—"
-    return f"{x:+.3g}{' ' + unit if unit else ''}"
