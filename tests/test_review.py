@@ -198,3 +198,30 @@ def test_a_pickled_take_reconnects_elsewhere_with_libpqs_own_password(pg_log_url
     assert pickle.loads(done.stdout) == audio
     refused = subprocess.run([sys.executable, "-c", code], input=pickled, capture_output=True, env=env)
     assert refused.returncode != 0 and b"password" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "header, host",
+    [
+        ("127.0.0.1:42611", "127.0.0.1"),
+        ("LocalHost", "localhost"),
+        ("[::1]:8770", "::1"),
+        ("attacker.example:80", "attacker.example"),
+        ("", None),
+        ("a:b:c", None),
+        ("[::1]x", None),
+        ("evil@127.0.0.1", None),
+    ],
+)
+def test_the_panel_reads_the_host_of_a_host_header_itself(header, host):
+    from cosyvoice_lab.panel.app import host_name
+
+    assert host_name(header) == host
+
+
+@given(st.text(max_size=40))
+def test_a_host_header_parses_to_a_plain_lower_case_name_or_nothing(header):
+    from cosyvoice_lab.panel.app import host_name
+
+    host = host_name(header)
+    assert host is None or (host == host.lower() and not any(c in host for c in "/?#@ "))

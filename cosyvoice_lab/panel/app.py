@@ -60,11 +60,24 @@ def rebound(request: web.Request) -> bool:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if not sockname or not is_loopback(str(sockname[0])):
         return False
-    try:
-        host = request.url.host or ""
-    except ValueError:  # a Host header that is no host
+    host = host_name(request.headers.get("Host", ""))
+    if host is None:  # a Host header that is no host
         return True
-    return not (is_loopback(host.strip("[]")) or host == socket.gethostname().lower())  # Panel.url on a wildcard
+    return not (is_loopback(host) or host == socket.gethostname().lower())  # Panel.url on a wildcard
+
+
+def host_name(header: str) -> str | None:
+    """The host of a ``Host`` header, lower case, without port or IPv6 brackets; None if malformed.
+    (Parsed here: aiohttp before 3.9.2 cannot build ``request.url`` from a Host with a port.)"""
+    value = header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        rest = value[end + 1 :] if end > 0 else "?"
+        return value[1:end] if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else None
+    name, _, port = value.partition(":")
+    if not name or ":" in port or (port and not port.isdigit()) or any(c in name for c in "/?#@ "):
+        return None
+    return name
 
 
 CONTEXT = web.AppKey("context", Context)
