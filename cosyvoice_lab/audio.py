@@ -19,7 +19,7 @@ from cosyvoice_lab.files import atomic_write
 
 if TYPE_CHECKING:  # numpy loads on first decode/encode, not with the client
     import numpy as np
-_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg", "pcm": "audio/wav"}
+_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg"}
 _SF_FORMAT = {"wav": ("WAV", "PCM_16"), "mp3": ("MP3", None), "opus": ("OGG", "OPUS")}
 OPUS_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)  # the rates an Opus encoder accepts
 _OPUS_KBPS_RANGE = (6.0, 256.0)  # libsndfile maps compression_level 1 -> 0 onto these kbit/s (per channel)
@@ -165,10 +165,15 @@ class Audio:
         return cls(data, fmt, sample_rate)
 
     # --- notebook display -------------------------------------------------------------------
+    @property
+    def mime(self) -> str:
+        """The media type a browser plays these bytes as (raw PCM has none: ``to_wav()`` first)."""
+        return _MIME[self.format]
+
     def data_uri(self) -> str:
         """The recording as a ``data:`` URI a browser plays (raw PCM is wrapped as WAV)."""
         playable = self.to_wav() if self.format == "pcm" else self
-        return f"data:{_MIME[playable.format]};base64,{playable.to_base64()}"
+        return f"data:{playable.mime};base64,{playable.to_base64()}"
 
     def html(self, *, label: str = "") -> str:
         """A self-contained ``<audio>`` element (data URI, ``preload="metadata"``), usable in any page.

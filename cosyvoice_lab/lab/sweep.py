@@ -97,17 +97,47 @@ def sweep(
     spec: PromptSpec,
     dimension: str,
     values: Sequence | None = None,
-    *,
     repeats: int = catalog.DEFAULT_REPEATS,
     model: str | None = None,
     experiment: str | None = None,
+    *,
     baseline: Any = None,
     preview_text: str | None = None,
     measures: Sequence[str] | None = None,
     method: str = "pooled",
 ) -> Sweep:
-    """Design ``spec`` across ``dimension``'s values and report which measures each value moves
-    (see ``Lab.sweep``, which documents the arguments)."""
+    """Design a PromptSpec across one dimension's values and report which measures each value
+    moves, against a baseline value, with 95 % intervals.
+
+    Each value's prompt is designed ``repeats`` times on one model through ``compare`` (logged as
+    an experiment, resumable: the same call again sends only what is missing), every preview is
+    measured, and each value × measure is one question: the difference of means from the
+    baseline with its 95 % interval (the spread between takes of a value pooled over the values;
+    ``method="welch"`` judges each pair on its own spreads), p adjusted across the table (Holm).
+
+    Args:
+        spec: the PromptSpec to vary (everything else held fixed).
+        dimension: gender, age, pitch, pace, volume, timbre, emotion, articulation, accent,
+            scenario (or free_text, with ``values``).
+        values: the values to try (None: leave the dimension out). Default: the spec's own value
+            (or unspecified), then every other value the dimension offers.
+        repeats: designs per value (at least 2).
+        model: the model (default: the lab's).
+        experiment: the experiment name (default: one derived from the prompts: stable, so a
+            rerun resumes).
+        baseline: the value the others are compared with (default: the spec's own value if
+            swept, else the first).
+        preview_text: the text the previews read (default: the lab's).
+        measures: the measurement columns to report (default ``views.sweep.MEASURES``).
+        method: ``"pooled"`` or ``"welch"`` (see above).
+    Returns:
+        a Sweep: ``.table`` (value × measure: estimate, interval, adjusted p, verdict),
+        ``.levels``, ``.plot()``; shows itself as a table in a notebook.
+    Raises:
+        ValueError: an unknown dimension or value (the message lists the valid ones), or fewer
+            than two values. TypeError: ``spec`` is not a PromptSpec. ValidationError: a
+            rendered design breaks a rule (nothing is sent).
+    """
     if method not in ("pooled", "welch"):
         raise ValueError(f"method must be 'pooled' or 'welch', got {method!r}")
     if not isinstance(repeats, int) or repeats < 2:
@@ -154,62 +184,4 @@ def _measured(lab, comparison):
     return df
 
 
-def sweep_method(
-    self,
-    spec: PromptSpec,
-    dimension: str,
-    values: Sequence | None = None,
-    repeats: int = catalog.DEFAULT_REPEATS,
-    model: str | None = None,
-    experiment: str | None = None,
-    *,
-    baseline: Any = None,
-    preview_text: str | None = None,
-    measures: Sequence[str] | None = None,
-    method: str = "pooled",
-) -> Sweep:
-    """Design a PromptSpec across one dimension's values and report which measures each value
-    moves, against a baseline value, with 95 % intervals.
-
-    Each value's prompt is designed ``repeats`` times on one model through ``compare`` (logged as
-    an experiment, resumable: the same call again sends only what is missing), every preview is
-    measured, and each value × measure is one question: the difference of means from the
-    baseline with its 95 % interval (the spread between takes of a value pooled over the values;
-    ``method="welch"`` judges each pair on its own spreads), p adjusted across the table (Holm).
-
-    Args:
-        spec: the PromptSpec to vary (everything else held fixed).
-        dimension: gender, age, pitch, pace, volume, timbre, emotion, articulation, accent,
-            scenario (or free_text, with ``values``).
-        values: the values to try (None: leave the dimension out). Default: the spec's own value
-            (or unspecified), then every other value the dimension offers.
-        repeats: designs per value (at least 2).
-        model: the model (default: the lab's).
-        experiment: the experiment name (default: one derived from the prompts: stable, so a
-            rerun resumes).
-        baseline: the value the others are compared with (default: the spec's own value if
-            swept, else the first).
-        preview_text: the text the previews read (default: the lab's).
-        measures: the measurement columns to report (default ``views.sweep.MEASURES``).
-        method: ``"pooled"`` or ``"welch"`` (see above).
-    Returns:
-        a Sweep: ``.table`` (value × measure: estimate, interval, adjusted p, verdict),
-        ``.levels``, ``.plot()``; shows itself as a table in a notebook.
-    Raises:
-        ValueError: an unknown dimension or value (the message lists the valid ones), or fewer
-            than two values. TypeError: ``spec`` is not a PromptSpec. ValidationError: a
-            rendered design breaks a rule (nothing is sent).
-    """
-    return sweep(
-        self,
-        spec,
-        dimension,
-        values,
-        repeats=repeats,
-        model=model,
-        experiment=experiment,
-        baseline=baseline,
-        preview_text=preview_text,
-        measures=measures,
-        method=method,
-    )
+sweep_method = sweep  # Lab.sweep

@@ -32,7 +32,6 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -172,6 +171,6 @@ async def _audio(request: web.Request) -> web.Response:
         return _error(404, "this preview is not in the log")
     if audio is None:
         return _error(404, "this take has no preview")
-    if audio.format not in _MIME:  # raw PCM: browsers play it as WAV
+    if audio.format == "pcm":  # raw PCM: browsers play it as WAV
         audio = await ctx.call(audio.to_wav)
-    return web.Response(body=audio.data, content_type=_MIME[audio.format])
+    return web.Response(body=audio.data, content_type=audio.mime)
