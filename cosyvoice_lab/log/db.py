@@ -8,10 +8,13 @@ built by ``migrations.py``; what the tables mean lives in the other parts of ``l
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,12 +25,56 @@ from cosyvoice_lab.errors import LogError
 
 DB_NAME = "log.sqlite3"
 
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 
 class _Closable(Protocol):
     def close(self) -> None: ...
 
 
 C = TypeVar("C", bound=_Closable)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a SQLite error means "another connection holds a lock" (SQLITE_BUSY/LOCKED, any
+    extended code): the statement did nothing, so running it again is safe."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+class BusyWait:
+    """Runs a step again while SQLite answers busy, with jittered backoff, for up to ``timeout_s``.
+
+    SQLite's own busy handler waits only where it can: some steps answer busy at once, without
+    waiting at all (switching a new database to WAL while another process does the same, a write
+    begun from a stale read snapshot). Those are retried here; a wait longer than
+    ``say_after_s`` is said once in the log, so a process waiting for a slow neighbour says so
+    instead of looking hung. ``elapsed`` is how long the last ``run`` waited (for error texts).
+    """
+
+    def __init__(self, timeout_s: float, *, what: str, say_after_s: float = 2.0) -> None:
+        self.timeout_s, self.what, self.say_after_s = timeout_s, what, say_after_s
+        self.elapsed = 0.0
+
+    def run(self, step: Callable[[], T]) -> T:
+        start = time.monotonic()
+        pause, said = 0.002, False
+        while True:
+            try:
+                return step()
+            except sqlite3.Error as exc:
+                self.elapsed = time.monotonic() - start
+                if not is_busy(exc) or self.elapsed >= self.timeout_s:
+                    raise
+                if not said and self.elapsed >= self.say_after_s:
+                    log.warning("waiting for another writer of %s (%.0f s so far)", self.what, self.elapsed)
+                    said = True
+            time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, self.timeout_s - self.elapsed)))
+            pause = min(pause * 2, 0.25)
 
 
 class ThreadConnections(Generic[C]):
@@ -124,8 +171,7 @@ class Database:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
-            _check_ours(conn, self.path)  # before WAL: a file that is not ours is never changed
-            conn.execute("PRAGMA journal_mode=WAL")
+            BusyWait(self.busy_timeout_s, what=str(self.path)).run(lambda: _open(conn, self.path))
             # In WAL mode NORMAL never loses a commit to a crashed process, only (the last few)
             # to a power cut, and never corrupts: FULL would fsync every take, 10x slower.
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -141,15 +187,17 @@ class Database:
                 conn.close()
             raise
 
-    def error(self, exc: sqlite3.Error) -> LogError:
-        """A LogError naming the database for a SQLite failure, saying what to do."""
+    def error(self, exc: sqlite3.Error, waited_s: float | None = None) -> LogError:
+        """A LogError naming the database for a SQLite failure, saying what to do (``waited_s``:
+        how long a busy step was retried before giving up)."""
         text = str(exc)
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return LogError(self.path, f"is not a SQLite database or is corrupt ({text}); it was left untouched")
         if "readonly" in text or "unable to open" in text:
             return LogError(self.path, f"cannot be written ({text}); is the folder read-only?")
-        if "locked" in text or "busy" in text:
-            return LogError(self.path, f"another writer held the log for over {self.busy_timeout_s:g} s ({text})")
+        if is_busy(exc):
+            waited = f"waited {waited_s:.1f} s" if waited_s is not None else f"waited up to {self.busy_timeout_s:g} s"
+            return LogError(self.path, f"another writer held the log too long ({waited}; {text})")
         return LogError(self.path, text)
 
     # --- statements -----------------------------------------------------------------------------
@@ -163,10 +211,11 @@ class Database:
             LogError: a SQLite failure (the transaction was rolled back).
         """
         conn = self.connection()
+        waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
         try:
-            self.begin_write(conn)
+            waiting.run(lambda: self.begin_write(conn))
         except sqlite3.Error as exc:
-            raise self.error(exc) from exc
+            raise self.error(exc, waiting.elapsed) from exc
         try:
             yield conn
             conn.execute("COMMIT")
@@ -186,10 +235,12 @@ class Database:
         Raises:
             LogError: a SQLite failure.
         """
-        try:
-            return self.connection().execute(sql, params).fetchall()
+        conn = self.connection()
+        waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
+        try:  # busy: the statement did nothing, so it is safe to run again (outside a transaction)
+            return waiting.run(lambda: conn.execute(sql, params).fetchall())
         except sqlite3.Error as exc:
-            raise self.error(exc) from exc
+            raise self.error(exc, waiting.elapsed) from exc
 
     def check(self) -> str:
         """Run SQLite's ``PRAGMA integrity_check``; returns ``'ok'``.
@@ -251,6 +302,17 @@ def _prepare_folder(folder: Path, db: Path) -> None:
         raise LogError(folder, f"cannot write the log folder ({exc.strerror or exc}); is it read-only?") from exc
     if db.exists() and not db.is_file():
         raise LogError(db, "is not a file; the log database must be a SQLite file")
+
+
+def _open(conn: sqlite3.Connection, path: Path) -> None:
+    """Check the file is a log (or new), then switch it to WAL once: a log already in WAL mode
+    keeps it, and another process switching a new log at the same moment answers busy at once
+    (no busy handler), which the caller retries."""
+    _check_ours(conn, path)  # before WAL: a file that is not ours is never changed
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise sqlite3.OperationalError(f"database is locked (journal mode stayed {mode})")
 
 
 def _check_ours(conn: sqlite3.Connection, path: Path) -> None:

@@ -207,7 +207,8 @@ class PgDatabase:
         """A LogError naming the database (without its password) and saying what to do."""
         text = str(exc)
         if "locked" in text:
-            return LogError(self.path, f"another writer held the log for over {self.busy_timeout_s:g} s ({text})")
+            waited = f"waited {self.busy_timeout_s:g} s"
+            return LogError(self.path, f"another writer held the log too long ({waited}; {text})")
         if text.startswith("unable to open"):
             return LogError(self.path, f"cannot reach the log's database ({text}); is the server up and the URL right?")
         return LogError(self.path, text)
