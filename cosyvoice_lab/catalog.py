@@ -89,7 +89,7 @@ REGIONS: dict[str, Region] = {
 DEFAULT_REGION = "cn-beijing"
 # Workspace hosts of the official voice-design samples [contract §11], Beijing only.
 WORKSPACE_HOST = "{workspace}.cn-beijing.maas.aliyuncs.com"
-WORKSPACE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # one DNS label
+WORKSPACE_RE = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")  # one DNS label
 
 
 def workspace_endpoints(workspace: str) -> tuple[str, str]:
@@ -121,7 +121,9 @@ ACTIONS = ("create_voice", "list_voice", "query_voice", "update_voice", "delete_
 # --- design limits [3.1, 3.2, 2.2] -------------------------------------------------------
 
 PREFIX_MAX = 10
-PREFIX_RE = re.compile(rf"^[a-z0-9]{{1,{PREFIX_MAX}}}$")
+# Patterns are anchored with \A and \Z, never ^ and $: with re.match, "$" also matches before a
+# final newline, so "lab\n" passed as a prefix and put a newline into a voice id.
+PREFIX_RE = re.compile(rf"\A[a-z0-9]{{1,{PREFIX_MAX}}}\Z")
 VOICE_PROMPT_MAX = 500
 PREVIEW_TEXT_MAX = 200
 LANGUAGES = ("zh", "en")
@@ -136,8 +138,8 @@ DEFAULT_PREFIX = "lab"
 # voice id of a designed voice [3.3]; ids made elsewhere also parse [contract §11]: capitals in
 # the prefix (the API pages allow "English letters") and the Qwen-Audio-TTS design models
 VOICE_ID_RE = re.compile(
-    r"^(?P<model>(?:cosyvoice-v[0-9.]+|qwen-audio-[0-9.]+-tts)-(?:plus|flash))"
-    rf"-vd-(?P<prefix>[A-Za-z0-9]{{1,{PREFIX_MAX}}})-(?P<uid>[0-9a-f]{{32}})$"
+    r"\A(?P<model>(?:cosyvoice-v[0-9.]+|qwen-audio-[0-9.]+-tts)-(?:plus|flash))"
+    rf"-vd-(?P<prefix>[A-Za-z0-9]{{1,{PREFIX_MAX}}})-(?P<uid>[0-9a-f]{{32}})\Z"
 )
 
 

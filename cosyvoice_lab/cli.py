@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from cosyvoice_lab import __version__, catalog, cli_log
-from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError, ValidationError
+from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError
 from cosyvoice_lab.panel import cli as panel_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -212,6 +212,7 @@ def _exit_code(takes) -> int:
 
 def cmd_compare(args) -> int:
     from cosyvoice_lab.lab.planning import read_prompts
+    from cosyvoice_lab.take import check_experiment
 
     try:
         prompts = read_prompts(args.prompts_file)
@@ -219,6 +220,13 @@ def cmd_compare(args) -> int:
         reason = "no such file" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None) or exc
         print(f"error: cannot read prompts file {str(args.prompts_file)!r}: {reason}", file=sys.stderr)
         return EXIT_INPUT
+    if not prompts:  # checked before a lab is opened: bad input is one line, nothing else
+        print(f"error: prompts file {str(args.prompts_file)!r} holds no prompt (one per line)", file=sys.stderr)
+        return EXIT_INPUT
+    if args.repeats < 1:
+        print(f"error: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
+        return EXIT_INPUT
+    check_experiment(args.experiment)
     rps = args.requests_per_second
     if args.deprecated_rate is not None:
         print(
@@ -335,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except ValidationError as exc:
+    except ValueError as exc:  # ValidationError and every other refusal of the user's input: one line, exit 2
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except (CredentialsError, AuthenticationError) as exc:

@@ -23,9 +23,16 @@ class LengthWarning(UserWarning):
 # --- scripts -------------------------------------------------------------------------------
 
 
+# Invisible or direction-changing characters (zero-width spaces and joiners, U+202E and the other
+# bidi controls, line/paragraph separators, private use, unassigned): never part of a description.
+_INVISIBLE = frozenset({"Cf", "Cc", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def _allowed(ch: str) -> bool:
     """Characters a Chinese or English text may hold: ASCII, CJK, their punctuation, Latin-1."""
     o = ord(ch)
+    if ch not in "\n\t\r" and unicodedata.category(ch) in _INVISIBLE:
+        return False
     if o < 0x80 or catalog.is_cjk(ch):
         return ch.isprintable() or ch in "\n\t\r"
     if 0xA0 <= o <= 0xFF:  # Latin-1: accents of loanwords (café), ·, ×, °
@@ -104,8 +111,8 @@ class VoiceDesign:
         """Every rule this design breaks (empty when valid)."""
         out: list[Problem] = []
         out += _prefix_problems(self.prefix)
-        out += _text_problems("voice_prompt", self.voice_prompt, catalog.VOICE_PROMPT_MAX)
-        out += _text_problems("preview_text", self.preview_text, catalog.PREVIEW_TEXT_MAX)
+        out += text_problems("voice_prompt", self.voice_prompt, catalog.VOICE_PROMPT_MAX)
+        out += text_problems("preview_text", self.preview_text, catalog.PREVIEW_TEXT_MAX)
         out += self._language_problems()
         out += self._model_problems()
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int):
@@ -255,15 +262,21 @@ def _prefix_problems(prefix) -> list[Problem]:
     return []
 
 
-def _text_problems(name: str, text, limit: int) -> list[Problem]:
+def text_problems(name: str, text, limit: int) -> list[Problem]:
+    """The rules a description or preview text must keep (contract §3.2): a string, at most
+    ``limit`` code points, Chinese or English only, with at least one Chinese character, English
+    letter or digit (a text of zero-width spaces or punctuation alone says nothing). The one
+    rule: the client checks it before sending, the simulator answers 400 for the same texts."""
     if not isinstance(text, str):
         return [Problem(name, "type", f"must be a string, got {type(text).__name__}")]
     out = []
+    foreign = foreign_characters(text)
     if not text.strip():
         out.append(Problem(name, "non_empty", "must not be empty"))
+    elif not foreign and not any(catalog.is_cjk(c) or (c.isascii() and c.isalnum()) for c in text):
+        out.append(Problem(name, "has_words", "must hold Chinese characters, English letters or digits"))
     if len(text) > limit:
         out.append(Problem(name, "max_length", f"is {len(text)} characters; the limit is {limit}"))
-    foreign = foreign_characters(text)
     if foreign:
         listed = ", ".join(f"{script} ({chars[:10]})" for script, chars in foreign.items())
         out.append(Problem(name, "zh_en_only", f"must be Chinese or English only; found {listed}"))

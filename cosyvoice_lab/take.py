@@ -21,7 +21,7 @@ from typing import Any
 from cosyvoice_lab import html
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.errors import LogError, Problem, ValidationError
 
 STATUSES = ("pending", "ok", "failed", "unknown", "interrupted")
 """pending: written before the request left; ok/failed: its outcome; unknown: sent but the
@@ -29,6 +29,33 @@ result is unknown (a voice may exist; ``ExperimentLog.reconcile`` may settle it 
 interrupted: the process that sent it died or was stopped before recording an outcome."""
 FINAL_STATUSES = ("ok", "failed")
 BACKENDS = ("dashscope", "offline")
+EXPERIMENT_MAX_CHARS = 200  # as the bundle schema's short texts (catalog.BUNDLE_MAX_NAME_CHARS)
+
+
+def experiment_problems(name: object) -> list[Problem]:
+    """The one rule for an experiment's name, applied where a name enters (``Lab``, the CLI,
+    the log's write path) and where a bundle brings one: text, 1-200 printable characters (no
+    tabs, newlines, private-use or invisible characters), not only spaces. Empty when it is fine."""
+    if not isinstance(name, str):
+        return [Problem("experiment", "type", f"must be a string, got {type(name).__name__}")]
+    limit = EXPERIMENT_MAX_CHARS
+    if not name.strip() or len(name) > limit or not name.isprintable():
+        shown = name if len(name) <= 60 else name[:59] + "…"
+        rule = f"must be 1-{limit} printable characters (no tabs, newlines or invisible characters)"
+        return [Problem("experiment", "printable_name", f"{rule}, got {shown!r} ({len(name)} characters)")]
+    return []
+
+
+def check_experiment(name: str | None) -> str | None:
+    """``name`` if it keeps ``experiment_problems``' rule (None passes: no experiment).
+
+    Raises:
+        ValidationError: the name breaks the rule.
+    """
+    if name is not None and (found := experiment_problems(name)):
+        raise ValidationError(found, context="invalid experiment name")
+    return name
+
 
 # Anything shaped like a DashScope key ("sk-" + 16 or more key characters). Defence in depth:
 # the key is never handed to the log, but an exception message could one day quote a header.

@@ -27,7 +27,7 @@ from cosyvoice_lab.lab.runner import OnDone, RunResult, run_tasks
 from cosyvoice_lab.lab.speaker import Speaker
 from cosyvoice_lab.panel.server import panel_method
 from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
-from cosyvoice_lab.take import Take, Takes
+from cosyvoice_lab.take import Take, Takes, check_experiment
 from cosyvoice_lab.views.comparison import Comparison
 from cosyvoice_lab.views.report import report_method
 
@@ -259,6 +259,7 @@ class Lab:
             prompt, preview_text=preview_text, model=model, prefix=prefix, language=language
         )
         design.validate()
+        check_experiment(experiment)
         sent = {"experiment": experiment, "prompt_spec": spec, "parent_take_id": getattr(parent, "take_id", parent)}
         if n == 1:
             return self.settle([self.run_design(design, **sent)])[0]
@@ -304,7 +305,7 @@ class Lab:
         cells = planning.plan_cells(
             prompts, models, lambda p, m: self.make_design(p, preview_text=preview_text, model=m, prefix=prefix)
         )
-        experiment = experiment or planning.experiment_name(cells)
+        experiment = check_experiment(experiment) or planning.experiment_name(cells)
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
         todo = planning.still_to_do(cells, repeats, self.log.takes(experiment=experiment), new_repeats=new_repeats)
         if check_quota:

@@ -24,7 +24,7 @@ from cosyvoice_lab import catalog
 from cosyvoice_lab.log.audio_store import is_name, name_for
 from cosyvoice_lab.log.ratings import clean_name, clean_rater
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag
-from cosyvoice_lab.take import BACKENDS, STATUSES, iso, parse_iso
+from cosyvoice_lab.take import BACKENDS, STATUSES, experiment_problems, iso, parse_iso
 
 ACTIONS = ("rate", "choose", "unchoose", "tag", "untag", "note", "played")
 _ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex: take, annotation and utterance ids
@@ -174,6 +174,16 @@ def _tags(v):
 
 _ID_CHECK = _pattern(_ID, "32 lowercase hex digits (a uuid4)")
 _SHORT = _nullable(_text(_NAME, printable=True))
+
+
+def _experiment(v):
+    """An experiment's name, by the same rule as where names enter (``take.experiment_problems``)."""
+    if found := experiment_problems(v):
+        raise ValueError(found[0].message)
+    return v
+
+
+_EXPERIMENT = _nullable(_experiment)
 _RATE = _int(1, _MAX_SAMPLE_RATE)
 
 # field: (check, default; _MISSING = required)
@@ -191,7 +201,7 @@ TAKE_FIELDS: dict[str, tuple[Check, Any]] = {
     "take_id": (_ID_CHECK, _MISSING),
     "design": (_json_object, _MISSING),  # then checked with DESIGN_FIELDS
     "status": (_enum(STATUSES), "pending"),
-    "experiment": (_SHORT, None),
+    "experiment": (_EXPERIMENT, None),
     "backend": (_enum(BACKENDS), "offline"),
     "region": (_nullable(_enum(catalog.REGIONS)), None),
     "host": (_SHORT, None),
@@ -258,7 +268,7 @@ MANIFEST_FIELDS: dict[str, tuple[Check, Any]] = {
     "version": (_int(1, 1_000_000), _MISSING),
     "package_version": (_SHORT, None),
     "created_at": (_nullable(_time), None),
-    "experiment": (_SHORT, None),
+    "experiment": (_EXPERIMENT, None),
     "counts": (_nullable(_json_object), None),
 }
 

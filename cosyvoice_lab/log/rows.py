@@ -162,7 +162,7 @@ def dumps_or_null(value) -> str | None:
 
 # --- value checks -------------------------------------------------------------------------
 
-_METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_METRIC_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 def clean_metrics(metrics: Mapping | None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from cosyvoice_lab.log.rows import (
     package_version,
     where_clause,
 )
-from cosyvoice_lab.take import BACKENDS, Take, iso, now_utc, redact
+from cosyvoice_lab.take import BACKENDS, Take, check_experiment, iso, now_utc, redact
 
 _RETURNING = f"RETURNING {', '.join(TAKE_COLUMNS)}"
 
@@ -141,6 +141,7 @@ class TakeTable:
             raise TypeError(f"design must be a VoiceDesign, got {type(design).__name__}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_experiment(where.get("experiment"))
         if prompt_spec is not None and hasattr(prompt_spec, "to_dict"):
             prompt_spec = prompt_spec.to_dict()
         take = Take(

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.design import detect_language
+from cosyvoice_lab.design import detect_language, text_problems
 from cosyvoice_lab.offline import engine
 from cosyvoice_lab.offline.faults import retry_after_header
 from cosyvoice_lab.offline.registry import QuotaExceeded, service_time
@@ -192,7 +192,7 @@ async def _envelope(request: web.Request, state) -> dict:
 
 def _text(inp: dict, field: str, limit: int) -> str:
     value = inp.get(field)
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+    if not isinstance(value, str) or text_problems(field, value, limit):  # the client's rule: never disagree
         raise invalid(field)
     return value
 
