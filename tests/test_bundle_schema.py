@@ -216,6 +216,17 @@ def test_zip_level_attacks_are_refused_before_anything_is_read(bundle, theirs, t
             _zip(tmp_path / "nojson.zip", [(n, b"{not json" if n == "takes.json" else d) for n, d in members]),
             "takes.json is not valid JSON",
         ),
+        # issue 23, item 6: raised a raw RecursionError (the CLI printed a traceback)
+        "a table nested 100,000 deep": (
+            _zip(tmp_path / "deep.zip", [(n, b"[" * 100_000 if n == "takes.json" else d) for n, d in members]),
+            "nested deeper than",
+        ),
+        "a table nested 500 deep, within the parser's reach": (
+            _zip(
+                tmp_path / "deep500.zip", [(n, b"[" * 500 + b"]" * 500 if n == "takes.json" else d) for n, d in members]
+            ),
+            "nested deeper than",
+        ),
     }
     bomb = tmp_path / "bomb.zip"  # a table that unpacks past the cap (compresses to a few hundred KB)
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:

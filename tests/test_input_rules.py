@@ -2,6 +2,7 @@
 items 10-12): a prefix with a trailing newline, texts made of invisible characters, experiment
 names that the log's own bundles would refuse."""
 
+import json
 import subprocess
 import sys
 
@@ -149,3 +150,29 @@ def test_the_cli_refuses_an_empty_prompts_file_or_zero_repeats_in_one_line_with_
     done = subprocess.run([sys.executable, "-m", "cosyvoice_lab.cli", *cmd], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and done.stderr.startswith("error:"), done.stderr
+
+
+# --- item 6: JSON nested too deep is bad input, not a crash ------------------------------------
+
+
+def test_the_simulator_answers_400_to_a_body_nested_too_deep(sim):
+    url = sim.base_url + catalog.CUSTOMIZATION_PATH
+    headers = {"Authorization": f"Bearer {sim.api_key}", "Content-Type": "application/json"}
+    for body in (
+        b'{"model": ' + b"[" * 100_000,
+        b'{"model": "voice-enrollment", "input": ' + b"[" * 300 + b"]" * 300 + b"}",
+    ):
+        answer = requests.post(url, data=body, headers=headers, timeout=30)
+        assert answer.status_code == 400 and answer.json()["code"] == "BadRequest.IllegalInput", answer.text
+    assert post_design(sim).status_code == 200, "and it still serves"
+
+
+@given(st.recursive(st.none() | st.integers() | st.text(max_size=3), lambda kids: st.lists(kids, max_size=3)))
+def test_json_depth_is_measured_without_recursion(value):
+    from cosyvoice_lab import jsontext
+
+    def deep(v):
+        return 1 + max((deep(c) for c in v), default=0) if isinstance(v, list) else 0
+
+    assert jsontext.depth(value) == deep(value)
+    assert jsontext.loads(json.dumps(value)) == value

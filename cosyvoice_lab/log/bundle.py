@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from cosyvoice_lab import jsontext
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log.annotations import replay
 from cosyvoice_lab.log.audio_store import AudioStore, content_matches
@@ -354,7 +355,7 @@ def _read_bundle(path: Path) -> tuple[dict[str, list[dict]], dict[str, bytes]]:
 
 def _read_json(path: Path, zf: zipfile.ZipFile, name: str) -> Any:
     try:
-        return json.loads(zf.read(name))
+        return jsontext.loads(zf.read(name))
     except KeyError:
         if name == "manifest.json":
             raise LogError(path, "is a zip but not a cosyvoice_lab bundle (no bundle manifest)") from None

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.log.audio_store import is_name, name_for
 from cosyvoice_lab.log.ratings import clean_name, clean_rater
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag
@@ -146,7 +146,7 @@ def _json_object(v):
 def _params(v):
     text = _text(_TEXT)(v)
     try:
-        parsed = json.loads(text)
+        parsed = jsontext.loads(text)
     except ValueError as exc:
         raise ValueError("must be the JSON text of an object") from exc
     if not isinstance(parsed, dict):

@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.design import detect_language, text_problems
 from cosyvoice_lab.offline import engine
 from cosyvoice_lab.offline.faults import retry_after_header
@@ -171,8 +171,8 @@ async def _envelope(request: web.Request, state) -> dict:
     """The parsed body, or the documented envelope errors."""
     raw = await read_body(request, state)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = jsontext.loads(raw)
+    except ValueError:  # not JSON, not UTF-8, or nested too deep
         body = None
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest.IllegalInput", "The input parameter requires json format.")

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.offline import engine
 from cosyvoice_lab.offline.customization import (
     MSG_INTERNAL,
@@ -238,7 +237,7 @@ class Session:
 
     async def _on_text(self, data: str) -> None:
         try:
-            msg = json.loads(data)
+            msg = jsontext.loads(data)
             header, payload = msg["header"], msg.get("payload")
             action = header["action"]
         except (ValueError, KeyError, TypeError):

@@ -11,7 +11,6 @@ not travel on) and ``no-store``. The log is read and written in the loop's worke
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -19,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cosyvoice_lab import catalog, html
+from cosyvoice_lab import catalog, html, jsontext
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.panel.rounds import Round, parse_rater, parse_rating_request, token_ok
 from cosyvoice_lab.panel.server import is_loopback
@@ -137,10 +136,11 @@ async def _rating(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > catalog.PANEL_MAX_BODY_BYTES:
         return _error(413, f"a rating request is at most {catalog.PANEL_MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(await request.read())  # read() refuses a body over client_max_size (413)
-        session_token, item_id, rating = parse_rating_request(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
+        body = jsontext.loads(await request.read())  # read() refuses a body over client_max_size (413)
+    except ValueError:  # not JSON, not UTF-8, or nested too deep
         return _error(400, "the body is not JSON")
+    try:
+        session_token, item_id, rating = parse_rating_request(body)
     except ValueError as exc:
         return _error(400, str(exc))
     session = ctx.round.session(session_token)

@@ -24,7 +24,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.prompts.lexicon import LEXICON
 
 DIMENSIONS = ("gender", "age", "pitch", "pace", "volume", "timbre", "emotion", "articulation", "accent", "scenario")
@@ -372,7 +372,7 @@ class PromptSpec:
         Raises:
             ValueError: for malformed JSON, an unknown key or an invalid value.
         """
-        data = json.loads(text)
+        data = jsontext.loads(text)
         if not isinstance(data, dict):
             raise ValueError(f"a PromptSpec JSON must be an object, got {type(data).__name__}")
         return cls.from_dict(data)
