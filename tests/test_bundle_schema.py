@@ -157,6 +157,12 @@ HOSTILE = {
         "version is missing",
     ),
     "manifest counts text": ("manifest.json", lambda m: {**m, "counts": "3"}, "counts must be a JSON object"),
+    # issue 23, item 5: values the old schema let in, that then broke every reader of the log
+    "started_at in 2263": ("takes.json", each_row(started_at="2263-01-01T00:00:00Z"), "started_at must be a time"),
+    "finished_at in 1066": ("takes.json", each_row(finished_at="1066-10-14T09:00:00Z"), "finished_at must be a time"),
+    "annotated in 2263": ("annotations.json", each_row(at="2263-01-01T00:00:00Z"), "at must be a time between"),
+    "audio sample rate 1": ("takes.json", each_row(audio_sample_rate=1), "audio_sample_rate must be"),
+    "design sample rate 7": ("takes.json", in_design(sample_rate=7), "sample_rate must be"),
 }
 
 
@@ -309,3 +315,21 @@ def test_the_validator_never_crashes_and_what_it_accepts_loads_back(sample_rows,
         take = Take.from_dict(clean)
         assert take.take_id == clean["take_id"] and isinstance(take.chosen, bool)
         pd.Timestamp(clean["started_at"])  # the frame's time parser reads it
+
+
+def test_one_bad_metric_or_an_unholdable_time_in_the_log_does_not_stop_its_readers(bundle, theirs, tmp_path):
+    """Issue 23, item 5: a metric holding text where others hold numbers, or a time pandas cannot
+    hold (written by an older version, or by hand), made log.df, the report and evidence fail for
+    the whole log. The bad value is missing; every other value reads."""
+    theirs.import_bundle(bundle)
+    take = theirs.takes(experiment="exp")[0]
+    theirs.db.query("UPDATE takes SET metrics = ? WHERE take_id = ?", ('{"f0": "high"}', take.take_id))
+    theirs.db.query("UPDATE takes SET finished_at = '2263-01-01T00:00:00.000000Z' WHERE take_id = ?", (take.take_id,))
+    df = theirs.df
+    assert df["m_f0"].dtype == "float64"
+    assert df.loc[df.take_id == take.take_id, "m_f0"].isna().all()
+    assert df["m_f0"].notna().sum() == 2, "the other takes' measures still read"
+    assert df.loc[df.take_id == take.take_id, "finished_at"].isna().all()
+    from cosyvoice_lab.views.report import write_report
+
+    assert "f0" in write_report(theirs, tmp_path / "report.html").read_text()

@@ -30,7 +30,6 @@ ACTIONS = ("rate", "choose", "unchoose", "tag", "untag", "note", "played")
 _ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex: take, annotation and utterance ids
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MODEL = re.compile(r"cosyvoice-v[0-9.]+-(?:plus|flash)")  # the model part of catalog.VOICE_ID_RE
-_MAX_SAMPLE_RATE = 384_000
 _TEXT = catalog.BUNDLE_MAX_TEXT_CHARS
 _NAME = catalog.BUNDLE_MAX_NAME_CHARS
 _MISSING = object()
@@ -114,13 +113,21 @@ def _pattern(regex: re.Pattern, what: str) -> Check:
     return check
 
 
+# Times every reader can hold: pandas keeps nanoseconds, so 1677-2262 at most; a log's times are
+# from this century, and a year like 2263 made the whole log unreadable (issue 23, item 5).
+_YEARS = range(1970, 2200)
+
+
 def _time(v):
     if not isinstance(v, str) or len(v) > 40:
         raise ValueError(f"must be an ISO 8601 time, got {str(v)[:40]!r}")
     try:
-        return iso(parse_iso(v))
+        parsed = parse_iso(v)
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"must be an ISO 8601 time, got {v!r}") from exc
+    if parsed is None or parsed.year not in _YEARS:
+        raise ValueError(f"must be a time between {_YEARS[0]} and {_YEARS[-1]}, got {v!r}")
+    return iso(parsed)
 
 
 def _model(v):
@@ -184,7 +191,14 @@ def _experiment(v):
 
 
 _EXPERIMENT = _nullable(_experiment)
-_RATE = _int(1, _MAX_SAMPLE_RATE)
+# The rates the service documents (previews and syntheses): a rate of 1 overrode a WAV's header
+# and divided by zero later in evidence, the report and the panel (issue 23, item 5).
+_RATES = tuple(sorted({*catalog.PREVIEW_SAMPLE_RATES, *catalog.SYNTH_SAMPLE_RATES}))
+
+
+def _RATE(v):
+    return _enum(_RATES)(_int(min(_RATES), max(_RATES))(v))
+
 
 # field: (check, default; _MISSING = required)
 DESIGN_FIELDS: dict[str, tuple[Check, Any]] = {

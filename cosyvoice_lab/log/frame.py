@@ -297,8 +297,13 @@ def _strings(values):
 def _times(values) -> pd.arrays.DatetimeArray:
     """ISO 8601 UTC texts as ``datetime64[ns, UTC]`` (Arrow parses them about 10x faster)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     parsed = pa.array(values, type=pa.string()).cast(pa.timestamp("us", tz="UTC"))
+    # A time pandas cannot hold (after 2262) is missing, not the end of every reader of the log.
+    first, last = (pa.scalar(t.value // 1000, type=parsed.type) for t in (pd.Timestamp.min, pd.Timestamp.max))
+    held = pc.and_(pc.greater_equal(parsed, first), pc.less_equal(parsed, last))
+    parsed = pc.if_else(held, parsed, pa.scalar(None, parsed.type))
     return pd.Series(parsed.to_pandas()).astype("datetime64[ns, UTC]").array
 
 
@@ -318,9 +323,19 @@ def _metrics(values) -> dict[str, object]:
 
 
 def _metrics_slow(values) -> dict[str, object]:
+    """Metrics whose type varies between rows. A metric that holds numbers is a number: a text
+    in it (``"median_f0_hz": "high"`` from a teammate's bundle) is unreadable, so it is missing,
+    and the evidence, the report and the plots still read the column."""
     n = len(values)
     out: dict[str, list] = {}
     for i, text in enumerate(values):
         for key, value in json.loads(text).items() if text else ():
             out.setdefault(key, [None] * n)[i] = value
-    return {f"m_{key}": pd.Series(column).array for key, column in sorted(out.items())}
+    return {f"m_{key}": _metric_column(column) for key, column in sorted(out.items())}
+
+
+def _metric_column(column: list):
+    numeric = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in column)
+    if numeric:
+        return pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").astype("float64").array
+    return pd.Series(column).array
