@@ -3,6 +3,7 @@ items 10-12): a prefix with a trailing newline, texts made of invisible characte
 names that the log's own bundles would refuse."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -176,3 +177,43 @@ def test_json_depth_is_measured_without_recursion(value):
 
     assert jsontext.depth(value) == deep(value)
     assert jsontext.loads(json.dumps(value)) == value
+
+
+# --- item 2: a login in a service URL is refused, never shown or stored -------------------------
+
+SECRET = "s3cr3t-LOGIN-CANARY"
+
+
+@pytest.mark.parametrize("login", [f"user:{SECRET}", f"{SECRET}", f":{SECRET}"])
+def test_a_base_url_with_a_login_is_refused_without_showing_it(sim, tmp_path, login, monkeypatch):
+    from cosyvoice_lab.service.http import DashScopeClient
+    from cosyvoice_lab.service.ws import Synthesizer
+
+    url = sim.base_url.replace("http://", f"http://{login}@")
+    monkeypatch.setenv("DASHSCOPE_API_KEY", sim.api_key)
+    for make in (
+        lambda: Lab(tmp_path / "lab", base_url=url, progress=False),
+        lambda: DashScopeClient(api_key=sim.api_key, base_url=url),
+        lambda: Synthesizer(api_key=sim.api_key, ws_url=sim.ws_url.replace("ws://", f"ws://{login}@")),
+    ):
+        with pytest.raises(ValueError, match="must not carry a login") as info:
+            make()
+        assert SECRET not in str(info.value) and "127.0.0.1" in str(info.value)
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", url)
+    with pytest.raises(ValueError, match="must not carry a login") as info:
+        Lab(tmp_path / "lab2", progress=False)
+    assert SECRET not in str(info.value)
+    assert not (tmp_path / "lab").exists() or SECRET.encode() not in (tmp_path / "lab" / "log.sqlite3").read_bytes()
+
+
+def test_the_cli_refuses_a_base_url_with_a_login_in_one_line(sim, tmp_path):
+    url = sim.base_url.replace("http://", f"http://user:{SECRET}@")
+    cmd = ["design", "A calm voice.", "--folder", str(tmp_path / "lab"), "--base-url", url]
+    done = subprocess.run(
+        [sys.executable, "-m", "cosyvoice_lab.cli", *cmd],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DASHSCOPE_API_KEY": sim.api_key},
+    )
+    assert done.returncode == 2, done.stderr
+    assert SECRET not in done.stderr + done.stdout and "must not carry a login" in done.stderr

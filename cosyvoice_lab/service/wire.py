@@ -66,14 +66,39 @@ def _parse_time(text) -> dt.datetime | None:
         return None
 
 
+def without_login(url: str, what: str = "base_url") -> str:
+    """``url`` if it carries no login (``user:password@``).
+
+    A login in a service URL would be shown in every repr and stored in every take's ``host``
+    column (and so in bundles and exports); with the API key in it, the key would reach the log.
+    So it is refused, and the message shows the URL without the login.
+
+    Raises:
+        ValueError: the URL carries a user name or a password.
+    """
+    parts = urlsplit(url.strip())
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    raise ValueError(
+        f"{what} must not carry a login (user:password@): it would be shown and stored with every take; "
+        f"use {shown!r} and give the API key as api_key= or DASHSCOPE_API_KEY"
+    )
+
+
 def normalise_base_url(base_url: str) -> str:
     """``base_url`` without a trailing slash; a bare host gets the API root.
 
     ``http://127.0.0.1:8765`` means ``http://127.0.0.1:8765/api/v1``: nothing of the API lives
     at a host's root, so that reading cannot be wrong. Any other path is kept as given (a proxy
     may mount the API elsewhere); a 404 from it says what was probably meant.
+
+    Raises:
+        ValueError: the URL carries a login (``without_login``).
     """
-    parts = urlsplit(base_url.strip())
+    parts = urlsplit(without_login(base_url))
     path = parts.path.rstrip("/")
     if parts.scheme and parts.netloc and not path:
         path = catalog.HTTP_API_ROOT

@@ -63,7 +63,7 @@ from cosyvoice_lab.service.speech import (
     text_problems,
     unknown_model_problem,
 )
-from cosyvoice_lab.service.wire import ws_url_for
+from cosyvoice_lab.service.wire import without_login, ws_url_for
 
 log = logging.getLogger("cosyvoice_lab.service.ws")
 
@@ -162,7 +162,8 @@ class Synthesizer:
             raise ValueError(f"region must be one of {tuple(catalog.REGIONS)}, got {region!r}")
         self._key = resolve_api_key(api_key if api_key is not None else (client.api_key if client else None))
         self.region = region
-        self.ws_url = ws_url or (ws_url_for(client.base_url) if client else catalog.REGIONS[region].ws_url)
+        self.ws_url = without_login(ws_url, "ws_url") if ws_url else None
+        self.ws_url = self.ws_url or (ws_url_for(client.base_url) if client else catalog.REGIONS[region].ws_url)
         self.client = client
         self.options = (options or SpeechOptions()).validate()
         self.connect_timeout, self.timeout = connect_timeout, timeout
