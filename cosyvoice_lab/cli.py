@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from cosyvoice_lab import __version__, catalog, cli_log
+from cosyvoice_lab.credentials import OFFLINE_HINT_CLI, OFFLINE_HINT_CODE
 from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError
 from cosyvoice_lab.panel import cli as panel_cli
 
@@ -173,7 +174,7 @@ def _takes_df(lab, takes):
 
 
 def cmd_design(args) -> int:
-    lab = _lab(args)
+    lab = _lab(args, model=args.model)
     print(repr(lab), file=sys.stderr)
     takes = lab.design(
         args.prompt,
@@ -234,8 +235,9 @@ def cmd_compare(args) -> int:
             file=sys.stderr,
         )
         rps = args.deprecated_rate
-    lab = _lab(args, concurrency=args.concurrency, requests_per_second=rps)
+    lab = _lab(args, concurrency=args.concurrency, requests_per_second=rps, model=args.models[0])
     print(repr(lab), file=sys.stderr)
+    print(f"comparing {', '.join(args.models)}", file=sys.stderr)
     comp = lab.compare(
         prompts,
         models=args.models,
@@ -289,11 +291,13 @@ def cmd_voices(args) -> int:
         return EXIT_OK
     plan = lab.cleanup(dry_run=not args.yes, experiment=args.experiment, include_unknown=args.include_unknown)
     cli_log.print_table(plan, args.json, ["voice_id", "action", "reason", "done"])
-    if not args.yes and not args.json:
-        print(
-            f"dry run: {int((plan['action'] == 'delete').sum())} voice(s) would be deleted; add --yes to delete",
-            file=sys.stderr,
-        )
+    deleting = plan["action"] == "delete"
+    if not args.json and not args.yes:
+        print(f"dry run: {int(deleting.sum())} voice(s) would be deleted; add --yes to delete", file=sys.stderr)
+    elif not args.json:
+        done = int(plan.loc[deleting, "done"].fillna(False).astype(bool).sum())
+        failed = f", {int(deleting.sum()) - done} could not be deleted (see the table)" if done < deleting.sum() else ""
+        print(f"deleted {done} voice(s), kept {int((~deleting).sum())}{failed}", file=sys.stderr)
     return EXIT_OK if args.yes is False or plan.loc[plan["action"] == "delete", "done"].all() else EXIT_FAILED
 
 
@@ -314,9 +318,18 @@ def cmd_offline(args) -> int:
         sim.faults.action_latency = {"create_voice": args.design_latency} if args.design_latency else {}
         sim.faults.error_rate = args.error_rate
         print(f"offline simulator: HTTP {sim.base_url}  WebSocket {sim.ws_url}", flush=True)
+        print(f"it accepts {_accepted_key(args, sim.api_key)}", flush=True)
         print("point a client at it with base_url=...; Ctrl-C stops", flush=True)
         threading.Event().wait()
     return EXIT_OK
+
+
+def _accepted_key(args, key: str) -> str:
+    """Which key the simulator accepts, in words: its own stand-in key is printed (it is no
+    secret); a key the user gave is only named, never shown."""
+    if key == catalog.OFFLINE_API_KEY:
+        return f"the API key {key} (set DASHSCOPE_API_KEY to it, or pass it as api_key=)"
+    return "the key given with --api-key" if args.api_key else "the key in DASHSCOPE_API_KEY"
 
 
 COMMANDS = {
@@ -347,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except (CredentialsError, AuthenticationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {str(exc).replace(OFFLINE_HINT_CODE, OFFLINE_HINT_CLI)}", file=sys.stderr)
         return EXIT_AUTH
     except CosyVoiceLabError as exc:
         print(f"error: {exc}", file=sys.stderr)

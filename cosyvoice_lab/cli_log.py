@@ -27,6 +27,7 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     ex = ls.add_parser("export", parents=[common], help="export: .csv, .parquet, .html or .zip (bundle)")
     ex.add_argument("path", type=Path, nargs="?", help="default: report.html in the lab folder")
     ex.add_argument("--experiment")
+    ex.add_argument("--force", action="store_true", help="replace the file if it exists")
     im = ls.add_parser("import", parents=[common], help="merge a teammate's bundle (.zip) into this log")
     im.add_argument("path", type=Path)
     _add_copy(ls)  # log copy SRC DST (folder <-> postgresql:// URL)
@@ -85,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(counts) if args.json else f"imported: {counts}")
         return EXIT_OK
     if args.path is None:
-        args.path = log.folder / "report.html"  # inside the (git-ignored) lab folder
+        args.path = log.folder / "report.html"  # inside the (git-ignored) lab folder: ours to replace
+    elif args.path.exists() and not args.force:
+        print(f"error: {args.path} exists; add --force to replace it", file=sys.stderr)
+        return EXIT_INPUT
     suffix = args.path.suffix.lower()
     exporters = {
         ".csv": log.export_csv,

@@ -148,6 +148,10 @@ def find_api_key(
     return _from_file(env, Path(home) if home else Path.home())
 
 
+OFFLINE_HINT_CODE = "Lab(backend='offline')"  # how the no-key error says "use the simulator" in code;
+OFFLINE_HINT_CLI = "--backend offline"  # and on the command line, which shows it in place of the above
+
+
 def resolve_api_key(
     api_key: str | Secret | None = None, *, env: Mapping[str, str] | None = None, home: str | os.PathLike | None = None
 ) -> Secret:
@@ -161,7 +165,7 @@ def resolve_api_key(
         raise CredentialsError(
             "no DashScope API key: pass api_key=..., set DASHSCOPE_API_KEY, or add "
             "dashscope_api_key to ~/.alibabacloud/credentials (Beijing-region key, starts with 'sk-'). "
-            "Without a key, use the offline simulator: Lab(backend='offline')."
+            f"Without a key, use the offline simulator: {OFFLINE_HINT_CODE}."
         )
     return found
 

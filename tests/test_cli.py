@@ -88,15 +88,22 @@ def test_compare_file_resume_voices_cleanup_and_export(sim, tmp_path):
     assert len(listed) == 8 and all(v["known"] for v in listed)
     plan = cli("voices", "cleanup", *args)
     assert plan.returncode == 0 and "dry run" in plan.stderr and len(sim.voices()) == 8
-    assert cli("voices", "cleanup", "--yes", *args).returncode == 0
-    assert sim.voices() == []
+    cleaned = cli("voices", "cleanup", "--yes", *args)
+    assert cleaned.returncode == 0 and sim.voices() == []
+    assert "deleted 8 voice(s), kept 0" in cleaned.stderr, "--yes says what it did, as the dry run says its plan"
 
     shown = json.loads(cli("log", "show", "--json", *args).stdout)
     assert len(shown) == 8
+    umask = os.umask(0)
+    os.umask(umask)
     for name in ("report.html", "table.csv", "bundle.zip"):
         out = cli("log", "export", str(tmp_path / name), *args)
         assert out.returncode == 0, out.stderr
         assert (tmp_path / name).stat().st_size > 0
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, f"{name}: every export shared alike"
+        again = cli("log", "export", str(tmp_path / name), *args)
+        assert again.returncode == 2 and "--force" in again.stderr, "an existing file is never silently replaced"
+        assert cli("log", "export", str(tmp_path / name), "--force", *args).returncode == 0
     assert cli("log", "export", str(tmp_path / "x.doc"), *args).returncode == 2
 
 
@@ -154,6 +161,45 @@ def test_offline_command_serves_and_logs_without_key(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert "list_voice" in output and "0123456789" not in output
+    assert "it accepts the key given with --api-key" in output, "says which key, without showing a user's key"
+
+
+def test_the_offline_command_prints_its_own_stand_in_key(tmp_path):
+    from cosyvoice_lab import catalog
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cosyvoice_lab.cli", "offline", "--port", str(_free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"},
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert f"it accepts the API key {catalog.OFFLINE_API_KEY}" in lines[1], lines
+
+
+def test_the_no_key_error_speaks_the_command_lines_language(tmp_path):
+    out = cli(
+        "design",
+        "A calm voice.",
+        "--folder",
+        str(tmp_path / "lab"),
+        "--backend",
+        "dashscope",
+        env={"HOME": str(tmp_path)},
+    )
+    assert out.returncode == 3, out.stderr
+    assert "--backend offline" in out.stderr and "Lab(" not in out.stderr
+
+
+def test_the_banner_names_the_model_asked_for(sim, tmp_path):
+    out = cli("design", "A calm voice.", "--model", "cosyvoice-v3.5-flash", *common(sim, tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "model cosyvoice-v3.5-flash" in out.stderr and "cosyvoice-v3.5-plus" not in out.stderr.splitlines()[0]
 
 
 def test_installed_console_script():

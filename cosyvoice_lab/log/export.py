@@ -33,9 +33,17 @@ class TakeSource(Protocol):
 def atomic_write(
     path: str | os.PathLike, data: bytes | None = None, *, writer: Callable[[str], None] | None = None
 ) -> Path:
-    """``files.atomic_write``, with a failure reported as a ``LogError`` naming the path."""
+    """``files.atomic_write`` for a file made to be shared (CSV, Parquet, report, bundle): every
+    export gets the mode a new file gets here (``readable``), and a failure is a ``LogError``
+    naming the path."""
+
+    def write_shared(tmp: str) -> None:
+        if writer is not None:
+            writer(tmp)
+        readable(tmp)
+
     try:
-        return files.atomic_write(path, data, writer=writer)
+        return files.atomic_write(path, data, writer=write_shared)
     except OSError as exc:
         raise LogError(path, f"cannot write here: {exc}") from exc
 
@@ -141,7 +149,7 @@ def shared_audio(takes: list[Take], kbps: float = catalog.SHARE_AUDIO_KBPS) -> d
 
 def readable(tmp: str) -> None:
     """Give a file written by ``atomic_write`` (mode 0600, as every temp file) the mode a new
-    file gets here: 0666 less the umask, so a report can be read by whom it is shared with."""
+    file gets here: 0666 less the umask, so an export can be read by whom it is shared with."""
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(tmp, 0o666 & ~mask)
@@ -165,7 +173,7 @@ def export_html(log, path, *, extras: Extras | None = None, kbps: float = catalo
         generated=iso(now_utc()),
         kbps=kbps,
     )
-    return atomic_write(path, page.encode("utf-8"), writer=readable)
+    return atomic_write(path, page.encode("utf-8"))
 
 
 class Exports:
