@@ -345,6 +345,12 @@ def panel_page(*, kind: str, script: str) -> str:
     return _render("panel.html.j2", kind=kind, script=script)
 
 
+def panel_refused(message: str) -> str:
+    """The page a person who opened the listening panel without a valid link reads (``message``
+    says what to do); nothing of the round."""
+    return _render("panel_refused.html.j2", message=message)
+
+
 def sweep_table(**context: Any) -> str:
     """A sweep (``dimension``, ``baseline``, ``experiment``, ``model``): ``rows`` of value × measure
     (estimate, interval, n, adjusted p, verdict; ``found`` in bold), then ``prompts`` (value, prompt)."""

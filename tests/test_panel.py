@@ -165,6 +165,11 @@ def test_off_loopback_every_request_needs_the_join_token(lab):
             sep = "&" if "?" in path else "?"
             assert requests.get(f"{base(panel)}{path}{sep}token=wrong{token}", timeout=10).status_code == 403
         assert requests.post(base(panel) + "/api/rating", json={}, timeout=10).status_code == 403
+        bare = requests.get(base(panel) + "/", timeout=10)  # a person who opened the link without its token
+        assert bare.status_code == 403 and bare.headers["Content-Type"].startswith("text/html")
+        assert "Ask them for it" in bare.text and "<script" not in bare.text
+        api = requests.get(base(panel) + "/api/session", params={"rater": "x"}, timeout=10)
+        assert api.status_code == 403 and "join token" in api.json()["error"], "the API still answers JSON"
         assert requests.get(base(panel) + "/", params={"token": token}, timeout=10).status_code == 200
         session = join(panel, "ivy", token)
         audio_url = session["items"][0]["audio_url"]

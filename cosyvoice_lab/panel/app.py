@@ -52,6 +52,21 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+NO_TOKEN_PAGE = (
+    "This listening panel opens only from the link its organiser sent you: the link carries a key "
+    "(?token=…). Ask them for it, and open the whole link."
+)
+REBOUND_PAGE = "This listening panel answers this machine's own addresses only: open it at 127.0.0.1."
+
+
+def _refused(request: web.Request, message: str, page: str) -> web.Response:
+    """403: JSON (``message``) for the API and the audio; for a person who opened the page itself,
+    a short page (``page``) that says what to do, never anything of the round."""
+    if request.method == "GET" and request.path == "/":
+        return web.Response(status=403, text=html.panel_refused(page), content_type="text/html")
+    return _error(403, message)
+
+
 def rebound(request: web.Request) -> bool:
     """Whether a request reached a loopback address under a ``Host`` that is not a loopback name
     (DNS rebinding: the browser of someone on this machine, sent by a page of another site)."""
@@ -87,9 +102,13 @@ def make_app(ctx: Context) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != SCRIPT_PATH and not token_ok(ctx.token, request.query.get("token")):
-            response: web.StreamResponse = _error(403, "this panel needs the join token of its link (?token=...)")
+            response: web.StreamResponse = _refused(
+                request, "this panel needs the join token of its link (?token=...)", NO_TOKEN_PAGE
+            )
         elif ctx.token is None and rebound(request):
-            response = _error(403, "this panel answers this machine's own addresses only (open 127.0.0.1)")
+            response = _refused(
+                request, "this panel answers this machine's own addresses only (open 127.0.0.1)", REBOUND_PAGE
+            )
         else:
             try:
                 response = await handler(request)
