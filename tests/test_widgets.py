@@ -114,6 +114,22 @@ def test_inline_validation_as_you_type(lab):
     assert "free_text is too long" in b.messages.value and b.design_button.disabled
 
 
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_the_count_and_the_message_follow_the_language_chosen(lab, language):
+    """Issue 26, item 4: English chosen, 600 characters of free text: the message named the zh
+    prompt, the counter kept the last count and the box the last rendering."""
+    b = PromptBuilder(lab, preset="news_anchor", language=language)
+    b.free_text.value = "x" * 600
+    n = len(b.prompt.value)
+    assert n > 600 and "x" * 600 in b.prompt.value, "the box shows the rendering, past the limit"
+    assert f"prompt {n}/{catalog.VOICE_PROMPT_MAX}" in b.counters.value and "#b91c1c" in b.counters.value
+    assert f"the {language} prompt is {n} characters" in b.messages.value
+    other = {"en": "zh", "zh": "en"}[language]
+    assert f"the {other} prompt" not in b.messages.value and b.design_button.disabled
+    b.free_text.value = "with a slight rasp"
+    assert len(b.prompt.value) < catalog.VOICE_PROMPT_MAX and "too long" not in b.messages.value
+
+
 # --- PromptBuilder: designing ------------------------------------------------------------------------
 def test_design_runs_in_the_background_and_adds_cards_as_takes_arrive(lab, monkeypatch):
     b = PromptBuilder(lab, preset="audiobook narrator")

@@ -159,6 +159,18 @@ def _article(phrase: str) -> str:
     return "an" if phrase[:1].lower() in "aeiou" else "a"
 
 
+def _with_free_text(text: str, free_text: str | None, language: str) -> str:
+    """A rendered description with the free text after it, joined as the language reads."""
+    extra = (free_text or "").strip()
+    if not extra:
+        return text
+    if language == "zh":
+        return text + extra
+    if extra[0].islower() and text.endswith("."):  # "with a slight rasp" continues the last sentence
+        return f"{text[:-1]}, {extra}" + ("" if extra[-1] in ".!?" else ".")
+    return f"{text} {extra}"
+
+
 @dataclass(frozen=True)
 class PromptSpec:
     """A structured voice description; every dimension optional (None = unspecified).
@@ -220,15 +232,19 @@ class PromptSpec:
             ValueError: for a language other than 'en' or 'zh'.
         """
         _check_language(language)
-        text = self._render_en() if language == "en" else self._render_zh()
-        extra = (self.free_text or "").strip()
-        if not extra:
-            return text
-        if language == "zh":
-            return text + extra
-        if extra[0].islower() and text.endswith("."):  # "with a slight rasp" continues the last sentence
-            return f"{text[:-1]}, {extra}" + ("" if extra[-1] in ".!?" else ".")
-        return f"{text} {extra}"
+        return _with_free_text(self._render_en() if language == "en" else self._render_zh(), self.free_text, language)
+
+    @classmethod
+    def draft(cls, language: str, *, free_text: str | None = None, **choices: str | None) -> str:
+        """What ``PromptSpec(**choices, free_text=free_text).render(language)`` would be, even
+        when the free text makes it (in this language or the other) longer than the limit: for
+        a prompt builder that shows the text and its count as one types.
+
+        Raises:
+            ValueError: a choice is not one of its dimension's words, or an unknown language.
+        """
+        _check_language(language)
+        return _with_free_text(cls(**choices).render(language), free_text, language)
 
     def _who_en(self) -> str:
         if self.age == "child":  # a child is "a little girl", never "a child narrator"

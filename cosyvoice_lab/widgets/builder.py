@@ -18,7 +18,14 @@ from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
 from cosyvoice_lab.prompts.presets import PRESETS
 from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, by_model, guarded
-from cosyvoice_lab.widgets.drafting import PromptDraft, Tally, check_designs, counters_text, preset_label, render_spec
+from cosyvoice_lab.widgets.drafting import (
+    PromptDraft,
+    Tally,
+    check_designs,
+    counters_text,
+    preset_label,
+    render_choices,
+)
 
 BOTH = "both"
 MAX_CANDIDATES = 8  # a UI bound for one click (each candidate is one stored voice), not a service limit
@@ -174,8 +181,7 @@ class PromptBuilder(widgets.VBox):
         Raises:
             ValueError: the free text makes a prompt over the limit.
         """
-        values = {d: w.value or None for d, w in self.dimensions.items()}
-        return PromptSpec(**values, free_text=self.free_text.value.strip() or None)
+        return PromptSpec(**self._choices(), free_text=self.free_text.value.strip() or None)
 
     @property
     def edited(self) -> bool:
@@ -220,20 +226,28 @@ class PromptBuilder(widgets.VBox):
         self.preview_text.placeholder = DEFAULT_PREVIEW[change.new]
         self._render()
 
+    def _choices(self) -> dict:
+        return {d: w.value or None for d, w in self.dimensions.items()}
+
     def _render(self) -> None:
-        try:
-            rendered = render_spec(self.spec, self.language.value)
-        except ValueError:  # free text too long: keep the last rendering; _validate says why
-            self._validate()
-            return
-        self._set_prompt(self._draft.render(rendered))
+        rendered, _ = render_choices(self._choices(), self.free_text.value, self.language.value)
+        self._set_prompt(self._draft.render(rendered))  # over the limit too: the count says by how much
 
     def _spec_problems(self) -> list[str]:
+        if self.edited:
+            return []
+        _, problem = render_choices(self._choices(), self.free_text.value, self.language.value)
+        return [problem] if problem else []
+
+    def _logged_spec(self) -> dict | None:
+        """The spec logged with the takes: only when the prompt is its rendering, and when the
+        spec holds in both languages (a free text that fits this language only is text)."""
+        if self.edited or not self.prompt.value:
+            return None
         try:
-            _ = self.spec  # building it is the check
-        except ValueError as exc:
-            return [] if self.edited else [str(exc)]
-        return []
+            return self.spec.to_dict()
+        except ValueError:
+            return None
 
     def _set_prompt(self, text: str) -> None:
         self._syncing = True
@@ -303,7 +317,7 @@ class PromptBuilder(widgets.VBox):
             self.status.value = f"fix {len(problems)} problem(s) first"
             return False
         # the spec is logged with the takes only when the prompt is its rendering
-        spec = None if self.edited or not self.prompt.value else self.spec.to_dict()
+        spec = self._logged_spec()
         jobs = [d for d in designs for _ in range(self.candidates.value)]
         self.errors.clear()
         self.progress.max, self.progress.value = len(jobs), 0

@@ -44,9 +44,18 @@ class PromptDraft:
         return self.text
 
 
-def render_spec(spec: PromptSpec, language: str) -> str:
-    """The spec's prompt; an empty spec renders to "" (a blank box to type in)."""
-    return spec.render(language) if any(spec.to_dict().values()) else ""
+def render_choices(choices: dict, free_text: str | None, language: str) -> tuple[str, str | None]:
+    """The prompt the choices and free text render to in ``language`` (nothing chosen: "", a
+    blank box to type in), and the problem of a prompt over the limit, in that language's words:
+    the box and its count follow the language chosen, even past the limit."""
+    if not any(choices.values()) and not (free_text or "").strip():
+        return "", None
+    text = PromptSpec.draft(language, free_text=free_text, **choices)
+    n, limit = len(text), catalog.VOICE_PROMPT_MAX
+    if n <= limit:
+        return text, None
+    problem = f"free_text is too long: the {language} prompt is {n} characters (limit {limit})"
+    return text, f"{problem}; shorten it by {n - limit}"
 
 
 def counters_text(prompt: str, preview: str) -> str:
