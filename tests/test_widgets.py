@@ -198,8 +198,12 @@ def test_a_preview_played_to_the_end_marks_the_take_heard(lab):
 def test_keep_on_a_voice_a_cleanup_deleted_warns_and_keeps_nothing(lab):
     b = designed(PromptBuilder(lab, preset="customer_service"))
     card = b.cards[0]
+    assert "DELETED" not in card.header.value and not card.keep_button.disabled
     lab.cleanup(dry_run=False)  # deletes every voice not chosen, this one included
     assert lab.log.get(card.take.take_id).voice_status == "DELETED"
+    # issue 26, item 5: the card says so at once, before anyone clicks
+    assert "DELETED" in card.header.value and card.keep_button.disabled
+    assert "deleted" in card.keep_button.tooltip
     card.keep_button.click()
     assert not lab.log.get(card.take.take_id).chosen
     assert "deleted" in card.message.value and "⚠" in card.message.value

@@ -9,8 +9,10 @@ or filter, and the DataFrames (``frame.py``, loaded only when a frame is asked f
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,24 @@ class TakeTable:
         self._db = db
         self._rows = rows
         self._store = audio_store
+        self._voice_watchers: list[weakref.WeakMethod] = []
+
+    def watch_voices(self, method: Callable[[set[str]], None]) -> None:
+        """Call ``method(voice_ids)`` after this process records a change of voices' statuses
+        (a clean-up deleted them, a listing saw them change), so that what shows a take (a card
+        in a notebook) can redraw. Held weakly: a card that is gone is not kept alive by this."""
+        self._voice_watchers = [w for w in self._voice_watchers if w() is not None]
+        self._voice_watchers.append(weakref.WeakMethod(method))
+
+    def _voices_changed(self, voice_ids: set[str]) -> None:
+        for watcher in list(self._voice_watchers):
+            method = watcher()
+            if method is None:
+                continue
+            try:
+                method(voice_ids)
+            except Exception:  # a watcher's failure never undoes or fails the write
+                logging.getLogger(__name__).exception("a voice-status watcher failed")
 
     @property
     def folder(self) -> Path:
@@ -299,10 +319,13 @@ class TakeTable:
         if not statuses:
             return 0
         with self._db.transaction() as conn:
-            return sum(
+            changed = sum(
                 conn.execute("UPDATE takes SET voice_status = ? WHERE voice_id = ?", (status, vid)).rowcount
                 for vid, status in statuses.items()
             )
+        if changed:
+            self._voices_changed(set(statuses))
+        return changed
 
     def mark_deleted(self, voice_ids: str | Iterable[str]) -> int:
         """Record voices deleted from the account (see ``ExperimentLog.mark_deleted``)."""

@@ -105,6 +105,7 @@ class TakeCard(widgets.VBox):
         round_rating: int | None = None,
     ):
         self.take, self.experiment_log, self.label, self.blind = take, log, label, blind
+        log.table.watch_voices(self._voices_changed)  # a clean-up elsewhere in the notebook redraws the card
         self._on_change, self._on_rate, self._syncing = on_change, on_rate, False
         self.round_rating = round_rating  # what a blind card shows: its round's rating, never the take's
         self.header = widgets.HTML()
@@ -220,6 +221,10 @@ class TakeCard(widgets.VBox):
         if self._on_change:
             self._on_change(self.take)
 
+    def _voices_changed(self, voice_ids: set[str]) -> None:
+        if self.take.voice_id in voice_ids:
+            self.refresh()
+
     def reveal(self) -> None:
         """Show what blind mode hid (model, prompt, voice id, measurements)."""
         self.blind = False
@@ -239,6 +244,9 @@ class TakeCard(widgets.VBox):
         self.controls.layout.display = None if t.ok else "none"
         self.marks.layout.display = "none" if self.blind else None
         self.keep_button.button_style = "success" if t.chosen else ""
+        deleted = t.voice_status == "DELETED"  # nothing to keep: the card says so before anyone clicks
+        self.keep_button.disabled = deleted and not t.chosen
+        self.keep_button.tooltip = "this voice was deleted from the account" if deleted else "mark chosen"
         self.unkeep_button.disabled = not t.chosen
         self.listened_button.description = "✓ listened" if t.played else "▶ listened"
         self.listened_button.disabled = t.played
