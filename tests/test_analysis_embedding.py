@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cosyvoice_lab import Lab
-from cosyvoice_lab.analysis import embedding, pairwise, variation, voice_embedding
+from cosyvoice_lab.analysis import embedding, pairwise, speaker_embedding, variation, voice_embedding
 from cosyvoice_lab.analysis.measures import VERSION
 from cosyvoice_lab.offline import engine, serve
 
@@ -130,3 +130,16 @@ def test_remeasure_brings_old_takes_up_to_date_and_is_logged(lab):
     assert list(again["action"]) == ["up to date", "up to date"]
     forced = lab.remeasure(takes=[old.take_id], force=True, predicted_quality=False)
     assert list(forced["action"]) == ["measured"]
+
+
+def test_without_voice_embeddings_there_is_no_speaker_similarity_column():
+    """Issue 26, item 6: the column was all NaN with no explanation when only MFCC fingerprints
+    (or nothing) were given; now it is left out, and present whenever voice embeddings are."""
+    takes = [("deep man", {"median_f0_hz": 100.0}), ("deep man", {"median_f0_hz": 102.0})]
+    clips = [speech("A deep male voice.", "en", "v1", 0), speech("A deep male voice.", "en", "v1", 1)]
+    fingerprints = [speaker_embedding(c, sample_rate=SR) for c in clips]
+    for given in (None, fingerprints):
+        assert "speaker_similarity" not in variation(takes, embeddings=given).columns
+        assert "speaker_similarity" not in pairwise(takes, embeddings=given).columns
+    voices = [voice_embedding(c, sample_rate=SR) for c in clips]
+    assert variation(takes, embeddings=voices)["speaker_similarity"].notna().all()

@@ -162,14 +162,23 @@ def pairwise(group, prompts=None, *, embeddings=None, prompt_column: str = "voic
         ``rate_percent`` (only between the same rate unit), ``loudness_lu``, ``spectral_db``,
         and ``distance``: the root mean square of those divided by :data:`SCALES` (1 = about one
         clearly audible step), over the parts that are defined; ``speaker_similarity``: the
-        cosine of two :func:`voice_embedding` s (1 = the same voice; NaN for MFCC fingerprints).
+        cosine of two :func:`voice_embedding` s (1 = the same voice), a column only when voice
+        embeddings were given (MFCC fingerprints cannot say it).
     """
     import pandas as pd
 
     rows = _with_embeddings(take_rows(group, prompts, prompt_column), embeddings)
     pairs = [_pair(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :]]
     columns = ["take_a", "take_b", "prompt_a", "prompt_b", "same_prompt", *SCALES, "distance", "speaker_similarity"]
-    return pd.DataFrame(pairs, columns=columns)
+    return _similarity_if_known(pd.DataFrame(pairs, columns=columns), rows)
+
+
+def _similarity_if_known(frame, rows: list[TakeRow]):
+    """``frame`` without its ``speaker_similarity`` column when no take has a voice embedding:
+    a column of NaN that nothing explains is worse than none."""
+    if any(_is_voice_embedding(row.embedding) for row in rows):
+        return frame
+    return frame.drop(columns="speaker_similarity")
 
 
 def _spread(rows: list[TakeRow]) -> dict:
@@ -207,8 +216,8 @@ def variation(group, prompts=None, *, embeddings=None, prompt_column: str = "voi
         ``takes``, ``pitch_sd_semitones``, ``rate_cv_percent``, ``loudness_sd_lu`` (spread
         among its takes), ``spectral_db`` and ``variability`` (mean pairwise
         ``spectral_db``/``distance`` among its takes, see :func:`pairwise`) and
-        ``speaker_similarity`` (mean pairwise, with :func:`voice_embedding` s). NaN for a prompt
-        with a single take: one take shows no variation.
+        ``speaker_similarity`` (mean pairwise; a column only when :func:`voice_embedding` s were
+        given). NaN for a prompt with a single take: one take shows no variation.
     """
     import pandas as pd
 
@@ -239,4 +248,4 @@ def variation(group, prompts=None, *, embeddings=None, prompt_column: str = "voi
         "variability",
         "speaker_similarity",
     ]
-    return pd.DataFrame(out, columns=columns)
+    return _similarity_if_known(pd.DataFrame(out, columns=columns), rows)
