@@ -186,6 +186,12 @@ def cmd_design(args) -> int:
     )
     takes = takes if isinstance(takes, list) else [takes]
     cli_log.print_table(_takes_df(lab, takes), args.json, cli_log.TAKE_COLUMNS)
+    if not args.json:  # where to hear them (a database log keeps its audio inside: log preview --save)
+        for take in takes:
+            if take.ok and take.audio_path:
+                print(f"preview {take.take_id[:8]}: {take.audio_path}", file=sys.stderr)
+        if any(t.ok for t in takes):
+            print("hear one: cosyvoice-lab log preview TAKE_ID --play (or --save PATH)", file=sys.stderr)
     return _exit_code(takes)
 
 

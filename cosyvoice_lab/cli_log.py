@@ -28,6 +28,18 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     ex.add_argument("path", type=Path, nargs="?", help="default: report.html in the lab folder")
     ex.add_argument("--experiment")
     ex.add_argument("--force", action="store_true", help="replace the file if it exists")
+    pv = ls.add_parser(
+        "preview",
+        parents=[common],
+        help="a take's preview: print its file, save a copy (--save), or play it (--play)",
+        description="Find a take by its id (or a unique prefix, as tables show it) or by its voice id, and "
+        "print where its preview is. --save PATH writes a copy; --play plays it with the first player found "
+        f"({', '.join(p[0] for p in PLAYERS)}).",
+    )
+    pv.add_argument("id", help="a take id (or prefix) or a voice id")
+    pv.add_argument("--save", type=Path, metavar="PATH", help="write the preview here (a folder: <sha256>.<ext>)")
+    pv.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    pv.add_argument("--play", action="store_true", help="play it through the first audio player found")
     im = ls.add_parser("import", parents=[common], help="merge a teammate's bundle (.zip) into this log")
     im.add_argument("path", type=Path)
     _add_copy(ls)  # log copy SRC DST (folder <-> postgresql:// URL)
@@ -66,9 +78,6 @@ def print_table(df, as_json: bool, columns=None):
             print(df.to_string(index=False))
 
 
-TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
-
-
 def run(args: argparse.Namespace) -> int:
     """Run a ``log`` action."""
     if args.log_command == "copy":
@@ -81,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         df = log.to_dataframe(experiment=args.experiment)
         print_table(df.sort_values("started_at").tail(args.limit), args.json, [*TAKE_COLUMNS, "experiment"])
         return EXIT_OK
+    if args.log_command == "preview":
+        return _preview(log, args)
     if args.log_command == "import":
         counts = log.import_bundle(args.path)
         print(json.dumps(counts) if args.json else f"imported: {counts}")
@@ -115,4 +126,60 @@ def _copy(args: argparse.Namespace) -> int:
     else:
         added = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
         print(f"copied into the destination: {added}", file=sys.stdout)
+    return EXIT_OK
+
+
+# Command-line players, tried in order: (program, its arguments before the file).
+PLAYERS = (
+    ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "error")),
+    ("paplay", ()),
+    ("aplay", ("-q",)),
+    ("afplay", ()),
+)
+
+
+def _find_take(log, ident: str):
+    """The take named by a take id (or a unique prefix) or by a voice id; None when none is."""
+    from cosyvoice_lab.errors import TakeNotFound
+
+    try:
+        return log.get(ident)
+    except TakeNotFound:
+        by_voice = log.takes(voice_id=ident)
+        return by_voice[-1] if by_voice else None
+
+
+def _preview(log, args: argparse.Namespace) -> int:
+    """``log preview ID``: print the preview's file; ``--save`` a copy; ``--play`` it."""
+    import shutil
+    import subprocess
+
+    take = _find_take(log, args.id)
+    if take is None or not take.audio_path:
+        what = "no take or voice" if take is None else f"take {take.take_id[:8]} has no preview"
+        print(f"error: {what} {args.id!r} in {log.location}" if take is None else f"error: {what}", file=sys.stderr)
+        return EXIT_INPUT
+    where = Path(take.audio_path)
+    on_disk = where.is_file()  # a folder log's file; a database log keeps its audio inside (--save it)
+    if on_disk:
+        print(where)
+    if args.save is not None:
+        target = args.save / f"{take.audio_sha256}.{take.audio_format}" if args.save.is_dir() else args.save
+        if target.exists() and not args.force:
+            print(f"error: {target} exists; add --force to replace it", file=sys.stderr)
+            return EXIT_INPUT
+        print(f"saved {take.audio.save(target)}")
+    if args.play:
+        found = next(((program, extra) for name, extra in PLAYERS if (program := shutil.which(name))), None)
+        if found is None:
+            names = ", ".join(name for name, _ in PLAYERS)
+            print(f"error: no audio player found ({names}); use --save and open the file", file=sys.stderr)
+            return EXIT_INPUT
+        player, extra = found
+        if on_disk:
+            return subprocess.run([player, *extra, str(where)], check=False).returncode
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return subprocess.run([player, *extra, str(take.audio.save(Path(tmp)))], check=False).returncode
     return EXIT_OK

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -286,3 +287,30 @@ def test_an_interrupted_compare_exits_130(tmp_path, monkeypatch):
         _, err = child.communicate(timeout=120)
         assert child.returncode == 130, err
         assert "Traceback" not in err
+
+
+def test_a_design_says_where_its_preview_is_and_log_preview_finds_saves_and_plays_it(sim, tmp_path):
+    """Issue 26, item 10: hearing a design from the command line."""
+    args = common(sim, tmp_path)
+    out = cli("design", "A calm, deep narrator.", *args)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stderr.splitlines() if x.startswith("preview "))
+    path = line.split(": ", 1)[1]
+    assert path.endswith(".wav") and os.path.getsize(path) > 1000
+    [take] = json.loads(cli("log", "show", "--json", *args).stdout)
+    by_take = cli("log", "preview", take["take_id"][:8], *args)
+    by_voice = cli("log", "preview", take["voice_id"], *args)
+    assert by_take.returncode == by_voice.returncode == 0 and by_take.stdout.strip() == by_voice.stdout.strip() == path
+    saved = cli("log", "preview", take["voice_id"], "--save", str(tmp_path / "mine.wav"), *args)
+    assert saved.returncode == 0 and (tmp_path / "mine.wav").read_bytes() == Path(path).read_bytes()
+    again = cli("log", "preview", take["voice_id"], "--save", str(tmp_path / "mine.wav"), *args)
+    assert again.returncode == 2 and "--force" in again.stderr
+    missing = cli("log", "preview", "nosuchtake", *args)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no take or voice")
+    player = tmp_path / "bin" / "aplay"  # a stand-in player on PATH: records what it was asked to play
+    player.parent.mkdir()
+    player.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "played"}\n')
+    player.chmod(0o755)
+    played = cli("log", "preview", take["take_id"], "--play", *args, env={"PATH": f"{player.parent}:/usr/bin:/bin"})
+    assert played.returncode == 0, played.stderr
+    assert (tmp_path / "played").read_text().split()[-1] == path
