@@ -254,6 +254,9 @@ def cmd_compare(args) -> int:
         prefix=args.prefix,
     )
     takes = comp.takes
+    run = lab.last_run
+    sent = sum(r is not None for r in run.results) if run else 0
+    reused = run.reused if run else 0
     if args.json:
         print(
             json.dumps(
@@ -261,12 +264,21 @@ def cmd_compare(args) -> int:
                     "experiment": comp.experiment,
                     "takes": len(takes),
                     "ok": sum(t.ok for t in takes),
+                    "sent": sent,
+                    "reused": reused,
                     "interrupted": comp.interrupted,
                 }
             )
         )
     else:
         print(f"experiment {comp.experiment}: {sum(t.ok for t in takes)}/{len(takes)} takes ok")
+        if reused:  # an earlier run of the same experiment: say so, never merge runs silently
+            named = "the name given" if args.experiment else "the same prompts and models, so the same automatic name"
+            print(
+                f"{reused} take(s) reused from an earlier run of this experiment ({named}), {sent} sent now; "
+                "--experiment NAME keeps a run apart, --new-repeats adds repeats after the existing ones",
+                file=sys.stderr,
+            )
         print(comp.pivot().to_string())
     if comp.interrupted:
         return EXIT_INTERRUPTED

@@ -314,3 +314,18 @@ def test_a_design_says_where_its_preview_is_and_log_preview_finds_saves_and_play
     played = cli("log", "preview", take["take_id"], "--play", *args, env={"PATH": f"{player.parent}:/usr/bin:/bin"})
     assert played.returncode == 0, played.stderr
     assert (tmp_path / "played").read_text().split()[-1] == path
+
+
+def test_a_compare_that_resumes_an_earlier_run_says_what_it_reused(sim, tmp_path):
+    """Issue 26, item 14: a --repeats 3 compare after a --repeats 1 run of the same prompts (the
+    same automatic experiment name) reported "4/4 ok" as if it had done it all."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a warm radio host\n")
+    args = common(sim, tmp_path)
+    first = cli("compare", str(prompts), "--repeats", "1", "--json", *args)
+    assert first.returncode == 0 and json.loads(first.stdout)["reused"] == 0
+    more = cli("compare", str(prompts), "--repeats", "3", *args)
+    assert more.returncode == 0, more.stderr
+    assert "2 take(s) reused from an earlier run of this experiment" in more.stderr and "4 sent now" in more.stderr
+    again = json.loads(cli("compare", str(prompts), "--repeats", "3", "--json", *args).stdout)
+    assert (again["sent"], again["reused"], again["takes"]) == (0, 6, 6)
