@@ -255,7 +255,7 @@ def cmd_compare(args) -> int:
     )
     takes = comp.takes
     run = lab.last_run
-    sent = sum(r is not None for r in run.results) if run else 0
+    n_sent = sum(r is not None for r in run.results) if run else 0
     reused = run.reused if run else 0
     if args.json:
         print(
@@ -264,7 +264,7 @@ def cmd_compare(args) -> int:
                     "experiment": comp.experiment,
                     "takes": len(takes),
                     "ok": sum(t.ok for t in takes),
-                    "sent": sent,
+                    "sent": n_sent,
                     "reused": reused,
                     "interrupted": comp.interrupted,
                 }
@@ -275,7 +275,7 @@ def cmd_compare(args) -> int:
         if reused:  # an earlier run of the same experiment: say so, never merge runs silently
             named = "the name given" if args.experiment else "the same prompts and models, so the same automatic name"
             print(
-                f"{reused} take(s) reused from an earlier run of this experiment ({named}), {sent} sent now; "
+                f"{reused} take(s) reused from an earlier run of this experiment ({named}), {n_sent} sent now; "
                 "--experiment NAME keeps a run apart, --new-repeats adds repeats after the existing ones",
                 file=sys.stderr,
             )

@@ -81,6 +81,26 @@ def test_compare_with_one_bad_prompt_sends_nothing(sim, tmp_path):
     assert "prompt 1" in str(info.value) and not sim.request_log
 
 
+def test_a_design_the_service_answered_500_or_503_is_settled_at_once_and_its_cell_redone(sim, tmp_path):
+    """Issue 26, item 2: notebook 03's leftovers were neither re-sent nor settled on a re-run
+    made within the grace window. A 500 or 503 from the service itself is an answer: the
+    request has ended, so one listing settles the take (its voice adopted, or failed)."""
+    sim.faults.error_rate, sim.faults.seed = 0.6, 11
+    lab = lab_on(sim, tmp_path)
+    assert lab.account.grace_s >= 60  # far longer than this test: nothing here waits it out
+    comp = lab.compare(PROMPTS, repeats=3, preview_text="Testing one two three.", experiment="flaky")
+    sim.faults.error_rate = 0
+    takes = comp.takes
+    assert any(t.status == "failed" for t in takes), "this seed makes some 500s and 503s"
+    assert all(t.status in ("ok", "failed") for t in takes), "no take is left unknown after a service's answer"
+    adopted = [t for t in takes if t.ok and t.preview_missing]
+    failed_cells = {t.cell for t in takes if t.status == "failed"} - {t.cell for t in takes if t.ok}
+    again = lab.compare(PROMPTS, repeats=3, preview_text="Testing one two three.", experiment="flaky")
+    redone = [t for t in again.takes if t.take_id not in {x.take_id for x in takes}]
+    assert {t.cell for t in redone} == failed_cells and all(t.ok for t in redone)
+    assert all(t.ok for t in lab.log.takes(experiment="flaky") if t.cell in {a.cell for a in adopted})
+
+
 def test_compare_through_faults_loses_nothing_and_duplicates_nothing(sim, tmp_path):
     sim.faults.error_rate, sim.faults.drop_rate, sim.faults.hang_rate = 0.18, 0.08, 0.04
     sim.faults.hang_seconds, sim.faults.seed = 1.5, 5

@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 UNSETTLED = ("unknown", "interrupted")  # a voice may exist for these: reconcile decides
 
 
+# A create answered with the service's own 500 or 503 (its JSON error, from the service itself):
+# the request has ended, so a listing made after the answer settles it at once. A timeout, a
+# dropped connection or a gateway's 504 may leave the service still designing: those wait out
+# the grace window (a voice stored late is adopted, never designed twice). The contract is silent
+# on late voices after a 5xx; if one ever appears, ``cleanup`` lists it as an orphan.
+ANSWERED_CODES = ("InternalError", "ServiceUnavailable", "ModelUnavailable")
+
+
 class VoiceAccount:
     """The voices of one API key, kept in step with an experiment log.
 
@@ -53,7 +61,8 @@ class VoiceAccount:
         may have stored (found by listing its prefix and matching prompt, preview text, model
         and creation time), or mark it failed once a listing made ``grace_s`` after it was sent
         finds none (until then it stays reconcilable: a design can outlive the client's
-        timeout). Call only when none of this lab's requests are in flight. Returns the takes."""
+        timeout) — at once when the service itself answered with an error (``ANSWERED_CODES``).
+        Call only when none of this lab's requests are in flight. Returns the takes."""
         return [self.reconcile_take(t.take_id) for t in self.log.takes(experiment=experiment) if t.status in UNSETTLED]
 
     def reconcile_take(self, take_id: str) -> Take:
@@ -86,7 +95,8 @@ class VoiceAccount:
                     continue
                 log.info("take %s: adopted voice %s stored despite the failed answer", take_id, v.voice_id)
                 return adopted
-        if take.started_at is not None and (listed_at - take.started_at).total_seconds() < self.grace_s:
+        waits = take.status != "unknown" or take.error_code not in ANSWERED_CODES
+        if waits and take.started_at is not None and (listed_at - take.started_at).total_seconds() < self.grace_s:
             log.info(
                 "take %s: no voice yet; it stays %s until %g s after it was sent", take_id, take.status, self.grace_s
             )

@@ -55,9 +55,15 @@ class Designer:
             created = self.client.create_voice(design)
         except OutcomeUnknown as exc:
             # Reconciled once no request is in flight (see reconcile()): a voice another
-            # in-flight request stored could otherwise be adopted twice.
+            # in-flight request stored could otherwise be adopted twice. A service's own error
+            # answer keeps its code (reconcile may settle it at once); no answer is OutcomeUnknown.
+            answered = exc.cause.code if isinstance(exc.cause, APIError) and exc.cause.code else None
             return self.experiment_log.fail(
-                take.take_id, error_code="OutcomeUnknown", error_message=str(exc), status="unknown"
+                take.take_id,
+                error_code=answered or "OutcomeUnknown",
+                error_message=str(exc),
+                status="unknown",
+                request_id=getattr(exc.cause, "request_id", None),
             )
         except APIError as exc:
             return self.experiment_log.fail(
