@@ -7,6 +7,7 @@ import ast
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,14 @@ def test_import_contracts_hold():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_no_module_is_over_the_size_limit():
+def test_long_modules_are_reported():
+    """A module is one concept, however long that takes (issue 25: a line cap decided where code
+    was split): modules past MAX_MODULE_LINES are named in a warning, a prompt to look, not a rule."""
     long = {
         str(p.relative_to(ROOT)): n for p in _modules() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     }
-    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+    if long:
+        warnings.warn(f"modules over {MAX_MODULE_LINES} lines (is each still one concept?): {long}", stacklevel=1)
 
 
 def _own_classes() -> dict[str, tuple[str, list[str]]]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import pytest
 
@@ -534,3 +535,18 @@ def test_model_profiles_reach_the_simulator_the_lab_starts(tmp_path, monkeypatch
     assert lab.simulator is not None and all(p.pitch_shift == 3 for p in lab.simulator.model_profiles.values())
     with pytest.raises(ValueError, match="model_profiles"):
         Lab(tmp_path / "b", backend="offline", base_url="http://127.0.0.1:9/api/v1", model_profiles={})
+
+
+def test_a_compare_reusing_takes_whose_voices_were_deleted_says_so_up_front(sim, tmp_path):
+    """Issue 26, item 3: re-running notebook 02 in the same folder reused takes whose voices the
+    previous run's clean-up had deleted (9 of 12 cards said DELETED), without a word."""
+    lab = lab_on(sim, tmp_path)
+    ask = {"models": ["cosyvoice-v3.5-flash"], "repeats": 2, "preview_text": "Hi.", "experiment": "again"}
+    lab.compare(PROMPTS, **ask)
+    lab.cleanup(dry_run=False)
+    with pytest.warns(UserWarning, match=r"4 of the takes this compare reuses have voices that were deleted"):
+        lab.compare(PROMPTS, **ask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fresh repeats: nothing to warn about
+        fresh = lab.compare(PROMPTS, new_repeats=True, **ask)
+    assert sum(t.ok and t.voice_status != "DELETED" for t in fresh.takes) == 4

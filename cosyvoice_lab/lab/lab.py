@@ -307,7 +307,10 @@ class Lab:
         )
         experiment = check_experiment(experiment) or planning.experiment_name(cells)
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
-        todo = planning.still_to_do(cells, repeats, self.log.takes(experiment=experiment), new_repeats=new_repeats)
+        existing = self.log.takes(experiment=experiment)
+        todo = planning.still_to_do(cells, repeats, existing, new_repeats=new_repeats)
+        if not new_repeats:
+            planning.warn_if_voices_gone(existing, todo, stacklevel=3)
         if check_quota:
             self.account.check_quota(len(todo))
         send = partial(self.designer.run_cell, experiment=experiment)  # claimed first: None if held elsewhere

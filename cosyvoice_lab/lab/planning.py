@@ -199,6 +199,20 @@ def read_prompts(path: Path) -> list:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+def warn_if_voices_gone(existing: Sequence, todo: Sequence[Job], *, stacklevel: int = 2) -> None:
+    """Say up front when a compare reuses takes whose voices a clean-up deleted: their previews
+    still play, but the voices are gone, and a re-run would otherwise look like a fresh one."""
+    sending = {job.cell for job in todo}
+    gone = [t for t in existing if t.ok and t.voice_status == "DELETED" and t.cell not in sending]
+    if gone:
+        warnings.warn(
+            f"{len(gone)} of the takes this compare reuses have voices that were deleted (a clean-up): their "
+            "previews still play, but the voices cannot be used; pass new_repeats=True for fresh ones",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
 def warn_if_interrupted(result, *, stacklevel: int = 2) -> None:
     """Say how far an interrupted compare got (as its bar says) and how to finish it."""
     if result.interrupted:
