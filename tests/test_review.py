@@ -46,7 +46,8 @@ def test_a_loopback_panel_without_token_answers_only_requests_addressed_to_this_
         rebound = {"Host": f"attacker.example:{panel.port}"}
         for path in ("/", "/api/session?rater=eve"):
             answer = requests.get(base + path, headers=rebound, timeout=10)
-            assert answer.status_code == 403 and "error" in answer.json()
+            assert answer.status_code == 403  # the page: a short page that says why; the API: JSON
+            assert "127.0.0.1" in answer.text if path == "/" else "error" in answer.json()
         post = requests.post(base + "/api/rating", json={}, headers=rebound, timeout=10)
         assert post.status_code == 403
         assert [s.rater for s in panel.round.sessions()] == ["ana"]
@@ -225,3 +226,59 @@ def test_a_host_header_parses_to_a_plain_lower_case_name_or_nothing(header):
 
     host = host_name(header)
     assert host is None or (host == host.lower() and not any(c in host for c in "/?#@ "))
+
+
+@pytest.mark.parametrize("special", ["#", "?", "#?"])
+def test_a_password_with_characters_libpq_takes_raw_appears_nowhere(pg_log_url, tmp_path, special):
+    """Issue 23, item 1: a password holding # or ? (libpq accepts them unencoded) was printed
+    whole in reprs, log.path, the CLI's log line, errors and pickles. A canary search over all."""
+    import pickle
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    from cosyvoice_lab.lab.lab import Lab
+    from cosyvoice_lab.offline import serve
+
+    parts = urlsplit(pg_log_url)
+    canary = f"Kan{special}ary{special}9x"
+    with psycopg.connect(pg_log_url, autocommit=True) as raw:
+        raw.execute(f"ALTER ROLE {parts.username} PASSWORD '{canary}'")
+    try:
+        url = f"postgresql://{parts.username}:{canary}@{parts.hostname}:{parts.port}{parts.path}"
+        with serve(enrollment_rps=None, model_profiles={"*": {"design_latency": 0}}) as sim:
+            lab = Lab(tmp_path / "lab", log=url, base_url=sim.base_url, progress=False, measure=False)
+            take = lab.design("A calm voice.", preview_text="Hello.")
+            shown = [repr(lab), lab._repr_html_(), repr(lab.log), str(lab.log.path), str(lab.log.location)]
+            shown += [repr(take), take.to_dict().__repr__(), lab.log.df.to_csv()]
+            pickled = pickle.dumps(take)
+            cli = subprocess.run(
+                [sys.executable, "-m", "cosyvoice_lab.cli", "log", "show", "--log", url, "--folder", str(tmp_path)],
+                capture_output=True,
+                text=True,
+            )
+            shown += [cli.stdout, cli.stderr]
+            lab.log.close()
+        bad = url.replace(f":{parts.port}", ":1")  # an error text about this URL
+        with pytest.raises(Exception) as err:
+            ExperimentLog(bad, folder=tmp_path, busy_timeout_s=1)
+        shown += [str(err.value), repr(err.value)]
+        for text in shown:
+            assert canary not in text and canary.replace(special, "") not in text
+            assert f"Kan{special}" not in text and f"ary{special}9x" not in text
+        assert canary.encode() not in pickled
+    finally:
+        with psycopg.connect(pg_log_url.replace(parts.password, canary), autocommit=True) as raw:
+            raw.execute(f"ALTER ROLE {parts.username} PASSWORD '{parts.password}'")
+
+
+@pytest.mark.parametrize("password", ["p/ss", "p@ss", "p%ss"])
+def test_a_password_libpq_would_read_as_part_of_the_address_is_refused_unshown(tmp_path, password):
+    from cosyvoice_lab.errors import LogError
+
+    pytest.importorskip("psycopg")
+    with pytest.raises(LogError, match="percent-encode") as err:
+        ExperimentLog(f"postgresql://lab:{password}@127.0.0.1:1/team", folder=tmp_path, busy_timeout_s=1)
+    assert password not in str(err.value) and "***" in str(err.value)

@@ -24,7 +24,7 @@ from cosyvoice_lab.log.annotations import Annotations, Utterances
 from cosyvoice_lab.log.audio_store import AudioStore, TableAudioStore
 from cosyvoice_lab.log.bundle import Bundles
 from cosyvoice_lab.log.db import Database
-from cosyvoice_lab.log.dialect import is_url
+from cosyvoice_lab.log.dialect import ambiguous_password, is_url, redact_url
 from cosyvoice_lab.log.export import Exports
 from cosyvoice_lab.log.ratings import Ratings
 from cosyvoice_lab.log.recovery import Recovery
@@ -67,6 +67,14 @@ def open_parts(
     """
     if is_url(location):
         from cosyvoice_lab.log.postgres import PgDatabase  # psycopg: loaded only for a database log
+
+        if ambiguous_password(str(location)):
+            raise LogError(
+                redact_url(str(location)),
+                "the password in this URL holds a character libpq reads as part of the address "
+                "(a raw / @ or %, or an @ after the host): percent-encode it "
+                "(urllib.parse.quote(password, safe='')), or leave it out and put it in ~/.pgpass or PGPASSWORD",
+            )
 
         db: Any = PgDatabase(str(location), busy_timeout_s=busy_timeout_s)
         local = Path(folder if folder is not None else catalog.default_lab_folder()).expanduser().absolute()
