@@ -112,3 +112,27 @@ def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
     rows = ev.table[ev.table["measure"] == "blind preference rating"]
     assert len(rows) == 1 and rows.iloc[0]["n"] == 8  # one score per take, from both raters
     assert rows.iloc[0]["estimate"] == pytest.approx(-3)  # ana's alone: -4; bo's alone: -2
+
+
+def test_a_double_click_saves_one_rating_and_the_page_shows_what_the_log_keeps(lab):
+    """Issue 23, item 9: two near-simultaneous ratings of one item (a double click on two stars)
+    left the page showing one and the log holding the other. The buttons wait for the answer."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with lab.panel(EXPERIMENT, port=0) as panel, sync_playwright() as p:
+        browser = launch(p, autoplay=True)
+        try:
+            page = browser.new_context(viewport={"width": 390, "height": 800}).new_page()
+            _join(page, panel.url, "cy")
+            item = page.locator("li.item").nth(0)
+            click = "li.querySelector('[data-rating=\"{}\"]').click();"
+            item.evaluate("li => { " + click.format(2) + " " + click.format(4) + " }")
+            expect(item.locator(".saved")).to_have_text("saved")
+            shown = item.locator("button[aria-pressed=true]").get_attribute("data-rating")
+            expect(item.locator("button").first).to_be_enabled()
+        finally:
+            browser.close()
+    [(sent,)] = lab.log.db.query("SELECT count(*) FROM ratings WHERE rater = 'cy'")
+    assert sent == 1, "the second click of a double click sends nothing"
+    kept = lab.log.ratings(EXPERIMENT, kind="preference")
+    assert str(int(kept[kept["rater"] == "cy"]["rating"].iloc[-1])) == shown

@@ -39,6 +39,12 @@ class Context:
 
     def __init__(self, log: Any, experiment: str, round: Round, token: str | None) -> None:
         self.log, self.experiment, self.round, self.token = log, experiment, round, token
+        # One rating at a time per session: the log keeps them in the order the page is answered,
+        # so the rating a rater sees last is the one the log holds last (a double click, two tabs).
+        self._rating_locks: dict[str, asyncio.Lock] = {}
+
+    def rating_lock(self, session_id: str) -> asyncio.Lock:
+        return self._rating_locks.setdefault(session_id, asyncio.Lock())
 
     def audio_url(self, audio_id: str) -> str:
         return f"/audio/{audio_id}" + (f"?token={self.token}" if self.token else "")
@@ -166,16 +172,17 @@ async def _rating(request: web.Request) -> web.Response:
     item = ctx.round.item(session, item_id) if session else None
     if session is None or item is None:
         return _error(404, "no such session" if session is None else "no such item in this session")
-    try:
-        await ctx.call(
-            ctx.log.add_rating, item.take_id, rating, rater=session.rater, kind=ctx.round.kind,
-            session_id=session.session_id,
-        )  # fmt: skip
-    except TakeNotFound:
-        return _error(404, "this take is no longer in the log")
-    except LogError:  # e.g. the database stayed busy: the page says "not saved, try again"
-        return _error(503, "the log could not save this rating just now; try again")
-    rated, total = ctx.round.record(session, item, rating)
+    async with ctx.rating_lock(session.session_id):
+        try:
+            await ctx.call(
+                ctx.log.add_rating, item.take_id, rating, rater=session.rater, kind=ctx.round.kind,
+                session_id=session.session_id,
+            )  # fmt: skip
+        except TakeNotFound:
+            return _error(404, "this take is no longer in the log")
+        except LogError:  # e.g. the database stayed busy: the page says "not saved, try again"
+            return _error(503, "the log could not save this rating just now; try again")
+        rated, total = ctx.round.record(session, item, rating)
     return web.json_response({"ok": True, "item": item.item_id, "rating": rating, "rated": rated, "total": total})
 
 

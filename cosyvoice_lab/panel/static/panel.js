@@ -36,6 +36,9 @@
   }
 
   function rate(item, value, li, buttons, note) {
+    // One rating of an item in flight at a time: the buttons wait for the answer, so a double
+    // click cannot send two and the page always shows what the log keeps.
+    buttons.forEach(function (b) { b.disabled = true; });
     note.textContent = "saving…";
     note.className = "saved";
     fetch(withToken("/api/rating"), {
@@ -43,9 +46,9 @@
       headers: {"Content-Type": "application/json"},
       body: JSON.stringify({session: session, item: item.id, rating: value})
     }).then(answer).then(function (body) {
-      buttons.forEach(function (b, i) { b.setAttribute("aria-pressed", String(i + 1 === value)); });
+      buttons.forEach(function (b, i) { b.setAttribute("aria-pressed", String(i + 1 === body.rating)); });
       li.classList.add("rated");
-      li.dataset.rating = String(value);
+      li.dataset.rating = String(body.rating);
       note.textContent = "saved";
       rated = body.rated;
       total = body.total;
@@ -53,6 +56,8 @@
     }).catch(function (err) {
       note.textContent = "not saved: " + err.message + " (try again)";
       note.className = "saved error";
+    }).then(function () {
+      buttons.forEach(function (b) { b.disabled = false; });
     });
   }
 
