@@ -254,6 +254,9 @@ LOG_BUSY_TIMEOUT_S = 30.0  # how long a log write waits for another writer befor
 BUNDLE_MAX_MEMBERS = 200_000  # files in the zip (tables + audio)
 BUNDLE_MAX_BYTES = 4 * 1024**3  # their total uncompressed size (the sizes the zip declares)
 BUNDLE_MAX_TABLE_BYTES = 256 * 1024**2  # one JSON table, uncompressed
+# one audio file: a preview is under 1 MB, an hour of speech as a 24 kHz WAV about 170 MB. A larger
+# member (a 1 GiB one in a 1 MB zip) is refused from the zip's directory, never unpacked.
+BUNDLE_MAX_AUDIO_BYTES = 256 * 1024**2
 BUNDLE_MAX_ROWS = 200_000  # rows in one table
 BUNDLE_MAX_TEXT_CHARS = 20_000  # one free text (notes, error message, prompt, utterance text...)
 BUNDLE_MAX_NAME_CHARS = 200  # one short text (experiment, cell, host, author, tag, request id...)

@@ -332,4 +332,41 @@ def test_one_bad_metric_or_an_unholdable_time_in_the_log_does_not_stop_its_reade
     assert df.loc[df.take_id == take.take_id, "finished_at"].isna().all()
     from cosyvoice_lab.views.report import write_report
 
-    assert "f0" in write_report(theirs, tmp_path / "report.html").read_text()
+    page = write_report(theirs, tmp_path / "report.html").read_text()
+    assert all(t.take_id[:8] in page for t in theirs.takes(experiment="exp")), "every take is in the report"
+
+
+def test_audio_no_row_names_is_never_unpacked_nor_stored(bundle, theirs, tmp_path):
+    """Issue 23, item 7: 150,000 tiny members no row names held the write lock for 201 s, and a
+    1 GiB member with a matching sha256 landed in the store although no row named it."""
+    import hashlib
+
+    extra = {}
+    for i in range(2000):  # stray audio, each a valid store name with a matching sha256
+        data = f"stray {i}".encode()
+        extra[f"audio/{hashlib.sha256(data).hexdigest()}.wav"] = data
+    with zipfile.ZipFile(bundle) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    stray = _zip(tmp_path / "stray-audio.zip", [*members, *extra.items()])
+    counts = theirs.import_bundle(stray)
+    assert counts["takes"] == 3 and counts["audio_files"] == 4, "only the audio its rows name"
+    store = tmp_path / "theirs" / "audio"
+    assert not any((store / name.split("/")[1]).exists() for name in extra)
+
+
+def test_an_audio_member_over_its_size_is_refused_from_the_zip_directory(bundle, theirs, tmp_path):
+    with zipfile.ZipFile(bundle) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    bomb = tmp_path / "audio-bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+        with zf.open("audio/" + "0" * 64 + ".wav", "w", force_zip64=True) as out:
+            chunk = bytes(1 << 22)
+            for _ in range(catalog.BUNDLE_MAX_AUDIO_BYTES // len(chunk) + 1):
+                out.write(chunk)
+    assert bomb.stat().st_size < catalog.BUNDLE_MAX_AUDIO_BYTES // 100, "a small zip that unpacks huge"
+    before = snapshot(theirs, tmp_path)
+    with pytest.raises(LogError, match="over the limit of .* for one audio file"):
+        theirs.import_bundle(bomb)
+    assert snapshot(theirs, tmp_path) == before

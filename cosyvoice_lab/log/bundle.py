@@ -338,19 +338,27 @@ def _read_bundle(path: Path) -> tuple[dict[str, list[dict]], dict[str, bytes]]:
             _check_manifest(path, manifest)
             held = set(zf.namelist())
             raw = {n: _read_json(path, zf, n) if n in held or n not in _OPTIONAL else [] for n in _TABLES}
-            audio = {n: zf.read(n) for n in entries}
+            try:
+                rows = {name: check_table(name, raw[name], check, key) for name, (check, key) in _TABLES.items()}
+            except RowError as exc:
+                raise LogError(path, f"{exc}; nothing was merged") from None
+            # Only the audio its rows name is read (each at most BUNDLE_MAX_AUDIO_BYTES, from the zip's
+            # directory): a member no row names is never unpacked, and never lands in the store.
+            audio = {n: zf.read(n) for n in entries if n in _named_audio(rows)}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, LogError):
             raise
         raise LogError(path, f"is not a readable cosyvoice_lab bundle ({exc})") from exc
-    try:
-        rows = {name: check_table(name, raw[name], check, key) for name, (check, key) in _TABLES.items()}
-    except RowError as exc:
-        raise LogError(path, f"{exc}; nothing was merged") from None
     for name, data in audio.items():
         if not content_matches(name, data):
             raise LogError(path, f"{name} is damaged (its sha256 does not match its name); nothing was merged")
     return rows, audio
+
+
+def _named_audio(rows: dict[str, list[dict]]) -> set[str]:
+    """The audio store names the bundle's takes and utterances refer to."""
+    named = {r.get("audio_path") for r in rows["takes.json"]} | {u.get("audio_file") for u in rows["utterances.json"]}
+    return {n for n in named if n}
 
 
 def _read_json(path: Path, zf: zipfile.ZipFile, name: str) -> Any:

@@ -22,8 +22,8 @@ def check_members(infos: list[zipfile.ZipInfo]) -> list[str]:
     never used; the sizes are the ones the zip declares, which reading never exceeds).
 
     Raises:
-        BundleError: too many files or bytes, a table over its size, a name given twice, or a
-            member that is neither a table nor an audio store name.
+        BundleError: too many files or bytes, a table or an audio file over its size, a name given
+            twice, or a member that is neither a table nor an audio store name.
     """
     if len(infos) > catalog.BUNDLE_MAX_MEMBERS:
         raise BundleError(f"holds {len(infos)} files, over the limit of {catalog.BUNDLE_MAX_MEMBERS}")
@@ -44,5 +44,10 @@ def check_members(infos: list[zipfile.ZipInfo]) -> list[str]:
         elif name != f"{FOLDER}/":
             if not is_name(name):
                 raise BundleError(f"holds {name!r}, which is not an audio store name (audio/<sha256>.<ext>)")
+            if info.file_size > catalog.BUNDLE_MAX_AUDIO_BYTES:
+                raise BundleError(
+                    f"{name} is {info.file_size} bytes, over the limit of {catalog.BUNDLE_MAX_AUDIO_BYTES} for one "
+                    "audio file"
+                )
             entries.append(name)
     return entries
