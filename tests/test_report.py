@@ -88,9 +88,10 @@ def test_experiments_come_in_order_each_with_evidence_and_plots_before_its_takes
     assert "v3.5-flash vs v3.5-plus: pitch" in models
     assert "<b>Evidence</b>" not in sweep  # one model: nothing to compare
     # prompt by prompt, in the order given, numbered as the plots number them
-    headings = re.findall(r"<h3>(\d+)\. ", models)
+    headings = re.findall(r'<details class="prompt"><summary>(\d+)\. ', models)
     assert headings == ["0", "1", "2"]
-    for block in models.split("<h3>")[1:]:
+    assert re.findall(r'<span class="count">· (\d+/\d+) takes ok</span>', models) == ["4/4"] * 3
+    for block in models.split('<details class="prompt">')[1:]:
         rows = re.findall(r'<tr id="take-[^"]+"><td data-label="model">([^<]+)</td><td data-label="repeat">(\d)', block)
         assert rows == [("v3.5-plus", "0"), ("v3.5-plus", "1"), ("v3.5-flash", "0"), ("v3.5-flash", "1")]
     assert page.count('<tr id="take-') == len(lab.log) == 13
@@ -180,6 +181,12 @@ def test_the_report_fits_the_window_plays_and_runs_nothing_in_headless_chromium(
             page.on("request", lambda r: requests.append(r.url))
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(report.as_uri())
+            # issue 26, item 13: the answer first; the takes folded, prompt by prompt, until asked for
+            folded = page.evaluate("""() => ({height: document.documentElement.scrollHeight,
+                closed: [...document.querySelectorAll('details.prompt')].every(d => !d.open),
+                answer: document.querySelector('section.experiment .scroll').getBoundingClientRect().top})""")
+            page.evaluate("() => document.querySelectorAll('details.prompt').forEach(d => { d.open = true; })")
+            unfolded = page.evaluate("() => document.documentElement.scrollHeight")
             widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
             played = page.evaluate("""() => { const a = document.querySelector('audio');
                 return new Promise((ok, no) => { a.onerror = () => no('cannot decode ' + a.src.slice(0, 30));
@@ -194,6 +201,8 @@ def test_the_report_fits_the_window_plays_and_runs_nothing_in_headless_chromium(
             page.screenshot(path=str(tmp_path / f"report-{width}.png"), full_page=False)
         finally:
             browser.close()
+    assert folded["closed"] and folded["answer"] < 900, "the evidence is on the first screen"
+    assert folded["height"] < unfolded / 2, f"folded {folded['height']} px, unfolded {unfolded} px"
     scroll_width, client_width = widths
     assert scroll_width <= client_width, f"the page is {scroll_width}px wide in a {client_width}px window"
     ready, duration, paused = played
