@@ -333,10 +333,24 @@ def reveal_summary(
     )
 
 
-def evidence_table(experiment: str, rows: Sequence[Mapping[str, Any]], next_steps: Sequence[str]) -> str:
-    """A comparison's evidence: one row per question (question, estimate, interval, n, adjusted
-    p, verdict; ``found`` rows in bold), then what to do next for the open ones."""
-    return _render("evidence.html.j2", experiment=experiment, rows=rows, next_steps=next_steps)
+def evidence_table(
+    experiment: str,
+    rows: Sequence[Mapping[str, Any]],
+    exploratory: Sequence[Mapping[str, Any]],
+    preferences: Sequence[Mapping[str, Any]],
+    next_steps: Sequence[str],
+) -> str:
+    """A comparison's evidence: the primary questions (question, estimate, interval with its
+    confidence, n, adjusted p, verdict; ``found`` rows in bold), the exploratory ones folded, the
+    blind preference choices, then what to do next for the open primary ones."""
+    return _render(
+        "evidence.html.j2",
+        experiment=experiment,
+        rows=rows,
+        exploratory=exploratory,
+        preferences=preferences,
+        next_steps=next_steps,
+    )
 
 
 def panel_page(*, kind: str, script: str) -> str:
