@@ -79,10 +79,11 @@ def draw(rng, kind: str, runs: int, blocks: int, repeats: int, effect: float = 0
     return observe(kind, *raw(rng, kind, runs, blocks, repeats, effect), repeats)
 
 
-def rate(hits) -> tuple[float, float]:
+def rate(hits) -> str:
+    """The share of hits with its Monte-Carlo standard error."""
     hits = np.asarray(hits, dtype=float)
     p = float(hits.mean())
-    return p, math.sqrt(max(p * (1 - p), 1e-12) / len(hits))
+    return f"{p:.3f} ± {math.sqrt(p * (1 - p) / len(hits)):.3f}"
 
 
 def table_false(rng, kind, runs, blocks, repeats) -> np.ndarray:
@@ -131,20 +132,20 @@ def cell(rng, kind, runs, blocks, repeats) -> dict[str, str]:
     out: dict[str, str] = {}
     a, b = draw(rng, kind, runs, blocks, repeats)
     said = inference.shift(a, b).judge(stats.ALPHA)
-    out["null, per question"] = "%.3f ± %.3f" % rate(said.side != 0)
-    out["null, per table"] = "%.3f ± %.3f" % rate(table_false(rng, kind, runs, blocks, repeats))
+    out["null, per question"] = rate(said.side != 0)
+    out["null, per table"] = rate(table_false(rng, kind, runs, blocks, repeats))
     shift = 0.0 if kind == "stars" else 1.0
     a, b = draw(rng, kind, runs, blocks, repeats, shift)
     said = inference.shift(a, b).judge(stats.ALPHA)
     covered = said.reachable & (said.ci_low <= shift) & (shift <= said.ci_high)
-    out["coverage 95 %"] = "%.3f ± %.3f" % rate(covered) if said.reachable.all() else "unreachable"
+    out["coverage 95 %"] = rate(covered) if said.reachable.all() else "unreachable"
     for size in (0.5, 1.0, 2.0):
         a, b = draw(rng, kind, runs, blocks, repeats, size)
         said = inference.shift(a, b).judge(stats.ALPHA / QUESTIONS)
-        out[f"power {size:g} SD"] = "%.3f ± %.3f" % rate(said.side == 1)
+        out[f"power {size:g} SD"] = rate(said.side == 1)
     latent, planned = (1.0, 1.0) if kind != "stars" else (0.6, star_effect(rng, 0.6))
     found, advised = delivered(rng, kind, runs, blocks, repeats, latent, planned)
-    out["delivered power"] = ("%.3f ± %.3f" % rate(found)) if len(found) else "—"
+    out["delivered power"] = (rate(found)) if len(found) else "—"
     out["advised"] = f"{advised:.2f}"
     return out
 
