@@ -40,7 +40,7 @@ from scipy import stats as _st
 EXACT_LIMIT = 20_000  # arrangements enumerated in full up to this many; drawn at random beyond
 DRAWS = 9_999  # random arrangements (plus the observed one) when there are more
 SEED = 20_211  # the draws' seed: the same data give the same table, every time
-_EPS = 1e-9  # relative: thresholds this close to 0 are 0 (ties computed in floating point)
+_EPS = 1e-9  # relative to the values' size: thresholds this close to 0 are 0 (ties in floating point)
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,8 @@ def shift(a, b) -> Shift:
     estimate = stat[:, int(np.flatnonzero(observed)[0])]
     with np.errstate(invalid="ignore", divide="ignore"):
         cut = (estimate[:, None] - stat[:, ~observed]) / (1 - arr.kept[~observed])
-    scale = np.nanmax(np.abs(values - values.mean(-1, keepdims=True)), axis=-1, initial=0.0)[:, None]
+    # the rounding of sums of values of this size: a threshold within it is a tie, i.e. 0
+    scale = np.nanmax(np.abs(values), axis=-1, initial=0.0)[:, None]
     cut = np.where(np.abs(cut) <= _EPS * np.maximum(scale, 1e-300), 0.0, cut)
     cut = np.sort(cut, axis=-1)
     return Shift(
