@@ -79,7 +79,7 @@ def several_raters_rate_the_same_takes(comparison):
     assert adherence["n"] == 24 and adherence["question"].endswith("(3 raters, centred per rater)")
     assert adherence["verdict"].startswith("v3.5-flash rated higher adherence rating: +1")
     assert by.loc["blind preference rating", "verdict"].startswith("no evidence either way")
-    assert ev.preferences is not None and ev.preferences.table.loc[0, "verdict"].startswith("no evidence")
+    assert ev.preferences is None  # every rater gave both models' takes of a prompt the same stars: no choice
     same = comparison.evidence(variability=False, ratings=True)  # the log's ratings of the experiment
     pd.testing.assert_frame_equal(same.table, ev.table)
 
@@ -156,6 +156,11 @@ def test_every_measurement_column_and_listening_round_becomes_a_question():
     assert ev.matters.pitch == 0.5 and ev.matters.loudness == 1.0
     assert by.loc["blind preference rating", "verdict"].startswith("v3.5-flash rated higher")
     assert by.loc["adherence rating", "n"] == 24
+    # the preference round read as choices: ana preferred flash on each of the 3 prompts (exact binomial)
+    choices = ev.preferences.table.iloc[0]
+    assert (choices["wins"], choices["n"], choices["share"]) == (3, 3, 1.0) and choices["p_value"] == 0.25
+    assert choices["verdict"].startswith("no evidence either way: 100% of choices for v3.5-flash")
+    assert "Blind preference rounds read as choices" in ev._repr_html_()
     assert "rating" not in by.index  # nobody rated in the log itself
     assert math.isnan(by.loc["design latency", "p_value"]) or by.loc["design latency", "p_value"] == 1.0
     # Holm: adjusted p never below the raw one

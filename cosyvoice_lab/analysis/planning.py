@@ -91,7 +91,9 @@ def power(effect: float, sd: float, blocks: int, repeats: int, *, level: float, 
     se = sds * math.sqrt(2 / (repeats * blocks))
     crit = _st.t.ppf(1 - level / 2, df)
     nc = abs(effect) / se
-    return float(np.mean(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc)))
+    found = _st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc)
+    found = np.where(np.isnan(found), (nc > crit).astype(float), found)  # scipy gives NaN far in the tail
+    return float(np.mean(found))
 
 
 def repeats_needed(
