@@ -64,3 +64,12 @@ def compared(frame, column: str):
     if column == "m_median_f0_hz":
         return 12 * np.log2(values.where(values > 0) / PITCH_REFERENCE_HZ)
     return values
+
+
+_RAW_UNITS = {"_hz": "Hz", "_lufs": "LUFS", "_db": "dB", "_s": "s", "_percent": "%", "_semitones": "st", "_lu": "LU"}
+
+
+def raw_label(column: str) -> str:
+    """A plot axis for a column on its own scale: ``"m_median_f0_hz"`` -> ``"pitch (Hz)"``."""
+    raw = next((u for suffix, u in _RAW_UNITS.items() if column.endswith(suffix)), "")
+    return f"{name(column)} ({raw})" if raw else name(column)
