@@ -21,8 +21,8 @@ The permutation test is exact at its level, so the null rates hold by constructi
 that the code does what the mathematics says); 2x2 cannot reach any level (the table says so in
 words) and shows 0 throughout.
 
-    .venv/bin/python benchmarks/evidence_validation.py            # 1000 experiments per cell
-    .venv/bin/python benchmarks/evidence_validation.py --quick    # 200 (about a minute)
+    .venv/bin/python benchmarks/evidence_validation.py            # 500 experiments per cell
+    .venv/bin/python benchmarks/evidence_validation.py --quick    # 150
 """
 
 from __future__ import annotations
@@ -152,10 +152,10 @@ def cell(rng, kind, runs, blocks, repeats) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 experiments per cell instead of 1000")
+    parser.add_argument("--quick", action="store_true", help="150 experiments per cell instead of 500")
     parser.add_argument("--runs", type=int, default=None)
     args = parser.parse_args()
-    runs = args.runs or (200 if args.quick else 1000)
+    runs = args.runs or (150 if args.quick else 500)
     rng = np.random.default_rng(2026)
     started = time.perf_counter()
     header = None

@@ -238,3 +238,34 @@ def test_what_to_do_next_draws_the_repeats_that_settle_a_small_planted_differenc
     assert row["n"] == 2 * 2 * needed
     assert row["found"] and row["verdict"].startswith("v3.5-flash higher pitch: +")
     assert row["ci_low"] < 1.0 < row["ci_high"] or abs(row["estimate"] - 1.0) < 0.5
+
+
+def test_a_design_too_small_says_so_in_words():
+    small = frame(3.0)
+    small = small[(small["prompt_index"] < 2) & (small["take_id"].str[-1].astype(int) < 2)]  # 2 prompts x 2 repeats
+    ev = evidence(small, [PLUS, FLASH], experiment="tiny")
+    row = pitch_row(ev)
+    assert row["verdict"].startswith(
+        "cannot be found with this design: 3 repeats per prompt and model are needed before anything can be found"
+    )
+    assert math.isnan(row["ci_low"]) and not row["found"] and "inf" not in ev._repr_html_()
+    assert any(line.startswith("v3.5-flash vs v3.5-plus: pitch:") and "repeats=1" in line for line in ev.next_steps())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_verdict_in_the_table_is_read_from_its_interval(seed):
+    """Star ratings (tied) and continuous measures: a row names a side exactly when its interval
+    excludes 0, on the side of the interval, and only primary rows count as found."""
+    rng = np.random.default_rng(seed)
+    df = frame(rng.choice([0.0, 0.5, 2.0])).assign(
+        rating=lambda d: np.clip(np.rint(3 + rng.normal(0, 1, len(d)) + (d["target_model"] == PLUS) * 0.8), 1, 5),
+        m_spectral_centroid_hz=lambda d: rng.normal(1000, 50, len(d)),
+    )
+    table = evidence(df, [PLUS, FLASH]).table
+    judged = table[table["family"] != "cost"]
+    named = ~judged["verdict"].str.startswith(("no evidence", "not enough", "cannot"))
+    assert (named == ((judged["ci_low"] > 0) | (judged["ci_high"] < 0))).all()
+    for r in judged[named].itertuples():
+        winner = "v3.5-flash" if r.ci_low > 0 else "v3.5-plus"
+        assert r.verdict.startswith(winner)
+    assert (table["found"] == (named & (table["family"] == "primary")).reindex(table.index, fill_value=False)).all()
