@@ -157,7 +157,7 @@ def test_holm_levels_step_down_and_stop_at_the_first_open_question():
 
 def test_holm_keeps_the_familywise_rate_over_six_null_questions():
     rng = np.random.default_rng(9)
-    runs = 300
+    runs = 200
     tests = [inference.shift(*simulate(rng, runs=runs, blocks=4, repeats=3)) for _ in range(6)]
     named = 0
     for e in range(runs):
@@ -176,7 +176,7 @@ def test_planning_delivers_the_power_it_promises_from_a_pilot():
     """A pilot at 3x3, repeats_needed for 1 SD at 0.05/6 with the spread uncertain, the advice
     followed on the same prompts: the difference is found at least 80 % of the time."""
     rng = np.random.default_rng(11)
-    runs, blocks, level = 300, 3, ALPHA / 6
+    runs, blocks, level = 250, 3, ALPHA / 6
     a, b = simulate(rng, runs=runs, blocks=blocks, repeats=30, effect=1.0)
     spread = stats.block_difference(a[..., :3], b[..., :3])
     need = np.array(
