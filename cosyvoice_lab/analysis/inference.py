@@ -254,8 +254,12 @@ def _design(blocks: int, ra: int, rb: int, present):
 
 def repeats_reachable(sizes: tuple[tuple[int, int], ...], level: float) -> bool:
     """Whether a design with these (values of a, values of b) per block can reject at ``level``."""
-    count = math.prod(math.comb(na + nb, nb) for na, nb in sizes)
-    return count > EXACT_LIMIT or math.floor(level * count / 2 * (1 + 1e-12)) >= 1
+    count = 1
+    for na, nb in sizes:
+        count *= math.comb(na + nb, nb)
+        if count > EXACT_LIMIT:  # drawn at random: the observed one among DRAWS + 1 reaches any usual level
+            return math.floor(level * (DRAWS + 1) / 2 * (1 + 1e-12)) >= 1
+    return math.floor(level * count / 2 * (1 + 1e-12)) >= 1
 
 
 def repeats_to_reach(blocks: int, level: float, *, start: int = 1) -> int | None:

@@ -22,6 +22,7 @@ from cosyvoice_lab.analysis import inference
 POWER = catalog.EVIDENCE_POWER  # the chance a planned experiment finds the difference
 MAX_REPEATS = catalog.EVIDENCE_MAX_REPEATS  # above this, repeats_needed gives up (None)
 _SD_POINTS = 41  # quantiles of the spread's uncertainty averaged over
+_CHUNK = 12  # repeats tried at once
 
 
 @dataclass(frozen=True)
@@ -69,31 +70,33 @@ class Matters:
         return replace(self, **{k.replace(" ", "_"): v for k, v in effect.items() if k.replace(" ", "_") in known})
 
 
-def power(effect: float, sd: float, blocks: int, repeats: int, *, level: float, sd_df: float = math.inf) -> float:
+def power(effect: float, sd: float, blocks: int, repeats, *, level: float, sd_df: float = math.inf):
     """Chance that the permutation test at ``level`` finds a true difference ``effect`` with
-    ``blocks`` prompts and ``repeats`` per prompt and model (normal noise of spread ``sd``).
+    ``blocks`` prompts and ``repeats`` per prompt and model (normal noise of spread ``sd``); a float,
+    or an array for an array of ``repeats``.
 
     The test's power is the two-sample t-test's (the permutation test of a difference of means
     has its power asymptotically; a design that cannot reach ``level`` has none). With ``sd_df``
     finite, ``sd`` is a pilot's estimate: the power is averaged over the true spreads it leaves
     plausible (sd² · df / χ²_df), so that a lucky small pilot spread does not over-promise.
     """
-    if repeats < 1 or blocks < 1 or not sd > 0:
-        return 0.0
-    if not inference.repeats_reachable(((repeats, repeats),) * blocks, level):
-        return 0.0
+    r = np.atleast_1d(np.asarray(repeats, dtype=float))
+    if blocks < 1 or not sd > 0:
+        return np.zeros_like(r) if np.ndim(repeats) else 0.0
     if math.isfinite(sd_df) and sd_df >= 1:
         q = (np.arange(_SD_POINTS) + 0.5) / _SD_POINTS
         sds = sd * np.sqrt(sd_df / _st.chi2.ppf(q, sd_df))
     else:
         sds = np.array([sd])
-    df = max(2 * blocks * (repeats - 1), 1)
-    se = sds * math.sqrt(2 / (repeats * blocks))
+    df = np.maximum(2 * blocks * (r - 1), 1)[:, None]
+    se = sds[None, :] * np.sqrt(2 / (np.maximum(r, 1) * blocks))[:, None]
     crit = _st.t.ppf(1 - level / 2, df)
     nc = abs(effect) / se
     found = _st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc)
     found = np.where(np.isnan(found), (nc > crit).astype(float), found)  # scipy gives NaN far in the tail
-    return float(np.mean(found))
+    reach = np.array([k >= 1 and inference.repeats_reachable(((int(k), int(k)),) * blocks, level) for k in r])
+    out = np.where(reach, found.mean(axis=1), 0.0)
+    return out if np.ndim(repeats) else float(out[0])
 
 
 def repeats_needed(
@@ -105,7 +108,9 @@ def repeats_needed(
         return None
     if sd <= 0:
         return inference.repeats_to_reach(blocks, level, start=2)
-    for r in range(2, MAX_REPEATS + 1):
-        if power(effect, sd, blocks, r, level=level, sd_df=sd_df) >= target:
-            return r
+    for start in range(2, MAX_REPEATS + 1, _CHUNK):  # power grows with repeats: the first chunk that reaches it
+        tried = np.arange(start, min(start + _CHUNK, MAX_REPEATS + 1))
+        enough = np.flatnonzero(power(effect, sd, blocks, tried, level=level, sd_df=sd_df) >= target)
+        if len(enough):
+            return int(tried[enough[0]])
     return None
