@@ -333,10 +333,11 @@ def reveal_summary(
     )
 
 
-def evidence_table(experiment: str, rows: Sequence[Mapping[str, Any]], next_steps: Sequence[str]) -> str:
-    """A comparison's evidence: one row per question (question, estimate, interval, n, adjusted
-    p, verdict; ``found`` rows in bold), then what to do next for the open ones."""
-    return _render("evidence.html.j2", experiment=experiment, rows=rows, next_steps=next_steps)
+def evidence_table(**context: Any) -> str:
+    """A comparison's evidence (``experiment``): the primary ``rows`` (question, estimate, interval
+    with its confidence, n, adjusted p, verdict; ``found`` in bold), the ``exploratory`` ones
+    folded, the blind ``preferences``, then ``next_steps`` for the open primary questions."""
+    return _render("evidence.html.j2", **context)
 
 
 def panel_page(*, kind: str, script: str) -> str:

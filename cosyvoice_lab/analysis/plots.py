@@ -12,6 +12,7 @@ import numpy as np
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.analysis.measures import FRAME_S, HOP_S, pitch_track, samples
+from cosyvoice_lab.analysis.names import raw_label
 
 _LABEL_MAX = 28  # characters of a prompt shown as a tick label
 
@@ -107,7 +108,7 @@ def plot_pitch_rate(data, *, color_by: str = "target_model"):
         ax.scatter(part["speaking_rate"], part["median_f0_hz"], label=str(name), alpha=0.8)
     units = sorted(frame["rate_unit"].dropna().unique()) if "rate_unit" in frame else []
     ax.set_xlabel(f"speaking rate ({', '.join(units) or 'units/s'})")
-    ax.set_ylabel("median F0 (Hz)")
+    ax.set_ylabel(raw_label("m_median_f0_hz"))
     ax.legend(title=color_by if color_by in frame else None)
     return fig
 
@@ -137,7 +138,7 @@ def plot_measure_by_prompt(data, measure: str = "median_f0_hz", *, by: str = "vo
     fig, ax = _figure(figsize=(max(5, 1.2 * len(names) + 2), 4.5), constrained_layout=True)
     ax.boxplot(values, showmeans=True)
     ax.set_xticks(range(1, len(names) + 1), labels, rotation=20 if len(names) > 3 else 0, ha="right")
-    ax.set_ylabel(measure)
+    ax.set_ylabel(raw_label(measure))
     fig.prompt_key = key
     return fig
 

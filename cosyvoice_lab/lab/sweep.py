@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
-from cosyvoice_lab.views.sweep import Sweep, label, sweep_table
+from cosyvoice_lab.views.sweep import Sweep, label, primary_measures, sweep_table
 
 SWEEPABLE = (*DIMENSIONS, "free_text")
 
@@ -104,7 +104,6 @@ def sweep(
     baseline: Any = None,
     preview_text: str | None = None,
     measures: Sequence[str] | None = None,
-    method: str = "pooled",
 ) -> Sweep:
     """Design a PromptSpec across one dimension's values and report which measures each value
     moves, against a baseline value, with 95 % intervals.
@@ -112,8 +111,10 @@ def sweep(
     Each value's prompt is designed ``repeats`` times on one model through ``compare`` (logged as
     an experiment, resumable: the same call again sends only what is missing), every preview is
     measured, and each value × measure is one question: the difference of means from the
-    baseline with its 95 % interval (the spread between takes of a value pooled over the values;
-    ``method="welch"`` judges each pair on its own spreads), p adjusted across the table (Holm).
+    baseline by Welch's t (each value judged on its own spread). The dimension's own measure
+    (pitch for pitch, speaking rate for pace, loudness for volume; else pitch, speaking rate,
+    loudness and predicted quality) is primary: Holm among the primary questions, each interval
+    at the level Holm gives it; every other measure is exploratory (``views.sweep``).
 
     Args:
         spec: the PromptSpec to vary (everything else held fixed).
@@ -129,7 +130,6 @@ def sweep(
             swept, else the first).
         preview_text: the text the previews read (default: the lab's).
         measures: the measurement columns to report (default ``views.sweep.MEASURES``).
-        method: ``"pooled"`` or ``"welch"`` (see above).
     Returns:
         a Sweep: ``.table`` (value × measure: estimate, interval, adjusted p, verdict),
         ``.levels``, ``.plot()``; shows itself as a table in a notebook.
@@ -138,8 +138,6 @@ def sweep(
             than two values. TypeError: ``spec`` is not a PromptSpec. ValidationError: a
             rendered design breaks a rule (nothing is sent).
     """
-    if method not in ("pooled", "welch"):
-        raise ValueError(f"method must be 'pooled' or 'welch', got {method!r}")
     if not isinstance(repeats, int) or repeats < 2:
         raise ValueError(f"a sweep needs repeats >= 2 per value (to see how voices vary), got {repeats!r}")
     plan = plan_sweep(spec, dimension, values, baseline)
@@ -157,7 +155,7 @@ def sweep(
     order = {p: i for i, p in enumerate(comparison.prompts)}
     df["value"] = df["voice_prompt"].map(lambda p: plan.labels[order[p]])
     return Sweep(
-        sweep_table(df, plan.labels, plan.baseline, measures=measures, method=method),
+        sweep_table(df, plan.labels, plan.baseline, measures=measures, primary=primary_measures(dimension)),
         df,
         dimension,
         plan.labels,

@@ -119,8 +119,9 @@ class Comparison:
         """Is a difference between the models real? One question per measure, within prompts.
 
         Args:
-            effect: measure → the difference size to plan repeats for (e.g. ``{"pitch": 1.0}``
-                semitones); default: the size observed.
+            effect: plain measure name → the smallest difference that matters, to plan repeats for
+                (e.g. ``{"pitch": 0.5}`` semitones); every other measure keeps its default
+                (``analysis.planning.Matters``: 1 st, 10 % of speaking rate, 1 LU, 0.2 MOS, 0.5 stars, 0.5 s).
             variability: also compare the variation between repeats (needs the previews).
             ratings: listening-round ratings (``take_id``, ``rating``, ``kind``, ``rater``), e.g.
                 ``log.ratings(experiment)`` or ``BlindSession.ratings_frame()``; ``True`` reads

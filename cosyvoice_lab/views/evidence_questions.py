@@ -1,117 +1,114 @@
-"""The questions an evidence table asks, and the one row each answers (``views.evidence`` holds
-the table, its adjustment and its view).
+"""The questions an evidence table asks, and the test each is answered by (``views.evidence``
+holds the table, its multiplicity rule, its verdicts and its view).
 
 A question is one measure compared between two groups within blocks: models within prompts
-(the comparison's question), or prompts within models (``evidence(prompts=True)``). Listening
+(the comparison's question), or prompts within models (``evidence(prompts=True)``). Every
+measured question is answered by ``analysis.inference.shift``: the stratified permutation test of
+the difference of means within blocks (exact enumeration of the relabellings when there are at
+most 20,000, else 9,999 seeded random ones), its interval by inverting the same test. Listening
 ratings become one score per take first (:func:`rating_scores`: raters centred, averaged over
-raters), so several raters' opinions of one voice count as one voice. Cost is not measured but
-priced: its rows come from the catalog (:func:`cost_rows`), exact, with no interval and no p.
+raters), so several raters' opinions of one voice count as one voice. Names come from
+``analysis.names`` (the same everywhere). Cost is not measured but priced: its rows come from the
+catalog (:func:`cost_rows`), exact, with no interval and no p.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cosyvoice_lab import catalog, html
-from cosyvoice_lab.analysis import stats
+from cosyvoice_lab.analysis import inference, names, stats
 
-# measurement column -> (question word, unit)
-KNOWN_MEASURES: dict[str, tuple[str, str]] = {
-    "m_median_f0_hz": ("pitch", "st"),
-    "m_speaking_rate": ("speaking rate", ""),
-    "m_loudness_lufs": ("loudness", "LU"),
-    "m_predicted_mos": ("predicted quality", "MOS"),
-    "m_dnsmos_ovrl": ("predicted quality (DNSMOS)", "MOS"),
-}
-SKIPPED_MEASURES = ("m_duration_s", "m_measures_version")  # set by the preview text / the code, not the model
 ROUND_WORDS = {"preference": "blind preference rating", "adherence": "adherence rating"}
-_PITCH_REFERENCE_HZ = 100.0  # semitones are counted from here (only differences are shown)
+PRIMARY_QUESTIONS = ("pitch", "speaking rate", "loudness", "predicted quality", "design latency")  # + ratings
 
 
 @dataclass(frozen=True)
 class Question:
-    """One measure to compare: its words, the frame holding it (one row per take, or per cell
-    when ``per_cell``), the column, and whether it is a secondary measure (``extra``)."""
+    """One measure to compare: its plain name, unit, the word for "more of it", the frame holding
+    it (one row per take, or per cell when ``per_cell``), the column, and whether it is primary."""
 
     word: str
     unit: str
     higher: str
     frame: Any
     column: str
-    extra: bool = False
+    primary: bool = True
     per_cell: bool = False
     note: str = ""  # added to the question's label, e.g. "(3 raters)"
 
-    def row(self, *, group: str, block: str, a, b, names: tuple[str, str], family: str, effect) -> dict | None:
-        """The answer for ``b − a`` (values of ``group``) within ``block``; None when nothing
-        was measured. ``names``: what the table calls a and b (model names, "prompt 1")."""
+    def row(self, *, group: str, block: str, a, b, names: tuple[str, str], family: str) -> dict | None:
+        """The test of ``b − a`` (values of ``group``) within ``block``, as a table row whose
+        numbers the table's multiplicity rule fills in (``x_test``); None when nothing was
+        measured. ``names``: what the table calls a and b (model names, "prompt 1")."""
         frame = self.frame
         if not frame[self.column].notna().any():
             return None
         values = frame.assign(_v=frame[self.column].astype(float))
-        d = stats.frame_difference(
-            values, "_v", group=group, a=a, b=b, block=block, method="t" if self.per_cell else "rank"
-        )
-        if self.per_cell:  # more repeats do not shrink this noise: nothing to plan
-            d = replace(d, sd=math.nan)
+        xa, xb = stats.frame_arrays(values, "_v", group=group, a=a, b=b, block=block)
+        test = inference.shift(xa, xb)
+        spread = stats.block_difference(xa, xb)
         short_a, short_b = (html.short_model(n) for n in names)
-        question = f"{short_b} vs {short_a}: {self.word}{f' {self.note}' if self.note else ''}"
         return {
-            "question": question,
+            "question": f"{short_b} vs {short_a}: {self.word}{f' {self.note}' if self.note else ''}",
             "family": family,
             "measure": self.word,
             "a": names[0],
             "b": names[1],
-            "estimate": d.estimate,
             "unit": self.unit,
-            "ci_low": d.ci_low,
-            "ci_high": d.ci_high,
-            "n": int(d.n),
-            "prompts": int(d.blocks),
-            "p_value": d.p_value,
-            "p_adjusted": math.nan,
-            "verdict": "",
-            "repeats_needed": None,
+            "n": int(test.n),
+            "prompts": int(test.blocks),
+            "x_test": test,
             "x_higher": self.higher,
-            "x_sd": d.sd,
-            "x_blocks": int(d.blocks),
-            "x_effect": effect,
+            "x_sd": math.nan if self.per_cell else float(spread.sd),  # more repeats do not shrink per-cell noise
+            "x_sd_df": float(spread.df),
+            "x_level_a": float(np.nanmean(xa)) if np.isfinite(xa).any() else math.nan,
+            "x_sizes": test.sizes,
         }
 
 
-def ask(ok, group: str, *, cells=None, ratings=None, main_measures=()) -> list[Question]:
-    """Every question the takes ``ok`` (status ok) can answer, in the table's order: the
-    measurements (pitch in semitones), variation between repeats (``cells``), design latency,
-    the log's own ratings, and each listening round kind of ``ratings``."""
-    asked = []
+def ask(ok, group: str, *, cells=None, ratings=None, primary_measures=names.PRIMARY) -> list[Question]:
+    """Every question the takes ``ok`` (status ok) can answer, primary first: the measurements
+    (pitch in semitones; one predicted quality primary, the first the log holds), design latency,
+    the log's own ratings and each listening round kind of ``ratings``; then the exploratory
+    ones: every other measurement and the variation between repeats (``cells``)."""
+    asked, quality = [], False
     for column in measure_columns(ok):
-        word, unit = KNOWN_MEASURES.get(column, (column.removeprefix("m_").replace("_", " "), ""))
-        frame = ok
-        if column == "m_median_f0_hz":
-            hz = ok[column].astype(float)
-            frame = ok.assign(m_median_f0_hz=12 * np.log2(hz.where(hz > 0) / _PITCH_REFERENCE_HZ))
-        asked.append(Question(word, unit, "higher", frame, column, extra=column not in main_measures))
-    if cells is not None and len(cells) and "variability" in cells:
-        asked.append(Question("variation between repeats", "", "more varied", cells, "variability", per_cell=True))
+        word = names.name(column)
+        primary = column in primary_measures and not (word == "predicted quality" and quality)
+        quality |= primary and word == "predicted quality"
+        frame = ok.assign(**{column: names.compared(ok, column)})
+        asked.append(Question(word, names.unit(column), "higher", frame, column, primary=primary))
     if "latency_s" in ok:
         asked.append(Question("design latency", "s", "slower", ok, "latency_s"))
     if "rating" in ok and ok["rating"].notna().any():
-        asked.append(Question("rating", "", "rated higher", ok, "rating"))
-    if ratings is not None and len(ratings):
-        for kind in dict.fromkeys(ratings["kind"]) if "kind" in ratings else ["preference"]:
-            of_kind = ratings[ratings["kind"] == kind] if "kind" in ratings else ratings
-            of_kind = of_kind[of_kind["take_id"].isin(ok["take_id"]) & of_kind["rating"].notna()]
-            if of_kind.empty:  # raters are centred on this comparison's takes only
-                continue
-            scores = rating_scores(of_kind).merge(ok[["take_id", "prompt_index", group]], on="take_id")
-            raters = of_kind["rater"].nunique() if "rater" in of_kind else 1
-            note = f"({raters} raters, centred per rater)" if raters > 1 else ""
-            word = ROUND_WORDS.get(kind, f"{kind} rating")
-            asked.append(Question(word, "", "rated higher", scores, "rating", note=note))
+        asked.append(Question("listener rating", "stars", "rated higher", ok, "rating"))
+    asked.extend(_round_questions(ok, group, ratings))
+    if cells is not None and len(cells) and "variability" in cells:
+        asked.append(
+            Question("variation between repeats", "", "more varied", cells, "variability", primary=False, per_cell=True)
+        )
+    return sorted(asked, key=lambda q: not q.primary)  # stable: primary first, each in its order
+
+
+def _round_questions(ok, group: str, ratings) -> list[Question]:
+    if ratings is None or not len(ratings):
+        return []
+    asked = []
+    for kind in dict.fromkeys(ratings["kind"]) if "kind" in ratings else ["preference"]:
+        of_kind = ratings[ratings["kind"] == kind] if "kind" in ratings else ratings
+        of_kind = of_kind[of_kind["take_id"].isin(ok["take_id"]) & of_kind["rating"].notna()]
+        if of_kind.empty:  # raters are centred on this comparison's takes only
+            continue
+        scores = rating_scores(of_kind).merge(ok[["take_id", "prompt_index", group]], on="take_id")
+        raters = of_kind["rater"].nunique() if "rater" in of_kind else 1
+        note = f"({raters} raters, centred per rater)" if raters > 1 else ""
+        word = ROUND_WORDS.get(kind, f"{kind} rating")
+        asked.append(Question(word, "stars", "rated higher", scores, "rating", note=note))
     return asked
 
 
@@ -131,13 +128,12 @@ def rating_scores(ratings):
 
 
 def measure_columns(df) -> list[str]:
-    """The numeric ``m_*`` columns holding a value: the known ones first, the rest by name."""
+    """The numeric ``m_*`` columns holding a value: the named ones first (``analysis.names``
+    order), the rest by name."""
     import pandas as pd
 
-    known = [c for c in KNOWN_MEASURES if c in df]
-    others = sorted(
-        c for c in df.columns if c.startswith("m_") and c not in KNOWN_MEASURES and c not in SKIPPED_MEASURES
-    )
+    known = [c for c in names.MEASURES if c in df]
+    others = sorted(c for c in df.columns if c.startswith("m_") and c not in names.MEASURES and c not in names.SKIPPED)
     numeric = [
         c for c in [*known, *others] if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
     ]
@@ -177,18 +173,10 @@ def cost_rows(ok, group: str, a: str, b: str) -> list[dict]:
                 "b": b,
                 "estimate": diff,
                 "unit": unit,
-                "ci_low": math.nan,
-                "ci_high": math.nan,
                 "n": n,
                 "prompts": 0,
-                "p_value": math.nan,
-                "p_adjusted": math.nan,
                 "verdict": said,
-                "repeats_needed": None,
-                "x_higher": "",
-                "x_sd": math.nan,
-                "x_blocks": 0,
-                "x_effect": None,
+                "x_test": None,
             }
         )
     return rows
