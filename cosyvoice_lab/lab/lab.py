@@ -25,6 +25,7 @@ from cosyvoice_lab.lab.backend import connect
 from cosyvoice_lab.lab.designer import Designer, all_or_raise
 from cosyvoice_lab.lab.runner import OnDone, RunResult, run_tasks
 from cosyvoice_lab.lab.speaker import Speaker
+from cosyvoice_lab.lab.stage import MeasuringOptions, MeasuringStage
 from cosyvoice_lab.panel.server import panel_method
 from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
 from cosyvoice_lab.take import Take, Takes
@@ -66,7 +67,15 @@ class Lab:
         requests_per_second: requests/second for all voice actions (designs, listings, queries), shared
             with other processes on this machine using the key; the service allows 10, the default keeps
             a margin; None for no limit. Synthesis keeps under the smaller of it and 3.
-        measure: measure every preview (pitch, loudness, rate) and store it with the take.
+        measure: measure every preview (pitch, loudness, rate, voice and predicted quality) and
+            store the figures with its take. Measuring is its own stage (``lab.measuring``, a
+            :class:`~cosyvoice_lab.lab.stage.MeasuringStage`): a take is recorded and playable
+            first, its measures fill in as a pool as large as the machine's cores gets to them.
+            ``design`` returns its takes measured; ``compare`` returns once the designs are in,
+            and whatever reads measures (``summary``, ``evidence``, ``report``, ``sweep``) waits
+            for the ones it needs.
+        measuring: how the measuring stage runs (:class:`~cosyvoice_lab.lab.stage.MeasuringOptions`:
+            workers, predicted quality, priority).
         progress: show progress bars.
         retry: the retry policy of every request; timeout: seconds to wait for a design.
         model_profiles: offline, for the simulator this lab starts: how its models differ
@@ -92,6 +101,7 @@ class Lab:
         concurrency: int | None = catalog.DEFAULT_CONCURRENCY,
         requests_per_second: float | None = catalog.DEFAULT_CLIENT_RPS,
         measure: bool = True,
+        measuring: MeasuringOptions | None = None,
         progress: bool = True,
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: float = catalog.CREATE_TIMEOUT_S,
@@ -125,7 +135,9 @@ class Lab:
         self.last_run: RunResult[Take | None] | None = None  # the last compare's takes (None: a cell held elsewhere)
         self.limiter.share(self.client.api_key.reveal(), self.client.host)  # hashed, never stored
         self.client.session.hooks["response"].append(self.pacer.on_response)  # 429s halve the pace
-        self.designer = Designer(self.client, self.log, backend=self.client.backend, region=region, measure=measure)
+        self.designer = Designer(self.client, self.log, backend=self.client.backend, region=region)
+        self.measure = measure
+        self.measuring = MeasuringStage(self.log, measuring, progress=progress)
         self.account = VoiceAccount(self.client, self.log)
         self.speaker = Speaker(
             self.client,
@@ -133,15 +145,6 @@ class Lab:
             requests_per_second=requests_per_second,
             in_process_simulator=self.simulator is not None,
         )
-
-    @property
-    def measure(self) -> bool:
-        """Whether every preview is measured and the figures stored with its take."""
-        return self.designer.measure
-
-    @measure.setter
-    def measure(self, value: bool) -> None:
-        self.designer.measure = value
 
     @property
     def backend(self) -> str:
@@ -187,8 +190,23 @@ class Lab:
         )
 
     def run_design(self, design: VoiceDesign, **context) -> Take:
-        """Send one design, logging it before and after (see ``Designer.run``). Returns the Take."""
+        """Send one design, logging it before and after (see ``Designer.run``). Returns the Take,
+        as recorded (its preview is not measured here: ``design`` and the runner queue it)."""
         return self.designer.run(design, **context)
+
+    def _to_measure(self, take):
+        """Queue a recorded take's preview for the measuring stage (when this lab measures)."""
+        if self.measure and take is not None and take.ok:
+            self.measuring.submit(take)
+        return take
+
+    def measured(self, takes: list) -> list:
+        """``takes`` once their pending measures are written (waiting, with progress), re-read."""
+        ids = [t.take_id for t in takes if t is not None]
+        if self.measuring.pending(ids):
+            self.measuring.wait(ids)
+            return [self.log.get(t.take_id) if t is not None else None for t in takes]
+        return takes
 
     # --- many takes: all through the runner --------------------------------------------------
     def _run(
@@ -200,6 +218,11 @@ class Lab:
         on_done: OnDone | None = None,
         reused: int = 0,
     ) -> RunResult[Any]:
+        def arrived(index: int, take, error) -> None:  # in the calling thread, as each finishes
+            self._to_measure(take)
+            if on_done is not None:
+                on_done(index, take, error)
+
         return run_tasks(
             tasks,
             concurrency=self.concurrency,
@@ -208,7 +231,7 @@ class Lab:
             reused=reused,
             progress=self.progress if progress is None else progress,
             is_failure=lambda t: t is not None and not t.ok,
-            on_done=on_done,
+            on_done=arrived,
         )
 
     def run_designs(
@@ -222,7 +245,8 @@ class Lab:
         on_done: OnDone | None = None,
     ) -> RunResult[Take]:
         """Send ``designs`` (as given: not validated) through the runner, ``concurrency`` at once,
-        each as ``run_design`` does. Does not settle them (see ``settle``).
+        each as ``run_design`` does, each ok take queued for measuring as it arrives. Does not
+        settle them (see ``settle``) nor wait for their measures (see ``measured``).
 
         Args:
             progress: show a progress bar (default: the lab's ``progress``).
@@ -261,16 +285,17 @@ class Lab:
         design.validate()
         sent = {"experiment": experiment, "prompt_spec": spec, "parent_take_id": getattr(parent, "take_id", parent)}
         if n == 1:
-            return self.settle([self.run_design(design, **sent)])[0]
+            return self.settle(self.measured([self._to_measure(self.run_design(design, **sent))]))[0]
         errors: list[Exception] = []
         result = self.run_designs([design] * n, on_done=lambda _, t, e: None if e is None else errors.append(e), **sent)
-        return Takes(all_or_raise(self.settle(result.results), errors, interrupted=result.interrupted))
+        takes = self.settle(self.measured(result.results))
+        return Takes(all_or_raise(takes, errors, interrupted=result.interrupted))
 
     def rerun(self, take) -> Take:
         """Send a past take's exact design again; the new take records it as its parent."""
         take = self.log.get(getattr(take, "take_id", take))
         sent = {"experiment": take.experiment, "prompt_spec": take.prompt_spec, "parent_take_id": take.take_id}
-        return self.settle([self.run_design(take.design, **sent)])[0]
+        return self.settle(self.measured([self._to_measure(self.run_design(take.design, **sent))]))[0]
 
     def compare(
         self,
@@ -306,7 +331,11 @@ class Lab:
         )
         experiment = experiment or planning.experiment_name(cells)
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
-        todo = planning.still_to_do(cells, repeats, self.log.takes(experiment=experiment), new_repeats=new_repeats)
+        earlier = self.log.takes(experiment=experiment)
+        todo = planning.still_to_do(cells, repeats, earlier, new_repeats=new_repeats)
+        for take in earlier:  # recorded by a run stopped before its measures were written
+            if take.ok and not (take.metrics or {}).get("measures_version"):
+                self._to_measure(take)
         if check_quota:
             self.account.check_quota(len(todo))
         send = partial(self.designer.run_cell, experiment=experiment)  # claimed first: None if held elsewhere
@@ -317,7 +346,14 @@ class Lab:
         if verify and result.done:
             self.account.verified({j.design.prefix for j in todo})
         planning.warn_if_interrupted(result, stacklevel=3)
-        return Comparison(self.log, experiment, planning.prompts_of(cells), models, interrupted=result.interrupted)
+        return Comparison(
+            self.log,
+            experiment,
+            planning.prompts_of(cells),
+            models,
+            interrupted=result.interrupted,
+            measures=self.measuring,
+        )
 
     # --- the account (account.py) --------------------------------------------------------------
     def settle(self, takes: list) -> list:
