@@ -19,7 +19,7 @@ from typing import Any
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.lab import history, measuring, planning, sweep
+from cosyvoice_lab.lab import history, measuring, planning, stage, sweep
 from cosyvoice_lab.lab.account import VoiceAccount
 from cosyvoice_lab.lab.backend import connect
 from cosyvoice_lab.lab.designer import Designer, all_or_raise
@@ -67,15 +67,10 @@ class Lab:
         requests_per_second: requests/second for all voice actions (designs, listings, queries), shared
             with other processes on this machine using the key; the service allows 10, the default keeps
             a margin; None for no limit. Synthesis keeps under the smaller of it and 3.
-        measure: measure every preview (pitch, loudness, rate, voice and predicted quality) and
-            store the figures with its take. Measuring is its own stage (``lab.measuring``, a
-            :class:`~cosyvoice_lab.lab.stage.MeasuringStage`): a take is recorded and playable
-            first, its measures fill in as a pool as large as the machine's cores gets to them.
-            ``design`` returns its takes measured; ``compare`` returns once the designs are in,
-            and whatever reads measures (``summary``, ``evidence``, ``report``, ``sweep``) waits
-            for the ones it needs.
-        measuring: how the measuring stage runs (:class:`~cosyvoice_lab.lab.stage.MeasuringOptions`:
-            workers, predicted quality, priority).
+        measure: measure every preview and store the figures with its take, on the measuring
+            stage (``lab.measuring``, ``stage.py``): ``design`` returns its takes measured,
+            ``compare`` once the designs are in; what reads measures waits for the ones it needs.
+        measuring: the stage's :class:`~cosyvoice_lab.lab.stage.MeasuringOptions` (workers, quality model).
         progress: show progress bars.
         retry: the retry policy of every request; timeout: seconds to wait for a design.
         model_profiles: offline, for the simulator this lab starts: how its models differ
@@ -194,19 +189,8 @@ class Lab:
         as recorded (its preview is not measured here: ``design`` and the runner queue it)."""
         return self.designer.run(design, **context)
 
-    def _to_measure(self, take):
-        """Queue a recorded take's preview for the measuring stage (when this lab measures)."""
-        if self.measure and take is not None and take.ok:
-            self.measuring.submit(take)
-        return take
-
-    def measured(self, takes: list) -> list:
-        """``takes`` once their pending measures are written (waiting, with progress), re-read."""
-        ids = [t.take_id for t in takes if t is not None]
-        if self.measuring.pending(ids):
-            self.measuring.wait(ids)
-            return [self.log.get(t.take_id) if t is not None else None for t in takes]
-        return takes
+    _to_measure, measured = stage.queue_method, stage.measured_method  # the measuring stage (stage.py)
+    _to_measure_unmeasured = stage.queue_unmeasured_method
 
     # --- many takes: all through the runner --------------------------------------------------
     def _run(
@@ -218,11 +202,6 @@ class Lab:
         on_done: OnDone | None = None,
         reused: int = 0,
     ) -> RunResult[Any]:
-        def arrived(index: int, take, error) -> None:  # in the calling thread, as each finishes
-            self._to_measure(take)
-            if on_done is not None:
-                on_done(index, take, error)
-
         return run_tasks(
             tasks,
             concurrency=self.concurrency,
@@ -231,7 +210,7 @@ class Lab:
             reused=reused,
             progress=self.progress if progress is None else progress,
             is_failure=lambda t: t is not None and not t.ok,
-            on_done=arrived,
+            on_done=stage.feeding(self._to_measure, on_done),  # each take queued for measuring as it arrives
         )
 
     def run_designs(
@@ -333,9 +312,7 @@ class Lab:
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
         earlier = self.log.takes(experiment=experiment)
         todo = planning.still_to_do(cells, repeats, earlier, new_repeats=new_repeats)
-        for take in earlier:  # recorded by a run stopped before its measures were written
-            if take.ok and not (take.metrics or {}).get("measures_version"):
-                self._to_measure(take)
+        self._to_measure_unmeasured(earlier)  # recorded by a run stopped before its measures were written
         if check_quota:
             self.account.check_quota(len(todo))
         send = partial(self.designer.run_cell, experiment=experiment)  # claimed first: None if held elsewhere
@@ -346,13 +323,9 @@ class Lab:
         if verify and result.done:
             self.account.verified({j.design.prefix for j in todo})
         planning.warn_if_interrupted(result, stacklevel=3)
+        prompts = planning.prompts_of(cells)
         return Comparison(
-            self.log,
-            experiment,
-            planning.prompts_of(cells),
-            models,
-            interrupted=result.interrupted,
-            measures=self.measuring,
+            self.log, experiment, prompts, models, interrupted=result.interrupted, measures=self.measuring
         )
 
     # --- the account (account.py) --------------------------------------------------------------

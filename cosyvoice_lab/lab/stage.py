@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
@@ -200,3 +200,39 @@ class MeasuringStage:
             if bar.n >= bar.total:  # drained: the next submission starts a new bar
                 bar.close()
                 self._bar = None
+
+
+# --- Lab's methods (Lab binds these) ----------------------------------------------------------
+def queue_method(self, take):
+    """Queue a recorded take's preview for the measuring stage (when this lab measures). Returns the take."""
+    if self.measure and take is not None and take.ok:
+        self.measuring.submit(take)
+    return take
+
+
+def queue_unmeasured_method(self, takes: list) -> None:
+    """Queue the ok takes that have no measures at all (a run stopped before they were written)."""
+    for take in takes:
+        if take.ok and not (take.metrics or {}).get("measures_version"):
+            self._to_measure(take)
+
+
+def feeding(queue: Callable[[Any], Any], on_done: Callable | None) -> Callable:
+    """A runner's ``on_done`` that queues each arriving take (in the calling thread, so the
+    measuring bar is drawn there), then calls ``on_done``."""
+
+    def arrived(index: int, take, error) -> None:
+        queue(take)
+        if on_done is not None:
+            on_done(index, take, error)
+
+    return arrived
+
+
+def measured_method(self, takes: list) -> list:
+    """``takes`` once their pending measures are written (waiting, with progress), re-read from the log."""
+    ids = [t.take_id for t in takes if t is not None]
+    if not self.measuring.pending(ids):
+        return takes
+    self.measuring.wait(ids)
+    return [self.log.get(t.take_id) if t is not None else None for t in takes]
