@@ -354,7 +354,17 @@ class PromptBuilder(widgets.VBox):
 
     def _settle(self) -> None:
         """Reconcile unknown outcomes, record voice statuses, redraw: ``Lab.settle`` waits until
-        none of the lab's requests is in flight (a compare in the main thread too)."""
+        none of the lab's requests is in flight (a compare in the main thread too). The cards,
+        shown as their takes arrived, get their measurements once the measuring stage has them."""
+        with self._lock:
+            takes = list(self.takes)
+        if self.lab.measuring.pending([t.take_id for t in takes]):
+            self.status.value = "measuring the previews…"
+            self.lab.measured(takes)
+            with self._lock:
+                for i, card in enumerate(self.cards):
+                    card.refresh()
+                    self.takes[i] = card.take
         with self._lock:
             pending = [
                 (i, t) for i, t in enumerate(self.takes) if t.status == "unknown" or (t.ok and not t.voice_status)
