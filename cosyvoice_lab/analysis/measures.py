@@ -275,6 +275,22 @@ def voice_measures(x, sr, pitch, f0, frame_db, speech, *, predicted_quality: boo
     return out
 
 
+def predicted_quality(audio, *, sample_rate: int | None = None) -> dict[str, Any]:
+    """The predicted-quality fields of :class:`Measurements` alone (``dnsmos_*``, computed as
+    :func:`measure` computes them), and ``problems``: why they are NaN, or None. For measuring in
+    two steps: ``measure(predicted_quality=False)`` first, this after."""
+    from cosyvoice_lab.analysis import quality, voice
+
+    x, sr = samples(audio, sample_rate)
+    nan = dict.fromkeys(quality.COLUMNS, NAN)
+    if not speech_frames(x, sr).any():
+        return {**nan, "problems": "dnsmos: no speech to score"}
+    try:
+        return {**quality.dnsmos(voice.resampled(x, sr)), "problems": None}
+    except Exception as exc:  # NaN and the reason, as measure() does
+        return {**nan, "problems": f"dnsmos: {type(exc).__name__}: {exc}"}
+
+
 # --- groups of takes ---------------------------------------------------------------------
 
 

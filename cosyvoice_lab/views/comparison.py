@@ -16,9 +16,11 @@ from cosyvoice_lab import catalog, html
 class PendingMeasures(Protocol):
     """Measures still being computed (the Lab's measuring stage is one)."""
 
-    def pending(self, take_ids: Iterable[str] | None = None) -> list[str]: ...
+    def pending(self, take_ids: Iterable[str] | None = None, *, quality: bool = True) -> list[str]: ...
 
-    def wait(self, take_ids: Iterable[str] | None = None, *, timeout: float | None = None) -> list[str]: ...
+    def wait(
+        self, take_ids: Iterable[str] | None = None, *, quality: bool = True, timeout: float | None = None
+    ) -> list[str]: ...
 
 
 class TakeSource(Protocol):
@@ -65,10 +67,12 @@ class Comparison:
             return []
         return self.measures.pending([t.take_id for t in self.log.takes(experiment=self.experiment)])
 
-    def measured(self) -> Comparison:
-        """Wait (with a progress bar) until every take of this comparison has its measures. Returns self."""
+    def measured(self, *, quality: bool = True) -> Comparison:
+        """Wait (with a progress bar) until every take of this comparison has its measures (with
+        ``quality=False``: all but predicted quality, the last to come). Returns self."""
         if self.measures is not None:
-            self.measures.wait(self.pending)
+            ids = [t.take_id for t in self.log.takes(experiment=self.experiment)]
+            self.measures.wait(ids, quality=quality)
         return self
 
     @property
@@ -93,7 +97,7 @@ class Comparison:
         import pandas as pd
 
         if values is not None and values.startswith("m_"):
-            self.measured()
+            self.measured(quality=values.startswith("m_dnsmos"))
         df = self.df
         if df.empty:
             return pd.DataFrame(index=pd.Index([], name="prompt_index"), columns=list(self.models))
@@ -114,7 +118,7 @@ class Comparison:
         """Per prompt and model: takes ok, mean rating, median pitch, speaking rate and loudness
         (if measured), and ``variability``: how different the repeats of the cell are (about 1
         = one clearly audible step; see ``analysis.variability``). Waits for pending measures."""
-        df = self.measured().df
+        df = self.measured(quality=False).df  # pitch, rate, loudness: not predicted quality
         agg = {"take_id": "count", "rating": "mean"}
         for col in ("m_median_f0_hz", "m_speaking_rate", "m_loudness_lufs"):
             if col in df:
