@@ -58,6 +58,17 @@ def timed(fn, runs: int) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
+def cpu_seconds(fn, runs: int) -> float:
+    """Median CPU time (all threads of the process) of ``runs`` calls: what a call costs the
+    machine, whatever else is running on it (wall times on a busy machine are not)."""
+    times = []
+    for _ in range(runs):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
 def import_seconds(module: str, runs: int = 7) -> tuple[float, float]:
     """(wall time of ``python -c 'import module'`` minus a bare interpreter, best of ``runs``
     because other load only adds; -X importtime cumulative, median of ``runs``)."""
@@ -186,6 +197,11 @@ def main() -> None:
     print(line("measure(predicted_quality=False): every measure but DNSMOS", median, MEASURE_TARGET_S))
     _, median = timed(lambda: analysis.measure(x, TEXT, "en", sample_rate=SR), args.runs)
     print(line("measure(): the whole set, DNSMOS included", median, MEASURE_TARGET_S))
+    for label, quality in (("without DNSMOS", False), ("DNSMOS included", True)):
+        cpu = cpu_seconds(
+            lambda q=quality: analysis.measure(x, TEXT, "en", sample_rate=SR, predicted_quality=q), args.runs
+        )
+        print(line(f"measure() {label}: CPU time (one core)", cpu, MEASURE_TARGET_S))
     measure_parts(x, args.runs)
     from cosyvoice_lab.analysis import variability
 

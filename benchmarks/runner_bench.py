@@ -9,9 +9,12 @@ call (its quota listing before and status listing after included), its ratio to 
 most requests in any one second (all actions: the listings share the budget), the most takes
 in flight, and the 429 answers. Then the cases the issue names: 40 takes at 2 s and 8 s, and
 two processes with the same key each comparing 40 takes (wall time from the first start to the
-last end, against 80/R + L).
+last end, against 80/R + L). Last, the issue's cases with every default measure on (the measuring
+stage: ``Lab(measure=True)``, the default): the compare's wall time (it returns once the designs
+are in) against N/R + L, and the time until every measure is written ("measured"), whose bound
+is the larger of N/R + L and the measuring's CPU time spread over the cores.
 
-    .venv/bin/python benchmarks/runner_bench.py [--quick]
+    .venv/bin/python benchmarks/runner_bench.py [--quick] [--measures-only]
 """
 
 from __future__ import annotations
@@ -42,14 +45,28 @@ def peak_per_second(times: list[float]) -> int:
     return best
 
 
-def compare(base_url: str, folder: Path, n: int) -> dict:
+def compare(base_url: str, folder: Path, n: int, measure: bool = False) -> dict:
     """One compare of ``n`` takes (one prompt, both models) with the Lab's defaults."""
-    lab = Lab(folder, backend="offline", base_url=base_url, progress=False, measure=False)
+    lab = Lab(folder, backend="offline", base_url=base_url, progress=False, measure=measure)
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     comp = lab.compare(["a steady, calm narrator"], models=MODELS, repeats=n // len(MODELS), experiment="bench")
     wall = time.monotonic() - t0
+    lab.measuring.wait()
+    measured = time.monotonic() - t0
     failed = sum(not t.ok for t in comp.takes)
-    return {"wall": wall, "failed": failed, "in_flight": lab.pacer.peak_in_flight, "start": t0, "end": t0 + wall}
+    done = sum(bool((t.metrics or {}).get("measures_version")) for t in comp.takes)
+    return {
+        "wall": wall,
+        "failed": failed,
+        "in_flight": lab.pacer.peak_in_flight,
+        "start": t0,
+        "end": t0 + wall,
+        "measured": measured,
+        "measured_takes": done,
+        "cpu": time.process_time() - cpu0,
+        "measure_workers": lab.measuring.peak_running,
+    }
 
 
 def sim_figures(sim) -> tuple[int, int]:
@@ -57,9 +74,9 @@ def sim_figures(sim) -> tuple[int, int]:
     return peak_per_second([t for t, _, _ in log]), sum(1 for *_, status in log if status == 429)
 
 
-def one_run(n: int, latency: float) -> dict:
+def one_run(n: int, latency: float, measure: bool = False) -> dict:
     with serve(model_profiles={"*": {"design_latency": latency}}) as sim, tempfile.TemporaryDirectory() as tmp:
-        out = compare(sim.base_url, Path(tmp) / "lab", n)
+        out = compare(sim.base_url, Path(tmp) / "lab", n, measure)
         out["peak"], out["429"] = sim_figures(sim)
         return out
 
@@ -104,9 +121,21 @@ def row(label: str, n: int, latency: float, out: dict) -> None:
     )
 
 
+def measured_row(n: int, latency: float, out: dict) -> None:
+    bound = n / R + latency
+    print(
+        f"{'measures':>10} {n:>5} {latency:>5.1f} {out['wall']:>8.2f} {bound:>9.2f} {out['wall'] / bound:>6.2f} "
+        f"{out['peak']:>9} {out['in_flight']:>9} {out['429']:>5} {out['failed']:>7}   measured after "
+        f"{out['measured']:.2f} s ({out['measured'] / bound:.2f} x bound; {out['measured_takes']}/{n} takes, "
+        f"process CPU {out['cpu']:.1f} s, at most {out['measure_workers']} measuring at once)",
+        flush=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="N in {12, 48}, L in {0.5, 2}, and the issue's cases")
+    ap.add_argument("--measures-only", action="store_true", help="only the 40-take cases with measures on")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -122,6 +151,10 @@ def main() -> None:
         f"{'case':>10} {'N':>5} {'L s':>5} {'wall s':>8} {'N/R+L s':>9} {'ratio':>6} {'peak r/s':>9} "
         f"{'in flight':>9} {'429s':>5} {'failed':>7}"
     )
+    if args.measures_only:
+        for latency in (2.0, 8.0):
+            measured_row(40, latency, one_run(40, latency, measure=True))
+        return
     latencies, sizes = ((0.5, 2.0), (12, 48)) if args.quick else ((0.5, 2.0, 8.0), (12, 48, 200))
     for latency in latencies:
         for n in sizes:
@@ -130,6 +163,8 @@ def main() -> None:
         row("issue", 40, latency, one_run(40, latency))
     for latency in (2.0,) if args.quick else (2.0, 8.0):
         row("2 procs", 80, latency, two_processes(40, latency))
+    for latency in (2.0, 8.0):
+        measured_row(40, latency, one_run(40, latency, measure=True))
 
 
 if __name__ == "__main__":

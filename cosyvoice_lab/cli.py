@@ -244,15 +244,25 @@ def cmd_compare(args) -> int:
     lab = _lab(args, concurrency=args.concurrency, requests_per_second=rps, model=args.models[0])
     print(repr(lab), file=sys.stderr)
     print(f"comparing {', '.join(args.models)}", file=sys.stderr)
-    comp = lab.compare(
-        prompts,
-        models=args.models,
-        repeats=args.repeats,
-        preview_text=args.preview_text,
-        experiment=args.experiment,
-        new_repeats=args.new_repeats,
-        prefix=args.prefix,
-    )
+    try:
+        comp = lab.compare(
+            prompts,
+            models=args.models,
+            repeats=args.repeats,
+            preview_text=args.preview_text,
+            experiment=args.experiment,
+            new_repeats=args.new_repeats,
+            prefix=args.prefix,
+        )
+        measured = not comp.interrupted and _measures_written(lab)
+    finally:  # stopped (Ctrl-C, an error): queued measures are dropped, not waited for at exit
+        unmeasured = lab.measuring.cancel()
+        if unmeasured:
+            print(
+                f"{unmeasured} take(s) recorded ok but not measured; the next compare of this experiment "
+                "(or Lab.remeasure) measures them",
+                file=sys.stderr,
+            )
     takes = comp.takes
     run = lab.last_run
     n_sent = sum(r is not None for r in run.results) if run else 0
@@ -280,11 +290,20 @@ def cmd_compare(args) -> int:
                 file=sys.stderr,
             )
         print(comp.pivot().to_string())
-    if comp.interrupted:
+    if comp.interrupted or not measured:
         return EXIT_INTERRUPTED
     # this run's takes only (a resumed compare answers for what it sent); None: a cell held elsewhere
     sent = [lab.log.get(t.take_id) for t in (lab.last_run.results if lab.last_run else []) if t is not None]
     return _exit_code(sent)
+
+
+def _measures_written(lab) -> bool:
+    """Wait until the measuring stage has written every measure; False if Ctrl-C stopped it."""
+    try:
+        lab.measuring.wait()
+    except KeyboardInterrupt:
+        return False
+    return True
 
 
 def cmd_voices(args) -> int:

@@ -296,11 +296,12 @@ def log_table(rows: Sequence[Mapping[str, Any]], selected: str | None = None) ->
 
 
 def comparison_grid(
-    experiment: str, models: Sequence[str], rows: Sequence[tuple[str, Sequence[Sequence[Take]]]]
+    experiment: str, models: Sequence[str], rows: Sequence[tuple[str, Sequence[Sequence[Take]]]], *, pending: int = 0
 ) -> str:
     """Prompts × models: ``rows`` are ``(prompt, [takes of each model, in models' order])``;
-    each cell shows the players of its repeats (or why a take has none)."""
-    return _render("comparison.html.j2", experiment=experiment, models=models, rows=rows)
+    each cell shows the players of its repeats (or why a take has none). ``pending``: takes
+    whose measures are still being computed (said under the title)."""
+    return _render("comparison.html.j2", experiment=experiment, models=models, rows=rows, pending=pending)
 
 
 def audition(script: str, takes: Sequence[Any], results: Sequence[Any]) -> str:

@@ -480,7 +480,7 @@ def test_log_frames_work_as_they_come(tmp_path):
         models=["cosyvoice-v3.5-flash"],
         repeats=1,
         experiment="frames",
-    )
+    ).measured()  # the compare returned with its designs in; its measures are written now
     df = lab.log.df
     table = adherence_table(df)
     assert len(table)

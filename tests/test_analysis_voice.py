@@ -131,6 +131,57 @@ def test_dnsmos_hears_background_noise():
     assert clean.problems is None
 
 
+QUALITY_PREVIEWS = [  # (prompt, language, text): 2.8-8.5 s of speech, both languages, three timbres
+    ("A calm middle-aged man with a deep voice.", "en", TEXT["en"]),
+    ("A young woman with a bright, cheerful voice.", "en", "The quick brown fox jumps over the lazy dog."),
+    ("An elderly man, slow and hoarse, breathy", "en", TEXT["en"]),
+    ("沉稳的中年男声", "zh", TEXT["zh"]),
+    ("年轻女声，明亮欢快", "zh", "这本书讲述了一个小村庄里发生的故事。"),
+    ("A young woman with a bright, cheerful voice.", "en", "Please bring an umbrella tomorrow afternoon."),
+]
+
+
+def test_dnsmos_on_the_clips_own_length_agrees_with_the_looped_reference_within_its_tolerance():
+    from cosyvoice_lab.analysis import quality, voice
+
+    diffs = []
+    for prompt, language, text in QUALITY_PREVIEWS:
+        x = engine.render(text, engine.settings_for(prompt, language, "v1"), 24000).astype(np.float64)
+        y = voice.resampled(x, 24000)
+        assert len(y) < quality.INPUT_S * quality.RATE  # the short-clip path, not the reference's windows
+        new, old = quality.dnsmos(y), quality.dnsmos_reference(y)
+        for name in quality.COLUMNS:
+            assert abs(new[name] - old[name]) <= quality.TOLERANCE[name], (prompt, name, new, old)
+        diffs.append([new[name] - old[name] for name in quality.COLUMNS])
+    means = np.mean(diffs, axis=0)
+    for name, mean in zip(quality.COLUMNS, means, strict=True):
+        assert abs(mean) <= quality.MEAN_TOLERANCE[name], (name, means)
+
+
+def test_dnsmos_of_a_long_clip_is_the_reference_itself_and_the_freed_graph_matches_it_on_a_full_window():
+    from cosyvoice_lab.analysis import quality, voice
+
+    x = engine.render(TEXT["en"] + " " + TEXT["en"], engine.settings_for("A calm man.", "en", "v1"), 24000)
+    y = voice.resampled(x.astype(np.float64), 24000)
+    assert len(y) >= quality.INPUT_S * quality.RATE
+    assert quality.dnsmos(y) == quality.dnsmos_reference(y)
+    window = np.clip(y[: int(quality.INPUT_S * quality.RATE)], -1, 1).astype(np.float32)[None]
+    freed, published = quality.session(), quality.session(free=False)
+    assert np.allclose(freed.run(None, {"input_1": window})[0], published.run(None, {"input_1": window})[0], atol=1e-5)
+
+
+def test_one_quality_session_serves_every_thread_without_a_memory_arena():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cosyvoice_lab.analysis import quality
+
+    with ThreadPoolExecutor(4) as pool:
+        sessions = list(pool.map(lambda _: quality.session(), range(8)))
+    assert all(s is sessions[0] for s in sessions)
+    assert not sessions[0].get_session_options().enable_cpu_mem_arena
+    assert sessions[0].get_session_options().intra_op_num_threads == quality.OPTIONS.intra_op_threads
+
+
 # --- the simulator's opposite words ----------------------------------------------------------
 
 PAIRS = {  # word pair -> (en prompt, zh prompt) for each side, and the measures that must move

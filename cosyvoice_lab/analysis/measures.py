@@ -42,7 +42,8 @@ PITCH_FLOOR_HZ, PITCH_CEILING_HZ = 60.0, 700.0
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (int16 full scale is 0.99997)
 LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter clips have no integrated loudness
 # 1: pitch, loudness, rate, level, silence. 2: + voice quality and DNSMOS, ``problems``.
-VERSION = 2
+# 3: DNSMOS of clips under 9 s on their own length (``analysis.quality``), not looped.
+VERSION = 3
 _TEXT_FIELDS = ("rate_unit", "problems")
 
 
@@ -205,7 +206,8 @@ def measure(
         text: what the recording says (the preview text), for the speaking rate.
         language: 'zh' or 'en' (derived from ``text`` when None).
         sample_rate: only for a bare array.
-        predicted_quality: also run the DNSMOS model (the costliest measure, ~0.1-0.4 s a take).
+        predicted_quality: also run the DNSMOS model (the costliest measure: ~0.3-0.6 s of CPU for
+            a 5 s preview, where the rest costs ~0.15 s).
 
     Returns:
         :class:`Measurements`; undefined values are NaN (silence has no pitch), and a measure
@@ -271,6 +273,22 @@ def voice_measures(x, sr, pitch, f0, frame_db, speech, *, predicted_quality: boo
         problems.append("dnsmos: no speech to score")
     out["problems"] = "; ".join(problems) or None
     return out
+
+
+def predicted_quality(audio, *, sample_rate: int | None = None) -> dict[str, Any]:
+    """The predicted-quality fields of :class:`Measurements` alone (``dnsmos_*``, computed as
+    :func:`measure` computes them), and ``problems``: why they are NaN, or None. For measuring in
+    two steps: ``measure(predicted_quality=False)`` first, this after."""
+    from cosyvoice_lab.analysis import quality, voice
+
+    x, sr = samples(audio, sample_rate)
+    nan = dict.fromkeys(quality.COLUMNS, NAN)
+    if not speech_frames(x, sr).any():
+        return {**nan, "problems": "dnsmos: no speech to score"}
+    try:
+        return {**quality.dnsmos(voice.resampled(x, sr)), "problems": None}
+    except Exception as exc:  # NaN and the reason, as measure() does
+        return {**nan, "problems": f"dnsmos: {type(exc).__name__}: {exc}"}
 
 
 # --- groups of takes ---------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Designer: one take — a design sent once, logged ``pending`` before the request leaves and
-settled with its outcome after, the preview measured on the way in."""
+settled with its outcome after. Measuring the preview is not its job: the Lab queues each
+recorded take for the measuring stage (``stage.py``), so a design thread only ever waits on the
+service."""
 
 from __future__ import annotations
 
@@ -20,12 +22,11 @@ class Designer:
         client: the ``DashScopeClient`` (real service or simulator).
         experiment_log: the ``ExperimentLog`` every take is written to.
         backend, region: recorded with every take.
-        measure: measure each preview (pitch, loudness, rate) and store it with the take.
     """
 
-    def __init__(self, client, experiment_log, *, backend: str, region: str, measure: bool = True):
+    def __init__(self, client, experiment_log, *, backend: str, region: str):
         self.client, self.experiment_log = client, experiment_log
-        self.backend, self.region, self.measure = backend, region, measure
+        self.backend, self.region = backend, region
         self.flight = InFlight()  # the lab's requests in flight: a reconcile waits for none (flight.py)
 
     def run(self, design: VoiceDesign, **where) -> Take:
@@ -84,27 +85,13 @@ class Designer:
                 error_message="interrupted while the request was in flight; a voice may have been created",
             )
             raise
-        metrics = self.measure_preview(created.preview, design)
         return self.experiment_log.finish(
             take.take_id,
             voice_id=created.voice_id,
             request_id=created.request_id,
             audio=created.preview,
             latency_s=created.latency_s,
-            metrics=metrics,
         )
-
-    def measure_preview(self, audio, design: VoiceDesign) -> dict | None:
-        """The preview's measurements as a dict, or None (switched off, or it failed: a take is never lost)."""
-        if not self.measure:
-            return None
-        try:
-            from cosyvoice_lab.analysis.measures import measure
-
-            return measure(audio, text=design.preview_text, language=design.language_hint).to_dict()
-        except Exception as exc:  # a measurement must never lose a take
-            log.warning("could not measure preview: %s", exc)
-            return None
 
 
 def all_or_raise(takes: list[Take], errors: list[Exception], *, interrupted: bool) -> list[Take]:

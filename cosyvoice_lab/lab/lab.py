@@ -19,12 +19,13 @@ from typing import Any
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.lab import history, measuring, planning, sweep
+from cosyvoice_lab.lab import history, measuring, planning, stage, sweep
 from cosyvoice_lab.lab.account import VoiceAccount
 from cosyvoice_lab.lab.backend import connect
 from cosyvoice_lab.lab.designer import Designer, all_or_raise
 from cosyvoice_lab.lab.runner import OnDone, RunResult, run_tasks
 from cosyvoice_lab.lab.speaker import Speaker
+from cosyvoice_lab.lab.stage import MeasuringOptions, MeasuringStage
 from cosyvoice_lab.panel.server import panel_method
 from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
 from cosyvoice_lab.take import Take, Takes, check_experiment
@@ -66,7 +67,10 @@ class Lab:
         requests_per_second: requests/second for all voice actions (designs, listings, queries), shared
             with other processes on this machine using the key; the service allows 10, the default keeps
             a margin; None for no limit. Synthesis keeps under the smaller of it and 3.
-        measure: measure every preview (pitch, loudness, rate) and store it with the take.
+        measure: measure every preview and store the figures with its take, on the measuring
+            stage (``lab.measuring``, ``stage.py``): ``design`` returns its takes measured,
+            ``compare`` once the designs are in; what reads measures waits for the ones it needs.
+        measuring: the stage's :class:`~cosyvoice_lab.lab.stage.MeasuringOptions` (workers, quality model).
         progress: show progress bars.
         retry: the retry policy of every request; timeout: seconds to wait for a design.
         model_profiles: offline, for the simulator this lab starts: how its models differ
@@ -92,6 +96,7 @@ class Lab:
         concurrency: int | None = catalog.DEFAULT_CONCURRENCY,
         requests_per_second: float | None = catalog.DEFAULT_CLIENT_RPS,
         measure: bool = True,
+        measuring: MeasuringOptions | None = None,
         progress: bool = True,
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: float = catalog.CREATE_TIMEOUT_S,
@@ -125,7 +130,9 @@ class Lab:
         self.last_run: RunResult[Take | None] | None = None  # the last compare's takes (None: a cell held elsewhere)
         self.limiter.share(self.client.api_key.reveal(), self.client.host)  # hashed, never stored
         self.client.session.hooks["response"].append(self.pacer.on_response)  # 429s halve the pace
-        self.designer = Designer(self.client, self.log, backend=self.client.backend, region=region, measure=measure)
+        self.designer = Designer(self.client, self.log, backend=self.client.backend, region=region)
+        self.measure = measure
+        self.measuring = MeasuringStage(self.log, measuring, progress=progress)
         self.account = VoiceAccount(self.client, self.log)
         self.speaker = Speaker(
             self.client,
@@ -133,15 +140,6 @@ class Lab:
             requests_per_second=requests_per_second,
             in_process_simulator=self.simulator is not None,
         )
-
-    @property
-    def measure(self) -> bool:
-        """Whether every preview is measured and the figures stored with its take."""
-        return self.designer.measure
-
-    @measure.setter
-    def measure(self, value: bool) -> None:
-        self.designer.measure = value
 
     @property
     def backend(self) -> str:
@@ -187,8 +185,12 @@ class Lab:
         )
 
     def run_design(self, design: VoiceDesign, **context) -> Take:
-        """Send one design, logging it before and after (see ``Designer.run``). Returns the Take."""
+        """Send one design, logging it before and after (see ``Designer.run``). Returns the Take,
+        as recorded (its preview is not measured here: ``design`` and the runner queue it)."""
         return self.designer.run(design, **context)
+
+    _to_measure, measured = stage.queue_method, stage.measured_method  # the measuring stage (stage.py)
+    _to_measure_unmeasured = stage.queue_unmeasured_method
 
     # --- many takes: all through the runner --------------------------------------------------
     def _run(
@@ -208,7 +210,7 @@ class Lab:
             reused=reused,
             progress=self.progress if progress is None else progress,
             is_failure=lambda t: t is not None and not t.ok,
-            on_done=on_done,
+            on_done=stage.feeding(self._to_measure, on_done),  # each take queued for measuring as it arrives
         )
 
     def run_designs(
@@ -222,7 +224,8 @@ class Lab:
         on_done: OnDone | None = None,
     ) -> RunResult[Take]:
         """Send ``designs`` (as given: not validated) through the runner, ``concurrency`` at once,
-        each as ``run_design`` does. Does not settle them (see ``settle``).
+        each as ``run_design`` does, each ok take queued for measuring as it arrives. Does not
+        settle them (see ``settle``) nor wait for their measures (see ``measured``).
 
         Args:
             progress: show a progress bar (default: the lab's ``progress``).
@@ -262,16 +265,17 @@ class Lab:
         check_experiment(experiment)
         sent = {"experiment": experiment, "prompt_spec": spec, "parent_take_id": getattr(parent, "take_id", parent)}
         if n == 1:
-            return self.settle([self.run_design(design, **sent)])[0]
+            return self.settle(self.measured([self._to_measure(self.run_design(design, **sent))]))[0]
         errors: list[Exception] = []
         result = self.run_designs([design] * n, on_done=lambda _, t, e: None if e is None else errors.append(e), **sent)
-        return Takes(all_or_raise(self.settle(result.results), errors, interrupted=result.interrupted))
+        takes = self.settle(self.measured(result.results))
+        return Takes(all_or_raise(takes, errors, interrupted=result.interrupted))
 
     def rerun(self, take) -> Take:
         """Send a past take's exact design again; the new take records it as its parent."""
         take = self.log.get(getattr(take, "take_id", take))
         sent = {"experiment": take.experiment, "prompt_spec": take.prompt_spec, "parent_take_id": take.take_id}
-        return self.settle([self.run_design(take.design, **sent)])[0]
+        return self.settle(self.measured([self._to_measure(self.run_design(take.design, **sent))]))[0]
 
     def compare(
         self,
@@ -307,10 +311,11 @@ class Lab:
         )
         experiment = check_experiment(experiment) or planning.experiment_name(cells)
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
-        existing = self.log.takes(experiment=experiment)
-        todo = planning.still_to_do(cells, repeats, existing, new_repeats=new_repeats)
+        earlier = self.log.takes(experiment=experiment)
+        todo = planning.still_to_do(cells, repeats, earlier, new_repeats=new_repeats)
         if not new_repeats:
-            planning.warn_if_voices_gone(existing, todo, stacklevel=3)
+            planning.warn_if_voices_gone(earlier, todo, stacklevel=3)
+        self._to_measure_unmeasured(earlier)  # recorded by a run stopped before its measures were written
         if check_quota:
             self.account.check_quota(len(todo))
         send = partial(self.designer.run_cell, experiment=experiment)  # claimed first: None if held elsewhere
@@ -321,7 +326,10 @@ class Lab:
         if verify and result.done:
             self.account.verified({j.design.prefix for j in todo})
         planning.warn_if_interrupted(result, stacklevel=3)
-        return Comparison(self.log, experiment, planning.prompts_of(cells), models, interrupted=result.interrupted)
+        prompts = planning.prompts_of(cells)
+        return Comparison(
+            self.log, experiment, prompts, models, interrupted=result.interrupted, measures=self.measuring
+        )
 
     # --- the account (account.py) --------------------------------------------------------------
     def settle(self, takes: list) -> list:

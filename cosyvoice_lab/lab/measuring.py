@@ -168,6 +168,7 @@ def remeasure_method(self, takes=None, *, force: bool = False, predicted_quality
     Returns:
         A DataFrame: ``take_id``, ``old_version``, ``new_version``, ``action``, ``problems``.
     """
+    self.measuring.wait()  # the stage's pending measures first: nothing measured twice
     return remeasure(self.log, takes, force=force, predicted_quality=predicted_quality)
 
 

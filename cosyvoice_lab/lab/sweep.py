@@ -171,7 +171,7 @@ def _measured(lab, comparison):
     """The comparison's takes, every ok preview measured (a lab with ``measure=False`` did not)."""
     from cosyvoice_lab.lab.measuring import remeasure
 
-    df = comparison.df
+    df = comparison.measured().df
     version = df.get("m_measures_version")
     missing = (df["status"].astype(str) == "ok") & df["audio_path"].notna()
     if version is not None:

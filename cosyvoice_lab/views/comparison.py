@@ -13,6 +13,16 @@ from typing import Any, Protocol
 from cosyvoice_lab import catalog, html
 
 
+class PendingMeasures(Protocol):
+    """Measures still being computed (the Lab's measuring stage is one)."""
+
+    def pending(self, take_ids: Iterable[str] | None = None, *, quality: bool = True) -> list[str]: ...
+
+    def wait(
+        self, take_ids: Iterable[str] | None = None, *, quality: bool = True, timeout: float | None = None
+    ) -> list[str]: ...
+
+
 class TakeSource(Protocol):
     """What a comparison reads from a log (an ``ExperimentLog`` is one)."""
 
@@ -32,6 +42,10 @@ class Comparison:
         experiment: the experiment name (pass it to ``lab.compare`` to resume or extend).
         prompts: the voice prompts, in the order given.
         models: the models compared.
+        measures: the measures still being computed for its takes (a compare returns once its
+            designs are in; the grid and players work at once, measures fill in). What reads
+            measures (``summary``, ``evidence``, ``pivot`` of a measure, ``measured``) waits for
+            this comparison's; ``pending`` says which.
     """
 
     log: TakeSource = field(repr=False)
@@ -39,11 +53,27 @@ class Comparison:
     prompts: list[str]
     models: tuple[str, ...]
     interrupted: bool = False
+    measures: PendingMeasures | None = field(default=None, repr=False, compare=False)
 
     @property
     def takes(self) -> list:
         """The experiment's takes, ordered by prompt, model and repeat."""
         return self.grid.takes
+
+    @property
+    def pending(self) -> list[str]:
+        """Ids of this comparison's takes whose measures are still being computed."""
+        if self.measures is None:
+            return []
+        return self.measures.pending([t.take_id for t in self.log.takes(experiment=self.experiment)])
+
+    def measured(self, *, quality: bool = True) -> Comparison:
+        """Wait (with a progress bar) until every take of this comparison has its measures (with
+        ``quality=False``: all but predicted quality, the last to come). Returns self."""
+        if self.measures is not None:
+            ids = [t.take_id for t in self.log.takes(experiment=self.experiment)]
+            self.measures.wait(ids, quality=quality)
+        return self
 
     @property
     def grid(self) -> TakeGrid:
@@ -66,6 +96,8 @@ class Comparison:
         a column (e.g. ``"rating"`` or ``"m_median_f0_hz"``)."""
         import pandas as pd
 
+        if values is not None and values.startswith("m_"):
+            self.measured(quality=values.startswith("m_dnsmos"))
         df = self.df
         if df.empty:
             return pd.DataFrame(index=pd.Index([], name="prompt_index"), columns=list(self.models))
@@ -85,8 +117,8 @@ class Comparison:
     def summary(self, *, variability: bool = True):
         """Per prompt and model: takes ok, mean rating, median pitch, speaking rate and loudness
         (if measured), and ``variability``: how different the repeats of the cell are (about 1
-        = one clearly audible step; see ``analysis.variability``)."""
-        df = self.df
+        = one clearly audible step; see ``analysis.variability``). Waits for pending measures."""
+        df = self.measured(quality=False).df  # pitch, rate, loudness: not predicted quality
         agg = {"take_id": "count", "rating": "mean"}
         for col in ("m_median_f0_hz", "m_speaking_rate", "m_loudness_lufs"):
             if col in df:
@@ -129,13 +161,14 @@ class Comparison:
                 rater centred, one score per take).
             prompts: also compare the prompts with each other (models as blocks).
         Returns:
-            an ``Evidence`` view (``.table``, a table in a notebook).
+            an ``Evidence`` view (``.table``, a table in a notebook), once the measures it reads
+            are in (pending ones are waited for, with a progress bar).
         """
         from cosyvoice_lab.views.evidence import evidence
 
         if ratings is True:
             ratings = self.log.ratings(self.experiment)  # type: ignore[attr-defined]
-        df = self.df
+        df = self.measured().df
         cells = None
         ok = df[df["status"] == "ok"]
         if variability and "m_median_f0_hz" in ok and ok["audio_path"].notna().any():
@@ -167,9 +200,11 @@ class Comparison:
     def __repr__(self):
         takes = self.takes
         ok = sum(t.ok for t in takes)
+        pending = len(self.pending)
         return (
             f"<Comparison {self.experiment}: {len(self.prompts)} prompt(s) × {len(self.models)} model(s), "
-            f"{ok}/{len(takes)} takes ok{' (interrupted)' if self.interrupted else ''}>"
+            f"{ok}/{len(takes)} takes ok{' (interrupted)' if self.interrupted else ''}"
+            f"{f'; measures pending for {pending}' if pending else ''}>"
         )
 
     def _repr_html_(self) -> str:
@@ -177,7 +212,7 @@ class Comparison:
 
     def html(self) -> str:
         """The grid: rows = prompts, columns = models, each cell the players of its repeats."""
-        return html.comparison_grid(self.experiment, self.models, self.grid.rows())
+        return html.comparison_grid(self.experiment, self.models, self.grid.rows(), pending=len(self.pending))
 
 
 def _model_column(df) -> str:

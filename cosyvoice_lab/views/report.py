@@ -48,7 +48,9 @@ def write_report(log, path: str | os.PathLike, experiment: str | None = None, **
 
 def report_method(self, path: str | os.PathLike, experiment: str | None = None) -> Path:
     """Write the shareable HTML report of this lab's log (every experiment, or one): evidence and
-    plots on top of each experiment, prompts × models below, previews compressed (``write_report``)."""
+    plots on top of each experiment, prompts × models below, previews compressed (``write_report``);
+    once the measures still being computed are written."""
+    self.measuring.wait()
     return write_report(self.log, path, experiment=experiment)
 
 

@@ -367,19 +367,18 @@ class PromptBuilder(widgets.VBox):
         self.status.value = tally.running()
 
     def _settle(self) -> None:
-        """Reconcile unknown outcomes, record voice statuses, redraw: ``Lab.settle`` waits until
-        none of the lab's requests is in flight (a compare in the main thread too)."""
+        """Show the measurements once the measuring stage has them; reconcile unknown outcomes, record
+        voice statuses, redraw (``Lab.settle`` waits until none of the lab's requests is in flight)."""
+        self.status.value = "measuring the previews…"
+        self.lab.measured(list(self.takes))
         with self._lock:
-            pending = [
-                (i, t) for i, t in enumerate(self.takes) if t.status == "unknown" or (t.ok and not t.voice_status)
-            ]
-        if not pending:
-            return
-        settled = self.lab.settle([t for _, t in pending])
+            pending = [t for t in self.takes if t.status == "unknown" or (t.ok and not t.voice_status)]
+        if pending:
+            self.lab.settle(pending)
         with self._lock:
-            for (i, _), take in zip(pending, settled, strict=True):
-                self.takes[i] = take
-                self.cards[i].refresh()
+            for i, card in enumerate(self.cards):  # re-read: measures, outcomes, statuses
+                card.refresh()
+                self.takes[i] = card.take
 
     def _validate_quietly(self) -> list[str]:
         try:
