@@ -1,16 +1,33 @@
-# The two commands a newcomer needs: `make lab` and `make test`. Both set everything up.
+# The two commands a newcomer needs: `make lab` and `make test`. Both set everything up, in one .venv.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
+# The suite over every core; tests that must not run beside each other share an xdist_group (one worker).
+# `make test XDIST=` runs it in one process.
+XDIST ?= -n auto --dist loadgroup
 
-.PHONY: lab test test-lowest install clean
+.PHONY: lab test test-fast test-lowest install clean
 
+# uv installs the environment in seconds from a warm cache: the one on PATH, else one pip puts into .venv;
+# pip does it all when uv cannot be had (no wheel for the platform, no index).
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
+	@uv=$$(command -v uv || true); \
+	if [ -n "$$uv" ]; then \
+	  test -x $(BIN)/python || $$uv venv --quiet --seed --python $(PY) $(VENV); \
+	else \
+	  test -x $(BIN)/python || $(PY) -m venv $(VENV); \
+	  test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv >/dev/null 2>&1 || true; \
+	  if [ -x $(BIN)/uv ]; then uv=$(BIN)/uv; fi; \
+	fi; \
+	if [ -n "$$uv" ]; then \
+	  echo "installing into $(VENV) with uv"; \
+	  VIRTUAL_ENV=$(CURDIR)/$(VENV) $$uv pip install --quiet -e '.[dev,lab]'; \
+	else \
+	  echo "installing into $(VENV) with pip (about a minute)"; \
+	  $(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/python -m pip install --quiet -e '.[dev,lab]'; \
+	fi
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
@@ -26,13 +43,20 @@ lab: $(STAMP)
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
-# The suite again at the LOWEST versions pyproject.toml declares (uv's lowest-direct resolution of
-# the dev extra), in .venv-lowest; the browser test and the hygiene checks (ruff, mypy: about the
-# code, not the versions) are left to `make test`. The simulator's close of a request whose headers
-# never complete relies on aiohttp's keep-alive timeout, which this resolution does not apply to
-# half-received headers (open question, see the closing note of issue 12); `make test` checks it.
+# The quick loop while changing code: everything but the tests marked slow (notebooks, browser, multiprocess,
+# long compares); `make test` runs them all.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+# The suite again at the LOWEST versions pyproject.toml declares (uv's lowest-direct resolution of the dev
+# extra), in .venv-lowest, on what a dependency's version can break: the package's own tests. Left to
+# `make test`: the browser tests (chromium and JupyterLab's front end, not our dependencies' APIs), the
+# notebooks (they call the same Lab verbs the tests check one by one, at four times the cost) and the
+# hygiene checks (ruff, mypy, import rules: about the code, not the versions). The simulator's close of a
+# request whose headers never complete relies on aiohttp's keep-alive timeout, which this resolution does
+# not apply to half-received headers (open question, see the closing note of issue 12); `make test` checks it.
 LOWEST := .venv-lowest
 test-lowest: $(STAMP)
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
@@ -41,7 +65,7 @@ test-lowest: $(STAMP)
 	  --resolution lowest-direct -o $(LOWEST)/requirements.txt
 	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip sync --quiet $(LOWEST)/requirements.txt
 	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --no-deps -e .
-	$(LOWEST)/bin/python -m pytest -m "not browser" --ignore=tests/test_hygiene.py \
+	$(LOWEST)/bin/python -m pytest $(XDIST) -m "not browser and not notebook" --ignore=tests/test_hygiene.py \
 	  --deselect tests/test_offline_limits.py::test_headers_that_never_complete_are_closed $(PYTEST_ARGS)
 
 clean:
