@@ -11,15 +11,18 @@ XDIST ?= -n auto --dist loadgroup
 .PHONY: lab test test-fast test-lowest install clean
 
 # uv installs the environment in seconds from a warm cache: the uv on PATH, else one that pip puts into .venv;
-# pip installs it all when uv cannot be had (no pip to fetch it, no wheel for the platform, no index). uv
-# compiles the bytecode as pip does (imports, and so every kernel and test run, start faster).
+# pip installs it all when uv cannot be had (no pip to fetch it, no wheel for the platform, no index). uv does
+# not compile bytecode up front (a minute of CPU for modules mostly never imported): Python caches each
+# module's on its first import, which `make lab` and `make test` let it do even where the environment says
+# PYTHONDONTWRITEBYTECODE (without the cache every kernel, worker and CLI run compiles its imports again).
+unexport PYTHONDONTWRITEBYTECODE
 UV := $(or $(shell command -v uv 2>/dev/null),$(BIN)/uv)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)
 	@test -x $(UV) || $(PY) -m pip --python $(BIN)/python install --quiet uv >/dev/null 2>&1 || true
 	@if [ -x $(UV) ]; then \
 	  echo "installing into $(VENV) with uv"; \
-	  VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install --quiet --compile-bytecode -e '.[dev,lab]' pip; \
+	  VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install --quiet -e '.[dev,lab]' pip; \
 	else \
 	  echo "installing into $(VENV) with pip (a few minutes)"; \
 	  $(BIN)/python -m ensurepip --upgrade >/dev/null && $(BIN)/python -m pip install --quiet -e '.[dev,lab]'; \
@@ -59,7 +62,7 @@ test-lowest: $(STAMP)
 	test -x $(LOWEST)/bin/python || $(UV) venv --quiet --python $(BIN)/python $(LOWEST)
 	$(UV) pip compile --quiet --python $(LOWEST)/bin/python pyproject.toml --extra dev \
 	  --resolution lowest-direct -o $(LOWEST)/requirements.txt
-	VIRTUAL_ENV=$(LOWEST) $(UV) pip sync --quiet --compile-bytecode $(LOWEST)/requirements.txt
+	VIRTUAL_ENV=$(LOWEST) $(UV) pip sync --quiet $(LOWEST)/requirements.txt
 	VIRTUAL_ENV=$(LOWEST) $(UV) pip install --quiet --no-deps -e .
 	$(LOWEST)/bin/python -m pytest $(XDIST) -m "not browser and not notebook" --ignore=tests/test_hygiene.py \
 	  --deselect tests/test_offline_limits.py::test_headers_that_never_complete_are_closed $(PYTEST_ARGS)
