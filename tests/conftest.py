@@ -31,3 +31,22 @@ def pg_url(pg_server) -> str:
 def pg_log_url(pg_server) -> str:
     """A URL of a fresh, empty database for this test: ``postgresql://cosyvoice:<pw>@127.0.0.1:<port>/t_<hex>``."""
     return pg_server.new_database()
+
+
+# --- parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup) ---------------------------------
+# Tests that must not run beside others of their kind share a group, which one worker runs in turn:
+# the browser tests (one chromium and one JupyterLab at a time: each wants a core for its page), and the
+# tests that start several processes that must overlap in time on purpose (two compares into one folder,
+# eight busy processes loading the machine). Every other test is safe side by side: each makes its own
+# temporary folder, simulator and database on a free port (pg_server: a server per worker).
+GROUPS = {"browser": lambda item: item.get_closest_marker("browser") is not None}
+GROUP_MODULES = {"test_multiprocess.py": "processes"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = GROUP_MODULES.get(item.path.name)
+        group = group or next((name for name, member in GROUPS.items() if member(item)), None)
+        if group and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
