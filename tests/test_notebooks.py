@@ -88,11 +88,11 @@ def save_as_make_lab_does(nb, folder: Path, name: str) -> dict:
 # Each notebook runs ONCE per test run, either offline (no key: the in-process simulator) or with a
 # key against a keyed stand-in of the service (the real-service path: the key from the environment,
 # the endpoint from DASHSCOPE_HTTP_BASE_URL as the SDK reads it). Between them the five cover both
-# paths: a newcomer's first design and the tuning loop offline, as they are met without a key; the
-# comparison (which also opens an offline lab for its planted difference), the records (reports and
-# bundles written to disk, searched for the key) and synthesis over the WebSocket with the key.
-# A notebook not named here runs offline.
-KEYED = ("02_compare_plus_vs_flash.ipynb", "03_experiment_records.ipynb", "04_speak_with_your_voice.ipynb")
+# paths: a newcomer's first design and the comparison (with its blind round) offline, as they are met
+# without a key; the records (reports and bundles written to disk, searched for the key), synthesis
+# over the WebSocket and the tuning loop with the key. A notebook not named here runs offline.
+# Checks about one notebook's content run on that same execution (AFTER_RUN).
+KEYED = ("03_experiment_records.ipynb", "04_speak_with_your_voice.ipynb", "05_tune_a_prompt.ipynb")
 KEY = "sk-notebookkey-0123456789abcdef"
 
 
@@ -140,6 +140,8 @@ def test_runs_top_to_bottom_and_is_saved_without_outputs(path, tmp_path, monkeyp
         assert any(action == "create_voice" for _, action, _ in service.request_log[sent_before:])
     else:
         assert "OFFLINE" in texts or "offline" in texts, "a notebook run without a key says it is offline"
+    if path.name in AFTER_RUN:
+        AFTER_RUN[path.name](nb, tmp_path / "lab")
     saved = save_as_make_lab_does(nb, tmp_path / "notebooks", path.name)
     code = [c for c in saved["cells"] if c["cell_type"] == "code"]
     assert code and not [c for c in code if c["outputs"] or c["execution_count"]]
@@ -208,3 +210,37 @@ def test_the_cli_lists_the_voices_a_notebook_designed(tmp_path, monkeypatch):
     )
     assert done.returncode == 0, done.stderr
     assert take.voice_id in done.stdout
+
+
+def blind_round_stays_hidden_until_the_reveal(nb, lab_folder: Path) -> None:
+    """Notebook 02: nothing before the reveal uncovers the blind round (no model, prompt, take or voice
+    id of a blind take, and no seed, in any output between the round's start and its reveal)."""
+    import re
+
+    from cosyvoice_lab.log.experiment_log import ExperimentLog
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "seed=" not in "".join(c.source for c in nb.cells), "a fixed seed makes every round the same shuffle"
+    start = next(i for i, c in enumerate(code) if "blind_toggle.value = True" in c.source)
+    reveal = next(i for i, c in enumerate(code) if ".reveal(" in c.source)
+    outputs = [json.dumps(c.get("outputs", [])) for c in code]
+    with ExperimentLog(lab_folder) as log:
+        [tag] = {t for take in log.takes() for t in take.tags if t.startswith("blind:")}
+        session = tag.removeprefix("blind:")
+        seed = str(log.round_record(session)["seed"])
+        blind = log.takes(tag=tag)
+        rated = log.ratings(session_id=session)
+    assert len(rated) == len(blind) and set(rated["rater"]) == {"stand-in listener"}
+    secrets = [seed, *(t.take_id[:8] for t in blind), *(t.voice_id for t in blind)]
+    secrets += [json.dumps(t.prompt)[1:-1] for t in blind]  # as JSON text holds it
+    for i, text in enumerate(outputs[:reveal]):
+        assert seed not in text, f"cell {i} shows the seed before the reveal"
+    for i in range(start, reveal):
+        shown = re.sub(r"base64,[A-Za-z0-9+/=]+", "", outputs[i])  # the audio itself names nothing
+        for secret in secrets:
+            assert secret not in shown, f"cell {i} shows {secret!r} before the reveal"
+        assert not re.search(r"v3\.5|plus|flash", shown), f"cell {i} names a model before the reveal"
+    assert seed in outputs[reveal], "the reveal shows the seed"
+
+
+AFTER_RUN = {"02_compare_plus_vs_flash.ipynb": blind_round_stays_hidden_until_the_reveal}
