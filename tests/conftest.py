@@ -38,9 +38,19 @@ def pg_log_url(pg_server) -> str:
 # the browser tests (one chromium and one JupyterLab at a time: each wants a core for its page), and the
 # tests that start several processes that must overlap in time on purpose (two compares into one folder,
 # eight busy processes loading the machine). Every other test is safe side by side: each makes its own
-# temporary folder, simulator and database on a free port (pg_server: a server per worker).
+# temporary folder, simulator and database on a free port (pg_server: a server per worker). Modules whose
+# module-scoped fixture designs and measures voices for all their tests stay on one worker each, so that
+# the fixture is built once, not once per worker.
 GROUPS = {"browser": lambda item: item.get_closest_marker("browser") is not None}
-GROUP_MODULES = {"test_multiprocess.py": "processes"}
+# (test_report.py's browser test stays with its module's fixture.)
+SHARED_FIXTURE_MODULES = (
+    "test_history.py",
+    "test_listening.py",
+    "test_panel.py",
+    "test_report.py",
+    "test_synthesis.py",
+)
+GROUP_MODULES = {"test_multiprocess.py": "processes", **{name: name for name in SHARED_FIXTURE_MODULES}}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
