@@ -5,10 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
 # The suite over every core; tests that must not run beside each other share an xdist_group (one worker).
-# A test past its timeout ends its worker (xdist starts another): the signal method would raise inside
-# whatever the worker was doing and may leave a lock held (logging's), hanging every later test there.
 # `make test XDIST=` runs it in one process.
-XDIST ?= -n auto --dist loadgroup --timeout-method=thread
+XDIST ?= -n auto --dist loadgroup
 
 .PHONY: lab test test-fast test-lowest install clean
 
