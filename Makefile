@@ -1,16 +1,32 @@
-# The two commands a newcomer needs: `make lab` and `make test`. Both set everything up.
+# The two commands a newcomer needs: `make lab` and `make test`. Both set everything up, in one .venv.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
+# The suite over every core; tests that must not run beside each other share an xdist_group (one worker).
+# `make test XDIST=` runs it in one process.
+XDIST ?= -n auto --dist loadgroup
 
-.PHONY: lab test test-lowest install clean
+.PHONY: lab test test-fast test-lowest install clean
 
+# uv installs the environment in seconds from a warm cache: the uv on PATH, else one that pip puts into .venv;
+# pip installs it all when uv cannot be had (no pip to fetch it, no wheel for the platform, no index). uv does
+# not compile bytecode up front (a minute of CPU for modules mostly never imported): Python caches each
+# module's on its first import, which `make lab` and `make test` let it do even where the environment says
+# PYTHONDONTWRITEBYTECODE (without the cache every kernel, worker and CLI run compiles its imports again).
+unexport PYTHONDONTWRITEBYTECODE
+UV := $(or $(shell command -v uv 2>/dev/null),$(BIN)/uv)
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
+	@test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)
+	@test -x $(UV) || $(PY) -m pip --python $(BIN)/python install --quiet uv >/dev/null 2>&1 || true
+	@if [ -x $(UV) ]; then \
+	  echo "installing into $(VENV) with uv"; \
+	  VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install --quiet -e '.[dev,lab]' pip; \
+	else \
+	  echo "installing into $(VENV) with pip (a few minutes)"; \
+	  $(BIN)/python -m ensurepip --upgrade >/dev/null && $(BIN)/python -m pip install --quiet -e '.[dev,lab]'; \
+	fi
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
@@ -26,22 +42,29 @@ lab: $(STAMP)
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
-# The suite again at the LOWEST versions pyproject.toml declares (uv's lowest-direct resolution of
-# the dev extra), in .venv-lowest; the browser test and the hygiene checks (ruff, mypy: about the
-# code, not the versions) are left to `make test`. The simulator's close of a request whose headers
-# never complete relies on aiohttp's keep-alive timeout, which this resolution does not apply to
-# half-received headers (open question, see the closing note of issue 12); `make test` checks it.
+# The quick loop while changing code: everything but the tests marked slow (notebooks, browser, multiprocess,
+# long compares); `make test` runs them all.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+# The suite again at the LOWEST versions pyproject.toml declares (uv's lowest-direct resolution of the dev
+# extra), in .venv-lowest, on what a dependency's version can break: the package's own tests. Left to
+# `make test`: the browser tests (chromium and JupyterLab's front end, not our dependencies' APIs), the
+# notebooks (they call the same Lab verbs the tests check one by one, at four times the cost) and the
+# hygiene checks (ruff, mypy, import rules: about the code, not the versions). The simulator's close of a
+# request whose headers never complete relies on aiohttp's keep-alive timeout, which this resolution does
+# not apply to half-received headers (open question, see the closing note of issue 12); `make test` checks it.
 LOWEST := .venv-lowest
 test-lowest: $(STAMP)
-	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
-	test -x $(LOWEST)/bin/python || $(BIN)/uv venv --quiet --python $(BIN)/python $(LOWEST)
-	$(BIN)/uv pip compile --quiet --python $(LOWEST)/bin/python pyproject.toml --extra dev \
+	test -x $(UV) || $(BIN)/python -m pip install --quiet uv
+	test -x $(LOWEST)/bin/python || $(UV) venv --quiet --python $(BIN)/python $(LOWEST)
+	$(UV) pip compile --quiet --python $(LOWEST)/bin/python pyproject.toml --extra dev \
 	  --resolution lowest-direct -o $(LOWEST)/requirements.txt
-	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip sync --quiet $(LOWEST)/requirements.txt
-	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --no-deps -e .
-	$(LOWEST)/bin/python -m pytest -m "not browser" --ignore=tests/test_hygiene.py \
+	VIRTUAL_ENV=$(LOWEST) $(UV) pip sync --quiet $(LOWEST)/requirements.txt
+	VIRTUAL_ENV=$(LOWEST) $(UV) pip install --quiet --no-deps -e .
+	$(LOWEST)/bin/python -m pytest $(XDIST) -m "not browser and not notebook" --ignore=tests/test_hygiene.py \
 	  --deselect tests/test_offline_limits.py::test_headers_that_never_complete_are_closed $(PYTEST_ARGS)
 
 clean:

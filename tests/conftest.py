@@ -31,3 +31,58 @@ def pg_url(pg_server) -> str:
 def pg_log_url(pg_server) -> str:
     """A URL of a fresh, empty database for this test: ``postgresql://cosyvoice:<pw>@127.0.0.1:<port>/t_<hex>``."""
     return pg_server.new_database()
+
+
+# --- parallel runs (pytest-xdist, `make test`: -n auto --dist loadgroup) ---------------------------------
+# Tests that must not run beside others of their kind share a group, which one worker runs in turn:
+# the browser tests (one chromium and one JupyterLab at a time: each wants a core for its page), and the
+# tests that start several processes that must overlap in time on purpose (two compares into one folder,
+# eight busy processes loading the machine). Every other test is safe side by side: each makes its own
+# temporary folder, simulator and database on a free port (pg_server: a server per worker). Modules whose
+# module-scoped fixture designs and measures voices for all their tests stay on one worker each, so that
+# the fixture is built once, not once per worker.
+GROUPS = {"browser": lambda item: item.get_closest_marker("browser") is not None}
+# (test_report.py's browser test stays with its module's fixture.)
+SHARED_FIXTURE_MODULES = (
+    "test_history.py",
+    "test_listening.py",
+    "test_panel.py",
+    "test_report.py",
+    "test_synthesis.py",
+)
+GROUP_MODULES = {"test_multiprocess.py": "processes", **{name: name for name in SHARED_FIXTURE_MODULES}}
+
+
+# Slow: the tests that took 40 s or more in a measured run (`--durations`, loaded machine), besides the
+# notebooks, browser tests and multiprocess tests (marked where they are). Marked here so that their files,
+# which others are editing, stay as they are. `make test` runs them; `make test-fast` leaves them out.
+SLOW = {
+    "test_analysis.py": ("test_simulator_speech_follows_pitch_words", "test_variation_scores_repeats_of_each_prompt"),
+    "test_cli.py": (
+        "test_compare_file_resume_voices_cleanup_and_export",
+        "test_a_resumed_compare_answers_for_what_it_sent",
+    ),
+    "test_evidence.py": (
+        "test_a_planted_pitch_shift_on_flash_is_found",
+        "test_identical_models_name_no_winner_on_pitch",
+        "test_what_to_do_next_draws_the_repeats_that_settle_a_small_planted_difference",
+    ),
+    "test_hygiene.py": ("test_mypy_is_clean",),
+    "test_lab.py": ("test_summary_reports_variability_and_report_shows_measurements",),
+    "test_multiprocess.py": ("*",),
+    "test_report.py": ("test_the_cli_html_export_is_the_report_with_evidence",),
+    "test_sweep.py": ("test_words_the_simulator_does_not_voice_are_no_evidence",),
+    "test_team_log.py": ("test_three_processes_comparing_into_one_database_design_every_cell_once",),
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        slow = SLOW.get(item.path.name, ())
+        if ("*" in slow or getattr(item, "originalname", item.name) in slow) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+        group = GROUP_MODULES.get(item.path.name)
+        group = group or next((name for name, member in GROUPS.items() if member(item)), None)
+        if group and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -410,54 +410,8 @@ def test_a_round_from_code_rates_by_label_and_shows_no_model(compared):
     assert "blind preference rating" in " ".join(evidence.table["measure"].astype(str))
 
 
-# --- notebook 02: nothing before the reveal uncovers the blind round ----------------------------
-
-
-def test_notebook_02_shows_no_model_prompt_or_mapping_of_the_blind_takes_before_the_reveal(tmp_path, monkeypatch):
-    import json
-    import re
-    import shutil
-    from pathlib import Path
-
-    import nbformat
-    from nbclient import NotebookClient
-
-    from cosyvoice_lab import catalog
-    from cosyvoice_lab.log.experiment_log import ExperimentLog
-
-    for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv(catalog.LAB_HOME_ENV, str(tmp_path / "lab"))
-    source = Path(__file__).resolve().parent.parent / "notebooks" / "02_compare_plus_vs_flash.ipynb"
-    assert "seed=" not in source.read_text(), "a fixed seed makes every round the same shuffle"
-    work = tmp_path / "notebooks"
-    work.mkdir()
-    shutil.copy(source, work / source.name)
-    nb = nbformat.read(work / source.name, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    start = next(i for i, c in enumerate(code) if "blind_toggle.value = True" in c.source)
-    reveal = next(i for i, c in enumerate(code) if ".reveal(" in c.source)
-    outputs = [json.dumps(c.get("outputs", [])) for c in code]
-    assert "Traceback" not in "".join(outputs)
-    with ExperimentLog(tmp_path / "lab") as log:
-        [tag] = {t for take in log.takes() for t in take.tags if t.startswith("blind:")}
-        session = tag.removeprefix("blind:")
-        seed = str(log.round_record(session)["seed"])
-        blind = log.takes(tag=tag)
-        rated = log.ratings(session_id=session)
-    assert len(rated) == len(blind) and set(rated["rater"]) == {"stand-in listener"}
-    secrets = [seed, *(t.take_id[:8] for t in blind), *(t.voice_id for t in blind)]
-    secrets += [json.dumps(t.prompt)[1:-1] for t in blind]  # as JSON text holds it
-    for i, text in enumerate(outputs[:reveal]):
-        assert seed not in text, f"cell {i} shows the seed before the reveal"
-    for i in range(start, reveal):
-        shown = re.sub(r"base64,[A-Za-z0-9+/=]+", "", outputs[i])  # the audio itself names nothing
-        for secret in secrets:
-            assert secret not in shown, f"cell {i} shows {secret!r} before the reveal"
-        assert not re.search(r"v3\.5|plus|flash", shown), f"cell {i} names a model before the reveal"
-    assert seed in outputs[reveal], "the reveal shows the seed"
+# (Notebook 02's blind round, hidden until the reveal, is checked on the one run of the notebook:
+# tests/test_notebooks.py, blind_round_stays_hidden_until_the_reveal.)
 
 
 def test_a_board_resumes_a_round_after_the_notebook_was_closed(compared):

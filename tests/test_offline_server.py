@@ -371,7 +371,7 @@ def test_status_lifecycle():
     with serve(deploying_seconds=1.0) as s:
         vid = create(s)
         assert action(s, "query_voice", voice_id=vid).json()["output"]["status"] == "DEPLOYING"
-        time.sleep(1.1)
+        s.clock.advance(1.1)  # the simulator's clock, driven: no sleep
         assert action(s, "query_voice", voice_id=vid).json()["output"]["status"] == "OK"
         s.set_status(vid, "UNDEPLOYED")
         assert action(s, "list_voice").json()["output"]["voice_list"][0]["status"] == "UNDEPLOYED"
@@ -440,7 +440,7 @@ def test_enrollment_rate_limit_429_with_retry_after():
         assert [r.status_code for r in codes] == [200] * 4 + [429] * 3
         assert_error(codes[-1], 429, "Throttling.RateQuota", "Requests rate limit exceeded, try again later.")
         assert int(codes[-1].headers["Retry-After"]) >= 1
-        time.sleep(1.05)
+        s.clock.advance(1.05)  # a second later on the simulator's clock, without sleeping it
         assert action(s, "list_voice").status_code == 200
         times = [t for t, _, status in s.request_log if status == 200]
         assert all(sum(1 for u in times if t <= u < t + 1) <= 4 for t in times)
@@ -595,3 +595,14 @@ def test_action_latency_slows_only_that_action():
         )
         queried = _time.monotonic() - t0
     assert listed >= 0.5 > queried
+
+
+def test_the_simulators_clock_is_the_machines_until_a_test_moves_it():
+    from cosyvoice_lab.offline.state import Clock
+
+    clock = Clock()
+    assert abs(clock.time() - time.time()) < 1 and clock.monotonic() >= time.monotonic() - 1
+    clock.advance(60)
+    assert clock.time() - time.time() > 59
+    with pytest.raises(ValueError, match="only moves forward"):
+        clock.advance(-1)

@@ -17,7 +17,9 @@ concurrent writer's committed row. psycopg is imported only here, so a folder lo
 Round trips (each costs a wake-up of the client and of the server, which dominates on a busy
 machine): a take is two, its pending INSERT and its outcome's UPDATE ... RETURNING, each its own
 transaction; a write transaction sends ``BEGIN`` and the lock as one simple query, then its
-statements, then ``COMMIT``. psycopg prepares a statement on the server after its fifth run
+statements, then ``COMMIT``. Statements whose results nothing waits for go together in one round
+trip (``execute_all``, pipeline mode): a cell claim is four round trips (begin and lock, who holds
+the cell, the pending row with its claim, commit). psycopg prepares a statement on the server after its fifth run
 (``prepare_threshold``), and ``translate`` caches the PostgreSQL text of each statement.
 """
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,6 +52,7 @@ _BOOKKEEPING = (
 )
 _OURS = ("log_schema", "audio")
 _BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+_PIPELINE = psycopg.Pipeline.is_supported()  # libpq 14 or later (psycopg[binary] ships one)
 # The URL (with its password) of each database opened in this process, by its URL without the
 # password: what a pickled ``PgDatabase`` (which holds no password) reconnects with.
 _OPENED: dict[str, str] = {}
@@ -98,6 +101,21 @@ class PgConnection:
         if not rows or (len(rows) == 1 and not any(isinstance(value, bytes) for value in rows[0])):
             self._spare = cursor  # holds no result worth freeing (a blob, a frame's rows)
         return rows
+
+    def execute_all(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """Run statements in order in one round trip (psycopg's pipeline mode; one by one where the
+        client library cannot pipeline). Inside a transaction they are part of it; an error stops
+        the rest and is raised (the caller's transaction then rolls back)."""
+        if not _PIPELINE:
+            for sql, params in statements:
+                self.execute(sql, params)
+            return
+        try:
+            with self.raw.pipeline():
+                for sql, params in statements:
+                    self.raw.execute(translate(sql, bool(params)), list(params) if params else None)
+        except psycopg.Error as exc:
+            raise as_dbapi_error(exc, self._scrub) from None
 
     def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()

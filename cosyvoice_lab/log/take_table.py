@@ -37,10 +37,31 @@ from cosyvoice_lab.log.rows import (
 from cosyvoice_lab.take import BACKENDS, Take, check_experiment, iso, now_utc, redact
 
 _RETURNING = f"RETURNING {', '.join(TAKE_COLUMNS)}"
+_HOLDER_COLUMNS = "t.take_id, t.writer_host, t.writer_pid, t.writer_start, t.started_at, t.status"
+# The take holding a cell, in one query (one round trip to a database server): its claimant, else (for
+# takes from before claims, or a bundle's) the cell's latest take; ``first`` orders the two.
+_HOLDER_SQL = (
+    f"SELECT * FROM (SELECT 0 AS first, {_HOLDER_COLUMNS} FROM cell_claims AS c JOIN takes AS t "
+    "ON t.take_id = c.take_id WHERE c.experiment = ? AND c.cell = ? AND t.status != 'failed') AS claimant "
+    f"UNION ALL SELECT * FROM (SELECT 1 AS first, {_HOLDER_COLUMNS} FROM takes AS t WHERE t.experiment = ? "
+    "AND t.cell = ? AND t.status != 'failed' ORDER BY t.started_at DESC LIMIT 1) AS latest "
+    "ORDER BY first LIMIT 1"
+)
 
 
 def _insert_sql(row: dict) -> str:
     return f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+
+
+def _execute_all(conn: Any, statements: Iterable[tuple[str, Any]]) -> None:
+    """Run ``(sql, params)`` statements in order inside the caller's transaction: on PostgreSQL in one
+    round trip (the connection's ``execute_all``, pipeline mode), on SQLite one by one (no round trips)."""
+    execute_all = getattr(conn, "execute_all", None)
+    if execute_all is not None:
+        execute_all(statements)
+        return
+    for sql, params in statements:
+        conn.execute(sql, params)
 
 
 class TakeTable:
@@ -108,12 +129,17 @@ class TakeTable:
                 if self._held(conn, experiment, cell):
                     recovery.release(take.take_id)
                     return None
-                conn.execute(_insert_sql(row), list(row.values()))
-                conn.execute(  # an upsert both databases speak
-                    "INSERT INTO cell_claims (experiment, cell, take_id, claimed_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (experiment, cell) DO UPDATE SET take_id = excluded.take_id, "
-                    "claimed_at = excluded.claimed_at",
-                    (experiment, cell, take.take_id, row["started_at"]),
+                _execute_all(
+                    conn,
+                    (
+                        (_insert_sql(row), list(row.values())),
+                        (  # an upsert both databases speak
+                            "INSERT INTO cell_claims (experiment, cell, take_id, claimed_at) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT (experiment, cell) DO UPDATE SET take_id = excluded.take_id, "
+                            "claimed_at = excluded.claimed_at",
+                            (experiment, cell, take.take_id, row["started_at"]),
+                        ),
+                    ),
                 )
         except BaseException:
             recovery.release(take.take_id)
@@ -124,21 +150,10 @@ class TakeTable:
         """Whether a take holds the cell: its claimant (or, for takes from before claims, any
         take of the cell) is ok, may hold a voice, or is pending. A pending take whose writer
         is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
-        columns = "t.take_id, t.writer_host, t.writer_pid, t.writer_start, t.started_at, t.status"
-        holder = (
-            conn.execute(
-                f"SELECT {columns} FROM cell_claims AS c JOIN takes AS t ON t.take_id = c.take_id "
-                "WHERE c.experiment = ? AND c.cell = ? AND t.status != 'failed'",
-                (experiment, cell),
-            ).fetchone()
-            or conn.execute(  # takes without a claim: from before claims, or a bundle's
-                f"SELECT {columns} FROM takes AS t WHERE t.experiment = ? AND t.cell = ? AND t.status != 'failed' "
-                "ORDER BY t.started_at DESC LIMIT 1",
-                (experiment, cell),
-            ).fetchone()
-        )
+        holder = conn.execute(_HOLDER_SQL, (experiment, cell, experiment, cell)).fetchone()
         if holder is None:
             return False
+        holder = holder[1:]
         if holder[5] == "pending":
             stale = recovery.is_stale(
                 holder[:5],

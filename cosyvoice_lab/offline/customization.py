@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from aiohttp import web
 
@@ -95,7 +94,7 @@ def drop_connection(request: web.Request) -> web.Response:
 async def handle(request: web.Request) -> web.Response:
     """Gateway steps, then the action; one log line and one request_log entry per request."""
     state = request.app[STATE]
-    started, rid = time.monotonic(), new_request_id()
+    started, rid = state.clock.monotonic(), new_request_id()
     seen = {"action": "customization"}  # the action, once the body has been read
     try:
         resp = await _handle(request, state, rid, seen)
@@ -254,7 +253,7 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
         raise ApiError(400, "DataInspectionFailed", MSG_INSPECTION)
     if state.registry.count() >= state.registry.quota:
         raise quota_exceeded(state.registry.quota)
-    started, profile = time.monotonic(), state.profile(d["target_model"])
+    started, profile = state.clock.monotonic(), state.profile(d["target_model"])
     voice_id = f"{d['target_model']}-vd-{d['prefix']}-{state.new_voice_uid()}"
     settings = engine.settings_for(d["voice_prompt"], d["language"], voice_id, profile)
     loop = asyncio.get_running_loop()
@@ -272,7 +271,7 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
         raise quota_exceeded(exc.quota) from None
     # The model's design latency (counting the engine's time). As with Faults.action_latency,
     # the voice is stored first: a client that gives up waiting finds it in a listing.
-    await state.sleep(profile.design_seconds(state.timing) - (time.monotonic() - started))
+    await state.sleep(profile.design_seconds(state.timing) - (state.clock.monotonic() - started))
     return {
         "output": {
             "preview_audio": {

@@ -26,6 +26,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -122,8 +123,15 @@ class Registry:
         NotAVoiceStore: ``state_dir`` holds an unrelated ``voices.sqlite3``.
     """
 
-    def __init__(self, state_dir: str | os.PathLike | None = None, *, quota: int = catalog.VOICE_QUOTA):
+    def __init__(
+        self,
+        state_dir: str | os.PathLike | None = None,
+        *,
+        quota: int = catalog.VOICE_QUOTA,
+        clock: Callable[[], float] = time.time,
+    ):
         self.quota = quota
+        self._clock = clock  # epoch seconds: the simulator's clock (a test may move it forward)
         self._lock = threading.RLock()
         self.path = Path(state_dir) / DB_FILE if state_dir is not None else None
         if self.path is not None:
@@ -165,7 +173,7 @@ class Registry:
     # --- the account's voices ------------------------------------------------------------------
     def add(self, voice: dict, *, deploying_seconds: float = 0.0) -> dict:
         """Store a new voice (fills in times, status and order); raises :class:`QuotaExceeded`."""
-        now = time.time()
+        now = self._clock()
         voice = dict(
             voice,
             created=now,
@@ -183,7 +191,7 @@ class Registry:
         """A copy of the voice, or None when the account has no such voice."""
         with self._lock:
             row = self._db.execute("SELECT * FROM voices WHERE voice_id = ?", (voice_id,)).fetchone()
-        return _row_to_voice(row, time.time()) if row else None
+        return _row_to_voice(row, self._clock()) if row else None
 
     def voices(self, prefix: str | None = None) -> list[dict]:
         """Copies of all voices (only those created with ``prefix`` if given), newest first."""
@@ -192,7 +200,7 @@ class Registry:
             query, args = query + " WHERE prefix = ?", [prefix]
         with self._lock:
             rows = self._db.execute(query + " ORDER BY created DESC, seq DESC", args).fetchall()
-        now = time.time()
+        now = self._clock()
         return [_row_to_voice(r, now) for r in rows]
 
     def delete(self, voice_id: str) -> bool:
@@ -207,7 +215,7 @@ class Registry:
         with self._write() as db:
             cur = db.execute(
                 "UPDATE voices SET status = ?, ready_at = NULL, modified = ? WHERE voice_id = ?",
-                (status, time.time(), voice_id),
+                (status, self._clock(), voice_id),
             )
             if cur.rowcount == 0:
                 raise KeyError(voice_id)

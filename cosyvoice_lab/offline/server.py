@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 
 from aiohttp import web
 
@@ -20,7 +19,7 @@ from cosyvoice_lab import catalog
 from cosyvoice_lab.offline import customization, engine, profiles, ws
 from cosyvoice_lab.offline.faults import Faults
 from cosyvoice_lab.offline.registry import Registry
-from cosyvoice_lab.offline.state import LOGGER_NAME, STATE, State, new_request_id
+from cosyvoice_lab.offline.state import LOGGER_NAME, STATE, Clock, State, new_request_id
 from cosyvoice_lab.serving import LoopThread
 
 HOST = "127.0.0.1"  # never 0.0.0.0: the simulator's key is documented, not secret
@@ -29,7 +28,8 @@ HTTP_PREFIX = "/api/v1"
 
 async def _not_found(request: web.Request) -> web.Response:
     rid = new_request_id()
-    request.app[STATE].record(time.monotonic(), request.path, 404, rid, request.method)
+    state = request.app[STATE]
+    state.record(state.clock.monotonic(), request.path, 404, rid, request.method)
     return web.json_response(
         {"code": "NotFound", "message": "Not found!", "request_id": rid}, status=404, headers={"x-request-id": rid}
     )
@@ -103,9 +103,11 @@ class Simulator:
         read_timeout_seconds: float = catalog.OFFLINE_READ_TIMEOUT_S,
     ):
         self._requested_port = port
+        clock = Clock()
         self.state = State(
             api_key=resolve_api_key(api_key),
-            registry=Registry(state_dir, quota=quota),
+            registry=Registry(state_dir, quota=quota, clock=clock.time),
+            clock=clock,
             faults=Faults.coerce(faults),
             intl=intl,
             deploying_seconds=deploying_seconds,
@@ -124,6 +126,12 @@ class Simulator:
         self.port: int | None = None
         self._serving = LoopThread("cosyvoice-offline")
         self._runner: web.AppRunner | None = None
+
+    @property
+    def clock(self) -> Clock:
+        """The simulator's clock: ``sim.clock.advance(seconds)`` moves its time forward (rate
+        windows refill, deploying voices turn OK) where a test would otherwise sleep."""
+        return self.state.clock
 
     def __repr__(self):
         where = f"http://{HOST}:{self.port}" if self.port else "stopped"

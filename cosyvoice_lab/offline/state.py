@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +19,38 @@ from cosyvoice_lab.offline.registry import Registry
 from cosyvoice_lab.service.ratelimit import SlidingWindow
 
 LOGGER_NAME = "cosyvoice_lab.offline"
+
+
+class Clock:
+    """The simulator's time: the machine's clocks, moved forward by :meth:`advance`.
+
+    Rate windows, the request log, a design's latency and a voice's deploying time read it. A test
+    drives it instead of sleeping (``sim.clock.advance(1.0)``: the rate window has refilled and a
+    voice deploying for a second is ready, at once); nothing else advances it, so outside tests it
+    is the machine's time. A wait already under way (a design's latency) is not cut short.
+    """
+
+    def __init__(self) -> None:
+        self._ahead = 0.0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Clock(ahead={self._ahead:g} s)"
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (``time.monotonic`` plus the advances)."""
+        return time.monotonic() + self._ahead
+
+    def time(self) -> float:
+        """Seconds since the epoch (``time.time`` plus the advances)."""
+        return time.time() + self._ahead
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward (never back)."""
+        if seconds < 0:
+            raise ValueError(f"the clock only moves forward, got {seconds} s")
+        with self._lock:
+            self._ahead += seconds
 
 
 @dataclass
@@ -43,10 +76,14 @@ class State:
     rng: random.Random = field(default_factory=random.Random, repr=False)  # voice ids
     timing: random.Random = field(default_factory=random.Random, repr=False)  # latencies
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME), repr=False)
-    limiter: SlidingWindow = field(default_factory=SlidingWindow, repr=False)
+    clock: Clock = field(default_factory=Clock, repr=False)
+    limiter: SlidingWindow = field(init=False, repr=False)  # on ``clock``
     request_log: list = field(default_factory=list, repr=False)
     sockets: set = field(default_factory=set, repr=False)  # open WebSockets, closed on stop
     stopping: asyncio.Event | None = field(default=None, repr=False)  # set on stop: hanging handlers let go
+
+    def __post_init__(self) -> None:
+        self.limiter = SlidingWindow(self.clock.monotonic)
 
     def profile(self, model: str) -> ModelProfile:
         """The profile of ``model`` (the neutral default for a model without one)."""
@@ -67,7 +104,7 @@ class State:
 
     def record(self, started: float, action: str, status: int, request_id: str, method: str = "POST") -> None:
         """Note a finished request in ``request_log`` and the log (status 0 = dropped)."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self.request_log.append((started, action, status))
         self.log.info(
             "%s %s -> %s in %.1f ms request_id=%s",

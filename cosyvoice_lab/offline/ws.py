@@ -118,7 +118,7 @@ class Task:
 async def handle(request: web.Request) -> web.StreamResponse:
     """The handshake (auth and injected faults answered as plain HTTP), then the session."""
     state = request.app[STATE]
-    started, rid = time.monotonic(), new_request_id()
+    started, rid = state.clock.monotonic(), new_request_id()
     await state.sleep(state.faults.latency)
     refusal = None
     if not state.authorized(request):
@@ -256,7 +256,7 @@ class Session:
 
     # --- run-task ----------------------------------------------------------------------------
     async def _run_task(self, header: dict, payload) -> None:
-        state, rid, started = self.state, new_request_id(), time.monotonic()
+        state, rid, started = self.state, new_request_id(), self.state.clock.monotonic()
         await self._abort()  # a new run-task aborts the current task
         task_id = str(header.get("task_id") or "")
         try:
@@ -357,7 +357,7 @@ class Session:
         task.producer.push(sentences)
 
     async def _finish(self, task: Task, payload) -> None:
-        started = time.monotonic()
+        started = self.state.clock.monotonic()
         inp = payload.get("input") if isinstance(payload, dict) else None
         if isinstance(inp, dict) and inp.get("directive") == "cancel":
             await self._abort()  # SDK streaming_cancel(): no more audio, just task-finished
