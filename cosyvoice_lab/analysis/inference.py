@@ -365,6 +365,30 @@ def holm_levels(tests: list[Test], alpha: float) -> list[float]:
     return levels
 
 
+def judge_family(tests: list[Test], alpha: float) -> list[dict[str, Any]]:
+    """Every question of one family judged at the level Holm's rule gives it (``alpha`` where
+    there is nothing to judge), as the fields a table row carries: ``estimate``, ``ci_low``,
+    ``ci_high``, ``level``, ``p_value``, ``p_adjusted`` (Holm's) and ``side`` (-1, 0, +1)."""
+    levels = holm_levels(tests, alpha)
+    adjusted = holm_adjusted([float(t.p_value) for t in tests])
+    out = []
+    for test, level, p_adjusted in zip(tests, levels, adjusted, strict=True):
+        said = test.judge(alpha if math.isnan(level) else level)
+        out.append(
+            {
+                "estimate": float(said.estimate),
+                "ci_low": float(said.ci_low),
+                "ci_high": float(said.ci_high),
+                "level": float(said.level),
+                "p_value": float(said.p_value),
+                "p_adjusted": float(p_adjusted),
+                "side": int(said.side),
+                "said": said,
+            }
+        )
+    return out
+
+
 def holm_adjusted(p_values) -> np.ndarray:
     """Holm's adjusted p-values (NaN stays NaN and does not count as a question)."""
     p = np.asarray(p_values, dtype=float)

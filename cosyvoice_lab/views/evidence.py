@@ -246,21 +246,10 @@ def _judge(rows: list[dict], matters: planning.Matters, experiment: str) -> list
     steps = []
     for family in dict.fromkeys(r["family"] for r in rows):
         tested = [r for r in rows if r["family"] == family and r["x_test"] is not None]
-        tests = [r["x_test"] for r in tested]
-        levels = inference.holm_levels(tests, stats.ALPHA)
-        adjusted = inference.holm_adjusted([float(t.p_value) for t in tests])
-        for r, level, p_adj in zip(tested, levels, adjusted, strict=True):
-            said = r["x_test"].judge(level if not math.isnan(level) else stats.ALPHA)
-            r.update(
-                estimate=float(said.estimate),
-                ci_low=float(said.ci_low),
-                ci_high=float(said.ci_high),
-                level=float(said.level),
-                p_value=float(said.p_value),
-                p_adjusted=float(p_adj),
-                verdict=sentence(r, said),
-                found=family == PRIMARY and int(said.side) != 0,
-            )
+        judged = inference.judge_family([r["x_test"] for r in tested], stats.ALPHA)
+        for r, fields in zip(tested, judged, strict=True):
+            said, side = fields.pop("said"), fields.pop("side")
+            r.update(fields, verdict=sentence(r, said), found=family == PRIMARY and side != 0)
             if family == PRIMARY and int(said.side) == 0 and not math.isnan(r["estimate"]):
                 need, step = plan(r, said, matters, experiment)
                 r["repeats_needed"] = need

@@ -142,21 +142,12 @@ def sweep_table(
 def _judge(rows: list[dict], alpha: float) -> None:
     for family in ("primary", "exploratory"):
         tested = [r for r in rows if r["family"] == family]
-        tests = [r["x_test"] for r in tested]
-        levels = inference.holm_levels(tests, alpha)
-        adjusted = inference.holm_adjusted([float(t.p_value) for t in tests])
-        for r, level, p_adj in zip(tested, levels, adjusted, strict=True):
-            said = r["x_test"].judge(alpha if math.isnan(level) else level)
-            r.update(
-                estimate=float(said.estimate),
-                ci_low=float(said.ci_low),
-                ci_high=float(said.ci_high),
-                level=float(said.level),
-                p_value=float(said.p_value),
-                p_adjusted=float(p_adj),
-                found=family == "primary" and int(said.side) != 0,
-            )
-            r["verdict"] = verdict(r, int(said.side))
+        judged = inference.judge_family([r["x_test"] for r in tested], alpha)
+        for r, fields in zip(tested, judged, strict=True):
+            side = fields.pop("side")
+            fields.pop("said")
+            r.update(fields, found=family == "primary" and side != 0)
+            r["verdict"] = verdict(r, side)
 
 
 def verdict(row: dict[str, Any], side: int) -> str:
