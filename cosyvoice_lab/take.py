@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cosyvoice_lab import html
+from cosyvoice_lab import catalog, html
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, Problem, ValidationError
@@ -29,7 +29,6 @@ result is unknown (a voice may exist; ``ExperimentLog.reconcile`` may settle it 
 interrupted: the process that sent it died or was stopped before recording an outcome."""
 FINAL_STATUSES = ("ok", "failed")
 BACKENDS = ("dashscope", "offline")
-EXPERIMENT_MAX_CHARS = 200  # as the bundle schema's short texts (catalog.BUNDLE_MAX_NAME_CHARS)
 
 
 def experiment_problems(name: object) -> list[Problem]:
@@ -38,7 +37,7 @@ def experiment_problems(name: object) -> list[Problem]:
     tabs, newlines, private-use or invisible characters), not only spaces. Empty when it is fine."""
     if not isinstance(name, str):
         return [Problem("experiment", "type", f"must be a string, got {type(name).__name__}")]
-    limit = EXPERIMENT_MAX_CHARS
+    limit = catalog.BUNDLE_MAX_NAME_CHARS  # one short text, as the bundle schema reads it
     if not name.strip() or len(name) > limit or not name.isprintable():
         shown = name if len(name) <= 60 else name[:59] + "…"
         rule = f"must be 1-{limit} printable characters (no tabs, newlines or invisible characters)"
