@@ -140,19 +140,19 @@ class PromptBuilder(widgets.VBox):
 
     def _layout(self) -> list:
         dims = list(self.dimensions.values())
-        grid = widgets.GridBox(dims, layout=widgets.Layout(grid_template_columns="repeat(3, 19em)"))
+        grid = widgets.GridBox(dims, layout=widgets.Layout(grid_template_columns="repeat(auto-fill, 19em)"))
         return [
-            widgets.HBox([self.preset, self.language]),
+            _row(self.preset, self.language),
             grid,
             self.free_text,
             self.prompt,
-            widgets.HBox([self.rerender_button, self.edited_note]),
+            _row(self.rerender_button, self.edited_note),
             self.preview_text,
             self.counters,
             self.messages,
-            widgets.HBox([self.model, self.candidates]),
-            widgets.HBox([self.prefix, self.experiment]),
-            widgets.HBox([self.design_button, self.progress, self.status]),
+            _row(self.model, self.candidates),
+            _row(self.prefix, self.experiment),
+            _row(self.design_button, self.progress, self.status),
             self.errors,
             self.results,
         ]
@@ -404,6 +404,11 @@ class PromptBuilder(widgets.VBox):
         if thread is not None:
             thread.join(timeout)
         return not self.running
+
+
+def _row(*children) -> widgets.HBox:
+    """A row of controls that wraps on a narrow screen (a phone) instead of running off its edge."""
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap"))
 
 
 def _counters_html(prompt: str, preview: str) -> str:
