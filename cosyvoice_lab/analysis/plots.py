@@ -103,7 +103,7 @@ def plot_pitch_rate(data, *, color_by: str = "target_model"):
     """
     frame = _frame(data)
     fig, ax = _figure(figsize=(6, 4.5), constrained_layout=True)
-    groups = frame.groupby(color_by, sort=True) if color_by in frame else [("all takes", frame)]
+    groups = frame.groupby(color_by, sort=True, observed=True) if color_by in frame else [("all takes", frame)]
     for name, part in groups:
         ax.scatter(part["speaking_rate"], part["median_f0_hz"], label=str(name), alpha=0.8)
     units = sorted(frame["rate_unit"].dropna().unique()) if "rate_unit" in frame else []
