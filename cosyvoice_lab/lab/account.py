@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cosyvoice_lab import catalog
@@ -75,7 +75,9 @@ class VoiceAccount:
         d = take.design
         listed_at = now_utc()
         try:
-            listed = self.client.list_voices(prefix=d.prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
+            listed = self.client.list_voices(
+                prefix=d.prefix, page_size=catalog.LIST_PAGE_SIZE_MAX, family=d.family.name
+            )
         except (APIError, TransportError) as exc:
             log.warning("take %s: cannot reconcile yet (%s); will retry on the next run", take_id, exc)
             return take
@@ -141,7 +143,7 @@ class VoiceAccount:
         every listing keeps the log's ``voice_status`` current. Returns (voices, takes updated)."""
         listed = []
         for prefix in sorted(prefixes) if prefixes else [None]:
-            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
+            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX, family=None)
         return listed, self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
 
     def voices(self):
@@ -153,6 +155,7 @@ class VoiceAccount:
             [v.__dict__ for v in voices],
             columns=[
                 "voice_id",
+                "family",
                 "target_model",
                 "status",
                 "voice_prompt",
@@ -169,29 +172,37 @@ class VoiceAccount:
         df["chosen"] = df["chosen"].astype("boolean").fillna(False)
         return df
 
-    def quota(self) -> dict:
-        """How many voices the account holds, of how many allowed (one list request)."""
-        held = len(self.list_and_record()[0])
-        return {"held": held, "limit": catalog.VOICE_QUOTA, "free": max(0, catalog.VOICE_QUOTA - held)}
+    def quota(self, family: str = catalog.COSYVOICE_FAMILY) -> dict:
+        """How many voices of ``family`` the account holds, of how many allowed (each design
+        family has its own quota, contract §12; one listing of that family)."""
+        held = len(self.client.list_voices(page_size=catalog.LIST_PAGE_SIZE_MAX, family=family))
+        limit = catalog.VOICE_QUOTA if family == catalog.COSYVOICE_FAMILY else catalog.FAMILIES[family].quota
+        return {"held": held, "limit": limit, "free": max(0, limit - held)}
 
-    def check_quota(self, adding: int) -> int | None:
+    def check_quota(self, adding: int | Mapping[str, int], family: str = catalog.COSYVOICE_FAMILY) -> int | None:
         """Warn (RuntimeWarning, pointing at the caller's caller) if ``adding`` more voices
-        would pass the account's limit. Returns the voices held, or None if not counted."""
-        if not adding:
-            return None
-        try:
-            held = self.quota()["held"]
-        except CosyVoiceLabError as exc:
-            log.warning("could not count the account's voices: %s", exc)
-            return None
-        if held + adding > catalog.VOICE_QUOTA:
-            warnings.warn(
-                f"the account holds {held} voices; {adding} more would pass the limit of "
-                f"{catalog.VOICE_QUOTA} — run lab.cleanup() first",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return held
+        (of ``family``, or a mapping family -> count) would pass a family's limit. Returns the
+        voices held (of the families counted), or None if not counted."""
+        counts = dict(adding) if isinstance(adding, Mapping) else {family: adding}
+        total = 0
+        for name, n in counts.items():
+            if not n:
+                continue
+            try:
+                quota = self.quota(name)
+            except CosyVoiceLabError as exc:
+                log.warning("could not count the account's voices: %s", exc)
+                return None
+            total += quota["held"]
+            if quota["held"] + n > quota["limit"]:
+                label = catalog.FAMILIES[name].label
+                warnings.warn(
+                    f"the account holds {quota['held']} {label} voices; {n} more would pass the limit of "
+                    f"{quota['limit']} — run lab.cleanup() first",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return total if any(counts.values()) else None
 
     # --- cleanup -----------------------------------------------------------------------------
     def cleanup(
@@ -256,8 +267,8 @@ def cleanup_decision(
     if bool(row.chosen):
         return "keep", "chosen"
     if not row.known:
-        match = catalog.VOICE_ID_RE.match(row.voice_id or "")
-        why = "orphan: not in the log" if prefix and match and match.group("prefix") == prefix else "not in the log"
+        mine = prefix and catalog.prefix_of_voice(row.voice_id or "") == prefix
+        why = "orphan: not in the log" if mine else "not in the log"
         return ("delete", f"{why} (include_unknown=True)") if include_unknown else ("keep", why)
     if keep_rated_at_least is not None and not pd.isna(row.rating) and int(row.rating) >= keep_rated_at_least:
         return "keep", f"rated {int(row.rating)}"

@@ -319,11 +319,11 @@ class DashScopeClient:
         return items, len(items), total if isinstance(total, int) else None
 
     def list_voices(
-        self, prefix: str | None = None, *, page_size: int = 100, family: str | None = None
+        self, prefix: str | None = None, *, page_size: int = 100, family: str | None = catalog.COSYVOICE_FAMILY
     ) -> list[VoiceInfo]:
-        """Every voice of the account (all pages), newest first within each family; ``prefix``
-        filters. ``family`` lists one design family; None lists every family designable in the
-        client's region (CosyVoice's first)."""
+        """Every voice of one design family (all pages), newest first; ``prefix`` filters.
+        ``family=None`` lists every family the client's region lists (CosyVoice's first, then
+        the Qwen family's: one listing per family, as the service keeps them apart)."""
         if page_size < 1:  # a page of 0 would never come back short: no end to the paging
             raise ValueError(f"page_size must be 1..{catalog.LIST_PAGE_SIZE_MAX}, got {page_size}")
         names = [family] if family else self.families()
