@@ -155,7 +155,7 @@ class VoiceAccount:
             [v.__dict__ for v in voices],
             columns=[
                 "voice_id",
-                "family",
+                "design_family",
                 "target_model",
                 "status",
                 "voice_prompt",

@@ -391,7 +391,7 @@ class DashScopeClient:
         polls = max(1, math.ceil(timeout / interval)) + 1  # counted, so an injected sleep works too
         for poll in range(polls):
             info = self.query_voice(voice_id)
-            if info.status == "OK" or (info.status is None and info.family == catalog.QWEN_FAMILY):
+            if info.status == "OK" or (info.status is None and info.design_family == catalog.QWEN_FAMILY):
                 return info  # the Qwen family documents no status: a voice that answers a query is there
             if info.status == "UNDEPLOYED":
                 raise VoiceNotReady(voice_id, "UNDEPLOYED", f"voice {voice_id} failed review (UNDEPLOYED)")

@@ -30,7 +30,7 @@ class VoiceInfo:
     preview_text: str | None = None
     gmt_create: dt.datetime | None = None
     gmt_modified: dt.datetime | None = None
-    family: str | None = None  # the design family (catalog.FAMILIES), from the id or the model
+    design_family: str | None = None  # catalog.FAMILIES: from the id, else the model
     language: str | None = None  # the Qwen family reports the voice's language (§12)
 
     @classmethod
@@ -48,7 +48,7 @@ class VoiceInfo:
             preview_text=item.get("preview_text"),
             gmt_create=_parse_time(item.get("gmt_create")),
             gmt_modified=_parse_time(item.get("gmt_modified")),
-            family=family.name if family else None,
+            design_family=family.name if family else None,
             language=item.get("language"),
         )
 
