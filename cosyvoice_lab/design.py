@@ -243,7 +243,7 @@ class VoiceDesign:
         """
         self.validate()
         fam = self.family
-        inp = {
+        inp: dict[str, object] = {
             "action": fam.verbs["create"],
             "target_model": self.target_model,
             "voice_prompt": self.voice_prompt,
