@@ -156,7 +156,7 @@ def model_of_voice(voice_id: str) -> str | None:
 # Two families design voices on the one customization endpoint, told apart by the body's
 # ``model``. The family of a design is the family of its target model (``family_of_model``).
 # The CosyVoice family is the contract of §2-§5 (the constants above); the Qwen family is §12,
-# every figure read from the pages cited there ([QVD] create/list/query/delete reference pages,
+# every figure read from the pages cited in docs/contract-12-qwen-design.md ([QVD] the reference pages,
 # [QVD-AC] the Alibaba Cloud API reference, [QPRICE] the model page, [VDG] the user guide).
 
 COSYVOICE_FAMILY = "cosyvoice"
