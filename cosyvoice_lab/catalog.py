@@ -177,7 +177,7 @@ QWEN_VOICE_ID_RE = re.compile(
 QWEN_VOICE_TIME_FORMAT = "%Y%m%d%H%M%S"  # the simulator's timestamp part (the samples' 14 digits)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per family: compared and hashed by identity
 class DesignFamily:
     """One voice-design family: what its requests and answers look like, and its limits."""
 
