@@ -317,3 +317,30 @@ def test_compare_across_families_offline(tmp_path, monkeypatch):
         assert lab.quota("qwen") == {"held": 1, "limit": 1000, "free": 999}
         plan = lab.cleanup(dry_run=False)
         assert plan["done"].all() and len(plan) == 3 and s.voices() == []
+
+
+def test_the_official_sdk_designs_lists_queries_and_deletes_against_the_simulator(sim):
+    """dashscope 2.0's ``client.audio.voice_design`` (Qwen-only, contract §7.4), unmodified."""
+    import warnings
+
+    dashscope = pytest.importorskip("dashscope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "dashscope 2.0 audio API is a preview"
+        design = dashscope.Client(api_key=sim.api_key, base_url=sim.base_url).audio.voice_design
+        voice = design.create(
+            target_model=catalog.QWEN_VD,
+            voice_prompt="A calm voice.",
+            preview_text="Hello there.",
+            preferred_name="sdk",
+            language="en",
+            parameters={"sample_rate": 16000, "response_format": "wav"},
+        )
+        assert catalog.QWEN_VOICE_ID_RE.match(voice.voice) and voice.preview_audio["sample_rate"] == 16000
+        assert [v["voice"] for v in design.list().voices] == [voice.voice]
+        assert design.get(voice.voice).target_model == catalog.QWEN_VD
+        assert design.delete(voice.voice).voice == voice.voice
+        with pytest.raises(Exception, match=r"parameter\(voice_prompt\)"):
+            design.create(
+                target_model=catalog.QWEN_VD, voice_prompt="a" * 2049, preview_text="Hi.", preferred_name="sdk"
+            )
+    assert sim.voices() == []
