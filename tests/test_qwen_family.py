@@ -308,7 +308,11 @@ def test_compare_across_families_offline(tmp_path, monkeypatch):
             models[1]: "cosyvoice",
             models[2]: "qwen",
         }
-        assert {t.design_family for t in lab.log.takes(experiment=cmp.experiment)} == {"cosyvoice", "qwen"}
+        takes = lab.log.takes(experiment=cmp.experiment)
+        assert {t.design_family for t in takes} == {"cosyvoice", "qwen"}
+        qwen_take = next(t for t in takes if t.design_family == "qwen")
+        with pytest.raises(ValidationError, match="Qwen3-TTS-VD voice"):  # no synthesis contract for the family
+            lab.speak(qwen_take, "Hello there.")
         table = cmp.evidence().table
         cost = table[(table["family"] == "cost") & (table["b"] == catalog.QWEN_VD)]
         assert list(cost["estimate"]) == [pytest.approx(0.2)]  # a Qwen design costs 0.2 CNY, CosyVoice's is free
