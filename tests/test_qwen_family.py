@@ -348,3 +348,26 @@ def test_the_official_sdk_designs_lists_queries_and_deletes_against_the_simulato
                 target_model=catalog.QWEN_VD, voice_prompt="a" * 2049, preview_text="Hi.", preferred_name="sdk"
             )
     assert sim.voices() == []
+
+
+def test_a_qwen_design_whose_answer_was_lost_is_adopted_or_failed(tmp_path, monkeypatch):
+    """The runner's reliability holds for the Qwen family: a create answered 500/503 is settled by
+    listing the family (its voice adopted when it was stored; a listing that fails too leaves it for
+    the next run), and a re-run redoes the rest: every cell ok once, no voice twice, no orphan."""
+    from cosyvoice_lab import Lab
+
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    prompts = ["a deep, slow elderly male voice", "a bright, fast young female voice"]
+    with serve(enrollment_rps=None, model_profiles=INSTANT) as s:
+        s.faults.error_rate, s.faults.seed = 0.6, 11
+        lab = Lab(tmp_path / "lab", backend="offline", base_url=s.base_url, progress=False, measure=False)
+        kw = {"models": [catalog.QWEN_VD], "repeats": 3, "preview_text": "Testing one two three.", "experiment": "q"}
+        takes = lab.compare(prompts, **kw).takes
+        s.faults.error_rate = 0
+        assert any(t.status != "ok" for t in takes), "this seed makes some 500s and 503s"
+        adopted = [t for t in takes if t.ok and t.preview_missing]  # stored, answer lost: found by listing
+        assert all(catalog.QWEN_VOICE_ID_RE.match(t.voice_id) for t in adopted)
+        lab.compare(prompts, **kw)
+        final = [t for t in lab.log.takes(experiment="q") if t.ok]
+        assert len({t.cell for t in final}) == 6 and len({t.voice_id for t in final}) == len(final)
+        assert {v["voice_id"] for v in s.voices()} == {t.voice_id for t in final}  # no orphan, none twice
