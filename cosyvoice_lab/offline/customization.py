@@ -1,5 +1,6 @@
-"""``POST /api/v1/services/audio/tts/customization``: the five voice actions (contract §2, §4),
-and the Qwen design family's four (``model: qwen-voice-design``; create, list, query, delete, §12).
+"""``POST /api/v1/services/audio/tts/customization``: the five voice actions (contract §2, §4);
+the body's ``model`` picks the family (``qwen-voice-design``: the Qwen family's four actions, in
+:mod:`cosyvoice_lab.offline.qwen_design`; the answers both families share: :mod:`.answers`).
 
 The handler runs the gateway steps (latency, auth, rate limit, injected faults), then the
 action; an :class:`ApiError` anywhere becomes the service's error shape
@@ -9,88 +10,36 @@ action; an :class:`ApiError` anywhere becomes the service's error shape
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
-from dataclasses import replace
-from datetime import datetime
 
 from aiohttp import web
 
 from cosyvoice_lab import catalog, jsontext
-from cosyvoice_lab.design import detect_language, text_problems
+from cosyvoice_lab.design import detect_language
 from cosyvoice_lab.offline import engine
-from cosyvoice_lab.offline.faults import retry_after_header
-from cosyvoice_lab.offline.registry import QuotaExceeded, service_time, service_zone
+from cosyvoice_lab.offline.answers import (
+    MSG_CLONE,
+    MSG_INSPECTION,
+    MSG_INTERNAL,
+    MSG_INVALID_KEY,
+    MSG_NOT_EXIST,
+    MSG_READ_TIMEOUT,
+    MSG_TOO_LARGE,
+    MSG_UPDATE_DESIGNED,
+    ApiError,
+    choice,
+    drop_connection,
+    error_response,
+    fault_error,
+    integer_field,
+    invalid,
+    json_answer,
+    quota_exceeded,
+    text_field,
+    throttled,
+)
+from cosyvoice_lab.offline.qwen_design import QWEN_ACTIONS
+from cosyvoice_lab.offline.registry import QuotaExceeded, service_time
 from cosyvoice_lab.offline.state import STATE, new_request_id
-
-# documented messages [contract §5.2]
-MSG_INVALID_KEY = "Invalid API-key provided."
-MSG_RATE = "Requests rate limit exceeded, try again later."
-MSG_INTERNAL = "An internal error has occured, try again later or contact service support."
-MSG_UNAVAILABLE = "Model is unavailable, try again later."
-MSG_NOT_EXIST = "The Required resource not exist."
-MSG_UPDATE_DESIGNED = "update_voice is not supported for designed voices"
-MSG_CLONE = "Voice cloning (input.url) is not supported by the offline simulator."
-MSG_PARAMETER = "Required parameter({}) missing or invalid, please check the request parameters."
-MSG_INSPECTION = "Input data may contain inappropriate content."
-# the simulator's own (the service's answers to these are undocumented)
-MSG_TOO_LARGE = "Request body too large: the limit is {} bytes."
-MSG_READ_TIMEOUT = "Request body not received within {:g} seconds."
-
-
-class ApiError(Exception):
-    """An error answer: HTTP ``status``, service ``code`` and ``message``, extra headers."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def invalid(field: str) -> ApiError:
-    """400 ``InvalidParameter`` naming ``field`` with the documented template."""
-    return ApiError(400, "InvalidParameter", MSG_PARAMETER.format(field))
-
-
-def quota_exceeded(quota: int) -> ApiError:
-    """400 ``Throttling.AllocationQuota``: the account holds ``quota`` voices (400, not 429)."""
-    return ApiError(400, "Throttling.AllocationQuota", str(QuotaExceeded(quota)))
-
-
-def throttled(wait: float) -> ApiError:
-    """429 ``Throttling.RateQuota`` with an honest ``Retry-After``."""
-    return ApiError(429, "Throttling.RateQuota", MSG_RATE, {"Retry-After": retry_after_header(wait)})
-
-
-def fault_error(status: int) -> ApiError:
-    """The error answer of an injected fault with HTTP ``status``."""
-    if status == 429:
-        return throttled(1.0)
-    if status == 503:
-        return ApiError(503, "ServiceUnavailable", MSG_UNAVAILABLE)
-    return ApiError(500, "InternalError", MSG_INTERNAL)
-
-
-def _json(body: dict, request_id: str, status: int = 200, headers: dict | None = None) -> web.Response:
-    body = dict(body, request_id=request_id)
-    return web.json_response(
-        body,
-        status=status,
-        headers={"x-request-id": request_id, **(headers or {})},
-        dumps=lambda o: json.dumps(o, ensure_ascii=False),
-    )
-
-
-def error_response(err: ApiError, request_id: str) -> web.Response:
-    """The service's error shape for ``err``."""
-    return _json({"code": err.code, "message": err.message}, request_id, err.status, err.headers)
-
-
-def drop_connection(request: web.Request) -> web.Response:
-    # Close the socket without a byte of answer; aiohttp then writes nothing.
-    if request.transport is not None:  # None: the client has already gone
-        request.transport.close()
-    return web.Response(status=499)
-
 
 # --- the handler ---------------------------------------------------------------------------
 
@@ -127,7 +76,7 @@ async def _handle(request: web.Request, state, rid: str, seen: dict) -> web.Resp
         if fault.kind == "error":
             raise fault_error(fault.status)
     try:
-        resp = _json(await _dispatch(request, state, seen), rid)
+        resp = json_answer(await _dispatch(request, state, seen), rid)
     except ApiError as err:
         resp = error_response(err, rid)
     await state.sleep(state.faults.action_latency.get(seen.get("action"), 0.0))
@@ -194,13 +143,6 @@ async def _envelope(request: web.Request, state) -> dict:
 # --- create_voice --------------------------------------------------------------------------
 
 
-def _text(inp: dict, field: str, limit: int) -> str:
-    value = inp.get(field)
-    if not isinstance(value, str) or text_problems(field, value, limit):  # the client's rule: never disagree
-        raise invalid(field)
-    return value
-
-
 def _language(inp: dict, preview_text: str) -> str:
     hints, detected = inp.get("language_hints"), detect_language(preview_text)
     if hints is None or hints == []:  # the match is required only when a hint is sent (contract §11)
@@ -210,14 +152,6 @@ def _language(inp: dict, preview_text: str) -> str:
     if detected not in (None, hints[0]):
         raise invalid("language_hints")  # the hint must match the preview text
     return hints[0]
-
-
-def _choice(params: dict, field: str, allowed: tuple, default):
-    value = params.get(field, default)
-    # of the default's type: 24000.0 is no sample rate (and would reach the encoder as a float)
-    if isinstance(value, bool) or not isinstance(value, type(default)) or value not in allowed:
-        raise invalid(field)
-    return value
 
 
 def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
@@ -236,18 +170,16 @@ def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
     prefix = inp.get("prefix")
     if not isinstance(prefix, str) or not catalog.PREFIX_RE.match(prefix):
         raise invalid("prefix")
-    voice_prompt = _text(inp, "voice_prompt", catalog.VOICE_PROMPT_MAX)
-    preview_text = _text(inp, "preview_text", catalog.PREVIEW_TEXT_MAX)
+    voice_prompt = text_field(inp, "voice_prompt", catalog.VOICE_PROMPT_MAX)
+    preview_text = text_field(inp, "preview_text", catalog.PREVIEW_TEXT_MAX)
     return {
         "target_model": inp["target_model"],
         "prefix": prefix,
         "voice_prompt": voice_prompt,
         "preview_text": preview_text,
         "language": _language(inp, preview_text),
-        "sample_rate": _choice(
-            params, "sample_rate", catalog.PREVIEW_SAMPLE_RATES, catalog.DEFAULT_PREVIEW_SAMPLE_RATE
-        ),
-        "response_format": _choice(params, "response_format", catalog.PREVIEW_FORMATS, catalog.DEFAULT_PREVIEW_FORMAT),
+        "sample_rate": choice(params, "sample_rate", catalog.PREVIEW_SAMPLE_RATES, catalog.DEFAULT_PREVIEW_SAMPLE_RATE),
+        "response_format": choice(params, "response_format", catalog.PREVIEW_FORMATS, catalog.DEFAULT_PREVIEW_FORMAT),
     }
 
 
@@ -314,22 +246,13 @@ def describe(voice: dict, *, listed: bool = False) -> dict:
     return item
 
 
-def _int(inp: dict, field: str, default: int, lo: int, hi: int | None) -> int:
-    value = inp.get(field, default)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        raise invalid(field)
-    return value
-
-
 async def list_voice(state, inp: dict, params: dict) -> dict:
     """One page of the account's voices, newest first, optionally only those of ``prefix``."""
     prefix = inp.get("prefix")
     if prefix is not None and not isinstance(prefix, str):
         raise invalid("prefix")
-    index = _int(inp, "page_index", 0, 0, None)
-    size = _int(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
+    index = integer_field(inp, "page_index", 0, 0, None)
+    size = integer_field(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
     voices = state.registry.voices(prefix or None, family=catalog.COSYVOICE_FAMILY)
     return {
         "output": {"voice_list": [describe(v, listed=True) for v in voices[index * size : (index + 1) * size]]},
@@ -372,170 +295,4 @@ ACTIONS = {
     "query_voice": query_voice,
     "update_voice": update_voice,
     "delete_voice": delete_voice,
-}
-
-
-# --- the Qwen design family (contract §12) -------------------------------------------------
-# Shapes from the official reference pages [QVD]: create answers output.voice, preview_audio,
-# target_model and usage.count 1; list answers page_index, page_size, total_count, voice_list and
-# an empty usage; query answers the voice's fields (no status, no audio); delete answers
-# output.voice. Errors for broken limits, unknown voices and a full quota are undocumented for
-# this family: the CosyVoice answers are used (400 InvalidParameter naming the field,
-# 400 BadRequest.ResourceNotExist, 400 Throttling.AllocationQuota), see contract §12.
-
-QWEN = catalog.FAMILIES[catalog.QWEN_FAMILY]
-QWEN_DEFAULT_LANGUAGE = "zh"  # [QVD]: language defaults to zh
-NAME_ATTEMPTS = 8  # fresh 4-character tails tried when a name is taken in the same second
-
-
-def _qwen_language(inp: dict, preview_text: str) -> str:
-    language, detected = inp.get("language"), detect_language(preview_text)
-    if language is None:  # the match is required only when a language is sent, as for CosyVoice (§11)
-        return detected or QWEN_DEFAULT_LANGUAGE
-    if not isinstance(language, str) or language not in QWEN.languages:
-        raise invalid("language")
-    if language in catalog.LANGUAGES and detected not in (None, language):
-        raise invalid("language")  # "The language parameter must match the preview_text language" [QVD-AC]
-    return language
-
-
-def validate_qwen_design(inp: dict, params: dict) -> dict:
-    """The checked Qwen design request (§12); raises :class:`ApiError` naming the first bad field."""
-    if inp.get("target_model") not in QWEN.target_models:
-        raise invalid("target_model")
-    name = inp.get("preferred_name")
-    if not isinstance(name, str) or not QWEN.name_re.match(name):
-        raise invalid("preferred_name")
-    voice_prompt = _text(inp, "voice_prompt", QWEN.voice_prompt_max)
-    preview_text = inp.get("preview_text")
-    if not isinstance(preview_text, str) or text_problems(
-        "preview_text", preview_text, QWEN.preview_text_max, zh_en_only=False
-    ):
-        raise invalid("preview_text")
-    return {
-        "target_model": inp["target_model"],
-        "prefix": name,
-        "voice_prompt": voice_prompt,
-        "preview_text": preview_text,
-        "language": _qwen_language(inp, preview_text),
-        "sample_rate": _choice(params, "sample_rate", QWEN.sample_rates, catalog.DEFAULT_PREVIEW_SAMPLE_RATE),
-        "response_format": _choice(params, "response_format", QWEN.formats, catalog.DEFAULT_PREVIEW_FORMAT),
-    }
-
-
-def _qwen_settings(d: dict, uid: str, profile) -> engine.VoiceSettings:
-    """Engine settings as for CosyVoice (same words, same per-voice draw from ``uid``); a
-    preview in another of the ten languages is read by espeak-ng's voice for it."""
-    spoken = d["language"] if d["language"] in engine.LANGUAGE_VOICES else "en"
-    settings = engine.settings_for(d["voice_prompt"], spoken, uid, profile)
-    if spoken != d["language"]:
-        variant = settings.voice.partition("+")[2]
-        settings = replace(settings, voice=f"{engine.SYNTHESIS_VOICES[d['language']]}+{variant}")
-    return settings
-
-
-def _qwen_name(state, name: str, uid: str) -> str:
-    stamp = datetime.fromtimestamp(state.clock.time(), service_zone()).strftime(catalog.QWEN_VOICE_TIME_FORMAT)
-    return f"{catalog.QWEN_VOICE_PREFIX}{name}-voice-{stamp}-{uid[:4]}"
-
-
-async def qwen_create(state, inp: dict, params: dict) -> dict:
-    """Design a Qwen-family voice: store it and return its name and preview (§12)."""
-    d = validate_qwen_design(inp, params)
-    if state.faults.refuses(d["voice_prompt"]):
-        raise ApiError(400, "DataInspectionFailed", MSG_INSPECTION)
-    if state.registry.count(catalog.QWEN_FAMILY) >= state.registry.quota:
-        raise quota_exceeded(state.registry.quota)
-    started, profile = state.clock.monotonic(), state.profile(d["target_model"])
-    uid = state.new_voice_uid()
-    settings = _qwen_settings(d, uid, profile)
-    loop = asyncio.get_running_loop()
-    audio = await loop.run_in_executor(
-        None,
-        lambda: engine.preview(d["preview_text"], settings, sample_rate=d["sample_rate"], fmt=d["response_format"]),
-    )
-    voice = {k: d[k] for k in ("target_model", "prefix", "voice_prompt", "preview_text", "language")}
-    for _ in range(NAME_ATTEMPTS):
-        name = _qwen_name(state, d["prefix"], uid)
-        try:
-            state.registry.add(dict(voice, voice_id=name, settings=settings.to_dict()), family=catalog.QWEN_FAMILY)
-            break
-        except QuotaExceeded as exc:
-            raise quota_exceeded(exc.quota) from None
-        except sqlite3.IntegrityError:  # the same name and tail in the same second: draw another tail
-            uid = state.new_voice_uid()
-    else:
-        raise ApiError(500, "InternalError", MSG_INTERNAL)
-    await state.sleep(profile.design_seconds(state.timing) - (state.clock.monotonic() - started))
-    return {
-        "output": {
-            "voice": name,
-            "preview_audio": {
-                "data": audio.to_base64(),
-                "sample_rate": d["sample_rate"],
-                "response_format": d["response_format"],
-            },
-            "target_model": d["target_model"],
-        },
-        "usage": {"count": 1},
-    }
-
-
-def describe_qwen(voice: dict) -> dict:
-    """A Qwen-family voice as list and query show it, fields in the order of the samples [QVD]."""
-    return {
-        "voice": voice["voice_id"],
-        "target_model": voice["target_model"],
-        "language": voice["language"],
-        "voice_prompt": voice["voice_prompt"],
-        "preview_text": voice["preview_text"],
-        "gmt_create": service_time(voice["created"]),
-        "gmt_modified": service_time(voice["modified"]),
-    }
-
-
-async def qwen_list(state, inp: dict, params: dict) -> dict:
-    """One page of the Qwen-family voices, newest first, with the page and the total (§12)."""
-    index = _int(inp, "page_index", 0, 0, None)
-    size = _int(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
-    voices = state.registry.voices(family=catalog.QWEN_FAMILY)
-    return {
-        "output": {
-            "page_index": index,
-            "page_size": size,
-            "total_count": len(voices),
-            "voice_list": [describe_qwen(v) for v in voices[index * size : (index + 1) * size]],
-        },
-        "usage": {},
-    }
-
-
-def _existing_qwen(state, inp: dict) -> dict:
-    name = inp.get("voice")
-    if not isinstance(name, str) or not name:
-        raise invalid("voice")
-    voice = state.registry.get(name)
-    if voice is None or not catalog.QWEN_VOICE_ID_RE.match(name):
-        raise ApiError(400, "BadRequest.ResourceNotExist", MSG_NOT_EXIST)
-    return voice
-
-
-async def qwen_query(state, inp: dict, params: dict) -> dict:
-    """One Qwen-family voice's fields (§12)."""
-    return {"output": describe_qwen(_existing_qwen(state, inp)), "usage": {}}
-
-
-async def qwen_delete(state, inp: dict, params: dict) -> dict:
-    """Delete a Qwen-family voice; the answer names it (§12)."""
-    voice = _existing_qwen(state, inp)
-    if not state.registry.delete(voice["voice_id"]):
-        raise ApiError(400, "BadRequest.ResourceNotExist", MSG_NOT_EXIST)
-    return {"output": {"voice": voice["voice_id"]}, "usage": {}}
-
-
-QWEN_ACTIONS = {
-    QWEN.verbs["create"]: qwen_create,
-    QWEN.verbs["list"]: qwen_list,
-    QWEN.verbs["query"]: qwen_query,
-    QWEN.verbs["delete"]: qwen_delete,
 }
