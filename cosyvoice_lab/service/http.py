@@ -312,11 +312,11 @@ class DashScopeClient:
         data = self._call({"model": fam.enrollment_model, "input": inp}, timeout=self.timeout, retryable=_safe_retry)
         output = data.get("output") or {}
         items = [VoiceInfo.from_wire(item) for item in output.get("voice_list") or []]
-        total = output.get("total_count")
+        total = output.get("total_count")  # reported by the Qwen family only
+        kept = items
         if prefix and not fam.list_prefix_filter:
-            items_kept = [v for v in items if catalog.prefix_of_voice(v.voice_id) == prefix]
-            return items_kept, len(items), total if isinstance(total, int) else None
-        return items, len(items), total if isinstance(total, int) else None
+            kept = [v for v in items if catalog.prefix_of_voice(v.voice_id) == prefix]
+        return kept, len(items), total if isinstance(total, int) and not isinstance(total, bool) else None
 
     def list_voices(
         self, prefix: str | None = None, *, page_size: int = 100, family: str | None = catalog.COSYVOICE_FAMILY
