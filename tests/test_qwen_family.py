@@ -371,3 +371,20 @@ def test_a_qwen_design_whose_answer_was_lost_is_adopted_or_failed(tmp_path, monk
         final = [t for t in lab.log.takes(experiment="q") if t.ok]
         assert len({t.cell for t in final}) == 6 and len({t.voice_id for t in final}) == len(final)
         assert {v["voice_id"] for v in s.voices()} == {t.voice_id for t in final}  # no orphan, none twice
+
+
+def test_the_builder_offers_the_qwen_model_and_shows_each_familys_limit(tmp_path, monkeypatch):
+    from cosyvoice_lab import Lab
+    from cosyvoice_lab.widgets import PromptBuilder
+
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None, model_profiles=INSTANT) as s:
+        lab = Lab(tmp_path / "lab", backend="offline", base_url=s.base_url, progress=False, measure=False)
+        b = PromptBuilder(lab, preset="voice_assistant")
+        b.model.value = catalog.QWEN_VD
+        b.prompt.value = "a calm voice " * 50  # 650 characters: for the Qwen family only
+        assert "prompt 650/2048" in b.counters.value and "voice_prompt" not in b.messages.value
+        assert not b.design_button.disabled
+        b.model.value = "both"  # plus and flash: CosyVoice's 500
+        assert "prompt 650/500" in b.counters.value and "limit is 500" in b.messages.value
+        assert b.design_button.disabled
