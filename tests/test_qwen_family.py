@@ -388,3 +388,28 @@ def test_the_builder_offers_the_qwen_model_and_shows_each_familys_limit(tmp_path
         b.model.value = "both"  # plus and flash: CosyVoice's 500
         assert "prompt 650/500" in b.counters.value and "limit is 500" in b.messages.value
         assert b.design_button.disabled
+
+
+def test_a_key_that_cannot_list_qwen_voices_still_lists_and_cleans_cosyvoice(tmp_path, monkeypatch):
+    """voices()/cleanup list every family; a family the service refuses to list (e.g. not
+    activated: 403) is left out with a warning. Statuses are checked on CosyVoice's list only (the
+    Qwen family reports none), so a CosyVoice lab makes no Qwen request when it designs."""
+    from cosyvoice_lab import Lab
+    from cosyvoice_lab.errors import api_error
+
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with serve(enrollment_rps=None, model_profiles=INSTANT) as s:
+        lab = Lab(tmp_path / "lab", backend="offline", base_url=s.base_url, progress=False, measure=False)
+        take = lab.design("A deep voice.", preview_text="Hello there.")
+        assert not [a for _, a, _ in s.request_log if a in QWEN.verbs.values()]
+        real = lab.client.list_voices
+
+        def refusing(*args, family=catalog.COSYVOICE_FAMILY, **kw):
+            if family == catalog.QWEN_FAMILY:
+                raise api_error(403, "AccessDenied.Unpurchased", "Access denied.", "r1")
+            return real(*args, family=family, **kw)
+
+        monkeypatch.setattr(lab.client, "list_voices", refusing)
+        with pytest.warns(RuntimeWarning, match="Qwen3-TTS-VD voices"):
+            plan = lab.cleanup(dry_run=False)
+        assert list(plan["voice_id"]) == [take.voice_id] and plan["done"].all()

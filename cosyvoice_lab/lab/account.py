@@ -127,7 +127,8 @@ class VoiceAccount:
         """Ask the service for the status of the voices in the log (listing ``prefixes``, or
         the whole account) and record it with their takes. Returns how many takes were updated.
         A voice that is not OK (DEPLOYING, UNDEPLOYED) then shows in ``log.df`` / ``voices()``."""
-        return self.list_and_record(prefixes)[1]
+        # only CosyVoice voices report a status: the Qwen family's list and query carry none (§12)
+        return self.list_and_record(prefixes, family=catalog.COSYVOICE_FAMILY)[1]
 
     def verified(self, prefixes: Iterable[str] | None) -> bool:
         """:meth:`verify`, reporting a failure as a warning in the log: True when it worked."""
@@ -147,11 +148,30 @@ class VoiceAccount:
             listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX, family=family)
         return listed, self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
 
+    def _list_every_family(self) -> list:
+        """The voices of every design family the client lists. A family other than CosyVoice
+        that the key cannot list (the service refused: e.g. the Qwen family not activated) is
+        left out with a warning, so CosyVoice's voices still show and can be cleaned up."""
+        listed = []
+        for name in self.client.families():
+            try:
+                listed += self.list_and_record(family=name)[0]
+            except APIError as exc:
+                if name == catalog.COSYVOICE_FAMILY:
+                    raise
+                warnings.warn(
+                    f"could not list the {catalog.FAMILIES[name].label} voices ({exc}); they are left out",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return listed
+
     def voices(self):
-        """The account's voices joined with the log: which take made each, rating, chosen."""
+        """The account's voices of every design family joined with the log: which take made
+        each, rating, chosen."""
         import pandas as pd
 
-        voices, _ = self.list_and_record()
+        voices = self._list_every_family()
         listed = pd.DataFrame(
             [v.__dict__ for v in voices],
             columns=[
