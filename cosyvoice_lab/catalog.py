@@ -106,8 +106,11 @@ def workspace_endpoints(workspace: str) -> tuple[str, str]:
 
 
 def design_models(region: str) -> tuple[str, ...]:
-    """Models whose voices can be designed in ``region`` (empty for Singapore)."""
-    return tuple(m.name for m in MODELS.values() if region in m.regions)
+    """Models whose voices can be designed in ``region``, of every family (CosyVoice only in
+    Beijing; the Qwen family in Beijing and Singapore, contract §12)."""
+    cosy = tuple(m.name for m in MODELS.values() if region in m.regions)
+    qwen = FAMILIES[QWEN_FAMILY]
+    return cosy + (qwen.target_models if region in qwen.regions else ())
 
 
 # --- wire constants [2.1, 6.1] -----------------------------------------------------------
@@ -147,6 +150,142 @@ def model_of_voice(voice_id: str) -> str | None:
     """The target model encoded in a designed voice id, or None if the id is not one."""
     m = VOICE_ID_RE.match(voice_id or "")
     return m.group("model") if m else None
+
+
+# --- design families [contract §12] -------------------------------------------------------
+# Two families design voices on the one customization endpoint, told apart by the body's
+# ``model``. The family of a design is the family of its target model (``family_of_model``).
+# The CosyVoice family is the contract of §2-§5 (the constants above); the Qwen family is §12,
+# every figure read from the pages cited in docs/contract-12-qwen-design.md ([QVD] the reference pages,
+# [QVD-AC] the Alibaba Cloud API reference, [QPRICE] the model page, [VDG] the user guide).
+
+COSYVOICE_FAMILY = "cosyvoice"
+QWEN_FAMILY = "qwen"
+QWEN_DESIGN_MODEL = "qwen-voice-design"  # the body's model for every Qwen design action [QVD]
+QWEN_VD = "qwen3-tts-vd-2026-01-26"  # non-real-time synthesis target [QVD][QVD-AC]
+QWEN_VD_RT = "qwen3-tts-vd-realtime-2026-01-15"  # real-time synthesis target [QVD][QVD-AC]
+QWEN_VD_RT_OLD = "qwen3-tts-vd-realtime-2025-12-16"  # real-time, earlier version [QVD][QVD-AC]
+QWEN_NAME_MAX = 16  # preferred_name: letters, digits, underscores, at most 16 [QVD]
+QWEN_NAME_RE = re.compile(rf"\A[A-Za-z0-9_]{{1,{QWEN_NAME_MAX}}}\Z")
+# What a Qwen designed voice is called: qwen-tts-vd-{preferred_name}-voice-{timestamp}-{4 chars}.
+# The official samples show 14-digit times ("...-voice-20251210145409-a1b2" [QVD]); the cloning
+# family's show 17 ("...-voice-20250812105009984-838b"); both parse.
+QWEN_VOICE_PREFIX = "qwen-tts-vd-"
+QWEN_VOICE_ID_RE = re.compile(
+    rf"\Aqwen-tts-vd-(?P<prefix>[A-Za-z0-9_]{{1,{QWEN_NAME_MAX}}})-voice-(?P<stamp>[0-9]{{8,17}})-(?P<tail>[0-9a-z]{{4}})\Z"
+)
+QWEN_VOICE_TIME_FORMAT = "%Y%m%d%H%M%S"  # the simulator's timestamp part (the samples' 14 digits)
+
+
+@dataclass(frozen=True, eq=False)  # one object per family: compared and hashed by identity
+class DesignFamily:
+    """One voice-design family: what its requests and answers look like, and its limits."""
+
+    name: str
+    label: str
+    enrollment_model: str  # the body's "model"
+    verbs: dict[str, str]  # create / list / query / delete -> the wire's input.action
+    voice_field: str  # where create's output and query/delete's input name the voice
+    name_field: str  # the input field our ``prefix`` travels in
+    name_re: re.Pattern
+    name_rule: str
+    target_models: tuple[str, ...]
+    regions: tuple[str, ...]
+    voice_prompt_max: int
+    preview_text_max: int
+    languages: tuple[str, ...]  # of the preview text (and the ``language`` field)
+    sample_rates: tuple[int, ...]
+    formats: tuple[str, ...]
+    quota: int
+    design_price: dict[str, float]  # per designed voice, by currency ({} when free)
+    list_prefix_filter: bool  # the list verb filters by prefix on the service's side
+    list_page_size_max: int  # the largest page the client asks for
+
+    def voice_id_of(self, output: dict) -> str | None:
+        """The voice name in a create answer's ``output`` (``voice_id`` or ``voice``)."""
+        value = output.get(self.voice_field)
+        return value if isinstance(value, str) else None
+
+
+FAMILIES: dict[str, DesignFamily] = {
+    COSYVOICE_FAMILY: DesignFamily(
+        name=COSYVOICE_FAMILY,
+        label="CosyVoice",
+        enrollment_model=ENROLLMENT_MODEL,
+        verbs={"create": "create_voice", "list": "list_voice", "query": "query_voice", "delete": "delete_voice"},
+        voice_field="voice_id",
+        name_field="prefix",
+        name_re=PREFIX_RE,
+        name_rule=f"1-{PREFIX_MAX} lowercase letters or digits",
+        target_models=tuple(MODELS),
+        regions=("cn-beijing",),  # [3.4]
+        voice_prompt_max=VOICE_PROMPT_MAX,
+        preview_text_max=PREVIEW_TEXT_MAX,
+        languages=LANGUAGES,
+        sample_rates=PREVIEW_SAMPLE_RATES,
+        formats=PREVIEW_FORMATS,
+        quota=1000,  # VOICE_QUOTA [3.5]
+        design_price={},
+        list_prefix_filter=True,
+        list_page_size_max=1000,  # LIST_PAGE_SIZE_MAX [4.1]
+    ),
+    # [QVD] docs.qwencloud.com/api-reference/speech-synthesis/voice-design/{create,list,query,delete}-voice;
+    # [QVD-AC] alibabacloud.com/help/en/model-studio/qwen-tts-voice-design (2026-03-15/31); contract §12.
+    QWEN_FAMILY: DesignFamily(
+        name=QWEN_FAMILY,
+        label="Qwen3-TTS-VD",
+        enrollment_model=QWEN_DESIGN_MODEL,
+        verbs={"create": "create", "list": "list", "query": "query", "delete": "delete"},
+        voice_field="voice",
+        name_field="preferred_name",
+        name_re=QWEN_NAME_RE,
+        name_rule=f"1-{QWEN_NAME_MAX} letters, digits or underscores",
+        target_models=(QWEN_VD, QWEN_VD_RT, QWEN_VD_RT_OLD),
+        regions=("cn-beijing", "ap-southeast-1"),  # [VDG]: "Beijing and Singapore"
+        voice_prompt_max=2048,  # Chinese or English only
+        preview_text_max=1024,
+        languages=("zh", "en", "de", "it", "pt", "es", "ja", "ko", "fr", "ru"),  # default zh
+        sample_rates=(8000, 16000, 24000, 48000),  # default 24000
+        formats=("pcm", "wav", "mp3", "opus"),  # default wav
+        quota=1000,  # [VDG] (contract §11): 1000 Qwen-TTS voices, counted apart from CosyVoice's
+        design_price={"USD": 0.2, "CNY": 0.2},  # USD [QPRICE] both regions; CNY the Chinese guide (§11)
+        list_prefix_filter=False,  # list takes page_index/page_size only [QVD]
+        list_page_size_max=100,  # undocumented for Qwen: a modest page (the samples ask for 10)
+    ),
+}
+DESIGN_FAMILY_ORDER = (COSYVOICE_FAMILY, QWEN_FAMILY)
+
+
+def family_of_model(target_model: str) -> DesignFamily | None:
+    """The design family whose voices can be bound to ``target_model``, or None."""
+    for family in FAMILIES.values():
+        if target_model in family.target_models:
+            return family
+    return None
+
+
+def family_name(target_model) -> str | None:
+    """``family_of_model(...).name``: the family column of a take or a log frame (derived from
+    the target model; the log stores no family of its own)."""
+    family = family_of_model(target_model) if isinstance(target_model, str) else None
+    return family.name if family else None
+
+
+def family_of_voice(voice_id: str) -> DesignFamily | None:
+    """The family of a designed voice id (Qwen names start ``qwen-tts-vd-``), or None."""
+    if not isinstance(voice_id, str):
+        return None
+    if QWEN_VOICE_ID_RE.match(voice_id):
+        return FAMILIES[QWEN_FAMILY]
+    if VOICE_ID_RE.match(voice_id):
+        return FAMILIES[COSYVOICE_FAMILY]
+    return None
+
+
+def prefix_of_voice(voice_id: str) -> str | None:
+    """The prefix (CosyVoice) or preferred_name (Qwen) inside a designed voice id, or None."""
+    m = QWEN_VOICE_ID_RE.match(voice_id or "") or VOICE_ID_RE.match(voice_id or "")
+    return m.group("prefix") if m else None
 
 
 # --- voice management [3.5, 4] -----------------------------------------------------------

@@ -156,6 +156,13 @@ class Take:
         return self.design.target_model
 
     @property
+    def design_family(self) -> str | None:
+        """The design family of the target model ("cosyvoice" or "qwen", ``catalog.FAMILIES``):
+        derived from the model, never stored (the log's frames derive it the same way,
+        ``catalog.family_name``)."""
+        return catalog.family_name(self.design.target_model)
+
+    @property
     def prompt(self) -> str:
         """The voice prompt (``design.voice_prompt``)."""
         return self.design.voice_prompt

@@ -101,7 +101,9 @@ def test_a_planted_pitch_shift_on_flash_measures_about_three_semitones():
 
 
 def test_default_profiles_are_labelled_and_ordered():
-    assert set(DEFAULTS) == set(catalog.MODELS)
+    qwen = catalog.FAMILIES[catalog.QWEN_FAMILY].target_models  # the Qwen design family: plus's latency
+    assert set(DEFAULTS) == set(catalog.MODELS) | set(qwen)
+    assert all(DEFAULTS[m] == DEFAULTS[PLUS] for m in qwen)
     assert DEFAULTS[FLASH].design_latency < DEFAULTS[PLUS].design_latency
     assert DEFAULTS[FLASH].pitch_shift == DEFAULTS[PLUS].pitch_shift == 0
     assert all(0.2 <= p.design_latency <= 0.6 for p in DEFAULTS.values())

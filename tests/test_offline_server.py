@@ -210,9 +210,14 @@ def test_limits_are_inclusive(sim):
         (b'{"input": {"action": "list_voice"}}', "BadRequest.EmptyModel", None),
         (b'{"model": "voice-enrollment"}', "BadRequest.EmptyInput", None),
         (
-            b'{"model": "qwen-voice-design", "input": {"action": "list_voice"}}',
+            b'{"model": "qwen-voice-enrollment", "input": {"action": "list"}}',  # Qwen cloning: not simulated
             "InvalidParameter",
             "url error, please check url!",
+        ),
+        (  # the Qwen design family's verbs are create/list/query/delete (contract §12)
+            b'{"model": "qwen-voice-design", "input": {"action": "list_voice"}}',
+            "InvalidParameter",
+            "Required parameter(action) missing or invalid, please check the request parameters.",
         ),
         (b'{"model": "voice-enrollment", "input": {"action": "create"}}', "InvalidParameter", None),
     ],

@@ -444,6 +444,9 @@ def test_prompt_draft_follows_the_rendering_until_edited():
 def test_counters_and_measurements_text():
     expected = f"prompt 3/{catalog.VOICE_PROMPT_MAX} · preview 5/{catalog.PREVIEW_TEXT_MAX}"
     assert counters_text("abc", "hello") == expected
+    assert counters_text("abc", "hello", [catalog.QWEN_VD]) == "prompt 3/2048 · preview 5/1024"
+    both = counters_text("abc", "hello", [catalog.V35_PLUS, catalog.QWEN_VD])  # each family's limit
+    assert both == "prompt 3/500 CosyVoice, 2048 Qwen3-TTS-VD · preview 5/200 CosyVoice, 1024 Qwen3-TTS-VD"
     text = measurements_text(
         {"median_f0_hz": 112.4, "speaking_rate": 13.25, "rate_unit": "letters_per_s", "loudness_lufs": float("nan")}
     )

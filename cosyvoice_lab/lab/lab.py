@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -316,8 +317,8 @@ class Lab:
         if not new_repeats:
             planning.warn_if_voices_gone(earlier, todo, stacklevel=3)
         self._to_measure_unmeasured(earlier)  # recorded by a run stopped before its measures were written
-        if check_quota:
-            self.account.check_quota(len(todo))
+        if check_quota:  # each design family has its own quota (contract §12)
+            self.account.check_quota(Counter(j.design.family.name for j in todo))
         send = partial(self.designer.run_cell, experiment=experiment)  # claimed first: None if held elsewhere
         tasks = [partial(send, j.design, prompt_spec=j.spec, cell=j.cell, repeat=j.repeat) for j in todo]
         reused = 0 if new_repeats else len(cells) * repeats - len(todo)  # made by an earlier run
@@ -352,9 +353,10 @@ class Lab:
         """The account's voices joined with the log: which take made each, rating, chosen."""
         return self.account.voices()
 
-    def quota(self) -> dict:
-        """How many voices the account holds, of how many allowed (one list request)."""
-        return self.account.quota()
+    def quota(self, family: str | None = None) -> dict:
+        """How many voices of ``family`` (default: the lab model's) the account holds, of how
+        many allowed (one listing)."""
+        return self.account.quota(family or catalog.family_name(self.model) or catalog.COSYVOICE_FAMILY)
 
     def cleanup(
         self,

@@ -268,6 +268,15 @@ class Synthesizer:
         bound = catalog.model_of_voice(voice_id) if isinstance(voice_id, str) else None
         if not isinstance(voice_id, str) or not voice_id.strip():
             found.append(Problem("voice_id", "non_empty", "must be a voice id"))
+        elif catalog.family_of_voice(voice_id) is catalog.FAMILIES[catalog.QWEN_FAMILY]:
+            found.append(
+                Problem(
+                    "voice_id",
+                    "cosyvoice_voice",
+                    f"{voice_id} is a Qwen3-TTS-VD voice: it speaks through Qwen's own synthesis APIs, "
+                    "which this lab does not implement (only CosyVoice voices speak here)",
+                )
+            )
         elif model is None and bound is None:
             found.append(Problem("model", "required", f"{voice_id!r} is not a designed voice id; pass model=..."))
         model = model or bound

@@ -82,11 +82,14 @@ class Comparison:
 
     @property
     def df(self):
-        """One row per take, with ``prompt_index`` (0-based, in the order given)."""
+        """One row per take, with ``prompt_index`` (0-based, in the order given) and
+        ``design_family`` (from the target model, ``catalog.family_name``)."""
         df = self.log.to_dataframe(experiment=self.experiment)
         order = {p: i for i, p in enumerate(self.prompts)}
         df = df[df["voice_prompt"].isin(order) & df["target_model"].isin(self.models)].copy()
         df.insert(0, "prompt_index", df["voice_prompt"].map(order).astype("Int64"))
+        # the design family, derived from the model as Take.design_family does (the log stores none)
+        df["design_family"] = df["target_model"].astype(str).map(catalog.family_name).astype("category")
         rank = {m: i for i, m in enumerate(catalog.model_order(self.models))}
         by_model = lambda col: col.astype(str).map(rank) if col.name == "target_model" else col  # noqa: E731 - grid order
         return df.sort_values(["prompt_index", "target_model", "repeat"], key=by_model).reset_index(drop=True)

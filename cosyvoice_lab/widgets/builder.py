@@ -23,7 +23,9 @@ from cosyvoice_lab.widgets.drafting import (
     Tally,
     check_designs,
     counters_text,
+    over_limits,
     preset_label,
+    prompt_limit,
     render_choices,
 )
 
@@ -111,6 +113,7 @@ class PromptBuilder(widgets.VBox):
         self.counters = widgets.HTML()
         self.messages = widgets.HTML()
         models = [(short, m) for m in catalog.COMPARE_MODELS for short in [m.rsplit("-", 1)[-1]]]
+        models.append(("qwen", catalog.QWEN_VD))  # the Qwen design family (contract §12)
         self.model = widgets.ToggleButtons(
             options=[*models, (BOTH, BOTH)],
             description="model",
@@ -230,13 +233,17 @@ class PromptBuilder(widgets.VBox):
         return {d: w.value or None for d, w in self.dimensions.items()}
 
     def _render(self) -> None:
-        rendered, _ = render_choices(self._choices(), self.free_text.value, self.language.value)
+        rendered, _ = render_choices(
+            self._choices(), self.free_text.value, self.language.value, limit=prompt_limit(self.models)
+        )
         self._set_prompt(self._draft.render(rendered))  # over the limit too: the count says by how much
 
     def _spec_problems(self) -> list[str]:
         if self.edited:
             return []
-        _, problem = render_choices(self._choices(), self.free_text.value, self.language.value)
+        _, problem = render_choices(
+            self._choices(), self.free_text.value, self.language.value, limit=prompt_limit(self.models)
+        )
         return [problem] if problem else []
 
     def _logged_spec(self) -> dict | None:
@@ -288,7 +295,7 @@ class PromptBuilder(widgets.VBox):
 
     def _validate(self) -> list[str]:
         preview = self.preview_text.value or DEFAULT_PREVIEW[self.language.value]
-        self.counters.value = _counters_html(self.prompt.value, preview)
+        self.counters.value = _counters_html(self.prompt.value, preview, self.models)
         _, problems, warnings = self.check()
         problems = [*self._spec_problems(), *problems]
         self.messages.value = html.check_messages(problems, warnings)
@@ -411,6 +418,5 @@ def _row(*children) -> widgets.HBox:
     return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap"))
 
 
-def _counters_html(prompt: str, preview: str) -> str:
-    over = len(prompt) > catalog.VOICE_PROMPT_MAX or len(preview) > catalog.PREVIEW_TEXT_MAX
-    return html.counters(counters_text(prompt, preview), over=over)
+def _counters_html(prompt: str, preview: str, models) -> str:
+    return html.counters(counters_text(prompt, preview, models), over=over_limits(prompt, preview, models))
