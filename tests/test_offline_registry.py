@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.offline.registry import NotAVoiceStore, Registry
 
@@ -39,7 +40,7 @@ class Remote:
         return requests.post(
             self.base_url + catalog.CUSTOMIZATION_PATH,
             timeout=30,
-            headers={"Authorization": f"Bearer {catalog.OFFLINE_API_KEY}"},
+            headers={"Authorization": f"Bearer {OFFLINE_API_KEY}"},
             json={"model": "voice-enrollment", "input": {"action": action, **fields}},
         )
 
@@ -131,7 +132,7 @@ def test_a_notebook_and_the_cli_on_one_folder(tmp_path):
             "--port",
             str(port),
             "--api-key",
-            catalog.OFFLINE_API_KEY,
+            OFFLINE_API_KEY,
             "--state",
             str(tmp_path),
             "--profile",
@@ -149,7 +150,7 @@ def test_a_notebook_and_the_cli_on_one_folder(tmp_path):
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        with serve(state_dir=tmp_path, api_key=catalog.OFFLINE_API_KEY, model_profiles=INSTANT) as notebook:
+        with serve(state_dir=tmp_path, api_key=OFFLINE_API_KEY, model_profiles=INSTANT) as notebook:
             here = Remote(notebook.port)
             made = {x.create(i).json()["output"]["voice_id"] for i in range(3) for x in (remote, here)}
             assert len(made) == 6 and remote.listed() == here.listed() == made

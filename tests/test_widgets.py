@@ -406,7 +406,9 @@ def test_browser_pages(filled):
 def test_browser_select_annotate_and_rerun(filled):
     lb = LogBrowser(filled)
     # the untagged, unrated take (which compare take finishes first is up to the threads)
-    take_id = next(v for _, v in lb.take_select.options if not filled.log.get(v).tags and filled.log.get(v).rating is None)
+    take_id = next(
+        v for _, v in lb.take_select.options if not filled.log.get(v).tags and filled.log.get(v).rating is None
+    )
     lb.take_select.value = take_id
     card = lb.card
     assert take_id in lb.detail.value and "<audio" in card.player.value and not lb.rerun_button.disabled

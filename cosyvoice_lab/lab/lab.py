@@ -10,14 +10,13 @@ core, the client and the log.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cosyvoice_lab import catalog, html
+from cosyvoice_lab import catalog, folders, html
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.lab import history, measuring, planning, stage, sweep
 from cosyvoice_lab.lab.account import VoiceAccount
@@ -28,20 +27,16 @@ from cosyvoice_lab.lab.speaker import Speaker
 from cosyvoice_lab.lab.stage import MeasuringOptions, MeasuringStage
 from cosyvoice_lab.panel.server import panel_method
 from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
+from cosyvoice_lab.service.timeouts import DEFAULT_TIMEOUTS
 from cosyvoice_lab.take import Take, Takes, check_experiment
 from cosyvoice_lab.views.comparison import Comparison
 from cosyvoice_lab.views.report import report_method
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREVIEW = catalog.DEFAULT_PREVIEW_TEXT  # the preview read when none is given, by language
+DEFAULT_PREVIEW = planning.DEFAULT_PREVIEW_TEXT  # the preview read when none is given, by language
 DEFAULT_RETRY = RetryPolicy()  # frozen: one instance serves every Lab
-
-
-class _Unset(enum.Enum):
-    """Marks a keyword that was not passed (``None`` means something for ``rate``)."""
-
-    TOKEN = 0
 
 
 class Lab:
@@ -49,7 +44,7 @@ class Lab:
 
     Args:
         folder: where the experiment log and audio live (created if missing); default
-            ``catalog.default_lab_folder()``, the folder the notebooks and the CLI share.
+            ``folders.default_lab_folder()``, the folder the notebooks and the CLI share.
         log: a team's log, ``postgresql://...`` (the folder keeps this machine's files); default ``$COSYVOICE_LAB_LOG``.
         backend: ``"auto"`` (the real service when an API key is found, else the offline
             simulator), ``"dashscope"`` (a key is required) or ``"offline"``.
@@ -63,7 +58,7 @@ class Lab:
             instead of ``dashscope.aliyuncs.com``; the real service only.
         region, model, prefix, preview_text, sample_rate, response_format: defaults for designs.
         concurrency: an upper bound on requests in flight; by default the runner sizes it to
-            reach ``requests_per_second`` (Little's law, halved on 429; ``catalog.MAX_CONCURRENCY``).
+            reach ``requests_per_second`` (Little's law, halved on 429; at most ``Limits.max_concurrency``).
         requests_per_second: requests/second for all voice actions (designs, listings, queries), shared
             with other processes on this machine using the key; the service allows 10, the default keeps
             a margin; None for no limit. Synthesis keeps under the smaller of it and 3.
@@ -75,7 +70,6 @@ class Lab:
         retry: the retry policy of every request; timeout: seconds to wait for a design.
         model_profiles: offline, for the simulator this lab starts: how its models differ
             (``offline.profiles``), e.g. ``{"*": {"design_latency": 2}}``.
-        rate: deprecated spelling of ``requests_per_second`` (``rate`` means speaking speed).
     """
 
     def __init__(
@@ -93,21 +87,18 @@ class Lab:
         preview_text: str | None = None,
         sample_rate: int = catalog.DEFAULT_PREVIEW_SAMPLE_RATE,
         response_format: str = catalog.DEFAULT_PREVIEW_FORMAT,
-        concurrency: int | None = catalog.DEFAULT_CONCURRENCY,
-        requests_per_second: float | None = catalog.DEFAULT_CLIENT_RPS,
+        concurrency: int | None = None,
+        requests_per_second: float | None = DEFAULT_LIMITS.requests_per_second,
         measure: bool = True,
         measuring: MeasuringOptions | None = None,
         progress: bool = True,
         retry: RetryPolicy = DEFAULT_RETRY,
-        timeout: float = catalog.CREATE_TIMEOUT_S,
-        rate: float | _Unset | None = _Unset.TOKEN,
+        timeout: float = DEFAULT_TIMEOUTS.create,
         model_profiles=None,
     ):
         from cosyvoice_lab.log.experiment_log import ExperimentLog
 
-        if not isinstance(rate, _Unset):
-            requests_per_second = planning.deprecated_rate(rate, stacklevel=3)
-        self.log = ExperimentLog(catalog.log_location(folder, log), folder=folder)
+        self.log = ExperimentLog(folders.log_location(folder, log), folder=folder)
         self.region, self.model, self.prefix = region, model, prefix
         self.preview_text, self.sample_rate, self.response_format = preview_text, sample_rate, response_format
         self.concurrency, self.progress = concurrency, progress
@@ -282,7 +273,7 @@ class Lab:
         prompts: Sequence,
         *,
         models: Iterable[str] = catalog.COMPARE_MODELS,
-        repeats: int = catalog.DEFAULT_REPEATS,
+        repeats: int = planning.DEFAULT_REPEATS,
         preview_text: str | None = None,
         experiment: str | None = None,
         new_repeats: bool = False,

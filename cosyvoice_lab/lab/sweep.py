@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab.lab import planning
 from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
 from cosyvoice_lab.views.sweep import Sweep, label, primary_measures, sweep_table
 
@@ -97,7 +97,7 @@ def sweep(
     spec: PromptSpec,
     dimension: str,
     values: Sequence | None = None,
-    repeats: int = catalog.DEFAULT_REPEATS,
+    repeats: int = planning.DEFAULT_REPEATS,
     model: str | None = None,
     experiment: str | None = None,
     *,

@@ -24,7 +24,7 @@ The JSON API under the page (every answer ``application/json``; errors ``{"error
 ``POST /api/rating`` with ``{"session": S, "item": I, "rating": 1-5}``
     Records the rating (a second one replaces the first). 400: not that JSON object, or a
     rating that is not an integer 1-5; 404: unknown session, or an item not of this session;
-    413: a body over ``catalog.PANEL_MAX_BODY_BYTES``. Answers ``{"ok": true, "item": I,
+    413: a body over ``PanelSettings.max_body_bytes``. Answers ``{"ok": true, "item": I,
     "rating": R, "rated": n, "total": m}``.
 ``GET /audio/<id>``
     The preview's bytes (WAV, MP3 or Ogg), from the log's audio store; 404 for an unknown id.

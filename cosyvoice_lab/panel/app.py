@@ -18,10 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from cosyvoice_lab import catalog, html, jsontext
+from cosyvoice_lab import html, jsontext
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.panel.rounds import Round, parse_rater, parse_rating_request, token_ok
 from cosyvoice_lab.panel.server import is_loopback
+from cosyvoice_lab.panel.settings import PANEL
 
 SCRIPT_PATH = "/static/panel.js"
 HEADERS = {
@@ -123,7 +124,7 @@ def make_app(ctx: Context) -> web.Application:
         response.headers.update(HEADERS)
         return response
 
-    app = web.Application(middlewares=[guard], client_max_size=catalog.PANEL_MAX_BODY_BYTES)
+    app = web.Application(middlewares=[guard], client_max_size=PANEL.max_body_bytes)
     app[CONTEXT] = ctx
     app.router.add_get("/", _page)
     app.router.add_get(SCRIPT_PATH, _script)
@@ -158,8 +159,8 @@ async def _session(request: web.Request) -> web.Response:
 
 async def _rating(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    if request.content_length is not None and request.content_length > catalog.PANEL_MAX_BODY_BYTES:
-        return _error(413, f"a rating request is at most {catalog.PANEL_MAX_BODY_BYTES} bytes")
+    if request.content_length is not None and request.content_length > PANEL.max_body_bytes:
+        return _error(413, f"a rating request is at most {PANEL.max_body_bytes} bytes")
     try:
         body = jsontext.loads(await request.read())  # read() refuses a body over client_max_size (413)
     except ValueError:  # not JSON, not UTF-8, or nested too deep
