@@ -44,7 +44,7 @@ __all__ = ["Panel", "panel_method", "start"]
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: ``cosyvoice-lab --help`` imports panel.cli, which must not load the log and the views
+    # lazy: ``cosyvoice-lab --help`` imports cli.panel, which must not load the log and the views
     if name in __all__:
         from cosyvoice_lab.panel import server
 

@@ -1,6 +1,6 @@
 """``cosyvoice-lab panel --experiment NAME``: serve a blind listening panel until Ctrl-C.
 
-Prints the link raters open; on Ctrl-C prints each rater's progress. Registered by ``cli.py``.
+Prints the link raters open; on Ctrl-C prints each rater's progress. Registered by ``cli/main.py``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import json
 import sys
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.cli.exits import EXIT_INPUT, EXIT_OK
 from cosyvoice_lab.panel.settings import PANEL
-
-EXIT_OK, EXIT_INPUT = 0, 2
 
 
 def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:

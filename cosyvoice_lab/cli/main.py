@@ -1,6 +1,6 @@
 """The ``cosyvoice-lab`` command: design, compare, voices, log, offline.
 
-Exit codes scripts can trust:
+Exit codes scripts can trust (``exits.py``):
   0 success · 1 some takes this run sent failed · 2 bad input (nothing sent) · 3 no or rejected API key ·
   4 the service or network failed · 130 interrupted
 """
@@ -13,14 +13,14 @@ import logging
 import sys
 from pathlib import Path
 
-from cosyvoice_lab import __version__, catalog, cli_log, folders
+from cosyvoice_lab import __version__, catalog, folders
+from cosyvoice_lab.cli import log as cli_log
+from cosyvoice_lab.cli import panel as panel_cli
+from cosyvoice_lab.cli.exits import EXIT_AUTH, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SERVICE
 from cosyvoice_lab.credentials import OFFLINE_API_KEY, OFFLINE_HINT_CLI, OFFLINE_HINT_CODE
 from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError
 from cosyvoice_lab.lab.planning import DEFAULT_REPEATS
-from cosyvoice_lab.panel import cli as panel_cli
 from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
-
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 EPILOG = f"""examples:
   cosyvoice-lab design "a calm, deep male narrator in his fifties, slow and warm"
@@ -394,7 +394,3 @@ def main(argv: list[str] | None = None) -> int:
     except CosyVoiceLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SERVICE
-
-
-if __name__ == "__main__":
-    sys.exit(main())
