@@ -186,7 +186,3 @@ class Audio:
 
     def _repr_html_(self) -> str:
         return self.html()
-
-
-# Public classes report the module users import them from.
-Audio.__module__ = "cosyvoice_lab"

@@ -171,7 +171,3 @@ def resolve_api_key(
             f"Without a key, use the offline simulator: {OFFLINE_HINT_CODE}."
         )
     return found
-
-
-# Public classes report the module users import them from.
-Secret.__module__ = "cosyvoice_lab"

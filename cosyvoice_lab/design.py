@@ -281,7 +281,3 @@ def text_problems(name: str, text, limit: int) -> list[Problem]:
         listed = ", ".join(f"{script} ({chars[:10]})" for script, chars in foreign.items())
         out.append(Problem(name, "zh_en_only", f"must be Chinese or English only; found {listed}"))
     return out
-
-
-# Public classes report the module users import them from.
-VoiceDesign.__module__ = "cosyvoice_lab"

@@ -251,8 +251,3 @@ class Takes(list):
 
     def _repr_html_(self) -> str:
         return html.takes_grid(self)
-
-
-# Public classes report the module users import them from.
-Take.__module__ = "cosyvoice_lab"
-Takes.__module__ = "cosyvoice_lab"

@@ -387,7 +387,3 @@ class Lab:
     report = report_method  # the shareable HTML report: evidence, plots, compressed players (views/report.py)
     sweep, history = sweep.sweep_method, history.history_method  # one word swept; a take's lineage
     panel = panel_method  # lab.panel(experiment, kind=..., port=...): a listening round as a web page
-
-
-# Public classes report the module users import them from.
-Lab.__module__ = "cosyvoice_lab"

@@ -392,7 +392,3 @@ class PromptSpec:
         if not isinstance(data, dict):
             raise ValueError(f"a PromptSpec JSON must be an object, got {type(data).__name__}")
         return cls.from_dict(data)
-
-
-# Public classes report the module users import them from.
-PromptSpec.__module__ = "cosyvoice_lab"

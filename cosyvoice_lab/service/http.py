@@ -368,7 +368,3 @@ def _safe_retry(exc: Exception) -> bool:
 def _create_retry(exc: Exception) -> bool:
     """create_voice: only when the request surely stored nothing (refused, or never left)."""
     return isinstance(exc, RateLimited) or (isinstance(exc, TransportError) and exc.never_sent)
-
-
-# Public classes report the module users import them from.
-DashScopeClient.__module__ = "cosyvoice_lab"

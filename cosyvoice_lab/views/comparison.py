@@ -266,7 +266,3 @@ def group_takes(takes: Iterable, prompts: Iterable[str] | None = None, models: I
         if t.prompt in prompts and t.model in models:
             cells.setdefault((t.prompt, t.model), []).append(t)
     return TakeGrid(prompts, models, cells)
-
-
-# Public classes report the module users import them from.
-Comparison.__module__ = "cosyvoice_lab"
