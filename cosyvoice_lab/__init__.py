@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.2.0"
+from cosyvoice_lab.version import __version__
 
 if TYPE_CHECKING:
     from cosyvoice_lab.audio import Audio

@@ -31,7 +31,7 @@ def test_version_is_single_sourced():
     from importlib.metadata import version
 
     assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cosyvoice_lab.__version__"}
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cosyvoice_lab.version.__version__"}
     assert version("cosyvoice-lab") == cosyvoice_lab.__version__
 
 

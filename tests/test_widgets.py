@@ -11,8 +11,7 @@ import pytest
 
 from cosyvoice_lab import Lab, ValidationError, catalog
 from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import options
+from cosyvoice_lab.prompts.spec import PRESETS, options
 from cosyvoice_lab.views.listening import BlindSession, played_not_chosen, shuffled
 from cosyvoice_lab.widgets import ComparisonBoard, LogBrowser, PromptBuilder, TakeCard
 from cosyvoice_lab.widgets.browser import page_of, search

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from cosyvoice_lab import __version__, catalog, folders
+from cosyvoice_lab import catalog, folders
 from cosyvoice_lab.cli import log as cli_log
 from cosyvoice_lab.cli import panel as panel_cli
 from cosyvoice_lab.cli.exits import EXIT_AUTH, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SERVICE
@@ -21,6 +21,7 @@ from cosyvoice_lab.credentials import OFFLINE_API_KEY, OFFLINE_HINT_CLI, OFFLINE
 from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError
 from cosyvoice_lab.lab.planning import DEFAULT_REPEATS
 from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
+from cosyvoice_lab.version import __version__
 
 EPILOG = f"""examples:
   cosyvoice-lab design "a calm, deep male narrator in his fifties, slow and warm"

@@ -21,8 +21,7 @@ from aiohttp import web
 from cosyvoice_lab import html, jsontext
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.panel.rounds import Round, parse_rater, parse_rating_request, token_ok
-from cosyvoice_lab.panel.server import is_loopback
-from cosyvoice_lab.panel.settings import PANEL
+from cosyvoice_lab.panel.settings import PANEL, is_loopback
 
 SCRIPT_PATH = "/static/panel.js"
 HEADERS = {

@@ -8,27 +8,16 @@ and serves the page from its own thread and event loop, so that a notebook stays
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 from typing import Any
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.panel.rounds import Preview, Round, new_token
-from cosyvoice_lab.panel.settings import PANEL
+from cosyvoice_lab.panel.settings import PANEL, is_loopback
 from cosyvoice_lab.serving import LoopThread
 
 WILDCARDS = ("", "0.0.0.0", "::")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` serves this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve anywhere
-        return False
 
 
 def previews(log: Any, experiment: str) -> list[Preview]:

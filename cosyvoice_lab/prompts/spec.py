@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.prompts.lexicon import LEXICON
+from cosyvoice_lab.prompts.presets import PRESET_FIELDS
 
 DIMENSIONS = ("gender", "age", "pitch", "pace", "volume", "timbre", "emotion", "articulation", "accent", "scenario")
 FIELDS = (*DIMENSIONS, "free_text")
@@ -322,8 +323,6 @@ class PromptSpec:
         Raises:
             ValueError: for an unknown name (the message lists the presets).
         """
-        from cosyvoice_lab.prompts.presets import PRESETS  # the presets are PromptSpecs themselves
-
         try:
             return PRESETS[name]
         except KeyError:
@@ -392,3 +391,7 @@ class PromptSpec:
         if not isinstance(data, dict):
             raise ValueError(f"a PromptSpec JSON must be an object, got {type(data).__name__}")
         return cls.from_dict(data)
+
+
+# Ready-made specs by name (``PromptSpec.preset``, the builder's dropdown), from ``presets.py``'s fields.
+PRESETS: dict[str, PromptSpec] = {name: PromptSpec(**fields) for name, fields in PRESET_FIELDS.items()}

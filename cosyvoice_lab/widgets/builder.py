@@ -15,8 +15,7 @@ from traitlets import validate
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
+from cosyvoice_lab.prompts.spec import DIMENSIONS, PRESETS, PromptSpec, options
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, by_model, guarded
 from cosyvoice_lab.widgets.drafting import (
     PromptDraft,
