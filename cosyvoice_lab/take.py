@@ -222,7 +222,7 @@ class Take:
         return f"<Take {self.take_id[:8]} {self.status} {self.model} {outcome} {prompt!r}{stars}{chosen}>"
 
     def _repr_html_(self) -> str:
-        return html.take_card(self)
+        return html.render("take.html.j2", take=self)
 
 
 # The fields to_dict writes and from_dict reads: the take's value, not how to load its audio.
@@ -250,4 +250,4 @@ class Takes(list):
     list would print reprs and no players)."""
 
     def _repr_html_(self) -> str:
-        return html.takes_grid(self)
+        return html.render("takes.html.j2", takes=list(self))

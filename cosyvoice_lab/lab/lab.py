@@ -149,8 +149,13 @@ class Lab:
         return f"<Lab {where}; log {self.log.location}; model {self.model}>"
 
     def _repr_html_(self) -> str:
-        return html.lab_summary(
-            offline=self.offline, region=self.region, host=self.client.host, folder=self.log.location, model=self.model
+        return html.render(
+            "lab.html.j2",
+            offline=self.offline,
+            region=self.region,
+            host=self.client.host,
+            folder=self.log.location,
+            model=self.model,
         )
 
     # --- one take -------------------------------------------------------------------------

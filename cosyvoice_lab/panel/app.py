@@ -69,7 +69,9 @@ def _refused(request: web.Request, message: str, page: str) -> web.Response:
     """403: JSON (``message``) for the API and the audio; for a person who opened the page itself,
     a short page (``page``) that says what to do, never anything of the round."""
     if request.method == "GET" and request.path == "/":
-        return web.Response(status=403, text=html.panel_refused(page), content_type="text/html")
+        return web.Response(
+            status=403, text=html.render("panel_refused.html.j2", message=page), content_type="text/html"
+        )
     return _error(403, message)
 
 
@@ -135,7 +137,9 @@ def make_app(ctx: Context) -> web.Application:
 
 async def _page(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    return web.Response(text=html.panel_page(kind=ctx.round.kind, script=SCRIPT_PATH), content_type="text/html")
+    return web.Response(
+        text=html.render("panel.html.j2", kind=ctx.round.kind, script=SCRIPT_PATH), content_type="text/html"
+    )
 
 
 async def _script(request: web.Request) -> web.Response:

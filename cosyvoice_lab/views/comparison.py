@@ -6,7 +6,7 @@ ratings given in a widget show up here at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -212,7 +212,16 @@ class Comparison:
 
     def html(self) -> str:
         """The grid: rows = prompts, columns = models, each cell the players of its repeats."""
-        return html.comparison_grid(self.experiment, self.models, self.grid.rows(), pending=len(self.pending))
+        return comparison_grid(self.experiment, self.models, self.grid.rows(), pending=len(self.pending))
+
+
+def comparison_grid(
+    experiment: str, models: Sequence[str], rows: Sequence[tuple[str, Sequence]], *, pending: int = 0
+) -> str:
+    """Prompts × models: ``rows`` are ``(prompt, [takes of each model, in models' order])``;
+    each cell shows the players of its repeats (or why a take has none). ``pending``: takes
+    whose measures are still being computed (said under the title)."""
+    return html.render("comparison.html.j2", experiment=experiment, models=models, rows=rows, pending=pending)
 
 
 def _model_column(df) -> str:

@@ -131,8 +131,13 @@ class Evidence:
         primary = [{"question": r.question, **result_cells(r)} for r in self.primary.itertuples()]
         rest = [{"question": r.question, **result_cells(r)} for r in self.exploratory.itertuples()]
         prefs = self.preferences.rows() if self.preferences is not None else []
-        return html.evidence_table(
-            experiment=self.experiment, rows=primary, exploratory=rest, preferences=prefs, next_steps=self.next_steps()
+        return html.render(
+            "evidence.html.j2",
+            experiment=self.experiment,
+            rows=primary,
+            exploratory=rest,
+            preferences=prefs,
+            next_steps=self.next_steps(),
         )
 
 

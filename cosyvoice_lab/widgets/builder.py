@@ -13,9 +13,10 @@ import threading
 import ipywidgets as widgets
 from traitlets import validate
 
-from cosyvoice_lab import catalog, html
+from cosyvoice_lab import catalog
 from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
 from cosyvoice_lab.prompts.spec import DIMENSIONS, PRESETS, PromptSpec, options
+from cosyvoice_lab.widgets import snippets
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, by_model, guarded
 from cosyvoice_lab.widgets.drafting import (
     PromptDraft,
@@ -267,7 +268,7 @@ class PromptBuilder(widgets.VBox):
     def _show_edited(self) -> None:
         edited = self._draft.edited
         self.rerender_button.disabled = not edited
-        self.edited_note.value = html.edited_note() if edited else ""
+        self.edited_note.value = snippets.edited_note() if edited else ""
 
     # --- validation ----------------------------------------------------------------------------
     @property
@@ -290,7 +291,7 @@ class PromptBuilder(widgets.VBox):
         self.counters.value = _counters_html(self.prompt.value, preview)
         _, problems, warnings = self.check()
         problems = [*self._spec_problems(), *problems]
-        self.messages.value = html.check_messages(problems, warnings)
+        self.messages.value = snippets.check_messages(problems, warnings)
         self.design_button.disabled = self.running or bool(problems)
         return problems
 
@@ -407,4 +408,4 @@ class PromptBuilder(widgets.VBox):
 
 def _counters_html(prompt: str, preview: str) -> str:
     over = len(prompt) > catalog.VOICE_PROMPT_MAX or len(preview) > catalog.PREVIEW_TEXT_MAX
-    return html.counters(counters_text(prompt, preview), over=over)
+    return snippets.counters(counters_text(prompt, preview), over=over)
