@@ -38,9 +38,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cosyvoice_lab.panel.server import Panel, panel_method, start
+    from cosyvoice_lab.panel.server import Panel, start
 
-__all__ = ["Panel", "panel_method", "start"]
+__all__ = ["Panel", "start"]
 
 
 def __getattr__(name: str) -> Any:

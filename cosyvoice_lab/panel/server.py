@@ -161,14 +161,3 @@ class Panel:
 def start(log: Any, experiment: str, **options: Any) -> Panel:
     """A started :class:`Panel` (``options``: kind, host, port, require_token)."""
     return Panel(log, experiment, **options).start()
-
-
-def panel_method(lab: Any, experiment: str, **options: Any) -> Panel:
-    """Serve a blind listening panel over ``experiment`` of this lab's log; returns the running
-    :class:`~cosyvoice_lab.panel.Panel` (open ``.url``; ``.progress()``, ``.evidence()``, ``.stop()``).
-
-    Args:
-        kind: "preference" (default) or "adherence". port: default ``PanelSettings.port`` (0: a
-            free one). host: default 127.0.0.1; another address needs the join token in the link.
-    """
-    return start(lab.log, experiment, **options)
