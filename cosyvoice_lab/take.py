@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.audio import Audio
@@ -251,3 +251,17 @@ class Takes(list):
 
     def _repr_html_(self) -> str:
         return html.render("takes.html.j2", takes=list(self))
+
+
+class TakeSource(Protocol):
+    """What reads takes from a log expects of it (an ``ExperimentLog`` is one): the views, the
+    exports. The one Protocol for it."""
+
+    @property
+    def folder(self) -> Path: ...
+
+    def takes(self, **filters: Any) -> list[Take]: ...
+
+    def to_dataframe(self, **filters: Any) -> Any: ...
+
+    def get(self, take_id: str) -> Take: ...

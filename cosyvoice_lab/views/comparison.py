@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from cosyvoice_lab import catalog, html
+from cosyvoice_lab.take import TakeSource
 
 
 class PendingMeasures(Protocol):
@@ -21,16 +22,6 @@ class PendingMeasures(Protocol):
     def wait(
         self, take_ids: Iterable[str] | None = None, *, quality: bool = True, timeout: float | None = None
     ) -> list[str]: ...
-
-
-class TakeSource(Protocol):
-    """What a comparison reads from a log (an ``ExperimentLog`` is one)."""
-
-    def takes(self, **filters: Any) -> list: ...
-
-    def to_dataframe(self, **filters: Any) -> Any: ...
-
-    def get(self, take_id: str) -> Any: ...
 
 
 @dataclass
