@@ -103,7 +103,6 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_LIMITS.requests_per_second,
         help=f"request rate (default {DEFAULT_LIMITS.requests_per_second:g}; service limit {catalog.ENROLLMENT_RPS:g})",
     )
-    # deprecated spelling, kept for one release: `rate` means speaking speed
 
     v = sub.add_parser("voices", help="the account's voices: list, delete, cleanup")
     vs = v.add_subparsers(dest="voices_command", required=True, metavar="ACTION")
