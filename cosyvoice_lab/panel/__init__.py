@@ -1,7 +1,7 @@
 """The listening panel: a blind round served as a web page, for raters who do not run notebooks.
 
 A shell (like ``widgets``) over the log and the views: ``cosyvoice-lab panel --experiment NAME``
-or ``lab.panel(NAME)`` serves a page; each rater opens the link, gives a name and gets their own
+or ``panel.start(lab.log, NAME)`` serves a page; each rater opens the link, gives a name and gets their own
 session: every ok take of the experiment with a preview, shuffled under a fresh random seed kept
 on the server, labelled A, B, ... Each rating (1-5) is written to the log as it is given
 (``log.add_rating(take, rating, rater=NAME, kind=KIND, session_id=...)``), so a closed tab loses
