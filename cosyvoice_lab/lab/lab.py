@@ -30,6 +30,7 @@ from cosyvoice_lab.lab.speaker import Speaker
 from cosyvoice_lab.lab.stage import MeasuringOptions, MeasuringStage
 from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
 from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
+from cosyvoice_lab.service.retry import DEFAULT_RETRY
 from cosyvoice_lab.service.timeouts import DEFAULT_TIMEOUTS
 from cosyvoice_lab.take import Take, Takes, check_experiment
 from cosyvoice_lab.views.comparison import Comparison
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
     from cosyvoice_lab.views.sweep import Sweep
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PREVIEW = planning.DEFAULT_PREVIEW_TEXT  # the preview read when none is given, by language
-DEFAULT_RETRY = RetryPolicy()  # frozen: one instance serves every Lab
 
 
 class Lab:
