@@ -330,7 +330,3 @@ def _any_language_problems(name: str, text: str, limit: int) -> list[Problem]:
             Problem(name, "visible", f"must hold no invisible or control characters; found {', '.join(hidden[:5])}")
         )
     return out
-
-
-# Public classes report the module users import them from.
-VoiceDesign.__module__ = "cosyvoice_lab"

@@ -202,11 +202,11 @@ def test_sessions_recorded_with_labels_are_still_read():
 
 
 def test_a_blind_card_shows_no_mark_from_outside_the_round():
-    from cosyvoice_lab import html
+    from cosyvoice_lab.widgets.cards import card_header
 
     take = FakeTake("t0", "plus", "deep voice", played=True, chosen=True)
     take.voice_status = "DELETED"  # type: ignore[attr-defined]
-    header = html.card_header(take, label="C", blind=True)  # type: ignore[arg-type]
+    header = card_header(take, label="C", blind=True)  # type: ignore[arg-type]
     assert "C" in header and not any(mark in header for mark in ("kept", "heard", "DELETED", "plus", "deep"))
 
 

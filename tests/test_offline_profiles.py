@@ -18,6 +18,7 @@ import requests
 import soundfile as sf
 
 from cosyvoice_lab import catalog, cli
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import ModelProfile, serve, shared
 from cosyvoice_lab.offline.engine import render, settings_for
 from cosyvoice_lab.offline.profiles import DEFAULTS, merge_options, parse_option, resolve
@@ -210,7 +211,7 @@ def test_cli_plants_a_profile(tmp_path):
             "--port",
             str(port),
             "--api-key",
-            catalog.OFFLINE_API_KEY,
+            OFFLINE_API_KEY,
             "--state",
             str(tmp_path),
             "--profile",
@@ -223,7 +224,7 @@ def test_cli_plants_a_profile(tmp_path):
         text=True,
     )
     try:
-        sim = type("Remote", (), {"base_url": f"http://127.0.0.1:{port}/api/v1", "api_key": catalog.OFFLINE_API_KEY})
+        sim = type("Remote", (), {"base_url": f"http://127.0.0.1:{port}/api/v1", "api_key": OFFLINE_API_KEY})
         for _ in range(100):
             try:
                 create(sim, FLASH, *PROMPTS[0])

@@ -21,6 +21,7 @@ import requests
 import soundfile as sf
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import Faults, Simulator, serve, shared
 
 PATH = catalog.CUSTOMIZATION_PATH
@@ -412,7 +413,7 @@ def test_key_resolution(monkeypatch):
     assert Simulator().api_key == "sk-from-env"
     assert Simulator(api_key="sk-arg").api_key == "sk-arg"
     monkeypatch.delenv("DASHSCOPE_API_KEY")
-    assert Simulator().api_key == catalog.OFFLINE_API_KEY
+    assert Simulator().api_key == OFFLINE_API_KEY
 
 
 def test_key_never_logged(caplog):

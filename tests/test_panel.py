@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cosyvoice_lab import Lab, html
 from cosyvoice_lab.offline import serve
-from cosyvoice_lab.panel import Panel
+from cosyvoice_lab.panel import Panel, start
 from cosyvoice_lab.panel.rounds import parse_rater, parse_rating_request, token_ok
 
 PROMPTS = ["A calm middle-aged man with a warm, deep voice.", "A bright young woman who speaks quickly and cheerfully."]
@@ -40,7 +40,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture
 def panel(lab):
-    with lab.panel(EXPERIMENT, port=0) as p:
+    with start(lab.log, EXPERIMENT, port=0) as p:
         yield p
 
 
@@ -119,7 +119,7 @@ def test_a_preference_round_reveals_no_model_voice_take_or_prompt(lab, panel):
 
 def test_an_adherence_round_shows_each_description_and_records_the_kind(lab):
     prompts_of = {t.take_id: t.prompt for t in lab.log.takes(experiment=EXPERIMENT)}
-    with lab.panel(EXPERIMENT, kind="adherence", port=0) as panel:
+    with start(lab.log, EXPERIMENT, kind="adherence", port=0) as panel:
         assert "how well it matches its description" in requests.get(panel.url, timeout=10).text
         session = join(panel, "fay")
         assert {i["description"] for i in session["items"]} == set(PROMPTS)
@@ -248,7 +248,7 @@ def test_cosyvoice_lab_panel_serves_until_ctrl_c_and_prints_the_progress(lab):
 
 
 def test_lab_panel_returns_a_running_panel(lab):
-    panel = lab.panel(EXPERIMENT, port=0)
+    panel = start(lab.log, EXPERIMENT, port=0)
     url = panel.url
     try:
         assert requests.get(url, timeout=10).status_code == 200

@@ -10,6 +10,7 @@ from browser import CHROMIUM, MISSING, launch
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.offline import serve
+from cosyvoice_lab.panel import start
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -70,7 +71,7 @@ def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with lab.panel(EXPERIMENT, port=0) as panel, sync_playwright() as p:
+    with start(lab.log, EXPERIMENT, port=0) as panel, sync_playwright() as p:
         browser = launch(p, autoplay=True)
         try:
             desk = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -119,7 +120,7 @@ def test_a_double_click_saves_one_rating_and_the_page_shows_what_the_log_keeps(l
     left the page showing one and the log holding the other. The buttons wait for the answer."""
     from playwright.sync_api import expect, sync_playwright
 
-    with lab.panel(EXPERIMENT, port=0) as panel, sync_playwright() as p:
+    with start(lab.log, EXPERIMENT, port=0) as panel, sync_playwright() as p:
         browser = launch(p, autoplay=True)
         try:
             page = browser.new_context(viewport={"width": 390, "height": 800}).new_page()

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from cosyvoice_lab import catalog
 from cosyvoice_lab.design import VoiceDesign, foreign_characters
 from cosyvoice_lab.prompts.lexicon import LEXICON, read_claims
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PromptSpec, options
+from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PRESETS, PromptSpec, options
 
 LANGUAGES = ("en", "zh")
 ZH_PUNCTUATION = set("，、。")

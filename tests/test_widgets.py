@@ -10,9 +10,8 @@ import time
 import pytest
 
 from cosyvoice_lab import Lab, ValidationError, catalog
-from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import options
+from cosyvoice_lab.lab.planning import DEFAULT_PREVIEW_TEXT
+from cosyvoice_lab.prompts.spec import PRESETS, options
 from cosyvoice_lab.views.listening import BlindSession, played_not_chosen, shuffled
 from cosyvoice_lab.widgets import ComparisonBoard, LogBrowser, PromptBuilder, TakeCard
 from cosyvoice_lab.widgets.browser import page_of, search
@@ -58,7 +57,7 @@ def test_preset_fills_the_choices_and_renders_the_prompt(lab):
     assert b.prompt.value == spec.render("en") and b.spec == spec
     n = len(b.prompt.value)
     assert f"prompt {n}/{catalog.VOICE_PROMPT_MAX}" in b.counters.value
-    assert f"preview {len(DEFAULT_PREVIEW['en'])}/{catalog.PREVIEW_TEXT_MAX}" in b.counters.value
+    assert f"preview {len(DEFAULT_PREVIEW_TEXT['en'])}/{catalog.PREVIEW_TEXT_MAX}" in b.counters.value
     assert "ready to design" in b.messages.value and not b.design_button.disabled
 
 
@@ -68,9 +67,9 @@ def test_language_toggle_renders_chinese_and_relabels_the_choices(lab):
     assert b.prompt.value == PRESETS["news_anchor"].render("zh")
     assert b.dimensions["age"].options == (("—", ""), *options("age", "zh"))
     assert b.dimensions["age"].value == "middle-aged"  # relabelling kept the choice
-    assert b.preview_text.value == DEFAULT_PREVIEW["zh"]  # the default preview follows the language
+    assert b.preview_text.value == DEFAULT_PREVIEW_TEXT["zh"]  # the default preview follows the language
     b.language.value = "en"
-    assert b.prompt.value == PRESETS["news_anchor"].render("en") and b.preview_text.value == DEFAULT_PREVIEW["en"]
+    assert b.prompt.value == PRESETS["news_anchor"].render("en") and b.preview_text.value == DEFAULT_PREVIEW_TEXT["en"]
 
 
 def test_changing_a_choice_rerenders_and_leaves_the_preset(lab):

@@ -16,11 +16,10 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from scipy import stats as _st
 
-from cosyvoice_lab import catalog
 from cosyvoice_lab.analysis import inference
 
-POWER = catalog.EVIDENCE_POWER  # the chance a planned experiment finds the difference
-MAX_REPEATS = catalog.EVIDENCE_MAX_REPEATS  # above this, repeats_needed gives up (None)
+POWER = 0.8  # the chance a planned experiment finds the difference
+MAX_REPEATS = 200  # repeats per cell above which repeats_needed gives up (None)
 _SD_POINTS = 41  # quantiles of the spread's uncertainty averaged over
 _CHUNK = 12  # repeats tried at once
 

@@ -32,6 +32,12 @@ UNSETTLED = ("unknown", "interrupted")  # a voice may exist for these: reconcile
 # on late voices after a 5xx; if one ever appears, ``cleanup`` lists it as an orphan.
 ANSWERED_CODES = ("InternalError", "ServiceUnavailable", "ModelUnavailable")
 
+RECONCILE_WINDOW_S = 120.0  # how far a listed voice's gmt_create may sit from our send time to be adopted
+# A take whose create outcome is unknown stays 'unknown' until a listing made this long after it
+# was sent finds no voice (the service's designs take seconds; a voice can be stored after the
+# client gave up).
+LATE_VOICE_GRACE_S = 60.0
+
 
 class VoiceAccount:
     """The voices of one API key, kept in step with an experiment log.
@@ -48,8 +54,8 @@ class VoiceAccount:
         client: DashScopeClient,
         experiment_log: Any,
         *,
-        reconcile_window_s: float = catalog.RECONCILE_WINDOW_S,
-        grace_s: float = catalog.LATE_VOICE_GRACE_S,
+        reconcile_window_s: float = RECONCILE_WINDOW_S,
+        grace_s: float = LATE_VOICE_GRACE_S,
     ):
         self.client, self.log, self.reconcile_window_s = client, experiment_log, reconcile_window_s
         self.grace_s = grace_s

@@ -7,7 +7,7 @@ in ``folder/audio`` / a table of the same database); every other part is the sam
 
 A log on PostgreSQL still has a local ``folder`` for what belongs to one machine, not to the
 team: the offline simulator's voices, reports, temporary files. It is the lab folder
-(``catalog.default_lab_folder()``) unless one is given; nothing of the log's record is kept there.
+(``folders.default_lab_folder()``) unless one is given; nothing of the log's record is kept there.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, folders
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log import migrations
 from cosyvoice_lab.log.annotations import Annotations, Utterances
@@ -77,7 +77,7 @@ def open_parts(
             )
 
         db: Any = PgDatabase(str(location), busy_timeout_s=busy_timeout_s)
-        local = Path(folder if folder is not None else catalog.default_lab_folder()).expanduser().absolute()
+        local = Path(folder if folder is not None else folders.default_lab_folder()).expanduser().absolute()
         try:
             local.mkdir(parents=True, exist_ok=True)  # for this machine's files (reports, simulator voices)
         except OSError as exc:

@@ -33,7 +33,6 @@ from pathlib import Path
 from cosyvoice_lab import catalog
 
 DB_FILE = "voices.sqlite3"
-LEGACY_FILE = "voices.json"  # the store before version 2, migrated on first open
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 _SERVICE_TZ = timezone(timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
 # columns of their own (queried or ordered on); everything else of a voice is the JSON body
@@ -142,8 +141,6 @@ class Registry:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _connect(self.path)
-        if self.path is not None:
-            self._migrate_json(self.path.parent / LEGACY_FILE)
 
     def __repr__(self):
         return f"<Registry {self.path or 'in memory'} quota={self.quota}>"
@@ -153,23 +150,11 @@ class Registry:
         count-then-insert cannot interleave with another process's."""
         return _Transaction(self._db, self._lock)
 
-    def _migrate_json(self, legacy: Path) -> None:
-        with self._write() as db:
-            done = db.execute("SELECT 1 FROM meta WHERE key = 'json_migrated'").fetchone()
-            if done or not legacy.exists():
-                return
-            data = json.loads(legacy.read_text(encoding="utf-8"))
-            for voice in sorted(data.get("voices", []), key=lambda v: v.get("seq", 0)):
-                self._insert(db, voice, ignore=True)
-            db.execute("INSERT INTO meta (key, value) VALUES ('json_migrated', ?)", (str(time.time()),))
-        legacy.replace(legacy.with_name(LEGACY_FILE + ".migrated"))  # kept, but clearly not live
-
     @staticmethod
-    def _insert(db: sqlite3.Connection, voice: dict, *, ignore: bool = False) -> int:
+    def _insert(db: sqlite3.Connection, voice: dict) -> int:
         body = {k: v for k, v in voice.items() if k not in (*_COLUMNS, "seq")}
-        verb = "INSERT OR IGNORE" if ignore else "INSERT"
         cur = db.execute(
-            f"{verb} INTO voices (voice_id, prefix, created, modified, status, ready_at, body) "
+            "INSERT INTO voices (voice_id, prefix, created, modified, status, ready_at, body) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (*(voice.get(k) for k in _COLUMNS), json.dumps(body, ensure_ascii=False)),
         )

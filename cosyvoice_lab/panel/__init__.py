@@ -1,7 +1,7 @@
 """The listening panel: a blind round served as a web page, for raters who do not run notebooks.
 
 A shell (like ``widgets``) over the log and the views: ``cosyvoice-lab panel --experiment NAME``
-or ``lab.panel(NAME)`` serves a page; each rater opens the link, gives a name and gets their own
+or ``panel.start(lab.log, NAME)`` serves a page; each rater opens the link, gives a name and gets their own
 session: every ok take of the experiment with a preview, shuffled under a fresh random seed kept
 on the server, labelled A, B, ... Each rating (1-5) is written to the log as it is given
 (``log.add_rating(take, rating, rater=NAME, kind=KIND, session_id=...)``), so a closed tab loses
@@ -24,7 +24,7 @@ The JSON API under the page (every answer ``application/json``; errors ``{"error
 ``POST /api/rating`` with ``{"session": S, "item": I, "rating": 1-5}``
     Records the rating (a second one replaces the first). 400: not that JSON object, or a
     rating that is not an integer 1-5; 404: unknown session, or an item not of this session;
-    413: a body over ``catalog.PANEL_MAX_BODY_BYTES``. Answers ``{"ok": true, "item": I,
+    413: a body over ``PanelSettings.max_body_bytes``. Answers ``{"ok": true, "item": I,
     "rating": R, "rated": n, "total": m}``.
 ``GET /audio/<id>``
     The preview's bytes (WAV, MP3 or Ogg), from the log's audio store; 404 for an unknown id.
@@ -38,13 +38,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cosyvoice_lab.panel.server import Panel, panel_method, start
+    from cosyvoice_lab.panel.server import Panel, start
 
-__all__ = ["Panel", "panel_method", "start"]
+__all__ = ["Panel", "start"]
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: ``cosyvoice-lab --help`` imports panel.cli, which must not load the log and the views
+    # lazy: ``cosyvoice-lab --help`` imports cli.panel, which must not load the log and the views
     if name in __all__:
         from cosyvoice_lab.panel import server
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from cosyvoice_lab import catalog, html, jsontext
+from cosyvoice_lab import html, jsontext
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.panel.rounds import Round, parse_rater, parse_rating_request, token_ok
-from cosyvoice_lab.panel.server import is_loopback
+from cosyvoice_lab.panel.settings import PANEL, is_loopback
 
 SCRIPT_PATH = "/static/panel.js"
 HEADERS = {
@@ -69,7 +69,9 @@ def _refused(request: web.Request, message: str, page: str) -> web.Response:
     """403: JSON (``message``) for the API and the audio; for a person who opened the page itself,
     a short page (``page``) that says what to do, never anything of the round."""
     if request.method == "GET" and request.path == "/":
-        return web.Response(status=403, text=html.panel_refused(page), content_type="text/html")
+        return web.Response(
+            status=403, text=html.render("panel_refused.html.j2", message=page), content_type="text/html"
+        )
     return _error(403, message)
 
 
@@ -123,7 +125,7 @@ def make_app(ctx: Context) -> web.Application:
         response.headers.update(HEADERS)
         return response
 
-    app = web.Application(middlewares=[guard], client_max_size=catalog.PANEL_MAX_BODY_BYTES)
+    app = web.Application(middlewares=[guard], client_max_size=PANEL.max_body_bytes)
     app[CONTEXT] = ctx
     app.router.add_get("/", _page)
     app.router.add_get(SCRIPT_PATH, _script)
@@ -135,7 +137,9 @@ def make_app(ctx: Context) -> web.Application:
 
 async def _page(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    return web.Response(text=html.panel_page(kind=ctx.round.kind, script=SCRIPT_PATH), content_type="text/html")
+    return web.Response(
+        text=html.render("panel.html.j2", kind=ctx.round.kind, script=SCRIPT_PATH), content_type="text/html"
+    )
 
 
 async def _script(request: web.Request) -> web.Response:
@@ -158,8 +162,8 @@ async def _session(request: web.Request) -> web.Response:
 
 async def _rating(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    if request.content_length is not None and request.content_length > catalog.PANEL_MAX_BODY_BYTES:
-        return _error(413, f"a rating request is at most {catalog.PANEL_MAX_BODY_BYTES} bytes")
+    if request.content_length is not None and request.content_length > PANEL.max_body_bytes:
+        return _error(413, f"a rating request is at most {PANEL.max_body_bytes} bytes")
     try:
         body = jsontext.loads(await request.read())  # read() refuses a body over client_max_size (413)
     except ValueError:  # not JSON, not UTF-8, or nested too deep

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.panel.settings import PANEL
 from cosyvoice_lab.views.listening import anonymous_label, shuffled
 
 ID_BYTES = 12  # random bytes of an item or audio id (16 characters)
@@ -200,5 +201,5 @@ def token_ok(expected: str | None, given: object) -> bool:
 
 
 def new_token() -> str:
-    """A fresh join token (``catalog.PANEL_TOKEN_BYTES`` random bytes, URL-safe)."""
-    return secrets.token_urlsafe(catalog.PANEL_TOKEN_BYTES)
+    """A fresh join token (``PanelSettings.token_bytes`` random bytes, URL-safe)."""
+    return secrets.token_urlsafe(PANEL.token_bytes)

@@ -8,26 +8,16 @@ and serves the page from its own thread and event loop, so that a notebook stays
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 from typing import Any
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.panel.rounds import Preview, Round, new_token
+from cosyvoice_lab.panel.settings import PANEL, is_loopback
 from cosyvoice_lab.serving import LoopThread
 
 WILDCARDS = ("", "0.0.0.0", "::")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` serves this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve anywhere
-        return False
 
 
 def previews(log: Any, experiment: str) -> list[Preview]:
@@ -47,7 +37,7 @@ class Panel:
         experiment: the experiment whose ok takes are rated.
         kind: "preference" (nothing of model or prompt shown) or "adherence" (each take's
             description shown: how well does the voice match it?).
-        host, port: where to listen (``catalog.PANEL_HOST`` / ``PANEL_PORT``; port 0 picks a
+        host, port: where to listen (``PanelSettings.host`` / ``.port``; port 0 picks a
             free one). A host other than a loopback address serves other machines: then a
             random join token is required, carried by :attr:`url`.
         require_token: force the token on (True) or off (False); default: off on loopback only.
@@ -62,8 +52,8 @@ class Panel:
         experiment: str,
         *,
         kind: str = "preference",
-        host: str = catalog.PANEL_HOST,
-        port: int = catalog.PANEL_PORT,
+        host: str = PANEL.host,
+        port: int = PANEL.port,
         require_token: bool | None = None,
     ) -> None:
         self.log, self.experiment, self.host = log, experiment, host
@@ -171,14 +161,3 @@ class Panel:
 def start(log: Any, experiment: str, **options: Any) -> Panel:
     """A started :class:`Panel` (``options``: kind, host, port, require_token)."""
     return Panel(log, experiment, **options).start()
-
-
-def panel_method(lab: Any, experiment: str, **options: Any) -> Panel:
-    """Serve a blind listening panel over ``experiment`` of this lab's log; returns the running
-    :class:`~cosyvoice_lab.panel.Panel` (open ``.url``; ``.progress()``, ``.evidence()``, ``.stop()``).
-
-    Args:
-        kind: "preference" (default) or "adherence". port: default ``catalog.PANEL_PORT`` (0: a
-            free one). host: default 127.0.0.1; another address needs the join token in the link.
-    """
-    return start(lab.log, experiment, **options)

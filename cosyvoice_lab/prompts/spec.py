@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.prompts.lexicon import LEXICON
+from cosyvoice_lab.prompts.presets import PRESET_FIELDS
 
 DIMENSIONS = ("gender", "age", "pitch", "pace", "volume", "timbre", "emotion", "articulation", "accent", "scenario")
 FIELDS = (*DIMENSIONS, "free_text")
@@ -323,8 +324,6 @@ class PromptSpec:
         Raises:
             ValueError: for an unknown name (the message lists the presets).
         """
-        from cosyvoice_lab.prompts.presets import PRESETS  # the presets are PromptSpecs themselves
-
         try:
             return PRESETS[name]
         except KeyError:
@@ -395,5 +394,5 @@ class PromptSpec:
         return cls.from_dict(data)
 
 
-# Public classes report the module users import them from.
-PromptSpec.__module__ = "cosyvoice_lab"
+# Ready-made specs by name (``PromptSpec.preset``, the builder's dropdown), from ``presets.py``'s fields.
+PRESETS: dict[str, PromptSpec] = {name: PromptSpec(**fields) for name, fields in PRESET_FIELDS.items()}

@@ -42,8 +42,10 @@ from cosyvoice_lab.errors import (
     TransportError,
     VoiceNotReady,
 )
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
 from cosyvoice_lab.service.retry import DEFAULT_RETRY, Retrier, RetryPolicy, parse_retry_after
 from cosyvoice_lab.service.speech import fix_wav_sizes
+from cosyvoice_lab.service.timeouts import DEFAULT_TIMEOUTS
 from cosyvoice_lab.service.wire import (
     USER_AGENT,
     CreatedVoice,
@@ -108,9 +110,9 @@ class DashScopeClient:
         region: str = catalog.DEFAULT_REGION,
         base_url: str | None = None,
         workspace: str | None = None,
-        create_timeout: float = catalog.CREATE_TIMEOUT_S,
-        timeout: float = catalog.MANAGE_TIMEOUT_S,
-        connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
+        create_timeout: float = DEFAULT_TIMEOUTS.create,
+        timeout: float = DEFAULT_TIMEOUTS.manage,
+        connect_timeout: float = DEFAULT_TIMEOUTS.connect,
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
@@ -131,8 +133,8 @@ class DashScopeClient:
         self.session = requests.Session()
         # one kept connection per request the runner may have in flight (the default keeps 10 and
         # discards the rest after each answer, so every request past ten would connect anew)
-        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=catalog.MAX_CONCURRENCY))
-        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=catalog.MAX_CONCURRENCY))
+        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=DEFAULT_LIMITS.max_concurrency))
+        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=DEFAULT_LIMITS.max_concurrency))
         self.session.headers.update(
             {
                 "Content-Type": "application/json",
@@ -380,8 +382,8 @@ class DashScopeClient:
         self,
         voice_id: str,
         *,
-        timeout: float = catalog.VOICE_READY_TIMEOUT_S,
-        interval: float = catalog.VOICE_READY_INTERVAL_S,
+        timeout: float = DEFAULT_TIMEOUTS.voice_ready,
+        interval: float = DEFAULT_TIMEOUTS.voice_ready_interval,
     ) -> VoiceInfo:
         """Poll ``query_voice`` until the voice is OK (contract §4.5).
 
@@ -409,7 +411,3 @@ def _safe_retry(exc: Exception) -> bool:
 def _create_retry(exc: Exception) -> bool:
     """create_voice: only when the request surely stored nothing (refused, or never left)."""
     return isinstance(exc, RateLimited) or (isinstance(exc, TransportError) and exc.never_sent)
-
-
-# Public classes report the module users import them from.
-DashScopeClient.__module__ = "cosyvoice_lab"

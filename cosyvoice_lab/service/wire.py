@@ -7,11 +7,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab import catalog
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.credentials import Secret, redact
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import APIError, api_error
+from cosyvoice_lab.version import __version__
 
 UTC8 = dt.timezone(dt.timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
 

@@ -337,7 +337,7 @@ class BlindSession:
             (self.label(t), by_id[t], by_id[t].prompt if self.kind == "adherence" else "", self.ratings.get(t))
             for t in self.order
         ]
-        return html.listening_round(kind=self.kind, rater=self.rater, cards=cards, rated=len(self.ratings))
+        return html.render("listening.html.j2", kind=self.kind, rater=self.rater, cards=cards, rated=len(self.ratings))
 
     @property
     def unrated(self) -> list[str]:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from cosyvoice_lab import catalog, html
+from cosyvoice_lab import catalog
 from cosyvoice_lab.log.ratings import check_kind, who
 from cosyvoice_lab.views.comparison import TakeGrid, group_takes
 from cosyvoice_lab.views.listening import BlindSession, RevealSummary
+from cosyvoice_lab.widgets import snippets
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
 
 BLIND_COLUMNS = 3
@@ -161,16 +162,16 @@ class ComparisonBoard(widgets.VBox):
         arranged = self._arranged(takes)
         prompts, models = arranged.prompts, arranged.models
         self.cards = {}
-        cells: list[widgets.Widget] = [widgets.HTML(html.bold("prompt"))]
-        cells += [widgets.HTML(html.bold(m)) for m in models]
+        cells: list[widgets.Widget] = [widgets.HTML(snippets.bold("prompt"))]
+        cells += [widgets.HTML(snippets.bold(m)) for m in models]
         for i, prompt in enumerate(prompts):
-            cells.append(widgets.HTML(html.numbered_prompt(i, prompt)))
+            cells.append(widgets.HTML(snippets.numbered_prompt(i, prompt)))
             for model in models:
                 cards = [
                     self._card(t, label=f"r{t.repeat}" if t.repeat is not None else None)
                     for t in arranged.cell(prompt, model)
                 ]
-                cells.append(widgets.VBox(cards or [widgets.HTML(html.EMPTY_CELL)]))
+                cells.append(widgets.VBox(cards or [widgets.HTML(snippets.EMPTY_CELL)]))
         columns = f"minmax(12em, 22em) repeat({len(models)}, minmax(20em, 1fr))"
         self.grid.children = [widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=columns))]
         ok = sum(t.ok for t in takes)
@@ -258,7 +259,7 @@ class ComparisonBoard(widgets.VBox):
         )
         if session.kind != "adherence":
             return card
-        return widgets.VBox([widgets.HTML(html.blind_description(card.take.prompt)), card])
+        return widgets.VBox([widgets.HTML(snippets.blind_description(card.take.prompt)), card])
 
     def _blind_rated(self, take, rating) -> None:
         assert self.session is not None  # blind cards exist only inside a session
@@ -269,7 +270,7 @@ class ComparisonBoard(widgets.VBox):
         s = self.session
         assert s is not None
         left = s.unrated
-        self.status.value = html.blind_status(
+        self.status.value = snippets.blind_status(
             s.session_id,
             s.seed if s.revealed else None,  # the seed and the take ids uncover the labels
             len(s.order) - len(left),

@@ -13,10 +13,10 @@ import threading
 import ipywidgets as widgets
 from traitlets import validate
 
-from cosyvoice_lab import catalog, html
-from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
+from cosyvoice_lab import catalog
+from cosyvoice_lab.lab.planning import DEFAULT_PREVIEW_TEXT
+from cosyvoice_lab.prompts.spec import DIMENSIONS, PRESETS, PromptSpec, options
+from cosyvoice_lab.widgets import snippets
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, by_model, guarded
 from cosyvoice_lab.widgets.drafting import (
     PromptDraft,
@@ -130,9 +130,9 @@ class PromptBuilder(widgets.VBox):
         )
         self.prefix = widgets.Text(value=self.lab.prefix, description="prefix", layout=widgets.Layout(width="14em"))
         self.preview_text = widgets.Textarea(
-            value=self.lab.preview_text or DEFAULT_PREVIEW[language],
+            value=self.lab.preview_text or DEFAULT_PREVIEW_TEXT[language],
             description="preview",
-            placeholder=DEFAULT_PREVIEW[language],
+            placeholder=DEFAULT_PREVIEW_TEXT[language],
             layout=widgets.Layout(width="98%", height="3.5em"),
         )
         self.experiment = widgets.Text(value=experiment, description="experiment", layout=widgets.Layout(width="20em"))
@@ -224,9 +224,9 @@ class PromptBuilder(widgets.VBox):
                 w.value = value
         finally:
             self._syncing = False
-        if self.preview_text.value.strip() in ("", DEFAULT_PREVIEW[change.old]):
-            self.preview_text.value = DEFAULT_PREVIEW[change.new]  # the default follows the language
-        self.preview_text.placeholder = DEFAULT_PREVIEW[change.new]
+        if self.preview_text.value.strip() in ("", DEFAULT_PREVIEW_TEXT[change.old]):
+            self.preview_text.value = DEFAULT_PREVIEW_TEXT[change.new]  # the default follows the language
+        self.preview_text.placeholder = DEFAULT_PREVIEW_TEXT[change.new]
         self._render()
 
     def _choices(self) -> dict:
@@ -275,7 +275,7 @@ class PromptBuilder(widgets.VBox):
     def _show_edited(self) -> None:
         edited = self._draft.edited
         self.rerender_button.disabled = not edited
-        self.edited_note.value = html.edited_note() if edited else ""
+        self.edited_note.value = snippets.edited_note() if edited else ""
 
     # --- validation ----------------------------------------------------------------------------
     @property
@@ -294,11 +294,11 @@ class PromptBuilder(widgets.VBox):
         )
 
     def _validate(self) -> list[str]:
-        preview = self.preview_text.value or DEFAULT_PREVIEW[self.language.value]
+        preview = self.preview_text.value or DEFAULT_PREVIEW_TEXT[self.language.value]
         self.counters.value = _counters_html(self.prompt.value, preview, self.models)
         _, problems, warnings = self.check()
         problems = [*self._spec_problems(), *problems]
-        self.messages.value = html.check_messages(problems, warnings)
+        self.messages.value = snippets.check_messages(problems, warnings)
         self.design_button.disabled = self.running or bool(problems)
         return problems
 
@@ -419,4 +419,4 @@ def _row(*children) -> widgets.HBox:
 
 
 def _counters_html(prompt: str, preview: str, models) -> str:
-    return html.counters(counters_text(prompt, preview, models), over=over_limits(prompt, preview, models))
+    return snippets.counters(counters_text(prompt, preview, models), over=over_limits(prompt, preview, models))

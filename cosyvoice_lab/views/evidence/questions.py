@@ -1,4 +1,4 @@
-"""The questions an evidence table asks, and the test each is answered by (``views.evidence``
+"""The questions an evidence table asks, and the test each is answered by (``table.py``
 holds the table, its multiplicity rule, its verdicts and its view).
 
 A question is one measure compared between two groups within blocks: models within prompts

@@ -1,6 +1,6 @@
 """``cosyvoice-lab panel --experiment NAME``: serve a blind listening panel until Ctrl-C.
 
-Prints the link raters open; on Ctrl-C prints each rater's progress. Registered by ``cli.py``.
+Prints the link raters open; on Ctrl-C prints each rater's progress. Registered by ``cli/main.py``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import sys
 
 from cosyvoice_lab import catalog
-
-EXIT_OK, EXIT_INPUT = 0, 2
+from cosyvoice_lab.cli.exits import EXIT_INPUT, EXIT_OK
+from cosyvoice_lab.panel.settings import PANEL
 
 
 def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -31,11 +31,11 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="preference: how much do you like it (nothing of model or prompt shown); "
         "adherence: how well does it match its description (shown)",
     )
-    p.add_argument("--port", type=int, default=catalog.PANEL_PORT, help=f"default {catalog.PANEL_PORT}; 0: a free one")
+    p.add_argument("--port", type=int, default=PANEL.port, help=f"default {PANEL.port}; 0: a free one")
     p.add_argument(
         "--host",
-        default=catalog.PANEL_HOST,
-        help=f"address to listen on (default {catalog.PANEL_HOST}: this machine only); "
+        default=PANEL.host,
+        help=f"address to listen on (default {PANEL.host}: this machine only); "
         "any other serves other machines and puts a join token in the link",
     )
     return p

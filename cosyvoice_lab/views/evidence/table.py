@@ -22,8 +22,8 @@ For an open primary question, ``repeats_needed`` is planned for the smallest dif
 matters (``analysis.planning.Matters``: 1 st of pitch, 10 % of speaking rate, 1 LU, 0.2 MOS, 0.5
 stars, 0.5 s; ``effect`` overrides any) at the row's level, with the pilot's spread taken as
 uncertain; ``Evidence.next_steps()`` says it in words and how to draw them. Blind preference
-rounds are also read as preferences (:attr:`Evidence.preferences`, ``views.preference_table``).
-The questions and their tests are built in ``views.evidence_questions``.
+rounds are also read as preferences (:attr:`Evidence.preferences`, ``preferences.py`` beside this one).
+The questions and their tests are built in ``questions.py`` beside this one.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 
 from cosyvoice_lab import html
 from cosyvoice_lab.analysis import inference, names, planning, stats
-from cosyvoice_lab.views import evidence_questions as questions
-from cosyvoice_lab.views.preference_table import Preferences, preferences
+from cosyvoice_lab.views.evidence import questions
+from cosyvoice_lab.views.evidence.preferences import Preferences, preferences
 
 COLUMNS = (
     "question",
@@ -131,8 +131,13 @@ class Evidence:
         primary = [{"question": r.question, **result_cells(r)} for r in self.primary.itertuples()]
         rest = [{"question": r.question, **result_cells(r)} for r in self.exploratory.itertuples()]
         prefs = self.preferences.rows() if self.preferences is not None else []
-        return html.evidence_table(
-            experiment=self.experiment, rows=primary, exploratory=rest, preferences=prefs, next_steps=self.next_steps()
+        return html.render(
+            "evidence.html.j2",
+            experiment=self.experiment,
+            rows=primary,
+            exploratory=rest,
+            preferences=prefs,
+            next_steps=self.next_steps(),
         )
 
 
