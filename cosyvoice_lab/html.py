@@ -365,6 +365,13 @@ def history_table(**context: Any) -> str:
     return _render("history.html.j2", **context)
 
 
+def tuning_summary(**context: Any) -> str:
+    """A tuning (``experiment``, ``verdict``, ``designs``, ``best_prompt``, ``best_model``,
+    ``best_path``): ``goals`` (goal, band, best, interval texts), ``similarity``, ``reference`` (an
+    Audio or None), ``players`` (label, take), ``rows`` of candidates (``cells`` per goal)."""
+    return _render("tuning.html.j2", **context)
+
+
 def listening_round(*, kind: str, rater: str, cards: Sequence[tuple[str, Any, str, int | None]], rated: int) -> str:
     """A blind listening round: ``cards`` are ``(label, take, description or "", rating)`` in
     presentation order; only the label, the player (no tooltip), the description (adherence

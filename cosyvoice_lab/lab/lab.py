@@ -19,7 +19,7 @@ from typing import Any
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.lab import history, measuring, planning, stage, sweep
+from cosyvoice_lab.lab import history, measuring, planning, stage, sweep, tune
 from cosyvoice_lab.lab.account import VoiceAccount
 from cosyvoice_lab.lab.backend import connect
 from cosyvoice_lab.lab.designer import Designer, all_or_raise
@@ -395,6 +395,7 @@ class Lab:
     remeasure, closest = measuring.remeasure_method, measuring.closest_method  # measures of logged takes
     report = report_method  # the shareable HTML report: evidence, plots, compressed players (views/report.py)
     sweep, history = sweep.sweep_method, history.history_method  # one word swept; a take's lineage
+    tune = tune.tune_method  # search for the description whose designs measure as asked (tune.py)
     panel = panel_method  # lab.panel(experiment, kind=..., port=...): a listening round as a web page
 
 
