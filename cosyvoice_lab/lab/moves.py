@@ -116,7 +116,7 @@ def spec_from_text(text: str) -> PromptSpec:
 
 
 def _word_phrase(word: str, language: str) -> str:
-    return f"{word}。" if language == "zh" else f"The voice is {word}."
+    return f"关键词：{word}。" if language == "zh" else f"Keywords: {word}."
 
 
 def _word_moves(spec: PromptSpec, language: str) -> Iterator[tuple[Move, PromptSpec]]:

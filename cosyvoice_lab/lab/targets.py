@@ -51,7 +51,12 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, str]] = {
     "speaking_rate": (0.10, "rel"),
     "loudness_lufs": (2.0, "abs"),
 }
-_BY_SUFFIX = (("_semitones", (0.5, "abs")), ("_db", (1.5, "abs")), ("_db_oct", (1.0, "abs")), ("_percent", (0.25, "rel")))
+_BY_SUFFIX = (
+    ("_semitones", (0.5, "abs")),
+    ("_db", (1.5, "abs")),
+    ("_db_oct", (1.0, "abs")),
+    ("_percent", (0.25, "rel")),
+)
 _FALLBACK = (0.10, "rel")
 
 _AMOUNT = re.compile(r"^\s*(?P<sign>[+-]?)\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[^\d\s].*?)?\s*$")
@@ -184,7 +189,11 @@ def _goal(column: str, value: object, field: str) -> tuple[str, float] | Problem
             return Problem(field, "format", f"{value!r}: semitones are relative, write them with a sign ('-3 st')")
         return ("shift", number)
     if unit == "hz" and pitch:
-        return Problem(field, "range", f"{value!r} is not a pitch") if number <= 0 else ("absolute", 12 * math.log2(number / names.PITCH_REFERENCE_HZ))
+        return (
+            Problem(field, "range", f"{value!r} is not a pitch")
+            if number <= 0
+            else ("absolute", 12 * math.log2(number / names.PITCH_REFERENCE_HZ))
+        )
     if pitch:
         return Problem(field, "unit", f"{value!r}: unknown unit for pitch; expected {help_}")
     if unit in ("", "lu", "db", "abs", "ms") or unit == "lufs":
@@ -202,7 +211,9 @@ def _tolerance(column: str, value: object, field: str) -> tuple[float, str] | Pr
     else:
         read = _amount(value)
         if read is None or read[0]:
-            return Problem(field, "format", f"cannot read {value!r}; expected a positive amount like '1 st', '2' or '10 %'")
+            return Problem(
+                field, "format", f"cannot read {value!r}; expected a positive amount like '1 st', '2' or '10 %'"
+            )
         _, number, unit = read
     if not (math.isfinite(number) and number > 0):
         return Problem(field, "range", f"a tolerance must be positive, got {value!r}")
@@ -233,10 +244,14 @@ def read_targets(target: object, tolerance: Mapping | None = None) -> tuple[list
             return [], [Problem("target", "profile", f"unknown profile {target!r}; profiles: {', '.join(PROFILES)}")]
         target = PROFILES[target]
     if not isinstance(target, Mapping):
-        return [], [Problem("target", "type", f"expected a dict of measures or a profile name, got {type(target).__name__}")]
+        return [], [
+            Problem("target", "type", f"expected a dict of measures or a profile name, got {type(target).__name__}")
+        ]
     tolerance = tolerance or {}
     if not isinstance(tolerance, Mapping):
-        problems.append(Problem("tolerance", "type", f"expected a dict like {{'pitch': '1 st'}}, got {type(tolerance).__name__}"))
+        problems.append(
+            Problem("tolerance", "type", f"expected a dict like {{'pitch': '1 st'}}, got {type(tolerance).__name__}")
+        )
         tolerance = {}
     tolerances: dict[str, tuple[object, object]] = {}
     for key, value in tolerance.items():

@@ -42,7 +42,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,7 @@ class Candidate:
         return moves[::-1]
 
 
+@lru_cache(maxsize=256)
 def _t(df: float) -> float:
     from scipy import stats
 
@@ -146,6 +147,7 @@ class Search:
         self.by_key: dict[tuple[str, str], Candidate] = {}
         self.effects = Effects()
         self.spent = self.sent = 0
+        self.spent_out = False  # the budget left cannot pay for a new candidate and its repeats
         self.goals: dict[str, float] = {}
         self.bands: dict[str, float] = {}
         self.incumbents: list[tuple[int, int]] = []  # (designs used, best candidate) after each round
@@ -224,8 +226,9 @@ class Search:
 
         scores = []
         for take in candidate.takes.values():
-            if take.ok and take.audio_path:
-                score = float(self.reference[1] @ embedding(take.audio))
+            audio = take.audio if take.ok and take.audio_path else None
+            if audio is not None:
+                score = float(self.reference[1] @ embedding(audio))
                 if math.isfinite(score):
                     scores.append(score)
         candidate.similarity = scores
@@ -273,7 +276,9 @@ class Search:
         if len(candidate.takes) < self.repeats:
             return False
         for column, e in self.estimates(candidate).items():
-            if not (self.goals[column] - self.bands[column] <= e.low and e.high <= self.goals[column] + self.bands[column]):
+            if not (
+                self.goals[column] - self.bands[column] <= e.low and e.high <= self.goals[column] + self.bands[column]
+            ):
                 return False
         return True
 
@@ -358,7 +363,14 @@ class Search:
                 break
         if jobs:
             return jobs
-        return [(c, 0) for c in self.propose(ranked, WIDTH)]
+        # keep enough budget to design the best candidate ``repeats`` times: an answer with evidence
+        width = min(WIDTH, self.budget - self.spent - (self.repeats - 1))
+        proposed = self.propose(ranked, width) if width > 0 else []
+        if not proposed and ranked and ranked[0].tried < self.repeats and width <= 0:
+            return [(ranked[0], r) for r in range(ranked[0].tried, self.repeats)]
+        if not proposed and width <= 0:
+            self.spent_out = True
+        return [(c, 0) for c in proposed]
 
     def run(self, prompt) -> str:
         """The whole search; returns why it stopped: "reached", "budget" or "stuck"."""
@@ -375,7 +387,7 @@ class Search:
                 return "budget"
             jobs = self.plan()
             if not jobs:
-                return "stuck"
+                return "budget" if self.spent_out else "stuck"
             round_ += 1
             self.send(jobs, f"round {round_}")
 
@@ -395,7 +407,9 @@ def read_reference(reference: object) -> tuple[Audio | None, list[Problem]]:
     if isinstance(reference, Audio):
         return reference, []
     if not isinstance(reference, (str, os.PathLike)):
-        return None, [Problem("reference", "type", f"expected an Audio or a path to a recording, got {type(reference).__name__}")]
+        return None, [
+            Problem("reference", "type", f"expected an Audio or a path to a recording, got {type(reference).__name__}")
+        ]
     path = Path(reference)
     if not path.is_file():
         return None, [Problem("reference", "missing", f"{str(path)!r} is not a file")]
@@ -413,22 +427,36 @@ def _reference_targets(audio: Audio, text: str, tolerance) -> tuple[dict[str, fl
     for column in REVERSE_MEASURES:
         value = found.get(column)
         if isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 or column == "hnr_db"):
-            target[column] = float(value)
+            target[column] = round(float(value), 2)
     if "median_f0_hz" not in target:
         problems.append(Problem("reference", "speech", "the recording holds no voiced speech to measure"))
-    tolerances = {c: (f"{a * 100:g} %" if how == "rel" else a) for c, (a, how) in REVERSE_MEASURES.items() if c in target}
+    tolerances = {
+        c: (f"{a * 100:g} %" if how == "rel" else a) for c, (a, how) in REVERSE_MEASURES.items() if c in target
+    }
     return target, {**tolerances, **(tolerance or {})}, problems
 
 
 def _check_numbers(budget, repeats, models) -> list[Problem]:
     problems = []
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        problems.append(Problem("budget", "range", f"the number of designs to spend must be an integer >= 1, got {budget!r}"))
+        problems.append(
+            Problem("budget", "range", f"the number of designs to spend must be an integer >= 1, got {budget!r}")
+        )
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
-        problems.append(Problem("repeats", "range", f"designs per candidate must be an integer >= 2 (an interval needs two), got {repeats!r}"))
+        problems.append(
+            Problem(
+                "repeats",
+                "range",
+                f"designs per candidate must be an integer >= 2 (an interval needs two), got {repeats!r}",
+            )
+        )
     if not problems and budget < repeats * len(models):
         problems.append(
-            Problem("budget", "range", f"{budget} designs cannot even design the start {repeats} times on {len(models)} model(s)")
+            Problem(
+                "budget",
+                "range",
+                f"{budget} designs cannot even design the start {repeats} times on {len(models)} model(s)",
+            )
         )
     unknown = [m for m in models if m not in catalog.MODELS]
     if unknown or not models:
@@ -492,7 +520,9 @@ def tune(
         reference_target, tolerance, found = _reference_targets(audio, design_text, tolerance)
         problems += found
     if target is None and reference is None:
-        problems.append(Problem("target", "missing", "name a target (e.g. {'pitch': '-3 st'}) or a reference recording"))
+        problems.append(
+            Problem("target", "missing", "name a target (e.g. {'pitch': '-3 st'}) or a reference recording")
+        )
         targets: list[Target] = []
     else:
         wanted = target if target is not None else reference_target
@@ -544,7 +574,14 @@ def _check_slots(lab, adding: int) -> None:
     free = lab.account.quota()["free"]
     if free < adding:
         raise ValidationError(
-            [Problem("budget", "quota", f"the account has {free} free voice slots, fewer than the {adding} designs the budget allows; run lab.cleanup() or lower the budget")],
+            [
+                Problem(
+                    "budget",
+                    "quota",
+                    f"the account has {free} free voice slots, fewer than the {adding} designs the budget allows; "
+                    "run lab.cleanup() or lower the budget",
+                )
+            ],
             context="tune: nothing was sent",
         )
 
@@ -618,7 +655,7 @@ def _path(search: Search) -> list[dict]:
     out = []
     for spent, index in search.incumbents:
         c = search.candidates[index]
-        row = {"designs_used": spent, "candidate": index}
+        row: dict[str, float] = {"designs_used": spent, "candidate": index}
         for t in search.targets:
             v = c.values(t)
             row[t.column] = t.raw(float(np.mean(v))) if len(v) else math.nan

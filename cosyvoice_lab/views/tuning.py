@@ -72,7 +72,10 @@ class Tuning:
     def verdict(self) -> str:
         """One sentence: reached, or which measures are out of reach and how far."""
         if self.reached:
-            return f"target reached with evidence (every 90 % interval inside its tolerance) after {self.designs_used} designs"
+            return (
+                "target reached with evidence (every 90 % interval inside its tolerance) "
+                f"after {self.designs_used} designs"
+            )
         missed = "; ".join(
             f"{m['measure']} out of reach: closest {_number(m['closest'], self._raw_unit(m['column']))}, "
             f"goal {_number(m['goal'], self._raw_unit(m['column']))}, "
@@ -119,7 +122,9 @@ class Tuning:
                     "goal": f"{_number(g['goal'], unit)} ({g['text']})",
                     "band": f"{_number(g['low'], unit)} – {_number(g['high'], unit)}",
                     "best": _number(best[c], unit) if best is not None else "—",
-                    "interval": f"{_number(best[c + '_low'])} – {_number(best[c + '_high'])}" if best is not None else "—",
+                    "interval": f"{_number(best[c + '_low'])} – {_number(best[c + '_high'])}"
+                    if best is not None
+                    else "—",
                 }
             )
         has_similarity = "similarity" in self.table
@@ -149,7 +154,9 @@ class Tuning:
         return html.tuning_summary(
             experiment=self.experiment,
             verdict=self.verdict,
-            designs=f"{self.designs_used} design(s) used of a budget of {self.budget} ({self.new_designs} sent by this run)",
+            designs=(
+                f"{self.designs_used} design(s) used of a budget of {self.budget} ({self.new_designs} sent by this run)"
+            ),
             best_prompt=best_text,
             best_model=self.best_model,
             best_path="; ".join(self.best_path),
