@@ -9,7 +9,7 @@ import pytest
 
 from cosyvoice_lab import Lab, PromptSpec
 from cosyvoice_lab.errors import ValidationError
-from cosyvoice_lab.lab import tune as tuning
+from cosyvoice_lab.lab import search as tuning
 from cosyvoice_lab.lab.moves import Effects, Move, neighbours, spec_from_text
 from cosyvoice_lab.lab.stage import MeasuringOptions
 from cosyvoice_lab.lab.targets import PROFILES, read_targets
