@@ -2,7 +2,7 @@
 
 For each of N targets (fixed seeds) a hidden PromptSpec is drawn at random over the steering words
 (gender male or female, age, pitch, pace; each value or left out), designed 3 times on the offline simulator, and
-its mean median pitch and speaking rate become the target (tolerance 1 st and 10 %). Both
+its mean median pitch and speaking rate become the target (tolerance 10 % of each, pitch in Hz). Both
 searches start from the same description and stop at the same rule (a candidate designed at least
 3 times whose 90 % intervals lie inside both tolerances) or at the same budget:
 
@@ -56,7 +56,8 @@ def inside(takes, f0: float, rate: float) -> bool:
     st = np.array([12 * np.log2(t.metrics["median_f0_hz"] / f0) for t in takes if t.ok])
     r = np.array([t.metrics["speaking_rate"] for t in takes if t.ok])
     a, b = estimate(st), estimate(r)
-    return len(st) >= REPEATS and a.low >= -1 and a.high <= 1 and 0.9 * rate <= b.low and b.high <= 1.1 * rate
+    band = 12 * np.log2(1.1)  # 10 % of the pitch, in semitones (as lab.tune reads "10 %")
+    return len(st) >= REPEATS and a.low >= -band and a.high <= band and 0.9 * rate <= b.low and b.high <= 1.1 * rate
 
 
 def random_search(lab, rng: random.Random, f0: float, rate: float, budget: int, name: str) -> int:
@@ -93,13 +94,13 @@ def main() -> None:
             if hidden.gender is None:  # a voice of either sex at random: no description reaches the mean of both
                 hidden = hidden.replace(gender=rng.choice(["male", "female"]))
             f0, rate = means(lab.design(hidden, n=REPEATS, preview_text=PREVIEW, experiment=f"hidden-{seed}"))
-            if abs(12 * np.log2(f0 / start_f0)) <= 1 and abs(rate / start_rate - 1) <= 0.1:
+            if abs(f0 / start_f0 - 1) <= 0.1 and abs(rate / start_rate - 1) <= 0.1:
                 continue  # the start is already there: nothing to search for
             t0 = time.monotonic()
             tuned = lab.tune(
                 START,
                 target={"median_f0_hz": round(f0, 2), "speaking_rate": round(rate, 3)},
-                tolerance={"pitch": 1, "speaking_rate": "10 %"},
+                tolerance={"pitch": "10 %", "speaking_rate": "10 %"},
                 budget=args.budget,
                 preview_text=PREVIEW,
             )

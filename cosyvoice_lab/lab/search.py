@@ -13,7 +13,7 @@ search with successive halving of repeats**:
    designs each **once**;
 3. repeats go only to candidates whose interval still overlaps the target band: a one-design
    candidate is filled up to ``repeats`` (rung 2), a candidate with ``repeats`` that is close but
-   not yet proven gets ``repeats`` more, up to three times ``repeats`` (rung 3);
+   not yet proven gets ``repeats`` more, up to four times ``repeats`` (rung 3);
 4. it stops when a candidate's 90 % interval of every target measure lies inside its tolerance
    (two one-sided tests at 5 %: equivalence, the usual reading of "within tolerance with
    evidence"), when the budget is spent, or when no untried move is expected to come closer:
@@ -53,7 +53,7 @@ from cosyvoice_lab.prompts.spec import PromptSpec
 from cosyvoice_lab.take import Take
 
 LEVEL = 0.05  # each one-sided test of the equivalence (a 90 % interval inside the band)
-MAX_REPEATS_FACTOR = 3  # a candidate gets at most 3 x repeats designs
+MAX_REPEATS_FACTOR = 4  # a candidate gets at most 4 x repeats designs
 WIDTH = 4  # new candidates per round (each designed once)
 SIMILARITY_SCALE = 0.1  # reverse design: 0.1 of speaker similarity weighs as much as one tolerance
 

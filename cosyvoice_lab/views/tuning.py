@@ -86,8 +86,15 @@ class Tuning:
             "budget": f"budget spent ({self.designs_used} of {self.budget} designs)",
             "stuck": f"not reachable: no untried move is expected to come closer (after {self.designs_used} designs)",
         }.get(self.stopped, self.stopped)
-        if not missed:
-            missed = "the closest candidate's mean is inside the tolerance, but its interval is not yet"
+        if not missed:  # close, but not proven: more designs (or a wider tolerance) would settle it
+            why = {
+                "budget": f"budget spent ({self.designs_used} of {self.budget} designs)",
+                "stuck": f"not settled after {self.designs_used} designs",
+            }.get(self.stopped, self.stopped)
+            missed = (
+                "the closest candidate's mean is inside the tolerance, but its 90 % interval is not "
+                "(a larger budget, more repeats or a wider tolerance would settle it)"
+            )
         return f"{why}; {missed}"
 
     @staticmethod
