@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from cosyvoice_lab import __version__, catalog, cli_log
+from cosyvoice_lab import __version__, catalog, cli_log, cli_tune
 from cosyvoice_lab.credentials import OFFLINE_HINT_CLI, OFFLINE_HINT_CODE
 from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError
 from cosyvoice_lab.panel import cli as panel_cli
@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_log.add_parser(sub, common)  # log show / export / import / copy
 
     panel_cli.add_parser(sub, common)  # panel --experiment NAME: a listening round as a web page
+    cli_tune.add_parser(sub, common)  # tune START --target pitch=-3st: lab.tune from a terminal
     o = sub.add_parser("offline", help="run the offline simulator on 127.0.0.1 until Ctrl-C")
     o.add_argument("--port", type=int, default=8765)
     o.add_argument(
@@ -376,6 +377,7 @@ COMMANDS = {
     "log": cli_log.run,
     "offline": cmd_offline,
     "panel": panel_cli.run,
+    "tune": cli_tune.run,
 }
 
 

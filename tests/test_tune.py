@@ -2,6 +2,7 @@
 server whose voices follow the words), plus the pure parts (targets, moves, the stop rule) on
 planted numbers."""
 
+import json
 import math
 
 import numpy as np
@@ -20,15 +21,20 @@ NEUTRAL = PromptSpec(gender="male")
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None, seed=1) as sim:
-        yield Lab(
-            tmp_path_factory.mktemp("tune") / "lab",
-            backend="offline",
-            base_url=sim.base_url,
-            progress=False,
-            measuring=MeasuringOptions(predicted_quality=False),
-        )
+def sim():
+    with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None, seed=1) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def lab(sim, tmp_path_factory):
+    return Lab(
+        tmp_path_factory.mktemp("tune") / "lab",
+        backend="offline",
+        base_url=sim.base_url,
+        progress=False,
+        measuring=MeasuringOptions(predicted_quality=False),
+    )
 
 
 # --- targets: what a person writes ---------------------------------------------------------------
@@ -182,6 +188,23 @@ def test_reverse_design_comes_closer_to_a_reference_voice_with_an_interval(lab, 
     assert t.best.gender == "male"
     assert "speaker similarity to the reference" in t._repr_html_()
     assert str(tmp_path) not in t._repr_html_()  # the page shows the recording, not where it lives
+
+
+def test_the_cli_tunes_and_says_what_is_wrong_with_a_target(sim, tmp_path, capsys):
+    from cosyvoice_lab.cli import main
+
+    where = ["--folder", str(tmp_path / "cli-lab"), "--backend", "offline", "--base-url", sim.base_url]
+    assert main(["tune", "A man.", "--target", "pitch", "--target", "colour=3", *where]) == 2
+    err = capsys.readouterr().err
+    assert "--target: 'pitch': write MEASURE=VALUE" in err
+    assert main(["tune", "A man.", "--target", "colour=3", "--budget", "0", *where]) == 2
+    err = capsys.readouterr().err
+    assert "target[colour]: unknown measure" in err and "budget:" in err
+    argv = ["tune", "A man.", "--target", "pitch=-3st", "--budget", "15", "--preview-text", PREVIEW, "--json"]
+    code = main([*argv, *where])
+    out = json.loads(capsys.readouterr().out)
+    assert code == (0 if out["reached"] else 1) and out["designs_used"] <= 15
+    assert "low-pitched" in out["best"] or not out["reached"]
 
 
 @pytest.mark.slow
