@@ -207,6 +207,25 @@ def test_the_cli_tunes_and_says_what_is_wrong_with_a_target(sim, tmp_path, capsy
     assert "low-pitched" in out["best"] or not out["reached"]
 
 
+def test_the_tuning_panel_runs_shows_each_round_and_stops_on_request(lab):
+    from cosyvoice_lab.widgets import TuningPanel
+
+    panel = TuningPanel(lab, PromptSpec(gender="male", scenario="podcast"), preview_text=PREVIEW, budget=15)
+    panel.pitch.value, panel.rate.value = -3, 0
+    assert panel.target() == {"pitch": "-3 st"}
+    panel.run_button.click()
+    assert panel.wait(300) and not panel.errors.errors
+    assert panel.tuning.stopped in ("reached", "budget", "stuck") and panel.tuning.designs_used <= 15
+    assert not panel.run_button.disabled and panel.stop_button.disabled
+    stopping = TuningPanel(lab, PromptSpec(gender="female", scenario="podcast"), preview_text=PREVIEW, budget=15)
+    stopping.pitch.value = 3
+    stopping.run_button.click()
+    stopping.stop_button.click()  # asked before the first round ends: the search stops after it
+    assert stopping.wait(300) and not stopping.errors.errors
+    assert stopping.tuning.stopped == "stopped" and stopping.tuning.designs_used == 3
+    assert stopping.tuning.verdict.startswith("stopped on request after 3 designs")
+
+
 @pytest.mark.slow
 def test_from_a_bright_young_woman_to_a_hidden_deep_slow_old_man_within_60_designs(lab):
     hidden = lab.design(

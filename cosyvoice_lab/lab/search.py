@@ -37,9 +37,10 @@ so ``lab.history(tuning.best_take)`` shows the path from the start.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
+from typing import Any
 
 import numpy as np
 
@@ -361,8 +362,9 @@ class Search:
             self.spent_out = True
         return [(c, 0) for c in proposed]
 
-    def run(self, prompt) -> str:
-        """The whole search; returns why it stopped: "reached", "budget" or "stuck"."""
+    def run(self, prompt, on_round: Callable[[Search], Any] | None = None) -> str:
+        """The whole search; returns why it stopped: "reached", "budget", "stuck", or "stopped"
+        (``on_round(search)``, called after each round, returned True)."""
         self.start(prompt)
         round_ = 0
         while True:
@@ -370,6 +372,8 @@ class Search:
             ranked = self.measured()
             if ranked:
                 self.incumbents.append((self.spent, ranked[0].index))
+            if on_round is not None and on_round(self):
+                return "stopped"
             if any(self.inside(c) for c in ranked):
                 return "reached"
             if self.spent >= self.budget:

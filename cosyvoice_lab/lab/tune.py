@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,7 @@ def tune(
     keep: bool = False,
     check_quota: bool = True,
     experiment: str | None = None,
+    on_round: Callable[[Tuning], Any] | None = None,
 ) -> Tuning:
     """Search for the description whose designs measure as ``target`` asks (see the module doc).
 
@@ -134,6 +135,8 @@ def tune(
             start with fewer than the budget.
         experiment: the experiment name (default: derived from the arguments, so that running the
             same call again resumes it).
+        on_round: called after each round with the tuning so far (``stopped`` "running"); a true
+            return stops the search there (``stopped`` "stopped"): for a live view and a stop button.
     Returns:
         a :class:`~cosyvoice_lab.views.tuning.Tuning`.
     Raises:
@@ -193,7 +196,8 @@ def tune(
     )
     if check_quota:
         _check_slots(lab, budget - sum(len(v) for v in search.existing.values()))
-    why = search.run(start)
+    follow = None if on_round is None else (lambda s: on_round(_result(s, "running", start, audio)))
+    why = search.run(start, follow)
     tuning = _result(search, why, start, audio)
     if not keep:
         _clean_up(lab, tuning)

@@ -31,7 +31,8 @@ class Tuning:
             it): ``lab.design(tuning.best)`` and ``lab.compare([tuning.best, ...])`` take it as it is.
         best_model: the model it was designed on.
         reached: a candidate's 90 % interval of every target measure lies inside its tolerance.
-        stopped: "reached", "budget" (spent) or "stuck" (no untried move is expected to come closer).
+        stopped: "reached", "budget" (spent), "stuck" (no untried move is expected to come closer),
+            "stopped" (``on_round`` asked) or "running" (a view of a search under way).
         designs_used: designs this tuning has used, all runs together; ``new_designs``: sent by this run.
         table: one row per candidate: ``candidate``, ``parent``, ``change``, ``voice_prompt``,
             ``target_model``, ``n``, ``score`` (distance from the target in tolerances), ``reached``,
@@ -71,31 +72,32 @@ class Tuning:
     @property
     def verdict(self) -> str:
         """One sentence: reached, or which measures are out of reach and how far."""
+        used = self.designs_used
         if self.reached:
+            return f"target reached with evidence (every 90 % interval inside its tolerance) after {used} designs"
+        if not self.out_of_reach:  # close, but not proven: more designs (or a wider tolerance) would settle it
+            why = {"stuck": f"not settled after {used} designs"}.get(self.stopped) or self._why()
             return (
-                "target reached with evidence (every 90 % interval inside its tolerance) "
-                f"after {self.designs_used} designs"
+                f"{why}; the closest candidate's mean is inside the tolerance, but its 90 % interval is not "
+                "(a larger budget, more repeats or a wider tolerance would settle it)"
             )
+        label = "out of reach" if self.stopped == "stuck" else "not reached"
         missed = "; ".join(
-            f"{m['measure']} out of reach: closest {_number(m['closest'], self._raw_unit(m['column']))}, "
+            f"{m['measure']} {label}: closest {_number(m['closest'], self._raw_unit(m['column']))}, "
             f"goal {_number(m['goal'], self._raw_unit(m['column']))}, "
             f"{_number(m['beyond_tolerance'], m['unit'])} {m['direction']} the tolerance band"
             for m in self.out_of_reach
         )
-        why = {
-            "budget": f"budget spent ({self.designs_used} of {self.budget} designs)",
-            "stuck": f"not reachable: no untried move is expected to come closer (after {self.designs_used} designs)",
+        return f"{self._why()}; {missed}"
+
+    def _why(self) -> str:
+        used = self.designs_used
+        return {
+            "budget": f"budget spent ({used} of {self.budget} designs)",
+            "stuck": f"not reachable: no untried move is expected to come closer (after {used} designs)",
+            "stopped": f"stopped on request after {used} designs",
+            "running": f"running: {used} of {self.budget} designs so far",
         }.get(self.stopped, self.stopped)
-        if not missed:  # close, but not proven: more designs (or a wider tolerance) would settle it
-            why = {
-                "budget": f"budget spent ({self.designs_used} of {self.budget} designs)",
-                "stuck": f"not settled after {self.designs_used} designs",
-            }.get(self.stopped, self.stopped)
-            missed = (
-                "the closest candidate's mean is inside the tolerance, but its 90 % interval is not "
-                "(a larger budget, more repeats or a wider tolerance would settle it)"
-            )
-        return f"{why}; {missed}"
 
     @staticmethod
     def _raw_unit(column: str) -> str:
