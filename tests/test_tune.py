@@ -114,6 +114,44 @@ def test_a_measured_effect_replaces_the_words_prior():
     assert effects.expected(move, "median_f0_hz") == -2.0
 
 
+def test_the_tuning_page_shows_hostile_text_as_text():
+    import pandas as pd
+
+    from cosyvoice_lab.views.tuning import Tuning
+
+    hostile = "<script>alert(1)</script>"
+    table = pd.DataFrame(
+        [
+            {
+                "candidate": 0,
+                "change": hostile,
+                "voice_prompt": hostile,
+                "n": 1,
+                "score": 2.0,
+                "reached": False,
+                "median_f0_hz": 120.0,
+                "median_f0_hz_low": math.nan,
+                "median_f0_hz_high": math.nan,
+            }
+        ]
+    )
+    goal = {
+        "column": "median_f0_hz",
+        "name": "pitch",
+        "unit": "st",
+        "text": hostile,
+        "goal": 100.0,
+        "low": 94.4,
+        "high": 105.9,
+    }
+    t = Tuning(
+        hostile, hostile, hostile, "cosyvoice-v3.5-plus", False, "budget", 3, 3, 3, table, [goal], best_path=[hostile]
+    )
+    page = t.html()
+    assert "<script>" not in page and page.count("&lt;script&gt;") >= 5
+    assert t.verdict.startswith("budget spent (3 of 3 designs)")
+
+
 # --- the stop rule, on planted numbers -------------------------------------------------------------
 def _claims(true_mean: float, n: int, runs: int = 4000, seed: int = 0) -> float:
     """How often the stop rule says 'inside 0 ± 1' for n draws around ``true_mean`` (sd 0.6)."""
