@@ -356,11 +356,12 @@ class Search:
         # keep enough budget to design the best candidate ``repeats`` times: an answer with evidence
         width = min(WIDTH, self.budget - self.spent - (self.repeats - 1))
         proposed = self.propose(ranked, width) if width > 0 else []
-        if not proposed and ranked and ranked[0].tried < self.repeats and width <= 0:
+        if proposed:
+            return [(c, 0) for c in proposed]
+        if ranked and ranked[0].tried < self.repeats:  # the answer, closest or not, gets its interval
             return [(ranked[0], r) for r in range(ranked[0].tried, self.repeats)]
-        if not proposed and width <= 0:
-            self.spent_out = True
-        return [(c, 0) for c in proposed]
+        self.spent_out = width <= 0
+        return []
 
     def run(self, prompt, on_round: Callable[[Search], Any] | None = None) -> str:
         """The whole search; returns why it stopped: "reached", "budget", "stuck", or "stopped"
