@@ -105,13 +105,15 @@ def test_a_description_reads_as_a_spec_and_every_neighbour_is_one_move_away():
     assert zh and all("\u4e00" <= m.after[0] <= "\u9fff" for m in zh)  # a Chinese word for a Chinese prompt
 
 
-def test_a_measured_effect_replaces_the_words_prior():
+def test_measured_effects_outweigh_the_words_prior_as_they_accumulate():
     move = Move("pitch", None, "low")
     effects = Effects()
     assert effects.expected(move, "median_f0_hz") == -3.0  # the prior: "deep, low-pitched" lowers pitch
-    effects.learn(move, {"median_f0_hz": 5.0}, {"median_f0_hz": 4.0})
-    effects.learn(move, {"median_f0_hz": 5.0}, {"median_f0_hz": 2.0})
-    assert effects.expected(move, "median_f0_hz") == -2.0
+    effects.learn(move, {"median_f0_hz": 5.0}, {"median_f0_hz": 5.0})
+    assert effects.expected(move, "median_f0_hz") == -1.5  # one design that moved nothing: half way
+    for _ in range(4):
+        effects.learn(move, {"median_f0_hz": 5.0}, {"median_f0_hz": 5.0})
+    assert effects.expected(move, "median_f0_hz") == -0.5  # five: the measurements rule
 
 
 def test_the_tuning_page_shows_hostile_text_as_text():

@@ -4,8 +4,8 @@ A move changes one PromptSpec dimension (``pitch: — → low``, ``gender: femal
 one more lexicon word for a value the description already names (``word: + "gravelly"`` /
 ``"浑厚"``, in the prompt's language). What a move does is first a prior read from the words'
 meaning (the lexicon's pitch, pace, volume, age and gender words; ``analysis.correlates`` for
-voice quality), then what the tuner measured when it made that move before (:class:`Effects`):
-the measured effect replaces the prior as soon as there is one.
+voice quality), then what the tuner measured when it made that move before (:class:`Effects`): the
+measured effects averaged with the prior, which counts as one measurement.
 
 Effects are additive on a model scale: semitones for pitch, the logarithm for speaking rate and
 other ratio measures, the measure itself otherwise.
@@ -25,6 +25,7 @@ from cosyvoice_lab.prompts.spec import DIMENSIONS, IMPLIED, PromptSpec, options
 RATIO_COLUMNS = ("speaking_rate", "spectral_centroid_hz", "jitter_percent", "shimmer_percent")
 WORD_DIMENSIONS = ("pitch", "pace", "volume", "age")  # where one more word may push further
 WORD_WEIGHT = 0.5  # a second word for a value is expected to do half what the value did
+PRIOR_WEIGHT = 1.0  # the words' prior effect counts as this many measured ones
 
 _PITCH, _RATE, _LOUD = "median_f0_hz", "speaking_rate", "loudness_lufs"
 # (dimension, value) -> expected effect against the dimension left out, on the model scale
@@ -178,8 +179,8 @@ class Effects:
                 learnt.setdefault(column, []).append(difference)
 
     def expected(self, move: Move, column: str) -> float:
-        """The effect expected of ``move`` on ``column`` (model scale)."""
-        measured = self.seen.get(move.key, {}).get(column)
-        if measured:
-            return sum(measured) / len(measured)
-        return move.prior().get(column, 0.0)
+        """The effect expected of ``move`` on ``column`` (model scale): the measured effects and
+        the prior averaged, the prior counting as one measurement (one noisy design neither
+        condemns a move the words recommend nor makes a fluke a rule)."""
+        measured = self.seen.get(move.key, {}).get(column, [])
+        return (move.prior().get(column, 0.0) * PRIOR_WEIGHT + sum(measured)) / (PRIOR_WEIGHT + len(measured))

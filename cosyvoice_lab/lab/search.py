@@ -7,7 +7,8 @@ noisy draw (the service gives different voices for one prompt). So it is a **bes
 search with successive halving of repeats**:
 
 1. the start is designed ``repeats`` times: the baseline for relative targets and for the noise;
-2. each round proposes the untried one-move neighbours (``moves.py``) of the best candidates whose
+2. each round proposes the untried one-move neighbours (``moves.py``; two moves at once when no
+   single one is expected to help) of the best candidates whose
    *predicted* measures come closer to the target, ranked by that prediction (the words' prior
    meaning at first, then the effect each move had when measured: a learnt additive model), and
    designs each **once**;
@@ -70,7 +71,7 @@ class Candidate:
     design: VoiceDesign
     spec_json: dict | None
     parent: Candidate | None
-    move: Move | None
+    moves: tuple[Move, ...]  # what changed from the parent (one move; two when no single one helps)
     takes: dict[int, Take] = field(default_factory=dict)
     tried: int = 0  # repeats attempted (the next repeat's number)
     similarity: list[float] = field(default_factory=list)
@@ -89,8 +90,8 @@ class Candidate:
 
     def path(self) -> list[str]:
         moves, node = [], self
-        while node.parent is not None and node.move is not None:
-            moves.append(str(node.move))
+        while node.parent is not None and node.moves:
+            moves.append("; ".join(map(str, node.moves)))
             node = node.parent
         return moves[::-1]
 
@@ -146,12 +147,12 @@ class Search:
             self.existing.setdefault(take.cell or "", []).append(take)
 
     # --- candidates -------------------------------------------------------------------------------
-    def add(self, prompt, spec: PromptSpec, model: str, parent=None, move=None) -> Candidate | None:
+    def add(self, prompt, spec: PromptSpec, model: str, parent=None, moves=()) -> Candidate | None:
         design, spec_json = self.lab.make_design(prompt, preview_text=self.preview_text, model=model)
         key = (design.voice_prompt, model)
         if key in self.by_key or design.problems():
             return None
-        found = Candidate(len(self.candidates), prompt, spec, model, design, spec_json, parent, move)
+        found = Candidate(len(self.candidates), prompt, spec, model, design, spec_json, parent, tuple(moves))
         self.candidates.append(found)
         self.by_key[key] = found
         return found
@@ -308,34 +309,55 @@ class Search:
     def learn(self) -> None:
         self.effects = Effects()
         for c in self.candidates:
-            if c.parent is not None and c.move is not None and c.takes and c.parent.takes:
-                self.effects.learn(c.move, self.model_means(c.parent), self.model_means(c))
+            if c.parent is not None and len(c.moves) == 1 and c.takes and c.parent.takes:
+                self.effects.learn(c.moves[0], self.model_means(c.parent), self.model_means(c))
 
     def propose(self, ranked: list[Candidate], width: int) -> list[Candidate]:
-        """The untried neighbours of the best candidates expected to come closest, if closer."""
+        """The untried neighbours of the best candidates expected to come closest, if closer; when
+        no single move is, pairs of moves from the best one (a valley one word cannot cross: from
+        a man's voice to an older woman's, "female" alone overshoots the pitch)."""
         best = self.score(ranked[0])
-        offers: list[tuple[float, int, Candidate, Move, PromptSpec]] = []
-        order = 0
-        for parent in ranked[:2]:
-            base = self.model_means(parent)
-            language = parent.design.language or _language(parent.design)
-            for move, spec in neighbours(parent.spec, language):
-                predicted = {
-                    column: from_model(column, value + self.effects.expected(move, column))
-                    for column, value in base.items()
-                }
-                expected = self.score(parent, predicted)
-                if expected < best - 0.05:
-                    offers.append((expected, order, parent, move, spec))
-                    order += 1
+        offers = [o for parent in ranked[:2] for o in self._offers(parent, best, pairs=False)]
+        if not offers:
+            offers = self._offers(ranked[0], best, pairs=True)
         out: list[Candidate] = []
-        for _, _, parent, move, spec in sorted(offers, key=lambda o: (o[0], o[1])):
-            found = self.add(spec, spec, parent.model, parent, move)
+        for _, _, parent, moves, spec in sorted(offers, key=lambda o: (o[0], o[1])):
+            found = self.add(spec, spec, parent.model, parent, moves)
             if found is not None:
                 out.append(found)
             if len(out) >= width:
                 break
         return out
+
+    def _offers(self, parent: Candidate, best: float, *, pairs: bool) -> list:
+        """(expected score, order, parent, moves, spec) of the untried moves expected to beat ``best``."""
+        base = self.model_means(parent)
+        language = parent.design.language or _language(parent.design)
+        singles = neighbours(parent.spec, language)
+        steps: list[tuple[tuple[Move, ...], PromptSpec]]
+        if pairs:
+            steps = [
+                ((a, b), spec.replace(**{b.dimension: b.after}))
+                for i, (a, spec) in enumerate(singles)
+                for b, _ in singles[i + 1 :]
+                if "word" not in (a.dimension, b.dimension) and a.dimension != b.dimension
+            ]
+        else:
+            steps = [((move,), spec) for move, spec in singles]
+        offers: list[tuple[float, int, Candidate, tuple[Move, ...], PromptSpec]] = []
+        for moves, spec in steps:
+            predicted = {
+                column: from_model(column, value + sum(self.effects.expected(m, column) for m in moves))
+                for column, value in base.items()
+            }
+            expected = self.score(parent, predicted)
+            if expected < best - 0.05 and not self.known(spec, parent.model):
+                offers.append((expected, len(offers), parent, moves, spec))
+        return offers
+
+    def known(self, spec: PromptSpec, model: str) -> bool:
+        design, _ = self.lab.make_design(spec, preview_text=self.preview_text, model=model)
+        return (design.voice_prompt, model) in self.by_key
 
     def plan(self) -> list[tuple[Candidate, int]]:
         """The next round: repeats for the candidates that could still reach the target (successive

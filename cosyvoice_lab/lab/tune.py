@@ -231,7 +231,7 @@ def _result(search: Search, why: str, start, audio) -> Tuning:
         row: dict[str, Any] = {
             "candidate": c.index,
             "parent": c.parent.index if c.parent else None,
-            "change": str(c.move) if c.move else "(start)",
+            "change": "; ".join(map(str, c.moves)) if c.moves else "(start)",
             "voice_prompt": c.design.voice_prompt,
             "target_model": c.model,
             "n": len([t for t in c.takes.values() if t.ok]),
