@@ -8,7 +8,7 @@ search with successive halving of repeats**:
 
 1. the start is designed ``repeats`` times: the baseline for relative targets and for the noise;
 2. each round proposes the untried one-move neighbours (``moves.py``; two moves at once when no
-   single one is expected to help) of the best candidates whose
+   single one is expected to help) of the closest few candidates whose
    *predicted* measures come closer to the target, ranked by that prediction (the words' prior
    meaning at first, then the effect each move had when measured: a learnt additive model), and
    designs each **once**;
@@ -57,6 +57,7 @@ from cosyvoice_lab.take import Take
 LEVEL = 0.05  # each one-sided test of the equivalence (a 90 % interval inside the band)
 MAX_REPEATS_FACTOR = 4  # a candidate gets at most 4 x repeats designs
 WIDTH = 4  # new candidates per round (each designed once)
+PARENTS = 6  # moves are proposed from the closest candidates this far down (a runner-up may lead on)
 SIMILARITY_SCALE = 0.1  # reverse design: 0.1 of speaker similarity weighs as much as one tolerance
 
 
@@ -251,15 +252,24 @@ class Search:
         return out
 
     def score(self, candidate: Candidate, means: dict[str, float] | None = None) -> float:
-        """Distance from the target: the root mean square of (mean - goal) / tolerance, plus, in
-        reverse design, (1 - speaker similarity) / SIMILARITY_SCALE."""
-        if means is None:
-            means = {t.column: float(np.mean(v)) if len(v := candidate.values(t)) else math.nan for t in self.targets}
-        gaps = [(means[t.column] - self.goals[t.column]) / self.bands[t.column] for t in self.targets]
+        """Distance from the target, in tolerances: the root mean square over target measures of
+        each design's (value - goal) / tolerance, so that a candidate whose designs scatter around
+        the goal (a description that leaves the sex to chance) is far, as each of its voices is;
+        plus, in reverse design, (1 - speaker similarity) / SIMILARITY_SCALE. With ``means`` (a
+        prediction), the distance of those means."""
+        squares = []
+        for t in self.targets:
+            goal, band = self.goals[t.column], self.bands[t.column]
+            if means is not None:
+                squares.append(((means[t.column] - goal) / band) ** 2)
+            else:
+                v = candidate.values(t)
+                squares.append(float(np.mean(((v - goal) / band) ** 2)) if len(v) else math.nan)
         if self.reference is not None:
-            similarity = means.get("similarity", np.mean(candidate.similarity) if candidate.similarity else math.nan)
-            gaps.append((1 - float(similarity)) / SIMILARITY_SCALE)
-        value = math.sqrt(sum(g * g for g in gaps) / len(gaps))
+            fallback = np.mean(candidate.similarity) if candidate.similarity else math.nan
+            similarity = (means or {}).get("similarity", fallback)
+            squares.append(((1 - float(similarity)) / SIMILARITY_SCALE) ** 2)
+        value = math.sqrt(sum(squares) / len(squares))
         return value if math.isfinite(value) else math.inf
 
     def inside(self, candidate: Candidate) -> bool:
@@ -313,11 +323,11 @@ class Search:
                 self.effects.learn(c.moves[0], self.model_means(c.parent), self.model_means(c))
 
     def propose(self, ranked: list[Candidate], width: int) -> list[Candidate]:
-        """The untried neighbours of the best candidates expected to come closest, if closer; when
+        """The untried neighbours of the closest candidates expected to come closer than the best; when
         no single move is, pairs of moves from the best one (a valley one word cannot cross: from
         a man's voice to an older woman's, "female" alone overshoots the pitch)."""
         best = self.score(ranked[0])
-        offers = [o for parent in ranked[:2] for o in self._offers(parent, best, pairs=False)]
+        offers = [o for parent in ranked[:PARENTS] for o in self._offers(parent, best, pairs=False)]
         if not offers:
             offers = self._offers(ranked[0], best, pairs=True)
         out: list[Candidate] = []
