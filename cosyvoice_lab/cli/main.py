@@ -16,7 +16,9 @@ from pathlib import Path
 from cosyvoice_lab import catalog, folders
 from cosyvoice_lab.cli import log as cli_log
 from cosyvoice_lab.cli import panel as panel_cli
+from cosyvoice_lab.cli import tune as cli_tune
 from cosyvoice_lab.cli.exits import EXIT_AUTH, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SERVICE
+from cosyvoice_lab.cli.opening import open_lab
 from cosyvoice_lab.credentials import OFFLINE_API_KEY, OFFLINE_HINT_CLI, OFFLINE_HINT_CODE
 from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError
 from cosyvoice_lab.lab.planning import DEFAULT_REPEATS
@@ -117,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_log.add_parser(sub, common)  # log show / export / import / copy
 
     panel_cli.add_parser(sub, common)  # panel --experiment NAME: a listening round as a web page
+    cli_tune.add_parser(sub, common)  # tune START --target pitch=-3st: lab.tune from a terminal
     o = sub.add_parser("offline", help="run the offline simulator on 127.0.0.1 until Ctrl-C")
     o.add_argument("--port", type=int, default=8765)
     o.add_argument("--api-key", help=f"the one key it accepts (default: DASHSCOPE_API_KEY, else {OFFLINE_API_KEY})")
@@ -153,27 +156,13 @@ def _design_options(p, model: bool = True):
     p.add_argument("--experiment", help="group takes under this name")
 
 
-def _lab(args, **kw):
-    from cosyvoice_lab.lab.lab import Lab
-
-    return Lab(
-        args.folder,
-        log=args.log,
-        backend=args.backend,
-        base_url=args.base_url,
-        workspace=args.workspace,
-        progress=not args.json,
-        **kw,
-    )
-
-
 def _takes_df(lab, takes):
     df = lab.log.to_dataframe()
     return df[df["take_id"].isin([t.take_id for t in takes])]
 
 
 def cmd_design(args) -> int:
-    lab = _lab(args, model=args.model)
+    lab = open_lab(args, model=args.model)
     print(repr(lab), file=sys.stderr)
     takes = lab.design(
         args.prompt,
@@ -233,7 +222,9 @@ def cmd_compare(args) -> int:
         print(f"error: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
         return EXIT_INPUT
     check_experiment(args.experiment)
-    lab = _lab(args, concurrency=args.concurrency, requests_per_second=args.requests_per_second, model=args.models[0])
+    lab = open_lab(
+        args, concurrency=args.concurrency, requests_per_second=args.requests_per_second, model=args.models[0]
+    )
     print(repr(lab), file=sys.stderr)
     print(f"comparing {', '.join(args.models)}", file=sys.stderr)
     try:
@@ -299,7 +290,7 @@ def _measures_written(lab) -> bool:
 
 
 def cmd_voices(args) -> int:
-    lab = _lab(args)
+    lab = open_lab(args)
     if args.voices_command == "list":
         df = lab.voices()
         if not args.json:
@@ -368,6 +359,7 @@ COMMANDS = {
     "log": cli_log.run,
     "offline": cmd_offline,
     "panel": panel_cli.run,
+    "tune": cli_tune.run,
 }
 
 

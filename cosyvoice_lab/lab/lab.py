@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosyvoice_lab import catalog, folders, html
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.lab import history, measuring, planning, stage, sweep
+from cosyvoice_lab.lab import history, measuring, planning, stage, sweep, tune
 from cosyvoice_lab.lab.account import VoiceAccount
 from cosyvoice_lab.lab.backend import connect
 from cosyvoice_lab.lab.designer import Designer, all_or_raise
@@ -515,3 +515,17 @@ class Lab:
             TakeNotFound: no such take.
         """
         return history.history(self.log, take)
+
+    # --- the tuner (tune.py) -------------------------------------------------------------------------
+    def tune(self, start, target=None, **options):
+        """Search for the description whose designs measure as ``target`` asks ("-3 st" pitch,
+        "-15 %" pace, an absolute 110 Hz, a profile such as "deeper"), or, with ``reference=`` a
+        recording, the one that sounds most like it. Designs go through this lab's runner (logged,
+        resumable, within the rate limit); each candidate is a take family (``lab.history``).
+
+        Options and what comes back: :func:`cosyvoice_lab.lab.tune.tune` (``reference``, ``models``,
+        ``budget`` = 48, ``repeats`` = 3, ``preview_text``, ``tolerance``, ``keep``, ...). Returns a
+        ``Tuning``: ``.best`` (accepted by ``design`` and ``compare``), ``.table``, ``.reached``,
+        ``.designs_used``, ``.plot()``.
+        """
+        return tune.tune(self, start, target, **options)
