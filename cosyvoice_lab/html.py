@@ -341,10 +341,12 @@ def evidence_table(**context: Any) -> str:
     return _render("evidence.html.j2", **context)
 
 
-def panel_page(*, kind: str, script: str) -> str:
-    """The listening panel's page (``panel/``): a ``kind`` round's instructions and a name form;
-    its ``script`` (a URL path) fetches the session and shows the items. No data of the round."""
-    return _render("panel.html.j2", kind=kind, script=script)
+def panel_page(*, kind: str, script: str, open_enrolment: bool = True) -> str:
+    """The listening panel's page (``panel/``): a ``kind`` round's instructions and, with
+    ``open_enrolment``, a name form (said to be open to anyone on this machine); its ``script``
+    (a URL path) fetches the session (by the personal link's invite or the name) and shows the
+    items. No data of the round."""
+    return _render("panel.html.j2", kind=kind, script=script, open_enrolment=open_enrolment)
 
 
 def panel_refused(message: str) -> str:
