@@ -96,7 +96,9 @@ def choices(round_: Any, answers: dict[str, dict[int, dict]]):
                 continue
             take_a, take_b = round_.record.items[item.index]
             rows.append((s.rater, s.session_id, take_a, take_b, mine[item.position]["preferred"]))
-    return pd.DataFrame(rows, columns=["rater", "session_id", "take_a", "take_b", "preferred"])
+    frame = pd.DataFrame(rows, columns=["rater", "session_id", "take_a", "take_b", "preferred"])
+    frame["preferred"] = pd.Series([r[4] for r in rows], dtype=object, index=frame.index)  # None: no preference
+    return frame
 
 
 def pair_preferences(choices_frame, model_of: dict[str, str], models: list[str]):

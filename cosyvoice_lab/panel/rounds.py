@@ -87,7 +87,7 @@ class RoundOptions:
 
 def round_items(kind: str, previews: list[Preview]) -> tuple:
     """A round's items: sorted take ids, or for a pair round every pair of takes of one prompt
-    from two different models (each pair sorted, the list sorted)."""
+    from two different models (each pair in the order of its models' names, the list sorted)."""
     if kind != "pair":
         return tuple(sorted(p.take_id for p in previews))
     pairs = []
@@ -96,8 +96,8 @@ def round_items(kind: str, previews: list[Preview]) -> tuple:
         by_prompt.setdefault(p.prompt, []).append(p)
     for group in by_prompt.values():
         for a, b in itertools.combinations(group, 2):
-            if a.model != b.model:
-                pairs.append(tuple(sorted((a.take_id, b.take_id))))
+            if a.model != b.model:  # stored in model order, so flipping half puts each model first in half
+                pairs.append(tuple(p.take_id for p in sorted((a, b), key=lambda p: (p.model, p.take_id))))
     return tuple(sorted(pairs))
 
 
