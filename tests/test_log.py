@@ -69,7 +69,16 @@ def test_a_new_folder_gets_a_wal_database_at_the_latest_version(tmp_path):
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"takes", "annotations", "utterances", "cell_claims", "ratings", "rounds", "round_raters", "round_answers"}
+    assert tables == {
+        "takes",
+        "annotations",
+        "utterances",
+        "cell_claims",
+        "ratings",
+        "rounds",
+        "round_raters",
+        "round_answers",
+    }
     assert "3 takes" not in repr(log) and "schema v5" in repr(log)
     log.close()
     ExperimentLog(tmp_path / "a" / "b").close()  # reopening applies nothing

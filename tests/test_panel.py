@@ -196,7 +196,9 @@ def test_off_loopback_every_request_needs_the_join_token(lab):
         assert requests.get(base(panel) + audio_url.split("?")[0], timeout=10).status_code == 403
         assert rate(panel, session["session"], session["items"][0]["id"], 4).status_code == 403
         assert rate(panel, session["session"], session["items"][0]["id"], 4, token).status_code == 200
-        assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [{"rater": "ivy", "rated": 1, "total": 8}]
+        assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [
+            {"rater": "ivy", "rated": 1, "total": 8}
+        ]
     with Panel(lab.log, EXPERIMENT, port=0) as loopback:
         assert loopback.token is None and "token" not in loopback.url
 
@@ -239,7 +241,9 @@ def test_a_panel_over_a_teams_log_on_postgresql_serves_its_audio_and_records_the
         session = join(panel, "max")
         assert {requests.get(base(panel) + i["audio_url"], timeout=10).content for i in session["items"]} == previews
         rate(panel, session["session"], session["items"][0]["id"], 4).raise_for_status()
-        assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [{"rater": "max", "rated": 1, "total": 8}]
+        assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [
+            {"rater": "max", "rated": 1, "total": 8}
+        ]
         assert team.ratings(EXPERIMENT).query("rater == 'max'")["rating"].tolist() == [4]
 
 

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -30,8 +29,7 @@ from cosyvoice_lab.analysis.measures import measure
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.log import ExperimentLog
 from cosyvoice_lab.offline import serve
-from cosyvoice_lab.panel import Panel
-from cosyvoice_lab.panel import quality
+from cosyvoice_lab.panel import Panel, quality
 from cosyvoice_lab.panel.rounds import RoundFull, RoundOptions, plan
 from cosyvoice_lab.panel.settings import PanelSettings
 
@@ -45,7 +43,9 @@ EXPERIMENT = "rounds-test"
 def make_lab(folder, prompts, profiles=None, seed=1):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("DASHSCOPE_API_KEY", raising=False)
-        with serve(model_profiles={"*": {"design_latency": 0}, **(profiles or {})}, enrollment_rps=None, seed=seed) as sim:
+        with serve(
+            model_profiles={"*": {"design_latency": 0}, **(profiles or {})}, enrollment_rps=None, seed=seed
+        ) as sim:
             lab = Lab(folder, backend="offline", base_url=sim.base_url, progress=False, concurrency=1)
             lab.compare(prompts, models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
     return lab
@@ -84,7 +84,9 @@ def test_an_invited_rater_resumes_by_their_link_and_a_forged_or_missing_invite_g
         assert first["rater"] == "ana" and len(first["items"]) == 8
         post(panel.url, "/api/rating", {"session": first["session"], "item": first["items"][0]["id"], "rating": 4})
         again = open_link(link).json()
-        assert again["items"][0]["rating"] == 4 and [i["id"] for i in again["items"]] == [i["id"] for i in first["items"]]
+        assert again["items"][0]["rating"] == 4 and [i["id"] for i in again["items"]] == [
+            i["id"] for i in first["items"]
+        ]
         assert open_link(link.replace(token, token[:-1] + ("A" if token[-1] != "A" else "B"))).status_code == 403
         refused = join(panel, "ana")  # her name without her link
         assert refused.status_code == 403 and "invited raters only" in refused.json()["error"]
@@ -142,7 +144,11 @@ def test_a_thousand_unfinished_requests_do_not_keep_a_rater_from_rating_within_2
             time.sleep(1.0)  # let the server take them all in
             started = time.monotonic()
             session = join(panel, "real rater").json()
-            r = post(panel.url, "/api/rating", {"session": session["session"], "item": session["items"][0]["id"], "rating": 5})
+            r = post(
+                panel.url,
+                "/api/rating",
+                {"session": session["session"], "item": session["items"][0]["id"], "rating": 5},
+            )
             elapsed = time.monotonic() - started
         finally:
             for s in flood:
@@ -195,7 +201,9 @@ def test_the_cli_panel_killed_mid_round_resumes_every_invited_rater_where_they_w
             session = open_link(links[name]).json()
             before[name] = [audio_digest(out["url"], i) for i in session["items"]]
             for item, value in zip(session["items"], stars, strict=False):
-                post(out["url"], "/api/rating", {"session": session["session"], "item": item["id"], "rating": value}).raise_for_status()
+                post(
+                    out["url"], "/api/rating", {"session": session["session"], "item": item["id"], "rating": value}
+                ).raise_for_status()
     finally:
         proc.kill()  # no goodbye: the process dies mid-round
         proc.communicate(timeout=30)
@@ -222,7 +230,9 @@ def test_the_round_tables_keep_rounds_raters_and_answers(tmp_path, backend, requ
 
     location = tmp_path / "log" if backend == "sqlite" else request.getfixturevalue("pg_log_url")
     with ExperimentLog(location) as log:
-        record = log.rounds.create(RoundRecord("r-1", "e", "pair", (("t1", "t2"), ("t3", "t4")), 7, {"repeat_share": 0.5}))
+        record = log.rounds.create(
+            RoundRecord("r-1", "e", "pair", (("t1", "t2"), ("t3", "t4")), 7, {"repeat_share": 0.5})
+        )
         assert log.rounds.get("r-1") == record and log.rounds.find(experiment="e", kind="pair") == [record]
         ana = log.rounds.add_rater(RaterRecord("r-1", "ana", "s-ana", False, ((1, 0), (0, 1), (1, 1))), "secret")
         assert ana.invited and log.rounds.rater_by_invite("r-1", "secret") == ana
@@ -251,16 +261,31 @@ def test_a_pair_round_plays_two_models_of_one_prompt_in_both_orders_and_records_
         rater = panel.round.session(session["session"])
         firsts = Counter(model[item.take_ids[0]] for item in rater.items)
         assert firsts == {PLUS: 4, FLASH: 4}  # counterbalanced: each model first in half the pairs
-        assert post(panel.url, "/api/rating", {"session": session["session"], "item": session["items"][0]["id"], "rating": 3}).status_code == 400
+        assert (
+            post(
+                panel.url,
+                "/api/rating",
+                {"session": session["session"], "item": session["items"][0]["id"], "rating": 3},
+            ).status_code
+            == 400
+        )
         for bad in ("left", 1, None, ["first"]):
-            r = post(panel.url, "/api/choice", {"session": session["session"], "item": session["items"][0]["id"], "choice": bad})
+            r = post(
+                panel.url,
+                "/api/choice",
+                {"session": session["session"], "item": session["items"][0]["id"], "choice": bad},
+            )
             assert r.status_code == 400, bad
         for item, choice in zip(session["items"], ["first", "second", "none"], strict=False):
             r = post(panel.url, "/api/choice", {"session": session["session"], "item": item["id"], "choice": choice})
             assert r.status_code == 200 and r.json()["choice"] == choice
         got = {(tuple(sorted((r.take_a, r.take_b))), r.preferred) for r in panel.choices().itertuples()}
         first, second, third = (item.take_ids for item in rater.items[:3])
-        assert got == {(tuple(sorted(first)), first[0]), (tuple(sorted(second)), second[1]), (tuple(sorted(third)), None)}
+        assert got == {
+            (tuple(sorted(first)), first[0]),
+            (tuple(sorted(second)), second[1]),
+            (tuple(sorted(third)), None),
+        }
         assert panel.ratings().empty  # pair choices are not star ratings
 
 
@@ -304,7 +329,7 @@ def run_pair_round(lab, choose_for, raters=("ana", "bo", "cy")):
 def test_a_planted_pitch_difference_heard_by_stand_in_raters_names_the_preferred_model(tmp_path):
     lab = make_lab(tmp_path / "lab", PLANTED_PROMPTS, {FLASH: {"pitch_shift": 3}})
     pitch_of = pitch_meter()
-    ev, panel = run_pair_round(lab, lambda name: stand_in(random.Random(name), 0.8, pitch_of))
+    ev, _ = run_pair_round(lab, lambda name: stand_in(random.Random(name), 0.8, pitch_of))
     row = ev.preferences.table.iloc[0]
     assert row["n"] == 36 and row["b"] == FLASH  # 3 raters x 12 pairs
     assert row["ci_low"] > 0.5 and row["verdict"].startswith("v3.5-flash preferred"), row["verdict"]
@@ -315,7 +340,9 @@ def test_a_planted_pitch_difference_heard_by_stand_in_raters_names_the_preferred
 
 def test_with_no_difference_stand_in_raters_name_no_model(tmp_path):
     lab = make_lab(tmp_path / "lab", PLANTED_PROMPTS)
-    ev, _ = run_pair_round(lab, lambda name: (lambda r: lambda url, item: r.choice(["first", "second"]))(random.Random(name)))
+    ev, _ = run_pair_round(
+        lab, lambda name: (lambda r: lambda url, item: r.choice(["first", "second"]))(random.Random(name))
+    )
     row = ev.preferences.table.iloc[0]
     assert row["n"] == 36 and row["ci_low"] <= 0.5 <= row["ci_high"] and row["verdict"].startswith("no evidence")
 
@@ -385,7 +412,7 @@ def test_subsets_are_balanced_across_raters_and_repeats_come_later_in_the_other_
             earlier = [(m, f) for m, (j, f) in enumerate(order[:n]) if j == i]
             if earlier:
                 m, f = earlier[0]
-                assert n >= m + 2 or n == len(order) - 1 and flip == 1 - f
+                assert flip == 1 - f and (n >= m + 2 or n == len(order) - 1)
     assert set(counts) == set(range(12)) and max(counts.values()) - min(counts.values()) <= 1  # 60 = 12 x 5
     assert plan(12, 99, 3, options) == plan(12, 99, 3, options)  # drawn again, the same
 
@@ -402,7 +429,9 @@ def test_hidden_repeats_give_each_rater_a_consistency_and_the_evidence_reports_w
                     value = first.setdefault(item.index, 1 + item.index % 5)
                 else:
                     value = 5 if item.repeat else 1 + item.index % 2
-                post(panel.url, "/api/rating", {"session": session["session"], "item": shown["id"], "rating": value}).raise_for_status()
+                post(
+                    panel.url, "/api/rating", {"session": session["session"], "item": shown["id"], "rating": value}
+                ).raise_for_status()
         progress = panel.progress().set_index("rater")
         assert progress.loc["steady", "repeats"] == 4 and progress.loc["steady", "consistency"] == pytest.approx(1.0)
         assert progress.loc["erratic", "consistency"] < 0

@@ -198,7 +198,9 @@ V4 = Migration(
 )
 
 # Listening rounds (log/rounds.py holds the table definitions, the one place they are written).
-V5 = Migration(5, "listening rounds: kind, items, seed, each rater's order, every answer (log/rounds.py)", ROUND_STATEMENTS)
+V5 = Migration(
+    5, "listening rounds: kind, items, seed, each rater's order, every answer (log/rounds.py)", ROUND_STATEMENTS
+)
 
 MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, V5)
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -208,7 +208,9 @@ class Rounds:
         return _rater(rows[0]) if rows else None
 
     # --- answers ----------------------------------------------------------------------------------
-    def answer(self, session_id: str, position: int, *, rating: int | None = None, preferred: str | None = None) -> None:
+    def answer(
+        self, session_id: str, position: int, *, rating: int | None = None, preferred: str | None = None
+    ) -> None:
         """Record one answer at ``position`` of a session (a later one supersedes it)."""
         with self._db.transaction() as conn:
             conn.execute(

@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
                "invites": invites}  # fmt: skip
         print(json.dumps(out), flush=True)
     else:
-        print(f"listening panel ({panel.kind} round {panel.round_id} of {args.experiment}): open {panel.url}", flush=True)
+        print(
+            f"listening panel ({panel.kind} round {panel.round_id} of {args.experiment}): open {panel.url}", flush=True
+        )
         for name, link in invites.items():
             print(f"invite {name}: {link or 'invited earlier: the link sent then still works'}", flush=True)
         if panel.open_enrolment:

@@ -245,7 +245,9 @@ class Round:
             items.append(Item(secrets.token_urlsafe(ID_BYTES), position, index, takes, audio_ids, label,
                               description, index in seen))  # fmt: skip
             seen.add(index)
-        session = RaterSession(secrets.token_urlsafe(SESSION_BYTES), rater.session_id, rater.rater, rater.invited, items)
+        session = RaterSession(
+            secrets.token_urlsafe(SESSION_BYTES), rater.session_id, rater.rater, rater.invited, items
+        )
         for position, answer in answers.items():
             if 0 <= position < len(items):
                 session.answers[position] = self._stored_answer(items[position], answer)
@@ -375,7 +377,9 @@ def parse_choice_request(body: object) -> tuple[str, str, str]:
         and ``choice`` ("first", "second" or "none").
     """
     if not isinstance(body, dict) or set(body) != {"session", "item", "choice"}:
-        raise ValueError('the body must be a JSON object {"session": ..., "item": ..., "choice": "first"|"second"|"none"}')
+        raise ValueError(
+            'the body must be a JSON object {"session": ..., "item": ..., "choice": "first"|"second"|"none"}'
+        )
     session, item, choice = body["session"], body["item"], body["choice"]
     for name, value in (("session", session), ("item", item)):
         if not isinstance(value, str) or not 0 < len(value) <= 64:

@@ -253,7 +253,9 @@ class Panel:
         ctx = Context(self.log, self.experiment, self.round, self.token,
                       open_enrolment=self.open_enrolment, settings=self.settings)  # fmt: skip
         app = make_app(ctx)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, keepalive_timeout=self.settings.idle_timeout_s)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=1.0, keepalive_timeout=self.settings.idle_timeout_s
+        )
         await runner.setup()
         loop = asyncio.get_running_loop()
         self.unfinished = watch = Unfinished(loop, self.settings, ctx.served)
@@ -337,7 +339,7 @@ class Panel:
         if self.kind == "pair":
             choices = self.choices()
             model_of = {t.take_id: t.model for t in takes}
-            ev.preferences = quality.pair_preferences(choices[choices["session_id"].isin(kept)], model_of, models)
+            ev.preferences = quality.pair_preferences(choices[choices["session_id"].isin(kept)], model_of, list(models))
         ev.raters = raters
         return ev
 
