@@ -366,9 +366,9 @@ class BlindSession:
         """Mark the session revealed (writing the seed into each take's notes once recorded)
         and return its :meth:`summary` (``takes`` default: read from the log)."""
         self.revealed = True
-        if self.log is not None and getattr(self.log, "rounds", None) is not None:
-            if self.log.rounds.get(self.session_id) is not None:
-                self.log.rounds.set_state(self.session_id, "revealed")
+        rounds = getattr(self.log, "rounds", None)
+        if rounds is not None and rounds.get(self.session_id) is not None:
+            rounds.set_state(self.session_id, "revealed")
         if self.log is not None:
             for take_id in sorted(self.order):
                 notes = self.log.get(take_id).notes
