@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.analysis.measures import measure
@@ -30,7 +32,7 @@ from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.log import ExperimentLog
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.panel import Panel, quality
-from cosyvoice_lab.panel.rounds import RoundFull, RoundOptions, plan
+from cosyvoice_lab.panel.rounds import CHOICES, RoundFull, RoundOptions, parse_choice_request, plan
 from cosyvoice_lab.panel.settings import PanelSettings
 
 PROMPTS = ["A calm middle-aged man with a warm, deep voice.", "A bright young woman who speaks quickly and cheerfully."]
@@ -444,3 +446,31 @@ def test_hidden_repeats_give_each_rater_a_consistency_and_the_evidence_reports_w
         kept = ev.table[ev.table["measure"] == "blind preference rating"]
         assert len(kept) == 1
         assert kept.iloc[0]["n"] == 8
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=JSON | st.fixed_dictionaries({"session": JSON, "item": JSON, "choice": JSON | st.sampled_from(CHOICES)}))
+def test_a_choice_request_is_either_clean_or_refused(body):
+    try:
+        session, item, choice = parse_choice_request(body)
+    except ValueError:
+        return
+    assert body == {"session": session, "item": item, "choice": choice} and choice in CHOICES
+    assert isinstance(session, str) and isinstance(item, str) and 0 < len(session) <= 64 and 0 < len(item) <= 64
+
+
+def test_a_panel_gives_each_rater_a_subset_and_every_take_is_heard_equally_often(lab):
+    with Panel(lab.log, EXPERIMENT, port=0, subset_size=3, must_play=True) as panel:
+        heard = Counter()
+        for name in ("a", "b", "c", "d", "e", "f", "g", "h"):
+            session = join(panel, name).json()
+            assert len(session["items"]) == 3 and session["must_play"] is True
+            heard.update(item.take_id for item in panel.round.session(session["session"]).items)
+        assert len(heard) == 8 and set(heard.values()) == {3}  # 8 raters x 3 = 24 = 8 takes x 3

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cosyvoice_lab.log.db import Database
-from cosyvoice_lab.log.ratings import _stamp, clean_name
+from cosyvoice_lab.log.ratings import clean_name, stamp
 
 # --- the schema (migration V5; the only definition) ------------------------------------------------
 ROUNDS_TABLE = """
@@ -130,7 +130,7 @@ class Rounds:
             raise ValueError(f"a round is one of {KINDS} and {STATES}, got {record.kind!r}, {record.state!r}")
         items = [list(i) if isinstance(i, tuple | list) else i for i in record.items]
         row = (record.round_id, record.experiment, record.kind, json.dumps(items), record.seed,
-               json.dumps(record.options, sort_keys=True), record.state, _stamp())  # fmt: skip
+               json.dumps(record.options, sort_keys=True), record.state, stamp())  # fmt: skip
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO rounds (round_id, experiment, kind, items, seed, options, state, created_at) "
@@ -185,7 +185,7 @@ class Rounds:
                 "INSERT INTO round_raters (round_id, rater, session_id, invite_sha256, presented, joined_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (rater.round_id, rater.rater, rater.session_id, digest,
-                 json.dumps([list(p) for p in rater.presented]), _stamp()),
+                 json.dumps([list(p) for p in rater.presented]), stamp()),
             )  # fmt: skip
         return RaterRecord(rater.round_id, rater.rater, rater.session_id, digest is not None, rater.presented)
 
@@ -215,7 +215,7 @@ class Rounds:
         with self._db.transaction() as conn:
             conn.execute(
                 f"INSERT INTO round_answers ({', '.join(_ANSWER_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, session_id, int(position), rating, preferred, _stamp()),
+                (uuid.uuid4().hex, session_id, int(position), rating, preferred, stamp()),
             )
 
     def answers(self, session_ids: list[str]) -> dict[str, dict[int, dict[str, Any]]]:

@@ -349,6 +349,20 @@ def parse_rater(value: object) -> str:
     return rater_name(value)
 
 
+def _answer_body(body: object, key: str, shape: str) -> tuple[str, str, Any]:
+    """``(session, item, body[key])`` of an object of exactly those keys, session and item strings
+    of 1-64 characters. Raises ValueError (``shape`` shows the expected object)."""
+    if not isinstance(body, dict):
+        raise ValueError(f"the body must be a JSON object {shape}")
+    if set(body) != {"session", "item", key}:
+        raise ValueError(f"the body's keys must be session, item and {key}, got {sorted(map(str, body))}")
+    for name in ("session", "item"):
+        value = body[name]
+        if not isinstance(value, str) or not 0 < len(value) <= 64:
+            raise ValueError(f"{name} must be a string of 1-64 characters")
+    return body["session"], body["item"], body[key]
+
+
 def parse_rating_request(body: object) -> tuple[str, str, int]:
     """``(session, item, rating)`` from the JSON body of ``POST /api/rating``.
 
@@ -356,14 +370,7 @@ def parse_rating_request(body: object) -> tuple[str, str, int]:
         ValueError: not an object of exactly ``session`` (string), ``item`` (string) and
         ``rating`` (an integer 1-5; not a bool, not a float).
     """
-    if not isinstance(body, dict):
-        raise ValueError('the body must be a JSON object {"session": ..., "item": ..., "rating": 1-5}')
-    if set(body) != {"session", "item", "rating"}:
-        raise ValueError(f"the body's keys must be session, item and rating, got {sorted(map(str, body))}")
-    session, item, rating = body["session"], body["item"], body["rating"]
-    for name, value in (("session", session), ("item", item)):
-        if not isinstance(value, str) or not 0 < len(value) <= 64:
-            raise ValueError(f"{name} must be a string of 1-64 characters")
+    session, item, rating = _answer_body(body, "rating", '{"session": ..., "item": ..., "rating": 1-5}')
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise ValueError(f"rating must be an integer from 1 to 5, got {rating!r}")
     return session, item, rating
@@ -376,15 +383,9 @@ def parse_choice_request(body: object) -> tuple[str, str, str]:
         ValueError: not an object of exactly ``session``, ``item`` (strings of 1-64 characters)
         and ``choice`` ("first", "second" or "none").
     """
-    if not isinstance(body, dict) or set(body) != {"session", "item", "choice"}:
-        raise ValueError(
-            'the body must be a JSON object {"session": ..., "item": ..., "choice": "first"|"second"|"none"}'
-        )
-    session, item, choice = body["session"], body["item"], body["choice"]
-    for name, value in (("session", session), ("item", item)):
-        if not isinstance(value, str) or not 0 < len(value) <= 64:
-            raise ValueError(f"{name} must be a string of 1-64 characters")
-    if choice not in CHOICES:
+    shape = '{"session": ..., "item": ..., "choice": "first"|"second"|"none"}'
+    session, item, choice = _answer_body(body, "choice", shape)
+    if not isinstance(choice, str) or choice not in CHOICES:
         raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
     return session, item, choice
 
