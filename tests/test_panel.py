@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -316,7 +317,7 @@ def test_a_rater_name_is_clean_or_refused(name):
         clean = parse_rater(name)
     except ValueError:
         return
-    assert clean == name.strip() and 0 < len(clean) <= 64 and clean.isprintable()
+    assert clean == unicodedata.normalize("NFC", name).strip() and 0 < len(clean) <= 64 and clean.isprintable()
 
 
 @settings(max_examples=300, deadline=None)

@@ -81,7 +81,8 @@ def rater_name(name: object) -> str:
     Raises:
         ValueError: not a valid name.
     """
-    return unicodedata.normalize("NFC", clean_name(name))
+    # normalised first, then checked: NFC can change a name's length (U+0958 becomes two code points)
+    return clean_name(unicodedata.normalize("NFC", name) if isinstance(name, str) else name)
 
 
 def token_digest(token: str) -> str:
