@@ -1,6 +1,9 @@
 """``cosyvoice-lab panel --experiment NAME``: serve a blind listening panel until Ctrl-C.
 
-Prints the link raters open; on Ctrl-C prints each rater's progress. Registered by ``cli/main.py``.
+Prints the link raters open (and each ``--invite``d rater's personal link); on Ctrl-C prints each
+rater's progress. The latest open round of the experiment and kind is resumed (every rater's
+order and answers kept; links sent earlier still work) unless ``--new-round``. Registered by
+``cli/main.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ import argparse
 import json
 import sys
 
-from cosyvoice_lab import catalog
 from cosyvoice_lab.cli.exits import EXIT_INPUT, EXIT_OK
 from cosyvoice_lab.panel.settings import PANEL
 
@@ -26,11 +28,23 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="the experiment whose ok takes are rated")
     p.add_argument(
         "--kind",
-        choices=catalog.RATING_KINDS,
+        choices=("preference", "adherence", "pair"),
         default="preference",
         help="preference: how much do you like it (nothing of model or prompt shown); "
-        "adherence: how well does it match its description (shown)",
+        "adherence: how well does it match its description (shown); "
+        "pair: which of two voices of one prompt (different models) do you prefer",
     )
+    p.add_argument(
+        "--invite",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="invite a rater (repeatable): prints their personal link; names are exact (Ana and ana are two)",
+    )
+    p.add_argument("--new-round", action="store_true", help="start a new round instead of resuming the latest open one")
+    p.add_argument("--repeat-share", type=float, default=0.0, help="share of items shown twice, hidden (0-1)")
+    p.add_argument("--subset-size", type=int, default=None, help="items per rater, balanced across raters")
+    p.add_argument("--must-play", action="store_true", help="an item can be answered only once played to the end")
     p.add_argument("--port", type=int, default=PANEL.port, help=f"default {PANEL.port}; 0: a free one")
     p.add_argument(
         "--host",
@@ -44,19 +58,37 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C; returns the exit code (2: no such experiment or the port is taken)."""
     from cosyvoice_lab.log.experiment_log import ExperimentLog
+    from cosyvoice_lab.panel.rounds import RoundFull
     from cosyvoice_lab.panel.server import Panel
 
     log = ExperimentLog(args.log, folder=args.folder)  # --log, --folder: resolved by cli.main
     try:
-        panel = Panel(log, args.experiment, kind=args.kind, host=args.host, port=args.port).start()
+        panel = Panel(
+            log, args.experiment, kind=args.kind, host=args.host, port=args.port, resume=not args.new_round,
+            repeat_share=args.repeat_share, subset_size=args.subset_size, must_play=args.must_play,
+        ).start()  # fmt: skip
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    try:
+        invites = {name: _invite(panel, name) for name in args.invite}
+    except (ValueError, RoundFull) as exc:
+        panel.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     if args.json:
-        print(json.dumps({"url": panel.url, "experiment": args.experiment, "kind": args.kind}), flush=True)
+        out = {"url": panel.url, "experiment": args.experiment, "kind": panel.kind, "round": panel.round_id,
+               "invites": invites}  # fmt: skip
+        print(json.dumps(out), flush=True)
     else:
-        print(f"listening panel ({args.kind} round of {args.experiment}): open {panel.url}", flush=True)
-        print("ratings are saved as they are given; Ctrl-C stops", flush=True)
+        print(
+            f"listening panel ({panel.kind} round {panel.round_id} of {args.experiment}): open {panel.url}", flush=True
+        )
+        for name, link in invites.items():
+            print(f"invite {name}: {link or 'invited earlier: the link sent then still works'}", flush=True)
+        if panel.open_enrolment:
+            print("open enrolment: anyone on this machine can join by typing a name", flush=True)
+        print("answers are saved as they are given; Ctrl-C stops", flush=True)
     try:
         panel.wait()
     except KeyboardInterrupt:
@@ -65,7 +97,17 @@ def run(args: argparse.Namespace) -> int:
         progress = panel.progress()
         panel.stop()
     if args.json:
-        print(progress.to_json(orient="records"))
+        print(progress.drop(columns=["session_id"]).to_json(orient="records"))
     else:
-        print(progress.to_string(index=False) if len(progress) else "no rater joined")
+        shown = progress[["rater", "rated", "total", "repeats", "consistency"]]
+        print(shown.to_string(index=False) if len(progress) else "no rater joined")
     return EXIT_OK
+
+
+def _invite(panel, name: str) -> str | None:
+    """``name``'s personal link, or None when they were invited to this round before."""
+    from cosyvoice_lab.log.rounds import rater_name
+
+    if any(s.rater == rater_name(name) and s.invited for s in panel.round.sessions()):
+        return None
+    return panel.invite(name)

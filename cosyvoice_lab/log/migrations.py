@@ -22,6 +22,7 @@ from typing import Any
 
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.rounds import STATEMENTS as ROUND_STATEMENTS
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,12 @@ V4 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4)
+# Listening rounds (log/rounds.py holds the table definitions, the one place they are written).
+V5 = Migration(
+    5, "listening rounds: kind, items, seed, each rater's order, every answer (log/rounds.py)", ROUND_STATEMENTS
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, V5)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

@@ -28,6 +28,7 @@ from cosyvoice_lab.log.dialect import ambiguous_password, is_url, redact_url
 from cosyvoice_lab.log.export import Exports
 from cosyvoice_lab.log.ratings import Ratings
 from cosyvoice_lab.log.recovery import Recovery
+from cosyvoice_lab.log.rounds import Rounds
 from cosyvoice_lab.log.rows import TakeRows
 from cosyvoice_lab.log.take_table import TakeTable
 
@@ -44,6 +45,7 @@ class LogParts:
     recovery: Recovery
     annotations: Annotations
     listening: Ratings
+    rounds: Rounds
     spoken: Utterances
     exports: Exports
     bundles: Bundles
@@ -98,6 +100,7 @@ def open_parts(
         recovery=Recovery(db, stale_after_s=stale_after_s),
         annotations=Annotations(db, table),
         listening=Ratings(db),
+        rounds=Rounds(db),
         spoken=Utterances(db, store),
         exports=Exports(table),
         bundles=Bundles(db, store, rows, table),

@@ -60,3 +60,15 @@ def blind_status(session_id: str, seed: int | None, rated: int, total: int, stil
     if still_to_rate:
         text += Markup(" — still to rate: {}").format(", ".join(still_to_rate))
     return str(text)
+
+
+def reveal_warning(rated: int, total: int, unrated: Sequence[str], *, revealed: bool = False) -> str:
+    """What the board says before (or, from code, after) revealing a round with unrated items."""
+    if revealed:
+        text = Markup("<b>Revealed with {} of {} unrated</b> ({}): the summary rests on {} rating{}.")
+        return str(text.format(total - rated, total, ", ".join(unrated), rated, "" if rated == 1 else "s"))
+    text = Markup(
+        "<b>Only {} of {} rated.</b> Still unrated: {}. Revealing ends the blind round: these cannot be "
+        "rated blind afterwards. Click again to reveal anyway."
+    )
+    return str(text.format(rated, total, ", ".join(unrated)))

@@ -79,6 +79,8 @@ class Evidence:
         matters: the smallest differences that matter, the planning used.
         steps: what :meth:`next_steps` says.
         preferences: the blind preference rounds read as choices (None without any).
+        raters: a listening panel's raters with their consistency and whether they were
+            included (``panel.quality.progress``; None outside a panel).
     """
 
     table: Any
@@ -86,6 +88,7 @@ class Evidence:
     matters: planning.Matters = field(default_factory=planning.Matters)
     steps: list[str] = field(default_factory=list)
     preferences: Preferences | None = None
+    raters: Any = None
 
     @property
     def found(self):
@@ -137,8 +140,24 @@ class Evidence:
             rows=primary,
             exploratory=rest,
             preferences=prefs,
+            raters=self.rater_rows(),
             next_steps=self.next_steps(),
         )
+
+    def rater_rows(self) -> list[dict[str, str]]:
+        """The panel's raters as the HTML shows them (each left out one says so)."""
+        if self.raters is None:
+            return []
+        return [
+            {
+                "rater": r.rater,
+                "consistency": "not measured" if math.isnan(r.consistency) else f"{r.consistency:.2f}",
+                "repeats": str(r.repeats),
+                "method": r.method,
+                "included": "included" if r.included else "left out: below the consistency threshold",
+            }
+            for r in self.raters.itertuples()
+        ]
 
 
 def result_cells(r: Any) -> dict[str, Any]:
