@@ -119,6 +119,18 @@ def test_compare_yaml_with_prompt_specs(sim, tmp_path):
     assert json.loads(out.stdout)["ok"] == 2
 
 
+def test_compare_across_families_with_a_model_flag_each(sim, tmp_path):
+    """--model given three times compares all three (argparse's abbreviation of --models used to keep
+    only the last), a Qwen model beside the CosyVoice pair, and the JSON says so per model."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a warm narrator\n")
+    models = ["cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash", "qwen3-tts-vd-2026-01-26"]
+    flags = [arg for m in models for arg in ("--model", m)]
+    out = cli("compare", str(prompts), "--repeats", "1", *flags, "--json", *common(sim, tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["ok"] == 3 and f"comparing {', '.join(models)}" in out.stderr
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

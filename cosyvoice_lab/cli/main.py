@@ -85,7 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         "prompts_file", type=Path, help="one prompt per line, or a YAML/JSON list of strings or PromptSpec dicts"
     )
     _design_options(c, model=False)
-    c.add_argument("--models", nargs="+", default=list(catalog.COMPARE_MODELS), help="models to compare")
+    c.add_argument(
+        "--models",
+        "--model",
+        nargs="+",
+        action="extend",  # --model a --model b: both (a second flag never silently replaces the first)
+        help=f"models to compare (default: {' '.join(catalog.COMPARE_MODELS)})",
+    )
     c.add_argument(
         "--repeats",
         type=int,
@@ -206,6 +212,7 @@ def _exit_code(takes) -> int:
 
 
 def cmd_compare(args) -> int:
+    args.models = list(dict.fromkeys(args.models or catalog.COMPARE_MODELS))
     from cosyvoice_lab.lab.planning import read_prompts
     from cosyvoice_lab.take import check_experiment
 
