@@ -154,7 +154,7 @@ def test_an_invited_rater_answers_a_pair_round_only_after_playing_each_pair_then
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with lab.panel(EXPERIMENT, kind="pair", port=0, open_enrolment=False, must_play=True, thank_you=True) as panel:
+    with start(lab.log, EXPERIMENT, kind="pair", port=0, open_enrolment=False, must_play=True, thank_you=True) as panel:
         links = {"ana": panel.invite("ana"), "bo": panel.invite("bo")}
         with sync_playwright() as p:
             browser = launch(p, autoplay=True)
