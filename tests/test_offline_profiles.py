@@ -21,7 +21,7 @@ from cosyvoice_lab import catalog, cli
 from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import ModelProfile, serve, shared
 from cosyvoice_lab.offline.engine import render, settings_for
-from cosyvoice_lab.offline.profiles import DEFAULTS, merge_options, parse_option, resolve
+from cosyvoice_lab.offline.profiles import DEFAULTS, LATENCY_JITTER, merge_options, parse_option, resolve
 from cosyvoice_lab.offline.registry import Registry
 
 PLUS, FLASH = catalog.V35_PLUS, catalog.V35_FLASH
@@ -89,9 +89,13 @@ def test_by_default_plus_and_flash_differ_in_latency_only():
     for (p_settings, p_f0, _), (f_settings, f_f0, _) in zip(plus, flash, strict=True):
         assert p_settings == f_settings  # same draw, same voice
         assert abs(semitones(p_f0, f_f0)) < 0.3
-    p_lat, f_lat = [t for *_, t in plus], [t for *_, t in flash]
-    assert np.mean(f_lat) < 0.85 * np.mean(p_lat)  # flash "responds faster" (the simulator's assumption)
-    assert min(f_lat) >= 0.2 and max(p_lat) <= 0.8  # quick enough for a notebook
+    # flash "responds faster" (the simulator's assumption), and both are quick enough for a notebook
+    p_mean, f_mean = DEFAULTS[PLUS].design_latency, DEFAULTS[FLASH].design_latency
+    assert f_mean < 0.85 * p_mean and p_mean * (1 + LATENCY_JITTER) <= 0.8
+    # ...and the simulator keeps each design at least that long (a wall time only ever runs longer
+    # than planned on a busy machine, so a lower bound is what a test can hold it to)
+    for results, mean in ((plus, p_mean), (flash, f_mean)):
+        assert min(t for *_, t in results) >= mean * (1 - LATENCY_JITTER)
 
 
 def test_a_planted_pitch_shift_on_flash_measures_about_three_semitones():

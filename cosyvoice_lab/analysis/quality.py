@@ -22,12 +22,14 @@ How a clip is scored:
   and the clip is zero-padded once to whole frames. Clips of 9.01 s or more are scored exactly
   as the reference does. The cost is proportional to the clip: about half for a 5 s preview.
 
-Tolerance (``tests/test_analysis.py`` checks it on simulator previews): on short clips the two
-agree within :data:`TOLERANCE` per clip (SIG, BAK, OVRL) and on average within
-:data:`MEAN_TOLERANCE`. That is the scale of the reference's own sensitivity to framing: delaying
-the same clip by 5 ms moves the reference by up to 0.17 / 0.39 / 0.26 on the same previews,
-because a looped clip is framed at a different phase on each repeat. Scores stored before
-``measures`` version 3 came from the reference; ``Lab.remeasure`` brings them up to date.
+Tolerance (``benchmarks/dnsmos_agreement.py`` measures it on 24 simulator previews, English and
+Chinese, 2-9 s; ``tests/test_analysis_voice.py`` checks six of them): on short clips the two agree
+within :data:`TOLERANCE` per clip (SIG, BAK, OVRL; the largest differences seen were 0.45 / 0.70 /
+0.53) and on average within :data:`MEAN_TOLERANCE`: the own-length scores run a little lower
+(mean -0.11 / -0.16 / -0.16). The reference is itself sensitive to framing at that scale: delaying
+the same clip by 5 ms moves it by up to 0.17 / 0.39 / 0.26, because a looped clip is framed at a
+different phase on each repeat. Compare takes scored the same way (one ``measures`` version);
+scores stored before version 3 came from the reference, and ``Lab.remeasure`` brings them up to date.
 
 One onnxruntime session serves the whole process (:func:`session`; onnxruntime's ``run`` is
 thread-safe), with one intra-op thread and no memory arena: each concurrent run holds only its
@@ -57,10 +59,8 @@ COLUMNS = tuple(_CALIBRATION)
 MIN_SECONDS = 1.0  # shorter clips would be looped many times over: scored, but meaningless
 MAX_WINDOWS = 3  # a long recording is scored on its first three windows: the cost stays bounded
 # |own length - reference| per clip, and of the mean over a set of clips (SIG, BAK, OVRL); see above
-TOLERANCE = {"dnsmos_sig": 0.3, "dnsmos_bak": 0.6, "dnsmos_ovrl": 0.45}
-# 0.15 on SIG, not 0.1: the simulator's espeak renders the same text and voice a little differently
-# after other renderings in the process, and over such draws the six test previews' mean moved to 0.117
-MEAN_TOLERANCE = {"dnsmos_sig": 0.15, "dnsmos_bak": 0.2, "dnsmos_ovrl": 0.15}
+TOLERANCE = {"dnsmos_sig": 0.5, "dnsmos_bak": 0.75, "dnsmos_ovrl": 0.6}
+MEAN_TOLERANCE = {"dnsmos_sig": 0.15, "dnsmos_bak": 0.2, "dnsmos_ovrl": 0.2}
 
 
 @dataclass(frozen=True)

@@ -71,14 +71,26 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 
 class _Espeak:
-    """The process-wide espeak-ng library: it keeps global state, so every call holds the lock."""
+    """The espeak-ng library. It keeps global state, so every call holds the lock; and some of that
+    state outlives a rendering (wavegen's pitch flutter index, phase and echo buffer are C statics
+    that no API resets), so the same text and voice would sound a little different after other
+    renderings. Each rendering therefore loads the library afresh and unloads it after
+    (``dlclose``: about 7 ms): a voice renders a text the same way whatever was rendered before.
+    """
 
     def __init__(self):
         import espeakng_loader
 
         self.lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._path = espeakng_loader.get_library_path()
+        self._data = espeakng_loader.get_data_path().encode()
+        # ctypes does not keep the callback alive for C: hold it for the life of the process.
+        self._callback = _CALLBACK(self._on_samples)
+        self._close(self._open())  # fail here, not at the first rendering, if espeak-ng cannot start
+
+    def _open(self) -> ctypes.CDLL:
+        lib = ctypes.CDLL(self._path)
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -93,14 +105,17 @@ class _Espeak:
             ctypes.c_void_p,
             ctypes.c_void_p,
         ]
-        data = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT)
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, self._data, _INITIALIZE_DONT_EXIT)
         if rate != ENGINE_RATE:
+            self._close(lib)
             raise RuntimeError(f"espeak-ng failed to initialise (returned {rate})")
-        # ctypes does not keep the callback alive for C: hold it for the life of the process.
-        self._callback = _CALLBACK(self._on_samples)
         lib.espeak_SetSynthCallback(self._callback)
-        self.lib = lib
+        return lib
+
+    @staticmethod
+    def _close(lib: ctypes.CDLL) -> None:
+        lib.espeak_Terminate()
+        _dlclose(lib._handle)
 
     def _on_samples(self, wav, n, _events):
         if wav and n > 0:
@@ -112,14 +127,27 @@ class _Espeak:
         data = text.encode("utf-8")
         with self.lock:
             self._chunks = []
-            if self.lib.espeak_SetVoiceByName(s.voice.encode()) != 0:
-                raise ValueError(f"espeak-ng has no voice {s.voice!r}")
-            for param, value in ((_RATE, s.rate), (_VOLUME, s.volume), (_PITCH, s.pitch), (_RANGE, s.range)):
-                self.lib.espeak_SetParameter(param, int(value), 0)
-            self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-            self.lib.espeak_Synchronize()
+            lib = self._open()
+            try:
+                if lib.espeak_SetVoiceByName(s.voice.encode()) != 0:
+                    raise ValueError(f"espeak-ng has no voice {s.voice!r}")
+                for param, value in ((_RATE, s.rate), (_VOLUME, s.volume), (_PITCH, s.pitch), (_RANGE, s.range)):
+                    lib.espeak_SetParameter(param, int(value), 0)
+                lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+                lib.espeak_Synchronize()
+            finally:
+                self._close(lib)
             chunks, self._chunks = self._chunks, []
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+def _dlclose(handle: int) -> None:
+    """Unload a library ctypes loaded (its C statics start afresh at the next load)."""
+    import _ctypes
+
+    close = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary", None)
+    if close is not None:
+        close(handle)
 
 
 _engine: _Espeak | None = None
