@@ -26,7 +26,7 @@ Tolerance (``benchmarks/dnsmos_agreement.py`` measures it on 24 simulator previe
 Chinese, 2-9 s; ``tests/test_analysis_voice.py`` checks six of them): on short clips the two agree
 within :data:`TOLERANCE` per clip (SIG, BAK, OVRL; the largest differences seen were 0.45 / 0.70 /
 0.53) and on average within :data:`MEAN_TOLERANCE`: the own-length scores run a little lower
-(mean -0.11 / -0.16 / -0.16). The reference is itself sensitive to framing at that scale: delaying
+(mean -0.11 / -0.17 / -0.17). The reference is itself sensitive to framing at that scale: delaying
 the same clip by 5 ms moves it by up to 0.17 / 0.39 / 0.26, because a looped clip is framed at a
 different phase on each repeat. Compare takes scored the same way (one ``measures`` version);
 scores stored before version 3 came from the reference, and ``Lab.remeasure`` brings them up to date.

@@ -73,9 +73,10 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 class _Espeak:
     """The espeak-ng library. It keeps global state, so every call holds the lock; and some of that
     state outlives a rendering (wavegen's pitch flutter index, phase and echo buffer are C statics
-    that no API resets), so the same text and voice would sound a little different after other
-    renderings. Each rendering therefore loads the library afresh and unloads it after
-    (``dlclose``: about 7 ms): a voice renders a text the same way whatever was rendered before.
+    that no API resets, and its breath noise comes from its own random generator), so the same text
+    and voice would sound a little different after other renderings. Each rendering therefore loads
+    the library afresh, seeds that generator and unloads the library after (``dlclose``: about
+    7 ms): a voice renders a text the same way whatever was rendered before.
     """
 
     def __init__(self):
@@ -110,6 +111,9 @@ class _Espeak:
             self._close(lib)
             raise RuntimeError(f"espeak-ng failed to initialise (returned {rate})")
         lib.espeak_SetSynthCallback(self._callback)
+        seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if seed is not None:
+            seed(1)  # the breath noise's generator (builds since espeak-ng 1.52 have their own)
         return lib
 
     @staticmethod
