@@ -9,7 +9,7 @@ tolerances; the same successive halving of repeats, up to 12 designs for a close
 same rounds of 4 new candidates) with the same cap on designs; only the proposer differs:
 
 - tuner: ``lab.tune(START, target=..., budget=CAP)``: neighbours of the closest candidates ranked
-  by their predicted measures;
+  by their predicted measures, and a jump of several moves at once;
 - random: :class:`RandomSearch`, whose ``propose`` draws untried descriptions uniformly, blind to
   every measurement, over the four steering dimensions (the rest as in the start: 3 x 5 x 3 x 3 =
   135 descriptions). That is the corner of the tuner's space (every dimension, lexicon words) that
