@@ -204,6 +204,20 @@ def test_minus_3_semitones_from_a_neutral_voice_is_reached_logged_and_resumable(
     assert lab.compare([t.best], models=[lab.model], repeats=1, preview_text=PREVIEW, verify=False).df.shape[0] == 1
 
 
+def test_a_target_two_dimensions_away_is_tried_one_step_from_the_start(lab):
+    # higher and slower: "high-pitched" and "slow" each do half of it; both at once are one candidate
+    t = lab.tune(
+        PromptSpec(gender="female", age="young"),
+        target={"pitch": "+4 st", "speaking_rate": "-25 %"},
+        budget=24,
+        preview_text=PREVIEW,
+    )
+    from_start = t.table[t.table.parent == 0].change
+    assert from_start.str.contains("pitch: — → high").any()
+    assert (from_start.str.contains("pitch: — → high") & from_start.str.contains("pace: — → slow")).any()
+    assert t.reached
+
+
 def test_a_target_the_simulator_cannot_reach_stops_and_names_the_measure(lab):
     t = lab.tune(NEUTRAL, target={"median_f0_hz": 40}, budget=24, preview_text=PREVIEW, keep=True)
     assert not t.reached and t.stopped in ("stuck", "budget") and t.designs_used <= 24

@@ -11,7 +11,9 @@ search with successive halving of repeats**:
    single one is expected to help) of the closest few candidates whose
    *predicted* measures come closer to the target, ranked by that prediction (the words' prior
    meaning at first, then the effect each move had when measured: a learnt additive model), and
-   designs each **once**;
+   designs each **once**; beside them, one jump from the closest candidate: the single moves on
+   different dimensions that the model, added up, expects to come closest (a target two or three
+   dimensions away is one round away, not two or three);
 3. repeats go only to candidates whose interval still overlaps the target band: a one-design
    candidate is filled up to ``repeats`` (rung 2), a candidate with ``repeats`` that is close but
    not yet proven gets ``repeats`` more, up to four times ``repeats`` (rung 3);
@@ -328,6 +330,9 @@ class Search:
         a man's voice to an older woman's, "female" alone overshoots the pitch)."""
         best = self.score(ranked[0])
         offers = [o for parent in ranked[:PARENTS] for o in self._offers(parent, best, pairs=False)]
+        jump = self._jump(ranked[0], best)
+        if jump is not None:
+            offers.append(jump)
         if not offers:
             offers = self._offers(ranked[0], best, pairs=True)
         out: list[Candidate] = []
@@ -356,14 +361,43 @@ class Search:
             steps = [((move,), spec) for move, spec in singles]
         offers: list[tuple[float, int, Candidate, tuple[Move, ...], PromptSpec]] = []
         for moves, spec in steps:
-            predicted = {
-                column: from_model(column, value + sum(self.effects.expected(m, column) for m in moves))
-                for column, value in base.items()
-            }
-            expected = self.score(parent, predicted)
+            expected = self.score(parent, self._predict(base, moves))
             if expected < best - 0.05 and not self.known(spec, parent.model):
                 offers.append((expected, len(offers), parent, moves, spec))
         return offers
+
+    def _predict(self, base: dict[str, float], moves: Sequence[Move]) -> dict[str, float]:
+        """The measures expected after ``moves`` from means ``base`` (model scale), effects added up."""
+        return {
+            column: from_model(column, value + sum(self.effects.expected(m, column) for m in moves))
+            for column, value in base.items()
+        }
+
+    def _jump(self, parent: Candidate, best: float):
+        """The offer (as :meth:`_offers`) of the greedy combination of single moves on different
+        dimensions expected to come closest, each naming a value (no words; no dimension left out,
+        which leaves e.g. the sex to chance), when it takes two moves or more and is
+        expected to beat ``best``; else None."""
+        base = self.model_means(parent)
+        language = parent.design.language or _language(parent.design)
+        moves: tuple[Move, ...] = ()
+        spec, current = parent.spec, self.score(parent, self._predict(base, ()))
+        while True:
+            used = {m.dimension for m in moves}
+            choices = [
+                (self.score(parent, self._predict(base, (*moves, move))), i, move, moved)
+                for i, (move, moved) in enumerate(neighbours(spec, language))
+                if move.dimension != "word" and move.after is not None and move.dimension not in used
+            ]
+            if not choices:
+                break
+            expected, _, move, moved = min(choices, key=lambda c: (c[0], c[1]))
+            if not expected < current - 0.05:
+                break
+            current, spec, moves = expected, moved, (*moves, move)
+        if len(moves) < 2 or not current < best - 0.05 or self.known(spec, parent.model):
+            return None
+        return (current, -1, parent, moves, spec)
 
     def known(self, spec: PromptSpec, model: str) -> bool:
         design, _ = self.lab.make_design(spec, preview_text=self.preview_text, model=model)
