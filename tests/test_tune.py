@@ -172,6 +172,56 @@ def test_a_candidate_at_the_tolerance_edge_is_called_reached_at_most_5_percent_o
     assert _claims(0.0, 6, seed=2) >= 0.8  # on target with six designs: found
 
 
+def _planted_search(lab, offsets: list[float]):
+    """A search toward 150 Hz (10 %) whose start was designed once per offset: each design's
+    pitch that many bands from the goal."""
+    from types import SimpleNamespace
+
+    targets, _ = read_targets({"median_f0_hz": 150}, {"pitch": "10 %"})
+    search = tuning.Search(
+        lab,
+        experiment="planted-rungs",
+        targets=targets,
+        models=(lab.model,),
+        budget=48,
+        repeats=3,
+        preview_text=PREVIEW,
+        reference=None,
+    )
+    [pitch] = targets
+    goal = pitch.goal(0.0)
+    search.goals, search.bands = {pitch.column: goal}, {pitch.column: pitch.band(goal)}
+    start = search.add(PromptSpec(gender="female", age="young"), PromptSpec(gender="female", age="young"), lab.model)
+    band_hz = pitch.band(goal) / 12  # octaves per band
+    start.takes = {
+        r: SimpleNamespace(ok=True, metrics={"median_f0_hz": 150 * 2 ** (z * band_hz)}, take_id=f"planted-{r}")
+        for r, z in enumerate(offsets)
+    }
+    start.tried = search.spent = len(offsets)
+    return search, start
+
+
+def test_a_candidate_close_from_one_side_or_scattering_is_not_designed_again_before_new_ones_are_tried(lab):
+    # designed 3 times, 1.5 bands above the goal on average: its interval still touches the band, but
+    # more likely than not it never lies inside it; the next designs go to new descriptions instead
+    above, start = _planted_search(lab, [0.6, 1.5, 2.4])
+    assert above.could_reach(start, None) and not above.inside(start)
+    jobs = above.plan()
+    assert jobs and all(repeat == 0 and c is not start for c, repeat in jobs)
+    # voices scattered on both sides (a description that leaves the sex to chance): likewise
+    scattered, start = _planted_search(lab, [-4.0, 0.5, 4.5])
+    assert scattered.could_reach(start, None)
+    assert all(repeat == 0 and c is not start for c, repeat in scattered.plan())
+    # close and steady, not yet proven: it gets 3 more designs, as before
+    close, start = _planted_search(lab, [-0.2, 0.3, 0.8])
+    assert not close.inside(start)
+    assert close.plan() == [(start, 3), (start, 4), (start, 5)]
+    # when nothing new is expected to come closer, the one above gets its 3 more after all
+    above, start = _planted_search(lab, [0.6, 1.5, 2.4])
+    above.propose = lambda ranked, width: []
+    assert above.plan() == [(start, 3), (start, 4), (start, 5)]
+
+
 # --- end to end, against the simulator -----------------------------------------------------------------
 def test_minus_3_semitones_from_a_neutral_voice_is_reached_logged_and_resumable(lab):
     held = lab.quota()["held"]

@@ -16,7 +16,15 @@ search with successive halving of repeats**:
    dimensions away is one round away, not two or three);
 3. repeats go only to candidates whose interval still overlaps the target band: a one-design
    candidate is filled up to ``repeats`` (rung 2), a candidate with ``repeats`` that is close but
-   not yet proven gets ``repeats`` more, up to four times ``repeats`` (rung 3);
+   not yet proven gets ``repeats`` more, up to four times ``repeats`` (rung 3), when it is
+   *promising*: projected to that cap at its own mean and spread (as if the designs to come
+   measured like those so far), every target's interval would fit inside its band, i.e. it is
+   more likely than not to be proven. One whose mean lies outside the band (close from one side:
+   it comes near but, as measured, does not reach), or whose designs scatter too widely for any
+   interval at the cap to fit (a description that leaves the sex to chance), is a poor bet for
+   ``repeats`` more designs: its rung 3 is deferred behind exploring new candidates (each a
+   single design) and given only when no new candidate is expected to come closer, so the
+   search never stops with a question more designs could have settled;
 4. it stops when a candidate's 90 % interval of every target measure lies inside its tolerance
    (two one-sided tests at 5 %: equivalence, the usual reading of "within tolerance with
    evidence"), when the budget is spent, or when no untried move is expected to come closer:
@@ -293,6 +301,20 @@ class Search:
                 return False
         return True
 
+    def promising(self, candidate: Candidate, designs: int) -> bool:
+        """More likely than not to be proven with ``designs`` designs if the ones to come measure
+        like those so far: for every target, the distance of its mean from the goal plus the
+        half-width its interval would have at ``designs`` designs (its own spread) is within the
+        band. False for a mean outside the band, and for a spread no interval at ``designs`` fits."""
+        for t in self.targets:
+            values = candidate.values(t)
+            if len(values) < 2:
+                continue
+            half = _t(designs - 1) * float(np.std(values, ddof=1)) / math.sqrt(designs)
+            if abs(float(np.mean(values)) - self.goals[t.column]) + half > self.bands[t.column]:
+                return False
+        return True
+
     def measured(self) -> list[Candidate]:
         return sorted((c for c in self.candidates if c.takes), key=lambda c: (self.score(c), c.index))
 
@@ -405,16 +427,21 @@ class Search:
 
     def plan(self) -> list[tuple[Candidate, int]]:
         """The next round: repeats for the candidates that could still reach the target (successive
-        halving), else new candidates."""
+        halving; rung 3 only for the promising), else new candidates, else the deferred rung 3."""
         ranked = self.measured()
         pooled = self.pooled()
         cap = MAX_REPEATS_FACTOR * self.repeats
         jobs: list[tuple[Candidate, int]] = []
+        deferred: list[tuple[Candidate, int]] = []  # rung 3 of candidates unlikely to be proven
         for c in ranked[:3]:
             if c.tried < self.repeats and self.could_reach(c, pooled):
                 jobs += [(c, r) for r in range(c.tried, self.repeats)]
             elif self.repeats <= c.tried < cap and self.could_reach(c, None):
-                jobs += [(c, r) for r in range(c.tried, min(cap, c.tried + self.repeats))]
+                more = [(c, r) for r in range(c.tried, min(cap, c.tried + self.repeats))]
+                if self.promising(c, cap):
+                    jobs += more
+                else:
+                    deferred += more
             if len(jobs) >= 2 * self.repeats:
                 break
         if jobs:
@@ -424,6 +451,8 @@ class Search:
         proposed = self.propose(ranked, width) if width > 0 else []
         if proposed:
             return [(c, 0) for c in proposed]
+        if deferred:  # nothing new is expected to come closer: settle the close ones after all
+            return deferred[: 2 * self.repeats]
         if ranked and ranked[0].tried < self.repeats:  # the answer, closest or not, gets its interval
             return [(ranked[0], r) for r in range(ranked[0].tried, self.repeats)]
         self.spent_out = width <= 0
