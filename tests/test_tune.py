@@ -349,3 +349,19 @@ def test_from_a_bright_young_woman_to_a_hidden_deep_slow_old_man_within_60_desig
     again = lab.design(t.best, n=3, preview_text=PREVIEW)
     assert abs(np.mean([x.metrics["median_f0_hz"] for x in again]) / f0 - 1) <= 0.10
     assert abs(np.mean([x.metrics["speaking_rate"] for x in again]) / rate - 1) <= 0.15
+
+
+def test_a_miss_on_the_edge_of_the_band_reads_just_below_not_zero_below():
+    from cosyvoice_lab.views.tuning import Tuning
+
+    def tuning(beyond: float) -> Tuning:
+        miss = {"measure": "pitch", "column": "median_f0_hz", "closest": 193.0, "goal": 204.0}
+        return Tuning(
+            "tune-x", "start", "best", "m", reached=False, stopped="budget", designs_used=24, new_designs=24,
+            budget=24, table=None, goals=[],
+            out_of_reach=[{**miss, "beyond_tolerance": beyond, "unit": "st", "direction": "below"}],
+        )  # fmt: skip
+
+    assert "just below the tolerance band" in tuning(0.001).verdict
+    assert "0.00 st" not in tuning(0.001).verdict
+    assert "0.42 st below the tolerance band" in tuning(0.42).verdict

@@ -22,6 +22,12 @@ def _number(value: float, unit: str = "") -> str:
     return f"{value:.{digits}f}{(' ' + unit) if unit else ''}"
 
 
+def _beyond(value: float, unit: str) -> str:
+    """How far outside the band: "just" when it would print as 0.00 (the mean sits on the edge)."""
+    shown = _number(value, unit)
+    return "just" if value is not None and math.isfinite(value) and float(shown.split()[0]) == 0 else shown
+
+
 @dataclass
 class Tuning:
     """The result of ``lab.tune``.
@@ -85,7 +91,7 @@ class Tuning:
         missed = "; ".join(
             f"{m['measure']} {label}: closest {_number(m['closest'], self._raw_unit(m['column']))}, "
             f"goal {_number(m['goal'], self._raw_unit(m['column']))}, "
-            f"{_number(m['beyond_tolerance'], m['unit'])} {m['direction']} the tolerance band"
+            f"{_beyond(m['beyond_tolerance'], m['unit'])} {m['direction']} the tolerance band"
             for m in self.out_of_reach
         )
         return f"{self._why()}; {missed}"
