@@ -17,16 +17,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Float, bindparam, exists, func, insert, literal, select, union_all, update
+
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.catalog import STALE_PENDING_S
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.log import recovery
 from cosyvoice_lab.log.audio_store import AudioStore
-from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.database import Database
+from cosyvoice_lab.log.functions import dialect_insert, seconds_between
 from cosyvoice_lab.log.rows import (
     SELECT_TAKE,
-    TAKE_COLUMNS,
     TakeRows,
     audio_columns,
     clean_metrics,
@@ -34,34 +36,37 @@ from cosyvoice_lab.log.rows import (
     package_version,
     where_clause,
 )
+from cosyvoice_lab.log.schema import ROWID, TAKE_COLUMNS, cell_claims, takes
 from cosyvoice_lab.take import BACKENDS, Take, check_experiment, iso, now_utc, redact
 
-_RETURNING = f"RETURNING {', '.join(TAKE_COLUMNS)}"
-_HOLDER_COLUMNS = "t.take_id, t.writer_host, t.writer_pid, t.writer_start, t.started_at, t.status"
-# The take holding a cell, in one query (one round trip to a database server): its claimant, else (for
-# takes from before claims, or a bundle's) the cell's latest take; ``first`` orders the two.
-_HOLDER_SQL = (
-    f"SELECT * FROM (SELECT 0 AS first, {_HOLDER_COLUMNS} FROM cell_claims AS c JOIN takes AS t "
-    "ON t.take_id = c.take_id WHERE c.experiment = ? AND c.cell = ? AND t.status != 'failed') AS claimant "
-    f"UNION ALL SELECT * FROM (SELECT 1 AS first, {_HOLDER_COLUMNS} FROM takes AS t WHERE t.experiment = ? "
-    "AND t.cell = ? AND t.status != 'failed' ORDER BY t.started_at DESC LIMIT 1) AS latest "
-    "ORDER BY first LIMIT 1"
-)
+_RETURNING = tuple(takes.c[name] for name in TAKE_COLUMNS)
+_OPEN = ("pending", "unknown", "interrupted")  # outcomes not yet known: the ones a settle may record
 
 
-def _insert_sql(row: dict) -> str:
-    return f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+def _holder_query():
+    """The take holding a cell, in one query (one round trip to a database server): its claimant,
+    else (for takes from before claims, or a bundle's) the cell's latest take; ``rank`` orders the two."""
+    t = takes.alias("t")
+    experiment, cell = bindparam("experiment"), bindparam("cell")
+    columns = (t.c.take_id, t.c.writer_host, t.c.writer_pid, t.c.writer_start, t.c.started_at, t.c.status)
+    claimant = (
+        select(literal(0).label("rank"), *columns)
+        .select_from(cell_claims.join(t, t.c.take_id == cell_claims.c.take_id))
+        .where(cell_claims.c.experiment == experiment, cell_claims.c.cell == cell, t.c.status != "failed")
+        .subquery("claimant")
+    )
+    latest = (
+        select(literal(1).label("rank"), *columns)
+        .where(t.c.experiment == experiment, t.c.cell == cell, t.c.status != "failed")
+        .order_by(t.c.started_at.desc())
+        .limit(1)
+        .subquery("latest")
+    )
+    both = union_all(select(claimant), select(latest)).subquery("holders")
+    return select(both).order_by(both.c.rank).limit(1)
 
 
-def _execute_all(conn: Any, statements: Iterable[tuple[str, Any]]) -> None:
-    """Run ``(sql, params)`` statements in order inside the caller's transaction: on PostgreSQL in one
-    round trip (the connection's ``execute_all``, pipeline mode), on SQLite one by one (no round trips)."""
-    execute_all = getattr(conn, "execute_all", None)
-    if execute_all is not None:
-        execute_all(statements)
-        return
-    for sql, params in statements:
-        conn.execute(sql, params)
+_HOLDER = _holder_query()
 
 
 class TakeTable:
@@ -101,7 +106,7 @@ class TakeTable:
 
     def count(self) -> int:
         """How many takes the log holds."""
-        return self._db.query("SELECT count(*) FROM takes")[0][0]
+        return self._db.query(select(func.count()).select_from(takes))[0][0]
 
     # --- the write path ---------------------------------------------------------------------------
     def start(self, design: VoiceDesign, *, backend: str, prompt_spec: Any = None, **where: Any) -> Take:
@@ -109,7 +114,7 @@ class TakeTable:
         take, row = self._new(design, backend=backend, prompt_spec=prompt_spec, **where)
         recovery.hold(take)  # before the insert, so no concurrent open can judge it stale
         try:
-            self._db.query(_insert_sql(row), list(row.values()))
+            self._db.query(insert(takes), row)
         except BaseException:
             recovery.release(take.take_id)
             raise
@@ -129,17 +134,15 @@ class TakeTable:
                 if self._held(conn, experiment, cell):
                     recovery.release(take.take_id)
                     return None
-                _execute_all(
-                    conn,
-                    (
-                        (_insert_sql(row), list(row.values())),
-                        (  # an upsert both databases speak
-                            "INSERT INTO cell_claims (experiment, cell, take_id, claimed_at) VALUES (?, ?, ?, ?) "
-                            "ON CONFLICT (experiment, cell) DO UPDATE SET take_id = excluded.take_id, "
-                            "claimed_at = excluded.claimed_at",
-                            (experiment, cell, take.take_id, row["started_at"]),
-                        ),
-                    ),
+                conn.execute(insert(takes), row)
+                claim = dialect_insert(conn.dialect.name, cell_claims).values(
+                    experiment=experiment, cell=cell, take_id=take.take_id, claimed_at=row["started_at"]
+                )
+                conn.execute(
+                    claim.on_conflict_do_update(
+                        index_elements=["experiment", "cell"],
+                        set_={"take_id": claim.excluded.take_id, "claimed_at": claim.excluded.claimed_at},
+                    )
                 )
         except BaseException:
             recovery.release(take.take_id)
@@ -150,7 +153,7 @@ class TakeTable:
         """Whether a take holds the cell: its claimant (or, for takes from before claims, any
         take of the cell) is ok, may hold a voice, or is pending. A pending take whose writer
         is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
-        holder = conn.execute(_HOLDER_SQL, (experiment, cell, experiment, cell)).fetchone()
+        holder = conn.execute(_HOLDER, {"experiment": experiment, "cell": cell}).fetchone()
         if holder is None:
             return False
         holder = holder[1:]
@@ -164,9 +167,13 @@ class TakeTable:
             )
             if stale:
                 conn.execute(
-                    "UPDATE takes SET status = 'interrupted', error_code = 'Interrupted', error_message = ? "
-                    "WHERE take_id = ? AND status = 'pending'",
-                    (recovery.abandoned_message(holder[1], holder[2]), holder[0]),
+                    update(takes)
+                    .where(takes.c.take_id == holder[0], takes.c.status == "pending")
+                    .values(
+                        status="interrupted",
+                        error_code="Interrupted",
+                        error_message=recovery.abandoned_message(holder[1], holder[2]),
+                    )
                 )
         return True
 
@@ -263,25 +270,25 @@ class TakeTable:
         a take whose outcome is still open; ``keep_timing`` keeps an earlier finish time;
         ``unique_voice``: only if no take has that voice yet (an adoption, across processes).
         A take settled first (by another process, or another thread) is returned as stored."""
-        now = iso(now_utc())
-        # julianday() reads times to the millisecond: precise enough for a fallback latency.
-        latency = "COALESCE(?, (julianday(?) - julianday(started_at)) * 86400.0)"
-        finished = "?"
+        now = literal(iso(now_utc()))
+        # to the millisecond: precise enough for a fallback latency
+        latency: Any = func.coalesce(literal(latency_s, Float), seconds_between(now, takes.c.started_at))
+        finished: Any = now
         if keep_timing:
-            latency, finished = f"COALESCE(latency_s, {latency})", "COALESCE(finished_at, ?)"
-        sets = "".join(f"{name} = ?, " for name in values)
-        unique, params = "", [*values.values(), latency_s, now, now, take_id]
-        if unique_voice is not None:
-            unique, params = " AND NOT EXISTS (SELECT 1 FROM takes WHERE voice_id = ?)", [*params, unique_voice]
-        sql = (
-            f"UPDATE takes SET {sets}latency_s = {latency}, finished_at = {finished} "
-            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted'){unique} {_RETURNING}"
+            latency, finished = func.coalesce(takes.c.latency_s, latency), func.coalesce(takes.c.finished_at, now)
+        statement = (
+            update(takes)
+            .where(takes.c.take_id == take_id, takes.c.status.in_(_OPEN))
+            .values(**values, latency_s=latency, finished_at=finished)
+            .returning(*_RETURNING)
         )
         if unique_voice is None:
-            rows = self._db.query(sql, params)
+            rows = self._db.query(statement)
         else:  # check-then-write: under the write lock, so two adoptions of one voice are serialised
+            other = takes.alias("other")
+            statement = statement.where(~exists().where(other.c.voice_id == unique_voice))
             with self._db.transaction() as conn:
-                rows = conn.execute(sql, params).fetchall()
+                rows = conn.execute(statement).fetchall()
         recovery.release(take_id)
         if not rows:
             return self._settled_first(take_id, unique_voice)
@@ -297,7 +304,7 @@ class TakeTable:
 
     def get_exact(self, take_id: str) -> Take:
         """The take with exactly this id. Raises TakeNotFound."""
-        rows = self._db.query(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,))
+        rows = self._db.query(SELECT_TAKE.where(takes.c.take_id == take_id))
         if not rows:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
         return self._rows.to_take(rows[0])
@@ -309,11 +316,10 @@ class TakeTable:
             TakeNotFound: no such take.
         """
         if not values:
-            row = conn.execute(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,)).fetchone()
+            row = conn.execute(SELECT_TAKE.where(takes.c.take_id == take_id)).fetchone()
         else:
-            assignments = ", ".join(f"{name} = ?" for name in values)
             row = conn.execute(
-                f"UPDATE takes SET {assignments} WHERE take_id = ? {_RETURNING}", [*values.values(), take_id]
+                update(takes).where(takes.c.take_id == take_id).values(values).returning(*_RETURNING)
             ).fetchone()
         if row is None:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
@@ -323,7 +329,7 @@ class TakeTable:
         """Merge measurements into a take's (see ``ExperimentLog.set_metrics``)."""
         new = clean_metrics(metrics)
         with self._db.transaction() as conn:
-            row = conn.execute("SELECT metrics FROM takes WHERE take_id = ?", (take_id,)).fetchone()
+            row = conn.execute(select(takes.c.metrics).where(takes.c.take_id == take_id)).fetchone()
             if row is None:
                 raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
             merged = {**json.loads(row[0] or "{}"), **new}
@@ -335,7 +341,7 @@ class TakeTable:
             return 0
         with self._db.transaction() as conn:
             changed = sum(
-                conn.execute("UPDATE takes SET voice_status = ? WHERE voice_id = ?", (status, vid)).rowcount
+                conn.execute(update(takes).where(takes.c.voice_id == vid).values(voice_status=status)).rowcount
                 for vid, status in statuses.items()
             )
         if changed:
@@ -350,10 +356,10 @@ class TakeTable:
     # --- the read path ----------------------------------------------------------------------------
     def get(self, take_id: str) -> Take:
         """The take with this id or unique prefix (see ``ExperimentLog.get``)."""
-        rows = self._db.query(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,))
+        rows = self._db.query(SELECT_TAKE.where(takes.c.take_id == take_id))
         if not rows and isinstance(take_id, str) and 4 <= len(take_id) < 32:
             # substr, not a range: a database's collation may not sort text by code point
-            rows = self._db.query(f"{SELECT_TAKE} WHERE substr(take_id, 1, ?) = ? LIMIT 2", (len(take_id), take_id))
+            rows = self._db.query(SELECT_TAKE.where(func.substr(takes.c.take_id, 1, len(take_id)) == take_id).limit(2))
         if not rows:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
         if len(rows) > 1:
@@ -362,16 +368,14 @@ class TakeTable:
 
     def takes(self, **filters: Any) -> list[Take]:
         """Takes matching ``filters`` (those of ``where_clause``), oldest first."""
-        where, params = where_clause(**filters)
-        rows = self._db.query(f"{SELECT_TAKE}{where} ORDER BY started_at, rowid", params)
+        rows = self._db.query(SELECT_TAKE.where(*where_clause(**filters)).order_by(takes.c.started_at, ROWID))
         return [self._rows.to_take(row) for row in rows]
 
     def to_dataframe(self, **filters: Any):
         """The takes matching ``filters`` as a DataFrame (see ``ExperimentLog.to_dataframe``)."""
         from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
 
-        where, params = where_clause(**filters)
-        return frame.takes_frame(self._db.query, where, params, self._store)
+        return frame.takes_frame(self._db.query, where_clause(**filters), self._store)
 
     def voice_ids(self):
         """The voices this log knows, as a DataFrame (see ``ExperimentLog.voice_ids``)."""
@@ -379,6 +383,6 @@ class TakeTable:
 
         spec = frame.VOICES_FRAME
         rows = self._db.query(
-            f"SELECT {frame.select_list(spec)} FROM takes WHERE voice_id IS NOT NULL ORDER BY started_at, rowid"
+            select(*frame.select_list(spec, takes)).where(takes.c.voice_id.is_not(None)).order_by(takes.c.started_at, ROWID)
         )
         return frame.build(rows, spec)

@@ -1,0 +1,411 @@
+"""The experiment log's database: a SQLAlchemy engine on a folder's SQLite file or a PostgreSQL URL.
+
+``Database`` knows nothing of takes. It runs Core statements (``query``: one statement, its
+own transaction; ``transaction``: a write transaction holding the log's write lock) and turns
+every driver failure, of either database, into one ``LogError`` naming the log and saying what
+to do (``error``). The schema is ``schema.py``'s, built by ``migrations``.
+
+SQLite (``folder/log.sqlite3``), through SQLAlchemy's pysqlite dialect, as its documentation's
+recipe for explicit transactions: the driver's own transaction handling is off
+(``isolation_level=None``) and the ``begin`` event emits ``BEGIN IMMEDIATE`` for a write
+transaction (it waits for other writers up front: no write begun from a stale snapshot), nothing
+for a lone statement (atomic on its own, no read snapshot kept between statements). Each new
+connection checks the file is a log (another program's database is left untouched), switches it
+to WAL once, and sets ``synchronous=NORMAL`` and the busy timeout. SQLite answers some steps busy
+at once, without its busy handler (``BusyWait``): those are retried.
+
+PostgreSQL (``postgresql+psycopg``; the URL goes to libpq unchanged): lone statements run in
+autocommit (one round trip); a write transaction takes the log's advisory lock
+(``pg_advisory_xact_lock``), as ``BEGIN IMMEDIATE`` takes SQLite's write lock, waiting at most
+``busy_timeout_s`` (``lock_timeout``).
+
+Both: a pool per engine (connections kept do not grow with thread pools; a burst beyond the pool
+opens extra connections that close when returned), shared by threads; a forked child drops its
+parent's connections without closing them (``dispose(close=False)``) and opens its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sqlite3
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
+
+from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S
+from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.urls import is_url, redact_url, url_secrets, without_password
+
+DB_NAME = "log.sqlite3"
+# The advisory lock every write transaction on PostgreSQL takes (one per database: the log's "write lock").
+WRITE_LOCK = 0x636F7379  # "cosy"
+POOL_SIZE = 5  # connections kept per log; more threads at once open extra ones, closed when returned
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The URL (with its password) of each database opened in this process, by its URL without the
+# password: what a pickled ``Database`` (which holds no password) reconnects with.
+_OPENED: dict[str, str] = {}
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # The child must not use (nor close) connections its parent holds: drop them from the pools.
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind a SQLAlchemy one."""
+    return getattr(exc, "orig", None) or exc
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a SQLite error means "another connection holds a lock" (SQLITE_BUSY/LOCKED, any
+    extended code): the statement did nothing, so running it again is safe."""
+    exc = _driver_error(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+class BusyWait:
+    """Runs a step again while SQLite answers busy, with jittered backoff, for up to ``timeout_s``.
+
+    SQLite's own busy handler waits only where it can: some steps answer busy at once, without
+    waiting at all (switching a new database to WAL while another process does the same, a write
+    begun from a stale read snapshot). Those are retried here; a wait longer than
+    ``say_after_s`` is said once in the log, so a process waiting for a slow neighbour says so
+    instead of looking hung. ``elapsed`` is how long the last ``run`` waited (for error texts).
+    """
+
+    def __init__(self, timeout_s: float, *, what: str, say_after_s: float = 2.0) -> None:
+        self.timeout_s, self.what, self.say_after_s = timeout_s, what, say_after_s
+        self.elapsed = 0.0
+
+    def run(self, step: Callable[[], T]) -> T:
+        start = time.monotonic()
+        pause, said = 0.002, False
+        while True:
+            try:
+                return step()
+            except (sqlite3.Error, DBAPIError) as exc:
+                self.elapsed = time.monotonic() - start
+                if not is_busy(exc) or self.elapsed >= self.timeout_s:
+                    raise
+                if not said and self.elapsed >= self.say_after_s:
+                    log.warning("waiting for another writer of %s (%.0f s so far)", self.what, self.elapsed)
+                    said = True
+            time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, self.timeout_s - self.elapsed)))
+            pause = min(pause * 2, 0.25)
+
+
+class Database:
+    """A log's database: ``folder/log.sqlite3`` (a folder) or a ``postgresql://`` URL.
+
+    Args:
+        location: the log folder (created if missing; may hold other files), or a PostgreSQL URL
+            (libpq's; the database must exist).
+        busy_timeout_s: how long a write waits for another writer before failing.
+
+    Pickling (a take read from the log holds this object, to load its audio): the pickle holds a
+    URL *without* its password. Unpickled in this process or a child forked after the log was
+    opened here, it takes the password this process was given for that URL; elsewhere libpq's own
+    sources (``PGPASSWORD``, ``~/.pgpass``) supply it, or the login fails on first use.
+
+    Raises:
+        LogError: the folder cannot be created or written, or the database path is not a file.
+    """
+
+    def __init__(self, location: str | os.PathLike, *, busy_timeout_s: float = LOG_BUSY_TIMEOUT_S) -> None:
+        self.busy_timeout_s = busy_timeout_s
+        self.closed = False
+        self._lock = threading.Lock()
+        self.path: Path | str
+        if is_url(location):
+            self.kind = "PostgreSQL"
+            self._url = str(location).strip()
+            self.path = redact_url(self._url)  # what errors and reprs name: never the password
+            if without_password(self._url) != self._url:
+                _OPENED[without_password(self._url)] = self._url
+            self._secrets = url_secrets(self._url)
+            self.folder: Path | None = None
+            self.engine = self._postgres_engine()
+            self._lone = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            self.kind = "SQLite"
+            self._url = ""
+            self._secrets = ()
+            self.folder = Path(location).expanduser().absolute()
+            self.path = self.folder / DB_NAME
+            _prepare_folder(self.folder, self.path)
+            self.engine = self._sqlite_engine()
+            self._lone = self.engine.execution_options(log_begin=None)
+        _ENGINES.add(self.engine)
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r})"
+
+    def __getstate__(self) -> dict:
+        location = without_password(self._url) if self._url else str(self.folder)
+        return {"location": location, "busy_timeout_s": self.busy_timeout_s}
+
+    def __setstate__(self, state: dict) -> None:
+        location = _OPENED.get(state["location"], state["location"])
+        self.__init__(location, busy_timeout_s=state["busy_timeout_s"])  # type: ignore[misc]
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections the pool holds open (idle or in use)."""
+        pool = self.engine.pool
+        return pool.checkedin() + pool.checkedout() if isinstance(pool, QueuePool) else 0
+
+    # --- engines ------------------------------------------------------------------------------
+    def _sqlite_engine(self) -> Engine:
+        engine = create_engine(
+            f"sqlite:///{self.path}",
+            connect_args={"timeout": self.busy_timeout_s, "check_same_thread": False},
+            poolclass=QueuePool,
+            pool_size=POOL_SIZE,
+            max_overflow=-1,
+        )
+        path, timeout = self.path, self.busy_timeout_s
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # transactions are ours (the ``begin`` event below)
+            BusyWait(timeout, what=str(path)).run(lambda: _open(dbapi_conn, Path(path)))
+            # In WAL mode NORMAL never loses a commit to a crashed process, only (the last few)
+            # to a power cut, and never corrupts: FULL would fsync every take, 10x slower.
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+            # Reading the DataFrame of a big log straight from the page cache saves a copy.
+            dbapi_conn.execute("PRAGMA mmap_size=268435456")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("log_begin", "BEGIN IMMEDIATE")
+            if mode:
+                conn.exec_driver_sql(mode)
+
+        return engine
+
+    def _postgres_engine(self) -> Engine:
+        import psycopg  # loaded only for a database log
+
+        url, timeout = self._url, self.busy_timeout_s
+
+        def connect() -> Any:
+            return psycopg.connect(
+                url,
+                connect_timeout=max(1, int(timeout)),
+                options=f"-c lock_timeout={max(1, int(timeout * 1000))} -c TimeZone=UTC",
+                application_name="cosyvoice-lab",
+            )
+
+        return create_engine(
+            "postgresql+psycopg://", creator=connect, poolclass=QueuePool, pool_size=POOL_SIZE, max_overflow=-1
+        )
+
+    # --- errors ---------------------------------------------------------------------------------
+    def error(self, exc: BaseException, waited_s: float | None = None) -> LogError:
+        """The LogError for a driver failure of either database, naming the log (never its
+        password) and saying what to do (``waited_s``: how long a busy step was retried)."""
+        driver = _driver_error(exc)
+        text = str(driver).strip().splitlines()[0] if str(driver).strip() else type(driver).__name__
+        for secret in self._secrets:  # longest first: each form of the password
+            text = text.replace(secret, "***")
+        if self.kind == "SQLite":
+            return self._sqlite_error(driver, text, waited_s)
+        import psycopg
+
+        if isinstance(driver, psycopg.errors.LockNotAvailable):  # lock_timeout: busy_timeout_s passed
+            waited = f"waited {self.busy_timeout_s:g} s"
+            return LogError(self.path, f"another writer held the log too long ({waited}; database is locked ({text}))")
+        if isinstance(driver, psycopg.OperationalError):
+            return LogError(
+                self.path,
+                f"cannot reach the log's database (unable to open the database ({text})); "
+                "is the server up and the URL right?",
+            )
+        return LogError(self.path, text)
+
+    def _sqlite_error(self, driver: BaseException, text: str, waited_s: float | None) -> LogError:
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return LogError(self.path, f"is not a SQLite database or is corrupt ({text}); it was left untouched")
+        if "readonly" in text or "unable to open" in text:
+            return LogError(self.path, f"cannot be written ({text}); is the folder read-only?")
+        if is_busy(driver):
+            waited = f"waited {waited_s:.1f} s" if waited_s is not None else f"waited up to {self.busy_timeout_s:g} s"
+            return LogError(self.path, f"another writer held the log too long ({waited}; {text})")
+        return LogError(self.path, text)
+
+    @contextmanager
+    def errors(self, waiting: BusyWait | None = None) -> Iterator[None]:
+        """Driver failures inside the block raised as ``LogError`` (see ``error``)."""
+        try:
+            yield
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self.error(exc, waiting.elapsed if waiting and waiting.elapsed else None) from None
+        except Exception as exc:
+            if _is_driver_error(exc):
+                raise self.error(exc) from None
+            raise
+
+    # --- statements -------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.closed:
+            raise LogError(self.path, "this ExperimentLog is closed")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction holding the log's write lock (SQLite's ``BEGIN IMMEDIATE``,
+        PostgreSQL's advisory lock): yields the connection; commits when the block ends, rolls
+        back if it raises.
+
+        Raises:
+            LogError: a database failure (the transaction was rolled back).
+        """
+        self._check_open()
+        waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
+        with self.errors(waiting):
+            conn = self.engine.connect()
+        try:
+            with self.errors(waiting):
+                waiting.run(conn.begin)
+                if self.kind == "PostgreSQL":
+                    conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
+            try:
+                yield conn
+                with self.errors():
+                    conn.commit()
+            except BaseException as exc:
+                try:
+                    conn.rollback()
+                except Exception:  # a dead connection: the server rolled back already
+                    pass
+                if isinstance(exc, (SQLAlchemyError, sqlite3.Error)) or _is_driver_error(exc):
+                    raise self.error(exc) from None
+                raise
+        finally:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def connect(self) -> Connection:
+        """A connection for reads and lone statements (each its own transaction); close it after use.
+
+        Raises:
+            LogError: the log is closed.
+        """
+        self._check_open()
+        return self._lone.connect()
+
+    def query(self, statement: Any, params: Any = None) -> list[Any]:
+        """Run one statement (a Core statement, or SQL text with ``:name`` parameters) as its own
+        transaction and return its rows (none for a statement without a result).
+
+        Raises:
+            LogError: a database failure.
+        """
+        self._check_open()
+        if isinstance(statement, str):
+            statement = text(statement)
+        waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
+        with self.errors(waiting), self._lone.connect() as conn:
+            # busy: the statement did nothing, so it is safe to run again
+            return waiting.run(lambda: _rows(conn.execute(statement, params)))
+
+    def check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` (on PostgreSQL: that the tables answer); returns ``'ok'``.
+
+        Raises:
+            LogError: the database is damaged (the message lists what SQLite found).
+        """
+        if self.kind == "PostgreSQL":
+            self.query(select(func.count()).select_from(text("takes")))
+            return "ok"
+        found = [row[0] for row in self.query("PRAGMA integrity_check")]
+        if found != ["ok"]:
+            raise LogError(self.path, "integrity check failed: " + "; ".join(found[:10]))
+        return "ok"
+
+    def close(self) -> None:
+        """Close every connection this object opened (safe to call twice)."""
+        with self._lock:
+            self.closed = True
+        self.engine.dispose()
+
+
+def _rows(result: Any) -> list[Any]:
+    return result.fetchall() if result.returns_rows else []
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    """A psycopg error raised outside SQLAlchemy (e.g. while connecting through ``creator``)."""
+    return type(exc).__module__.startswith("psycopg")
+
+
+def _prepare_folder(folder: Path, db: Path) -> None:
+    """Create the folder if needed and prove it writable, with errors naming the path."""
+    if folder.exists() and not folder.is_dir():
+        raise LogError(folder, "is a file, not a folder; give the log a folder of its own")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise LogError(folder, f"cannot write the log folder ({exc.strerror or exc}); is it read-only?") from exc
+    if db.exists() and not db.is_file():
+        raise LogError(db, "is not a file; the log database must be a SQLite file")
+
+
+def _open(conn: sqlite3.Connection, path: Path) -> None:
+    """Check the file is a log (or new), then switch it to WAL once: a log already in WAL mode
+    keeps it, and another process switching a new log at the same moment answers busy at once
+    (no busy handler), which the caller retries."""
+    _check_ours(conn, path)  # before WAL: a file that is not ours is never changed
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise sqlite3.OperationalError(f"database is locked (journal mode stayed {mode})")
+
+
+def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse another program's SQLite database, reading only (no journal mode set yet).
+
+    Ours is empty (a new log) or carries a schema version (``PRAGMA user_version``, which
+    ``migrations`` keeps equal to the Alembic revision's number); one with tables and no version
+    is someone else's. A file that is not SQLite at all fails the first read (``Database.error``).
+
+    Raises:
+        LogError: the database has tables but no log schema version.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0]:
+        return
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    # read again: a process creating this log may have committed its tables and version meanwhile
+    if tables and not conn.execute("PRAGMA user_version").fetchone()[0]:
+        raise LogError(
+            path,
+            "is a SQLite database but not a cosyvoice_lab experiment log "
+            "(it has tables and no log schema version); it was left untouched",
+        )
