@@ -380,8 +380,9 @@ def _check_manifest(path: Path, manifest: Any) -> None:
 def _insert(conn: Connection, table: str, row: dict) -> int:
     """Insert ``row`` unless its id is already there; 1 if inserted, else 0."""
     # ON CONFLICT DO NOTHING skips only a duplicate id; a malformed row still fails loudly.
-    statement = dialect_insert(conn.dialect.name, schema.metadata.tables[table]).on_conflict_do_nothing()
+    into = schema.metadata.tables[table]
+    statement = dialect_insert(conn.dialect.name, into).on_conflict_do_nothing().returning(into.c[next(iter(row))])
     try:  # (a refused row fails the whole import: its transaction rolls back)
-        return conn.execute(statement, row).rowcount
+        return len(conn.execute(statement, row).fetchall())
     except IntegrityError as exc:
         raise ValueError(f"{table} row {next(iter(row.values()))}: {exc.orig}") from exc
