@@ -324,7 +324,9 @@ def test_one_bad_metric_or_an_unholdable_time_in_the_log_does_not_stop_its_reade
     theirs.import_bundle(bundle)
     take = theirs.takes(experiment="exp")[0]
     theirs.db.query("UPDATE takes SET metrics = :m WHERE take_id = :id", {"m": '{"f0": "high"}', "id": take.take_id})
-    theirs.db.query("UPDATE takes SET finished_at = '2263-01-01T00:00:00.000000Z' WHERE take_id = :id", {"id": take.take_id})
+    theirs.db.query(
+        "UPDATE takes SET finished_at = '2263-01-01T00:00:00.000000Z' WHERE take_id = :id", {"id": take.take_id}
+    )
     df = theirs.df
     assert df["m_f0"].dtype == "float64"
     assert df.loc[df.take_id == take.take_id, "m_f0"].isna().all()

@@ -25,9 +25,9 @@ from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.log import migrations as migrations
-from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.annotations import apply_events
 from cosyvoice_lab.log.audio_store import AudioStore, check_name, is_name, name_for
+from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.experiment_log import ExperimentLog
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag, to_utc, where_clause
 from cosyvoice_lab.take import Take
@@ -96,7 +96,8 @@ def _v1_database(path: Path) -> None:
             "preview_text, started_at, finished_at, rating, chosen, tags, notes, played) "
             "VALUES (:id, :status, 'offline', 'cosyvoice-v3.5-plus', 'lab', 'p', 'hello', "
             "'2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:05.000000Z', :rating, :chosen, :tags, :notes, :played)",
-            dict(id=take_id, status=status, rating=rating, chosen=chosen, tags=tags, notes=notes, played=played),
+            {"id": take_id, "status": status, "rating": rating, "chosen": chosen, "tags": tags}
+            | {"notes": notes, "played": played},
         )
     db.close()
 

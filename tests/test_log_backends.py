@@ -59,8 +59,8 @@ from cosyvoice_lab import catalog
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log import migrations
 from cosyvoice_lab.log.database import Database
-from cosyvoice_lab.log.urls import is_url, redact_url
 from cosyvoice_lab.log.experiment_log import ExperimentLog
+from cosyvoice_lab.log.urls import is_url, redact_url
 
 REPO = Path(__file__).resolve().parent.parent
 

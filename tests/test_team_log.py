@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import text
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign

@@ -168,12 +168,17 @@ class Annotations:
             return self._table.update(conn, take_id, values)
 
 
-def _insert_events(
-    conn: Connection, take_id: str, events: Iterable[tuple[str, Any]], author: str | None
-) -> None:
+def _insert_events(conn: Connection, take_id: str, events: Iterable[tuple[str, Any]], author: str | None) -> None:
     at = iso(now_utc())
     rows = [
-        {"annotation_id": uuid.uuid4().hex, "take_id": take_id, "at": at, "action": action, "value": value, "author": author}
+        {
+            "annotation_id": uuid.uuid4().hex,
+            "take_id": take_id,
+            "at": at,
+            "action": action,
+            "value": value,
+            "author": author,
+        }
         for action, value in events
     ]
     if rows:

@@ -262,7 +262,9 @@ class TableAudioStore:
 
     def exists(self, name: str) -> bool:
         """Whether audio named ``name`` is in the store (False for an invalid name)."""
-        return is_name(name) and bool(self._db.query(select(audio_table.c.sha256).where(audio_table.c.sha256 == _sha(name))))
+        return is_name(name) and bool(
+            self._db.query(select(audio_table.c.sha256).where(audio_table.c.sha256 == _sha(name)))
+        )
 
     def names(self) -> list[str]:
         """The names of every recording in the store, sorted."""

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cosyvoice_lab import jsontext
 from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.annotations import replay
 from cosyvoice_lab.log.audio_store import AudioStore, content_matches
 from cosyvoice_lab.log.bundle_members import BundleError, check_members
@@ -45,7 +46,6 @@ from cosyvoice_lab.log.bundle_schema import (
 from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.export import atomic_write
 from cosyvoice_lab.log.functions import dialect_insert
-from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.ratings import COLUMNS as _RATING_COLUMNS
 from cosyvoice_lab.log.rows import TakeRows, package_version, where_clause
 from cosyvoice_lab.log.schema import ROWID

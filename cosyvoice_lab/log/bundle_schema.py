@@ -24,9 +24,10 @@ from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.log.audio_store import is_name, name_for
 from cosyvoice_lab.log.ratings import clean_name, clean_rater
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag
+from cosyvoice_lab.log.schema import ANNOTATION_ACTIONS
 from cosyvoice_lab.take import BACKENDS, STATUSES, experiment_problems, iso, parse_iso
 
-ACTIONS = ("rate", "choose", "unchoose", "tag", "untag", "note", "played")
+ACTIONS = ANNOTATION_ACTIONS
 _ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex: take, annotation and utterance ids
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MODEL = re.compile(r"cosyvoice-v[0-9.]+-(?:plus|flash)")  # the model part of catalog.VOICE_ID_RE

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
@@ -175,7 +175,9 @@ def _takes_frame(query: Query, where: list, store: AudioStore) -> pd.DataFrame:
     takes = schema.takes
     packed = json_pack(*select_list(TAKE_PACKED, takes))
     rows = query(select(schema.ROWID, *select_list(TAKE_DENSE, takes), packed).select_from(takes).where(*where))
-    sparse = query(select(schema.ROWID, *select_list(TAKE_SPARSE, takes)).select_from(takes).where(*where, SPARSE_WHERE))
+    sparse = query(
+        select(schema.ROWID, *select_list(TAKE_SPARSE, takes)).select_from(takes).where(*where, SPARSE_WHERE)
+    )
     columns = _columns(rows, 2 + len(TAKE_DENSE))
     data = {name: _convert(kind, values) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:-1], strict=True)}
     data.update(_packed_columns(columns[-1]))

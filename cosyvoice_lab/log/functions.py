@@ -1,15 +1,15 @@
 """The few SQL functions the log needs that SQLite and PostgreSQL spell differently, as SQLAlchemy
 Core constructs compiled per dialect (``sqlalchemy.ext.compiler``): no SQL text is rewritten.
 
-=========================  ===========================================  ==============================================
-construct                  SQLite                                       PostgreSQL
-=========================  ===========================================  ==============================================
-``json_pack(a, b, ...)``   ``json_array(a, b, ...)``                    ``CAST(json_build_array(a, b, ...) AS TEXT)``
-``json_has(col, value)``   ``EXISTS (SELECT 1 FROM json_each(col)      ``CAST(col AS jsonb) @> jsonb_build_array(value)``
-                           WHERE value = :v)``
-``seconds_between(a, b)``  ``(julianday(a) - julianday(b)) * 86400.0``  ``EXTRACT(EPOCH FROM CAST(a AS timestamptz) -
-                                                                         CAST(b AS timestamptz))``
-=========================  ===========================================  ==============================================
+- ``json_pack(a, b, ...)``: a JSON array of the arguments as text. SQLite ``json_array(...)``;
+  PostgreSQL ``CAST(json_build_array(...) AS TEXT)``.
+- ``json_has(col, value)``: whether a JSON array of texts holds ``value``. SQLite ``EXISTS
+  (SELECT 1 FROM json_each(col) WHERE value = ?)``; PostgreSQL ``CAST(col AS jsonb) @>
+  jsonb_build_array(?)``.
+- ``seconds_between(later, earlier)``: seconds between two ISO 8601 UTC texts. SQLite
+  ``(julianday(later) - julianday(earlier)) * 86400.0``; PostgreSQL ``EXTRACT(EPOCH FROM ...)``.
+
+``dialect_insert`` picks SQLite's or PostgreSQL's ``insert`` (both speak ``on_conflict_do_*``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 
-class json_pack(FunctionElement):  # noqa: N801  (SQL function names are lowercase)
+class json_pack(FunctionElement):
     """A JSON array of the arguments, as text (one cell for several columns)."""
 
     type = Text()
@@ -39,7 +39,7 @@ def _pack_pg(element: json_pack, compiler: Any, **kw: Any) -> str:
     return f"CAST(json_build_array({compiler.process(element.clauses, **kw)}) AS TEXT)"
 
 
-class json_has(FunctionElement):  # noqa: N801
+class json_has(FunctionElement):
     """Whether a column holding a JSON array of texts (or NULL) holds ``value``."""
 
     type = Boolean()
@@ -50,7 +50,8 @@ class json_has(FunctionElement):  # noqa: N801
 @compiles(json_has, "sqlite")
 def _has_sqlite(element: json_has, compiler: Any, **kw: Any) -> str:
     column, value = list(element.clauses)
-    return f"EXISTS (SELECT 1 FROM json_each({compiler.process(column, **kw)}) WHERE value = {compiler.process(value, **kw)})"
+    column_sql, value_sql = compiler.process(column, **kw), compiler.process(value, **kw)
+    return f"EXISTS (SELECT 1 FROM json_each({column_sql}) WHERE value = {value_sql})"
 
 
 @compiles(json_has, "postgresql")
@@ -62,7 +63,7 @@ def _has_pg(element: json_has, compiler: Any, **kw: Any) -> str:
     )
 
 
-class seconds_between(FunctionElement):  # noqa: N801
+class seconds_between(FunctionElement):
     """Seconds from ``earlier`` to ``later``, two ISO 8601 UTC texts (to the millisecond)."""
 
     type = Float()
@@ -80,7 +81,9 @@ def _seconds_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
 def _seconds_pg(element: seconds_between, compiler: Any, **kw: Any) -> str:
     later, earlier = (compiler.process(c, **kw) for c in element.clauses)
     # EXTRACT answers NUMERIC: cast to the float the column holds
-    return f"CAST(EXTRACT(EPOCH FROM (CAST({later} AS timestamptz) - CAST({earlier} AS timestamptz))) AS DOUBLE PRECISION)"
+    return (
+        f"CAST(EXTRACT(EPOCH FROM (CAST({later} AS timestamptz) - CAST({earlier} AS timestamptz))) AS DOUBLE PRECISION)"
+    )
 
 
 def dialect_insert(dialect_name: str, table: Any) -> Any:

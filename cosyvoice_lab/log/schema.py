@@ -114,7 +114,9 @@ annotations = Table(
     Column("annotation_id", Text, nullable=False, unique=True),  # uuid4 hex: bundles merge by it
     Column("take_id", Text, nullable=False),
     Column("at", Text, nullable=False),
-    Column("action", Text, CheckConstraint(f"action IN ({', '.join(repr(a) for a in ANNOTATION_ACTIONS)})"), nullable=False),
+    Column(
+        "action", Text, CheckConstraint(f"action IN ({', '.join(repr(a) for a in ANNOTATION_ACTIONS)})"), nullable=False
+    ),
     Column("value", Text),  # the rating, tag or note text; NULL otherwise
     Column("author", Text),
 )

@@ -383,6 +383,8 @@ class TakeTable:
 
         spec = frame.VOICES_FRAME
         rows = self._db.query(
-            select(*frame.select_list(spec, takes)).where(takes.c.voice_id.is_not(None)).order_by(takes.c.started_at, ROWID)
+            select(*frame.select_list(spec, takes))
+            .where(takes.c.voice_id.is_not(None))
+            .order_by(takes.c.started_at, ROWID)
         )
         return frame.build(rows, spec)

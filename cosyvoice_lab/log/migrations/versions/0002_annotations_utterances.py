@@ -55,7 +55,15 @@ def upgrade() -> None:
 def _seed(annotations: sa.Table) -> None:
     """A version-1 log's annotations become history, so that replaying it (bundle merges) gives
     back today's values; dated when their take finished, the best time known."""
-    takes = sa.table(*("takes", *(sa.column(c) for c in "take_id started_at finished_at rating chosen tags notes played".split())))
+    takes = sa.table(
+        *(
+            "takes",
+            *(
+                sa.column(c)
+                for c in ["take_id", "started_at", "finished_at", "rating", "chosen", "tags", "notes", "played"]
+            ),
+        )
+    )
     bind = op.get_bind()
     events = []
     for row in bind.execute(sa.select(takes)).mappings():
@@ -66,7 +74,14 @@ def _seed(annotations: sa.Table) -> None:
         found += [("note", row["notes"])] if row["notes"] else []
         found += [("played", None)] if row["played"] else []
         events += [
-            {"annotation_id": uuid.uuid4().hex, "take_id": row["take_id"], "at": at, "action": a, "value": v, "author": None}
+            {
+                "annotation_id": uuid.uuid4().hex,
+                "take_id": row["take_id"],
+                "at": at,
+                "action": a,
+                "value": v,
+                "author": None,
+            }
             for a, v in found
         ]
     if events:

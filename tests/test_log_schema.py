@@ -75,8 +75,7 @@ def test_processes_opening_an_old_log_at_once_apply_each_step_once(tmp_path):
     folder = _folder_copy(2, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     children = [
-        subprocess.Popen([sys.executable, "-c", OPENER, str(folder)], env=env, stderr=subprocess.PIPE)
-        for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", OPENER, str(folder)], env=env, stderr=subprocess.PIPE) for _ in range(3)
     ]
     errors = [child.communicate(timeout=120)[1].decode() for child in children]
     assert [c.returncode for c in children] == [0, 0, 0], errors
@@ -121,7 +120,7 @@ def test_a_postgresql_log_of_the_numbered_migrations_is_stamped_and_keeps_every_
     with ExperimentLog(pg_log_url, folder=tmp_path) as log:
         assert log.schema_version == migrations.SCHEMA_VERSION and log.check() == "ok"
         assert sorted(log.df["take_id"]) == sorted(r[1] for r in before["takes"])  # rowid comes first
-        assert [t for t in log.takes() if t.audio_path][0].audio is not None
+        assert next(t for t in log.takes() if t.audio_path).audio is not None
         take = log.start(log.takes()[0].design, backend="offline")  # and it is writable
         log.finish(take.take_id, voice_id="v-new")
     after = _pg_rows(pg_log_url)
@@ -175,3 +174,31 @@ def test_alembic_agrees_on_the_head_revision():
     config = Config()
     config.set_main_option("script_location", str(migrations.HERE))
     assert ScriptDirectory.from_config(config).get_current_head() == migrations.HEAD
+
+
+# --- one definition: everything that lists the log's columns agrees with schema.py ---------------------
+
+
+def test_the_take_the_bundle_schema_and_the_frame_follow_the_declared_columns():
+    import dataclasses
+
+    from cosyvoice_lab.log import bundle_schema, frame, rows, schema
+    from cosyvoice_lab.take import Take
+
+    columns = {c.name for c in schema.takes.columns}
+    design_columns = set(rows._DESIGN_COLUMNS)
+    take_fields = {f.name for f in dataclasses.fields(Take)} - {"design", "audio_loader"}
+    # a Take holds each column read back (audio_file as audio_path; the design's as its fields)
+    assert take_fields | design_columns | {"audio_file"} == set(schema.TAKE_COLUMNS) | {"audio_path"}
+    assert set(schema.TAKE_COLUMNS) == columns - set(schema.WRITER_COLUMNS)
+    assert set(bundle_schema.TAKE_FIELDS) - {"design"} == take_fields
+    assert {rows._DESIGN_COLUMNS[c] for c in design_columns} == set(bundle_schema.DESIGN_FIELDS)
+    for table, fields in (
+        (schema.annotations, bundle_schema.ANNOTATION_FIELDS),
+        (schema.utterances, bundle_schema.UTTERANCE_FIELDS),
+        (schema.ratings, bundle_schema.RATING_FIELDS),
+    ):
+        assert list(fields) == [c.name for c in table.columns], table.name
+    shown = set(schema.TAKE_COLUMNS) - {"audio_file", "metrics"}
+    assert set(frame.TAKE_ORDER) == shown | {"audio_path"} and len(frame.TAKE_ORDER) == len(set(frame.TAKE_ORDER))
+    assert bundle_schema.ACTIONS == schema.ANNOTATION_ACTIONS
