@@ -23,7 +23,8 @@ from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.ratings import who
 from cosyvoice_lab.log.rows import audio_columns, check_rating, clean_tag, dumps_or_null
-from cosyvoice_lab.log.schema import ROWID, annotations, takes, utterances
+from cosyvoice_lab.log import schema
+from cosyvoice_lab.log.schema import ROWID, takes, utterances
 from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import Take, iso, now_utc
 
@@ -58,9 +59,9 @@ def replay(conn, take_ids: Iterable[str]) -> None:
     """Recompute the annotation columns of ``take_ids`` from their history (inside a transaction)."""
     for take_id in take_ids:
         events = conn.execute(
-            select(annotations.c.action, annotations.c.value)
-            .where(annotations.c.take_id == take_id)
-            .order_by(annotations.c.at, ROWID)
+            select(schema.annotations.c.action, schema.annotations.c.value)
+            .where(schema.annotations.c.take_id == take_id)
+            .order_by(schema.annotations.c.at, ROWID)
         ).fetchall()
         conn.execute(update(takes).where(takes.c.take_id == take_id).values(apply_events(events)))
 
@@ -151,8 +152,8 @@ class Annotations:
         from cosyvoice_lab.log import frame as logframe  # pandas: loaded when a frame is asked for, not with the log
 
         spec = logframe.HISTORY_FRAME
-        query = select(*logframe.select_list(spec, annotations)).order_by(annotations.c.at, ROWID)
-        rows = self._db.query(query.where(annotations.c.take_id == take_id) if take_id else query)
+        query = select(*logframe.select_list(spec, schema.annotations)).order_by(schema.annotations.c.at, ROWID)
+        rows = self._db.query(query.where(schema.annotations.c.take_id == take_id) if take_id else query)
         return logframe.build(rows, spec)
 
     def _annotate(self, take_id: str, change: Change, rater: str | None = None) -> Take:
@@ -182,7 +183,7 @@ def _insert_events(conn: Connection, take_id: str, events: Iterable[tuple[str, A
         for action, value in events
     ]
     if rows:
-        conn.execute(insert(annotations), rows)
+        conn.execute(insert(schema.annotations), rows)
 
 
 class Utterances:

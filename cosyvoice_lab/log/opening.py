@@ -83,7 +83,8 @@ def open_parts(
         store: Any = TableAudioStore(db)
     else:
         db = Database(location, busy_timeout_s=busy_timeout_s)
-        local, store = db.folder, AudioStore(db.folder)  # type: ignore[assignment]
+        assert db.folder is not None  # a folder log
+        local, store = db.folder, AudioStore(db.folder)
     version = migrations.upgrade(db)
     rows = TakeRows(store)
     table = TakeTable(db, rows, store)

@@ -18,7 +18,7 @@ object/array. Flags are INTEGER 0/1. Each table also has a ``rowid`` (write orde
 implicit one, a generated identity column on PostgreSQL (``ROWID`` names it in queries).
 """
 
-from __future__ import annotations
+from typing import Any
 
 from sqlalchemy import (
     REAL,
@@ -38,13 +38,15 @@ from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 metadata = MetaData()
 
 # REAL on SQLite (its 8-byte float), DOUBLE PRECISION on PostgreSQL (its REAL is 4 bytes).
-Float = REAL().with_variant(DOUBLE_PRECISION(), "postgresql")
+Float: Any = REAL().with_variant(DOUBLE_PRECISION(), "postgresql")
 
 # The write order of rows: SQLite's implicit rowid, PostgreSQL's identity column of that name.
-ROWID = literal_column("rowid")
+ROWID: Any = literal_column("rowid")
 
 
-def _c(name: str, type_, *args, nullable: bool = True, kind: str | None = None, load: str = "dense", **kw) -> Column:
+def _c(
+    name: str, type_: Any, *args: Any, nullable: bool = True, kind: str | None = None, load: str = "dense", **kw: Any
+) -> Column:
     info = {"load": load, **({"kind": kind} if kind else {})}
     return Column(name, type_, *args, nullable=nullable, info=info, **kw)
 

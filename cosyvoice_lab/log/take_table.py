@@ -15,9 +15,9 @@ import weakref
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Float, bindparam, exists, func, insert, literal, select, union_all, update
+from sqlalchemy import Float, String, bindparam, exists, func, insert, literal, select, union_all, update
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.catalog import STALE_PENDING_S
@@ -47,7 +47,7 @@ def _holder_query():
     """The take holding a cell, in one query (one round trip to a database server): its claimant,
     else (for takes from before claims, or a bundle's) the cell's latest take; ``rank`` orders the two."""
     t = takes.alias("t")
-    experiment, cell = bindparam("experiment"), bindparam("cell")
+    experiment, cell = bindparam("experiment", type_=String), bindparam("cell", type_=String)
     columns = (t.c.take_id, t.c.writer_host, t.c.writer_pid, t.c.writer_start, t.c.started_at, t.c.status)
     claimant = (
         select(literal(0).label("rank"), *columns)
@@ -101,8 +101,8 @@ class TakeTable:
 
     @property
     def folder(self) -> Path:
-        """The log folder (reports name it)."""
-        return self._db.folder
+        """The log folder (reports name it; a log on PostgreSQL has none: None)."""
+        return cast(Path, self._db.folder)
 
     def count(self) -> int:
         """How many takes the log holds."""
@@ -288,7 +288,7 @@ class TakeTable:
             other = takes.alias("other")
             statement = statement.where(~exists().where(other.c.voice_id == unique_voice))
             with self._db.transaction() as conn:
-                rows = conn.execute(statement).fetchall()
+                rows = list(conn.execute(statement).fetchall())
         recovery.release(take_id)
         if not rows:
             return self._settled_first(take_id, unique_voice)

@@ -4,7 +4,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 
-FLOAT = sa.REAL().with_variant(DOUBLE_PRECISION(), "postgresql")
+FLOAT: sa.types.TypeEngine = sa.REAL().with_variant(DOUBLE_PRECISION(), "postgresql")
 
 
 def rowid() -> list[sa.Column]:

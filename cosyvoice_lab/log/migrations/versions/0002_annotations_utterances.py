@@ -55,20 +55,13 @@ def upgrade() -> None:
 def _seed(annotations: sa.Table) -> None:
     """A version-1 log's annotations become history, so that replaying it (bundle merges) gives
     back today's values; dated when their take finished, the best time known."""
-    takes = sa.table(
-        *(
-            "takes",
-            *(
-                sa.column(c)
-                for c in ["take_id", "started_at", "finished_at", "rating", "chosen", "tags", "notes", "played"]
-            ),
-        )
-    )
+    names = "take_id started_at finished_at rating chosen tags notes played".split()
+    takes = sa.table("takes", *(sa.column(c) for c in names))
     bind = op.get_bind()
     events = []
     for row in bind.execute(sa.select(takes)).mappings():
         at = row["finished_at"] or row["started_at"]
-        found = [("rate", str(row["rating"]))] if row["rating"] is not None else []
+        found: list[tuple[str, str | None]] = [("rate", str(row["rating"]))] if row["rating"] is not None else []
         found += [("choose", None)] if row["chosen"] else []
         found += [("tag", tag) for tag in json.loads(row["tags"] or "[]")]
         found += [("note", row["notes"])] if row["notes"] else []

@@ -27,7 +27,7 @@ def upgrade() -> None:
     # An existing log's cells are claimed by their best take so far: one that may hold a voice
     # before a failed one, the newest first.
     takes = sa.table("takes", *(sa.column(c) for c in ("experiment", "cell", "take_id", "started_at", "status")))
-    order = (
+    order: tuple = (
         sa.case((takes.c.status == "failed", 1), else_=0),
         takes.c.started_at.desc(),
         sa.literal_column("rowid").desc(),
