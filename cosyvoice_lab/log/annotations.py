@@ -19,11 +19,11 @@ from sqlalchemy import Connection, insert, select, update
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.errors import TakeNotFound
+from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.ratings import who
 from cosyvoice_lab.log.rows import audio_columns, check_rating, clean_tag, dumps_or_null
-from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.schema import ROWID, takes, utterances
 from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import Take, iso, now_utc

@@ -55,7 +55,7 @@ def upgrade() -> None:
 def _seed(annotations: sa.Table) -> None:
     """A version-1 log's annotations become history, so that replaying it (bundle merges) gives
     back today's values; dated when their take finished, the best time known."""
-    names = "take_id started_at finished_at rating chosen tags notes played".split()
+    names = ["take_id", "started_at", "finished_at", "rating", "chosen", "tags", "notes", "played"]
     takes = sa.table("takes", *(sa.column(c) for c in names))
     bind = op.get_bind()
     events = []
