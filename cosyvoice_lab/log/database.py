@@ -118,6 +118,28 @@ class BusyWait:
             pause = min(pause * 2, 0.25)
 
 
+class Prepared:
+    """A Core statement compiled once per dialect, with named parameters, and run on the driver's
+    own cursor: the write path's statements (a take's pending row, its outcome), which run
+    thousands of times and whose SQLAlchemy execution (cache key, parameter processing) would
+    cost more than the statement itself. The SQL is SQLAlchemy's, never written by hand."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._sql: dict[str, str] = {}
+
+    def sql(self, dialect: Any) -> str:
+        """The statement's text in ``dialect`` (SQLite's named ``:x`` or psycopg's ``%(x)s`` style)."""
+        text_ = self._sql.get(dialect.name)
+        if text_ is None:
+            if dialect.name == "sqlite":
+                from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+                dialect = SQLiteDialect_pysqlite(paramstyle="named")
+            text_ = self._sql[dialect.name] = str(self.statement.compile(dialect=dialect))
+        return text_
+
+
 class Database:
     """A log's database: ``folder/log.sqlite3`` (a folder) or a ``postgresql://`` URL.
 
@@ -333,6 +355,39 @@ class Database:
         with self.errors(waiting), self._lone.connect() as conn:
             # busy: the statement did nothing, so it is safe to run again
             return waiting.run(lambda: _rows(conn.execute(statement, params)))
+
+    def run(self, prepared: Prepared, params: dict) -> list[tuple]:
+        """Run a prepared statement as its own transaction (autocommit) on the driver's cursor;
+        returns its rows (none for a statement without a result).
+
+        Raises:
+            LogError: a database failure.
+        """
+        self._check_open()
+        sql = prepared.sql(self.engine.dialect)
+        waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
+        postgres = self.kind == "PostgreSQL"
+
+        def step(raw: Any) -> list[tuple]:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+            finally:
+                cursor.close()
+
+        with self.errors(waiting):
+            raw = self.engine.raw_connection()
+            try:
+                if postgres:  # one round trip; set back before the pool hands it to a transaction
+                    raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+                try:
+                    return waiting.run(lambda: step(raw))
+                finally:
+                    if postgres and not raw.driver_connection.closed:  # type: ignore[union-attr]
+                        raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+            finally:
+                raw.close()
 
     def check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (on PostgreSQL: that the tables answer); returns ``'ok'``.

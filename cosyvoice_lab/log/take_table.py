@@ -17,7 +17,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Float, String, bindparam, exists, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Float,
+    String,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.catalog import STALE_PENDING_S
@@ -25,7 +37,7 @@ from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.log import recovery
 from cosyvoice_lab.log.audio_store import AudioStore
-from cosyvoice_lab.log.database import Database
+from cosyvoice_lab.log.database import Database, Prepared
 from cosyvoice_lab.log.functions import dialect_insert, seconds_between
 from cosyvoice_lab.log.rows import (
     SELECT_TAKE,
@@ -41,6 +53,7 @@ from cosyvoice_lab.take import BACKENDS, Take, check_experiment, iso, now_utc, r
 
 _RETURNING = tuple(takes.c[name] for name in TAKE_COLUMNS)
 _OPEN = ("pending", "unknown", "interrupted")  # outcomes not yet known: the ones a settle may record
+_OPEN_SQL = [literal_column(f"'{status}'") for status in _OPEN]  # constants in a prepared statement
 
 
 def _holder_query():
@@ -67,6 +80,34 @@ def _holder_query():
 
 
 _HOLDER = _holder_query()
+_INSERT_TAKE: dict[tuple[str, ...], Prepared] = {}  # by the columns given
+_SETTLE: dict[tuple, Prepared] = {}  # by the columns set and how
+
+
+def _insert_take(columns: tuple[str, ...]) -> Prepared:
+    if columns not in _INSERT_TAKE:
+        _INSERT_TAKE[columns] = Prepared(insert(takes).values({c: bindparam(c) for c in columns}))
+    return _INSERT_TAKE[columns]
+
+
+def _settle_statement(columns: tuple[str, ...], keep_timing: bool) -> Prepared:
+    """The outcome's UPDATE ... RETURNING: ``columns`` from parameters of their names, the latency
+    given (``latency_s``) or else the time since the start, ``now`` the finish time; only on a take
+    whose outcome is still open. ``keep_timing`` keeps an earlier finish time and latency."""
+    key = (columns, keep_timing)
+    if key not in _SETTLE:
+        now = bindparam("now", type_=String)
+        latency: Any = func.coalesce(bindparam("latency", type_=Float), seconds_between(now, takes.c.started_at))
+        finished: Any = now
+        if keep_timing:
+            latency, finished = func.coalesce(takes.c.latency_s, latency), func.coalesce(takes.c.finished_at, now)
+        _SETTLE[key] = Prepared(
+            update(takes)
+            .where(takes.c.take_id == bindparam("id", type_=String), takes.c.status.in_(_OPEN_SQL))
+            .values({**{c: bindparam(f"set_{c}") for c in columns}, "latency_s": latency, "finished_at": finished})
+            .returning(*_RETURNING)
+        )
+    return _SETTLE[key]
 
 
 class TakeTable:
@@ -114,7 +155,7 @@ class TakeTable:
         take, row = self._new(design, backend=backend, prompt_spec=prompt_spec, **where)
         recovery.hold(take)  # before the insert, so no concurrent open can judge it stale
         try:
-            self._db.query(insert(takes), row)
+            self._db.run(_insert_take(tuple(row)), row)
         except BaseException:
             recovery.release(take.take_id)
             raise
@@ -270,25 +311,16 @@ class TakeTable:
         a take whose outcome is still open; ``keep_timing`` keeps an earlier finish time;
         ``unique_voice``: only if no take has that voice yet (an adoption, across processes).
         A take settled first (by another process, or another thread) is returned as stored."""
-        now = literal(iso(now_utc()))
-        # to the millisecond: precise enough for a fallback latency
-        latency: Any = func.coalesce(literal(latency_s, Float), seconds_between(now, takes.c.started_at))
-        finished: Any = now
-        if keep_timing:
-            latency, finished = func.coalesce(takes.c.latency_s, latency), func.coalesce(takes.c.finished_at, now)
-        statement = (
-            update(takes)
-            .where(takes.c.take_id == take_id, takes.c.status.in_(_OPEN))
-            .values(**values, latency_s=latency, finished_at=finished)
-            .returning(*_RETURNING)
-        )
+        params = {f"set_{c}": v for c, v in values.items()} | {"id": take_id, "latency": latency_s}
+        params["now"] = iso(now_utc())  # to the millisecond: precise enough for a fallback latency
+        prepared = _settle_statement(tuple(values), keep_timing)
         if unique_voice is None:
-            rows = self._db.query(statement)
+            rows = self._db.run(prepared, params)
         else:  # check-then-write: under the write lock, so two adoptions of one voice are serialised
             other = takes.alias("other")
-            statement = statement.where(~exists().where(other.c.voice_id == unique_voice))
+            statement = prepared.statement.where(~exists().where(other.c.voice_id == unique_voice))
             with self._db.transaction() as conn:
-                rows = list(conn.execute(statement).fetchall())
+                rows = list(conn.execute(statement, params).fetchall())
         recovery.release(take_id)
         if not rows:
             return self._settled_first(take_id, unique_voice)
