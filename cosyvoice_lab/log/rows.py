@@ -7,6 +7,7 @@ functions; nothing here opens a database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -43,6 +44,9 @@ _DESIGN_COLUMNS = {
     "response_format": "response_format",
     "design_region": "region",
 }
+# Columns a Take holds (a column the Take does not know, e.g. one added for the DataFrame only, stays
+# in the log and its frames).
+_READ = frozenset(f.name for f in dataclasses.fields(Take)) | set(_DESIGN_COLUMNS) | {"audio_file"}
 _BOOL_COLUMNS = tuple(c.name for c in takes.columns if c.info.get("kind") == "bool")
 
 
@@ -62,7 +66,7 @@ class TakeRows:
 
     def to_take(self, row: tuple) -> Take:
         """A ``Take`` from a row selected with ``SELECT_TAKE``."""
-        data = dict(zip(TAKE_COLUMNS, row, strict=True))
+        data = {k: v for k, v in zip(TAKE_COLUMNS, row, strict=True) if k in _READ}
         design = VoiceDesign(**{field: data.pop(col) for col, field in _DESIGN_COLUMNS.items()})
         audio_file = data.pop("audio_file")
         for name in _BOOL_COLUMNS:

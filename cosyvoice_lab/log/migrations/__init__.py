@@ -29,7 +29,8 @@ from sqlalchemy import Connection, inspect, text
 from cosyvoice_lab.errors import LogError
 
 HERE = Path(__file__).resolve().parent
-HEAD = "0004"  # the newest revision in versions/ (a test checks Alembic agrees)
+# The newest revision: the highest number of versions/NNNN_*.py (a test checks Alembic agrees).
+HEAD = max(p.name[:4] for p in (HERE / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 SCHEMA_VERSION = int(HEAD)
 # What a PostgreSQL log keeps besides the record (not another program's tables).
 _BOOKKEEPING = ("alembic_version", "log_schema", "audio")
