@@ -228,7 +228,7 @@ def test_migrating_a_version_2_log_claims_its_cells_by_their_best_take(tmp_path)
         )
     conn.close()
     with ExperimentLog(folder) as log:
-        assert log.schema_version == migrations.SCHEMA_VERSION == 4
+        assert log.schema_version == migrations.SCHEMA_VERSION >= 4
         claims = dict(log.db.query("SELECT cell, take_id FROM cell_claims WHERE experiment = 'e'"))
         assert claims == {"k|r0": "a" * 32, "k|r1": "c" * 32}
         design = log.get("a" * 32).design
