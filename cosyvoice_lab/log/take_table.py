@@ -53,7 +53,7 @@ from cosyvoice_lab.take import BACKENDS, Take, check_experiment, iso, now_utc, r
 
 _RETURNING = tuple(takes.c[name] for name in TAKE_COLUMNS)
 _OPEN = ("pending", "unknown", "interrupted")  # outcomes not yet known: the ones a settle may record
-_OPEN_SQL = [literal_column(f"'{status}'") for status in _OPEN]  # constants in a prepared statement
+_OPEN_SQL: list[Any] = [literal_column(f"'{status}'") for status in _OPEN]  # constants in a prepared statement
 
 
 def _holder_query():
