@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import folders
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 20.0
@@ -32,7 +32,7 @@ def run(path: Path, cells: int) -> tuple[float, list[tuple[float, int, str]]]:
         work = Path(tmp) / "notebooks"
         work.mkdir()
         shutil.copy(path, work / path.name)
-        os.environ[catalog.LAB_HOME_ENV] = str(Path(tmp) / "lab")
+        os.environ[folders.LAB_HOME_ENV] = str(Path(tmp) / "lab")
         os.environ.pop("DASHSCOPE_API_KEY", None)
         nb = nbformat.read(work / path.name, as_version=4)
         client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}})

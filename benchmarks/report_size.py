@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from cosyvoice_lab import Lab, PromptSpec
+from cosyvoice_lab.views.report import report as write_lab_report
 
 PREVIEW = "Once upon a time, in a village by the sea, there lived a lighthouse keeper who never slept."
 SWEEP_PREVIEW = "Welcome back to the show. Today we talk about maps, myths and the sea."
@@ -83,7 +84,7 @@ def main() -> None:
     takes = [t for t in lab.log.takes() if t.audio_path]
     old = sum(len(t.audio.data_uri()) for t in takes)
     started = time.perf_counter()
-    report = lab.report(folder / "report.html")
+    report = write_lab_report(lab, folder / "report.html")
     seconds = time.perf_counter() - started
     new = report.stat().st_size
     print(

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from cosyvoice_lab import Lab, catalog
 from cosyvoice_lab.offline import serve
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
 
 R = catalog.ENROLLMENT_RPS
 MODELS = list(catalog.COMPARE_MODELS)
@@ -143,8 +144,8 @@ def main() -> None:
         child(base_url, folder, int(n), float(go))
         return
     print(
-        f"compare with the Lab's defaults ({catalog.DEFAULT_CLIENT_RPS:g} requests/s, concurrency sized by the "
-        f"runner, at most {catalog.MAX_CONCURRENCY}); simulator limit {R:g}/s; bound = N/R + L; "
+        f"compare with the Lab's defaults ({DEFAULT_LIMITS.requests_per_second:g} requests/s, concurrency sized by the "
+        f"runner, at most {DEFAULT_LIMITS.max_concurrency}); simulator limit {R:g}/s; bound = N/R + L; "
         f"{os.cpu_count()} cores"
     )
     print(

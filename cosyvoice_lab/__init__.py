@@ -9,6 +9,10 @@ The front door::
 Names are imported on first use so ``import cosyvoice_lab`` stays fast (pandas, numpy, requests
 and the audio stack load when a name that needs them is asked for). The imports under
 ``TYPE_CHECKING`` are the same names, spelled out for type checkers and editors.
+
+Every public class reports this module as its own (as httpx's front door does, from ``__all__``,
+here and nowhere else): the errors at import (they are cheap, and tracebacks name them), the
+others when first asked for.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.2.0"
+from cosyvoice_lab.version import __version__
 
 if TYPE_CHECKING:
     from cosyvoice_lab.audio import Audio
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
         ServerError,
         SynthesisError,
         TakeNotFound,
+        TransportError,
         ValidationError,
         VoiceNotFound,
         VoiceNotReady,
@@ -64,6 +69,7 @@ _ERRORS = [
     "ServerError",
     "SynthesisError",
     "TakeNotFound",
+    "TransportError",
     "ValidationError",
     "VoiceNotFound",
     "VoiceNotReady",
@@ -90,10 +96,26 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cosyvoice_lab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = _publish(getattr(importlib.import_module(module), name))
     globals()[name] = value
+    return value
+
+
+def _publish(value: object) -> object:
+    """``value`` reporting the front door as its module, if it is one of our classes."""
+    if isinstance(value, type) and value.__module__.startswith(f"{__name__}."):
+        value.__module__ = __name__
     return value
 
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def _publish_errors() -> None:
+    errors = importlib.import_module(f"{__name__}.errors")
+    for name in _ERRORS:
+        globals()[name] = _publish(getattr(errors, name))
+
+
+_publish_errors()

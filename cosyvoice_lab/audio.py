@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cosyvoice_lab import html
 from cosyvoice_lab.catalog import SHARE_AUDIO_KBPS
 from cosyvoice_lab.catalog import SYNTH_FORMATS as FORMATS  # every format the service sends (previews use a subset)
 from cosyvoice_lab.files import atomic_write
@@ -180,13 +181,7 @@ class Audio:
 
         ``label`` becomes its tooltip (escaped); the element is ``cosyvoice_lab.html.player``'s.
         """
-        from cosyvoice_lab import html as pages  # html imports this module: import on use
-
-        return pages.player(self, label=label)
+        return html.player(self, label=label)
 
     def _repr_html_(self) -> str:
         return self.html()
-
-
-# Public classes report the module users import them from.
-Audio.__module__ = "cosyvoice_lab"

@@ -148,6 +148,9 @@ def find_api_key(
     return _from_file(env, Path(home) if home else Path.home())
 
 
+# The one key the in-process simulator accepts when none is given. Documented, not secret: it only
+# ever unlocks a server on 127.0.0.1 (offline/, and a Lab pointed at a separately started one).
+OFFLINE_API_KEY = "sk-offline-cosyvoice-lab"
 OFFLINE_HINT_CODE = "Lab(backend='offline')"  # how the no-key error says "use the simulator" in code;
 OFFLINE_HINT_CLI = "--backend offline"  # and on the command line, which shows it in place of the above
 
@@ -168,7 +171,3 @@ def resolve_api_key(
             f"Without a key, use the offline simulator: {OFFLINE_HINT_CODE}."
         )
     return found
-
-
-# Public classes report the module users import them from.
-Secret.__module__ = "cosyvoice_lab"

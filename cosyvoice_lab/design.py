@@ -79,17 +79,22 @@ def detect_language(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class VoiceDesign:
-    """One voice-design request (contract §2.2).
+    """One voice-design request (contract §2.2; the Qwen family §12).
+
+    The target model chooses the design family (``catalog.family_of_model``) and with it the
+    limits and the wire shape; the limits below are CosyVoice's, the Qwen family's in brackets.
 
     Args:
-        voice_prompt: the description of the voice (1-500 characters, Chinese or English).
-        preview_text: what the preview reads (1-200 characters, Chinese or English).
+        voice_prompt: the description of the voice (1-500 [2048] characters, Chinese or English).
+        preview_text: what the preview reads (1-200 [1024] characters, Chinese or English
+            [any of the family's ten languages]).
         target_model: the synthesis model the voice is bound to.
-        prefix: lowercase letters/digits, at most 10; part of the voice id.
-        language: 'zh' or 'en'; derived from ``preview_text`` when None.
-        sample_rate: preview sample rate (16000, 24000 or 48000).
-        response_format: preview format ('wav', 'mp3' or 'pcm').
-        region: where the request goes; design exists only in cn-beijing.
+        prefix: lowercase letters/digits, at most 10 [letters, digits, underscores, at most 16:
+            sent as ``preferred_name``]; part of the voice id.
+        language: 'zh' or 'en' [one of ten]; derived from ``preview_text`` when None.
+        sample_rate: preview sample rate (16000, 24000 or 48000 [8000 too]).
+        response_format: preview format ('wav', 'mp3' or 'pcm' ['opus' too]).
+        region: where the request goes; CosyVoice design exists only in cn-beijing [both regions].
     """
 
     voice_prompt: str
@@ -102,6 +107,12 @@ class VoiceDesign:
     region: str = catalog.DEFAULT_REGION
 
     @property
+    def family(self) -> catalog.DesignFamily:
+        """The design family of the target model (CosyVoice's for an unknown model, which
+        ``problems`` reports)."""
+        return catalog.family_of_model(self.target_model) or catalog.FAMILIES[catalog.COSYVOICE_FAMILY]
+
+    @property
     def language_hint(self) -> str | None:
         """The language sent in ``language_hints``: the given one, else derived."""
         return self.language or detect_language(self.preview_text or "")
@@ -109,10 +120,12 @@ class VoiceDesign:
     # --- validation ------------------------------------------------------------------
     def problems(self) -> list[Problem]:
         """Every rule this design breaks (empty when valid)."""
+        fam = self.family
         out: list[Problem] = []
-        out += _prefix_problems(self.prefix)
-        out += text_problems("voice_prompt", self.voice_prompt, catalog.VOICE_PROMPT_MAX)
-        out += text_problems("preview_text", self.preview_text, catalog.PREVIEW_TEXT_MAX)
+        out += _prefix_problems(self.prefix, fam)
+        out += text_problems("voice_prompt", self.voice_prompt, fam.voice_prompt_max)
+        zh_en = fam.languages == catalog.LANGUAGES
+        out += text_problems("preview_text", self.preview_text, fam.preview_text_max, zh_en_only=zh_en)
         out += self._language_problems()
         out += self._model_problems()
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int):
@@ -121,24 +134,24 @@ class VoiceDesign:
                 Problem(
                     "sample_rate",
                     "type",
-                    f"must be an integer, one of {catalog.PREVIEW_SAMPLE_RATES}, "
+                    f"must be an integer, one of {fam.sample_rates}, "
                     f"got {self.sample_rate!r} ({type(self.sample_rate).__name__})",
                 )
             )
-        elif self.sample_rate not in catalog.PREVIEW_SAMPLE_RATES:
+        elif self.sample_rate not in fam.sample_rates:
             out.append(
                 Problem(
                     "sample_rate",
                     "allowed_values",
-                    f"must be one of {catalog.PREVIEW_SAMPLE_RATES}, got {self.sample_rate!r}",
+                    f"must be one of {fam.sample_rates}, got {self.sample_rate!r}",
                 )
             )
-        if self.response_format not in catalog.PREVIEW_FORMATS:
+        if self.response_format not in fam.formats:
             out.append(
                 Problem(
                     "response_format",
                     "allowed_values",
-                    f"must be one of {catalog.PREVIEW_FORMATS}, got {self.response_format!r}",
+                    f"must be one of {fam.formats}, got {self.response_format!r}",
                 )
             )
         return out
@@ -146,7 +159,8 @@ class VoiceDesign:
     def warnings(self) -> list[str]:
         """Soft limits: texts over their limit when each CJK character counts 2 (§3.2)."""
         out = []
-        for name, limit in (("voice_prompt", catalog.VOICE_PROMPT_MAX), ("preview_text", catalog.PREVIEW_TEXT_MAX)):
+        fam = self.family
+        for name, limit in (("voice_prompt", fam.voice_prompt_max), ("preview_text", fam.preview_text_max)):
             text = getattr(self, name)
             if isinstance(text, str) and len(text) <= limit < catalog.billed_characters(text):
                 out.append(
@@ -170,18 +184,20 @@ class VoiceDesign:
     def _language_problems(self) -> list[Problem]:
         text = self.preview_text if isinstance(self.preview_text, str) else ""
         detected = detect_language(text)
-        if self.language is not None and self.language not in catalog.LANGUAGES:
-            return [Problem("language", "allowed_values", f"must be one of {catalog.LANGUAGES}, got {self.language!r}")]
+        languages = self.family.languages
+        if self.language is not None and self.language not in languages:
+            return [Problem("language", "allowed_values", f"must be one of {languages}, got {self.language!r}")]
         if self.language is None and detected is None and text.strip():
             return [
                 Problem(
                     "language",
                     "derivable",
                     "cannot tell the language of preview_text (no Chinese or English letters); "
-                    "pass language='zh' or 'en'",
+                    f"pass language= one of {languages}",
                 )
             ]
-        if self.language and detected and self.language != detected:
+        # only zh and en are told apart here: a Japanese text with kanji reads as 'zh'
+        if self.language in catalog.LANGUAGES and detected and self.language != detected:
             return [
                 Problem(
                     "language",
@@ -197,15 +213,16 @@ class VoiceDesign:
             return [
                 Problem("region", "allowed_values", f"must be one of {tuple(catalog.REGIONS)}, got {self.region!r}")
             ]
-        allowed = catalog.design_models(self.region)
-        if not allowed:
+        family = catalog.family_of_model(self.target_model)
+        if family is not None and self.region not in family.regions:
             return [
                 Problem(
                     "region",
                     "design_available",
-                    f"CosyVoice voice design is not offered in {self.region}; use cn-beijing",
+                    f"{family.label} voice design is not offered in {self.region}; use {' or '.join(family.regions)}",
                 )
             ]
+        allowed = catalog.design_models(self.region)
         if self.target_model not in allowed:
             return [
                 Problem(
@@ -218,22 +235,28 @@ class VoiceDesign:
 
     # --- wire --------------------------------------------------------------------------
     def to_payload(self) -> dict:
-        """The create_voice JSON body (validates first).
+        """The create JSON body of the design's family (validates first): CosyVoice's
+        ``create_voice`` (contract §2.2) or the Qwen family's ``create`` (§12).
 
         Raises:
             ValidationError: the design breaks a rule.
         """
         self.validate()
+        fam = self.family
+        inp: dict[str, object] = {
+            "action": fam.verbs["create"],
+            "target_model": self.target_model,
+            "voice_prompt": self.voice_prompt,
+            "preview_text": self.preview_text,
+            fam.name_field: self.prefix,
+        }
+        if fam.name == catalog.QWEN_FAMILY:
+            inp["language"] = self.language_hint  # a single code, default zh [QVD]
+        else:
+            inp["language_hints"] = [self.language_hint]
         return {
-            "model": catalog.ENROLLMENT_MODEL,
-            "input": {
-                "action": "create_voice",
-                "target_model": self.target_model,
-                "voice_prompt": self.voice_prompt,
-                "preview_text": self.preview_text,
-                "prefix": self.prefix,
-                "language_hints": [self.language_hint],
-            },
+            "model": fam.enrollment_model,
+            "input": inp,
             "parameters": {"sample_rate": self.sample_rate, "response_format": self.response_format},
         }
 
@@ -250,25 +273,35 @@ class VoiceDesign:
         return dataclasses.replace(self, **changes)
 
 
-def _prefix_problems(prefix) -> list[Problem]:
-    if not isinstance(prefix, str) or not catalog.PREFIX_RE.match(prefix):
-        rule = f"1-{catalog.PREFIX_MAX} lowercase letters or digits"
+def _prefix_problems(prefix, family: catalog.DesignFamily) -> list[Problem]:
+    if not isinstance(prefix, str) or not family.name_re.match(prefix):
         hint = ""
         if isinstance(prefix, str):
-            fixed = "".join(c for c in prefix.lower() if c.isascii() and c.isalnum())[: catalog.PREFIX_MAX]
+            keep = (lambda c: c.isascii() and (c.isalnum() or c == "_")) if family.name == catalog.QWEN_FAMILY else None
+            fixed = (
+                "".join(c for c in prefix if keep(c))[: catalog.QWEN_NAME_MAX]
+                if keep
+                else "".join(c for c in prefix.lower() if c.isascii() and c.isalnum())[: catalog.PREFIX_MAX]
+            )
             if fixed and fixed != prefix:
                 hint = f"; try {fixed!r}"
-        return [Problem("prefix", "pattern", f"must be {rule}, got {prefix!r}{hint}")]
+        what = f" ({family.label}: sent as {family.name_field})" if family.name_field != "prefix" else ""
+        return [Problem("prefix", "pattern", f"must be {family.name_rule}{what}, got {prefix!r}{hint}")]
     return []
 
 
-def text_problems(name: str, text, limit: int) -> list[Problem]:
+def text_problems(name: str, text, limit: int, *, zh_en_only: bool = True) -> list[Problem]:
     """The rules a description or preview text must keep (contract §3.2): a string, at most
     ``limit`` code points, Chinese or English only, with at least one Chinese character, English
     letter or digit (a text of zero-width spaces or punctuation alone says nothing). The one
-    rule: the client checks it before sending, the simulator answers 400 for the same texts."""
+    rule: the client checks it before sending, the simulator answers 400 for the same texts.
+
+    ``zh_en_only=False`` (a Qwen preview text, in any of ten languages, §12) drops the script
+    rule: the text must still hold a letter or digit and no invisible or control character."""
     if not isinstance(text, str):
         return [Problem(name, "type", f"must be a string, got {type(text).__name__}")]
+    if not zh_en_only:
+        return _any_language_problems(name, text, limit)
     out = []
     foreign = foreign_characters(text)
     if not text.strip():
@@ -283,5 +316,17 @@ def text_problems(name: str, text, limit: int) -> list[Problem]:
     return out
 
 
-# Public classes report the module users import them from.
-VoiceDesign.__module__ = "cosyvoice_lab"
+def _any_language_problems(name: str, text: str, limit: int) -> list[Problem]:
+    out = []
+    if not text.strip():
+        out.append(Problem(name, "non_empty", "must not be empty"))
+    elif not any(c.isalnum() for c in text):
+        out.append(Problem(name, "has_words", "must hold letters or digits"))
+    if len(text) > limit:
+        out.append(Problem(name, "max_length", f"is {len(text)} characters; the limit is {limit}"))
+    hidden = sorted({f"U+{ord(c):04X}" for c in text if c not in "\n\t\r" and unicodedata.category(c) in _INVISIBLE})
+    if hidden:
+        out.append(
+            Problem(name, "visible", f"must hold no invisible or control characters; found {', '.join(hidden[:5])}")
+        )
+    return out

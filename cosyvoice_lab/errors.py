@@ -34,7 +34,15 @@ from dataclasses import dataclass
 
 
 class CosyVoiceLabError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    Every one pickles with its message and attributes (to another process, or a cache): it is
+    rebuilt from its ``args`` and its ``__dict__`` without calling ``__init__``, whose keywords
+    differ between the classes.
+    """
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -203,27 +211,9 @@ def api_error(
     return (cls or APIError)(status, code, message or "", request_id, retry_after=retry_after)
 
 
-# Public classes report the module users import them from.
-for _cls in (
-    CosyVoiceLabError,
-    ValidationError,
-    CredentialsError,
-    TransportError,
-    ConnectionFailed,
-    RequestTimeout,
-    OutcomeUnknown,
-    APIError,
-    AuthenticationError,
-    RateLimited,
-    VoiceQuotaExceeded,
-    VoiceNotFound,
-    InvalidParameter,
-    DataInspectionFailed,
-    ServerError,
-    SynthesisError,
-    VoiceNotReady,
-    LogError,
-    TakeNotFound,
-):
-    _cls.__module__ = "cosyvoice_lab"
-del _cls
+def _rebuild(cls: type[CosyVoiceLabError], args: tuple, state: dict) -> CosyVoiceLabError:
+    """An error unpickled: its ``args`` (the message) and attributes, as they were."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc

@@ -1,40 +1,42 @@
-"""The one place that writes HTML: escaping, the audio player, metric formats and the templates.
+"""How the package writes HTML: the Jinja2 environment, escaping, the audio player and the
+metric formats. Each view renders its own template with :func:`render`.
 
-Every repr, card, grid and report of the package is produced here, so escaping is decided once:
-the Jinja2 environment has autoescape on, and the small helpers build their snippets with
-``markupsafe.Markup.format``, which escapes every argument. Text from the log (prompts, notes,
-tags, ids — possibly from a teammate's bundle) can therefore never become live markup.
+Escaping is decided here, once: the environment has autoescape on, and the snippets are built
+with ``markupsafe.Markup.format``, which escapes every argument. Text from the log (prompts,
+notes, tags, ids — possibly from a teammate's bundle) can therefore never become live markup.
 
-Templates are package files in ``cosyvoice_lab/templates/*.html.j2``. Public functions return
-plain ``str`` (what Jupyter and ``ipywidgets.HTML`` expect); inside this module, snippets travel
-as ``Markup`` so that a template does not escape them a second time.
+Templates are package files in ``cosyvoice_lab/templates/*.html.j2``; their globals are the
+player and the formats below. Public functions return plain ``str`` (what Jupyter and
+``ipywidgets.HTML`` expect); inside this module, snippets travel as ``Markup`` so that a
+template does not escape them a second time.
 
-The one element not written here is the ``<audio>`` player itself: ``Audio.html`` writes it
-(escaping its label), because the service layer shows Audio but may not import this module.
-
-This module is core: it never imports ipywidgets, pandas, or anything from ``log``, ``lab``,
-``views`` or ``widgets``; objects from there are read by duck typing (their attributes).
+This module is the bottom of the core's display: it imports no other module of the package but
+``errors``, and reads takes and audio by duck typing (their attributes), so that ``take`` and
+``audio`` can render through it (a layers contract keeps it so).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from markupsafe import Markup
 from markupsafe import escape as _escape
 
 from cosyvoice_lab.errors import LogError
 
-if TYPE_CHECKING:  # take.py imports this module at runtime: no cycle
+if TYPE_CHECKING:
     import jinja2
 
-    from cosyvoice_lab.audio import Audio
-    from cosyvoice_lab.take import Take
+
+class Playable(Protocol):
+    """What the player plays: anything with a ``data:`` URI of its bytes (an ``Audio``)."""
+
+    def data_uri(self) -> str: ...
+
 
 NO_PREVIEW_RECONCILED = "no preview (voice reconciled from the service's list)"
 # (metrics key, label, format); keys are those of analysis.Measurements.to_dict()
@@ -58,19 +60,19 @@ _RATE_UNITS = {"chars_per_s": "chars/s", "letters_per_s": "letters/s"}
 ERROR_COLOR = "#b91c1c"
 
 
-# --- one-liners ------------------------------------------------------------------------------------
+# --- escaping, the player, formats ------------------------------------------------------------------------------------
 def escape(value: Any) -> str:
     """``value`` as text that is safe anywhere in HTML (element content or a quoted attribute)."""
     return str(_escape("" if value is None else value))
 
 
-def player(audio: Audio, *, label: str = "") -> str:
+def player(audio: Playable, *, label: str = "") -> str:
     """A self-contained ``<audio>`` element (data URI, ``preload="metadata"``), usable in any page;
     ``label`` becomes its tooltip. The package's one player snippet."""
     return str(_player(audio, label))
 
 
-def _player(audio: Audio, label: str | None, on_ended: Markup | None = None) -> Markup:
+def _player(audio: Playable, label: str | None, on_ended: Markup | None = None) -> Markup:
     title = Markup(' title="{}"').format(label) if label else ""
     if on_ended:
         title += Markup(' onended="{}"').format(str(on_ended))  # escaped as any attribute value
@@ -88,25 +90,18 @@ HEARD_SCRIPT = Markup(
 ).format(HEARD_SINK, HEARD)
 
 
-def speech_result(audio: Audio, *, voice_id: str, model: str, facts: str) -> str:
+def speech_result(audio: Playable, *, voice_id: str, model: str, facts: str) -> str:
     """A synthesis result: its player, then voice, model and the billing facts in small print."""
     return str(Markup("{}<br><small>{} · {} · {}</small>").format(_player(audio, voice_id), voice_id, model, facts))
 
 
-def take_player(take: Take, *, label: str = "", empty: str = "—") -> str:
-    """A take's preview player, or why there is none (``empty`` when it simply has no preview).
-
-    Never raises: a missing or unreadable audio file is shown as its error message.
-    """
-    return str(_take_player(take, label, empty))
-
-
-def card_player(take: Take, *, label: str = "", empty: str = "—") -> str:
-    """``take_player`` for a result card: played to the end, it reports "heard" (see HEARD_SINK)."""
+def card_player(take: Any, *, label: str = "", empty: str = "—") -> str:
+    """A take's player for a result card (or why it has none): played to the end, it reports
+    "heard" (see HEARD_SINK). Never raises: an unreadable preview is shown as its error."""
     return str(_take_player(take, label, empty, HEARD_SCRIPT))
 
 
-def _take_player(take: Take, label: str | None = "", empty: str = "—", on_ended: Markup | None = None) -> Markup:
+def _take_player(take: Any, label: str | None = "", empty: str = "—", on_ended: Markup | None = None) -> Markup:
     if take.preview_missing:
         return Markup("<i>{}</i>").format(NO_PREVIEW_RECONCILED)
     try:
@@ -118,7 +113,7 @@ def _take_player(take: Take, label: str | None = "", empty: str = "—", on_ende
     return Markup("<i>{}</i>").format(empty) if empty else Markup()
 
 
-def status_text(take: Take) -> str:
+def status_text(take: Any) -> str:
     """The status, its error and the latency, e.g. ``failed: InvalidParameter bad prompt (0.12 s)``."""
     text = take.status
     if take.error_code or take.error_message:
@@ -168,59 +163,6 @@ def utc_text(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def bold(text: str) -> str:
-    """``<b>text</b>``."""
-    return str(Markup("<b>{}</b>").format(text))
-
-
-def numbered_prompt(index: int, prompt: str) -> str:
-    """A grid's row heading: "**0**. the prompt"."""
-    return str(Markup("<div style='max-width:22em'><b>{}</b>. {}</div>").format(index, prompt))
-
-
-def blind_description(prompt: str) -> str:
-    """An adherence round's question above a blind card: the description to judge the voice by."""
-    return str(Markup("<div style='max-width:22em'>How well does this voice match: <i>{}</i></div>").format(prompt))
-
-
-EMPTY_CELL = "<i>—</i>"
-"""What a grid cell without takes shows."""
-
-
-def counters(text: str, *, over: bool) -> str:
-    """The builder's length counters, red when a text is over its limit."""
-    color = ERROR_COLOR if over else "#52525b"
-    return str(Markup("<span style='color:{};font-family:monospace'>{}</span>").format(color, text))
-
-
-def check_messages(problems: Sequence[str], warnings: Sequence[str]) -> str:
-    """Problems (✗, red) then warnings (⚠, amber); "✓ ready to design" when there are none."""
-    return _render("messages.html.j2", problems=problems, warnings=warnings)
-
-
-def warning(text: str) -> str:
-    """A warning line (⚠, amber), e.g. a card's "this voice was deleted"."""
-    return str(Markup("<div style='color:#b45309'>⚠ {}</div>").format(text))
-
-
-def edited_note() -> str:
-    """The builder's note that the prompt text was edited by hand."""
-    return (
-        "<i style='color:#92400e'>✎ edited by hand — your text is kept when the choices change; "
-        "re-render to replace it</i>"
-    )
-
-
-def blind_status(session_id: str, seed: int | None, rated: int, total: int, still_to_rate: Sequence[str] = ()) -> str:
-    """A blind session's progress: ``blind session <id>: 3/8 rated — still to rate: A, C``; the
-    seed (``, seed 7``) only once revealed: with the take ids it uncovers the labels."""
-    shown = Markup("") if seed is None else Markup(", seed {}").format(seed)
-    text = Markup("blind session {}{}: {}/{} rated").format(session_id, shown, rated, total)
-    if still_to_rate:
-        text += Markup(" — still to rate: {}").format(", ".join(still_to_rate))
-    return str(text)
-
-
 # --- templates ---------------------------------------------------------------------------------------
 @functools.cache
 def _environment() -> jinja2.Environment:
@@ -247,140 +189,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _render(name: str, **context: Any) -> str:
-    return _environment().get_template(name).render(**context)
-
-
-def take_card(take: Take) -> str:
-    """A take as a table: prompt, preview text, model, voice id, status, rating, tags, notes, player."""
-    return _render("take.html.j2", take=take)
-
-
-def takes_grid(takes: Iterable[Take]) -> str:
-    """Take cards side by side (wrapping)."""
-    return _render("takes.html.j2", takes=list(takes))
-
-
-def take_detail(take: Take) -> str:
-    """What was asked and what came back, every field of a take (the log browser's detail)."""
-    metrics = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((take.metrics or {}).items())
-    )
-    return _render("take_detail.html.j2", take=take, metrics=metrics)
-
-
-def card_header(take: Take, *, label: str | None = None, blind: bool = False) -> str:
-    """A result card's heading: label, model, voice id, kept/heard state and the prompt.
-
-    Blind: only the label; no state either (kept, heard, DELETED would tell voices apart).
-    """
-    return _render("card_header.html.j2", take=take, label=label, blind=blind)
-
-
-def card_details(take: Take) -> str:
-    """A result card's measurements, or the error of a failed take."""
-    return _render("card_details.html.j2", take=take)
-
-
-def error_report(exc: BaseException, context: str = "") -> str:
-    """An exception shown in a widget: message first, the traceback folded underneath."""
-    head = f"{context + ': ' if context else ''}{type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return _render("error.html.j2", head=head, trace=trace)
-
-
-def log_table(rows: Sequence[Mapping[str, Any]], selected: str | None = None) -> str:
-    """The log browser's table. ``rows``: display texts per take (take_id, started, experiment,
-    model, status, rating, chosen, played, tags, prompt); ``selected``: the take id to highlight."""
-    return _render("log_table.html.j2", rows=rows, selected=selected)
-
-
-def comparison_grid(
-    experiment: str, models: Sequence[str], rows: Sequence[tuple[str, Sequence[Sequence[Take]]]], *, pending: int = 0
-) -> str:
-    """Prompts × models: ``rows`` are ``(prompt, [takes of each model, in models' order])``;
-    each cell shows the players of its repeats (or why a take has none). ``pending``: takes
-    whose measures are still being computed (said under the title)."""
-    return _render("comparison.html.j2", experiment=experiment, models=models, rows=rows, pending=pending)
-
-
-def audition(script: str, takes: Sequence[Any], results: Sequence[Any]) -> str:
-    """Voices side by side on one script: each take's model, prompt and its SpeechResult or error."""
-    cells = [
-        {
-            "model": getattr(take, "model", ""),
-            "prompt": getattr(take, "prompt", None) or str(getattr(take, "voice_id", take)),
-            "result": result,
-            "ok": hasattr(result, "audio"),
-        }
-        for take, result in zip(takes, results, strict=False)
-    ]
-    return _render("audition.html.j2", script=script[:200], cells=cells)
-
-
-def reveal_summary(
-    *,
-    session_id: str,
-    seed: int,
-    rated: int,
-    rows: Sequence[Any],
-    models: Sequence[tuple[str, str]],
-    prompts: Sequence[tuple[str, str]],
-) -> str:
-    """A blind session uncovered: mean rating per model (``models``: name, text) and per prompt
-    (``prompts``: heading, text), then every label with its model, prompt, rating and take."""
-    return _render(
-        "reveal.html.j2", session_id=session_id, seed=seed, rated=rated, rows=rows, models=models, prompts=prompts
-    )
-
-
-def evidence_table(**context: Any) -> str:
-    """A comparison's evidence (``experiment``): the primary ``rows`` (question, estimate, interval
-    with its confidence, n, adjusted p, verdict; ``found`` in bold), the ``exploratory`` ones
-    folded, the blind ``preferences``, then ``next_steps`` for the open primary questions."""
-    return _render("evidence.html.j2", **context)
-
-
-def panel_page(*, kind: str, script: str) -> str:
-    """The listening panel's page (``panel/``): a ``kind`` round's instructions and a name form;
-    its ``script`` (a URL path) fetches the session and shows the items. No data of the round."""
-    return _render("panel.html.j2", kind=kind, script=script)
-
-
-def panel_refused(message: str) -> str:
-    """The page a person who opened the listening panel without a valid link reads (``message``
-    says what to do); nothing of the round."""
-    return _render("panel_refused.html.j2", message=message)
-
-
-def sweep_table(**context: Any) -> str:
-    """A sweep (``dimension``, ``baseline``, ``experiment``, ``model``): ``rows`` of value × measure
-    (estimate, interval, n, adjusted p, verdict; ``found`` in bold), then ``prompts`` (value, prompt)."""
-    return _render("sweep.html.j2", **context)
-
-
-def history_table(**context: Any) -> str:
-    """A take's lineage (``take_id``, ``note``): ``rows`` per version (kind, change, model, status,
-    ratings, ``measures`` texts under the ``measures`` names, prompt; ``current`` in bold)."""
-    return _render("history.html.j2", **context)
-
-
-def listening_round(*, kind: str, rater: str, cards: Sequence[tuple[str, Any, str, int | None]], rated: int) -> str:
-    """A blind listening round: ``cards`` are ``(label, take, description or "", rating)`` in
-    presentation order; only the label, the player (no tooltip), the description (adherence
-    rounds) and the rating given in this round are shown."""
-    return _render("listening.html.j2", kind=kind, rater=rater, cards=cards, rated=rated)
-
-
-def lab_summary(*, offline: bool, region: str, host: str, folder: Any, model: str) -> str:
-    """A Lab in one line: backend (OFFLINE in amber), host, log folder and model."""
-    return _render("lab.html.j2", offline=offline, region=region, host=host, folder=folder, model=model)
+def render(template: str, **context: Any) -> str:
+    """The package template ``template`` (``templates/*.html.j2``) rendered with ``context``,
+    autoescaped; its globals are the player (``player``, ``take_player``) and the formats."""
+    return _environment().get_template(template).render(**context)
 
 
 def report(
     sections: Sequence[Mapping[str, Any]],
     *,
-    players: Mapping[str, Audio],
+    players: Mapping[str, Playable],
     folder: Any,
     generated: str | None,
     kbps: float,
@@ -391,7 +209,7 @@ def report(
     (compressed; a take without one shows ``take_player``'s reason). No link leaves the file; the
     layout fits the window (wide tables scroll in their own box, rows stack on a phone)."""
     sections = [{**s, "evidence": Markup(s.get("evidence") or "")} for s in sections]  # our own HTML
-    return _render(
+    return render(
         "report.html.j2",
         sections=sections,
         players=players,

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from cosyvoice_lab.catalog import SERVER_STOP_TIMEOUT_S as STOP_TIMEOUT_S
+STOP_TIMEOUT_S = 10.0  # a background server stopping: its shutdown, then its thread
 
 
 class LoopThread:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cosyvoice_lab import catalog, html
 from cosyvoice_lab.audio import Audio
@@ -156,6 +156,13 @@ class Take:
         return self.design.target_model
 
     @property
+    def design_family(self) -> str | None:
+        """The design family of the target model ("cosyvoice" or "qwen", ``catalog.FAMILIES``):
+        derived from the model, never stored (the log's frames derive it the same way,
+        ``catalog.family_name``)."""
+        return catalog.family_name(self.design.target_model)
+
+    @property
     def prompt(self) -> str:
         """The voice prompt (``design.voice_prompt``)."""
         return self.design.voice_prompt
@@ -222,7 +229,7 @@ class Take:
         return f"<Take {self.take_id[:8]} {self.status} {self.model} {outcome} {prompt!r}{stars}{chosen}>"
 
     def _repr_html_(self) -> str:
-        return html.take_card(self)
+        return html.render("take.html.j2", take=self)
 
 
 # The fields to_dict writes and from_dict reads: the take's value, not how to load its audio.
@@ -250,9 +257,18 @@ class Takes(list):
     list would print reprs and no players)."""
 
     def _repr_html_(self) -> str:
-        return html.takes_grid(self)
+        return html.render("takes.html.j2", takes=list(self))
 
 
-# Public classes report the module users import them from.
-Take.__module__ = "cosyvoice_lab"
-Takes.__module__ = "cosyvoice_lab"
+class TakeSource(Protocol):
+    """What reads takes from a log expects of it (an ``ExperimentLog`` is one): the views, the
+    exports. The one Protocol for it."""
+
+    @property
+    def folder(self) -> Path: ...
+
+    def takes(self, **filters: Any) -> list[Take]: ...
+
+    def to_dataframe(self, **filters: Any) -> Any: ...
+
+    def get(self, take_id: str) -> Take: ...

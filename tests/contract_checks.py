@@ -108,10 +108,58 @@ def check_listing_and_billing_as_documented(client, synth, cleanup):
     assert synth.speak(created.voice_id, text).characters == catalog.billed_characters(text) == 32
 
 
+# --- the Qwen design family (contract §12) ---------------------------------------------------
+# Live, each Qwen design is billed ($0.2 a voice): these checks design two voices in all.
+QWEN_EN = VoiceDesign(
+    "A calm young female voice with clear articulation and a gentle tone.",
+    "Hello, welcome to our program.",
+    prefix=PREFIX,
+    target_model=catalog.QWEN_VD,
+)
+
+
+def check_qwen_design_list_query_delete(client, synth, cleanup):
+    created = client.create_voice(QWEN_EN)
+    cleanup.append(created.voice_id)
+    m = catalog.QWEN_VOICE_ID_RE.match(created.voice_id)
+    assert m and m.group("prefix") == PREFIX and created.target_model == catalog.QWEN_VD
+    samples, rate = sf.read(io.BytesIO(fix_wav_sizes(created.preview.data)))
+    assert rate == 24000 and 0.5 < len(samples) / rate < 30 and np.abs(samples).max() > 0.01
+    info = client.query_voice(created.voice_id)
+    assert info.target_model == catalog.QWEN_VD and info.voice_prompt == QWEN_EN.voice_prompt
+    listed = {v.voice_id: v for v in client.list_voices(prefix=PREFIX, family=catalog.QWEN_FAMILY)}
+    assert listed[created.voice_id].target_model == catalog.QWEN_VD
+    assert created.voice_id not in {v.voice_id for v in client.list_voices(prefix=PREFIX)}  # CosyVoice's list
+    client.delete_voice(created.voice_id)
+    cleanup.remove(created.voice_id)
+    assert_gone(client, created.voice_id)
+
+
+def check_qwen_other_language_and_format(client, synth, cleanup):
+    design = QWEN_EN.replace(preview_text="Guten Abend und willkommen.", language="de", response_format="mp3")
+    created = client.create_voice(design)
+    cleanup.append(created.voice_id)
+    assert (created.preview.format, created.preview.sample_rate) == ("mp3", 24000)
+    assert created.preview.duration > 0.5
+
+
+def check_qwen_limits_and_errors(client, synth, cleanup):
+    """Broken limits never leave the client (each names its field); an unknown Qwen voice is
+    VoiceNotFound. Nothing here is designed, so nothing is billed."""
+    with pytest.raises(ValidationError) as info:
+        client.create_voice(QWEN_EN.replace(voice_prompt="a" * 2049, prefix="x" * 17))
+    assert {p.field for p in info.value.problems} == {"voice_prompt", "prefix"}
+    with pytest.raises(VoiceNotFound):
+        client.query_voice(f"qwen-tts-vd-{PREFIX}-voice-20250101000000-0000")
+
+
 CHECKS = [
     check_design_list_query_delete,
     check_chinese_mp3_preview,
     check_speak_with_designed_voice,
     check_errors,
     check_listing_and_billing_as_documented,
+    check_qwen_design_list_query_delete,
+    check_qwen_other_language_and_format,
+    check_qwen_limits_and_errors,
 ]

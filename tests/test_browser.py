@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,10 +67,25 @@ def _get(url: str, timeout: float = 2.0):
         return r.status, r.read()
 
 
-def _write_notebook(folder: Path) -> None:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
+# Issue 26, items 4 and 5, as a user meets them: a PromptBuilder in English, a design, then a clean-up
+# that deletes the voice; the test types the long free text in the browser afterwards.
+NARROW_CELLS = [
+    """from cosyvoice_lab import Lab
+from cosyvoice_lab.widgets import PromptBuilder
+lab = Lab("lab-{name}", backend="offline", progress=False)
+builder = PromptBuilder(lab, preset="customer_service", language="en")
+builder.model.value, builder.candidates.value = "cosyvoice-v3.5-flash", 1
+builder""",
+    """builder.design_button.click()
+assert builder.wait(120) and builder.cards, builder.status.value""",
+    """lab.cleanup(dry_run=False)  # deletes every voice not kept: the card's too""",
+]
+
+
+def _write_notebook(folder: Path, name: str = NOTEBOOK, cells: list[str] = CELLS) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(nb, folder / NOTEBOOK)
+    nbformat.write(nb, folder / name)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +96,8 @@ def jupyter_lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("jupyter")
     (root / "home").mkdir()
     _write_notebook(root)
+    for width in (1400, 390):
+        _write_notebook(root, f"narrow-{width}.ipynb", [c.replace("{name}", str(width)) for c in NARROW_CELLS])
     shutil.copy(REPO / "notebooks" / FIRST_NOTEBOOK, root / FIRST_NOTEBOOK)  # the newcomer's first stop
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE")}
@@ -149,7 +167,7 @@ def _kernel_ready(page, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def _notebook_run_all(jupyter_url: str, notebook: str):
+def _notebook_run_all(jupyter_url: str, notebook: str, width: int = 1400):
     """Open ``notebook`` in JupyterLab in headless chromium, wait for its kernel, choose Run ▸ Run
     All Cells, and yield the notebook's panel (a locator); ``expect`` waits on what the cells produce."""
     from playwright.sync_api import expect, sync_playwright
@@ -157,9 +175,11 @@ def _notebook_run_all(jupyter_url: str, notebook: str):
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page = browser.new_page(viewport={"width": width, "height": 2000})
             page.goto(f"{jupyter_url}/lab/tree/{notebook}?reset")
             panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+            if width < 600:  # a phone: fold the file browser away, as a user would, so the notebook has the width
+                page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").first.click()
             expect(panel.locator(".jp-Cell").first).to_be_visible(timeout=60_000)
             _kernel_ready(page)
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
@@ -252,6 +272,39 @@ def _each_player_inside_its_own_cell(audition) -> None:
         assert cell["x"] - 1 <= box["x"] and box["x"] + box["width"] <= cell["x"] + cell["width"] + 1
     for a, b in itertools.pairwise(boxes):
         assert a["x"] + a["width"] <= b["x"] or a["y"] + a["height"] <= b["y"]  # no overlap
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_builder_counts_in_the_chosen_language_and_its_card_shows_a_deleted_voice(jupyter_lab, width):
+    """Issue 26, items 4 and 5, in chromium at desktop and phone width: 600 characters typed into
+    the English builder's free text are counted and named as the English prompt; after a clean-up
+    deleted the designed voice, its card says DELETED and cannot be kept, before anyone clicks."""
+    from playwright.sync_api import expect
+
+    with _notebook_run_all(jupyter_lab, f"narrow-{width}.ipynb", width) as panel:
+        last_prompt = panel.locator(".jp-CodeCell .jp-InputPrompt").last
+        expect(last_prompt).to_have_text("[3]:", timeout=180_000)
+        assert not panel.locator(".jp-OutputArea-output", has_text="Traceback").count()
+        builder = panel.locator(".cosyvoice-prompt-builder")
+        card = builder.locator(".cosyvoice-take-card").first
+        expect(card.locator(".widget-html", has_text="DELETED").first).to_be_visible(timeout=30_000)
+        expect(card.locator("button").filter(has_text=re.compile(r"^\s*keep$"))).to_be_disabled()
+        free_text = builder.locator(".widget-text", has_text="free text").locator("input")
+        free_text.fill("x" * 600)
+        free_text.press("Enter")
+        counter = builder.locator(".widget-html", has_text=" · preview ").first
+        expect(counter).to_contain_text("/500", timeout=10_000)
+        n = int(counter.inner_text().split("prompt ", 1)[1].split("/", 1)[0])
+        assert n > 600, counter.inner_text()
+        expect(builder.locator(".widget-html", has_text=f"the en prompt is {n} characters").first).to_be_visible()
+        assert not builder.locator(".widget-html", has_text="the zh prompt").count()
+        expect(builder.locator("button", has_text="Design")).to_be_disabled()
+        box = builder.locator("textarea").first.input_value()
+        assert "x" * 600 in box, "the prompt box shows the rendering past the limit"
+        builder.scroll_into_view_if_needed()
+        _save(builder, f"promptbuilder-{width}.png")
+        overflow = builder.evaluate("b => b.scrollWidth - b.clientWidth")
+        assert overflow <= 1, f"the builder runs {overflow} px off the side at {width} px"
 
 
 def test_first_tutorial_runs_through_in_jupyterlab(jupyter_lab):

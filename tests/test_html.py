@@ -22,8 +22,10 @@ from cosyvoice_lab.log.export import report_sections
 from cosyvoice_lab.service.speech import SpeechOptions, SpeechResult
 from cosyvoice_lab.take import Take, Takes
 from cosyvoice_lab.views.audition import Audition
-from cosyvoice_lab.views.comparison import Comparison
+from cosyvoice_lab.views.comparison import Comparison, comparison_grid
 from cosyvoice_lab.views.listening import BlindSession
+from cosyvoice_lab.widgets import snippets
+from cosyvoice_lab.widgets.cards import error_report
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "\"'><img src=x onerror=alert(1)>"
@@ -169,12 +171,12 @@ def test_audio_player_label_and_helpers_escape():
         assert page.count("<audio") == 1 and 'preload="metadata"' in page
         assert dict(parsed.elements[0][1])["title"] == H
     inert(html.escape(H))
-    inert(html.bold(H))
-    inert(html.numbered_prompt(0, H))
-    inert(html.counters(H, over=True))
-    inert(html.check_messages([H], [H]))
-    inert(html.blind_status(H, 1, 0, 2, [H]))
-    inert(html.error_report(ValueError(H), context=H))
+    inert(snippets.bold(H))
+    inert(snippets.numbered_prompt(0, H))
+    inert(snippets.counters(H, over=True))
+    inert(snippets.check_messages([H], [H]))
+    inert(snippets.blind_status(H, 1, 0, 2, [H]))
+    inert(error_report(ValueError(H), context=H))
 
 
 def test_comparison_grid_escapes_prompts_models_ids_and_repeats(log, tmp_path):
@@ -183,7 +185,7 @@ def test_comparison_grid_escapes_prompts_models_ids_and_repeats(log, tmp_path):
     inert(page)
     assert page.count("<audio") == 2 and "code " + SCRIPT in Page(page).text
     ok, failed = hostile_take(tmp_path), failed_take(tmp_path)
-    grid = html.comparison_grid(H, [H, H], [(H, [[ok], [failed]]), (H, [[], []])])
+    grid = comparison_grid(H, [H, H], [(H, [[ok], [failed]]), (H, [[], []])])
     assert "r" + SCRIPT in inert(grid).text and grid.count("<audio") == 1
 
 

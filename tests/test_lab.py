@@ -12,6 +12,7 @@ import pytest
 
 from cosyvoice_lab import Lab, catalog
 from cosyvoice_lab.errors import LogError, ValidationError
+from cosyvoice_lab.lab import planning
 from cosyvoice_lab.offline import serve
 
 PROMPTS = ["a deep, slow elderly male voice", "a bright, fast young female voice"]
@@ -339,19 +340,20 @@ def test_lab_is_composed_not_mixed_in(sim, tmp_path):
     assert lab.account.client is lab.client is lab.speaker.client and lab.account.log is lab.log is lab.speaker.log
 
 
-def test_rate_keyword_is_deprecated_but_still_limits_requests_per_second(tmp_path, monkeypatch):
+def test_requests_per_second_limits_requests_and_rate_is_not_a_keyword(tmp_path, monkeypatch):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    with pytest.raises(TypeError, match="rate"):  # `rate` is speaking speed only: no alias
+        Lab(tmp_path / "lab", backend="offline", rate=5)
     with serve(enrollment_rps=None) as unlimited:
-        with pytest.warns(DeprecationWarning, match="requests_per_second"):
-            lab = Lab(
-                tmp_path / "lab",
-                backend="offline",
-                base_url=unlimited.base_url,
-                progress=False,
-                measure=False,
-                rate=5,
-                concurrency=8,
-            )
+        lab = Lab(
+            tmp_path / "lab",
+            backend="offline",
+            base_url=unlimited.base_url,
+            progress=False,
+            measure=False,
+            requests_per_second=5,
+            concurrency=8,
+        )
         assert lab.requests_per_second == 5
         admitted = admissions(lab)
         comp = lab.compare(
@@ -486,10 +488,10 @@ def test_make_design_follows_the_language_of_the_preview_or_the_prompt():
     zh, zh_spec = make_design(spec, model="cosyvoice-v3.5-flash", prefix="p", preview_text="大家好，欢迎收听新闻。")
     assert zh.voice_prompt == spec.render("zh") and zh_spec == spec.to_dict() and zh.language is None
     by_prompt, none = make_design("一个低沉的男声", model="cosyvoice-v3.5-plus", prefix="p")
-    assert by_prompt.preview_text == catalog.DEFAULT_PREVIEW_TEXT["zh"] and none is None
+    assert by_prompt.preview_text == planning.DEFAULT_PREVIEW_TEXT["zh"] and none is None
     en, _ = make_design(spec, model="cosyvoice-v3.5-plus", prefix="p", language="en")
     assert en.voice_prompt == spec.render("en") and en.language == "en"
-    assert en.preview_text == catalog.DEFAULT_PREVIEW_TEXT["en"]
+    assert en.preview_text == planning.DEFAULT_PREVIEW_TEXT["en"]
     with pytest.raises(TypeError):
         make_design(42, model="cosyvoice-v3.5-plus", prefix="p")
 

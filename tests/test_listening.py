@@ -202,11 +202,11 @@ def test_sessions_recorded_with_labels_are_still_read():
 
 
 def test_a_blind_card_shows_no_mark_from_outside_the_round():
-    from cosyvoice_lab import html
+    from cosyvoice_lab.widgets.cards import card_header
 
     take = FakeTake("t0", "plus", "deep voice", played=True, chosen=True)
     take.voice_status = "DELETED"  # type: ignore[attr-defined]
-    header = html.card_header(take, label="C", blind=True)  # type: ignore[arg-type]
+    header = card_header(take, label="C", blind=True)  # type: ignore[arg-type]
     assert "C" in header and not any(mark in header for mark in ("kept", "heard", "DELETED", "plus", "deep"))
 
 
@@ -433,3 +433,29 @@ def test_a_board_resumes_a_round_after_the_notebook_was_closed(compared):
     assert len(lab.log.ratings(session_id=session.session_id)) == 2
     with pytest.raises(ValueError, match="no consistent record"):
         board.resume_blind("nosuchround")
+
+
+def test_the_board_warns_before_revealing_unrated_items_and_shows_the_blind_ratings_on_the_cards(compared):
+    from cosyvoice_lab.widgets import ComparisonBoard
+
+    lab, comp = compared
+    board = ComparisonBoard(comp, rater="dee", blind=True)
+    session = board.session
+    record = lab.log.rounds.get(session.session_id)  # the one round model, as the panel keeps it
+    assert record.kind == "preference" and record.seed == session.seed and record.state == "open"
+    assert sorted(record.items) == sorted(session.order)
+    (rater,) = lab.log.rounds.raters(session.session_id)
+    assert [record.items[i] for i, _ in rater.presented] == list(session.order) and rater.rater == "dee"
+    first = session.order[0]
+    board.cards[first].rating.value = 4
+    board.reveal_button.click()
+    assert board.summary is None and not session.revealed, "the first click only warns"
+    n = len(session.order)
+    assert f"Only 1 of {n} rated" in board.warning.value and "Click again" in board.warning.value
+    assert board.reveal_button.description == f"Reveal anyway ({n - 1} unrated)"
+    board.reveal_button.click()
+    assert session.revealed and board.summary is not None
+    assert "rated 4/5 blind" in board.cards[first].header.value
+    assert all("not rated blind" in board.cards[t].header.value for t in session.order[1:])
+    assert f"Revealed with {n - 1} of {n} unrated" in board.warning.value
+    assert lab.log.rounds.get(session.session_id).state == "revealed"

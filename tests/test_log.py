@@ -66,12 +66,22 @@ def test_a_new_folder_gets_a_wal_database_at_the_latest_version(tmp_path):
     log = ExperimentLog(tmp_path / "a" / "b")
     assert log.path == tmp_path / "a" / "b" / "log.sqlite3" and log.path.is_file()
     assert (tmp_path / "a" / "b" / "audio").is_dir()
-    assert log.schema_version == migrations.SCHEMA_VERSION >= 4
+    assert log.schema_version == migrations.SCHEMA_VERSION >= 5
     with sqlite3.connect(log.path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("PRAGMA user_version").fetchone()[0] == migrations.SCHEMA_VERSION
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"takes", "annotations", "utterances", "cell_claims", "ratings", "alembic_version"}
+    assert tables == {
+        "takes",
+        "annotations",
+        "utterances",
+        "cell_claims",
+        "ratings",
+        "rounds",
+        "round_raters",
+        "round_answers",
+        "alembic_version",
+    }
     assert "3 takes" not in repr(log) and f"schema v{migrations.SCHEMA_VERSION}" in repr(log)
     log.close()
     ExperimentLog(tmp_path / "a" / "b").close()  # reopening applies nothing

@@ -55,7 +55,7 @@ from test_log import (  # noqa: F401  (re-collected here, on both backends)
     tone,
 )
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import folders
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log import migrations
 from cosyvoice_lab.log.database import Database
@@ -191,12 +191,12 @@ def test_a_folder_log_never_loads_the_database_driver(tmp_path):
 
 
 def test_the_environment_names_the_default_log(monkeypatch, tmp_path, pg_log_url):
-    monkeypatch.setenv(catalog.LOG_ENV, pg_log_url)
-    assert catalog.log_location() == pg_log_url
-    assert catalog.log_location(folder=tmp_path) == tmp_path  # a folder given wins over the default
-    assert catalog.log_location(folder=tmp_path, log="postgres://h/x") == "postgres://h/x"
-    monkeypatch.delenv(catalog.LOG_ENV)
-    assert catalog.log_location() == catalog.default_lab_folder()
+    monkeypatch.setenv(folders.LOG_ENV, pg_log_url)
+    assert folders.log_location() == pg_log_url
+    assert folders.log_location(folder=tmp_path) == tmp_path  # a folder given wins over the default
+    assert folders.log_location(folder=tmp_path, log="postgres://h/x") == "postgres://h/x"
+    monkeypatch.delenv(folders.LOG_ENV)
+    assert folders.log_location() == folders.default_lab_folder()
 
 
 # --- the write path, on both -------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_lab_and_cli_open_a_database_log(pg_log_url, tmp_path, monkeypatch):
     from cosyvoice_lab.offline import serve
 
     with serve(enrollment_rps=None, model_profiles={"*": {"design_latency": 0}}) as sim:
-        monkeypatch.setenv(catalog.LOG_ENV, pg_log_url)
+        monkeypatch.setenv(folders.LOG_ENV, pg_log_url)
         args = [
             "design",
             "a bright voice",
@@ -359,5 +359,5 @@ def test_lab_and_cli_open_a_database_log(pg_log_url, tmp_path, monkeypatch):
             sim.base_url,
         ]
         assert main([*args, "--folder", str(tmp_path / "local"), "--log", pg_log_url]) == 0
-    with ExperimentLog(os.environ[catalog.LOG_ENV]) as log:
+    with ExperimentLog(os.environ[folders.LOG_ENV]) as log:
         assert len(log) == 1 and log.takes()[0].ok

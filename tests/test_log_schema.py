@@ -65,6 +65,31 @@ def test_a_folder_log_of_an_earlier_schema_upgrades_in_place_with_every_row(vers
     assert claims == [("e1", "p1|plus|r0"), ("e1", "p2|flash|r0")]  # v2: seeded from the takes
 
 
+def test_a_v4_log_upgrades_to_the_head_with_the_listening_round_tables(tmp_path):
+    from cosyvoice_lab.log.rounds import RaterRecord, RoundRecord
+
+    folder = _folder_copy(4, tmp_path)
+    with sqlite3.connect(folder / "log.sqlite3") as raw:  # the fixture: numbered migration v4, no rounds
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert not raw.execute("SELECT name FROM sqlite_master WHERE name LIKE 'round%'").fetchall()
+    with ExperimentLog(folder) as log:
+        assert log.schema_version == migrations.SCHEMA_VERSION >= 5
+        take_ids = [t.take_id for t in log.takes()][:2]
+        log.rounds.create(RoundRecord("r-000000000001", "e1", "preference", tuple(take_ids), 7))
+        log.rounds.add_rater(RaterRecord("r-000000000001", "ana", "s-1", False, ((1, 0), (0, 0))))
+        log.rounds.answer("s-1", 0, rating=4)
+        assert log.rounds.get("r-000000000001").items == tuple(take_ids)
+        assert log.rounds.answers(["s-1"])["s-1"][0]["rating"] == 4
+    with sqlite3.connect(folder / "log.sqlite3") as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrations.HEAD,)]
+        with pytest.raises(sqlite3.IntegrityError):  # the CHECKs came with the tables
+            raw.execute("INSERT INTO round_answers VALUES ('x', 's-1', -1, NULL, NULL, 'now')")
+    assert {"rounds", "round_raters", "round_answers"} <= tables
+    assert {"round_raters_round", "round_answers_session"} <= indexes
+
+
 OPENER = """
 import sys
 from cosyvoice_lab.log.experiment_log import ExperimentLog

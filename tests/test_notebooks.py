@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import folders
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -120,7 +120,7 @@ def test_runs_top_to_bottom_and_is_saved_without_outputs(path, tmp_path, monkeyp
     """The notebook runs top to bottom (offline, or with a key; see KEYED), and the JupyterLab of
     ``make lab`` saves it without outputs; its lab folder is the default one."""
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.alibabacloud/credentials: only the key we give
-    monkeypatch.setenv(catalog.LAB_HOME_ENV, str(tmp_path / "lab"))
+    monkeypatch.setenv(folders.LAB_HOME_ENV, str(tmp_path / "lab"))
     keyed = path.name in KEYED
     if keyed:
         service = request.getfixturevalue("keyed_service")
@@ -174,17 +174,17 @@ def _fake_checkout(root: Path) -> Path:
 def test_one_default_lab_folder_for_the_notebooks_and_the_cli(tmp_path, monkeypatch):
     """From a checkout, the notebooks (run in notebooks/) and the CLI (run from the root) use the
     same git-ignored lab-data/; elsewhere ~/.local/share/cosyvoice-lab; COSYVOICE_LAB_HOME wins."""
-    monkeypatch.delenv(catalog.LAB_HOME_ENV, raising=False)
+    monkeypatch.delenv(folders.LAB_HOME_ENV, raising=False)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     root = _fake_checkout(tmp_path / "clone")
-    assert catalog.default_lab_folder(root / "notebooks") == catalog.default_lab_folder(root) == root / "lab-data"
-    assert catalog.default_lab_folder(tmp_path) == tmp_path / "home" / ".local" / "share" / "cosyvoice-lab"
-    monkeypatch.setenv(catalog.LAB_HOME_ENV, str(tmp_path / "mine"))
-    assert catalog.default_lab_folder(root) == tmp_path / "mine"
-    assert catalog.default_lab_folder(REPO / "notebooks") == tmp_path / "mine"
-    monkeypatch.delenv(catalog.LAB_HOME_ENV)
-    assert catalog.default_lab_folder(REPO / "notebooks") == REPO / "lab-data"
+    assert folders.default_lab_folder(root / "notebooks") == folders.default_lab_folder(root) == root / "lab-data"
+    assert folders.default_lab_folder(tmp_path) == tmp_path / "home" / ".local" / "share" / "cosyvoice-lab"
+    monkeypatch.setenv(folders.LAB_HOME_ENV, str(tmp_path / "mine"))
+    assert folders.default_lab_folder(root) == tmp_path / "mine"
+    assert folders.default_lab_folder(REPO / "notebooks") == tmp_path / "mine"
+    monkeypatch.delenv(folders.LAB_HOME_ENV)
+    assert folders.default_lab_folder(REPO / "notebooks") == REPO / "lab-data"
     ignored = subprocess.run(["git", "check-ignore", "-q", "lab-data/log.sqlite"], cwd=REPO, check=False)
     assert ignored.returncode in (0, 128)  # 0: ignored (128: not a git checkout, nothing to dirty)
 
@@ -194,7 +194,7 @@ def test_the_cli_lists_the_voices_a_notebook_designed(tmp_path, monkeypatch):
     account (the offline simulator's voices live in the lab folder)."""
     from cosyvoice_lab import Lab
 
-    for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE", catalog.LAB_HOME_ENV, "XDG_DATA_HOME"):
+    for var in ("DASHSCOPE_API_KEY", "ALIBABA_CLOUD_PROFILE", folders.LAB_HOME_ENV, "XDG_DATA_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     root = _fake_checkout(tmp_path / "clone")
@@ -203,7 +203,7 @@ def test_the_cli_lists_the_voices_a_notebook_designed(tmp_path, monkeypatch):
     assert lab.log.folder.resolve() == (root / "lab-data").resolve()
     take = lab.design("a calm, deep male narrator", preview_text="Good evening, and welcome.")
     assert take.ok
-    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", catalog.LAB_HOME_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", folders.LAB_HOME_ENV)}
     cli = Path(sys.executable).parent / "cosyvoice-lab"
     done = subprocess.run(
         [str(cli), "voices", "list", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=120

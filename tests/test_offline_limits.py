@@ -13,6 +13,7 @@ import requests
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.offline import Simulator, serve
+from cosyvoice_lab.offline.state import SIMULATOR
 
 PATH = "/api/v1" + catalog.CUSTOMIZATION_PATH
 LIST = json.dumps({"model": "voice-enrollment", "input": {"action": "list_voice"}}).encode()
@@ -74,7 +75,7 @@ def assert_service_error(status: int, body: dict, expected_status: int, code: st
 
 
 def test_the_limit_is_documented_in_the_catalog():
-    assert Simulator().state.max_body_bytes == catalog.OFFLINE_MAX_BODY_BYTES == 1024 * 1024
+    assert Simulator().state.max_body_bytes == SIMULATOR.max_body_bytes == 1024 * 1024
 
 
 def test_a_100_mb_body_is_answered_413_before_it_is_read(sim):
@@ -82,7 +83,7 @@ def test_a_100_mb_body_is_answered_413_before_it_is_read(sim):
     t = time.monotonic()
     status, body = answer(sock)
     assert_service_error(status, body, 413, "BadRequest.TooLarge")
-    assert str(catalog.OFFLINE_MAX_BODY_BYTES) in body["message"] and time.monotonic() - t < 2
+    assert str(SIMULATOR.max_body_bytes) in body["message"] and time.monotonic() - t < 2
     assert closed_within(sock, 5)  # the rest of the 100 MB is not waited for
     assert (
         requests.post(
@@ -99,7 +100,7 @@ def test_a_chunked_body_past_the_limit_is_413(sim):
     sock = raw(sim, headers(sim, Transfer_Encoding="chunked"))
     chunk = b" " * 65536
     try:
-        for _ in range(catalog.OFFLINE_MAX_BODY_BYTES // len(chunk) + 2):
+        for _ in range(SIMULATOR.max_body_bytes // len(chunk) + 2):
             sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server may answer and close while we still send
@@ -108,7 +109,7 @@ def test_a_chunked_body_past_the_limit_is_413(sim):
 
 
 def test_a_body_under_the_limit_is_read_as_usual(sim):
-    junk = b"x" * (catalog.OFFLINE_MAX_BODY_BYTES - 1)
+    junk = b"x" * (SIMULATOR.max_body_bytes - 1)
     status, body = answer(raw(sim, headers(sim, Content_Length=len(junk)), junk))
     assert_service_error(status, body, 400, "BadRequest.IllegalInput")
 
@@ -129,7 +130,7 @@ def test_headers_that_never_complete_are_closed(sim):
 
 
 def test_the_default_read_timeout_is_the_catalogs():
-    assert Simulator().state.read_timeout_seconds == catalog.OFFLINE_READ_TIMEOUT_S
+    assert Simulator().state.read_timeout_seconds == SIMULATOR.read_timeout_seconds
 
 
 def test_no_repr_shows_the_key():

@@ -18,6 +18,7 @@ import requests
 import soundfile as sf
 
 from cosyvoice_lab import catalog, cli
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import ModelProfile, serve, shared
 from cosyvoice_lab.offline.engine import render, settings_for
 from cosyvoice_lab.offline.profiles import DEFAULTS, merge_options, parse_option, resolve
@@ -101,7 +102,9 @@ def test_a_planted_pitch_shift_on_flash_measures_about_three_semitones():
 
 
 def test_default_profiles_are_labelled_and_ordered():
-    assert set(DEFAULTS) == set(catalog.MODELS)
+    qwen = catalog.FAMILIES[catalog.QWEN_FAMILY].target_models  # the Qwen design family: plus's latency
+    assert set(DEFAULTS) == set(catalog.MODELS) | set(qwen)
+    assert all(DEFAULTS[m] == DEFAULTS[PLUS] for m in qwen)
     assert DEFAULTS[FLASH].design_latency < DEFAULTS[PLUS].design_latency
     assert DEFAULTS[FLASH].pitch_shift == DEFAULTS[PLUS].pitch_shift == 0
     assert all(0.2 <= p.design_latency <= 0.6 for p in DEFAULTS.values())
@@ -208,7 +211,7 @@ def test_cli_plants_a_profile(tmp_path):
             "--port",
             str(port),
             "--api-key",
-            catalog.OFFLINE_API_KEY,
+            OFFLINE_API_KEY,
             "--state",
             str(tmp_path),
             "--profile",
@@ -221,7 +224,7 @@ def test_cli_plants_a_profile(tmp_path):
         text=True,
     )
     try:
-        sim = type("Remote", (), {"base_url": f"http://127.0.0.1:{port}/api/v1", "api_key": catalog.OFFLINE_API_KEY})
+        sim = type("Remote", (), {"base_url": f"http://127.0.0.1:{port}/api/v1", "api_key": OFFLINE_API_KEY})
         for _ in range(100):
             try:
                 create(sim, FLASH, *PROMPTS[0])

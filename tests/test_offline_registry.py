@@ -4,7 +4,6 @@ real processes, one SQLite store, every voice kept and seen by all."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import requests
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.offline.registry import NotAVoiceStore, Registry
 
@@ -39,7 +39,7 @@ class Remote:
         return requests.post(
             self.base_url + catalog.CUSTOMIZATION_PATH,
             timeout=30,
-            headers={"Authorization": f"Bearer {catalog.OFFLINE_API_KEY}"},
+            headers={"Authorization": f"Bearer {OFFLINE_API_KEY}"},
             json={"model": "voice-enrollment", "input": {"action": action, **fields}},
         )
 
@@ -131,7 +131,7 @@ def test_a_notebook_and_the_cli_on_one_folder(tmp_path):
             "--port",
             str(port),
             "--api-key",
-            catalog.OFFLINE_API_KEY,
+            OFFLINE_API_KEY,
             "--state",
             str(tmp_path),
             "--profile",
@@ -149,7 +149,7 @@ def test_a_notebook_and_the_cli_on_one_folder(tmp_path):
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        with serve(state_dir=tmp_path, api_key=catalog.OFFLINE_API_KEY, model_profiles=INSTANT) as notebook:
+        with serve(state_dir=tmp_path, api_key=OFFLINE_API_KEY, model_profiles=INSTANT) as notebook:
             here = Remote(notebook.port)
             made = {x.create(i).json()["output"]["voice_id"] for i in range(3) for x in (remote, here)}
             assert len(made) == 6 and remote.listed() == here.listed() == made
@@ -158,30 +158,6 @@ def test_a_notebook_and_the_cli_on_one_folder(tmp_path):
         cli.communicate(timeout=10)
     with serve(state_dir=tmp_path, model_profiles=INSTANT) as later:  # and after both are gone
         assert {v["voice_id"] for v in later.voices()} == made
-
-
-def test_a_voices_json_of_earlier_versions_is_migrated_once(tmp_path):
-    old = {
-        "voice_id": f"{catalog.V35_PLUS}-vd-old-{'a' * 32}",
-        "target_model": catalog.V35_PLUS,
-        "prefix": "old",
-        "voice_prompt": "A calm voice.",
-        "preview_text": "Hello.",
-        "language": "en",
-        "created": 1.7e9,
-        "modified": 1.7e9,
-        "status": "OK",
-        "ready_at": None,
-        "seq": 1,
-        "settings": {"voice": "en-us+m3", "pitch": 50, "range": 50, "rate": 170, "volume": 85},
-    }
-    (tmp_path / "voices.json").write_text(json.dumps({"version": 1, "voices": [old]}))
-    with serve(state_dir=tmp_path, model_profiles=INSTANT) as s:
-        assert [v["voice_id"] for v in s.voices()] == [old["voice_id"]]
-        s.state.registry.delete(old["voice_id"])
-    assert not (tmp_path / "voices.json").exists() and (tmp_path / "voices.json.migrated").exists()
-    with serve(state_dir=tmp_path, model_profiles=INSTANT) as s:
-        assert s.voices() == []  # migrated once: the delete is not undone by the old file
 
 
 def test_a_foreign_sqlite_file_is_left_untouched(tmp_path):

@@ -21,6 +21,7 @@ import requests
 import soundfile as sf
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import Faults, Simulator, serve, shared
 
 PATH = catalog.CUSTOMIZATION_PATH
@@ -210,9 +211,14 @@ def test_limits_are_inclusive(sim):
         (b'{"input": {"action": "list_voice"}}', "BadRequest.EmptyModel", None),
         (b'{"model": "voice-enrollment"}', "BadRequest.EmptyInput", None),
         (
-            b'{"model": "qwen-voice-design", "input": {"action": "list_voice"}}',
+            b'{"model": "qwen-voice-enrollment", "input": {"action": "list"}}',  # Qwen cloning: not simulated
             "InvalidParameter",
             "url error, please check url!",
+        ),
+        (  # the Qwen design family's verbs are create/list/query/delete (contract §12)
+            b'{"model": "qwen-voice-design", "input": {"action": "list_voice"}}',
+            "InvalidParameter",
+            "Required parameter(action) missing or invalid, please check the request parameters.",
         ),
         (b'{"model": "voice-enrollment", "input": {"action": "create"}}', "InvalidParameter", None),
     ],
@@ -407,7 +413,7 @@ def test_key_resolution(monkeypatch):
     assert Simulator().api_key == "sk-from-env"
     assert Simulator(api_key="sk-arg").api_key == "sk-arg"
     monkeypatch.delenv("DASHSCOPE_API_KEY")
-    assert Simulator().api_key == catalog.OFFLINE_API_KEY
+    assert Simulator().api_key == OFFLINE_API_KEY
 
 
 def test_key_never_logged(caplog):

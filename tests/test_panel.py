@@ -8,7 +8,9 @@ import re
 import signal
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from cosyvoice_lab import Lab, html
 from cosyvoice_lab.offline import serve
-from cosyvoice_lab.panel import Panel
+from cosyvoice_lab.panel import Panel, start
 from cosyvoice_lab.panel.rounds import parse_rater, parse_rating_request, token_ok
 
 PROMPTS = ["A calm middle-aged man with a warm, deep voice.", "A bright young woman who speaks quickly and cheerfully."]
@@ -40,7 +42,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture
 def panel(lab):
-    with lab.panel(EXPERIMENT, port=0) as p:
+    with start(lab.log, EXPERIMENT, port=0) as p:
         yield p
 
 
@@ -51,6 +53,14 @@ def base(panel: Panel) -> str:
 def join(panel: Panel, rater: str, token: str | None = None) -> dict:
     params = {"rater": rater, **({"token": token} if token else {})}
     r = requests.get(base(panel) + "/api/session", params=params, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def join_link(link: str) -> dict:
+    """The session a personal invite link opens (the page's own request: its query, on the API)."""
+    query = dict(parse_qsl(urlsplit(link).query))
+    r = requests.get(link.split("?")[0] + "api/session", params=query, timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -80,22 +90,25 @@ def test_a_rater_hears_every_take_rates_them_and_the_log_holds_each_rating(lab, 
     assert len(mine) == 8 and set(mine["take_id"]) == set(takes) and set(mine["kind"]) == {"preference"}
     assert sorted(mine["rating"]) == sorted(1 + n % 5 for n in range(8))
     progress = panel.progress()
-    assert progress.to_dict("records") == [{"rater": "ana", "rated": 8, "total": 8}]
+    assert progress[["rater", "rated", "total"]].to_dict("records") == [{"rater": "ana", "rated": 8, "total": 8}]
 
 
 def test_the_same_name_resumes_the_session_with_its_ratings_and_a_new_name_gets_its_own_order(panel):
     first = join(panel, "Bo")
     rate(panel, first["session"], first["items"][2]["id"], 4).raise_for_status()
     rate(panel, first["session"], first["items"][2]["id"], 2).raise_for_status()  # changed their mind
-    again = join(panel, "  bo ")  # the tab was closed: same name, any case
+    again = join(panel, "  Bo ")  # the tab was closed: same name (stripped)
+    assert again["items"] == [{**i, "rating": 2 if n == 2 else None} for n, i in enumerate(first["items"])]
     assert again["session"] == first["session"]
+    other_case = join(panel, "bo")  # names are exact: "bo" is another rater
+    assert other_case["session"] != first["session"]
     assert [i["id"] for i in again["items"]] == [i["id"] for i in first["items"]]
     assert [i["rating"] for i in again["items"]] == [None, None, 2, None, None, None, None, None]
     other = join(panel, "cy")
     assert other["session"] != first["session"]
     assert not {i["id"] for i in other["items"]} & {i["id"] for i in first["items"]}
     assert not {i["audio_url"] for i in other["items"]} & {i["audio_url"] for i in first["items"]}
-    assert panel.ratings()["rating"].tolist() == [2]  # the latest rating of bo's session only
+    assert panel.ratings()["rating"].tolist() == [2]  # the latest rating of Bo's session only
 
 
 def test_a_preference_round_reveals_no_model_voice_take_or_prompt(lab, panel):
@@ -119,7 +132,7 @@ def test_a_preference_round_reveals_no_model_voice_take_or_prompt(lab, panel):
 
 def test_an_adherence_round_shows_each_description_and_records_the_kind(lab):
     prompts_of = {t.take_id: t.prompt for t in lab.log.takes(experiment=EXPERIMENT)}
-    with lab.panel(EXPERIMENT, kind="adherence", port=0) as panel:
+    with start(lab.log, EXPERIMENT, kind="adherence", port=0) as panel:
         assert "how well it matches its description" in requests.get(panel.url, timeout=10).text
         session = join(panel, "fay")
         assert {i["description"] for i in session["items"]} == set(PROMPTS)
@@ -171,14 +184,22 @@ def test_off_loopback_every_request_needs_the_join_token(lab):
         api = requests.get(base(panel) + "/api/session", params={"rater": "x"}, timeout=10)
         assert api.status_code == 403 and "join token" in api.json()["error"], "the API still answers JSON"
         assert requests.get(base(panel) + "/", params={"token": token}, timeout=10).status_code == 200
-        session = join(panel, "ivy", token)
+        named = requests.get(base(panel) + "/api/session", params={"rater": "ivy", "token": token}, timeout=10)
+        assert named.status_code == 403 and "invited raters only" in named.json()["error"]  # no open enrolment here
+        link = panel.invite("ivy")
+        assert f"token={token}" in link and "invite=" in link and link.startswith(panel.url.split("?")[0])
+        bad = requests.get(base(panel) + "/api/session", params={"invite": "forged", "token": token}, timeout=10)
+        assert bad.status_code == 403
+        session = join_link(link)
         audio_url = session["items"][0]["audio_url"]
         assert audio_url.endswith(f"?token={token}")
         assert requests.get(base(panel) + audio_url, timeout=10).status_code == 200
         assert requests.get(base(panel) + audio_url.split("?")[0], timeout=10).status_code == 403
         assert rate(panel, session["session"], session["items"][0]["id"], 4).status_code == 403
         assert rate(panel, session["session"], session["items"][0]["id"], 4, token).status_code == 200
-        assert panel.progress().to_dict("records") == [{"rater": "ivy", "rated": 1, "total": 8}]
+        assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [
+            {"rater": "ivy", "rated": 1, "total": 8}
+        ]
     with Panel(lab.log, EXPERIMENT, port=0) as loopback:
         assert loopback.token is None and "token" not in loopback.url
 
@@ -221,7 +242,9 @@ def test_a_panel_over_a_teams_log_on_postgresql_serves_its_audio_and_records_the
         session = join(panel, "max")
         assert {requests.get(base(panel) + i["audio_url"], timeout=10).content for i in session["items"]} == previews
         rate(panel, session["session"], session["items"][0]["id"], 4).raise_for_status()
-        assert panel.progress().to_dict("records") == [{"rater": "max", "rated": 1, "total": 8}]
+        assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [
+            {"rater": "max", "rated": 1, "total": 8}
+        ]
         assert team.ratings(EXPERIMENT).query("rater == 'max'")["rating"].tolist() == [4]
 
 
@@ -248,7 +271,7 @@ def test_cosyvoice_lab_panel_serves_until_ctrl_c_and_prints_the_progress(lab):
 
 
 def test_lab_panel_returns_a_running_panel(lab):
-    panel = lab.panel(EXPERIMENT, port=0)
+    panel = start(lab.log, EXPERIMENT, port=0)
     url = panel.url
     try:
         assert requests.get(url, timeout=10).status_code == 200
@@ -294,7 +317,7 @@ def test_a_rater_name_is_clean_or_refused(name):
         clean = parse_rater(name)
     except ValueError:
         return
-    assert clean == name.strip() and 0 < len(clean) <= 64 and clean.isprintable()
+    assert clean == unicodedata.normalize("NFC", name).strip() and 0 < len(clean) <= 64 and clean.isprintable()
 
 
 @settings(max_examples=300, deadline=None)

@@ -10,6 +10,7 @@ from browser import CHROMIUM, MISSING, launch
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.offline import serve
+from cosyvoice_lab.panel import start
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -70,7 +71,7 @@ def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with lab.panel(EXPERIMENT, port=0) as panel, sync_playwright() as p:
+    with start(lab.log, EXPERIMENT, port=0) as panel, sync_playwright() as p:
         browser = launch(p, autoplay=True)
         try:
             desk = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -102,7 +103,7 @@ def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
             ana.screenshot(path=str(ARTIFACTS / "panel-desktop.png"), full_page=True)
         finally:
             browser.close()
-        assert panel.progress().to_dict("records") == [
+        assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [
             {"rater": "ana", "rated": 8, "total": 8},
             {"rater": "bo", "rated": 8, "total": 8},
         ]
@@ -119,7 +120,7 @@ def test_a_double_click_saves_one_rating_and_the_page_shows_what_the_log_keeps(l
     left the page showing one and the log holding the other. The buttons wait for the answer."""
     from playwright.sync_api import expect, sync_playwright
 
-    with lab.panel(EXPERIMENT, port=0) as panel, sync_playwright() as p:
+    with start(lab.log, EXPERIMENT, port=0) as panel, sync_playwright() as p:
         browser = launch(p, autoplay=True)
         try:
             page = browser.new_context(viewport={"width": 390, "height": 800}).new_page()
@@ -136,3 +137,56 @@ def test_a_double_click_saves_one_rating_and_the_page_shows_what_the_log_keeps(l
     assert sent == 1, "the second click of a double click sends nothing"
     kept = lab.log.ratings(EXPERIMENT, kind="preference")
     assert str(int(kept[kept["rater"] == "cy"]["rating"].iloc[-1])) == shown
+
+
+def _play_to_end(li) -> None:
+    """Play every player of an item to its end (fast: the page only waits for ``ended``)."""
+    li.locator("audio").evaluate_all(
+        "players => Promise.all(players.map(a => new Promise(done => {"
+        " a.addEventListener('ended', () => done(true), {once: true}); a.playbackRate = 8; a.play(); })))"
+    )
+
+
+def test_an_invited_rater_answers_a_pair_round_only_after_playing_each_pair_then_sees_the_thank_you_page(lab):
+    """Issue 24 at desktop width and at 390 px: the personal link opens the round without a name
+    form; the answer buttons wait until both voices were played to the end; the thank-you page
+    counts the answers and names no model."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with start(lab.log, EXPERIMENT, kind="pair", port=0, open_enrolment=False, must_play=True, thank_you=True) as panel:
+        links = {"ana": panel.invite("ana"), "bo": panel.invite("bo")}
+        with sync_playwright() as p:
+            browser = launch(p, autoplay=True)
+            try:
+                desk = browser.new_context(viewport={"width": 1280, "height": 900})
+                phone = browser.new_context(viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True)
+                for name, context in (("ana", desk), ("bo", phone)):
+                    page = context.new_page()
+                    page.goto(links[name])
+                    expect(page.locator("li.item")).to_have_count(8)
+                    expect(page.locator("#join")).to_be_hidden()
+                    expect(page.locator("#enrolment")).to_contain_text("invited raters only")
+                    first = page.locator("li.item").nth(0)
+                    expect(first.locator("audio")).to_have_count(2)
+                    expect(first.locator("button[data-choice='first']")).to_be_disabled()
+                    expect(first.locator(".wait")).to_have_text("Play both voices to the end to answer.")
+                    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+                    for i in range(8):
+                        li = page.locator("li.item").nth(i)
+                        _play_to_end(li)
+                        choice = ("first", "second", "none")[i % 3]
+                        li.locator(f"button[data-choice='{choice}']").click()
+                        expect(li).to_have_class("item rated")
+                        expect(li.locator("button[aria-pressed=true]")).to_have_attribute("data-choice", choice)
+                    expect(page.locator("#progress")).to_have_text("8 of 8 answered")
+                    expect(page.locator("#thanks")).to_be_visible()
+                    expect(page.locator("#thanks-count")).to_contain_text("You answered 8 items")
+                    text = page.locator("body").inner_text().lower()
+                    assert "plus" not in text and "flash" not in text and "v3.5" not in text
+                    page.screenshot(path=str(ARTIFACTS / f"panel-pair-{name}.png"), full_page=True)
+            finally:
+                browser.close()
+        choices = panel.choices()
+    assert choices.groupby("rater").size().to_dict() == {"ana": 8, "bo": 8}
+    assert int(choices["preferred"].isna().sum()) == 2 * 2  # "none" at items 3 and 6 of each rater

@@ -9,10 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.design import foreign_characters
+from cosyvoice_lab.design import VoiceDesign, foreign_characters
 from cosyvoice_lab.prompts.lexicon import LEXICON, read_claims
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PromptSpec, options
+from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PRESETS, PromptSpec, options
 
 LANGUAGES = ("en", "zh")
 ZH_PUNCTUATION = set("，、。")
@@ -155,8 +154,18 @@ def test_unknown_value_lists_the_allowed_ones():
 
 
 def test_free_text_too_long_is_refused_with_the_overflow():
+    qwen_max = catalog.FAMILIES[catalog.QWEN_FAMILY].voice_prompt_max
     with pytest.raises(ValueError, match="free_text is too long"):
-        PromptSpec(free_text="x" * catalog.VOICE_PROMPT_MAX)
+        PromptSpec(free_text="x" * qwen_max)
+
+
+def test_a_description_past_500_is_for_the_qwen_family_only():
+    spec = PromptSpec(gender="male", free_text="x" * 600)  # longer than CosyVoice takes, within Qwen's 2048
+    prompt = spec.render("en")
+    assert [p.field for p in VoiceDesign(prompt, "Hello there.", target_model=catalog.V35_PLUS).problems()] == [
+        "voice_prompt"
+    ]
+    assert VoiceDesign(prompt, "Hello there.", target_model=catalog.QWEN_VD).problems() == []
     with pytest.raises(ValueError, match="free_text must be a string"):
         PromptSpec(free_text=42)
 

@@ -8,8 +8,7 @@ import textwrap
 
 import pytest
 
-from cosyvoice_lab import catalog
-from cosyvoice_lab.service.ratelimit import ConcurrencyController, RateLimiter, budget_id, runtime_dir
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS, ConcurrencyController, RateLimiter, budget_id, runtime_dir
 
 
 class FakeClock:
@@ -33,8 +32,8 @@ def test_before_any_latency_is_known_one_windows_burst_goes():
 
 def test_while_the_first_tasks_are_out_their_age_raises_the_limit():
     pace, _ = controller()
-    assert pace.limit(oldest_age=2.0) == math.ceil(9 * 2.0 * catalog.CONCURRENCY_HEADROOM)
-    assert pace.limit(oldest_age=1000.0) == catalog.MAX_CONCURRENCY
+    assert pace.limit(oldest_age=2.0) == math.ceil(9 * 2.0 * DEFAULT_LIMITS.concurrency_headroom)
+    assert pace.limit(oldest_age=1000.0) == DEFAULT_LIMITS.max_concurrency
 
 
 def test_littles_law_from_observed_latency():
@@ -42,7 +41,7 @@ def test_littles_law_from_observed_latency():
     for _ in range(20):
         pace.observe(2.0)
     assert pace.latency == pytest.approx(2.0)
-    assert pace.limit(oldest_age=0.0) == math.ceil(9 * 2.0 * catalog.CONCURRENCY_HEADROOM)
+    assert pace.limit(oldest_age=0.0) == math.ceil(9 * 2.0 * DEFAULT_LIMITS.concurrency_headroom)
     for _ in range(20):
         pace.observe(0.05)  # fast answers: one window's burst is enough
     assert pace.limit(oldest_age=0.0) == 9

@@ -14,6 +14,7 @@ from browser import CHROMIUM, launch
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.views import report as reports
 
 PLUS, FLASH = "cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"
 HOSTILE = '<script>window.__pwned = 1</script>"\'><img src=x onerror="window.__pwned = 2">'
@@ -67,7 +68,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(lab, tmp_path_factory):
-    return lab.report(tmp_path_factory.mktemp("out") / "report.html")
+    return reports.report(lab, tmp_path_factory.mktemp("out") / "report.html")
 
 
 def sections(page: str) -> list[str]:
@@ -118,7 +119,7 @@ def test_the_report_is_readable_by_others_as_the_umask_says(lab, tmp_path):
     try:
         assert (lab.log.export_html(tmp_path / "a.html").stat().st_mode & 0o777) == 0o644
         os.umask(0o027)
-        assert (lab.report(tmp_path / "b.html", experiment="sweep").stat().st_mode & 0o777) == 0o640
+        assert (reports.report(lab, tmp_path / "b.html", experiment="sweep").stat().st_mode & 0o777) == 0o640
     finally:
         os.umask(old)
 
@@ -139,7 +140,7 @@ def test_the_log_report_is_the_same_page_without_evidence_and_one_experiment_can
     page = lab.log.export_html(tmp_path / "log.html").read_text()
     assert len(sections(page)) == 2 and "<b>Evidence</b>" not in page and "data:image/png" not in page
     assert page.count('src="data:audio/ogg;base64,') == 13
-    one = lab.report(tmp_path / "one.html", experiment="sweep").read_text()
+    one = reports.report(lab, tmp_path / "one.html", experiment="sweep").read_text()
     assert len(sections(one)) == 1 and one.count('<tr id="take-') == 1
 
 
@@ -163,7 +164,7 @@ def test_ratings_from_listening_rounds_reach_the_evidence(lab, tmp_path):
         pytest.skip("ExperimentLog.add_rating is not in this tree yet")
     for take in lab.log.takes(experiment="models " + HOSTILE, status="ok"):
         lab.log.add_rating(take.take_id, 5 if take.model == FLASH else 2, rater="ann")
-    page = lab.report(tmp_path / "rated.html").read_text()
+    page = reports.report(lab, tmp_path / "rated.html").read_text()
     assert "preference rating" in page.split('<table class="takes">')[0]
 
 

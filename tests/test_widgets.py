@@ -10,9 +10,8 @@ import time
 import pytest
 
 from cosyvoice_lab import Lab, ValidationError, catalog
-from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import options
+from cosyvoice_lab.lab.planning import DEFAULT_PREVIEW_TEXT
+from cosyvoice_lab.prompts.spec import PRESETS, options
 from cosyvoice_lab.views.listening import BlindSession, played_not_chosen, shuffled
 from cosyvoice_lab.widgets import ComparisonBoard, LogBrowser, PromptBuilder, TakeCard
 from cosyvoice_lab.widgets.browser import page_of, search
@@ -58,7 +57,7 @@ def test_preset_fills_the_choices_and_renders_the_prompt(lab):
     assert b.prompt.value == spec.render("en") and b.spec == spec
     n = len(b.prompt.value)
     assert f"prompt {n}/{catalog.VOICE_PROMPT_MAX}" in b.counters.value
-    assert f"preview {len(DEFAULT_PREVIEW['en'])}/{catalog.PREVIEW_TEXT_MAX}" in b.counters.value
+    assert f"preview {len(DEFAULT_PREVIEW_TEXT['en'])}/{catalog.PREVIEW_TEXT_MAX}" in b.counters.value
     assert "ready to design" in b.messages.value and not b.design_button.disabled
 
 
@@ -68,9 +67,9 @@ def test_language_toggle_renders_chinese_and_relabels_the_choices(lab):
     assert b.prompt.value == PRESETS["news_anchor"].render("zh")
     assert b.dimensions["age"].options == (("—", ""), *options("age", "zh"))
     assert b.dimensions["age"].value == "middle-aged"  # relabelling kept the choice
-    assert b.preview_text.value == DEFAULT_PREVIEW["zh"]  # the default preview follows the language
+    assert b.preview_text.value == DEFAULT_PREVIEW_TEXT["zh"]  # the default preview follows the language
     b.language.value = "en"
-    assert b.prompt.value == PRESETS["news_anchor"].render("en") and b.preview_text.value == DEFAULT_PREVIEW["en"]
+    assert b.prompt.value == PRESETS["news_anchor"].render("en") and b.preview_text.value == DEFAULT_PREVIEW_TEXT["en"]
 
 
 def test_changing_a_choice_rerenders_and_leaves_the_preset(lab):
@@ -406,7 +405,9 @@ def test_browser_pages(filled):
 def test_browser_select_annotate_and_rerun(filled):
     lb = LogBrowser(filled)
     # the untagged, unrated take (which compare take finishes first is up to the threads)
-    take_id = next(v for _, v in lb.take_select.options if not filled.log.get(v).tags and filled.log.get(v).rating is None)
+    take_id = next(
+        v for _, v in lb.take_select.options if not filled.log.get(v).tags and filled.log.get(v).rating is None
+    )
     lb.take_select.value = take_id
     card = lb.card
     assert take_id in lb.detail.value and "<audio" in card.player.value and not lb.rerun_button.disabled
@@ -442,6 +443,9 @@ def test_prompt_draft_follows_the_rendering_until_edited():
 def test_counters_and_measurements_text():
     expected = f"prompt 3/{catalog.VOICE_PROMPT_MAX} · preview 5/{catalog.PREVIEW_TEXT_MAX}"
     assert counters_text("abc", "hello") == expected
+    assert counters_text("abc", "hello", [catalog.QWEN_VD]) == "prompt 3/2048 · preview 5/1024"
+    both = counters_text("abc", "hello", [catalog.V35_PLUS, catalog.QWEN_VD])  # each family's limit
+    assert both == "prompt 3/500 CosyVoice, 2048 Qwen3-TTS-VD · preview 5/200 CosyVoice, 1024 Qwen3-TTS-VD"
     text = measurements_text(
         {"median_f0_hz": 112.4, "speaking_rate": 13.25, "rate_unit": "letters_per_s", "loudness_lufs": float("nan")}
     )

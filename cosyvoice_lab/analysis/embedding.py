@@ -5,7 +5,7 @@ al. (2018), a 3-layer LSTM over 40-band mel spectrograms, trained on LibriSpeech
 and 2 (about 8,000 speakers) to put recordings of one speaker close together and different
 speakers apart. Its weights ship inside the ``resemblyzer`` wheel on PyPI (``pretrained.pt``).
 That package runs them with torch; we do not: ``voice_encoder.npz`` beside this module holds
-the same weights (5.3 MB) converted once with :func:`convert` (licence and provenance in
+the same weights (5.3 MB) converted once with ``scripts/convert_voice_encoder.py`` (licence and provenance in
 ``voice_encoder.LICENSE.txt``), and the LSTM, the mel
 front end (librosa's Slaney mel filters, rebuilt in numpy) and the averaging over 1.6 s
 partial utterances are reimplemented here. Nothing is downloaded at run time.
@@ -17,12 +17,8 @@ silence trim uses ``measures.speech_frames`` instead of webrtcvad; the rest is t
 
 from __future__ import annotations
 
-import collections
-import pickle
-import struct
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -150,52 +146,3 @@ def similarity(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     d = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
     return d if np.isfinite(d) else float("nan")
-
-
-# --- conversion of the published weights (run once; not needed at run time) ---------------------
-
-
-class _TorchLegacy(pickle.Unpickler):
-    """Reads torch's legacy checkpoint format without torch: tensors become numpy arrays."""
-
-    def __init__(self, f, storages: dict):
-        super().__init__(f)
-        self.storages = storages
-
-    def find_class(self, module, name):
-        if module == "torch._utils" and name.startswith("_rebuild_tensor"):
-            return lambda storage, offset, size, stride, *_: (storage, offset, tuple(size), tuple(stride))
-        if module == "torch" and name.endswith("Storage"):
-            return name
-        if module == "collections" and name == "OrderedDict":
-            return collections.OrderedDict
-        raise pickle.UnpicklingError(f"unexpected class {module}.{name} in the checkpoint")
-
-    def persistent_load(self, pid):
-        _, storage_type, key, _, _, _ = pid
-        self.storages[key] = storage_type
-        return key
-
-
-def convert(checkpoint: str | Path, out: str | Path = WEIGHTS) -> None:
-    """Write the model weights of resemblyzer's ``pretrained.pt`` as ``.npz`` (float32).
-
-    ``pip download resemblyzer --no-deps``, unzip, then ``convert("resemblyzer/pretrained.pt")``.
-    """
-    dtypes = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "LongStorage": np.int64}
-    storages: dict = {}
-    with open(checkpoint, "rb") as f:
-        for _ in range(3):  # magic number, protocol version, system info
-            pickle.load(f)  # the published checkpoint, read on purpose
-        state = _TorchLegacy(f, storages).load()["model_state"]
-        data = {}
-        for key in pickle.load(f):
-            (numel,) = struct.unpack("<q", f.read(8))
-            dtype = np.dtype(dtypes[storages[key]])
-            data[key] = np.frombuffer(f.read(numel * dtype.itemsize), dtype)
-    arrays = {}
-    for name, (key, offset, size, stride) in state.items():
-        itemsize = data[key].itemsize
-        arrays[name] = np.lib.stride_tricks.as_strided(data[key][offset:], size, [s * itemsize for s in stride]).copy()
-    kept: dict[str, Any] = {k: v for k, v in arrays.items() if k.startswith(("lstm.", "linear."))}
-    np.savez_compressed(out, **kept)

@@ -103,7 +103,7 @@ def plot_pitch_rate(data, *, color_by: str = "target_model"):
     """
     frame = _frame(data)
     fig, ax = _figure(figsize=(6, 4.5), constrained_layout=True)
-    groups = frame.groupby(color_by, sort=True) if color_by in frame else [("all takes", frame)]
+    groups = frame.groupby(color_by, sort=True, observed=True) if color_by in frame else [("all takes", frame)]
     for name, part in groups:
         ax.scatter(part["speaking_rate"], part["median_f0_hz"], label=str(name), alpha=0.8)
     units = sorted(frame["rate_unit"].dropna().unique()) if "rate_unit" in frame else []
@@ -198,4 +198,40 @@ def plot_history(table, measure: str = "median_f0_hz", *, label: str = "median F
     bottom.set_ylim(0, 5.5)
     bottom.set_ylabel("rating")
     bottom.set_xticks(x, [f"{v}\n{k}" for v, k in zip(table["version"], table["kind"], strict=False)])
+    return fig
+
+
+def plot_tuning(table, path, goals):
+    """A tuning's path toward its target: one panel per target measure; every candidate's mean with
+    its 90 % interval against the designs used when it was first measured is not known here, so
+    candidates are drawn in the order they were proposed (dots, the start first), the best
+    candidate after each round as a line, the goal as a dashed line inside its tolerance band.
+
+    Args:
+        table: a Tuning's ``table`` (``candidate``, each target's column, ``_low``/``_high``).
+        path: rows of ``candidate`` per round (the best so far), in round order.
+        goals: per target: ``column``, ``name``, ``unit``, ``goal``, ``low``, ``high`` (raw scale).
+
+    Returns:
+        matplotlib Figure.
+    """
+    fig, axes = _figure(len(goals), figsize=(6.5, 2.4 * len(goals) + 0.4), sharex=True, constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    order = table.sort_values("candidate")
+    x = order["candidate"].to_numpy()
+    for ax, goal in zip(axes, goals, strict=True):
+        column = goal["column"]
+        y = order[column].astype(float).to_numpy()
+        low = order[f"{column}_low"].astype(float).to_numpy()
+        high = order[f"{column}_high"].astype(float).to_numpy()
+        err = np.vstack([np.nan_to_num(y - low), np.nan_to_num(high - y)])
+        ax.errorbar(x, y, yerr=err, fmt="o", color="0.5", ms=4, capsize=2, label="candidates (90 % interval)")
+        best = [p["candidate"] for p in path]
+        by_index = dict(zip(order["candidate"], y, strict=True))
+        ax.plot(best, [by_index.get(b, np.nan) for b in best], "-", color="C0", label="best so far")
+        ax.axhspan(goal["low"], goal["high"], color="C2", alpha=0.15, label="tolerance")
+        ax.axhline(goal["goal"], color="C2", ls="--")
+        ax.set_ylabel(raw_label("m_" + column))
+    axes[0].legend(fontsize="small", loc="best")
+    axes[-1].set_xlabel("candidate (in the order proposed; 0 = the start)")
     return fig

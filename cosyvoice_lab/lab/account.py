@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cosyvoice_lab import catalog
@@ -32,6 +32,12 @@ UNSETTLED = ("unknown", "interrupted")  # a voice may exist for these: reconcile
 # on late voices after a 5xx; if one ever appears, ``cleanup`` lists it as an orphan.
 ANSWERED_CODES = ("InternalError", "ServiceUnavailable", "ModelUnavailable")
 
+RECONCILE_WINDOW_S = 120.0  # how far a listed voice's gmt_create may sit from our send time to be adopted
+# A take whose create outcome is unknown stays 'unknown' until a listing made this long after it
+# was sent finds no voice (the service's designs take seconds; a voice can be stored after the
+# client gave up).
+LATE_VOICE_GRACE_S = 60.0
+
 
 class VoiceAccount:
     """The voices of one API key, kept in step with an experiment log.
@@ -48,8 +54,8 @@ class VoiceAccount:
         client: DashScopeClient,
         experiment_log: Any,
         *,
-        reconcile_window_s: float = catalog.RECONCILE_WINDOW_S,
-        grace_s: float = catalog.LATE_VOICE_GRACE_S,
+        reconcile_window_s: float = RECONCILE_WINDOW_S,
+        grace_s: float = LATE_VOICE_GRACE_S,
     ):
         self.client, self.log, self.reconcile_window_s = client, experiment_log, reconcile_window_s
         self.grace_s = grace_s
@@ -75,7 +81,9 @@ class VoiceAccount:
         d = take.design
         listed_at = now_utc()
         try:
-            listed = self.client.list_voices(prefix=d.prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
+            listed = self.client.list_voices(
+                prefix=d.prefix, page_size=catalog.LIST_PAGE_SIZE_MAX, family=d.family.name
+            )
         except (APIError, TransportError) as exc:
             log.warning("take %s: cannot reconcile yet (%s); will retry on the next run", take_id, exc)
             return take
@@ -125,7 +133,8 @@ class VoiceAccount:
         """Ask the service for the status of the voices in the log (listing ``prefixes``, or
         the whole account) and record it with their takes. Returns how many takes were updated.
         A voice that is not OK (DEPLOYING, UNDEPLOYED) then shows in ``log.df`` / ``voices()``."""
-        return self.list_and_record(prefixes)[1]
+        # only CosyVoice voices report a status: the Qwen family's list and query carry none (§12)
+        return self.list_and_record(prefixes, family=catalog.COSYVOICE_FAMILY)[1]
 
     def verified(self, prefixes: Iterable[str] | None) -> bool:
         """:meth:`verify`, reporting a failure as a warning in the log: True when it worked."""
@@ -136,23 +145,44 @@ class VoiceAccount:
             log.warning("could not check the new voices' status: %s", exc)
             return False
 
-    def list_and_record(self, prefixes: Iterable[str] | None = None) -> tuple[list, int]:
-        """List the voices (of ``prefixes``, else all) and record each one's status in the log:
-        every listing keeps the log's ``voice_status`` current. Returns (voices, takes updated)."""
+    def list_and_record(self, prefixes: Iterable[str] | None = None, family: str | None = None) -> tuple[list, int]:
+        """List the voices (of ``prefixes``, else all; of ``family``, else of every design family)
+        and record each one's status in the log: every listing keeps the log's ``voice_status``
+        current. Returns (voices, takes updated)."""
         listed = []
         for prefix in sorted(prefixes) if prefixes else [None]:
-            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX)
+            listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX, family=family)
         return listed, self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
 
+    def _list_every_family(self) -> list:
+        """The voices of every design family the client lists. A family other than CosyVoice
+        that the key cannot list (the service refused: e.g. the Qwen family not activated) is
+        left out with a warning, so CosyVoice's voices still show and can be cleaned up."""
+        listed = []
+        for name in self.client.families():
+            try:
+                listed += self.list_and_record(family=name)[0]
+            except APIError as exc:
+                if name == catalog.COSYVOICE_FAMILY:
+                    raise
+                warnings.warn(
+                    f"could not list the {catalog.FAMILIES[name].label} voices ({exc}); they are left out",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return listed
+
     def voices(self):
-        """The account's voices joined with the log: which take made each, rating, chosen."""
+        """The account's voices of every design family joined with the log: which take made
+        each, rating, chosen."""
         import pandas as pd
 
-        voices, _ = self.list_and_record()
+        voices = self._list_every_family()
         listed = pd.DataFrame(
             [v.__dict__ for v in voices],
             columns=[
                 "voice_id",
+                "design_family",
                 "target_model",
                 "status",
                 "voice_prompt",
@@ -169,29 +199,38 @@ class VoiceAccount:
         df["chosen"] = df["chosen"].astype("boolean").fillna(False)
         return df
 
-    def quota(self) -> dict:
-        """How many voices the account holds, of how many allowed (one list request)."""
-        held = len(self.list_and_record()[0])
-        return {"held": held, "limit": catalog.VOICE_QUOTA, "free": max(0, catalog.VOICE_QUOTA - held)}
+    def quota(self, family: str = catalog.COSYVOICE_FAMILY) -> dict:
+        """How many voices of ``family`` the account holds, of how many allowed (each design
+        family has its own quota, contract §12; one listing of that family)."""
+        held = len(self.list_and_record(family=family)[0])
+        # CosyVoice's is VOICE_QUOTA, read when called (a test lowers it)
+        limit = catalog.VOICE_QUOTA if family == catalog.COSYVOICE_FAMILY else catalog.FAMILIES[family].quota
+        return {"held": held, "limit": limit, "free": max(0, limit - held)}
 
-    def check_quota(self, adding: int) -> int | None:
+    def check_quota(self, adding: int | Mapping[str, int], family: str = catalog.COSYVOICE_FAMILY) -> int | None:
         """Warn (RuntimeWarning, pointing at the caller's caller) if ``adding`` more voices
-        would pass the account's limit. Returns the voices held, or None if not counted."""
-        if not adding:
-            return None
-        try:
-            held = self.quota()["held"]
-        except CosyVoiceLabError as exc:
-            log.warning("could not count the account's voices: %s", exc)
-            return None
-        if held + adding > catalog.VOICE_QUOTA:
-            warnings.warn(
-                f"the account holds {held} voices; {adding} more would pass the limit of "
-                f"{catalog.VOICE_QUOTA} — run lab.cleanup() first",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return held
+        (of ``family``, or a mapping family -> count) would pass a family's limit. Returns the
+        voices held (of the families counted), or None if not counted."""
+        counts = dict(adding) if isinstance(adding, Mapping) else {family: adding}
+        total = 0
+        for name, n in counts.items():
+            if not n:
+                continue
+            try:
+                quota = self.quota(name)
+            except CosyVoiceLabError as exc:
+                log.warning("could not count the account's voices: %s", exc)
+                return None
+            total += quota["held"]
+            if quota["held"] + n > quota["limit"]:
+                label = catalog.FAMILIES[name].label
+                warnings.warn(
+                    f"the account holds {quota['held']} {label} voices; {n} more would pass the limit of "
+                    f"{quota['limit']} — run lab.cleanup() first",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return total if any(counts.values()) else None
 
     # --- cleanup -----------------------------------------------------------------------------
     def cleanup(
@@ -256,8 +295,8 @@ def cleanup_decision(
     if bool(row.chosen):
         return "keep", "chosen"
     if not row.known:
-        match = catalog.VOICE_ID_RE.match(row.voice_id or "")
-        why = "orphan: not in the log" if prefix and match and match.group("prefix") == prefix else "not in the log"
+        mine = prefix and catalog.prefix_of_voice(row.voice_id or "") == prefix
+        why = "orphan: not in the log" if mine else "not in the log"
         return ("delete", f"{why} (include_unknown=True)") if include_unknown else ("keep", why)
     if keep_rated_at_least is not None and not pd.isna(row.rating) and int(row.rating) >= keep_rated_at_least:
         return "keep", f"rated {int(row.rating)}"

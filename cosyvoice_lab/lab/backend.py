@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.credentials import find_api_key
+from cosyvoice_lab.credentials import OFFLINE_API_KEY, find_api_key
 from cosyvoice_lab.errors import Problem, ValidationError
 from cosyvoice_lab.service import DashScopeClient, RetryPolicy
 
@@ -66,7 +66,7 @@ def connect(
         offline = backend == "offline" or urlparse(base_url).hostname in LOOPBACK_HOSTS
         # the simulator's documented key only for a simulator; anything else needs a real one
         return DashScopeClient(
-            api_key=key or (catalog.OFFLINE_API_KEY if offline else None),
+            api_key=key or (OFFLINE_API_KEY if offline else None),
             base_url=base_url,
             backend="offline" if offline else "dashscope",
             **common,

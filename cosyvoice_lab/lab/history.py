@@ -147,19 +147,3 @@ def history(experiment_log, take) -> History:
             }
         )
     return History(pd.DataFrame(out, columns=list(COLUMNS)), take_id, linked, note)
-
-
-def history_method(self, take) -> History:
-    """The versions a prompt went through around ``take``: its original, reruns and edits
-    (recorded by ``rerun`` and ``design(..., parent=take)``), with ratings and measures per version.
-
-    Args:
-        take: a Take or a take id (or a unique prefix).
-    Returns:
-        a History: ``.table`` (one row per version, oldest first; ``kind`` original / rerun /
-        edit, ``change`` what changed), ``.plot()``; a table in a notebook. A take without
-        parent links gets the versions of its experiment or prompt family, and says so.
-    Raises:
-        TakeNotFound: no such take.
-    """
-    return history(self.log, take)

@@ -1,47 +1,47 @@
 """Lab: the workbench a notebook holds — a backend, an experiment log and defaults.
 
-A facade: it holds the log, the client, the rate limiter, a :class:`VoiceAccount`
-(``account.py``: voices, quota, reconcile, cleanup) and a :class:`Speaker` (``speaker.py``:
-speak, estimate, audition), and delegates to them in one-line methods. Designing is its own:
-``design``, ``compare``, ``rerun``, each planned by ``planning.py`` and sent through the one
-runner (``runner.py``). Widgets, notebooks and the CLI call the Lab; the Lab calls the pure
-core, the client and the log.
+It holds what it composes, as attributes that are part of its API: ``log`` (the ExperimentLog),
+``client``, ``limiter``, ``account`` (a :class:`VoiceAccount`, ``account.py``: voices, quota,
+reconcile, cleanup), ``speaker`` (a :class:`Speaker`, ``speaker.py``: speak, estimate, audition)
+and ``measuring`` (the :class:`MeasuringStage`, ``stage.py``). Its own verbs are the notebook's:
+designing (``design``, ``compare``, ``rerun``, planned by ``planning.py`` and sent through the one
+runner, ``runner.py``), and those that need the lab's defaults or its stage (``sweep``,
+``remeasure``, ``history``, ...). Widgets, notebooks and the CLI call the Lab; the Lab calls the
+pure core, the client and the log, never a shell: the report (``views.report.report(lab, path)``)
+and the listening panel (``panel.start(lab.log, experiment)``) take the lab's log themselves.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cosyvoice_lab import catalog, html
+from cosyvoice_lab import catalog, folders, html
 from cosyvoice_lab.design import VoiceDesign
-from cosyvoice_lab.lab import history, measuring, planning, stage, sweep
+from cosyvoice_lab.lab import history, measuring, planning, stage, sweep, tune
 from cosyvoice_lab.lab.account import VoiceAccount
 from cosyvoice_lab.lab.backend import connect
 from cosyvoice_lab.lab.designer import Designer, all_or_raise
 from cosyvoice_lab.lab.runner import OnDone, RunResult, run_tasks
 from cosyvoice_lab.lab.speaker import Speaker
 from cosyvoice_lab.lab.stage import MeasuringOptions, MeasuringStage
-from cosyvoice_lab.panel.server import panel_method
 from cosyvoice_lab.service import ConcurrencyController, RateLimiter, RetryPolicy
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
+from cosyvoice_lab.service.retry import DEFAULT_RETRY
+from cosyvoice_lab.service.timeouts import DEFAULT_TIMEOUTS
 from cosyvoice_lab.take import Take, Takes, check_experiment
 from cosyvoice_lab.views.comparison import Comparison
-from cosyvoice_lab.views.report import report_method
+
+if TYPE_CHECKING:
+    from cosyvoice_lab.prompts.spec import PromptSpec
+    from cosyvoice_lab.views.history import History
+    from cosyvoice_lab.views.sweep import Sweep
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PREVIEW = catalog.DEFAULT_PREVIEW_TEXT  # the preview read when none is given, by language
-DEFAULT_RETRY = RetryPolicy()  # frozen: one instance serves every Lab
-
-
-class _Unset(enum.Enum):
-    """Marks a keyword that was not passed (``None`` means something for ``rate``)."""
-
-    TOKEN = 0
 
 
 class Lab:
@@ -49,7 +49,7 @@ class Lab:
 
     Args:
         folder: where the experiment log and audio live (created if missing); default
-            ``catalog.default_lab_folder()``, the folder the notebooks and the CLI share.
+            ``folders.default_lab_folder()``, the folder the notebooks and the CLI share.
         log: a team's log, ``postgresql://...`` (the folder keeps this machine's files); default ``$COSYVOICE_LAB_LOG``.
         backend: ``"auto"`` (the real service when an API key is found, else the offline
             simulator), ``"dashscope"`` (a key is required) or ``"offline"``.
@@ -63,7 +63,7 @@ class Lab:
             instead of ``dashscope.aliyuncs.com``; the real service only.
         region, model, prefix, preview_text, sample_rate, response_format: defaults for designs.
         concurrency: an upper bound on requests in flight; by default the runner sizes it to
-            reach ``requests_per_second`` (Little's law, halved on 429; ``catalog.MAX_CONCURRENCY``).
+            reach ``requests_per_second`` (Little's law, halved on 429; at most ``Limits.max_concurrency``).
         requests_per_second: requests/second for all voice actions (designs, listings, queries), shared
             with other processes on this machine using the key; the service allows 10, the default keeps
             a margin; None for no limit. Synthesis keeps under the smaller of it and 3.
@@ -75,7 +75,6 @@ class Lab:
         retry: the retry policy of every request; timeout: seconds to wait for a design.
         model_profiles: offline, for the simulator this lab starts: how its models differ
             (``offline.profiles``), e.g. ``{"*": {"design_latency": 2}}``.
-        rate: deprecated spelling of ``requests_per_second`` (``rate`` means speaking speed).
     """
 
     def __init__(
@@ -93,21 +92,18 @@ class Lab:
         preview_text: str | None = None,
         sample_rate: int = catalog.DEFAULT_PREVIEW_SAMPLE_RATE,
         response_format: str = catalog.DEFAULT_PREVIEW_FORMAT,
-        concurrency: int | None = catalog.DEFAULT_CONCURRENCY,
-        requests_per_second: float | None = catalog.DEFAULT_CLIENT_RPS,
+        concurrency: int | None = None,
+        requests_per_second: float | None = DEFAULT_LIMITS.requests_per_second,
         measure: bool = True,
         measuring: MeasuringOptions | None = None,
         progress: bool = True,
         retry: RetryPolicy = DEFAULT_RETRY,
-        timeout: float = catalog.CREATE_TIMEOUT_S,
-        rate: float | _Unset | None = _Unset.TOKEN,
+        timeout: float = DEFAULT_TIMEOUTS.create,
         model_profiles=None,
     ):
         from cosyvoice_lab.log.experiment_log import ExperimentLog
 
-        if not isinstance(rate, _Unset):
-            requests_per_second = planning.deprecated_rate(rate, stacklevel=3)
-        self.log = ExperimentLog(catalog.log_location(folder, log), folder=folder)
+        self.log = ExperimentLog(folders.log_location(folder, log), folder=folder)
         self.region, self.model, self.prefix = region, model, prefix
         self.preview_text, self.sample_rate, self.response_format = preview_text, sample_rate, response_format
         self.concurrency, self.progress = concurrency, progress
@@ -158,8 +154,13 @@ class Lab:
         return f"<Lab {where}; log {self.log.location}; model {self.model}>"
 
     def _repr_html_(self) -> str:
-        return html.lab_summary(
-            offline=self.offline, region=self.region, host=self.client.host, folder=self.log.location, model=self.model
+        return html.render(
+            "lab.html.j2",
+            offline=self.offline,
+            region=self.region,
+            host=self.client.host,
+            folder=self.log.location,
+            model=self.model,
         )
 
     # --- one take -------------------------------------------------------------------------
@@ -189,8 +190,21 @@ class Lab:
         as recorded (its preview is not measured here: ``design`` and the runner queue it)."""
         return self.designer.run(design, **context)
 
-    _to_measure, measured = stage.queue_method, stage.measured_method  # the measuring stage (stage.py)
-    _to_measure_unmeasured = stage.queue_unmeasured_method
+    def measured(self, takes: list) -> list:
+        """``takes`` once their pending measures are written (waiting, with progress), re-read from the log."""
+        return self.measuring.measured(takes)
+
+    def _to_measure(self, take):
+        """Queue a recorded take's preview for the measuring stage (when this lab measures); returns it."""
+        if self.measure and take is not None and take.ok:
+            self.measuring.submit(take)
+        return take
+
+    def _to_measure_unmeasured(self, takes: list) -> None:
+        """Queue the ok takes that have no measures at all (a run stopped before they were written)."""
+        for take in takes:
+            if take.ok and not (take.metrics or {}).get("measures_version"):
+                self._to_measure(take)
 
     # --- many takes: all through the runner --------------------------------------------------
     def _run(
@@ -282,7 +296,7 @@ class Lab:
         prompts: Sequence,
         *,
         models: Iterable[str] = catalog.COMPARE_MODELS,
-        repeats: int = catalog.DEFAULT_REPEATS,
+        repeats: int = planning.DEFAULT_REPEATS,
         preview_text: str | None = None,
         experiment: str | None = None,
         new_repeats: bool = False,
@@ -316,8 +330,8 @@ class Lab:
         if not new_repeats:
             planning.warn_if_voices_gone(earlier, todo, stacklevel=3)
         self._to_measure_unmeasured(earlier)  # recorded by a run stopped before its measures were written
-        if check_quota:
-            self.account.check_quota(len(todo))
+        if check_quota:  # each design family has its own quota (contract §12)
+            self.account.check_quota(Counter(j.design.family.name for j in todo))
         send = partial(self.designer.run_cell, experiment=experiment)  # claimed first: None if held elsewhere
         tasks = [partial(send, j.design, prompt_spec=j.spec, cell=j.cell, repeat=j.repeat) for j in todo]
         reused = 0 if new_repeats else len(cells) * repeats - len(todo)  # made by an earlier run
@@ -352,9 +366,10 @@ class Lab:
         """The account's voices joined with the log: which take made each, rating, chosen."""
         return self.account.voices()
 
-    def quota(self) -> dict:
-        """How many voices the account holds, of how many allowed (one list request)."""
-        return self.account.quota()
+    def quota(self, family: str | None = None) -> dict:
+        """How many voices of ``family`` (default: the lab model's) the account holds, of how
+        many allowed (one listing)."""
+        return self.account.quota(family or catalog.family_name(self.model) or catalog.COSYVOICE_FAMILY)
 
     def cleanup(
         self,
@@ -392,11 +407,125 @@ class Lab:
         """Read one ``script`` with several voices; returns an Audition (players side by side)."""
         return self.speaker.audition(takes, script, **options)
 
-    remeasure, closest = measuring.remeasure_method, measuring.closest_method  # measures of logged takes
-    report = report_method  # the shareable HTML report: evidence, plots, compressed players (views/report.py)
-    sweep, history = sweep.sweep_method, history.history_method  # one word swept; a take's lineage
-    panel = panel_method  # lab.panel(experiment, kind=..., port=...): a listening round as a web page
+    # --- measures of logged takes (measuring.py) ------------------------------------------------
+    def remeasure(self, takes=None, *, force: bool = False, predicted_quality: bool = True):
+        """Measure logged takes again with today's measures (``measures_version`` older than
+        ``analysis.measures.VERSION``, or all with ``force``) and store the figures with each take,
+        once the stage's pending measures are written (nothing is measured twice).
 
+        Args:
+            takes: None (every ok take), Take objects, take ids, or a DataFrame with ``take_id``.
+            force: measure takes already at the current version too.
+            predicted_quality: also run the DNSMOS model (the costliest measure).
 
-# Public classes report the module users import them from.
-Lab.__module__ = "cosyvoice_lab"
+        Returns:
+            A DataFrame: ``take_id``, ``old_version``, ``new_version``, ``action``, ``problems``.
+        """
+        self.measuring.wait()
+        return measuring.remeasure(self.log, takes, force=force, predicted_quality=predicted_quality)
+
+    def closest(self, reference, takes=None, *, sample_rate: int | None = None):
+        """Rank takes by how much their voice sounds like ``reference`` ("which of my 30 candidates
+        sounds most like this?"): cosine similarity of pretrained speaker embeddings.
+
+        Args:
+            reference: an Audio, a Take, a path to an audio file, or a float array with ``sample_rate``.
+            takes: None (every ok take of this lab's log), Take objects, take ids, or a DataFrame.
+
+        Returns:
+            A DataFrame sorted closest first: ``take_id``, ``voice_id``, ``target_model``,
+            ``voice_prompt``, ``similarity`` (1 = the same voice), ``rank``.
+
+        Raises:
+            ValueError: the reference holds no speech.
+        """
+        return measuring.closest(self.log, reference, takes, sample_rate=sample_rate)
+
+    # --- one word swept (sweep.py); a take's lineage (history.py) -----------------------------------
+    def sweep(
+        self,
+        spec: PromptSpec,
+        dimension: str,
+        values: Sequence | None = None,
+        repeats: int = planning.DEFAULT_REPEATS,
+        model: str | None = None,
+        experiment: str | None = None,
+        *,
+        baseline: Any = None,
+        preview_text: str | None = None,
+        measures: Sequence[str] | None = None,
+    ) -> Sweep:
+        """Design a PromptSpec across one dimension's values and report which measures each value
+        moves, against a baseline value, with 95 % intervals.
+
+        Each value's prompt is designed ``repeats`` times on one model through ``compare`` (logged as
+        an experiment, resumable: the same call again sends only what is missing), every preview is
+        measured, and each value × measure is one question: the difference of means from the
+        baseline by Welch's t (each value judged on its own spread). The dimension's own measure
+        (pitch for pitch, speaking rate for pace, loudness for volume; else pitch, speaking rate,
+        loudness and predicted quality) is primary: Holm among the primary questions, each interval
+        at the level Holm gives it; every other measure is exploratory (``views.sweep``).
+
+        Args:
+            spec: the PromptSpec to vary (everything else held fixed).
+            dimension: gender, age, pitch, pace, volume, timbre, emotion, articulation, accent,
+                scenario (or free_text, with ``values``).
+            values: the values to try (None: leave the dimension out). Default: the spec's own value
+                (or unspecified), then every other value the dimension offers.
+            repeats: designs per value (at least 2).
+            model: the model (default: the lab's).
+            experiment: the experiment name (default: one derived from the prompts: stable, so a
+                rerun resumes).
+            baseline: the value the others are compared with (default: the spec's own value if
+                swept, else the first).
+            preview_text: the text the previews read (default: the lab's).
+            measures: the measurement columns to report (default ``views.sweep.MEASURES``).
+        Returns:
+            a Sweep: ``.table`` (value × measure: estimate, interval, adjusted p, verdict),
+            ``.levels``, ``.plot()``; shows itself as a table in a notebook.
+        Raises:
+            ValueError: an unknown dimension or value (the message lists the valid ones), or fewer
+                than two values. TypeError: ``spec`` is not a PromptSpec. ValidationError: a
+                rendered design breaks a rule (nothing is sent).
+        """
+        return sweep.run(
+            self,
+            spec,
+            dimension,
+            values,
+            repeats,
+            model,
+            experiment,
+            baseline=baseline,
+            preview_text=preview_text,
+            measures=measures,
+        )
+
+    def history(self, take) -> History:
+        """The versions a prompt went through around ``take``: its original, reruns and edits
+        (recorded by ``rerun`` and ``design(..., parent=take)``), with ratings and measures per version.
+
+        Args:
+            take: a Take or a take id (or a unique prefix).
+        Returns:
+            a History: ``.table`` (one row per version, oldest first; ``kind`` original / rerun /
+            edit, ``change`` what changed), ``.plot()``; a table in a notebook. A take without
+            parent links gets the versions of its experiment or prompt family, and says so.
+        Raises:
+            TakeNotFound: no such take.
+        """
+        return history.history(self.log, take)
+
+    # --- the tuner (tune.py) -------------------------------------------------------------------------
+    def tune(self, start, target=None, **options):
+        """Search for the description whose designs measure as ``target`` asks ("-3 st" pitch,
+        "-15 %" pace, an absolute 110 Hz, a profile such as "deeper"), or, with ``reference=`` a
+        recording, the one that sounds most like it. Designs go through this lab's runner (logged,
+        resumable, within the rate limit); each candidate is a take family (``lab.history``).
+
+        Options and what comes back: :func:`cosyvoice_lab.lab.tune.tune` (``reference``, ``models``,
+        ``budget`` = 48, ``repeats`` = 3, ``preview_text``, ``tolerance``, ``keep``, ...). Returns a
+        ``Tuning``: ``.best`` (accepted by ``design`` and ``compare``), ``.table``, ``.reached``,
+        ``.designs_used``, ``.plot()``.
+        """
+        return tune.tune(self, start, target, **options)

@@ -153,38 +153,3 @@ def closest(experiment_log, reference, takes=None, *, sample_rate: int | None = 
     frame = frame.sort_values("similarity", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
     return frame
-
-
-# --- Lab's methods (Lab binds these; the work is done above) --------------------------------------
-def remeasure_method(self, takes=None, *, force: bool = False, predicted_quality: bool = True):
-    """Measure logged takes again with today's measures (``measures_version`` older than
-    ``analysis.measures.VERSION``, or all with ``force``) and store the figures with each take.
-
-    Args:
-        takes: None (every ok take), Take objects, take ids, or a DataFrame with ``take_id``.
-        force: measure takes already at the current version too.
-        predicted_quality: also run the DNSMOS model (the costliest measure).
-
-    Returns:
-        A DataFrame: ``take_id``, ``old_version``, ``new_version``, ``action``, ``problems``.
-    """
-    self.measuring.wait()  # the stage's pending measures first: nothing measured twice
-    return remeasure(self.log, takes, force=force, predicted_quality=predicted_quality)
-
-
-def closest_method(self, reference, takes=None, *, sample_rate: int | None = None):
-    """Rank takes by how much their voice sounds like ``reference`` ("which of my 30 candidates
-    sounds most like this?"): cosine similarity of pretrained speaker embeddings.
-
-    Args:
-        reference: an Audio, a Take, a path to an audio file, or a float array with ``sample_rate``.
-        takes: None (every ok take of this lab's log), Take objects, take ids, or a DataFrame.
-
-    Returns:
-        A DataFrame sorted closest first: ``take_id``, ``voice_id``, ``target_model``,
-        ``voice_prompt``, ``similarity`` (1 = the same voice), ``rank``.
-
-    Raises:
-        ValueError: the reference holds no speech.
-    """
-    return closest(self.log, reference, takes, sample_rate=sample_rate)

@@ -19,6 +19,13 @@ from cosyvoice_lab import catalog
 from cosyvoice_lab.design import VoiceDesign, detect_language
 from cosyvoice_lab.errors import Problem, ValidationError
 
+DEFAULT_REPEATS = 3  # designs per prompt and model in a compare: enough to hear the variation
+# What a preview reads when no preview text is given, by language (a design's language follows it).
+DEFAULT_PREVIEW_TEXT = {
+    "en": "Hello! This is a preview of a newly designed voice. How does it sound to you?",
+    "zh": "大家好，这是新设计的声音的试听。你觉得听起来怎么样？",
+}
+
 # statuses of a cell's take that count as done (or possibly done: never sent twice)
 DONE_STATUSES = ("ok", "pending", "unknown", "interrupted")
 
@@ -77,7 +84,7 @@ def make_design(
 
     The language is ``language``, else that of the preview text, else that of a str prompt,
     else English; a PromptSpec renders in it, and without ``preview_text`` the preview reads
-    ``catalog.DEFAULT_PREVIEW_TEXT`` in it. The design's own ``language`` is only the one given.
+    ``DEFAULT_PREVIEW_TEXT`` in it. The design's own ``language`` is only the one given.
     """
     lang = language or (detect_language(preview_text) if preview_text else None)
     if lang is None and isinstance(prompt, str):
@@ -86,7 +93,7 @@ def make_design(
     text, spec = prompt_text(prompt, lang)
     design = VoiceDesign(
         voice_prompt=text,
-        preview_text=preview_text or catalog.DEFAULT_PREVIEW_TEXT[lang],
+        preview_text=preview_text or DEFAULT_PREVIEW_TEXT[lang],
         target_model=model,
         prefix=prefix,
         language=language,
@@ -223,14 +230,3 @@ def warn_if_interrupted(result, *, stacklevel: int = 2) -> None:
             RuntimeWarning,
             stacklevel=stacklevel,
         )
-
-
-def deprecated_rate(rate: float | None, *, stacklevel: int = 2) -> float | None:
-    """``Lab(rate=...)``: warn that it is deprecated and return it as ``requests_per_second``."""
-    warnings.warn(
-        "Lab(rate=...) is deprecated and will be removed in the next release: use "
-        "Lab(requests_per_second=...) (`rate` means speaking speed)",
-        DeprecationWarning,
-        stacklevel=stacklevel,
-    )
-    return rate

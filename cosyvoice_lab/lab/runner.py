@@ -7,7 +7,7 @@ request), so an interrupt loses nothing that finished.
 
 How many run at once: with a :class:`ConcurrencyController` (what the Lab passes), as many as
 it says at each moment (Little's law from the latency it observes, halved on 429), never more
-than ``concurrency``; without one, ``concurrency`` (default ``catalog.MAX_CONCURRENCY``).
+than ``concurrency``; without one, ``concurrency`` (default ``Limits.max_concurrency``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from cosyvoice_lab import catalog
-from cosyvoice_lab.service.ratelimit import ConcurrencyController
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS, ConcurrencyController
 
 T = TypeVar("T")
 log = logging.getLogger("cosyvoice_lab.lab.runner")
@@ -85,7 +84,7 @@ OnDone = Callable[[int, T | None, Exception | None], None]
 def run_tasks(
     tasks: Sequence[Callable[[], T]],
     *,
-    concurrency: int | None = catalog.DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
     controller: ConcurrencyController | None = None,
     desc: str = "running",
     progress: bool = True,
@@ -100,7 +99,7 @@ def run_tasks(
     task counts as a failure and is logged; it does not stop the others.
 
     Args:
-        concurrency: the most tasks in flight at once (None: ``catalog.MAX_CONCURRENCY``).
+        concurrency: the most tasks in flight at once (None: ``Limits.max_concurrency``).
         controller: sizes the number in flight as the run goes (see ``ConcurrencyController``);
             without one, ``concurrency`` run at once.
         reused: takes an earlier run already made (shown; with no tasks the bar says
@@ -111,7 +110,8 @@ def run_tasks(
     """
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    upper = min(concurrency or catalog.MAX_CONCURRENCY, catalog.MAX_CONCURRENCY if controller else sys.maxsize)
+    ceiling = DEFAULT_LIMITS.max_concurrency
+    upper = min(concurrency or ceiling, ceiling if controller else sys.maxsize)
     out: RunResult[T] = RunResult(reused=reused)
     bar = Progress(len(tasks), reused, desc, progress)
     finished: dict[int, T] = {}

@@ -218,6 +218,15 @@ class MeasuringStage:
         wait_all(futures, timeout=timeout)
         return self.pending(wanted, quality=quality)
 
+    def measured(self, takes: list) -> list:
+        """``takes`` once their pending measures are written (waiting, with progress), re-read
+        from the log (None stays None)."""
+        ids = [t.take_id for t in takes if t is not None]
+        if not self.pending(ids):
+            return takes
+        self.wait(ids)
+        return [self.experiment_log.get(t.take_id) if t is not None else None for t in takes]
+
     def cancel(self) -> int:
         """Drop the queued measures (those running finish). Returns how many takes lost some:
         they stay ok, unmeasured (``Lab.remeasure`` or the next compare measures them)."""
@@ -262,21 +271,6 @@ def _drain_at_exit(ref: weakref.ref) -> None:
             stage.cancel()
 
 
-# --- Lab's methods (Lab binds these) ----------------------------------------------------------
-def queue_method(self, take):
-    """Queue a recorded take's preview for the measuring stage (when this lab measures). Returns the take."""
-    if self.measure and take is not None and take.ok:
-        self.measuring.submit(take)
-    return take
-
-
-def queue_unmeasured_method(self, takes: list) -> None:
-    """Queue the ok takes that have no measures at all (a run stopped before they were written)."""
-    for take in takes:
-        if take.ok and not (take.metrics or {}).get("measures_version"):
-            self._to_measure(take)
-
-
 def feeding(queue: Callable[[Any], Any], on_done: Callable | None) -> Callable:
     """A runner's ``on_done`` that queues each arriving take (in the calling thread, so the
     measuring bar is drawn there), then calls ``on_done``."""
@@ -287,12 +281,3 @@ def feeding(queue: Callable[[Any], Any], on_done: Callable | None) -> Callable:
             on_done(index, take, error)
 
     return arrived
-
-
-def measured_method(self, takes: list) -> list:
-    """``takes`` once their pending measures are written (waiting, with progress), re-read from the log."""
-    ids = [t.take_id for t in takes if t is not None]
-    if not self.measuring.pending(ids):
-        return takes
-    self.measuring.wait(ids)
-    return [self.log.get(t.take_id) if t is not None else None for t in takes]

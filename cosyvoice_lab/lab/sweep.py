@@ -14,7 +14,6 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from cosyvoice_lab import catalog
 from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
 from cosyvoice_lab.views.sweep import Sweep, label, primary_measures, sweep_table
 
@@ -92,52 +91,21 @@ def sweep_name(dimension: str, designs: Sequence) -> str:
     return f"sweep-{dimension}-{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:8]}"
 
 
-def sweep(
+def run(
     lab,
     spec: PromptSpec,
     dimension: str,
-    values: Sequence | None = None,
-    repeats: int = catalog.DEFAULT_REPEATS,
-    model: str | None = None,
-    experiment: str | None = None,
+    values: Sequence | None,
+    repeats: int,
+    model: str | None,
+    experiment: str | None,
     *,
-    baseline: Any = None,
-    preview_text: str | None = None,
-    measures: Sequence[str] | None = None,
+    baseline: Any,
+    preview_text: str | None,
+    measures: Sequence[str] | None,
 ) -> Sweep:
-    """Design a PromptSpec across one dimension's values and report which measures each value
-    moves, against a baseline value, with 95 % intervals.
-
-    Each value's prompt is designed ``repeats`` times on one model through ``compare`` (logged as
-    an experiment, resumable: the same call again sends only what is missing), every preview is
-    measured, and each value × measure is one question: the difference of means from the
-    baseline by Welch's t (each value judged on its own spread). The dimension's own measure
-    (pitch for pitch, speaking rate for pace, loudness for volume; else pitch, speaking rate,
-    loudness and predicted quality) is primary: Holm among the primary questions, each interval
-    at the level Holm gives it; every other measure is exploratory (``views.sweep``).
-
-    Args:
-        spec: the PromptSpec to vary (everything else held fixed).
-        dimension: gender, age, pitch, pace, volume, timbre, emotion, articulation, accent,
-            scenario (or free_text, with ``values``).
-        values: the values to try (None: leave the dimension out). Default: the spec's own value
-            (or unspecified), then every other value the dimension offers.
-        repeats: designs per value (at least 2).
-        model: the model (default: the lab's).
-        experiment: the experiment name (default: one derived from the prompts: stable, so a
-            rerun resumes).
-        baseline: the value the others are compared with (default: the spec's own value if
-            swept, else the first).
-        preview_text: the text the previews read (default: the lab's).
-        measures: the measurement columns to report (default ``views.sweep.MEASURES``).
-    Returns:
-        a Sweep: ``.table`` (value × measure: estimate, interval, adjusted p, verdict),
-        ``.levels``, ``.plot()``; shows itself as a table in a notebook.
-    Raises:
-        ValueError: an unknown dimension or value (the message lists the valid ones), or fewer
-            than two values. TypeError: ``spec`` is not a PromptSpec. ValidationError: a
-            rendered design breaks a rule (nothing is sent).
-    """
+    """The work of ``Lab.sweep`` (whose docstring says what a sweep is): plan the values, design
+    them through ``lab.compare``, measure every preview, judge each value against the baseline."""
     if not isinstance(repeats, int) or repeats < 2:
         raise ValueError(f"a sweep needs repeats >= 2 per value (to see how voices vary), got {repeats!r}")
     plan = plan_sweep(spec, dimension, values, baseline)
@@ -180,6 +148,3 @@ def _measured(lab, comparison):
         remeasure(lab.log, list(df.loc[missing, "take_id"]))
         df = comparison.df
     return df
-
-
-sweep_method = sweep  # Lab.sweep

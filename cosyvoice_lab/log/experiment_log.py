@@ -52,6 +52,7 @@ class ExperimentLog:
         self.db, self.audio_store, self.rows, self.table = p.db, p.audio_store, p.rows, p.table
         self.recovery, self.annotations, self.listening, self.spoken = p.recovery, p.annotations, p.listening, p.spoken
         self.exports, self.bundles, self.schema_version = p.exports, p.bundles, p.schema_version
+        self.rounds = p.rounds  # listening rounds: each rater's order and answers (rounds.py)
         self.folder: Path = p.folder  # absolute: the log folder, or a database log's local folder
         self.path: Path | str = p.path  # folder/log.sqlite3, or the URL without its password
         self.audio_dir: Path | None = p.audio_dir  # None: the audio is in the database
@@ -366,7 +367,3 @@ class ExperimentLog:
         'interrupted'. Raises LogError (nothing merged): not a bundle, a newer format, damaged
         audio, or a row naming audio outside the store (``/etc/passwd``) or absent from it."""
         return self.bundles.import_bundle(path)
-
-
-# Public classes report the module users import them from.
-ExperimentLog.__module__ = "cosyvoice_lab"

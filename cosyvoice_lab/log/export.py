@@ -11,23 +11,12 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cosyvoice_lab import catalog, files, html
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.errors import LogError
-from cosyvoice_lab.take import Take, iso, now_utc
-
-
-class TakeSource(Protocol):
-    """What the exports read: the log folder, and takes or their DataFrame for a filter."""
-
-    @property
-    def folder(self) -> Path: ...
-
-    def takes(self, **filters: Any) -> list[Take]: ...
-
-    def to_dataframe(self, **filters: Any) -> Any: ...
+from cosyvoice_lab.take import Take, TakeSource, iso, now_utc
 
 
 def atomic_write(

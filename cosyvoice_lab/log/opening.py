@@ -7,7 +7,7 @@ database); every other part is the same code.
 
 A log on PostgreSQL still has a local ``folder`` for what belongs to one machine, not to the
 team: the offline simulator's voices, reports, temporary files. It is the lab folder
-(``catalog.default_lab_folder()``) unless one is given; nothing of the log's record is kept there.
+(``folders.default_lab_folder()``) unless one is given; nothing of the log's record is kept there.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cosyvoice_lab import catalog
+from cosyvoice_lab import catalog, folders
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log import migrations
 from cosyvoice_lab.log.annotations import Annotations, Utterances
@@ -27,6 +27,7 @@ from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.export import Exports
 from cosyvoice_lab.log.ratings import Ratings
 from cosyvoice_lab.log.recovery import Recovery
+from cosyvoice_lab.log.rounds import Rounds
 from cosyvoice_lab.log.rows import TakeRows
 from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.log.urls import ambiguous_password, is_url, redact_url
@@ -44,6 +45,7 @@ class LogParts:
     recovery: Recovery
     annotations: Annotations
     listening: Ratings
+    rounds: Rounds
     spoken: Utterances
     exports: Exports
     bundles: Bundles
@@ -75,7 +77,7 @@ def open_parts(
             )
 
         db = Database(str(location), busy_timeout_s=busy_timeout_s)
-        local = Path(folder if folder is not None else catalog.default_lab_folder()).expanduser().absolute()
+        local = Path(folder if folder is not None else folders.default_lab_folder()).expanduser().absolute()
         try:
             local.mkdir(parents=True, exist_ok=True)  # for this machine's files (reports, simulator voices)
         except OSError as exc:
@@ -97,6 +99,7 @@ def open_parts(
         recovery=Recovery(db, stale_after_s=stale_after_s),
         annotations=Annotations(db, table),
         listening=Ratings(db),
+        rounds=Rounds(db),
         spoken=Utterances(db, store),
         exports=Exports(table),
         bundles=Bundles(db, store, rows, table),

@@ -107,9 +107,9 @@ def check_seed(seed: object) -> int:
     return seed
 
 
-def _stamp() -> str:
+def stamp() -> str:
     """Now, strictly after the previous stamp of this process: a rater's rapid re-rating is
-    ordered by ``at`` alone (portable SQL, no rowid)."""
+    ordered by ``at`` alone (portable SQL, no rowid). Round answers (``rounds.py``) use it too."""
     with _clock:
         at = now_utc()
         if _last and at <= _last[0]:
@@ -185,7 +185,7 @@ class Ratings:
             for take_id in take_ids:
                 if conn.execute(select(takes.c.take_id).where(takes.c.take_id == take_id)).first() is None:
                     raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
-                row = (uuid.uuid4().hex, take_id, session_id, seed, kind, rater, rating, _stamp())
+                row = (uuid.uuid4().hex, take_id, session_id, seed, kind, rater, rating, stamp())
                 conn.execute(insert(ratings_table), dict(zip(COLUMNS, row, strict=True)))
 
     def events(self, take_ids: list[str] | None = None) -> list[dict]:

@@ -18,13 +18,13 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, select
 
-from cosyvoice_lab import __version__
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.log.functions import json_has
 from cosyvoice_lab.log.schema import TAKE_COLUMNS, takes
 from cosyvoice_lab.take import STATUSES, Take, iso, parse_iso, redact, utc
+from cosyvoice_lab.version import __version__
 
 
 def package_version() -> str:

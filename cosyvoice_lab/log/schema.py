@@ -31,6 +31,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     literal_column,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
@@ -168,6 +169,44 @@ ratings = Table(
 )
 Index("ratings_take", ratings.c.take_id, ratings.c.at)
 Index("ratings_session", ratings.c.session_id, ratings.c.at)
+
+# Listening rounds (rounds.py): a round (kind, items, seed, options, state), each rater's exact
+# presentation order, and every answer (the latest per session and position is the current one).
+rounds = Table(
+    "rounds",
+    metadata,
+    Column("round_id", Text, nullable=False, unique=True),  # 'r-' + 12 hex: what a panel resumes by
+    Column("experiment", Text),  # the experiment whose takes it plays; NULL: takes chosen by hand
+    Column("kind", Text, CheckConstraint("kind IN ('preference','adherence','pair')"), nullable=False),
+    Column("items", Text, nullable=False),  # JSON array: take ids (star kinds) or [take_a, take_b] pairs
+    Column("seed", Integer, CheckConstraint("seed >= 0"), nullable=False),  # each rater's order is drawn from it
+    Column("options", Text, nullable=False),  # JSON object: repeat_share, subset_size, must_play, no_preference
+    Column("state", Text, CheckConstraint("state IN ('open','closed','revealed')"), nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+round_raters = Table(
+    "round_raters",
+    metadata,
+    Column("round_id", Text, nullable=False),  # rounds.round_id
+    Column("rater", Text, nullable=False),  # NFC-normalised, compared exactly (no case folding)
+    Column("session_id", Text, nullable=False, unique=True),  # ratings.session_id, round_answers.session_id
+    Column("invite_sha256", Text, unique=True),  # sha256 hex of the personal link's token; NULL: joined by name
+    Column("presented", Text, nullable=False),  # JSON array of [item index, flipped 0/1] in presentation order
+    Column("joined_at", Text, nullable=False),
+    UniqueConstraint("round_id", "rater"),
+)
+Index("round_raters_round", round_raters.c.round_id)
+round_answers = Table(
+    "round_answers",
+    metadata,
+    Column("answer_id", Text, nullable=False, unique=True),  # uuid4 hex
+    Column("session_id", Text, nullable=False),  # round_raters.session_id
+    Column("position", Integer, CheckConstraint("position >= 0"), nullable=False),  # index into presented
+    Column("rating", Integer, CheckConstraint("rating BETWEEN 1 AND 5")),  # star kinds: 1-5
+    Column("preferred", Text),  # pair kind: the take id chosen; NULL with rating NULL: no preference
+    Column("at", Text, nullable=False),  # strictly increasing within a process
+)
+Index("round_answers_session", round_answers.c.session_id, round_answers.c.at)
 
 # The tables of the log's record (what a bundle or a copy carries; not the audio).
 RECORD_TABLES = (takes, annotations, utterances, cell_claims, ratings)

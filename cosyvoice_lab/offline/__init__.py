@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline.faults import Fault, Faults
 from cosyvoice_lab.offline.profiles import ModelProfile
 from cosyvoice_lab.offline.server import LOGGER_NAME, Simulator
@@ -57,7 +58,7 @@ def serve(
     Parameters:
         port: TCP port on 127.0.0.1; 0 picks a free one (see ``sim.base_url``).
         api_key: the one key accepted; default ``DASHSCOPE_API_KEY``, else
-            ``catalog.OFFLINE_API_KEY``.
+            ``credentials.OFFLINE_API_KEY``.
         state_dir: where voices persist across restarts; None keeps them in memory.
         faults: a :class:`Faults` or a dict of its fields (latency, error_rate, drop_rate,
             hang_rate, hang_seconds, seed; ``refuse_imitation`` answers designs that ask to
@@ -102,7 +103,7 @@ def shared(state_dir=None, model_profiles: Mapping[str, ModelProfile | Mapping] 
     """The process's simulator for ``state_dir``, started on first use and reused afterwards
     (a notebook kernel keeps one for its whole life).
 
-    It accepts only ``catalog.OFFLINE_API_KEY`` (never a real key found in the environment),
+    It accepts only ``credentials.OFFLINE_API_KEY`` (never a real key found in the environment),
     and with a ``state_dir`` its voices outlive the process, as a real account's do: the Lab
     keeps them in its folder, so the log and the offline voices stay in step across restarts.
     Other processes may serve the same ``state_dir`` at once; they share its voices.
@@ -115,7 +116,7 @@ def shared(state_dir=None, model_profiles: Mapping[str, ModelProfile | Mapping] 
         sim = _shared.get(key)
         if sim is None or sim.port is None:
             sim = _shared[key] = Simulator(
-                api_key=catalog.OFFLINE_API_KEY, state_dir=state_dir, model_profiles=model_profiles
+                api_key=OFFLINE_API_KEY, state_dir=state_dir, model_profiles=model_profiles
             ).start()
             atexit.register(sim.stop)
         elif model_profiles is not None:

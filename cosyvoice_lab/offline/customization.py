@@ -1,4 +1,6 @@
-"""``POST /api/v1/services/audio/tts/customization``: the five voice actions (contract §2, §4).
+"""``POST /api/v1/services/audio/tts/customization``: the five voice actions (contract §2, §4);
+the body's ``model`` picks the family (``qwen-voice-design``: the Qwen family's four actions, in
+:mod:`cosyvoice_lab.offline.qwen_design`; the answers both families share: :mod:`.answers`).
 
 The handler runs the gateway steps (latency, auth, rate limit, injected faults), then the
 action; an :class:`ApiError` anywhere becomes the service's error shape
@@ -8,85 +10,36 @@ action; an :class:`ApiError` anywhere becomes the service's error shape
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 
 from cosyvoice_lab import catalog, jsontext
-from cosyvoice_lab.design import detect_language, text_problems
+from cosyvoice_lab.design import detect_language
 from cosyvoice_lab.offline import engine
-from cosyvoice_lab.offline.faults import retry_after_header
+from cosyvoice_lab.offline.answers import (
+    MSG_CLONE,
+    MSG_INSPECTION,
+    MSG_INTERNAL,
+    MSG_INVALID_KEY,
+    MSG_NOT_EXIST,
+    MSG_READ_TIMEOUT,
+    MSG_TOO_LARGE,
+    MSG_UPDATE_DESIGNED,
+    ApiError,
+    choice,
+    drop_connection,
+    error_response,
+    fault_error,
+    integer_field,
+    invalid,
+    json_answer,
+    quota_exceeded,
+    text_field,
+    throttled,
+)
+from cosyvoice_lab.offline.qwen_design import QWEN_ACTIONS
 from cosyvoice_lab.offline.registry import QuotaExceeded, service_time
 from cosyvoice_lab.offline.state import STATE, new_request_id
-
-# documented messages [contract §5.2]
-MSG_INVALID_KEY = "Invalid API-key provided."
-MSG_RATE = "Requests rate limit exceeded, try again later."
-MSG_INTERNAL = "An internal error has occured, try again later or contact service support."
-MSG_UNAVAILABLE = "Model is unavailable, try again later."
-MSG_NOT_EXIST = "The Required resource not exist."
-MSG_UPDATE_DESIGNED = "update_voice is not supported for designed voices"
-MSG_CLONE = "Voice cloning (input.url) is not supported by the offline simulator."
-MSG_PARAMETER = "Required parameter({}) missing or invalid, please check the request parameters."
-MSG_INSPECTION = "Input data may contain inappropriate content."
-# the simulator's own (the service's answers to these are undocumented)
-MSG_TOO_LARGE = "Request body too large: the limit is {} bytes."
-MSG_READ_TIMEOUT = "Request body not received within {:g} seconds."
-
-
-class ApiError(Exception):
-    """An error answer: HTTP ``status``, service ``code`` and ``message``, extra headers."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def invalid(field: str) -> ApiError:
-    """400 ``InvalidParameter`` naming ``field`` with the documented template."""
-    return ApiError(400, "InvalidParameter", MSG_PARAMETER.format(field))
-
-
-def quota_exceeded(quota: int) -> ApiError:
-    """400 ``Throttling.AllocationQuota``: the account holds ``quota`` voices (400, not 429)."""
-    return ApiError(400, "Throttling.AllocationQuota", str(QuotaExceeded(quota)))
-
-
-def throttled(wait: float) -> ApiError:
-    """429 ``Throttling.RateQuota`` with an honest ``Retry-After``."""
-    return ApiError(429, "Throttling.RateQuota", MSG_RATE, {"Retry-After": retry_after_header(wait)})
-
-
-def fault_error(status: int) -> ApiError:
-    """The error answer of an injected fault with HTTP ``status``."""
-    if status == 429:
-        return throttled(1.0)
-    if status == 503:
-        return ApiError(503, "ServiceUnavailable", MSG_UNAVAILABLE)
-    return ApiError(500, "InternalError", MSG_INTERNAL)
-
-
-def _json(body: dict, request_id: str, status: int = 200, headers: dict | None = None) -> web.Response:
-    body = dict(body, request_id=request_id)
-    return web.json_response(
-        body,
-        status=status,
-        headers={"x-request-id": request_id, **(headers or {})},
-        dumps=lambda o: json.dumps(o, ensure_ascii=False),
-    )
-
-
-def error_response(err: ApiError, request_id: str) -> web.Response:
-    """The service's error shape for ``err``."""
-    return _json({"code": err.code, "message": err.message}, request_id, err.status, err.headers)
-
-
-def drop_connection(request: web.Request) -> web.Response:
-    # Close the socket without a byte of answer; aiohttp then writes nothing.
-    if request.transport is not None:  # None: the client has already gone
-        request.transport.close()
-    return web.Response(status=499)
-
 
 # --- the handler ---------------------------------------------------------------------------
 
@@ -123,7 +76,7 @@ async def _handle(request: web.Request, state, rid: str, seen: dict) -> web.Resp
         if fault.kind == "error":
             raise fault_error(fault.status)
     try:
-        resp = _json(await _dispatch(request, state, seen), rid)
+        resp = json_answer(await _dispatch(request, state, seen), rid)
     except ApiError as err:
         resp = error_response(err, rid)
     await state.sleep(state.faults.action_latency.get(seen.get("action"), 0.0))
@@ -140,7 +93,8 @@ async def _dispatch(request: web.Request, state, seen: dict) -> dict:
     body = await _envelope(request, state)
     inp = body["input"]
     action = inp.get("action")
-    if action not in catalog.ACTIONS:
+    actions = QWEN_ACTIONS if body["model"] == catalog.QWEN_DESIGN_MODEL else ACTIONS
+    if action not in actions:
         raise invalid("action")
     seen["action"] = action
     params = body.get("parameters")
@@ -148,7 +102,7 @@ async def _dispatch(request: web.Request, state, seen: dict) -> dict:
         params = {}
     if not isinstance(params, dict):
         raise invalid("parameters")
-    return await ACTIONS[action](state, inp, params)
+    return await actions[action](state, inp, params)
 
 
 async def read_body(request: web.Request, state) -> bytes:
@@ -179,7 +133,7 @@ async def _envelope(request: web.Request, state) -> dict:
         raise ApiError(400, "BadRequest.EmptyModel", 'Required parameter "model" missing from request.')
     if body.get("input") is None:
         raise ApiError(400, "BadRequest.EmptyInput", "Required input parameter missing from request.")
-    if body["model"] != catalog.ENROLLMENT_MODEL:
+    if body["model"] not in (catalog.ENROLLMENT_MODEL, catalog.QWEN_DESIGN_MODEL):
         raise ApiError(400, "InvalidParameter", "url error, please check url!")
     if not isinstance(body["input"], dict):
         raise invalid("input")
@@ -187,13 +141,6 @@ async def _envelope(request: web.Request, state) -> dict:
 
 
 # --- create_voice --------------------------------------------------------------------------
-
-
-def _text(inp: dict, field: str, limit: int) -> str:
-    value = inp.get(field)
-    if not isinstance(value, str) or text_problems(field, value, limit):  # the client's rule: never disagree
-        raise invalid(field)
-    return value
 
 
 def _language(inp: dict, preview_text: str) -> str:
@@ -205,14 +152,6 @@ def _language(inp: dict, preview_text: str) -> str:
     if detected not in (None, hints[0]):
         raise invalid("language_hints")  # the hint must match the preview text
     return hints[0]
-
-
-def _choice(params: dict, field: str, allowed: tuple, default):
-    value = params.get(field, default)
-    # of the default's type: 24000.0 is no sample rate (and would reach the encoder as a float)
-    if isinstance(value, bool) or not isinstance(value, type(default)) or value not in allowed:
-        raise invalid(field)
-    return value
 
 
 def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
@@ -231,18 +170,16 @@ def validate_design(inp: dict, params: dict, *, intl: bool) -> dict:
     prefix = inp.get("prefix")
     if not isinstance(prefix, str) or not catalog.PREFIX_RE.match(prefix):
         raise invalid("prefix")
-    voice_prompt = _text(inp, "voice_prompt", catalog.VOICE_PROMPT_MAX)
-    preview_text = _text(inp, "preview_text", catalog.PREVIEW_TEXT_MAX)
+    voice_prompt = text_field(inp, "voice_prompt", catalog.VOICE_PROMPT_MAX)
+    preview_text = text_field(inp, "preview_text", catalog.PREVIEW_TEXT_MAX)
     return {
         "target_model": inp["target_model"],
         "prefix": prefix,
         "voice_prompt": voice_prompt,
         "preview_text": preview_text,
         "language": _language(inp, preview_text),
-        "sample_rate": _choice(
-            params, "sample_rate", catalog.PREVIEW_SAMPLE_RATES, catalog.DEFAULT_PREVIEW_SAMPLE_RATE
-        ),
-        "response_format": _choice(params, "response_format", catalog.PREVIEW_FORMATS, catalog.DEFAULT_PREVIEW_FORMAT),
+        "sample_rate": choice(params, "sample_rate", catalog.PREVIEW_SAMPLE_RATES, catalog.DEFAULT_PREVIEW_SAMPLE_RATE),
+        "response_format": choice(params, "response_format", catalog.PREVIEW_FORMATS, catalog.DEFAULT_PREVIEW_FORMAT),
     }
 
 
@@ -251,7 +188,7 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
     d = validate_design(inp, params, intl=state.intl)
     if state.faults.refuses(d["voice_prompt"]):
         raise ApiError(400, "DataInspectionFailed", MSG_INSPECTION)
-    if state.registry.count() >= state.registry.quota:
+    if state.registry.count(catalog.COSYVOICE_FAMILY) >= state.registry.quota:
         raise quota_exceeded(state.registry.quota)
     started, profile = state.clock.monotonic(), state.profile(d["target_model"])
     voice_id = f"{d['target_model']}-vd-{d['prefix']}-{state.new_voice_uid()}"
@@ -265,7 +202,9 @@ async def create_voice(state, inp: dict, params: dict) -> dict:
     voice = {k: d[k] for k in ("target_model", "prefix", "voice_prompt", "preview_text", "language")}
     try:
         state.registry.add(
-            dict(voice, voice_id=voice_id, settings=settings.to_dict()), deploying_seconds=state.deploying_seconds
+            dict(voice, voice_id=voice_id, settings=settings.to_dict()),
+            deploying_seconds=state.deploying_seconds,
+            family=catalog.COSYVOICE_FAMILY,
         )
     except QuotaExceeded as exc:  # lost a race with a concurrent create
         raise quota_exceeded(exc.quota) from None
@@ -307,23 +246,14 @@ def describe(voice: dict, *, listed: bool = False) -> dict:
     return item
 
 
-def _int(inp: dict, field: str, default: int, lo: int, hi: int | None) -> int:
-    value = inp.get(field, default)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        raise invalid(field)
-    return value
-
-
 async def list_voice(state, inp: dict, params: dict) -> dict:
     """One page of the account's voices, newest first, optionally only those of ``prefix``."""
     prefix = inp.get("prefix")
     if prefix is not None and not isinstance(prefix, str):
         raise invalid("prefix")
-    index = _int(inp, "page_index", 0, 0, None)
-    size = _int(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
-    voices = state.registry.voices(prefix or None)
+    index = integer_field(inp, "page_index", 0, 0, None)
+    size = integer_field(inp, "page_size", catalog.LIST_PAGE_SIZE_DEFAULT, 0, catalog.LIST_PAGE_SIZE_MAX)
+    voices = state.registry.voices(prefix or None, family=catalog.COSYVOICE_FAMILY)
     return {
         "output": {"voice_list": [describe(v, listed=True) for v in voices[index * size : (index + 1) * size]]},
         "usage": {"count": 1},
@@ -335,8 +265,8 @@ def _existing(state, inp: dict) -> dict:
     if not isinstance(voice_id, str) or not voice_id:
         raise invalid("voice_id")
     voice = state.registry.get(voice_id)
-    if voice is None:
-        raise ApiError(400, "BadRequest.ResourceNotExist", MSG_NOT_EXIST)
+    if voice is None or catalog.family_of_voice(voice_id) is catalog.FAMILIES[catalog.QWEN_FAMILY]:
+        raise ApiError(400, "BadRequest.ResourceNotExist", MSG_NOT_EXIST)  # each family sees its own
     return voice
 
 

@@ -98,7 +98,14 @@ def _default(model: str) -> ModelProfile:
     return ModelProfile(design_latency=PLUS_DESIGN_LATENCY_S * (FLASH_LATENCY_RATIO if flash else 1.0))
 
 
-DEFAULTS: dict[str, ModelProfile] = {m: _default(m) for m in catalog.MODELS}
+# ASSUMPTION: the Qwen design family publishes no design latency and nothing on how its voices
+# differ from CosyVoice's (contract §12). Its models get plus's latency and the same neutral
+# voice: the same words and per-voice draw sound the same on every family unless a user plants
+# a difference (``--profile qwen3-tts-vd-2026-01-26:pitch_shift=2``).
+DEFAULTS: dict[str, ModelProfile] = {
+    **{m: _default(m) for m in catalog.MODELS},
+    **{m: _default(m) for m in catalog.FAMILIES[catalog.QWEN_FAMILY].target_models},
+}
 
 
 def resolve(model_profiles: Mapping[str, ModelProfile | Mapping[str, object]] | None) -> dict[str, ModelProfile]:

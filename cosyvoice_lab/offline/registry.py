@@ -33,7 +33,6 @@ from pathlib import Path
 from cosyvoice_lab import catalog
 
 DB_FILE = "voices.sqlite3"
-LEGACY_FILE = "voices.json"  # the store before version 2, migrated on first open
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's transaction
 _SERVICE_TZ = timezone(timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
 # columns of their own (queried or ordered on); everything else of a voice is the JSON body
@@ -64,6 +63,11 @@ class QuotaExceeded(Exception):
 
 class NotAVoiceStore(Exception):
     """``state_dir`` holds a SQLite file of something else; it was left untouched."""
+
+
+def service_zone() -> timezone:
+    """The service's time zone, UTC+8 (its printed times and the Qwen family's voice names)."""
+    return _SERVICE_TZ
 
 
 def service_time(epoch: float) -> str:
@@ -137,8 +141,6 @@ class Registry:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _connect(self.path)
-        if self.path is not None:
-            self._migrate_json(self.path.parent / LEGACY_FILE)
 
     def __repr__(self):
         return f"<Registry {self.path or 'in memory'} quota={self.quota}>"
@@ -148,31 +150,21 @@ class Registry:
         count-then-insert cannot interleave with another process's."""
         return _Transaction(self._db, self._lock)
 
-    def _migrate_json(self, legacy: Path) -> None:
-        with self._write() as db:
-            done = db.execute("SELECT 1 FROM meta WHERE key = 'json_migrated'").fetchone()
-            if done or not legacy.exists():
-                return
-            data = json.loads(legacy.read_text(encoding="utf-8"))
-            for voice in sorted(data.get("voices", []), key=lambda v: v.get("seq", 0)):
-                self._insert(db, voice, ignore=True)
-            db.execute("INSERT INTO meta (key, value) VALUES ('json_migrated', ?)", (str(time.time()),))
-        legacy.replace(legacy.with_name(LEGACY_FILE + ".migrated"))  # kept, but clearly not live
-
     @staticmethod
-    def _insert(db: sqlite3.Connection, voice: dict, *, ignore: bool = False) -> int:
+    def _insert(db: sqlite3.Connection, voice: dict) -> int:
         body = {k: v for k, v in voice.items() if k not in (*_COLUMNS, "seq")}
-        verb = "INSERT OR IGNORE" if ignore else "INSERT"
         cur = db.execute(
-            f"{verb} INTO voices (voice_id, prefix, created, modified, status, ready_at, body) "
+            "INSERT INTO voices (voice_id, prefix, created, modified, status, ready_at, body) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (*(voice.get(k) for k in _COLUMNS), json.dumps(body, ensure_ascii=False)),
         )
         return int(cur.lastrowid or 0)
 
     # --- the account's voices ------------------------------------------------------------------
-    def add(self, voice: dict, *, deploying_seconds: float = 0.0) -> dict:
-        """Store a new voice (fills in times, status and order); raises :class:`QuotaExceeded`."""
+    def add(self, voice: dict, *, deploying_seconds: float = 0.0, family: str | None = None) -> dict:
+        """Store a new voice (fills in times, status and order); raises :class:`QuotaExceeded`
+        when ``family`` (each design family has its own quota, contract §12; None: all voices)
+        already holds ``quota`` voices, and ``sqlite3.IntegrityError`` for an id already taken."""
         now = self._clock()
         voice = dict(
             voice,
@@ -181,8 +173,9 @@ class Registry:
             status="DEPLOYING" if deploying_seconds > 0 else "OK",
             ready_at=now + deploying_seconds if deploying_seconds > 0 else None,
         )
+        where, args = _where(None, family)
         with self._write() as db:
-            if db.execute("SELECT COUNT(*) FROM voices").fetchone()[0] >= self.quota:
+            if db.execute("SELECT COUNT(*) FROM voices" + where, args).fetchone()[0] >= self.quota:
                 raise QuotaExceeded(self.quota)
             voice["seq"] = self._insert(db, voice)
         return voice
@@ -193,13 +186,14 @@ class Registry:
             row = self._db.execute("SELECT * FROM voices WHERE voice_id = ?", (voice_id,)).fetchone()
         return _row_to_voice(row, self._clock()) if row else None
 
-    def voices(self, prefix: str | None = None) -> list[dict]:
-        """Copies of all voices (only those created with ``prefix`` if given), newest first."""
-        query, args = "SELECT * FROM voices", []
-        if prefix is not None:
-            query, args = query + " WHERE prefix = ?", [prefix]
+    def voices(self, prefix: str | None = None, *, family: str | None = None) -> list[dict]:
+        """Copies of all voices (only those created with ``prefix``, of ``family``, if given),
+        newest first."""
+        where, args = _where(prefix, family)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY created DESC, seq DESC", args).fetchall()
+            rows = self._db.execute(
+                "SELECT * FROM voices" + where + " ORDER BY created DESC, seq DESC", args
+            ).fetchall()
         now = self._clock()
         return [_row_to_voice(r, now) for r in rows]
 
@@ -220,10 +214,11 @@ class Registry:
             if cur.rowcount == 0:
                 raise KeyError(voice_id)
 
-    def count(self) -> int:
-        """How many voices the account holds (what the quota counts)."""
+    def count(self, family: str | None = None) -> int:
+        """How many voices the account holds (of ``family`` if given: what its quota counts)."""
+        where, args = _where(None, family)
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM voices").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM voices" + where, args).fetchone()[0])
 
     def clear(self) -> None:
         """Forget every voice (of every simulator sharing the store)."""
@@ -234,6 +229,19 @@ class Registry:
         """Close the store (the registry is unusable afterwards)."""
         with self._lock:
             self._db.close()
+
+
+def _where(prefix: str | None, family: str | None) -> tuple[str, list]:
+    """The WHERE clause of voices of ``prefix`` and ``family`` (told by the id: Qwen-family names
+    start ``qwen-tts-vd-``, catalog.QWEN_VOICE_PREFIX)."""
+    conditions, args = [], []
+    if prefix is not None:
+        conditions.append("prefix = ?")
+        args.append(prefix)
+    if family is not None:
+        conditions.append("voice_id LIKE ?" if family == catalog.QWEN_FAMILY else "voice_id NOT LIKE ?")
+        args.append(catalog.QWEN_VOICE_PREFIX + "%")
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), args
 
 
 class _Transaction:

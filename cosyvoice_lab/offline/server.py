@@ -16,10 +16,11 @@ import os
 from aiohttp import web
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline import customization, engine, profiles, ws
 from cosyvoice_lab.offline.faults import Faults
 from cosyvoice_lab.offline.registry import Registry
-from cosyvoice_lab.offline.state import LOGGER_NAME, STATE, Clock, State, new_request_id
+from cosyvoice_lab.offline.state import LOGGER_NAME, SIMULATOR, STATE, Clock, State, new_request_id
 from cosyvoice_lab.serving import LoopThread
 
 HOST = "127.0.0.1"  # never 0.0.0.0: the simulator's key is documented, not secret
@@ -56,8 +57,8 @@ def _span(value) -> tuple[float, float]:
 
 def resolve_api_key(api_key: str | None) -> str:
     """The one key the simulator accepts: the argument, else ``DASHSCOPE_API_KEY``, else
-    :data:`catalog.OFFLINE_API_KEY`."""
-    return api_key or os.environ.get("DASHSCOPE_API_KEY") or catalog.OFFLINE_API_KEY
+    :data:`credentials.OFFLINE_API_KEY`."""
+    return api_key or os.environ.get("DASHSCOPE_API_KEY") or OFFLINE_API_KEY
 
 
 class _HybridStart:
@@ -97,10 +98,10 @@ class Simulator:
         synth_idle_seconds: float = catalog.SYNTH_IDLE_SECONDS,
         model_profiles=None,
         seed: int | None = None,
-        first_audio_seconds: tuple[float, float] = catalog.SYNTH_FIRST_AUDIO_S,
-        realtime_factor: tuple[float, float] = catalog.SYNTH_REALTIME_FACTOR,
-        max_body_bytes: int = catalog.OFFLINE_MAX_BODY_BYTES,
-        read_timeout_seconds: float = catalog.OFFLINE_READ_TIMEOUT_S,
+        first_audio_seconds: tuple[float, float] = SIMULATOR.first_audio_seconds,
+        realtime_factor: tuple[float, float] = SIMULATOR.realtime_factor,
+        max_body_bytes: int = SIMULATOR.max_body_bytes,
+        read_timeout_seconds: float = SIMULATOR.read_timeout_seconds,
     ):
         self._requested_port = port
         clock = Clock()

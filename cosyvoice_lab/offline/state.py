@@ -21,6 +21,28 @@ from cosyvoice_lab.service.ratelimit import SlidingWindow
 LOGGER_NAME = "cosyvoice_lab.offline"
 
 
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """The simulator's own timing and limits, with their defaults (the service documents no HTTP
+    limits; synthesis timing follows [WS, contract §11]).
+
+    Attributes:
+        first_audio_seconds: (low, high) of the first audio after the text (200-800 ms).
+        realtime_factor: (low, high) seconds of work per second of audio (0.1-0.5).
+        max_body_bytes: a design request is a few KB; a body above 1 MiB is answered 413.
+        read_timeout_seconds: a request whose headers or body do not arrive within this is
+            answered 408 (body) or closed (headers).
+    """
+
+    first_audio_seconds: tuple[float, float] = (0.2, 0.8)
+    realtime_factor: tuple[float, float] = (0.1, 0.5)
+    max_body_bytes: int = 1024 * 1024
+    read_timeout_seconds: float = 30.0
+
+
+SIMULATOR = SimulatorSettings()
+
+
 class Clock:
     """The simulator's time: the machine's clocks, moved forward by :meth:`advance`.
 
@@ -68,10 +90,10 @@ class State:
     synth_gap_seconds: float = catalog.SYNTH_GAP_SECONDS
     synth_idle_seconds: float = catalog.SYNTH_IDLE_SECONDS
     # synthesis timing: (low, high) ranges drawn from per task; (0, 0) answers at once
-    first_audio_seconds: tuple[float, float] = catalog.SYNTH_FIRST_AUDIO_S
-    realtime_factor: tuple[float, float] = catalog.SYNTH_REALTIME_FACTOR
-    max_body_bytes: int = catalog.OFFLINE_MAX_BODY_BYTES
-    read_timeout_seconds: float = catalog.OFFLINE_READ_TIMEOUT_S
+    first_audio_seconds: tuple[float, float] = SIMULATOR.first_audio_seconds
+    realtime_factor: tuple[float, float] = SIMULATOR.realtime_factor
+    max_body_bytes: int = SIMULATOR.max_body_bytes
+    read_timeout_seconds: float = SIMULATOR.read_timeout_seconds
     profiles: dict[str, ModelProfile] = field(default_factory=lambda: dict(DEFAULTS))
     rng: random.Random = field(default_factory=random.Random, repr=False)  # voice ids
     timing: random.Random = field(default_factory=random.Random, repr=False)  # latencies

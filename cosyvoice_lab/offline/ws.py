@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 
 from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.offline import engine
-from cosyvoice_lab.offline.customization import (
+from cosyvoice_lab.offline.answers import (
     MSG_INTERNAL,
     MSG_INVALID_KEY,
     MSG_PARAMETER,

@@ -18,10 +18,17 @@ from typing import Any
 
 from aiohttp import web
 
-from cosyvoice_lab import catalog, html, jsontext
+from cosyvoice_lab import html, jsontext
 from cosyvoice_lab.errors import LogError, TakeNotFound
-from cosyvoice_lab.panel.rounds import Round, parse_rater, parse_rating_request, token_ok
-from cosyvoice_lab.panel.server import is_loopback
+from cosyvoice_lab.panel.rounds import (
+    Round,
+    RoundFull,
+    parse_choice_request,
+    parse_rater,
+    parse_rating_request,
+    token_ok,
+)
+from cosyvoice_lab.panel.settings import PanelSettings, is_loopback
 
 SCRIPT_PATH = "/static/panel.js"
 HEADERS = {
@@ -35,10 +42,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Context:
-    """What the handlers share: the log, the round, the token (None: not required), the experiment."""
+    """What the handlers share: the log, the round, the token (None: not required), the experiment,
+    whether raters may join by name (``open_enrolment``: loopback only) and the settings."""
 
-    def __init__(self, log: Any, experiment: str, round: Round, token: str | None) -> None:
+    def __init__(
+        self,
+        log: Any,
+        experiment: str,
+        round: Round,
+        token: str | None,
+        *,
+        open_enrolment: bool = True,
+        settings: PanelSettings | None = None,
+    ) -> None:
         self.log, self.experiment, self.round, self.token = log, experiment, round, token
+        self.open_enrolment, self.settings = open_enrolment, settings or PanelSettings()
+        self.served: set[Any] = set()  # transports that sent at least one whole request (server.py)
         # One rating at a time per session: the log keeps them in the order the page is answered,
         # so the rating a rater sees last is the one the log holds last (a double click, two tabs).
         self._rating_locks: dict[str, asyncio.Lock] = {}
@@ -69,7 +88,9 @@ def _refused(request: web.Request, message: str, page: str) -> web.Response:
     """403: JSON (``message``) for the API and the audio; for a person who opened the page itself,
     a short page (``page``) that says what to do, never anything of the round."""
     if request.method == "GET" and request.path == "/":
-        return web.Response(status=403, text=html.panel_refused(page), content_type="text/html")
+        return web.Response(
+            status=403, text=html.render("panel_refused.html.j2", message=page), content_type="text/html"
+        )
     return _error(403, message)
 
 
@@ -107,6 +128,7 @@ def make_app(ctx: Context) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx.served.add(request.transport)  # a whole request head arrived: no longer "unfinished"
         if request.path != SCRIPT_PATH and not token_ok(ctx.token, request.query.get("token")):
             response: web.StreamResponse = _refused(
                 request, "this panel needs the join token of its link (?token=...)", NO_TOKEN_PAGE
@@ -123,19 +145,22 @@ def make_app(ctx: Context) -> web.Application:
         response.headers.update(HEADERS)
         return response
 
-    app = web.Application(middlewares=[guard], client_max_size=catalog.PANEL_MAX_BODY_BYTES)
+    app = web.Application(middlewares=[guard], client_max_size=ctx.settings.max_body_bytes)
     app[CONTEXT] = ctx
     app.router.add_get("/", _page)
     app.router.add_get(SCRIPT_PATH, _script)
     app.router.add_get("/api/session", _session)
     app.router.add_post("/api/rating", _rating)
+    app.router.add_post("/api/choice", _choice)
     app.router.add_get("/audio/{audio_id}", _audio)
     return app
 
 
 async def _page(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    return web.Response(text=html.panel_page(kind=ctx.round.kind, script=SCRIPT_PATH), content_type="text/html")
+    # open_enrolment: the name form, said to be open to anyone on this machine; else invites only
+    page = html.render("panel.html.j2", kind=ctx.round.kind, script=SCRIPT_PATH, open_enrolment=ctx.open_enrolment)
+    return web.Response(text=page, content_type="text/html")
 
 
 async def _script(request: web.Request) -> web.Response:
@@ -144,28 +169,55 @@ async def _script(request: web.Request) -> web.Response:
 
 
 async def _session(request: web.Request) -> web.Response:
+    """``?invite=TOKEN`` (a personal link) or, with open enrolment, ``?rater=NAME``."""
     ctx = request.app[CONTEXT]
+    invite = request.query.get("invite")
     try:
-        rater = parse_rater(request.query.get("rater"))
+        if invite is not None:
+            session = await ctx.call(ctx.round.session_by_invite, invite)
+            if session is None:
+                return _error(403, "this invite link is not valid for this round: ask the organiser for yours")
+        elif not ctx.open_enrolment:
+            return _error(403, "this panel admits invited raters only: open the personal link the organiser sent you")
+        else:
+            session = await ctx.call(ctx.round.join, parse_rater(request.query.get("rater")))
     except ValueError as exc:
         return _error(400, str(exc))
-    try:
-        session = await ctx.call(ctx.round.session_for, rater)
-    except LookupError as exc:
-        return _error(404, str(exc))
-    return web.json_response(session.answer(ctx.round.kind, ctx.audio_url))
+    except RoundFull as exc:
+        return _error(403, str(exc))
+    return web.json_response(session.answer(ctx.round.kind, ctx.round.options, ctx.audio_url))
 
 
-async def _rating(request: web.Request) -> web.Response:
+async def _body(request: web.Request) -> object:
+    """The request's JSON body, read within ``body_timeout_s``.
+
+    Raises:
+        web.HTTPRequestTimeout: the body did not arrive in time. ValueError: not JSON.
+    """
     ctx = request.app[CONTEXT]
-    if request.content_length is not None and request.content_length > catalog.PANEL_MAX_BODY_BYTES:
-        return _error(413, f"a rating request is at most {catalog.PANEL_MAX_BODY_BYTES} bytes")
+    if request.content_length is not None and request.content_length > ctx.settings.max_body_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=ctx.settings.max_body_bytes, actual_size=request.content_length)
     try:
-        body = jsontext.loads(await request.read())  # read() refuses a body over client_max_size (413)
-    except ValueError:  # not JSON, not UTF-8, or nested too deep
+        raw = await asyncio.wait_for(request.read(), ctx.settings.body_timeout_s)  # read() refuses > client_max_size
+    except asyncio.TimeoutError:
+        raise web.HTTPRequestTimeout(reason="the request body did not arrive in time") from None
+    return jsontext.loads(raw)  # ValueError: not JSON, not UTF-8, or nested too deep
+
+
+async def _answer(request: web.Request, parse: Callable[[object], tuple[str, str, Any]], kinds: tuple[str, ...]):
+    """Parse, check and store one answer; returns the JSON response."""
+    ctx = request.app[CONTEXT]
+    if ctx.round.kind not in kinds:
+        other = "/api/choice" if ctx.round.kind == "pair" else "/api/rating"
+        return _error(400, f"this is a {ctx.round.kind} round: answer with POST {other}")
+    try:
+        body = await _body(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"an answer is at most {request.app[CONTEXT].settings.max_body_bytes} bytes")
+    except ValueError:
         return _error(400, "the body is not JSON")
     try:
-        session_token, item_id, rating = parse_rating_request(body)
+        session_token, item_id, value = parse(body)
     except ValueError as exc:
         return _error(400, str(exc))
     session = ctx.round.session(session_token)
@@ -174,16 +226,34 @@ async def _rating(request: web.Request) -> web.Response:
         return _error(404, "no such session" if session is None else "no such item in this session")
     async with ctx.rating_lock(session.session_id):
         try:
-            await ctx.call(
-                ctx.log.add_rating, item.take_id, rating, rater=session.rater, kind=ctx.round.kind,
-                session_id=session.session_id,
-            )  # fmt: skip
+            await ctx.call(store_answer, ctx.log, ctx.round.kind, session, item, value)
         except TakeNotFound:
             return _error(404, "this take is no longer in the log")
         except LogError:  # e.g. the database stayed busy: the page says "not saved, try again"
-            return _error(503, "the log could not save this rating just now; try again")
-        rated, total = ctx.round.record(session, item, rating)
-    return web.json_response({"ok": True, "item": item.item_id, "rating": rating, "rated": rated, "total": total})
+            return _error(503, "the log could not save this answer just now; try again")
+        answered, total = ctx.round.record_answer(session, item, value)
+    key = "choice" if ctx.round.kind == "pair" else "rating"
+    return web.json_response({"ok": True, "item": item.item_id, key: value, "rated": answered, "total": total})
+
+
+def store_answer(log: Any, kind: str, session: Any, item: Any, value: Any) -> None:
+    """Write one answer: its row in ``round_answers``; a star rating of an item's first showing
+    also into ``ratings`` (what ``log.ratings()`` and the evidence read)."""
+    if kind == "pair":
+        preferred = None if value == "none" else item.take_ids[0 if value == "first" else 1]
+        log.rounds.answer(session.session_id, item.position, preferred=preferred)
+        return
+    if not item.repeat:
+        log.add_rating(item.take_id, value, rater=session.rater, kind=kind, session_id=session.session_id)
+    log.rounds.answer(session.session_id, item.position, rating=value)
+
+
+async def _rating(request: web.Request) -> web.Response:
+    return await _answer(request, parse_rating_request, ("preference", "adherence"))
+
+
+async def _choice(request: web.Request) -> web.Response:
+    return await _answer(request, parse_choice_request, ("pair",))
 
 
 async def _audio(request: web.Request) -> web.Response:

@@ -6,7 +6,6 @@ the adherence checks and the builder all read.
 from __future__ import annotations
 
 from cosyvoice_lab.prompts.lexicon import LEXICON, Claim, read_claims
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PromptSpec, options
+from cosyvoice_lab.prompts.spec import DIMENSIONS, FIELDS, IMPLIED, PRESETS, PromptSpec, options
 
 __all__ = ["DIMENSIONS", "FIELDS", "IMPLIED", "LEXICON", "PRESETS", "Claim", "PromptSpec", "options", "read_claims"]

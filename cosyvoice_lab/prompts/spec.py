@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.prompts.lexicon import LEXICON
+from cosyvoice_lab.prompts.presets import PRESET_FIELDS
 
 DIMENSIONS = ("gender", "age", "pitch", "pace", "volume", "timbre", "emotion", "articulation", "accent", "scenario")
 FIELDS = (*DIMENSIONS, "free_text")
@@ -183,8 +184,9 @@ class PromptSpec:
 
     Raises:
         ValueError: for a value a dimension does not offer (the message lists the allowed
-            ones), or a ``free_text`` so long that a rendered prompt would exceed
-            ``catalog.VOICE_PROMPT_MAX`` characters.
+            ones), or a ``free_text`` so long that a rendered prompt would exceed the longest
+            description any design family takes (the Qwen family's 2048; ``VoiceDesign`` holds a
+            prompt to its model's own limit, CosyVoice's 500, when it is sent).
     """
 
     gender: str | None = None
@@ -208,7 +210,7 @@ class PromptSpec:
                 )
         if self.free_text is not None and not isinstance(self.free_text, str):
             raise ValueError(f"free_text must be a string or None, got {type(self.free_text).__name__}")
-        limit = catalog.VOICE_PROMPT_MAX
+        limit = max(f.voice_prompt_max for f in catalog.FAMILIES.values())
         for language in catalog.LANGUAGES:
             n = len(self.render(language))
             if n > limit:
@@ -225,8 +227,8 @@ class PromptSpec:
             language: 'en' or 'zh'.
 
         Returns:
-            The description, at most ``catalog.VOICE_PROMPT_MAX`` characters (guaranteed at
-            construction).
+            The description, at most the longest any design family takes (guaranteed at
+            construction; without ``free_text`` always within CosyVoice's 500).
 
         Raises:
             ValueError: for a language other than 'en' or 'zh'.
@@ -322,8 +324,6 @@ class PromptSpec:
         Raises:
             ValueError: for an unknown name (the message lists the presets).
         """
-        from cosyvoice_lab.prompts.presets import PRESETS  # the presets are PromptSpecs themselves
-
         try:
             return PRESETS[name]
         except KeyError:
@@ -394,5 +394,5 @@ class PromptSpec:
         return cls.from_dict(data)
 
 
-# Public classes report the module users import them from.
-PromptSpec.__module__ = "cosyvoice_lab"
+# Ready-made specs by name (``PromptSpec.preset``, the builder's dropdown), from ``presets.py``'s fields.
+PRESETS: dict[str, PromptSpec] = {name: PromptSpec(**fields) for name, fields in PRESET_FIELDS.items()}

@@ -2,7 +2,7 @@
 
 After ``task-finished`` a connection may carry another task (contract §6.1), and the docs
 recommend reusing it: connecting costs 200-1000 ms. The service closes a connection after
-``catalog.SYNTH_IDLE_SECONDS`` idle; one idle for ``catalog.SYNTH_REUSE_IDLE_S`` is not reused.
+``catalog.SYNTH_IDLE_SECONDS`` idle; one idle for ``Timeouts.reuse_idle`` is not reused.
 A connection that failed a task, or whose task was abandoned, is closed, never kept.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import websocket
 
-from cosyvoice_lab import catalog
 from cosyvoice_lab.credentials import Secret, redact
 from cosyvoice_lab.errors import ConnectionFailed, RequestTimeout
 from cosyvoice_lab.service import duplex
+from cosyvoice_lab.service.timeouts import DEFAULT_TIMEOUTS
 from cosyvoice_lab.service.wire import USER_AGENT
 
 
@@ -37,7 +37,7 @@ class Connector:
         key: Secret,
         *,
         workspace: Callable[[], str | None] = lambda: None,
-        connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
+        connect_timeout: float = DEFAULT_TIMEOUTS.connect,
         keep_alive: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -55,7 +55,7 @@ class Connector:
         if idle is None:
             return None
         ws, since = idle
-        if not ws.connected or self._clock() - since > catalog.SYNTH_REUSE_IDLE_S:
+        if not ws.connected or self._clock() - since > DEFAULT_TIMEOUTS.reuse_idle:
             duplex.close(ws, None)
             return None
         self.reused += 1

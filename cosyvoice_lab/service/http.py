@@ -42,8 +42,10 @@ from cosyvoice_lab.errors import (
     TransportError,
     VoiceNotReady,
 )
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
 from cosyvoice_lab.service.retry import DEFAULT_RETRY, Retrier, RetryPolicy, parse_retry_after
 from cosyvoice_lab.service.speech import fix_wav_sizes
+from cosyvoice_lab.service.timeouts import DEFAULT_TIMEOUTS
 from cosyvoice_lab.service.wire import (
     USER_AGENT,
     CreatedVoice,
@@ -108,9 +110,9 @@ class DashScopeClient:
         region: str = catalog.DEFAULT_REGION,
         base_url: str | None = None,
         workspace: str | None = None,
-        create_timeout: float = catalog.CREATE_TIMEOUT_S,
-        timeout: float = catalog.MANAGE_TIMEOUT_S,
-        connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
+        create_timeout: float = DEFAULT_TIMEOUTS.create,
+        timeout: float = DEFAULT_TIMEOUTS.manage,
+        connect_timeout: float = DEFAULT_TIMEOUTS.connect,
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
@@ -131,8 +133,8 @@ class DashScopeClient:
         self.session = requests.Session()
         # one kept connection per request the runner may have in flight (the default keeps 10 and
         # discards the rest after each answer, so every request past ten would connect anew)
-        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=catalog.MAX_CONCURRENCY))
-        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=catalog.MAX_CONCURRENCY))
+        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=DEFAULT_LIMITS.max_concurrency))
+        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=DEFAULT_LIMITS.max_concurrency))
         self.session.headers.update(
             {
                 "Content-Type": "application/json",
@@ -267,6 +269,9 @@ class DashScopeClient:
                 cause=exc,
             ) from None
         out = data.get("output") or {}
+        voice_id = design.family.voice_id_of(out) or out.get("voice_id") or out.get("voice")
+        if not isinstance(voice_id, str) or not voice_id:  # a 200 without a voice stored nothing we can name
+            raise ServerError(200, "Unknown", "create answered without a voice name", data.get("request_id"))
         audio = out.get("preview_audio") or {}
         preview = Audio.from_base64(
             audio.get("data", ""),
@@ -276,7 +281,7 @@ class DashScopeClient:
         # a WAV preview may carry streaming placeholder sizes, as syntheses do: true ones make it a file
         preview = Audio(fix_wav_sizes(preview.data), preview.format, preview.sample_rate)
         return CreatedVoice(
-            voice_id=out["voice_id"],
+            voice_id=voice_id,
             target_model=out.get("target_model") or design.target_model,
             preview=preview,
             request_id=data.get("request_id"),
@@ -285,42 +290,83 @@ class DashScopeClient:
         )
 
     def list_page(
-        self, *, prefix: str | None = None, page_index: int = 0, page_size: int = catalog.LIST_PAGE_SIZE_DEFAULT
+        self,
+        *,
+        prefix: str | None = None,
+        page_index: int = 0,
+        page_size: int = catalog.LIST_PAGE_SIZE_DEFAULT,
+        family: str = catalog.COSYVOICE_FAMILY,
     ) -> list[VoiceInfo]:
-        """One page of voices, newest first (``prefix`` filters)."""
+        """One page of one family's voices, newest first. ``prefix`` filters: on the service
+        for CosyVoice, here for the Qwen family (whose list takes no prefix, §12: the page may
+        then hold fewer voices than ``page_size`` although more pages follow)."""
+        return self._list_page(prefix, page_index, page_size, catalog.FAMILIES[family])[0]
+
+    def _list_page(
+        self, prefix: str | None, page_index: int, page_size: int, fam: catalog.DesignFamily
+    ) -> tuple[list[VoiceInfo], int, int | None]:
+        """(voices of ``prefix``, items on the page before filtering, total_count if reported)."""
         if not 0 <= page_size <= catalog.LIST_PAGE_SIZE_MAX or page_index < 0:
             raise ValueError(f"page_size must be 0..{catalog.LIST_PAGE_SIZE_MAX} and page_index >= 0")
-        inp = {"action": "list_voice", "page_index": page_index, "page_size": page_size}
-        if prefix:
+        inp: dict = {"action": fam.verbs["list"], "page_index": page_index, "page_size": page_size}
+        if prefix and fam.list_prefix_filter:
             inp["prefix"] = prefix
-        data = self._call(
-            {"model": catalog.ENROLLMENT_MODEL, "input": inp}, timeout=self.timeout, retryable=_safe_retry
-        )
-        return [VoiceInfo.from_wire(item) for item in (data.get("output") or {}).get("voice_list") or []]
+        data = self._call({"model": fam.enrollment_model, "input": inp}, timeout=self.timeout, retryable=_safe_retry)
+        output = data.get("output") or {}
+        items = [VoiceInfo.from_wire(item) for item in output.get("voice_list") or []]
+        total = output.get("total_count")  # reported by the Qwen family only
+        kept = items
+        if prefix and not fam.list_prefix_filter:
+            kept = [v for v in items if catalog.prefix_of_voice(v.voice_id) == prefix]
+        return kept, len(items), total if isinstance(total, int) and not isinstance(total, bool) else None
 
-    def list_voices(self, prefix: str | None = None, *, page_size: int = 100) -> list[VoiceInfo]:
-        """Every voice of the account (all pages), newest first; ``prefix`` filters."""
+    def list_voices(
+        self, prefix: str | None = None, *, page_size: int = 100, family: str | None = catalog.COSYVOICE_FAMILY
+    ) -> list[VoiceInfo]:
+        """Every voice of one design family (all pages), newest first; ``prefix`` filters.
+        ``family=None`` lists every family the client's region lists (CosyVoice's first, then
+        the Qwen family's: one listing per family, as the service keeps them apart)."""
         if page_size < 1:  # a page of 0 would never come back short: no end to the paging
             raise ValueError(f"page_size must be 1..{catalog.LIST_PAGE_SIZE_MAX}, got {page_size}")
-        voices, page = [], 0
+        names = [family] if family else self.families()
+        voices: list[VoiceInfo] = []
+        for name in names:
+            voices += self._list_family(prefix, page_size, catalog.FAMILIES[name])
+        return voices
+
+    def families(self) -> list[str]:
+        """The design families this client lists: CosyVoice always (its list answers in every
+        region), the others where they design (the Qwen family in both regions)."""
+        return [
+            name
+            for name in catalog.DESIGN_FAMILY_ORDER
+            if name == catalog.COSYVOICE_FAMILY or self.region in catalog.FAMILIES[name].regions
+        ]
+
+    def _list_family(self, prefix: str | None, page_size: int, fam: catalog.DesignFamily) -> list[VoiceInfo]:
+        size = min(page_size, fam.list_page_size_max)
+        voices, page, seen = [], 0, 0
         while True:
-            batch = self.list_page(prefix=prefix, page_index=page, page_size=page_size)
+            batch, count, total = self._list_page(prefix, page, size, fam)
             voices += batch
-            if len(batch) < page_size:
+            seen += count
+            if count < size or (total is not None and seen >= total):
                 return voices
             page += 1
 
+    def _voice_body(self, verb: str, voice_id: str) -> dict:
+        """The query/delete body for ``voice_id`` in its family's shape (CosyVoice's for an
+        id of no known family, as before families)."""
+        fam = catalog.family_of_voice(voice_id) or catalog.FAMILIES[catalog.COSYVOICE_FAMILY]
+        return {"model": fam.enrollment_model, "input": {"action": fam.verbs[verb], fam.voice_field: voice_id}}
+
     def query_voice(self, voice_id: str) -> VoiceInfo:
-        """One voice's details and status.
+        """One voice's details and status (a Qwen-family voice reports no status).
 
         Raises:
             VoiceNotFound: no such voice.
         """
-        data = self._call(
-            {"model": catalog.ENROLLMENT_MODEL, "input": {"action": "query_voice", "voice_id": voice_id}},
-            timeout=self.timeout,
-            retryable=_safe_retry,
-        )
+        data = self._call(self._voice_body("query", voice_id), timeout=self.timeout, retryable=_safe_retry)
         return VoiceInfo.from_wire(data.get("output") or {}, voice_id)
 
     def delete_voice(self, voice_id: str) -> str | None:
@@ -329,16 +375,15 @@ class DashScopeClient:
         Raises:
             VoiceNotFound: no such voice (also when a retried delete already succeeded).
         """
-        body = {"model": catalog.ENROLLMENT_MODEL, "input": {"action": "delete_voice", "voice_id": voice_id}}
-        data = self._call(body, timeout=self.timeout, retryable=_safe_retry)
+        data = self._call(self._voice_body("delete", voice_id), timeout=self.timeout, retryable=_safe_retry)
         return data.get("request_id")
 
     def wait_until_ready(
         self,
         voice_id: str,
         *,
-        timeout: float = catalog.VOICE_READY_TIMEOUT_S,
-        interval: float = catalog.VOICE_READY_INTERVAL_S,
+        timeout: float = DEFAULT_TIMEOUTS.voice_ready,
+        interval: float = DEFAULT_TIMEOUTS.voice_ready_interval,
     ) -> VoiceInfo:
         """Poll ``query_voice`` until the voice is OK (contract §4.5).
 
@@ -348,8 +393,8 @@ class DashScopeClient:
         polls = max(1, math.ceil(timeout / interval)) + 1  # counted, so an injected sleep works too
         for poll in range(polls):
             info = self.query_voice(voice_id)
-            if info.status == "OK":
-                return info
+            if info.status == "OK" or (info.status is None and info.design_family == catalog.QWEN_FAMILY):
+                return info  # the Qwen family documents no status: a voice that answers a query is there
             if info.status == "UNDEPLOYED":
                 raise VoiceNotReady(voice_id, "UNDEPLOYED", f"voice {voice_id} failed review (UNDEPLOYED)")
             if poll + 1 < polls:
@@ -366,7 +411,3 @@ def _safe_retry(exc: Exception) -> bool:
 def _create_retry(exc: Exception) -> bool:
     """create_voice: only when the request surely stored nothing (refused, or never left)."""
     return isinstance(exc, RateLimited) or (isinstance(exc, TransportError) and exc.never_sent)
-
-
-# Public classes report the module users import them from.
-DashScopeClient.__module__ = "cosyvoice_lab"

@@ -24,9 +24,41 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cosyvoice_lab import catalog
+
+RUNTIME_DIR_NAME = "cosyvoice-lab"  # the per-user folder of the shared windows (see runtime_dir)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a client allows itself (as httpx's ``Limits``): ours, beneath the service's own.
+
+    Attributes:
+        requests_per_second: the documented limit (``catalog.ENROLLMENT_RPS``) minus a margin for
+            jitter. With the window ``window_slack`` longer than the service's, 9/s sends at most 9
+            in any 1.1 s (about 8.2/s), so requests that arrive a little bunched never pass 10 in
+            one second.
+        window_slack: seconds the client's window is longer than the service's.
+        max_concurrency: the most requests in flight ever (threads and connections; 9/s x 8 s
+            designs x 1.25 = 90).
+        concurrency_headroom: in flight = rate x latency x this (latencies jitter; a task waiting
+            for the limiter costs only a thread).
+        cut_interval: 429s closer together than this (or one latency) are one signal.
+        shared_window_stale: a shared window file unused this long (seconds) is removed.
+    """
+
+    requests_per_second: float = catalog.ENROLLMENT_RPS - 1.0
+    window_slack: float = 0.1
+    max_concurrency: int = 100
+    concurrency_headroom: float = 1.25
+    cut_interval: float = 1.0
+    shared_window_stale: float = 86400.0
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class SlidingWindow:
@@ -76,9 +108,9 @@ def runtime_dir() -> Path:
         return Path(given)
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
-        return Path(xdg) / catalog.RUNTIME_DIR_NAME
+        return Path(xdg) / RUNTIME_DIR_NAME
     user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return Path(tempfile.gettempdir()) / f"{catalog.RUNTIME_DIR_NAME}-{user}"
+    return Path(tempfile.gettempdir()) / f"{RUNTIME_DIR_NAME}-{user}"
 
 
 def budget_id(key: str, host: str, kind: str) -> str:
@@ -87,7 +119,7 @@ def budget_id(key: str, host: str, kind: str) -> str:
     return f"{kind}-{digest[:24]}"
 
 
-def prune(folder: Path, older_than: float = catalog.SHARED_WINDOW_STALE_S) -> None:
+def prune(folder: Path, older_than: float = DEFAULT_LIMITS.shared_window_stale) -> None:
     """Remove shared windows nobody has used for ``older_than`` seconds (simulators on random
     ports leave one each)."""
     cutoff = time.time() - older_than
@@ -139,39 +171,40 @@ class SharedWindow:
 
 
 class RateLimiter:
-    """Blocks callers so that no window of one second holds more than ``floor(rate)`` requests.
+    """Blocks callers so that no window of one second holds more than ``floor(requests_per_second)``
+    requests.
 
     The same sliding-window rule the service applies, so a batch can start at once (up to
-    ``rate`` requests) and then keep a steady pace without a single 429; the window is
-    ``slack`` seconds longer than the service's, for network jitter. ``rate=None`` or 0
-    disables the limit; ``clock`` and ``sleep`` are injectable for tests. :meth:`share` makes
+    ``requests_per_second`` requests) and then keep a steady pace without a single 429; the window
+    is ``slack`` seconds longer than the service's, for network jitter. ``requests_per_second=None``
+    or 0 disables the limit; ``clock`` and ``sleep`` are injectable for tests. :meth:`share` makes
     the window one that other processes with the same key share.
     """
 
     def __init__(
         self,
-        rate: float | None = catalog.DEFAULT_CLIENT_RPS,
+        requests_per_second: float | None = DEFAULT_LIMITS.requests_per_second,
         *,
-        slack: float = catalog.CLIENT_WINDOW_SLACK_S,
+        slack: float = DEFAULT_LIMITS.window_slack,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        if rate is not None and rate < 0:
-            raise ValueError(f"rate must be >= 0 requests/second, got {rate}")
-        self.rate, self.slack = rate or None, slack
+        if requests_per_second is not None and requests_per_second < 0:
+            raise ValueError(f"requests_per_second must be >= 0, got {requests_per_second}")
+        self.requests_per_second, self.slack = requests_per_second or None, slack
         self._clock, self._sleep = clock, sleep
         self._window = SlidingWindow(clock)
         self._shared: SharedWindow | None = None
         self._local = threading.local()
 
     def __repr__(self):
-        return f"RateLimiter(rate={self.rate}{', shared' if self._shared else ''})"
+        return f"RateLimiter(requests_per_second={self.requests_per_second}{', shared' if self._shared else ''})"
 
     def share(self, key: str, host: str, kind: str = "enrollment") -> None:
         """Count requests in the window every process on this machine shares for ``key`` on
         ``host`` (a file named by their hash). If the file cannot be opened the limiter stays
         per-process (and says nothing: it is an optimisation of a limit that still holds)."""
-        if not self.rate:
+        if not self.requests_per_second:
             return
         try:
             folder = runtime_dir()
@@ -183,14 +216,14 @@ class RateLimiter:
     def _admit(self) -> float:
         if self._shared is not None:
             try:
-                return self._shared.admit(self.rate, self.slack)
+                return self._shared.admit(self.requests_per_second, self.slack)
             except sqlite3.Error:  # a broken shared file: keep the limit in this process
                 self._shared = None
-        return self._window.admit(None, self.rate, self.slack)
+        return self._window.admit(None, self.requests_per_second, self.slack)
 
     def acquire(self) -> None:
         """Block until the caller may send one request."""
-        while self.rate and (wait := self._admit()) > 0:
+        while self.requests_per_second and (wait := self._admit()) > 0:
             t0 = self._clock()
             self._sleep(wait)
             self._local.waited = self.waited() + (self._clock() - t0)
@@ -214,7 +247,7 @@ class ConcurrencyController:
 
     Args:
         requests_per_second: the rate the limiter allows (None: no rate, the ceiling applies).
-        ceiling: the most in flight ever (``catalog.MAX_CONCURRENCY``).
+        ceiling: the most in flight ever (``Limits.max_concurrency``).
         waited: the calling thread's seconds spent in the rate limiter (``RateLimiter.waited``).
         clock: injectable for tests.
     """
@@ -223,8 +256,8 @@ class ConcurrencyController:
         self,
         requests_per_second: float | None,
         *,
-        ceiling: int = catalog.MAX_CONCURRENCY,
-        headroom: float = catalog.CONCURRENCY_HEADROOM,
+        ceiling: int = DEFAULT_LIMITS.max_concurrency,
+        headroom: float = DEFAULT_LIMITS.concurrency_headroom,
         waited: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -273,7 +306,7 @@ class ConcurrencyController:
         with self._lock:
             self.throttled_count += 1
             now = self._clock()
-            quiet = max(self.latency or 0.0, catalog.CONCURRENCY_CUT_INTERVAL_S)
+            quiet = max(self.latency or 0.0, DEFAULT_LIMITS.cut_interval)
             if self._last_cut is not None and now - self._last_cut < quiet:
                 return
             self._last_cut = now

@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from cosyvoice_lab import catalog
-
 log = logging.getLogger("cosyvoice_lab.service.retry")
 
 
@@ -35,12 +33,14 @@ log = logging.getLogger("cosyvoice_lab.service.retry")
 class RetryPolicy:
     """Bounded retries: ``max_attempts`` in all, sleeping ``min(max_delay, base_delay * 2**n)``
     with full jitter, or the server's ``Retry-After`` when it gives one (capped at
-    ``max_retry_after``). Defaults come from the catalog."""
+    ``max_retry_after``: better fail than hang a notebook). ``throttled_wait`` is the wait after a
+    throttled synthesis task, which carries no ``Retry-After`` (the limits are per second)."""
 
-    max_attempts: int = catalog.RETRY_MAX_ATTEMPTS
-    base_delay: float = catalog.RETRY_BASE_DELAY_S
-    max_delay: float = catalog.RETRY_MAX_DELAY_S
-    max_retry_after: float = catalog.RETRY_AFTER_MAX_S
+    max_attempts: int = 4  # attempts in all, the first included
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    throttled_wait: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -7,11 +7,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from cosyvoice_lab import __version__, catalog
+from cosyvoice_lab import catalog
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.credentials import Secret, redact
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import APIError, api_error
+from cosyvoice_lab.version import __version__
 
 UTC8 = dt.timezone(dt.timedelta(hours=catalog.SERVICE_UTC_OFFSET_HOURS))
 
@@ -30,18 +31,26 @@ class VoiceInfo:
     preview_text: str | None = None
     gmt_create: dt.datetime | None = None
     gmt_modified: dt.datetime | None = None
+    design_family: str | None = None  # catalog.FAMILIES: from the id, else the model
+    language: str | None = None  # the Qwen family reports the voice's language (§12)
 
     @classmethod
     def from_wire(cls, item: dict, voice_id: str | None = None) -> VoiceInfo:
-        vid = item.get("voice_id") or voice_id or ""
+        """A list item or query output of either family: CosyVoice names the voice ``voice_id``
+        and reports a ``status``; the Qwen family names it ``voice`` and reports no status."""
+        vid = item.get("voice_id") or item.get("voice") or voice_id or ""
+        model = item.get("target_model") or catalog.model_of_voice(vid)
+        family = catalog.family_of_voice(vid) or catalog.family_of_model(model or "")
         return cls(
             voice_id=vid,
-            target_model=item.get("target_model") or catalog.model_of_voice(vid),
+            target_model=model,
             status=item.get("status"),
             voice_prompt=item.get("voice_prompt"),
             preview_text=item.get("preview_text"),
             gmt_create=_parse_time(item.get("gmt_create")),
             gmt_modified=_parse_time(item.get("gmt_modified")),
+            design_family=family.name if family else None,
+            language=item.get("language"),
         )
 
 

@@ -63,6 +63,7 @@ from cosyvoice_lab.service.speech import (
     text_problems,
     unknown_model_problem,
 )
+from cosyvoice_lab.service.timeouts import DEFAULT_TIMEOUTS
 from cosyvoice_lab.service.wire import without_login, ws_url_for
 
 log = logging.getLogger("cosyvoice_lab.service.ws")
@@ -95,7 +96,7 @@ def throttled_wait(exc: BaseException) -> float | None:
     """The server's Retry-After; a throttled task-failed carries none, and the limits are per
     second, so waiting one second is the least that can help."""
     if isinstance(exc, SynthesisError) and exc.code.startswith("Throttling"):
-        return catalog.THROTTLED_WAIT_S
+        return DEFAULT_RETRY.throttled_wait
     return retry_after_of(exc)
 
 
@@ -144,15 +145,15 @@ class Synthesizer:
         ws_url: str | None = None,
         client: DashScopeClient | None = None,
         options: SpeechOptions | None = None,
-        connect_timeout: float = catalog.CONNECT_TIMEOUT_S,
-        timeout: float = catalog.SYNTH_RECV_TIMEOUT_S,
+        connect_timeout: float = DEFAULT_TIMEOUTS.connect,
+        timeout: float = DEFAULT_TIMEOUTS.receive,
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
         chunk_chars: int = catalog.SYNTH_CONTINUE_MAX_CHARS,
         throttle: Callable[[], None] | None = None,
-        ready_timeout: float = catalog.VOICE_READY_TIMEOUT_S,
-        ready_interval: float = catalog.VOICE_READY_INTERVAL_S,
+        ready_timeout: float = DEFAULT_TIMEOUTS.voice_ready,
+        ready_interval: float = DEFAULT_TIMEOUTS.voice_ready_interval,
         keep_alive: bool = False,
     ) -> None:
         if not 1 <= chunk_chars <= catalog.SYNTH_CONTINUE_MAX_CHARS:
@@ -268,6 +269,15 @@ class Synthesizer:
         bound = catalog.model_of_voice(voice_id) if isinstance(voice_id, str) else None
         if not isinstance(voice_id, str) or not voice_id.strip():
             found.append(Problem("voice_id", "non_empty", "must be a voice id"))
+        elif catalog.family_of_voice(voice_id) is catalog.FAMILIES[catalog.QWEN_FAMILY]:
+            found.append(
+                Problem(
+                    "voice_id",
+                    "cosyvoice_voice",
+                    f"{voice_id} is a Qwen3-TTS-VD voice: it speaks through Qwen's own synthesis APIs, "
+                    "which this lab does not implement (only CosyVoice voices speak here)",
+                )
+            )
         elif model is None and bound is None:
             found.append(Problem("model", "required", f"{voice_id!r} is not a designed voice id; pass model=..."))
         model = model or bound

@@ -28,4 +28,14 @@ class Audition:
         return f"<Audition of {len(self.takes)} voice(s): {len(self.ok)} spoken, ¥{self.total_cost_cny:.4f} estimated>"
 
     def _repr_html_(self) -> str:
-        return html.audition(self.script, self.takes, self.results)
+        """Voices side by side on one script: each take's model, prompt and its SpeechResult or error."""
+        cells = [
+            {
+                "model": getattr(take, "model", ""),
+                "prompt": getattr(take, "prompt", None) or str(getattr(take, "voice_id", take)),
+                "result": result,
+                "ok": hasattr(result, "audio"),
+            }
+            for take, result in zip(self.takes, self.results, strict=False)
+        ]
+        return html.render("audition.html.j2", script=self.script[:200], cells=cells)

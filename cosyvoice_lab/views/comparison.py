@@ -6,11 +6,12 @@ ratings given in a widget show up here at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from cosyvoice_lab import catalog, html
+from cosyvoice_lab.take import TakeSource
 
 
 class PendingMeasures(Protocol):
@@ -21,16 +22,6 @@ class PendingMeasures(Protocol):
     def wait(
         self, take_ids: Iterable[str] | None = None, *, quality: bool = True, timeout: float | None = None
     ) -> list[str]: ...
-
-
-class TakeSource(Protocol):
-    """What a comparison reads from a log (an ``ExperimentLog`` is one)."""
-
-    def takes(self, **filters: Any) -> list: ...
-
-    def to_dataframe(self, **filters: Any) -> Any: ...
-
-    def get(self, take_id: str) -> Any: ...
 
 
 @dataclass
@@ -82,11 +73,14 @@ class Comparison:
 
     @property
     def df(self):
-        """One row per take, with ``prompt_index`` (0-based, in the order given)."""
+        """One row per take, with ``prompt_index`` (0-based, in the order given) and
+        ``design_family`` (from the target model, ``catalog.family_name``)."""
         df = self.log.to_dataframe(experiment=self.experiment)
         order = {p: i for i, p in enumerate(self.prompts)}
         df = df[df["voice_prompt"].isin(order) & df["target_model"].isin(self.models)].copy()
         df.insert(0, "prompt_index", df["voice_prompt"].map(order).astype("Int64"))
+        # the design family, derived from the model as Take.design_family does (the log stores none)
+        df["design_family"] = df["target_model"].astype(str).map(catalog.family_name).astype("category")
         rank = {m: i for i, m in enumerate(catalog.model_order(self.models))}
         by_model = lambda col: col.astype(str).map(rank) if col.name == "target_model" else col  # noqa: E731 - grid order
         return df.sort_values(["prompt_index", "target_model", "repeat"], key=by_model).reset_index(drop=True)
@@ -212,7 +206,16 @@ class Comparison:
 
     def html(self) -> str:
         """The grid: rows = prompts, columns = models, each cell the players of its repeats."""
-        return html.comparison_grid(self.experiment, self.models, self.grid.rows(), pending=len(self.pending))
+        return comparison_grid(self.experiment, self.models, self.grid.rows(), pending=len(self.pending))
+
+
+def comparison_grid(
+    experiment: str, models: Sequence[str], rows: Sequence[tuple[str, Sequence]], *, pending: int = 0
+) -> str:
+    """Prompts × models: ``rows`` are ``(prompt, [takes of each model, in models' order])``;
+    each cell shows the players of its repeats (or why a take has none). ``pending``: takes
+    whose measures are still being computed (said under the title)."""
+    return html.render("comparison.html.j2", experiment=experiment, models=models, rows=rows, pending=pending)
 
 
 def _model_column(df) -> str:
@@ -266,7 +269,3 @@ def group_takes(takes: Iterable, prompts: Iterable[str] | None = None, models: I
         if t.prompt in prompts and t.model in models:
             cells.setdefault((t.prompt, t.model), []).append(t)
     return TakeGrid(prompts, models, cells)
-
-
-# Public classes report the module users import them from.
-Comparison.__module__ = "cosyvoice_lab"

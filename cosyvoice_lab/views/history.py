@@ -84,8 +84,12 @@ class History:
             }
             for r in self.table.to_dict("records")
         ]
-        return html.history_table(
-            take_id=self.take_id[:8], note=self.note, measures=[name for _, name, _ in shown], rows=rows
+        return html.render(
+            "history.html.j2",
+            take_id=self.take_id[:8],
+            note=self.note,
+            measures=[name for _, name, _ in shown],
+            rows=rows,
         )
 
 

@@ -19,6 +19,8 @@ What goes into the experiment log (:meth:`BlindSession.record`, before anything 
 - the seed, kind and rater go to the ratings table as the round's unrated rows
   (``log.open_round``), which no log view shows; from there :meth:`BlindSession.from_log`
   rebuilds the round with the same labels after the notebook was closed;
+- the round itself (kind, items, seed, state, this rater's order) goes to the log's round tables
+  (``log.rounds``), the one round model the web panel uses too; the reveal sets its state;
 - each rating as it is given: ``log.add_rating(take, rating, rater=, kind=, session_id=)``, so a
   closed notebook loses nothing already rated;
 - at the reveal, a note line ``blind <session_id> revealed: seed <seed>`` on every take.
@@ -272,10 +274,26 @@ class BlindSession:
             ValueError: a session id the log refuses (1-64 printable characters). TakeNotFound.
         """
         log.open_round(list(self.order), session_id=self.session_id, seed=self.seed, kind=self.kind, rater=self.rater)
+        self._store_round(log)
         for take_id in sorted(self.order):
             log.tag(take_id, self.tag, rater=self.rater)
             log.note(take_id, self.append_note(log.get(take_id).notes, self.note_for(take_id)), rater=self.rater)
         self.log = log
+
+    def _store_round(self, log) -> None:
+        """The round in the log's round tables (``log.rounds``, the model the panel uses too):
+        kind, items (sorted take ids), seed, state, and this rater's presentation order."""
+        from cosyvoice_lab.log.rounds import RaterRecord, RoundRecord
+
+        rounds = getattr(log, "rounds", None)
+        if rounds is None or rounds.get(self.session_id) is not None:
+            return
+        items = tuple(sorted(self.order))
+        experiments = {log.get(t).experiment for t in items}
+        experiment = experiments.pop() if len(experiments) == 1 else None
+        rounds.create(RoundRecord(self.session_id, experiment, self.kind, items, self.seed, {}, "open"))
+        presented = tuple((items.index(t), 0) for t in self.order)
+        rounds.add_rater(RaterRecord(self.session_id, self.rater, self.session_id, False, presented))
 
     # --- ratings and reveal ----------------------------------------------------------------
     def rate(self, take_id: str, rating: int | None) -> None:
@@ -337,7 +355,7 @@ class BlindSession:
             (self.label(t), by_id[t], by_id[t].prompt if self.kind == "adherence" else "", self.ratings.get(t))
             for t in self.order
         ]
-        return html.listening_round(kind=self.kind, rater=self.rater, cards=cards, rated=len(self.ratings))
+        return html.render("listening.html.j2", kind=self.kind, rater=self.rater, cards=cards, rated=len(self.ratings))
 
     @property
     def unrated(self) -> list[str]:
@@ -348,6 +366,9 @@ class BlindSession:
         """Mark the session revealed (writing the seed into each take's notes once recorded)
         and return its :meth:`summary` (``takes`` default: read from the log)."""
         self.revealed = True
+        rounds = getattr(self.log, "rounds", None)
+        if rounds is not None and rounds.get(self.session_id) is not None:
+            rounds.set_state(self.session_id, "revealed")
         if self.log is not None:
             for take_id in sorted(self.order):
                 notes = self.log.get(take_id).notes

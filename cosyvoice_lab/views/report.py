@@ -46,12 +46,12 @@ def write_report(log, path: str | os.PathLike, experiment: str | None = None, **
     return export.export_html(log, path, extras=partial(section_extras, log), **filters)
 
 
-def report_method(self, path: str | os.PathLike, experiment: str | None = None) -> Path:
-    """Write the shareable HTML report of this lab's log (every experiment, or one): evidence and
-    plots on top of each experiment, prompts × models below, previews compressed (``write_report``);
-    once the measures still being computed are written."""
-    self.measuring.wait()
-    return write_report(self.log, path, experiment=experiment)
+def report(lab: Any, path: str | os.PathLike, experiment: str | None = None) -> Path:
+    """A notebook's one call, ``report(lab, "report.html")``: the shareable HTML report of the
+    lab's log (every experiment, or one; see ``write_report``), once the measures the lab is still
+    computing are written (a report right after ``compare`` has them all)."""
+    lab.measuring.wait()
+    return write_report(lab.log, path, experiment=experiment)
 
 
 def section_extras(log, experiment: str, takes: list) -> dict[str, Any]:
@@ -68,9 +68,7 @@ def section_extras(log, experiment: str, takes: list) -> dict[str, Any]:
 
 def ratings(log, experiment: str):
     """The listening rounds' ratings of ``experiment`` (``ExperimentLog.ratings``), or None
-    when the log keeps none (an older log, or no round rated yet)."""
-    if not hasattr(log, "ratings"):
-        return None
+    when no round rated it yet."""
     frame = log.ratings(experiment=experiment)
     return frame if len(frame) else None
 

@@ -74,7 +74,8 @@ class RevealSummary:
 
     def html(self) -> str:
         """Mean rating per model and per prompt, then the uncovered labels, as HTML tables."""
-        return html.reveal_summary(
+        return html.render(
+            "reveal.html.j2",
             session_id=self.session_id,
             seed=self.seed,
             rated=self.rated,

@@ -265,7 +265,8 @@ class Sweep:
             {"value": r.value, "measure": r.measure, "exploratory": r.family != "primary", **result_cells(r)}
             for r in self.table.itertuples()
         ]
-        return html.sweep_table(
+        return html.render(
+            "sweep.html.j2",
             dimension=self.dimension,
             baseline=self.baseline,
             experiment=self.experiment,

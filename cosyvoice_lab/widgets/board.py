@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from cosyvoice_lab import catalog, html
+from cosyvoice_lab import catalog
 from cosyvoice_lab.log.ratings import check_kind, who
 from cosyvoice_lab.views.comparison import TakeGrid, group_takes
 from cosyvoice_lab.views.listening import BlindSession, RevealSummary
+from cosyvoice_lab.widgets import snippets
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
 
 BLIND_COLUMNS = 3
@@ -98,12 +99,14 @@ class ComparisonBoard(widgets.VBox):
         self.grid = widgets.VBox()
         self.summary_box = widgets.HTML()
         self.blind_toggle.observe(guarded(self.errors, self._blind_changed, "blind mode"), "value")
-        self.reveal_button.on_click(guarded(self.errors, lambda _: self.reveal(), "reveal"))
+        self.warning = widgets.HTML()
+        self.reveal_button.on_click(guarded(self.errors, lambda _: self._reveal_clicked(), "reveal"))
         self.refresh_button.on_click(guarded(self.errors, lambda _: self.refresh(), "refresh"))
         super().__init__(
             [
                 widgets.HBox([self.blind_toggle, self.kind_choice, self.rater_field, self.reveal_button]),
                 widgets.HBox([self.refresh_button, self.status]),
+                self.warning,
                 self.errors,
                 self.summary_box,
                 self.grid,
@@ -161,16 +164,16 @@ class ComparisonBoard(widgets.VBox):
         arranged = self._arranged(takes)
         prompts, models = arranged.prompts, arranged.models
         self.cards = {}
-        cells: list[widgets.Widget] = [widgets.HTML(html.bold("prompt"))]
-        cells += [widgets.HTML(html.bold(m)) for m in models]
+        cells: list[widgets.Widget] = [widgets.HTML(snippets.bold("prompt"))]
+        cells += [widgets.HTML(snippets.bold(m)) for m in models]
         for i, prompt in enumerate(prompts):
-            cells.append(widgets.HTML(html.numbered_prompt(i, prompt)))
+            cells.append(widgets.HTML(snippets.numbered_prompt(i, prompt)))
             for model in models:
                 cards = [
                     self._card(t, label=f"r{t.repeat}" if t.repeat is not None else None)
                     for t in arranged.cell(prompt, model)
                 ]
-                cells.append(widgets.VBox(cards or [widgets.HTML(html.EMPTY_CELL)]))
+                cells.append(widgets.VBox(cards or [widgets.HTML(snippets.EMPTY_CELL)]))
         columns = f"minmax(12em, 22em) repeat({len(models)}, minmax(20em, 1fr))"
         self.grid.children = [widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=columns))]
         ok = sum(t.ok for t in takes)
@@ -240,9 +243,10 @@ class ComparisonBoard(widgets.VBox):
         cards = [self._blind_card(session, t) for t in session.order]
         columns = f"repeat({min(BLIND_COLUMNS, len(cards))}, minmax(20em, 1fr))"
         self.grid.children = [widgets.GridBox(cards, layout=widgets.Layout(grid_template_columns=columns))]
-        self.summary_box.value = ""
+        self.summary_box.value = self.warning.value = ""
         self.reveal_button.layout.display = None
         self.reveal_button.disabled = False
+        self.reveal_button.description = "Reveal"
         self._blind_status()
         if not self.blind_toggle.value:  # started from code: keep the toggle truthful
             self.blind_toggle.value = True
@@ -258,7 +262,7 @@ class ComparisonBoard(widgets.VBox):
         )
         if session.kind != "adherence":
             return card
-        return widgets.VBox([widgets.HTML(html.blind_description(card.take.prompt)), card])
+        return widgets.VBox([widgets.HTML(snippets.blind_description(card.take.prompt)), card])
 
     def _blind_rated(self, take, rating) -> None:
         assert self.session is not None  # blind cards exist only inside a session
@@ -269,7 +273,7 @@ class ComparisonBoard(widgets.VBox):
         s = self.session
         assert s is not None
         left = s.unrated
-        self.status.value = html.blind_status(
+        self.status.value = snippets.blind_status(
             s.session_id,
             s.seed if s.revealed else None,  # the seed and the take ids uncover the labels
             len(s.order) - len(left),
@@ -277,8 +281,21 @@ class ComparisonBoard(widgets.VBox):
             left if not s.revealed else (),
         )
 
+    def _reveal_clicked(self) -> None:
+        """The Reveal button: with unrated items, the first click only warns (what is unrated, and
+        that a reveal ends the blind round); the second click reveals."""
+        session = self.session
+        if session is not None and session.unrated and self.reveal_button.description == "Reveal":
+            left = session.unrated
+            self.warning.value = snippets.reveal_warning(len(session.order) - len(left), len(session.order), left)
+            self.reveal_button.description = f"Reveal anyway ({len(left)} unrated)"
+            return
+        self.reveal()
+
     def reveal(self) -> RevealSummary:
-        """Uncover the labels and show the mean rating per model and per prompt.
+        """Uncover the labels and show the mean rating per model and per prompt; each card then
+        shows its model, prompt and the rating it was given blind (the Reveal button warns first
+        when items are unrated; a reveal from code says how many were, above the summary).
 
         Raises:
             RuntimeError: not in blind mode.
@@ -291,8 +308,16 @@ class ComparisonBoard(widgets.VBox):
         models = {r.take_id: r for r in self.summary.rows}
         for take_id, card in self.cards.items():
             row = models[take_id]
-            card.label = f"{row.label} = {short_model(row.model)}, prompt {row.prompt_index}"
+            given = session.ratings.get(take_id)
+            blind = f"rated {given}/5 blind" if given is not None else "not rated blind"
+            card.label = f"{row.label} = {short_model(row.model)}, prompt {row.prompt_index} · {blind}"
             card.reveal()
+        left = session.unrated
+        self.warning.value = (
+            snippets.reveal_warning(len(session.order) - len(left), len(session.order), left, revealed=True)
+            if left
+            else ""
+        )
         self.summary_box.value = self.summary.html()
         self.reveal_button.disabled = True
         self._blind_status()

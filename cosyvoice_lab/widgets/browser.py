@@ -14,7 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from cosyvoice_lab import catalog, html
-from cosyvoice_lab.take import STATUSES
+from cosyvoice_lab.take import STATUSES, Take
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, guarded, short_model
 
 ALL = ""
@@ -59,7 +59,8 @@ def _cell(value) -> str:
 
 def table_html(rows, selected: str | None = None) -> str:
     """An HTML table of take rows (a DataFrame from ``to_dataframe``)."""
-    return html.log_table([_display_row(r) for r in rows.to_dict("records")], selected)
+    rows = [_display_row(r) for r in rows.to_dict("records")]  # display texts per take; ``selected`` highlighted
+    return html.render("log_table.html.j2", rows=rows, selected=selected)
 
 
 def _display_row(r: dict) -> dict:
@@ -257,7 +258,7 @@ class LogBrowser(widgets.VBox):
             finally:
                 self._syncing = False
         take = self.experiment_log.get(take_id)
-        self.detail.value = html.take_detail(take)
+        self.detail.value = take_detail(take)
         self.card = TakeCard(take, self.experiment_log, annotate=True, on_change=self._annotated)
         self.card_box.children = (self.card,)
         self.rerun_button.disabled = self.running
@@ -265,7 +266,7 @@ class LogBrowser(widgets.VBox):
             self.table.value = table_html(self._page_rows, take_id)
 
     def _annotated(self, take) -> None:
-        self.detail.value = html.take_detail(take)
+        self.detail.value = take_detail(take)
         self._refresh_choices()
         self.frame = self._filtered()
         rows, _, _ = page_of(self.frame, self.page, self.page_size)
@@ -312,3 +313,11 @@ class LogBrowser(widgets.VBox):
         if self._thread is not None:
             self._thread.join(timeout)
         return not self.running
+
+
+def take_detail(take: Take) -> str:
+    """What was asked and what came back, every field of a take (the log browser's detail)."""
+    metrics = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((take.metrics or {}).items())
+    )
+    return html.render("take_detail.html.j2", take=take, metrics=metrics)

@@ -13,17 +13,19 @@ import threading
 import ipywidgets as widgets
 from traitlets import validate
 
-from cosyvoice_lab import catalog, html
-from cosyvoice_lab.lab.lab import DEFAULT_PREVIEW
-from cosyvoice_lab.prompts.presets import PRESETS
-from cosyvoice_lab.prompts.spec import DIMENSIONS, PromptSpec, options
+from cosyvoice_lab import catalog
+from cosyvoice_lab.lab.planning import DEFAULT_PREVIEW_TEXT
+from cosyvoice_lab.prompts.spec import DIMENSIONS, PRESETS, PromptSpec, options
+from cosyvoice_lab.widgets import snippets
 from cosyvoice_lab.widgets.cards import ErrorBox, TakeCard, by_model, guarded
 from cosyvoice_lab.widgets.drafting import (
     PromptDraft,
     Tally,
     check_designs,
     counters_text,
+    over_limits,
     preset_label,
+    prompt_limit,
     render_choices,
 )
 
@@ -111,6 +113,7 @@ class PromptBuilder(widgets.VBox):
         self.counters = widgets.HTML()
         self.messages = widgets.HTML()
         models = [(short, m) for m in catalog.COMPARE_MODELS for short in [m.rsplit("-", 1)[-1]]]
+        models.append(("qwen", catalog.QWEN_VD))  # the Qwen design family (contract §12)
         self.model = widgets.ToggleButtons(
             options=[*models, (BOTH, BOTH)],
             description="model",
@@ -127,9 +130,9 @@ class PromptBuilder(widgets.VBox):
         )
         self.prefix = widgets.Text(value=self.lab.prefix, description="prefix", layout=widgets.Layout(width="14em"))
         self.preview_text = widgets.Textarea(
-            value=self.lab.preview_text or DEFAULT_PREVIEW[language],
+            value=self.lab.preview_text or DEFAULT_PREVIEW_TEXT[language],
             description="preview",
-            placeholder=DEFAULT_PREVIEW[language],
+            placeholder=DEFAULT_PREVIEW_TEXT[language],
             layout=widgets.Layout(width="98%", height="3.5em"),
         )
         self.experiment = widgets.Text(value=experiment, description="experiment", layout=widgets.Layout(width="20em"))
@@ -140,19 +143,19 @@ class PromptBuilder(widgets.VBox):
 
     def _layout(self) -> list:
         dims = list(self.dimensions.values())
-        grid = widgets.GridBox(dims, layout=widgets.Layout(grid_template_columns="repeat(3, 19em)"))
+        grid = widgets.GridBox(dims, layout=widgets.Layout(grid_template_columns="repeat(auto-fill, 19em)"))
         return [
-            widgets.HBox([self.preset, self.language]),
+            _row(self.preset, self.language),
             grid,
             self.free_text,
             self.prompt,
-            widgets.HBox([self.rerender_button, self.edited_note]),
+            _row(self.rerender_button, self.edited_note),
             self.preview_text,
             self.counters,
             self.messages,
-            widgets.HBox([self.model, self.candidates]),
-            widgets.HBox([self.prefix, self.experiment]),
-            widgets.HBox([self.design_button, self.progress, self.status]),
+            _row(self.model, self.candidates),
+            _row(self.prefix, self.experiment),
+            _row(self.design_button, self.progress, self.status),
             self.errors,
             self.results,
         ]
@@ -221,22 +224,26 @@ class PromptBuilder(widgets.VBox):
                 w.value = value
         finally:
             self._syncing = False
-        if self.preview_text.value.strip() in ("", DEFAULT_PREVIEW[change.old]):
-            self.preview_text.value = DEFAULT_PREVIEW[change.new]  # the default follows the language
-        self.preview_text.placeholder = DEFAULT_PREVIEW[change.new]
+        if self.preview_text.value.strip() in ("", DEFAULT_PREVIEW_TEXT[change.old]):
+            self.preview_text.value = DEFAULT_PREVIEW_TEXT[change.new]  # the default follows the language
+        self.preview_text.placeholder = DEFAULT_PREVIEW_TEXT[change.new]
         self._render()
 
     def _choices(self) -> dict:
         return {d: w.value or None for d, w in self.dimensions.items()}
 
     def _render(self) -> None:
-        rendered, _ = render_choices(self._choices(), self.free_text.value, self.language.value)
+        rendered, _ = render_choices(
+            self._choices(), self.free_text.value, self.language.value, limit=prompt_limit(self.models)
+        )
         self._set_prompt(self._draft.render(rendered))  # over the limit too: the count says by how much
 
     def _spec_problems(self) -> list[str]:
         if self.edited:
             return []
-        _, problem = render_choices(self._choices(), self.free_text.value, self.language.value)
+        _, problem = render_choices(
+            self._choices(), self.free_text.value, self.language.value, limit=prompt_limit(self.models)
+        )
         return [problem] if problem else []
 
     def _logged_spec(self) -> dict | None:
@@ -268,7 +275,7 @@ class PromptBuilder(widgets.VBox):
     def _show_edited(self) -> None:
         edited = self._draft.edited
         self.rerender_button.disabled = not edited
-        self.edited_note.value = html.edited_note() if edited else ""
+        self.edited_note.value = snippets.edited_note() if edited else ""
 
     # --- validation ----------------------------------------------------------------------------
     @property
@@ -287,11 +294,11 @@ class PromptBuilder(widgets.VBox):
         )
 
     def _validate(self) -> list[str]:
-        preview = self.preview_text.value or DEFAULT_PREVIEW[self.language.value]
-        self.counters.value = _counters_html(self.prompt.value, preview)
+        preview = self.preview_text.value or DEFAULT_PREVIEW_TEXT[self.language.value]
+        self.counters.value = _counters_html(self.prompt.value, preview, self.models)
         _, problems, warnings = self.check()
         problems = [*self._spec_problems(), *problems]
-        self.messages.value = html.check_messages(problems, warnings)
+        self.messages.value = snippets.check_messages(problems, warnings)
         self.design_button.disabled = self.running or bool(problems)
         return problems
 
@@ -406,6 +413,10 @@ class PromptBuilder(widgets.VBox):
         return not self.running
 
 
-def _counters_html(prompt: str, preview: str) -> str:
-    over = len(prompt) > catalog.VOICE_PROMPT_MAX or len(preview) > catalog.PREVIEW_TEXT_MAX
-    return html.counters(counters_text(prompt, preview), over=over)
+def _row(*children) -> widgets.HBox:
+    """A row of controls that wraps on a narrow screen (a phone) instead of running off its edge."""
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap"))
+
+
+def _counters_html(prompt: str, preview: str, models) -> str:
+    return snippets.counters(counters_text(prompt, preview, models), over=over_limits(prompt, preview, models))

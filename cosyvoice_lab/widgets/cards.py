@@ -16,11 +16,14 @@ the unchosen ones), so that is its name. "keep" refuses a voice the account no l
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Callable
 
 import ipywidgets as widgets
 
 from cosyvoice_lab import catalog, html
+from cosyvoice_lab.take import Take
+from cosyvoice_lab.widgets import snippets
 
 CARD_CLASS = "cosyvoice-take-card"
 MODEL_COLUMN_CLASS = "cosyvoice-model-column"
@@ -39,7 +42,7 @@ class ErrorBox(widgets.HTML):
 
     def report(self, exc: BaseException, context: str = "") -> None:
         """Show ``exc`` (message first, the traceback folded underneath)."""
-        shown = html.error_report(exc, context)
+        shown = error_report(exc, context)
         with self._lock:
             self.errors.append(exc)
             self.value += shown
@@ -191,7 +194,7 @@ class TakeCard(widgets.VBox):
         self.take = self.experiment_log.get(self.take.take_id)  # a clean-up may have run since
         if self.take.voice_status == "DELETED":  # a clean-up deleted it: choosing it would promise a voice
             self.message.clear()
-            self.message.value = html.warning(
+            self.message.value = snippets.warning(
                 "this voice was deleted from the account (a clean-up); it cannot be kept — "
                 "re-run the take to design a new one"
             )
@@ -239,8 +242,8 @@ class TakeCard(widgets.VBox):
             self.rating.value = self.round_rating if self.blind else t.rating  # a blind listener starts unprimed
         finally:
             self._syncing = False
-        self.header.value = html.card_header(t, label=self.label, blind=self.blind)
-        self.details.value = "" if self.blind else html.card_details(t)
+        self.header.value = card_header(t, label=self.label, blind=self.blind)
+        self.details.value = "" if self.blind else html.render("card_details.html.j2", take=t)
         self.controls.layout.display = None if t.ok else "none"
         self.marks.layout.display = "none" if self.blind else None
         self.keep_button.button_style = "success" if t.chosen else ""
@@ -260,7 +263,7 @@ def by_model(cards: list[TakeCard]) -> list[widgets.Widget]:
         return list(cards)
     return [
         widgets.VBox(
-            [widgets.HTML(html.bold(short_model(m))), *[c for c in cards if c.take.model == m]],
+            [widgets.HTML(snippets.bold(short_model(m))), *[c for c in cards if c.take.model == m]],
             layout=widgets.Layout(align_items="flex-start"),
         ).add_class(MODEL_COLUMN_CLASS)
         for m in models
@@ -269,3 +272,18 @@ def by_model(cards: list[TakeCard]) -> list[widgets.Widget]:
 
 def _player(take, label: str) -> str:
     return html.card_player(take, label=label, empty="no preview")
+
+
+def card_header(take: Take, *, label: str | None = None, blind: bool = False) -> str:
+    """A result card's heading: label, model, voice id, kept/heard state and the prompt.
+
+    Blind: only the label; no state either (kept, heard, DELETED would tell voices apart).
+    """
+    return html.render("card_header.html.j2", take=take, label=label, blind=blind)
+
+
+def error_report(exc: BaseException, context: str = "") -> str:
+    """An exception shown in a widget: message first, the traceback folded underneath."""
+    head = f"{context + ': ' if context else ''}{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return html.render("error.html.j2", head=head, trace=trace)

@@ -44,23 +44,49 @@ class PromptDraft:
         return self.text
 
 
-def render_choices(choices: dict, free_text: str | None, language: str) -> tuple[str, str | None]:
+def render_choices(
+    choices: dict, free_text: str | None, language: str, *, limit: int = catalog.VOICE_PROMPT_MAX
+) -> tuple[str, str | None]:
     """The prompt the choices and free text render to in ``language`` (nothing chosen: "", a
-    blank box to type in), and the problem of a prompt over the limit, in that language's words:
-    the box and its count follow the language chosen, even past the limit."""
+    blank box to type in), and the problem of a prompt over ``limit`` (the models' smallest,
+    ``prompt_limit``), in that language's words: the box and its count follow the language
+    chosen, even past the limit."""
     if not any(choices.values()) and not (free_text or "").strip():
         return "", None
     text = PromptSpec.draft(language, free_text=free_text, **choices)
-    n, limit = len(text), catalog.VOICE_PROMPT_MAX
+    n = len(text)
     if n <= limit:
         return text, None
     problem = f"free_text is too long: the {language} prompt is {n} characters (limit {limit})"
     return text, f"{problem}; shorten it by {n - limit}"
 
 
-def counters_text(prompt: str, preview: str) -> str:
-    """ "prompt n/500 · preview n/200" (limits from the catalog)."""
-    return f"prompt {len(prompt)}/{catalog.VOICE_PROMPT_MAX} · preview {len(preview)}/{catalog.PREVIEW_TEXT_MAX}"
+def _families(models) -> list[catalog.DesignFamily]:
+    found = [catalog.family_of_model(m) for m in models]
+    return list(dict.fromkeys(f for f in found if f is not None)) or [catalog.FAMILIES[catalog.COSYVOICE_FAMILY]]
+
+
+def prompt_limit(models=catalog.COMPARE_MODELS) -> int:
+    """The longest description every one of ``models`` takes (CosyVoice 500, the Qwen family 2048)."""
+    return min(f.voice_prompt_max for f in _families(models))
+
+
+def over_limits(prompt: str, preview: str, models=catalog.COMPARE_MODELS) -> bool:
+    """Whether a text is longer than one of the ``models``' families takes."""
+    return any(len(prompt) > f.voice_prompt_max or len(preview) > f.preview_text_max for f in _families(models))
+
+
+def counters_text(prompt: str, preview: str, models=catalog.COMPARE_MODELS) -> str:
+    """ "prompt n/500 · preview n/200": the limits of the ``models``' design family, each
+    family's named when they differ ("prompt n/500 CosyVoice, 2048 Qwen3-TTS-VD · ...")."""
+    families = _families(models)
+
+    def limits(attr: str) -> str:
+        if len(families) == 1:
+            return str(getattr(families[0], attr))
+        return ", ".join(f"{getattr(f, attr)} {f.label}" for f in families)
+
+    return f"prompt {len(prompt)}/{limits('voice_prompt_max')} · preview {len(preview)}/{limits('preview_text_max')}"
 
 
 def check_designs(lab, prompt: str, *, preview_text: str, models, prefix: str):

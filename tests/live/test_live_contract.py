@@ -4,8 +4,9 @@ Runs only with ``DASHSCOPE_API_KEY`` set and ``COSYVOICE_LAB_LIVE=1``::
 
     COSYVOICE_LAB_LIVE=1 DASHSCOPE_API_KEY=sk-... .venv/bin/python -m pytest tests/live -v
 
-Every voice it creates is deleted at the end, even when a check fails. Design is free;
-the synthesis check speaks about 30 characters (well under ¥0.01).
+Every voice it creates is deleted at the end, even when a check fails. CosyVoice design is
+free; the synthesis check speaks about 30 characters (well under ¥0.01). The Qwen design family's
+checks design two voices, billed $0.2 each (contract §12).
 """
 
 import contextlib
@@ -32,7 +33,7 @@ def backend():
     client = DashScopeClient(backend="dashscope")  # key from the environment, Beijing endpoint
     # syntheses wait as long as the checks for a DEPLOYING voice (every 10 s, up to 300 s)
     yield client, Synthesizer(client=client, ready_timeout=READY_TIMEOUT_S, ready_interval=READY_INTERVAL_S)
-    for voice in client.list_voices(prefix=PREFIX):  # leave nothing behind, even after failures
+    for voice in client.list_voices(prefix=PREFIX, family=None):  # leave nothing behind (both families)
         with contextlib.suppress(VoiceNotFound):  # a voice deleted a moment ago may still be listed
             client.delete_voice(voice.voice_id)
 

@@ -1,4 +1,4 @@
-"""The questions an evidence table asks, and the test each is answered by (``views.evidence``
+"""The questions an evidence table asks, and the test each is answered by (``table.py``
 holds the table, its multiplicity rule, its verdicts and its view).
 
 A question is one measure compared between two groups within blocks: models within prompts
@@ -142,18 +142,20 @@ def measure_columns(df) -> list[str]:
 
 def cost_rows(ok, group: str, a: str, b: str) -> list[dict]:
     """What the two models cost, from the catalog's prices (not measured: exact, no interval,
-    no p): a design (free on both: only synthesis is billed, contract §3.5) and speaking
-    10,000 billed characters with a designed voice. None for a model the catalog does not price,
-    nor for a comparison without takes of both models."""
-    if a not in catalog.MODELS or b not in catalog.MODELS or not ({a, b} <= set(ok[group].astype(str))):
+    no p): a design (free for CosyVoice, contract §3.5; 0.2 CNY a voice for the Qwen family,
+    §12) and, when the catalog prices both models' synthesis, speaking 10,000 billed characters
+    with a designed voice. None for a model of no design family, nor for a comparison without
+    takes of both models."""
+    fam_a, fam_b = catalog.family_of_model(a), catalog.family_of_model(b)
+    if fam_a is None or fam_b is None or not ({a, b} <= set(ok[group].astype(str))):
         return []
     designs = int(ok[group].isin([a, b]).sum())
-    price_a, price_b = (catalog.MODELS[m].price_cny_per_10k_chars for m in (a, b))
+    design_a, design_b = (f.design_price.get("CNY", catalog.DESIGN_PRICE_CNY) for f in (fam_a, fam_b))
     short_a, short_b = html.short_model(a), html.short_model(b)
-    priced = [
-        ("cost per design", catalog.DESIGN_PRICE_CNY, catalog.DESIGN_PRICE_CNY, "CNY", designs),
-        ("speaking cost per 10,000 characters", price_a, price_b, "CNY", designs),
-    ]
+    priced = [("cost per design", design_a, design_b, "CNY", designs)]
+    if a in catalog.MODELS and b in catalog.MODELS:  # the Qwen family's synthesis is not priced here
+        price_a, price_b = (catalog.MODELS[m].price_cny_per_10k_chars for m in (a, b))
+        priced.append(("speaking cost per 10,000 characters", price_a, price_b, "CNY", designs))
     rows = []
     for word, cost_a, cost_b, unit, n in priced:
         diff = cost_b - cost_a

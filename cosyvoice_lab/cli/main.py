@@ -1,6 +1,6 @@
 """The ``cosyvoice-lab`` command: design, compare, voices, log, offline.
 
-Exit codes scripts can trust:
+Exit codes scripts can trust (``exits.py``):
   0 success · 1 some takes this run sent failed · 2 bad input (nothing sent) · 3 no or rejected API key ·
   4 the service or network failed · 130 interrupted
 """
@@ -13,12 +13,17 @@ import logging
 import sys
 from pathlib import Path
 
-from cosyvoice_lab import __version__, catalog, cli_log
-from cosyvoice_lab.credentials import OFFLINE_HINT_CLI, OFFLINE_HINT_CODE
+from cosyvoice_lab import catalog, folders
+from cosyvoice_lab.cli import log as cli_log
+from cosyvoice_lab.cli import panel as panel_cli
+from cosyvoice_lab.cli import tune as cli_tune
+from cosyvoice_lab.cli.exits import EXIT_AUTH, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SERVICE
+from cosyvoice_lab.cli.opening import open_lab
+from cosyvoice_lab.credentials import OFFLINE_API_KEY, OFFLINE_HINT_CLI, OFFLINE_HINT_CODE
 from cosyvoice_lab.errors import AuthenticationError, CosyVoiceLabError, CredentialsError
-from cosyvoice_lab.panel import cli as panel_cli
-
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_SERVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+from cosyvoice_lab.lab.planning import DEFAULT_REPEATS
+from cosyvoice_lab.service.ratelimit import DEFAULT_LIMITS
+from cosyvoice_lab.version import __version__
 
 EPILOG = f"""examples:
   cosyvoice-lab design "a calm, deep male narrator in his fifties, slow and warm"
@@ -38,10 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--folder",
         type=Path,
-        help=f"the lab folder (log + audio); default ${catalog.LAB_HOME_ENV}, else {catalog.CHECKOUT_LAB_FOLDER}/ "
+        help=f"the lab folder (log + audio); default ${folders.LAB_HOME_ENV}, else {folders.CHECKOUT_LAB_FOLDER}/ "
         "in a checkout of the repository, else ~/.local/share/cosyvoice-lab (the notebooks' folder too)",
     )
-    common.add_argument("--log", help=f"a team's log, postgresql://user:pw@host/db; default ${catalog.LOG_ENV}")
+    common.add_argument("--log", help=f"a team's log, postgresql://user:pw@host/db; default ${folders.LOG_ENV}")
     common.add_argument(
         "--backend",
         choices=("auto", "dashscope", "offline"),
@@ -80,28 +85,32 @@ def _parser() -> argparse.ArgumentParser:
         "prompts_file", type=Path, help="one prompt per line, or a YAML/JSON list of strings or PromptSpec dicts"
     )
     _design_options(c, model=False)
-    c.add_argument("--models", nargs="+", default=list(catalog.COMPARE_MODELS), help="models to compare")
+    c.add_argument(
+        "--models",
+        "--model",
+        nargs="+",
+        action="extend",  # --model a --model b: both (a second flag never silently replaces the first)
+        help=f"models to compare (default: {' '.join(catalog.COMPARE_MODELS)})",
+    )
     c.add_argument(
         "--repeats",
         type=int,
-        default=catalog.DEFAULT_REPEATS,
-        help=f"designs per prompt and model (default {catalog.DEFAULT_REPEATS})",
+        default=DEFAULT_REPEATS,
+        help=f"designs per prompt and model (default {DEFAULT_REPEATS})",
     )
     c.add_argument("--new-repeats", action="store_true", help="draw new repeats instead of resuming")
     c.add_argument(
         "--concurrency",
         type=int,
-        default=catalog.DEFAULT_CONCURRENCY,
-        help=f"most requests in flight at once (default: sized to the rate, up to {catalog.MAX_CONCURRENCY})",
+        default=None,
+        help=f"most requests in flight at once (default: sized to the rate, up to {DEFAULT_LIMITS.max_concurrency})",
     )
     c.add_argument(
         "--requests-per-second",
         type=float,
-        default=catalog.DEFAULT_CLIENT_RPS,
-        help=f"request rate (default {catalog.DEFAULT_CLIENT_RPS:g}; service limit {catalog.ENROLLMENT_RPS:g})",
+        default=DEFAULT_LIMITS.requests_per_second,
+        help=f"request rate (default {DEFAULT_LIMITS.requests_per_second:g}; service limit {catalog.ENROLLMENT_RPS:g})",
     )
-    # deprecated spelling, kept for one release: `rate` means speaking speed
-    c.add_argument("--rate", type=float, dest="deprecated_rate", help=argparse.SUPPRESS)
 
     v = sub.add_parser("voices", help="the account's voices: list, delete, cleanup")
     vs = v.add_subparsers(dest="voices_command", required=True, metavar="ACTION")
@@ -116,11 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     cli_log.add_parser(sub, common)  # log show / export / import / copy
 
     panel_cli.add_parser(sub, common)  # panel --experiment NAME: a listening round as a web page
+    cli_tune.add_parser(sub, common)  # tune START --target pitch=-3st: lab.tune from a terminal
     o = sub.add_parser("offline", help="run the offline simulator on 127.0.0.1 until Ctrl-C")
     o.add_argument("--port", type=int, default=8765)
-    o.add_argument(
-        "--api-key", help=f"the one key it accepts (default: DASHSCOPE_API_KEY, else {catalog.OFFLINE_API_KEY})"
-    )
+    o.add_argument("--api-key", help=f"the one key it accepts (default: DASHSCOPE_API_KEY, else {OFFLINE_API_KEY})")
     o.add_argument("--state", type=Path, help="folder where voices persist across restarts")
     o.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     o.add_argument(
@@ -154,27 +162,13 @@ def _design_options(p, model: bool = True):
     p.add_argument("--experiment", help="group takes under this name")
 
 
-def _lab(args, **kw):
-    from cosyvoice_lab.lab.lab import Lab
-
-    return Lab(
-        args.folder,
-        log=args.log,
-        backend=args.backend,
-        base_url=args.base_url,
-        workspace=args.workspace,
-        progress=not args.json,
-        **kw,
-    )
-
-
 def _takes_df(lab, takes):
     df = lab.log.to_dataframe()
     return df[df["take_id"].isin([t.take_id for t in takes])]
 
 
 def cmd_design(args) -> int:
-    lab = _lab(args, model=args.model)
+    lab = open_lab(args, model=args.model)
     print(repr(lab), file=sys.stderr)
     takes = lab.design(
         args.prompt,
@@ -218,6 +212,7 @@ def _exit_code(takes) -> int:
 
 
 def cmd_compare(args) -> int:
+    args.models = list(dict.fromkeys(args.models or catalog.COMPARE_MODELS))
     from cosyvoice_lab.lab.planning import read_prompts
     from cosyvoice_lab.take import check_experiment
 
@@ -234,14 +229,9 @@ def cmd_compare(args) -> int:
         print(f"error: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
         return EXIT_INPUT
     check_experiment(args.experiment)
-    rps = args.requests_per_second
-    if args.deprecated_rate is not None:
-        print(
-            "warning: --rate is deprecated and will be removed in the next release; use --requests-per-second",
-            file=sys.stderr,
-        )
-        rps = args.deprecated_rate
-    lab = _lab(args, concurrency=args.concurrency, requests_per_second=rps, model=args.models[0])
+    lab = open_lab(
+        args, concurrency=args.concurrency, requests_per_second=args.requests_per_second, model=args.models[0]
+    )
     print(repr(lab), file=sys.stderr)
     print(f"comparing {', '.join(args.models)}", file=sys.stderr)
     try:
@@ -307,7 +297,7 @@ def _measures_written(lab) -> bool:
 
 
 def cmd_voices(args) -> int:
-    lab = _lab(args)
+    lab = open_lab(args)
     if args.voices_command == "list":
         df = lab.voices()
         if not args.json:
@@ -364,7 +354,7 @@ def cmd_offline(args) -> int:
 def _accepted_key(args, key: str) -> str:
     """Which key the simulator accepts, in words: its own stand-in key is printed (it is no
     secret); a key the user gave is only named, never shown."""
-    if key == catalog.OFFLINE_API_KEY:
+    if key == OFFLINE_API_KEY:
         return f"the API key {key} (set DASHSCOPE_API_KEY to it, or pass it as api_key=)"
     return "the key given with --api-key" if args.api_key else "the key in DASHSCOPE_API_KEY"
 
@@ -376,14 +366,15 @@ COMMANDS = {
     "log": cli_log.run,
     "offline": cmd_offline,
     "panel": panel_cli.run,
+    "tune": cli_tune.run,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if "folder" in args:  # one default for the CLI and the notebooks
-        args.log = catalog.log_location(args.folder, args.log)  # --log, --folder, $COSYVOICE_LAB_LOG
-        args.folder = args.folder or catalog.default_lab_folder()
+        args.log = folders.log_location(args.folder, args.log)  # --log, --folder, $COSYVOICE_LAB_LOG
+        args.folder = args.folder or folders.default_lab_folder()
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -402,7 +393,3 @@ def main(argv: list[str] | None = None) -> int:
     except CosyVoiceLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SERVICE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -47,24 +47,34 @@ class Preferences:
 def preferences(ok, ratings, models: list[str], group: str) -> Preferences | None:
     """The preference rounds of ``ratings`` (kind "preference", or no kind) read as choices
     between ``models``; None when there are none or fewer than two models."""
-    import pandas as pd
-
     if ratings is None or not len(ratings) or len(models) < 2:
         return None
     rows = ratings[ratings["kind"] == "preference"] if "kind" in ratings else ratings
     rows = rows[rows["rating"].notna()].merge(ok[["take_id", "prompt_index", group]], on="take_id")
     if rows.empty:
         return None
-    wins = prefs.choices(rows, models, group=group)
+    return from_wins(prefs.choices(rows, models, group=group), models)
+
+
+def from_wins(wins, models: list[str], *, unit: str = "") -> Preferences | None:
+    """Preferences from a wins matrix (``wins[i, j]``: choices of model i over model j): two
+    models by the exact binomial test, more by Bradley-Terry (the rules above); None when no
+    choice was made. ``unit`` is added to the procedure's name (what one choice is)."""
+    import pandas as pd
+
+    if len(models) < 2:
+        return None
+    suffix = f"; {unit}" if unit else ""
     if len(models) == 2:
-        test = inference.Binomial(wins[1, 0], wins[1, 0] + wins[0, 1])
-        said = test.judge(stats.ALPHA)
         n = wins[1, 0] + wins[0, 1]
         if not n:
             return None
+        said = inference.Binomial(wins[1, 0], n).judge(stats.ALPHA)
         side, p = int(said.side), float(said.p_value)
         table = [_row(models[0], models[1], wins[1, 0], n, float(said.estimate), said.ci_low, said.ci_high, side, p)]
-        return Preferences(pd.DataFrame(table), "exact binomial test, Clopper-Pearson 95 % interval")
+        return Preferences(pd.DataFrame(table), "exact binomial test, Clopper-Pearson 95 % interval" + suffix)
+    if not wins.sum():
+        return None
     level = stats.ALPHA / (len(models) - 1)
     fit = prefs.bradley_terry(wins, models, level=level)
     table = []
@@ -73,7 +83,7 @@ def preferences(ok, ratings, models: list[str], group: str) -> Preferences | Non
         side = 1 if low > 0.5 else (-1 if high < 0.5 else 0)
         n = wins[j, 0] + wins[0, j]
         table.append(_row(models[0], models[j], wins[j, 0], n, share, low, high, side, math.nan))
-    return Preferences(pd.DataFrame(table), f"Bradley-Terry, Wald intervals at {100 * (1 - level):.3g} %")
+    return Preferences(pd.DataFrame(table), f"Bradley-Terry, Wald intervals at {100 * (1 - level):.3g} %" + suffix)
 
 
 def _row(a: str, b: str, wins_b: float, n: float, share: float, low, high, side: int, p: float) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``cosyvoice-lab log`` command: show, export, import and copy (registered by ``cli.py``).
+"""The ``cosyvoice-lab log`` command: show, export, import and copy (registered by ``cli/main.py``).
 
 ``log copy SRC DST`` copies a whole log between a folder and a team's database: SRC and DST are
 each a log folder or a ``postgresql://`` URL (a folder is created when missing; a database must
@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_INPUT = 0, 2
+from cosyvoice_lab.cli.exits import EXIT_INPUT, EXIT_OK
+
 TAKE_COLUMNS = ["take_id", "status", "target_model", "voice_id", "voice_prompt", "error_code", "rating", "chosen"]
 
 

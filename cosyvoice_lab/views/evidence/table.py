@@ -22,8 +22,8 @@ For an open primary question, ``repeats_needed`` is planned for the smallest dif
 matters (``analysis.planning.Matters``: 1 st of pitch, 10 % of speaking rate, 1 LU, 0.2 MOS, 0.5
 stars, 0.5 s; ``effect`` overrides any) at the row's level, with the pilot's spread taken as
 uncertain; ``Evidence.next_steps()`` says it in words and how to draw them. Blind preference
-rounds are also read as preferences (:attr:`Evidence.preferences`, ``views.preference_table``).
-The questions and their tests are built in ``views.evidence_questions``.
+rounds are also read as preferences (:attr:`Evidence.preferences`, ``preferences.py`` beside this one).
+The questions and their tests are built in ``questions.py`` beside this one.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 
 from cosyvoice_lab import html
 from cosyvoice_lab.analysis import inference, names, planning, stats
-from cosyvoice_lab.views import evidence_questions as questions
-from cosyvoice_lab.views.preference_table import Preferences, preferences
+from cosyvoice_lab.views.evidence import questions
+from cosyvoice_lab.views.evidence.preferences import Preferences, preferences
 
 COLUMNS = (
     "question",
@@ -79,6 +79,8 @@ class Evidence:
         matters: the smallest differences that matter, the planning used.
         steps: what :meth:`next_steps` says.
         preferences: the blind preference rounds read as choices (None without any).
+        raters: a listening panel's raters with their consistency and whether they were
+            included (``panel.quality.progress``; None outside a panel).
     """
 
     table: Any
@@ -86,6 +88,7 @@ class Evidence:
     matters: planning.Matters = field(default_factory=planning.Matters)
     steps: list[str] = field(default_factory=list)
     preferences: Preferences | None = None
+    raters: Any = None
 
     @property
     def found(self):
@@ -131,9 +134,30 @@ class Evidence:
         primary = [{"question": r.question, **result_cells(r)} for r in self.primary.itertuples()]
         rest = [{"question": r.question, **result_cells(r)} for r in self.exploratory.itertuples()]
         prefs = self.preferences.rows() if self.preferences is not None else []
-        return html.evidence_table(
-            experiment=self.experiment, rows=primary, exploratory=rest, preferences=prefs, next_steps=self.next_steps()
+        return html.render(
+            "evidence.html.j2",
+            experiment=self.experiment,
+            rows=primary,
+            exploratory=rest,
+            preferences=prefs,
+            raters=self.rater_rows(),
+            next_steps=self.next_steps(),
         )
+
+    def rater_rows(self) -> list[dict[str, str]]:
+        """The panel's raters as the HTML shows them (each left out one says so)."""
+        if self.raters is None:
+            return []
+        return [
+            {
+                "rater": r.rater,
+                "consistency": "not measured" if math.isnan(r.consistency) else f"{r.consistency:.2f}",
+                "repeats": str(r.repeats),
+                "method": r.method,
+                "included": "included" if r.included else "left out: below the consistency threshold",
+            }
+            for r in self.raters.itertuples()
+        ]
 
 
 def result_cells(r: Any) -> dict[str, Any]:

@@ -1,0 +1,21 @@
+"""The Lab a command works in, from the options every command shares (folder, log, backend, ...)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def open_lab(args: argparse.Namespace, **kw):
+    """A Lab for ``args`` (``--folder``, ``--log``, ``--backend``, ``--base-url``, ``--workspace``;
+    progress bars unless ``--json``); ``kw`` go to ``Lab`` as they are (e.g. ``model``)."""
+    from cosyvoice_lab.lab.lab import Lab
+
+    return Lab(
+        args.folder,
+        log=args.log,
+        backend=args.backend,
+        base_url=args.base_url,
+        workspace=args.workspace,
+        progress=not args.json,
+        **kw,
+    )
