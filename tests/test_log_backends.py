@@ -361,3 +361,29 @@ def test_lab_and_cli_open_a_database_log(pg_log_url, tmp_path, monkeypatch):
         assert main([*args, "--folder", str(tmp_path / "local"), "--log", pg_log_url]) == 0
     with ExperimentLog(os.environ[folders.LOG_ENV]) as log:
         assert len(log) == 1 and log.takes()[0].ok
+
+
+def _record_in_child(log, results) -> None:
+    try:
+        results.put(ok_take(log, EN).take_id)  # the parent's held connection is neither used nor closed
+    except Exception as exc:
+        results.put(repr(exc))
+
+
+def test_a_forked_child_writes_on_its_own_connections_and_the_parents_keep_working(log):
+    """Each writer thread holds one pooled connection for a take's two statements: a child forked
+    while the parent holds it takes its own; the parent's still works after the child exits."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ok_take(log, EN)  # this thread now holds a connection
+    held = len(log) and log.db.open_connections  # and the pool one for reads
+    for _ in range(3):
+        results = ctx.Queue()
+        child = ctx.Process(target=_record_in_child, args=(log, results))
+        child.start()
+        got = results.get(timeout=120)
+        child.join(timeout=120)
+        assert child.exitcode == 0 and len(got) == 32, got
+        ok_take(log, EN)
+    assert len(log) == 7 and log.db.open_connections == held

@@ -21,7 +21,9 @@ autocommit (one round trip); a write transaction takes the log's advisory lock
 
 Both: a pool per engine (connections kept do not grow with thread pools; a burst beyond the pool
 opens extra connections that close when returned), shared by threads; a forked child drops its
-parent's connections without closing them (``dispose(close=False)``) and opens its own.
+parent's connections without closing them (``dispose(close=False)``) and opens its own. The
+prepared write statements (``run``) use one pooled connection each writer thread holds
+(``_Held``), given back when the thread has ended.
 """
 
 from __future__ import annotations
@@ -60,12 +62,16 @@ T = TypeVar("T")
 # password: what a pickled ``Database`` (which holds no password) reconnects with.
 _OPENED: dict[str, str] = {}
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+_HELDS: weakref.WeakSet[_Held] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
-    # The child must not use (nor close) connections its parent holds: drop them from the pools.
+    # The child must not use (nor close) connections its parent holds: drop them from the pools,
+    # and keep those its threads held referenced for good (``_Held``: never closed here).
     for engine in list(_ENGINES):
         engine.dispose(close=False)
+    for held in list(_HELDS):
+        held.forget()
 
 
 if hasattr(os, "register_at_fork"):
@@ -119,25 +125,117 @@ class BusyWait:
 
 
 class Prepared:
-    """A Core statement compiled once per dialect, with named parameters, and run on the driver's
-    own cursor: the write path's statements (a take's pending row, its outcome), which run
+    """A Core statement compiled once per dialect, run on the driver's own cursor with positional
+    parameters: the write path's statements (a take's pending row, its outcome), which run
     thousands of times and whose SQLAlchemy execution (cache key, parameter processing) would
     cost more than the statement itself. The SQL is SQLAlchemy's, never written by hand."""
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._sql: dict[str, str] = {}
+        self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def sql(self, dialect: Any) -> str:
-        """The statement's text in ``dialect`` (SQLite's named ``:x`` or psycopg's ``%(x)s`` style)."""
-        text_ = self._sql.get(dialect.name)
-        if text_ is None:
+        """The statement's text in ``dialect`` (SQLite's ``?`` or psycopg's ``%s`` style)."""
+        return self.compiled(dialect)[0]
+
+    def compiled(self, dialect: Any) -> tuple[str, tuple[str, ...]]:
+        """The statement's text with positional parameters, and the names they take, in order."""
+        found = self._compiled.get(dialect.name)
+        if found is None:
             if dialect.name == "sqlite":
                 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-                dialect = SQLiteDialect_pysqlite(paramstyle="named")
-            text_ = self._sql[dialect.name] = str(self.statement.compile(dialect=dialect))
-        return text_
+                dialect = SQLiteDialect_pysqlite(paramstyle="qmark")
+            else:
+                from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+                dialect = PGDialect_psycopg(paramstyle="format")
+            compiled = self.statement.compile(dialect=dialect)
+            found = self._compiled[dialect.name] = (str(compiled), tuple(compiled.positiontup or ()))
+        return found
+
+    def params(self, dialect: Any, values: dict) -> tuple:
+        """``values`` (by name) as the tuple the statement's positional parameters take."""
+        return tuple(values[name] for name in self.compiled(dialect)[1])
+
+
+class _Held:
+    """One pooled connection per writer thread, kept for the prepared statements (``Database.run``)
+    instead of a checkout and return per statement, in autocommit (each statement its own
+    transaction; never lent to ``transaction``).
+
+    Thread pools come and go: when a thread takes one, those of threads that have ended go back to
+    the pool (which keeps ``POOL_SIZE`` and closes the rest), so connections do not grow with
+    successive pools. A forked child never uses (nor closes) its parent's: it takes its own."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[tuple[threading.Thread, Any, int]] = []
+        _HELDS.add(self)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connections are parked, never used nor closed."""
+        _INHERITED.extend(c for _, c, _ in self._open)
+        self._open = []
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+
+    def get(self, engine: Engine, postgres: bool) -> Any:
+        raw = getattr(self._local, "raw", None)
+        pid = os.getpid()
+        if raw is not None and self._local.pid == pid and raw.dbapi_connection is not None:
+            return raw
+        raw = engine.raw_connection()
+        if postgres:  # one round trip per statement; this connection runs nothing else
+            raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+        self._local.raw, self._local.pid = raw, pid
+        with self._lock:
+            ended = [c for t, c, p in self._open if p == pid and not t.is_alive()]
+            self._open = [(t, c, p) for t, c, p in self._open if p != pid or t.is_alive()]
+            self._open.append((threading.current_thread(), raw, pid))
+        for old in ended:
+            _give_back(old, postgres)
+        return raw
+
+    def drop(self, postgres: bool) -> None:
+        """Give this thread's connection back (after a failure: the next statement takes a fresh one)."""
+        raw = getattr(self._local, "raw", None)
+        self._local.raw = None
+        if raw is None or self._local.pid != os.getpid():
+            return
+        with self._lock:
+            self._open = [(t, c, p) for t, c, p in self._open if c is not raw]
+        try:
+            raw.invalidate()
+        except Exception:
+            pass
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(1 for _, _, p in self._open if p == os.getpid())
+
+    def close(self, postgres: bool) -> None:
+        pid = os.getpid()
+        with self._lock:
+            mine = [c for _, c, p in self._open if p == pid]
+            _INHERITED.extend(c for _, c, p in self._open if p != pid)  # a parent's: never closed here
+            self._open = []
+        for raw in mine:
+            _give_back(raw, postgres)
+
+
+# Connections a forked child inherited held by its parent's threads: kept referenced, never
+# closed nor returned (closing would end the parent's session).
+_INHERITED: list[Any] = []
+
+
+def _give_back(raw: Any, postgres: bool) -> None:
+    try:
+        if postgres and not raw.driver_connection.closed:
+            raw.driver_connection.autocommit = False  # as the pool lends it to a transaction
+        raw.close()
+    except Exception:
+        pass
 
 
 class Database:
@@ -181,6 +279,7 @@ class Database:
             _prepare_folder(self.folder, self.path)
             self.engine = self._sqlite_engine()
             self._lone = self.engine.execution_options(log_begin=None)
+        self._held = _Held()
         _ENGINES.add(self.engine)
 
     def __repr__(self) -> str:
@@ -361,39 +460,32 @@ class Database:
             return waiting.run(lambda: _rows(conn.execute(statement, params)))
 
     def run(self, prepared: Prepared, params: dict) -> list[tuple]:
-        """Run a prepared statement as its own transaction (autocommit) on the driver's cursor;
-        returns its rows (none for a statement without a result).
+        """Run a prepared statement as its own transaction (autocommit) on the driver's cursor of
+        this thread's held connection (``_Held``); returns its rows (none for a statement without
+        a result).
 
         Raises:
             LogError: a database failure.
         """
         self._check_open()
-        sql = prepared.sql(self.engine.dialect)
+        dialect = self.engine.dialect
+        sql, values = prepared.sql(dialect), prepared.params(dialect, params)
         waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
         postgres = self.kind == "PostgreSQL"
 
-        def step(raw: Any) -> list[tuple]:
+        def step(driver: Any) -> list[tuple]:
             if not postgres:  # sqlite3's own shortcut: one cursor, made and dropped in C
-                return raw.driver_connection.execute(sql, params).fetchall()
-            cursor = raw.cursor()
-            try:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-            finally:
-                cursor.close()
+                return driver.execute(sql, values).fetchall()
+            cursor = driver.execute(sql, values)
+            return cursor.fetchall() if cursor.description else []
 
         with self.errors(waiting):
-            raw = self.engine.raw_connection()
+            driver = self._held.get(self.engine, postgres).driver_connection
             try:
-                if postgres:  # one round trip; set back before the pool hands it to a transaction
-                    raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-                try:
-                    return waiting.run(lambda: step(raw))
-                finally:
-                    if postgres and not raw.driver_connection.closed:  # type: ignore[union-attr]
-                        raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-            finally:
-                raw.close()
+                return waiting.run(lambda: step(driver))
+            except BaseException:
+                self._held.drop(postgres)  # a broken or interrupted connection is never reused
+                raise
 
     def check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (on PostgreSQL: that the tables answer); returns ``'ok'``.
@@ -413,6 +505,7 @@ class Database:
         """Close every connection this object opened (safe to call twice)."""
         with self._lock:
             self.closed = True
+        self._held.close(self.kind == "PostgreSQL")
         self.engine.dispose()
 
 
