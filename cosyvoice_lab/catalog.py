@@ -209,6 +209,9 @@ class DesignFamily:
         return value if isinstance(value, str) else None
 
 
+VOICE_QUOTA = 1000
+LIST_PAGE_SIZE_MAX = 1000
+
 FAMILIES: dict[str, DesignFamily] = {
     COSYVOICE_FAMILY: DesignFamily(
         name=COSYVOICE_FAMILY,
@@ -226,10 +229,10 @@ FAMILIES: dict[str, DesignFamily] = {
         languages=LANGUAGES,
         sample_rates=PREVIEW_SAMPLE_RATES,
         formats=PREVIEW_FORMATS,
-        quota=1000,  # VOICE_QUOTA [3.5]
+        quota=VOICE_QUOTA,  # [3.5]
         design_price={},
         list_prefix_filter=True,
-        list_page_size_max=1000,  # LIST_PAGE_SIZE_MAX [4.1]
+        list_page_size_max=LIST_PAGE_SIZE_MAX,  # [4.1]
     ),
     # [QVD] docs.qwencloud.com/api-reference/speech-synthesis/voice-design/{create,list,query,delete}-voice;
     # [QVD-AC] alibabacloud.com/help/en/model-studio/qwen-tts-voice-design (2026-03-15/31); contract §12.
@@ -292,8 +295,6 @@ def prefix_of_voice(voice_id: str) -> str | None:
 
 # --- voice management [3.5, 4] -----------------------------------------------------------
 
-VOICE_QUOTA = 1000
-LIST_PAGE_SIZE_MAX = 1000
 LIST_PAGE_SIZE_DEFAULT = 10
 STATUSES = ("DEPLOYING", "OK", "UNDEPLOYED")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # gmt_create / gmt_modified, UTC+8

@@ -205,7 +205,7 @@ def report(
 ) -> str:
     """The self-contained HTML page of the report (``log.export.export_html``): ``sections`` (one
     per experiment: name, counts, models, prompts with their takes, ``evidence`` HTML written by
-    this module, ``plots`` as (title, image data URI)); ``players``: take id → the Audio to embed
+    ``Evidence.html()``, ``plots`` as (title, image data URI)); ``players``: take id → the Audio to embed
     (compressed; a take without one shows ``take_player``'s reason). No link leaves the file; the
     layout fits the window (wide tables scroll in their own box, rows stack on a phone)."""
     sections = [{**s, "evidence": Markup(s.get("evidence") or "")} for s in sections]  # our own HTML

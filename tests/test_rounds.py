@@ -34,6 +34,7 @@ from cosyvoice_lab.offline import serve
 from cosyvoice_lab.panel import Panel, quality
 from cosyvoice_lab.panel.rounds import CHOICES, RoundFull, RoundOptions, parse_choice_request, plan
 from cosyvoice_lab.panel.settings import PanelSettings
+from cosyvoice_lab.views.listening import BlindSession
 
 PROMPTS = ["A calm middle-aged man with a warm, deep voice.", "A bright young woman who speaks quickly and cheerfully."]
 PLANTED_PROMPTS = [*PROMPTS, "An elderly man telling a story, slow and gentle."]
@@ -122,6 +123,39 @@ def test_names_are_compared_exactly_after_nfc_and_open_enrolment_says_so(lab):
         assert composed != decomposed
         assert join(panel, composed).json()["session"] == join(panel, decomposed).json()["session"]
         assert panel.progress()["rater"].tolist() == ["Ana", "ana", "ß", "SS", "ss", "Zoé"]
+
+
+def test_with_open_enrolment_an_invited_raters_name_typed_opens_nothing(lab):
+    """Open enrolment (loopback) must not hand an invited rater's session, answers and all, to
+    whoever types their name: only their personal link opens it."""
+    with Panel(lab.log, EXPERIMENT, port=0) as panel:
+        link = panel.invite("ana")
+        typed = join(panel, "ana")
+        assert typed.status_code == 403 and "personal link" in typed.json()["error"]
+        assert open_link(link).status_code == 200 and open_link(link).json()["rater"] == "ana"
+        assert join(panel, "Ana").status_code == 200  # another name (exact comparison) joins as usual
+
+
+def test_a_panel_resumes_its_own_round_never_a_notebooks_blind_round(lab):
+    """The CLI resumes the latest open round of the experiment and kind: a notebook's blind round of
+    the same experiment (kept in the same tables, open until revealed) is not the panel's."""
+    with Panel(lab.log, EXPERIMENT, port=0) as first:
+        made = first.round_id
+    takes = [t.take_id for t in lab.log.takes(experiment=EXPERIMENT) if t.ok]
+    notebook = BlindSession.start(takes, seed=3, session_id="nb-round", rater="me")
+    notebook.record(lab.log)  # the newest open round of the experiment and kind is the notebook's
+    assert lab.log.rounds.get("nb-round") is not None
+    with Panel(lab.log, EXPERIMENT, port=0, resume=True) as again:
+        assert again.round_id == made != "nb-round"
+
+
+def test_the_panel_settings_object_decides_host_port_and_token(lab):
+    settings = PanelSettings(port=0, token_bytes=32)
+    with Panel(lab.log, EXPERIMENT, require_token=True, settings=settings) as panel:
+        assert panel.port not in (None, 0, PanelSettings().port) and len(panel.token) == 43  # 32 bytes, base64url
+        assert requests.get(base(panel) + "/api/session", params={"rater": "x"}, timeout=10).status_code == 403
+    with pytest.raises(ValueError, match="token_bytes"):
+        PanelSettings(token_bytes=8)
 
 
 def test_a_round_admits_at_most_max_raters_and_says_which_setting(lab):

@@ -2,7 +2,8 @@
 
 ``main.py`` parses the command line and runs design, compare, voices and offline; ``log.py``
 the ``log`` command (show, export, import, copy); ``panel.py`` the ``panel`` command (a
-listening round as a web page). ``exits.py`` holds the exit codes scripts can trust.
+listening round as a web page); ``tune.py`` the ``tune`` command (``lab.tune``); ``opening.py``
+the Lab a command works in. ``exits.py`` holds the exit codes scripts can trust.
 """
 
 from __future__ import annotations

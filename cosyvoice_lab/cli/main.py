@@ -1,4 +1,4 @@
-"""The ``cosyvoice-lab`` command: design, compare, voices, log, offline.
+"""The ``cosyvoice-lab`` command: design, compare, voices, log, panel, tune, offline.
 
 Exit codes scripts can trust (``exits.py``):
   0 success · 1 some takes this run sent failed · 2 bad input (nothing sent) · 3 no or rejected API key ·
@@ -31,6 +31,7 @@ EPILOG = f"""examples:
   cosyvoice-lab voices list                               # what the account holds (quota {catalog.VOICE_QUOTA})
   cosyvoice-lab voices cleanup --yes                      # delete voices not chosen in the log
   cosyvoice-lab log export                                # report.html in the lab folder, opens from disk
+  cosyvoice-lab tune "A man" --target pitch=-3st          # search for the description (lab.tune)
   cosyvoice-lab offline --port 8765                       # run the simulator for other tools
 
 Without an API key (DASHSCOPE_API_KEY or ~/.alibabacloud/credentials) every command uses the

@@ -13,6 +13,7 @@ import json
 import sys
 
 from cosyvoice_lab.cli.exits import EXIT_INPUT, EXIT_OK
+from cosyvoice_lab.log.rounds import KINDS
 from cosyvoice_lab.panel.settings import PANEL
 
 
@@ -23,12 +24,13 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parents=[common],
         help="serve a blind listening round as a web page; ratings go into the log",
         description="Serve a web page where raters (no notebook needed) each get their own blind, shuffled "
-        "round of the experiment's takes and rate them 1-5; every rating is saved in the log as it is given.",
+        "round of the experiment's takes and answer them (1-5 stars, or which of two voices in a pair round); "
+        "every answer is saved in the log as it is given.",
     )
     p.add_argument("--experiment", required=True, help="the experiment whose ok takes are rated")
     p.add_argument(
         "--kind",
-        choices=("preference", "adherence", "pair"),
+        choices=KINDS,
         default="preference",
         help="preference: how much do you like it (nothing of model or prompt shown); "
         "adherence: how well does it match its description (shown); "

@@ -11,10 +11,9 @@ import json
 import sys
 
 from cosyvoice_lab.cli import log as cli_log
+from cosyvoice_lab.cli.exits import EXIT_FAILED, EXIT_OK
 from cosyvoice_lab.cli.opening import open_lab
 from cosyvoice_lab.errors import Problem, ValidationError
-
-EXIT_OK, EXIT_NOT_REACHED = 0, 1
 
 
 def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -103,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"{tuning.experiment}: {tuning.verdict}")
         print(f"best: {best}")
         cli_log.print_table(tuning.table.drop(columns=["voice_prompt"]), False)
-    return EXIT_OK if tuning.reached else EXIT_NOT_REACHED
+    return EXIT_OK if tuning.reached else EXIT_FAILED  # 1: the target was not reached

@@ -197,6 +197,9 @@ def _rater(row: tuple) -> RaterRecord:
     return RaterRecord(round_id, rater, session_id, digest is not None, order)
 
 
+NEW_ROUND_PREFIX = "r-"  # rounds made by new_round_id (the panel's); a notebook's blind round keeps its session id
+
+
 def new_round_id() -> str:
     """A fresh round id: ``r-`` and 12 hex digits."""
-    return f"r-{uuid.uuid4().hex[:12]}"
+    return f"{NEW_ROUND_PREFIX}{uuid.uuid4().hex[:12]}"

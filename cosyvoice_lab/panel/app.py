@@ -21,6 +21,7 @@ from aiohttp import web
 from cosyvoice_lab import html, jsontext
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.panel.rounds import (
+    InviteRequired,
     Round,
     RoundFull,
     parse_choice_request,
@@ -183,8 +184,10 @@ async def _session(request: web.Request) -> web.Response:
             session = await ctx.call(ctx.round.join, parse_rater(request.query.get("rater")))
     except ValueError as exc:
         return _error(400, str(exc))
-    except RoundFull as exc:
+    except (RoundFull, InviteRequired) as exc:
         return _error(403, str(exc))
+    except LogError:
+        return _error(503, "the log is busy or unavailable: try again in a moment")
     return web.json_response(session.answer(ctx.round.kind, ctx.round.options, ctx.audio_url))
 
 

@@ -32,14 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cosyvoice_lab import catalog
-from cosyvoice_lab.log.rounds import RaterRecord, RoundRecord, new_round_id, rater_name
+from cosyvoice_lab.log.rounds import KINDS, RaterRecord, RoundRecord, new_round_id, rater_name
 from cosyvoice_lab.panel.settings import PANEL
 from cosyvoice_lab.views.listening import anonymous_label
 
 ID_BYTES = 12  # random bytes of an item or audio id (16 characters)
 SESSION_BYTES = 18  # random bytes of a session token (24 characters)
 INVITE_BYTES = 24  # random bytes of a personal invite token (32 characters)
-KINDS = ("preference", "adherence", "pair")
 CHOICES = ("first", "second", "none")
 
 
@@ -145,6 +144,10 @@ class Item:
     @property
     def take_id(self) -> str:
         return self.take_ids[0]
+
+
+class InviteRequired(Exception):
+    """A name typed for a rater who was invited: only their personal link opens their session."""
 
 
 @dataclass
@@ -268,11 +271,16 @@ class Round:
 
         Raises:
             RoundFull: the round already has ``max_raters`` raters.
+            InviteRequired: ``name`` was invited: their session opens by their personal link only
+                (typing an invited rater's name must not open, or overwrite, their answers).
         """
         name = rater_name(name)
         with self._lock:
             if name in self._by_rater:
-                return self._by_rater[name]
+                session = self._by_rater[name]
+                if session.invited and invite_token is None:
+                    raise InviteRequired(f"{name!r} was invited: open the personal link the organiser sent you")
+                return session
             if len(self._by_rater) >= self.max_raters:
                 raise RoundFull(
                     f"this round is full: it admits {self.max_raters} raters (PanelSettings.max_raters); "
@@ -401,6 +409,6 @@ def token_ok(expected: str | None, given: object) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("ascii"))
 
 
-def new_token() -> str:
-    """A fresh join token (``PanelSettings.token_bytes`` random bytes, URL-safe)."""
-    return secrets.token_urlsafe(PANEL.token_bytes)
+def new_token(nbytes: int = PANEL.token_bytes) -> str:
+    """A fresh join token (``nbytes`` random bytes, URL-safe; ``PanelSettings.token_bytes``)."""
+    return secrets.token_urlsafe(nbytes)

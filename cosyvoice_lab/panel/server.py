@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.log.rounds import KINDS, NEW_ROUND_PREFIX
 from cosyvoice_lab.panel.rounds import Preview, Round, RoundOptions, new_token
 from cosyvoice_lab.panel.settings import PANEL, PanelSettings, is_loopback
 from cosyvoice_lab.serving import LoopThread
@@ -134,8 +135,8 @@ class Panel:
         experiment: str,
         *,
         kind: str = "preference",
-        host: str = PANEL.host,
-        port: int = PANEL.port,
+        host: str | None = None,
+        port: int | None = None,
         require_token: bool | None = None,
         open_enrolment: bool | None = None,
         round_id: str | None = None,
@@ -147,15 +148,17 @@ class Panel:
         thank_you: bool = False,
         settings: PanelSettings | None = None,
     ) -> None:
+        self.settings = settings or PANEL
+        host = self.settings.host if host is None else host
+        port = self.settings.port if port is None else port
         self.log, self.experiment, self.host = log, experiment, host
-        self.settings = settings or PanelSettings()
         if open_enrolment and not is_loopback(host):
             raise ValueError("open enrolment (joining by name) is for loopback only: invite raters on another host")
         self.open_enrolment = is_loopback(host) if open_enrolment is None else open_enrolment
         options = RoundOptions(repeat_share, subset_size, must_play, no_preference, thank_you)
         self.round = self._open_round(kind, round_id, resume, options)
         needed = not is_loopback(host) if require_token is None else require_token
-        self.token: str | None = new_token() if needed else None
+        self.token: str | None = new_token(self.settings.token_bytes) if needed else None
         self.port: int | None = None
         self._requested_port = port
         self._serving = LoopThread("cosyvoice-panel", drain_executor=True)  # drain: the threads that read the log
@@ -169,14 +172,16 @@ class Panel:
         by_id = {p.take_id: p for p in playable}
         if round_id is None and resume:
             found = self.log.rounds.find(experiment=self.experiment, kind=kind, state="open")
+            # a panel resumes the panel's rounds, never a notebook's blind round of the same experiment
+            found = [r for r in found if r.round_id.startswith(NEW_ROUND_PREFIX)]
             round_id = found[-1].round_id if found else None
         if round_id is not None:
             record = self.log.rounds.get(round_id)
             if record is None or record.experiment != self.experiment:
                 raise ValueError(f"no round {round_id!r} of experiment {self.experiment!r} in this log")
             return Round(self.log.rounds, record, by_id, max_raters=self.settings.max_raters)
-        if kind not in ("preference", "adherence", "pair"):
-            raise ValueError(f"a listening round is one of ('preference', 'adherence', 'pair'), got {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"a listening round is one of {KINDS}, got {kind!r}")
         if not playable:
             raise ValueError(f"experiment {self.experiment!r} has no ok take with a preview to listen to")
         return Round.create(self.log.rounds, self.experiment, kind, playable, options,

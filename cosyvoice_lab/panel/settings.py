@@ -38,6 +38,8 @@ class PanelSettings:
     max_unfinished: int = 128
 
     def __post_init__(self) -> None:
+        if self.token_bytes < 16:
+            raise ValueError(f"token_bytes must be at least 16 (an unguessable token), got {self.token_bytes}")
         if self.max_raters < 1 or self.max_unfinished < 1:
             raise ValueError("max_raters and max_unfinished must be at least 1")
         if min(self.header_timeout_s, self.body_timeout_s, self.idle_timeout_s) <= 0:
