@@ -19,6 +19,15 @@ autocommit (one round trip); a write transaction takes the log's advisory lock
 (``pg_advisory_xact_lock``), as ``BEGIN IMMEDIATE`` takes SQLite's write lock, waiting at most
 ``busy_timeout_s`` (``lock_timeout``).
 
+A server that goes away (restarted, a network blip) is waited for (``Reconnect``): a statement or
+the start of a transaction whose connection was lost runs again on a new connection once the
+server answers, with backoff, for up to ``RECONNECT_TIMEOUT_S``, saying in the log that it waits.
+Only what is safe to repeat is repeated: reads, the prepared writes (keyed by take id: an outcome's
+UPDATE applies only to an open take, a pending row's INSERT that finds its id taken was the lost
+attempt's commit), a transaction's start (nothing done yet), and whole transactions given as a
+function (``write``) whose caller says they are. A lost connection is never reused: pooled ones are
+checked before they are lent (``pool_pre_ping``).
+
 Both: a pool per engine (connections kept do not grow with thread pools; a burst beyond the pool
 opens extra connections that close when returned), shared by threads; a forked child drops its
 parent's connections without closing them (``dispose(close=False)``) and opens its own. The
@@ -53,6 +62,7 @@ DB_NAME = "log.sqlite3"
 # The advisory lock every write transaction on PostgreSQL takes (one per database: the log's "write lock").
 WRITE_LOCK = 0x636F7379  # "cosy"
 POOL_SIZE = 5  # connections kept per log; more threads at once open extra ones, closed when returned
+RECONNECT_TIMEOUT_S = 30.0  # how long a statement waits for a lost database server to answer again
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +132,70 @@ class BusyWait:
                     said = True
             time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, self.timeout_s - self.elapsed)))
             pause = min(pause * 2, 0.25)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether a failure means the connection to the database server was lost or could not be made
+    (a restart, a server not yet up): SQLAlchemy's own verdict (``connection_invalidated``), or
+    psycopg's connection errors (no SQLSTATE: refused, closed; class 08: connection exception;
+    57P01-57P03: the server shutting down or starting up)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    driver = _driver_error(exc)
+    if not type(driver).__module__.startswith("psycopg"):
+        return False
+    import psycopg
+
+    if isinstance(driver, psycopg.InterfaceError):  # "the connection is closed"
+        return True
+    if not isinstance(driver, psycopg.OperationalError):
+        return False
+    state = getattr(driver, "sqlstate", None)
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _is_duplicate(exc: BaseException) -> bool:
+    """A unique or primary key violation, of either database."""
+    driver = _driver_error(exc)
+    if isinstance(driver, sqlite3.IntegrityError):
+        return "UNIQUE" in str(driver)
+    return getattr(driver, "sqlstate", None) == "23505"
+
+
+class Reconnect:
+    """Runs a step again while the database server cannot be reached, with jittered backoff, for up
+    to ``timeout_s``: the step must be safe to repeat (its lost attempt did nothing, or doing it
+    again changes nothing). Says once in the log that it waits, and when the server is back.
+    ``on_lost`` runs after each lost attempt (e.g. to drop a held connection)."""
+
+    def __init__(self, timeout_s: float, *, what: str) -> None:
+        self.timeout_s, self.what = timeout_s, what
+        self.lost = False  # an attempt was cut off (its outcome may be unknown)
+
+    def run(self, step: Callable[[], T], on_lost: Callable[[], None] | None = None) -> T:
+        start, pause = time.monotonic(), 0.05
+        while True:
+            try:
+                found = step()
+            except Exception as exc:
+                waited = time.monotonic() - start
+                if not is_disconnect(exc) or waited >= self.timeout_s:
+                    raise
+                if on_lost is not None:
+                    on_lost()
+                if not self.lost:
+                    log.warning(
+                        "lost the connection to %s; waiting for the log's database to answer again (up to %g s)",
+                        self.what,
+                        self.timeout_s,
+                    )
+                self.lost = True
+                time.sleep(min(pause * random.uniform(0.5, 1.5), max(0.0, self.timeout_s - waited)))
+                pause = min(pause * 2, 1.0)
+                continue
+            if self.lost:
+                log.warning("the log's database %s answers again after %.1f s", self.what, time.monotonic() - start)
+            return found
 
 
 class Prepared:
@@ -245,6 +319,7 @@ class Database:
         location: the log folder (created if missing; may hold other files), or a PostgreSQL URL
             (libpq's; the database must exist).
         busy_timeout_s: how long a write waits for another writer before failing.
+        reconnect_timeout_s: how long a statement waits for a lost database server to answer again.
 
     Pickling (a take read from the log holds this object, to load its audio): the pickle holds a
     URL *without* its password. Unpickled in this process or a child forked after the log was
@@ -255,8 +330,14 @@ class Database:
         LogError: the folder cannot be created or written, or the database path is not a file.
     """
 
-    def __init__(self, location: str | os.PathLike, *, busy_timeout_s: float = LOG_BUSY_TIMEOUT_S) -> None:
-        self.busy_timeout_s = busy_timeout_s
+    def __init__(
+        self,
+        location: str | os.PathLike,
+        *,
+        busy_timeout_s: float = LOG_BUSY_TIMEOUT_S,
+        reconnect_timeout_s: float = RECONNECT_TIMEOUT_S,
+    ) -> None:
+        self.busy_timeout_s, self.reconnect_timeout_s = busy_timeout_s, reconnect_timeout_s
         self.closed = False
         self._lock = threading.Lock()
         self.path: Path | str
@@ -287,11 +368,12 @@ class Database:
 
     def __getstate__(self) -> dict:
         location = without_password(self._url) if self._url else str(self.folder)
-        return {"location": location, "busy_timeout_s": self.busy_timeout_s}
+        return {"location": location, "busy_timeout_s": self.busy_timeout_s, "reconnect_s": self.reconnect_timeout_s}
 
     def __setstate__(self, state: dict) -> None:
         location = _OPENED.get(state["location"], state["location"])
-        self.__init__(location, busy_timeout_s=state["busy_timeout_s"])  # type: ignore[misc]
+        reconnect = state.get("reconnect_s", RECONNECT_TIMEOUT_S)
+        self.__init__(location, busy_timeout_s=state["busy_timeout_s"], reconnect_timeout_s=reconnect)  # type: ignore[misc]
 
     @property
     def open_connections(self) -> int:
@@ -346,7 +428,12 @@ class Database:
             )
 
         return create_engine(
-            "postgresql+psycopg://", creator=connect, poolclass=QueuePool, pool_size=POOL_SIZE, max_overflow=-1
+            "postgresql+psycopg://",
+            creator=connect,
+            poolclass=QueuePool,
+            pool_size=POOL_SIZE,
+            max_overflow=-1,
+            pool_pre_ping=True,  # a connection a restarted server dropped is replaced before it is lent
         )
 
     # --- errors ---------------------------------------------------------------------------------
@@ -399,41 +486,76 @@ class Database:
         if self.closed:
             raise LogError(self.path, "this ExperimentLog is closed")
 
+    def _reconnect(self) -> Reconnect:
+        return Reconnect(self.reconnect_timeout_s, what=str(self.path))
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One write transaction holding the log's write lock (SQLite's ``BEGIN IMMEDIATE``,
         PostgreSQL's advisory lock): yields the connection; commits when the block ends, rolls
-        back if it raises.
+        back if it raises. Its start waits for a lost database server (``Reconnect``); a
+        connection lost inside the block fails it (see ``write`` for a transaction run again).
 
         Raises:
             LogError: a database failure (the transaction was rolled back).
         """
         self._check_open()
         waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
+        with self.errors(waiting), self._transaction(waiting) as conn:
+            yield conn
+
+    def write(self, body: Callable[[Connection], T]) -> T:
+        """``body(conn)`` in one write transaction (as ``transaction``); returns what it returns.
+        When the connection is lost before the commit is known, the whole transaction runs again
+        once the server answers (``Reconnect``), so ``body`` must be safe to repeat: give the same
+        outcome when its lost attempt did commit (e.g. find the row it inserted itself).
+
+        Raises:
+            LogError: a database failure (the transaction was rolled back).
+        """
+        self._check_open()
+        waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
+
+        def attempt() -> T:
+            with self._transaction(waiting) as conn:
+                return body(conn)
+
         with self.errors(waiting):
-            conn = self.engine.connect()
+            return self._reconnect().run(attempt)
+
+    @contextmanager
+    def _transaction(self, waiting: BusyWait) -> Iterator[Connection]:
+        """``transaction`` with the driver's errors as they are."""
+        conn = self._reconnect().run(lambda: self._begin(waiting))
         try:
-            with self.errors(waiting):
-                waiting.run(conn.begin)
-                if self.kind == "PostgreSQL":
-                    conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
+            yield conn
+            conn.commit()
+        except BaseException:
             try:
-                yield conn
-                with self.errors():
-                    conn.commit()
-            except BaseException as exc:
-                try:
-                    conn.rollback()
-                except Exception:  # a dead connection: the server rolled back already
-                    pass
-                if isinstance(exc, (SQLAlchemyError, sqlite3.Error)) or _is_driver_error(exc):
-                    raise self.error(exc) from None
-                raise
+                conn.rollback()
+            except Exception:  # a dead connection: the server rolled back already
+                pass
+            raise
         finally:
             try:
                 conn.close()
             except Exception:
                 pass
+
+    def _begin(self, waiting: BusyWait) -> Connection:
+        """A connection in a write transaction holding the write lock (nothing done yet: safe to repeat)."""
+        conn = self.engine.connect()
+        try:
+            waiting.run(conn.begin)
+            if self.kind == "PostgreSQL":
+                conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
+        except BaseException:
+            try:
+                conn.close()
+            except Exception:
+                pass
+            raise
+        return conn
 
     def connect(self) -> Connection:
         """A connection for reads and lone statements (each its own transaction); close it after use.
@@ -446,7 +568,9 @@ class Database:
 
     def query(self, statement: Any, params: Any = None) -> list[Any]:
         """Run one statement (a Core statement, or SQL text with ``:name`` parameters) as its own
-        transaction and return its rows (none for a statement without a result).
+        transaction and return its rows (none for a statement without a result). A statement
+        whose connection was lost runs again once the server answers: reads and writes that are
+        safe to repeat only (an upsert, an update to fixed values); others go through ``write``.
 
         Raises:
             LogError: a database failure.
@@ -455,14 +579,21 @@ class Database:
         if isinstance(statement, str):
             statement = text(statement)
         waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
-        with self.errors(waiting), self._lone.connect() as conn:
-            # busy: the statement did nothing, so it is safe to run again
-            return waiting.run(lambda: _rows(conn.execute(statement, params)))
+
+        def attempt() -> list[Any]:
+            with self._lone.connect() as conn:
+                # busy: the statement did nothing, so it is safe to run again
+                return waiting.run(lambda: _rows(conn.execute(statement, params)))
+
+        with self.errors(waiting):
+            return self._reconnect().run(attempt)  # lost: reads and idempotent writes only (see above)
 
     def run(self, prepared: Prepared, params: dict) -> list[tuple]:
         """Run a prepared statement as its own transaction (autocommit) on the driver's cursor of
         this thread's held connection (``_Held``); returns its rows (none for a statement without
-        a result).
+        a result). A lost connection is replaced and the statement run again (``Reconnect``): the
+        prepared statements are safe to repeat (an INSERT keyed by a fresh id, whose repeat
+        finding the id taken means the lost attempt committed; an UPDATE of open takes only).
 
         Raises:
             LogError: a database failure.
@@ -479,13 +610,20 @@ class Database:
             cursor = driver.execute(sql, values)
             return cursor.fetchall() if cursor.description else []
 
-        with self.errors(waiting):
+        reconnect = self._reconnect()
+
+        def attempt() -> list[tuple]:
             driver = self._held.get(self.engine, postgres).driver_connection
             try:
                 return waiting.run(lambda: step(driver))
-            except BaseException:
+            except BaseException as exc:
                 self._held.drop(postgres)  # a broken or interrupted connection is never reused
+                if reconnect.lost and prepared.statement.is_insert and _is_duplicate(exc):
+                    return []  # its key is fresh (a take id): the attempt cut off committed it
                 raise
+
+        with self.errors(waiting):
+            return reconnect.run(attempt)
 
     def check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (on PostgreSQL: that the tables answer); returns ``'ok'``.

@@ -170,33 +170,41 @@ class TakeTable:
             design, backend=backend, prompt_spec=prompt_spec, experiment=experiment, cell=cell, **where
         )
         recovery.hold(take)
+
+        def claim_cell(conn: Any) -> Take | None:
+            holder = self._holder(conn, experiment, cell)
+            if holder == take.take_id:  # run again after a lost connection: the lost attempt committed
+                return take
+            if holder is not None:
+                return None
+            conn.execute(insert(takes), row)
+            claim = dialect_insert(conn.dialect.name, cell_claims).values(
+                experiment=experiment, cell=cell, take_id=take.take_id, claimed_at=row["started_at"]
+            )
+            conn.execute(
+                claim.on_conflict_do_update(
+                    index_elements=["experiment", "cell"],
+                    set_={"take_id": claim.excluded.take_id, "claimed_at": claim.excluded.claimed_at},
+                )
+            )
+            return take
+
         try:
-            with self._db.transaction() as conn:  # BEGIN IMMEDIATE: one claimant at a time, across processes
-                if self._held(conn, experiment, cell):
-                    recovery.release(take.take_id)
-                    return None
-                conn.execute(insert(takes), row)
-                claim = dialect_insert(conn.dialect.name, cell_claims).values(
-                    experiment=experiment, cell=cell, take_id=take.take_id, claimed_at=row["started_at"]
-                )
-                conn.execute(
-                    claim.on_conflict_do_update(
-                        index_elements=["experiment", "cell"],
-                        set_={"take_id": claim.excluded.take_id, "claimed_at": claim.excluded.claimed_at},
-                    )
-                )
+            claimed = self._db.write(claim_cell)  # BEGIN IMMEDIATE: one claimant at a time, across processes
         except BaseException:
             recovery.release(take.take_id)
             raise
-        return take
+        if claimed is None:
+            recovery.release(take.take_id)
+        return claimed
 
-    def _held(self, conn: Any, experiment: str, cell: str) -> bool:
-        """Whether a take holds the cell: its claimant (or, for takes from before claims, any
-        take of the cell) is ok, may hold a voice, or is pending. A pending take whose writer
-        is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
+    def _holder(self, conn: Any, experiment: str, cell: str) -> str | None:
+        """The id of the take that holds the cell, if one does: its claimant (or, for takes from
+        before claims, any take of the cell) is ok, may hold a voice, or is pending. A pending take
+        whose writer is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
         holder = conn.execute(_HOLDER, {"experiment": experiment, "cell": cell}).fetchone()
         if holder is None:
-            return False
+            return None
         holder = holder[1:]
         if holder[5] == "pending":
             stale = recovery.is_stale(
@@ -216,7 +224,7 @@ class TakeTable:
                         error_message=recovery.abandoned_message(holder[1], holder[2]),
                     )
                 )
-        return True
+        return holder[0]
 
     def _new(self, design: VoiceDesign, *, backend: str, prompt_spec: Any, **where: Any) -> tuple[Take, dict]:
         """A new pending Take and its row (with this process as the writer)."""
@@ -319,8 +327,8 @@ class TakeTable:
         else:  # check-then-write: under the write lock, so two adoptions of one voice are serialised
             other = takes.alias("other")
             statement = prepared.statement.where(~exists().where(other.c.voice_id == unique_voice))
-            with self._db.transaction() as conn:
-                rows = list(conn.execute(statement, params).fetchall())
+            # run again after a lost connection: a committed adoption leaves no open take to update
+            rows = self._db.write(lambda conn: list(conn.execute(statement, params).fetchall()))
         recovery.release(take_id)
         if not rows:
             return self._settled_first(take_id, unique_voice)
@@ -360,12 +368,15 @@ class TakeTable:
     def set_metrics(self, take_id: str, metrics: dict) -> Take:
         """Merge measurements into a take's (see ``ExperimentLog.set_metrics``)."""
         new = clean_metrics(metrics)
-        with self._db.transaction() as conn:
+
+        def merge(conn: Any) -> Take:  # safe to run again: merging the same figures twice is merging them once
             row = conn.execute(select(takes.c.metrics).where(takes.c.take_id == take_id)).fetchone()
             if row is None:
                 raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
             merged = {**json.loads(row[0] or "{}"), **new}
             return self.update(conn, take_id, {"metrics": dumps_or_null(merged)})
+
+        return self._db.write(merge)
 
     def set_voice_status(self, statuses: dict[str, str]) -> int:
         """Record voices' statuses; returns how many takes changed (see ``ExperimentLog``)."""
