@@ -189,6 +189,10 @@ class Bundles:
                 merged).
         """
         path = Path(path).expanduser().absolute()
+        # Everything but the conflict check and the inserts runs before the write lock is taken, so
+        # a big bundle holds up other writers only for its inserts: reading and checking the bundle,
+        # converting its rows, a first conflict check (a read), and unpacking its audio into the
+        # store (files first: rows never name missing audio; a bundle refused here unpacks nothing).
         rows, audio = _read_bundle(path)
         try:
             takes = [Take.from_dict(d) for d in rows["takes.json"]]
@@ -199,15 +203,15 @@ class Bundles:
         absent = sorted(n for n in named if n not in audio and not self._store.exists(n))
         if absent:
             raise LogError(path, f"names audio it does not hold ({', '.join(absent[:3])}); nothing was merged")
+        tables = (annotations, utterances, ratings)
         try:
-            with self._db.transaction() as conn:
-                problems = self._problems(conn, takes, annotations, utterances, ratings)
-                if problems:
-                    raise _Refused("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" * (len(problems) > 5)))
-                added_files = 0
-                for name, data in audio.items():  # files first: rows must never name missing audio
-                    added_files += self._store.put_bytes(name, data)
-                counts = self._merge(conn, takes, annotations, utterances, ratings)
+            take_rows = {t.take_id: self._imported_row(t) for t in takes}
+            with self._db.errors(), self._db.connect() as conn:  # a read: other writers go on
+                _refuse(self._problems(conn, take_rows, *tables))
+            added_files = sum(self._store.put_bytes(name, data) for name, data in audio.items())
+            with self._db.transaction() as conn:  # the write lock: the check again (a writer may have
+                _refuse(self._problems(conn, take_rows, *tables))  # added a row meanwhile), the inserts
+                counts = self._merge(conn, take_rows, *tables)
         except _Refused as exc:
             raise LogError(path, f"{exc}; nothing was merged") from None
         except (ValueError, TypeError, KeyError) as exc:
@@ -215,12 +219,22 @@ class Bundles:
         counts["audio_files"] = added_files
         return counts
 
+    def _imported_row(self, take: Take) -> dict:
+        """A bundle's take as the row to insert (a take pending when exported arrives interrupted)."""
+        row = self._rows.to_row(take)
+        if row["status"] == "pending":
+            row.update(
+                status="interrupted",
+                error_code="Interrupted",
+                error_message="pending when its bundle was exported; no outcome was recorded",
+            )
+        return row
+
     def _problems(
-        self, conn: Connection, takes: list[Take], annotations: list[dict], utterances: list[dict], ratings
+        self, conn: Connection, rows: dict[str, dict], annotations: list[dict], utterances: list[dict], ratings
     ) -> list[str]:
         """Rows that conflict with this log (same id, other content) or refer to no known take."""
         problems = []
-        rows = {t.take_id: self._rows.to_row(t) for t in takes}
         stored = _stored(conn, "takes", "take_id", (*TAKE_IDENTITY, "status", "voice_id"), list(rows))
         for index, (take_id, row) in enumerate(rows.items()):
             old = stored.get(take_id)
@@ -256,23 +270,16 @@ class Bundles:
         return problems
 
     def _merge(
-        self, conn: Connection, takes: list[Take], annotations: list[dict], utterances: list[dict], ratings
+        self, conn: Connection, rows: dict[str, dict], annotations: list[dict], utterances: list[dict], ratings
     ) -> dict[str, int]:
         counts = {"takes": 0, "takes_updated": 0, "annotations": 0, "utterances": 0, "ratings": 0}
-        for take in takes:
-            row = self._rows.to_row(take)
-            if row["status"] == "pending":
-                row.update(
-                    status="interrupted",
-                    error_code="Interrupted",
-                    error_message="pending when its bundle was exported; no outcome was recorded",
-                )
+        for take_id, row in rows.items():
             inserted = _insert(conn, "takes", row)
             counts["takes"] += inserted
             if not inserted and row["status"] in FINAL_STATUSES:
                 counts["takes_updated"] += conn.execute(
                     update(schema.takes)
-                    .where(schema.takes.c.take_id == take.take_id, schema.takes.c.status.not_in(("ok", "failed")))
+                    .where(schema.takes.c.take_id == take_id, schema.takes.c.status.not_in(("ok", "failed")))
                     .values({c: row[c] for c in _OUTCOME_COLUMNS})
                 ).rowcount
         touched = set()
@@ -290,6 +297,12 @@ class Bundles:
 
 class _Refused(Exception):
     """Raised inside the import transaction to roll it back; becomes a LogError naming the bundle."""
+
+
+def _refuse(problems: list[str]) -> None:
+    """Raise ``_Refused`` listing the first few ``problems``, if there are any."""
+    if problems:
+        raise _Refused("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" * (len(problems) > 5)))
 
 
 def _stored(conn: Connection, table: str, key: str, columns: tuple[str, ...], ids: list[str]) -> dict:
