@@ -308,6 +308,7 @@ class Database:
             self._lone = self.engine.execution_options(log_begin=None)
         self._held = _Held()
         self._postgres = self.kind == "PostgreSQL"
+        self._what = str(self.path)
         _ENGINES.add(self.engine)
 
     def __repr__(self) -> str:
@@ -491,7 +492,7 @@ class Database:
         """Run a prepared statement as its own transaction (autocommit) on this thread's held
         connection (``_Held``: sqlite3's execute shortcut, or the psycopg cursor kept with it);
         returns its rows (none for a statement without a result). A step SQLite answers busy did
-        nothing and is run again (``BusyWait``); only then is a waiter made.
+        nothing and is run again (``BusyWait``).
 
         Raises:
             LogError: a database failure.
@@ -500,8 +501,8 @@ class Database:
         postgres = self._postgres
         compiled = prepared.compiled(self.engine.dialect.name)
         sql, values = compiled.sql, compiled.params(params)
-        waiting: BusyWait | None = None
-        try:
+        waiting = BusyWait(self.busy_timeout_s, what=self._what)
+        with self.errors(waiting):
             executor = self._held.executor(self.engine, postgres)
             try:
                 if postgres:
@@ -512,17 +513,10 @@ class Database:
                 except sqlite3.Error as exc:
                     if not is_busy(exc):
                         raise
-                    waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
                     return waiting.run(lambda: executor.execute(sql, values).fetchall())
             except BaseException:
                 self._held.drop(postgres)  # a broken or interrupted connection is never reused
                 raise
-        except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise self.error(exc, waiting.elapsed if waiting and waiting.elapsed else None) from None
-        except Exception as exc:
-            if _is_driver_error(exc):
-                raise self.error(exc) from None
-            raise
 
     def check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (on PostgreSQL: that the tables answer); returns ``'ok'``.
