@@ -28,13 +28,14 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cosyvoice_lab import files
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.catalog import SYNTH_FORMATS
 from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.database import Prepared
 from cosyvoice_lab.log.schema import audio as audio_table
 
 if TYPE_CHECKING:
@@ -232,6 +233,15 @@ class AudioStore:
         return self._prefix + name
 
 
+# The write path's insert (one per preview): compiled once, run on the held connection (``Database.run``).
+_PUT = Prepared(
+    pg_insert(audio_table)
+    .values(sha256=bindparam("sha256"), name=bindparam("name"), data=bindparam("data"))
+    .on_conflict_do_nothing()
+    .returning(audio_table.c.sha256)
+)
+
+
 class TableAudioStore:
     """The audio of a log on PostgreSQL: the ``audio`` table of its database (``AudioStore``'s
     interface and names; ``path(name)`` is the name, since there is no file).
@@ -312,9 +322,7 @@ class TableAudioStore:
 
     def _write(self, name: str, data: bytes) -> bool:
         # A lone statement commits before the row that names the audio is written.
-        statement = pg_insert(audio_table).values(sha256=_sha(name), name=name, data=data)
-        added = self._db.query(statement.on_conflict_do_nothing().returning(audio_table.c.sha256))
-        return bool(added)
+        return bool(self._db.run(_PUT, {"sha256": _sha(name), "name": name, "data": data}))
 
     def read_bytes(self, name: str, *, what: str = "the audio") -> bytes:
         """The bytes stored under ``name``. Raises LogError: invalid name, or not in the database."""

@@ -38,6 +38,7 @@ prepared write statements (``run``) use one pooled connection each writer thread
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import random
 import sqlite3
@@ -206,31 +207,45 @@ class Prepared:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
     def sql(self, dialect: Any) -> str:
         """The statement's text in ``dialect`` (SQLite's ``?`` or psycopg's ``%s`` style)."""
-        return self.compiled(dialect)[0]
+        return self.compiled(dialect.name).sql
 
-    def compiled(self, dialect: Any) -> tuple[str, tuple[str, ...]]:
-        """The statement's text with positional parameters, and the names they take, in order."""
-        found = self._compiled.get(dialect.name)
+    def compiled(self, name: str) -> _Compiled:
+        """The statement compiled for the dialect named ``name`` (``sqlite`` or ``postgresql``)."""
+        found = self._compiled.get(name)
         if found is None:
-            if dialect.name == "sqlite":
+            if name == "sqlite":
                 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-                dialect = SQLiteDialect_pysqlite(paramstyle="qmark")
+                dialect: Any = SQLiteDialect_pysqlite(paramstyle="qmark")
             else:
                 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
                 dialect = PGDialect_psycopg(paramstyle="format")
-            compiled = self.statement.compile(dialect=dialect)
-            found = self._compiled[dialect.name] = (str(compiled), tuple(compiled.positiontup or ()))
+            found = self._compiled[name] = _Compiled(self.statement.compile(dialect=dialect))
         return found
 
     def params(self, dialect: Any, values: dict) -> tuple:
         """``values`` (by name) as the tuple the statement's positional parameters take."""
-        return tuple(values[name] for name in self.compiled(dialect)[1])
+        return self.compiled(dialect.name).params(values)
+
+
+class _Compiled:
+    """A statement's text with positional parameters, how to take them from a dict (by name, in
+    C: ``itemgetter``), and whether it returns rows (a RETURNING clause, a SELECT)."""
+
+    __slots__ = ("names", "params", "returns_rows", "sql")
+
+    def __init__(self, compiled: Any) -> None:
+        self.sql: str = str(compiled)
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        getter = operator.itemgetter(*self.names) if self.names else (lambda _: ())
+        self.params: Callable[[dict], tuple] = (lambda v: (getter(v),)) if len(self.names) == 1 else getter
+        dml = compiled.isinsert or compiled.isupdate or compiled.isdelete
+        self.returns_rows = bool(compiled.effective_returning) if dml else True
 
 
 class _Held:
@@ -254,11 +269,23 @@ class _Held:
         self._open = []
         self._lock = threading.Lock()  # another thread may have held it at the fork
 
+    def executor(self, engine: Engine, postgres: bool) -> Any:
+        """What runs this thread's statements: the held sqlite3 connection (its ``execute`` makes
+        and drops a cursor in C) or one psycopg cursor kept with the held connection."""
+        local = self._local
+        executor = getattr(local, "executor", None)
+        if executor is not None and local.pid == os.getpid() and local.raw.dbapi_connection is not None:
+            return executor
+        driver = self.get(engine, postgres).driver_connection
+        local.executor = driver.cursor() if postgres else driver
+        return local.executor
+
     def get(self, engine: Engine, postgres: bool) -> Any:
         raw = getattr(self._local, "raw", None)
         pid = os.getpid()
         if raw is not None and self._local.pid == pid and raw.dbapi_connection is not None:
             return raw
+        self._local.executor = None
         raw = engine.raw_connection()
         if postgres:  # one round trip per statement; this connection runs nothing else
             raw.driver_connection.autocommit = True  # type: ignore[union-attr]
@@ -274,7 +301,7 @@ class _Held:
     def drop(self, postgres: bool) -> None:
         """Give this thread's connection back (after a failure: the next statement takes a fresh one)."""
         raw = getattr(self._local, "raw", None)
-        self._local.raw = None
+        self._local.raw = self._local.executor = None
         if raw is None or self._local.pid != os.getpid():
             return
         with self._lock:
@@ -361,6 +388,8 @@ class Database:
             self.engine = self._sqlite_engine()
             self._lone = self.engine.execution_options(log_begin=None)
         self._held = _Held()
+        self._postgres = self.kind == "PostgreSQL"
+        self._what = str(self.path)
         _ENGINES.add(self.engine)
 
     def __repr__(self) -> str:
@@ -487,7 +516,7 @@ class Database:
             raise LogError(self.path, "this ExperimentLog is closed")
 
     def _reconnect(self) -> Reconnect:
-        return Reconnect(self.reconnect_timeout_s, what=str(self.path))
+        return Reconnect(self.reconnect_timeout_s, what=self._what)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -589,33 +618,36 @@ class Database:
             return self._reconnect().run(attempt)  # lost: reads and idempotent writes only (see above)
 
     def run(self, prepared: Prepared, params: dict) -> list[tuple]:
-        """Run a prepared statement as its own transaction (autocommit) on the driver's cursor of
-        this thread's held connection (``_Held``); returns its rows (none for a statement without
-        a result). A lost connection is replaced and the statement run again (``Reconnect``): the
-        prepared statements are safe to repeat (an INSERT keyed by a fresh id, whose repeat
-        finding the id taken means the lost attempt committed; an UPDATE of open takes only).
+        """Run a prepared statement as its own transaction (autocommit) on this thread's held
+        connection (``_Held``: sqlite3's execute shortcut, or the psycopg cursor kept with it);
+        returns its rows (none for a statement without a result). A step SQLite answers busy did
+        nothing and is run again (``BusyWait``). A lost connection is replaced and the statement
+        run again (``Reconnect``): the prepared statements are safe to repeat (an INSERT keyed by a
+        fresh id, whose repeat finding the id taken means the lost attempt committed; an UPDATE of
+        open takes only).
 
         Raises:
             LogError: a database failure.
         """
         self._check_open()
-        dialect = self.engine.dialect
-        sql, values = prepared.sql(dialect), prepared.params(dialect, params)
-        waiting = BusyWait(self.busy_timeout_s, what=str(self.path))
-        postgres = self.kind == "PostgreSQL"
-
-        def step(driver: Any) -> list[tuple]:
-            if not postgres:  # sqlite3's own shortcut: one cursor, made and dropped in C
-                return driver.execute(sql, values).fetchall()
-            cursor = driver.execute(sql, values)
-            return cursor.fetchall() if cursor.description else []
-
+        postgres = self._postgres
+        compiled = prepared.compiled(self.engine.dialect.name)
+        sql, values = compiled.sql, compiled.params(params)
+        waiting = BusyWait(self.busy_timeout_s, what=self._what)
         reconnect = self._reconnect()
 
         def attempt() -> list[tuple]:
-            driver = self._held.get(self.engine, postgres).driver_connection
+            executor = self._held.executor(self.engine, postgres)
             try:
-                return waiting.run(lambda: step(driver))
+                if postgres:
+                    executor.execute(sql, values)
+                    return executor.fetchall() if compiled.returns_rows else []
+                try:
+                    return executor.execute(sql, values).fetchall()
+                except sqlite3.Error as exc:
+                    if not is_busy(exc):
+                        raise
+                    return waiting.run(lambda: executor.execute(sql, values).fetchall())
             except BaseException as exc:
                 self._held.drop(postgres)  # a broken or interrupted connection is never reused
                 if reconnect.lost and prepared.statement.is_insert and _is_duplicate(exc):
