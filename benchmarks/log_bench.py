@@ -97,7 +97,7 @@ def grow(log: ExperimentLog, total: int) -> None:
             shifted[c] = f"strftime('%Y-%m-%dT%H:%M:%S', {c}, '+{day} days') || substr({c}, 20)"
         copied = ", ".join(shifted.get(c, c) for c in columns)
         with log.db.transaction() as conn:
-            conn.execute(
+            conn.exec_driver_sql(
                 f"INSERT INTO takes ({', '.join(columns)}) SELECT {copied} FROM takes "
                 f"WHERE rowid <= {first} ORDER BY rowid LIMIT {min(first, total - have)}"
             )

@@ -106,7 +106,11 @@ HOSTILE = {
     "played is 1": ("takes.json", each_row(played=1), "played must be true or false"),
     "unknown status": ("takes.json", each_row(status="done"), "status must be one of"),
     "unknown backend": ("takes.json", each_row(backend="elsewhere"), "backend must be one of"),
-    "unknown model": ("takes.json", in_design(target_model="gpt-4o"), "target_model must be a CosyVoice model"),
+    "unknown model": (
+        "takes.json",
+        in_design(target_model="gpt-4o"),
+        "target_model must be a design family's target model",
+    ),
     "html in the take id": ("takes.json", each_row(take_id="<script>alert(1)</script>"), "take_id must be 32"),
     "voice id of another shape": ("takes.json", each_row(voice_id="None"), "voice_id must be a designed voice id"),
     "started_at not a time": ("takes.json", each_row(started_at="yesterday"), "started_at must be an ISO 8601"),
@@ -272,6 +276,24 @@ def test_a_newer_model_of_the_contracts_shape_and_odd_but_valid_values_merge(bun
     assert "cosyvoice-v4-flash" in set(df["target_model"].astype(object)) and df["voice_id"].isna().sum() == 3
 
 
+def test_a_take_of_every_design_family_is_accepted(bundle, theirs, tmp_path):
+    qwen = catalog.FAMILIES[catalog.QWEN_FAMILY]
+    voices = ["qwen-tts-vd-warm_1-voice-20251210145409-a1b2", "qwen-tts-vd-x-voice-20250812105009984-838b", None]
+    fine = rewrite(
+        bundle,
+        tmp_path / "qwen.zip",
+        "takes.json",
+        lambda rows: [
+            {**r, "design": {**r["design"], "target_model": model, "language": "de"}, "voice_id": v}
+            for r, model, v in zip(rows, qwen.target_models, voices, strict=True)
+        ],
+    )
+    assert theirs.import_bundle(fine)["takes"] == 3
+    df = theirs.df
+    assert set(qwen.target_models) <= set(df["target_model"].astype(object))
+    assert set(voices[:2]) <= set(df["voice_id"].dropna().astype(object))
+
+
 # --- the validator on random rows ------------------------------------------------------------------
 
 _json = st.recursive(
@@ -323,8 +345,10 @@ def test_one_bad_metric_or_an_unholdable_time_in_the_log_does_not_stop_its_reade
     the whole log. The bad value is missing; every other value reads."""
     theirs.import_bundle(bundle)
     take = theirs.takes(experiment="exp")[0]
-    theirs.db.query("UPDATE takes SET metrics = ? WHERE take_id = ?", ('{"f0": "high"}', take.take_id))
-    theirs.db.query("UPDATE takes SET finished_at = '2263-01-01T00:00:00.000000Z' WHERE take_id = ?", (take.take_id,))
+    theirs.db.query("UPDATE takes SET metrics = :m WHERE take_id = :id", {"m": '{"f0": "high"}', "id": take.take_id})
+    theirs.db.query(
+        "UPDATE takes SET finished_at = '2263-01-01T00:00:00.000000Z' WHERE take_id = :id", {"id": take.take_id}
+    )
     df = theirs.df
     assert df["m_f0"].dtype == "float64"
     assert df.loc[df.take_id == take.take_id, "m_f0"].isna().all()

@@ -58,8 +58,9 @@ from test_log import (  # noqa: F401  (re-collected here, on both backends)
 from cosyvoice_lab import folders
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log import migrations
-from cosyvoice_lab.log.dialect import is_url, redact_url, translate
+from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.experiment_log import ExperimentLog
+from cosyvoice_lab.log.urls import is_url, redact_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,14 +102,14 @@ def test_a_url_opens_a_database_log_at_the_latest_version(pg_log_url, tmp_path):
 
 
 def test_each_migration_step_from_every_earlier_version_on_postgres(pg_server):
-    from cosyvoice_lab.log.postgres import PgDatabase
-
-    for start in range(migrations.SCHEMA_VERSION + 1):
-        db = PgDatabase(pg_server.new_database())
-        conn = db.connection()
-        assert migrations.migrate(conn, db.path, target=start, books=db) == start
-        assert migrations.version(conn, db) == start
-        assert migrations.migrate(conn, db.path, books=db) == migrations.SCHEMA_VERSION
+    for start in range(1, migrations.SCHEMA_VERSION + 1):
+        url = pg_server.new_database()
+        assert migrations.upgrade(Database(url), target=f"{start:04d}") == start
+        with _raw(url) as raw:
+            assert raw.execute("SELECT version FROM log_schema").fetchall() == [(start,)]
+            assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(f"{start:04d}",)]
+        db = Database(url)
+        assert migrations.upgrade(db) == migrations.SCHEMA_VERSION and db.check() == "ok"
         db.close()
 
 
@@ -161,19 +162,22 @@ def test_only_database_urls_are_urls():
     assert not is_url("lab-data") and not is_url(Path("postgresql:")) and not is_url("sqlite:///x")
 
 
-def test_the_dialect_rewrites_only_what_differs():
-    assert translate("SELECT a FROM t WHERE b = ? AND c LIKE '%?%' -- it's\n") == (
-        "SELECT a FROM t WHERE b = %s AND c LIKE '%?%' \n"
-    )
-    assert translate("SELECT 1 WHERE x LIKE 'a' || ?") == "SELECT 1 WHERE x LIKE 'a' || %s"
-    assert translate("INSERT OR IGNORE INTO c (a) SELECT a FROM t ORDER BY a").endswith(
-        "ORDER BY a ON CONFLICT DO NOTHING"
-    )
-    ddl = translate("CREATE TABLE t (x REAL, y BLOB, -- a 'quoted' comment\n z TEXT)")
-    assert "rowid BIGINT GENERATED ALWAYS AS IDENTITY" in ddl and "DOUBLE PRECISION" in ddl and "BYTEA" in ddl
-    assert translate("SELECT 1 FROM json_each(takes.tags) WHERE value = ?") == (
-        "SELECT 1 FROM json_array_elements_text(CAST(takes.tags AS json)) AS j_(value) WHERE value = %s"
-    )
+def test_what_the_databases_spell_differently_is_compiled_per_dialect_not_rewritten():
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from cosyvoice_lab.log.functions import json_has, json_pack, seconds_between
+    from cosyvoice_lab.log.schema import takes
+
+    query = select(json_pack(takes.c.status, takes.c.region), seconds_between(takes.c.finished_at, takes.c.started_at))
+    query = query.where(json_has(takes.c.tags, "warm"))
+    on_sqlite, on_pg = (str(query.compile(dialect=d.dialect())) for d in (sqlite, postgresql))
+    assert "json_array(takes.status, takes.region)" in on_sqlite and "julianday" in on_sqlite
+    assert "json_each(takes.tags)" in on_sqlite and "?" in on_sqlite
+    assert "json_build_array(takes.status, takes.region)" in on_pg and "EXTRACT(EPOCH" in on_pg
+    assert "jsonb_build_array" in on_pg and "%(" in on_pg
+    log_sources = (REPO / "cosyvoice_lab" / "log").rglob("*.py")
+    assert not [p for p in log_sources if "translate(" in p.read_text() or p.name in ("dialect.py", "postgres.py")]
 
 
 def test_a_folder_log_never_loads_the_database_driver(tmp_path):
@@ -357,3 +361,29 @@ def test_lab_and_cli_open_a_database_log(pg_log_url, tmp_path, monkeypatch):
         assert main([*args, "--folder", str(tmp_path / "local"), "--log", pg_log_url]) == 0
     with ExperimentLog(os.environ[folders.LOG_ENV]) as log:
         assert len(log) == 1 and log.takes()[0].ok
+
+
+def _record_in_child(log, results) -> None:
+    try:
+        results.put(ok_take(log, EN).take_id)  # the parent's held connection is neither used nor closed
+    except Exception as exc:
+        results.put(repr(exc))
+
+
+def test_a_forked_child_writes_on_its_own_connections_and_the_parents_keep_working(log):
+    """Each writer thread holds one pooled connection for a take's two statements: a child forked
+    while the parent holds it takes its own; the parent's still works after the child exits."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ok_take(log, EN)  # this thread now holds a connection
+    held = len(log) and log.db.open_connections  # and the pool one for reads
+    for _ in range(3):
+        results = ctx.Queue()
+        child = ctx.Process(target=_record_in_child, args=(log, results))
+        child.start()
+        got = results.get(timeout=120)
+        child.join(timeout=120)
+        assert child.exitcode == 0 and len(got) == 32, got
+        ok_take(log, EN)
+    assert len(log) == 7 and log.db.open_connections == held

@@ -18,6 +18,7 @@ import pytest
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.log import migrations
+from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.experiment_log import ExperimentLog
 from cosyvoice_lab.offline import serve
 
@@ -209,9 +210,9 @@ def test_cleanup_names_the_prefixs_voices_the_log_does_not_know_orphans(sim, tmp
 def test_migrating_a_version_2_log_claims_its_cells_by_their_best_take(tmp_path):
     folder = tmp_path / "old"
     folder.mkdir()
-    path = folder / "log.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    assert migrations.migrate(conn, path, target=2) == 2
+    db = Database(folder)
+    assert migrations.upgrade(db, target="0002") == 2
+    conn = sqlite3.connect(db.path, isolation_level=None)
     rows = [  # (take_id, status, cell, started_at)
         ("a" * 32, "ok", "k|r0", "2025-01-01T00:00:00.000000Z"),
         ("b" * 32, "failed", "k|r0", "2025-01-01T00:00:09.000000Z"),  # later, but failed
@@ -227,7 +228,7 @@ def test_migrating_a_version_2_log_claims_its_cells_by_their_best_take(tmp_path)
         )
     conn.close()
     with ExperimentLog(folder) as log:
-        assert log.schema_version == migrations.SCHEMA_VERSION
+        assert log.schema_version == migrations.SCHEMA_VERSION >= 4
         claims = dict(log.db.query("SELECT cell, take_id FROM cell_claims WHERE experiment = 'e'"))
         assert claims == {"k|r0": "a" * 32, "k|r1": "c" * 32}
         design = log.get("a" * 32).design

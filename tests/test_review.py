@@ -81,7 +81,7 @@ def test_a_bundle_cannot_silently_reseed_a_recorded_blind_round(tmp_path, log):
         assert {t: rebuilt.label(t) for t in ids} == labels
 
 
-# --- PostgreSQL: the log's SQL translated (log/dialect.py, log/postgres.py) --------------------------
+# --- PostgreSQL: SQL text through the log's query (SQLAlchemy's text(), :name parameters) ------------
 def test_a_percent_in_a_statement_without_parameters_works_on_postgresql(pg_log_url):
     with ExperimentLog(pg_log_url) as team:
         assert team.db.query("SELECT 7 % 3") == [(1,)]
@@ -89,14 +89,7 @@ def test_a_percent_in_a_statement_without_parameters_works_on_postgresql(pg_log_
 
 def test_a_percent_inside_a_string_literal_works_with_parameters_on_postgresql(pg_log_url):
     with ExperimentLog(pg_log_url) as team:
-        assert team.db.query("SELECT '50%' || ?", ("!",)) == [("50%!",)]
-
-
-def test_column_types_are_translated_whatever_their_case_on_postgresql(pg_log_url):
-    with ExperimentLog(pg_log_url) as team:
-        team.db.query("CREATE TABLE review_probe (x real, b blob)")
-        team.db.query("INSERT INTO review_probe (x, b) VALUES (?, ?)", (0.1, b"\x00"))
-        assert team.db.query("SELECT x FROM review_probe") == [(0.1,)]
+        assert team.db.query("SELECT '50%' || :x", {"x": "!"}) == [("50%!",)]
 
 
 def test_a_password_given_in_the_query_never_reaches_an_error_message(tmp_path):
@@ -122,29 +115,11 @@ def test_a_take_pickled_from_a_database_log_does_not_carry_the_password(pg_log_u
         assert pickle.loads(pickled).audio == take.audio  # this process opened the log: it reconnects
 
 
-def test_the_dialect_doubles_percent_only_with_parameters_and_rewrites_any_case_outside_quotes():
-    from cosyvoice_lab.log.dialect import translate
-
-    assert translate("SELECT 7 % 3") == "SELECT 7 % 3"
-    assert translate("SELECT 7 % ?, '50%' || ?", True) == "SELECT 7 %% %s, '50%%' || %s"
-    ddl = translate("CREATE TABLE t (x real, y Blob, z TEXT DEFAULT 'real blob', \"blob\" TEXT)")
-    assert "x DOUBLE PRECISION, y BYTEA" in ddl and "'real blob'" in ddl and '"blob" TEXT' in ddl
-    assert translate("SELECT Lower(HEX( randomblob(16) ))") == "SELECT md5(random()::text || clock_timestamp()::text)"
-    assert translate("SELECT 'lower(hex(randomblob(16)))'") == "SELECT 'lower(hex(randomblob(16)))'"
-
-
-def test_lower_case_types_and_functions_work_on_postgresql(pg_log_url):
-    with ExperimentLog(pg_log_url) as team:
-        [(made,)] = team.db.query("SELECT lower(hex(randomblob(16))) || ?", ("",))
-        assert len(made) == 32 and int(made, 16) >= 0
-        assert team.db.query("SELECT '%' || ? || '%', 100 % 7", ("x",)) == [("%x%", 2)]
-
-
 @given(st.text(min_size=1, max_size=20))
 def test_no_form_of_a_password_survives_redaction(password):
     from urllib.parse import quote, unquote
 
-    from cosyvoice_lab.log.dialect import redact_url, url_secrets, without_password
+    from cosyvoice_lab.log.urls import redact_url, url_secrets, without_password
 
     secret = "SECRET-" + password
     for typed in (quote(secret, safe=""), quote(secret, safe="%")):

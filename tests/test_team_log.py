@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
@@ -173,7 +174,7 @@ def test_a_destination_holding_another_take_under_a_copied_id_is_refused_whole(t
         first = src.takes()[0].take_id
         late = src.start(DESIGN, backend="offline", experiment="later")
     with ExperimentLog(any_log) as dst, dst.db.transaction() as conn:
-        conn.execute("UPDATE takes SET voice_prompt = 'someone else' WHERE take_id = ?", (first,))
+        conn.execute(text("UPDATE takes SET voice_prompt = 'someone else' WHERE take_id = :id"), {"id": first})
     with pytest.raises(LogError, match=f"take {first} \\(voice_prompt\\).*nothing was copied"):
         copy_log(tmp_path / "src", any_log)
     with ExperimentLog(any_log) as dst:

@@ -283,9 +283,16 @@ def cmd_compare(args) -> int:
         print(comp.pivot().to_string())
     if comp.interrupted or not measured:
         return EXIT_INTERRUPTED
+    if run and run.raised:  # e.g. a full disk: the voice may exist, its row was left unsettled
+        print(
+            f"{run.raised} take(s) whose outcome the log could not record; the next compare of this "
+            "experiment adopts the voices they may have made",
+            file=sys.stderr,
+        )
     # this run's takes only (a resumed compare answers for what it sent); None: a cell held elsewhere
     sent = [lab.log.get(t.take_id) for t in (lab.last_run.results if lab.last_run else []) if t is not None]
-    return _exit_code(sent)
+    code = _exit_code(sent)
+    return EXIT_FAILED if code == EXIT_OK and run and run.raised else code
 
 
 def _measures_written(lab) -> bool:

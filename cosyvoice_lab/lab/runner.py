@@ -34,6 +34,7 @@ class RunResult(Generic[T]):
 
     results: list[T] = field(default_factory=list)
     failed: int = 0
+    raised: int = 0  # of the failed: tasks that raised (a take whose outcome the log could not record)
     interrupted: bool = False
     skipped: int = 0  # tasks never started (interrupt)
     reused: int = 0  # takes from earlier runs that were not sent again (as the caller said)
@@ -157,6 +158,7 @@ def _collect(fut: Future, index: int, finished: dict, out: RunResult, is_failure
     except Exception as exc:  # a task must not take the run down
         log.error("task %d failed: %s: %s", index, type(exc).__name__, exc)
         out.failed += 1
+        out.raised += 1
         _notify(on_done, index, None, exc)
         return
     finished[index] = result

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import numbers
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sqlalchemy import Connection, insert, select, update
+
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.errors import TakeNotFound
+from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.audio_store import AudioStore
-from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.ratings import who
 from cosyvoice_lab.log.rows import audio_columns, check_rating, clean_tag, dumps_or_null
+from cosyvoice_lab.log.schema import ROWID, takes, utterances
 from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import Take, iso, now_utc
 
@@ -56,12 +59,11 @@ def replay(conn, take_ids: Iterable[str]) -> None:
     """Recompute the annotation columns of ``take_ids`` from their history (inside a transaction)."""
     for take_id in take_ids:
         events = conn.execute(
-            "SELECT action, value FROM annotations WHERE take_id = ? ORDER BY at, rowid", (take_id,)
+            select(schema.annotations.c.action, schema.annotations.c.value)
+            .where(schema.annotations.c.take_id == take_id)
+            .order_by(schema.annotations.c.at, ROWID)
         ).fetchall()
-        values = apply_events(events)
-        conn.execute(
-            f"UPDATE takes SET {', '.join(f'{k} = ?' for k in values)} WHERE take_id = ?", [*values.values(), take_id]
-        )
+        conn.execute(update(takes).where(takes.c.take_id == take_id).values(apply_events(events)))
 
 
 class Annotations:
@@ -140,7 +142,7 @@ class Annotations:
         author = who()
         with self._db.transaction() as conn:
             for take_id in take_ids:
-                if conn.execute("UPDATE takes SET played = 1 WHERE take_id = ?", (take_id,)).rowcount != 1:
+                if conn.execute(update(takes).where(takes.c.take_id == take_id).values(played=1)).rowcount != 1:
                     raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
                 _insert_events(conn, take_id, [("played", None)], author)
 
@@ -150,8 +152,8 @@ class Annotations:
         from cosyvoice_lab.log import frame as logframe  # pandas: loaded when a frame is asked for, not with the log
 
         spec = logframe.HISTORY_FRAME
-        where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
-        rows = self._db.query(f"SELECT {logframe.select_list(spec)} FROM annotations{where} ORDER BY at, rowid", params)
+        query = select(*logframe.select_list(spec, schema.annotations)).order_by(schema.annotations.c.at, ROWID)
+        rows = self._db.query(query.where(schema.annotations.c.take_id == take_id) if take_id else query)
         return logframe.build(rows, spec)
 
     def _annotate(self, take_id: str, change: Change, rater: str | None = None) -> Take:
@@ -159,7 +161,7 @@ class Annotations:
         the events recorded as ``rater``'s (``ratings.who``)."""
         author = who(rater)
         with self._db.transaction() as conn:
-            row = conn.execute("SELECT tags FROM takes WHERE take_id = ?", (take_id,)).fetchone()
+            row = conn.execute(select(takes.c.tags).where(takes.c.take_id == take_id)).fetchone()
             if row is None:
                 raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
             values, events = change(json.loads(row[0] or "[]"))
@@ -167,14 +169,21 @@ class Annotations:
             return self._table.update(conn, take_id, values)
 
 
-def _insert_events(
-    conn: sqlite3.Connection, take_id: str, events: Iterable[tuple[str, Any]], author: str | None
-) -> None:
+def _insert_events(conn: Connection, take_id: str, events: Iterable[tuple[str, Any]], author: str | None) -> None:
     at = iso(now_utc())
-    conn.executemany(
-        "INSERT INTO annotations (annotation_id, take_id, at, action, value, author) VALUES (?, ?, ?, ?, ?, ?)",
-        [(uuid.uuid4().hex, take_id, at, action, value, author) for action, value in events],
-    )
+    rows = [
+        {
+            "annotation_id": uuid.uuid4().hex,
+            "take_id": take_id,
+            "at": at,
+            "action": action,
+            "value": value,
+            "author": author,
+        }
+        for action, value in events
+    ]
+    if rows:
+        conn.execute(insert(schema.annotations), rows)
 
 
 class Utterances:
@@ -217,7 +226,7 @@ class Utterances:
             raise ValueError(f"cost_cny must be a non-negative number, got {cost_cny!r}")
         params_json = json.dumps(dict(params), ensure_ascii=False, separators=(",", ":"))
         # Fail before storing audio for a take that is not here.
-        if not self._db.query("SELECT 1 FROM takes WHERE take_id = ?", (take_id,)):
+        if not self._db.query(select(takes.c.take_id).where(takes.c.take_id == take_id)):
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
         stored = audio_columns(audio, self._store.put(audio))
         utterance_id = uuid.uuid4().hex
@@ -233,9 +242,7 @@ class Utterances:
             **stored,
         }
         with self._db.transaction() as conn:
-            conn.execute(
-                f"INSERT INTO utterances ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-            )
+            conn.execute(insert(utterances), row)
         return utterance_id
 
     def utterances(self, take_id: str | None = None):
@@ -243,10 +250,8 @@ class Utterances:
         from cosyvoice_lab.log import frame as logframe
 
         spec = logframe.UTTERANCE_FRAME
-        where, params = (" WHERE take_id = ?", (take_id,)) if take_id else ("", ())
-        rows = self._db.query(
-            f"SELECT {logframe.select_list(spec)} FROM utterances{where} ORDER BY created_at, rowid", params
-        )
+        query = select(*logframe.select_list(spec, utterances)).order_by(utterances.c.created_at, ROWID)
+        rows = self._db.query(query.where(utterances.c.take_id == take_id) if take_id else query)
         return logframe.build(rows, spec, self._store)
 
     def utterance_audio(self, utterance_id: str) -> Audio:
@@ -255,8 +260,9 @@ class Utterances:
         Raises:
             TakeNotFound: no such utterance. LogError: its audio file is missing.
         """
+        u = utterances.c
         rows = self._db.query(
-            "SELECT audio_file, audio_format, audio_sample_rate FROM utterances WHERE utterance_id = ?", (utterance_id,)
+            select(u.audio_file, u.audio_format, u.audio_sample_rate).where(u.utterance_id == utterance_id)
         )
         if not rows:
             raise TakeNotFound(self._db.path, f"no utterance {utterance_id!r} in this log")

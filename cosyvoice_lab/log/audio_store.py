@@ -28,10 +28,15 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, cast
 
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
 from cosyvoice_lab import files
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.catalog import SYNTH_FORMATS
 from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.database import Prepared
+from cosyvoice_lab.log.schema import audio as audio_table
 
 if TYPE_CHECKING:
     from cosyvoice_lab.take import Take
@@ -228,12 +233,21 @@ class AudioStore:
         return self._prefix + name
 
 
+# The write path's insert (one per preview): compiled once, run on the held connection (``Database.run``).
+_PUT = Prepared(
+    pg_insert(audio_table)
+    .values(sha256=bindparam("sha256"), name=bindparam("name"), data=bindparam("data"))
+    .on_conflict_do_nothing()
+    .returning(audio_table.c.sha256)
+)
+
+
 class TableAudioStore:
     """The audio of a log on PostgreSQL: the ``audio`` table of its database (``AudioStore``'s
     interface and names; ``path(name)`` is the name, since there is no file).
 
     Args:
-        db: the log's database (``postgres.PgDatabase``: ``query`` with the log's SQL).
+        db: the log's database (``database.Database`` on PostgreSQL).
     """
 
     def __init__(self, db: Any) -> None:
@@ -258,11 +272,13 @@ class TableAudioStore:
 
     def exists(self, name: str) -> bool:
         """Whether audio named ``name`` is in the store (False for an invalid name)."""
-        return is_name(name) and bool(self._db.query("SELECT 1 FROM audio WHERE sha256 = ?", (_sha(name),)))
+        return is_name(name) and bool(
+            self._db.query(select(audio_table.c.sha256).where(audio_table.c.sha256 == _sha(name)))
+        )
 
     def names(self) -> list[str]:
         """The names of every recording in the store, sorted."""
-        return sorted(row[0] for row in self._db.query("SELECT name FROM audio"))
+        return sorted(row[0] for row in self._db.query(select(audio_table.c.name)))
 
     def name_for_path(self, path: str | os.PathLike) -> str:
         """The store name of ``path`` (a valid name). Raises ValueError for anything else."""
@@ -306,15 +322,11 @@ class TableAudioStore:
 
     def _write(self, name: str, data: bytes) -> bool:
         # A lone statement commits before the row that names the audio is written.
-        added = self._db.query(
-            "INSERT INTO audio (sha256, name, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING sha256",
-            (_sha(name), name, data),
-        )
-        return bool(added)
+        return bool(self._db.run(_PUT, {"sha256": _sha(name), "name": name, "data": data}))
 
     def read_bytes(self, name: str, *, what: str = "the audio") -> bytes:
         """The bytes stored under ``name``. Raises LogError: invalid name, or not in the database."""
-        rows = self._db.query("SELECT data FROM audio WHERE sha256 = ?", (_sha(self.path(name)),))
+        rows = self._db.query(select(audio_table.c.data).where(audio_table.c.sha256 == _sha(self.path(name))))
         if not rows:
             raise LogError(
                 self._db.path, f"{what} is missing (sha256 {_sha(name)}); restore it from a bundle or backup"

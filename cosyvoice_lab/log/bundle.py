@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, Table, select, update
+from sqlalchemy.exc import IntegrityError
+
 from cosyvoice_lab import jsontext
 from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.annotations import replay
 from cosyvoice_lab.log.audio_store import AudioStore, content_matches
 from cosyvoice_lab.log.bundle_members import BundleError, check_members
@@ -40,31 +43,19 @@ from cosyvoice_lab.log.bundle_schema import (
     check_take,
     check_utterance,
 )
-from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.export import atomic_write
+from cosyvoice_lab.log.functions import dialect_insert
 from cosyvoice_lab.log.ratings import COLUMNS as _RATING_COLUMNS
 from cosyvoice_lab.log.rows import TakeRows, package_version, where_clause
+from cosyvoice_lab.log.schema import ROWID
 from cosyvoice_lab.log.take_table import TakeTable
 from cosyvoice_lab.take import FINAL_STATUSES, Take, iso, now_utc
 
 BUNDLE_FORMAT = "cosyvoice-lab-bundle"
 BUNDLE_VERSION = 2  # 2: ratings.json
-_ANNOTATION_COLUMNS = ("annotation_id", "take_id", "at", "action", "value", "author")
-_UTTERANCE_COLUMNS = (
-    "utterance_id",
-    "take_id",
-    "created_at",
-    "text",
-    "params",
-    "characters",
-    "cost_cny",
-    "request_id",
-    "audio_sha256",
-    "audio_file",
-    "audio_format",
-    "audio_sample_rate",
-    "audio_duration_s",
-)
+_ANNOTATION_COLUMNS = tuple(c.name for c in schema.annotations.columns)
+_UTTERANCE_COLUMNS = tuple(c.name for c in schema.utterances.columns)
 # What a take was asked to be: a row (of a bundle, or of a log being copied) whose id is here with other
 # values here is a conflict.
 TAKE_IDENTITY = (
@@ -127,11 +118,10 @@ class Bundles:
                 or the bundle cannot be written.
         """
         takes = self._table.takes(experiment=experiment, **filters)
-        where, params = where_clause(experiment=experiment, **filters)
-        subset = f"take_id IN (SELECT take_id FROM takes{where})"
-        annotations = self._select(_ANNOTATION_COLUMNS, "annotations", subset, params)
-        utterances = self._select(_UTTERANCE_COLUMNS, "utterances", subset, params)
-        ratings = self._select(_RATING_COLUMNS, "ratings", subset, params)
+        subset = select(schema.takes.c.take_id).where(*where_clause(experiment=experiment, **filters))
+        annotations = self._select(_ANNOTATION_COLUMNS, schema.annotations, subset)
+        utterances = self._select(_UTTERANCE_COLUMNS, schema.utterances, subset)
+        ratings = self._select(_RATING_COLUMNS, schema.ratings, subset)
         take_dicts = [
             {**t.to_dict(), "audio_path": self._store.name_for_path(t.audio_path) if t.audio_path else None}
             for t in takes
@@ -174,8 +164,9 @@ class Bundles:
 
         return atomic_write(path, writer=write)
 
-    def _select(self, columns: tuple[str, ...], table: str, where: str, params: list) -> list[dict]:
-        rows = self._db.query(f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY rowid", params)
+    def _select(self, columns: tuple[str, ...], table: Table, subset: Any) -> list[dict]:
+        query = select(*(table.c[c] for c in columns)).where(table.c.take_id.in_(subset)).order_by(ROWID)
+        rows = self._db.query(query)
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     # --- import -----------------------------------------------------------------------------------
@@ -198,6 +189,10 @@ class Bundles:
                 merged).
         """
         path = Path(path).expanduser().absolute()
+        # Everything but the conflict check and the inserts runs before the write lock is taken, so
+        # a big bundle holds up other writers only for its inserts: reading and checking the bundle,
+        # converting its rows, a first conflict check (a read), and unpacking its audio into the
+        # store (files first: rows never name missing audio; a bundle refused here unpacks nothing).
         rows, audio = _read_bundle(path)
         try:
             takes = [Take.from_dict(d) for d in rows["takes.json"]]
@@ -208,15 +203,15 @@ class Bundles:
         absent = sorted(n for n in named if n not in audio and not self._store.exists(n))
         if absent:
             raise LogError(path, f"names audio it does not hold ({', '.join(absent[:3])}); nothing was merged")
+        tables = (annotations, utterances, ratings)
         try:
-            with self._db.transaction() as conn:
-                problems = self._problems(conn, takes, annotations, utterances, ratings)
-                if problems:
-                    raise _Refused("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" * (len(problems) > 5)))
-                added_files = 0
-                for name, data in audio.items():  # files first: rows must never name missing audio
-                    added_files += self._store.put_bytes(name, data)
-                counts = self._merge(conn, takes, annotations, utterances, ratings)
+            take_rows = {t.take_id: self._imported_row(t) for t in takes}
+            with self._db.errors(), self._db.connect() as conn:  # a read: other writers go on
+                _refuse(self._problems(conn, take_rows, *tables))
+            added_files = sum(self._store.put_bytes(name, data) for name, data in audio.items())
+            with self._db.transaction() as conn:  # the write lock: the check again (a writer may have
+                _refuse(self._problems(conn, take_rows, *tables))  # added a row meanwhile), the inserts
+                counts = self._merge(conn, take_rows, *tables)
         except _Refused as exc:
             raise LogError(path, f"{exc}; nothing was merged") from None
         except (ValueError, TypeError, KeyError) as exc:
@@ -224,12 +219,22 @@ class Bundles:
         counts["audio_files"] = added_files
         return counts
 
+    def _imported_row(self, take: Take) -> dict:
+        """A bundle's take as the row to insert (a take pending when exported arrives interrupted)."""
+        row = self._rows.to_row(take)
+        if row["status"] == "pending":
+            row.update(
+                status="interrupted",
+                error_code="Interrupted",
+                error_message="pending when its bundle was exported; no outcome was recorded",
+            )
+        return row
+
     def _problems(
-        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict], ratings
+        self, conn: Connection, rows: dict[str, dict], annotations: list[dict], utterances: list[dict], ratings
     ) -> list[str]:
         """Rows that conflict with this log (same id, other content) or refer to no known take."""
         problems = []
-        rows = {t.take_id: self._rows.to_row(t) for t in takes}
         stored = _stored(conn, "takes", "take_id", (*TAKE_IDENTITY, "status", "voice_id"), list(rows))
         for index, (take_id, row) in enumerate(rows.items()):
             old = stored.get(take_id)
@@ -265,24 +270,17 @@ class Bundles:
         return problems
 
     def _merge(
-        self, conn: sqlite3.Connection, takes: list[Take], annotations: list[dict], utterances: list[dict], ratings
+        self, conn: Connection, rows: dict[str, dict], annotations: list[dict], utterances: list[dict], ratings
     ) -> dict[str, int]:
         counts = {"takes": 0, "takes_updated": 0, "annotations": 0, "utterances": 0, "ratings": 0}
-        for take in takes:
-            row = self._rows.to_row(take)
-            if row["status"] == "pending":
-                row.update(
-                    status="interrupted",
-                    error_code="Interrupted",
-                    error_message="pending when its bundle was exported; no outcome was recorded",
-                )
+        for take_id, row in rows.items():
             inserted = _insert(conn, "takes", row)
             counts["takes"] += inserted
             if not inserted and row["status"] in FINAL_STATUSES:
                 counts["takes_updated"] += conn.execute(
-                    f"UPDATE takes SET {', '.join(f'{c} = ?' for c in _OUTCOME_COLUMNS)} "
-                    f"WHERE take_id = ? AND status NOT IN ('ok', 'failed')",
-                    [*(row[c] for c in _OUTCOME_COLUMNS), take.take_id],
+                    update(schema.takes)
+                    .where(schema.takes.c.take_id == take_id, schema.takes.c.status.not_in(("ok", "failed")))
+                    .values({c: row[c] for c in _OUTCOME_COLUMNS})
                 ).rowcount
         touched = set()
         for event in annotations:
@@ -301,14 +299,19 @@ class _Refused(Exception):
     """Raised inside the import transaction to roll it back; becomes a LogError naming the bundle."""
 
 
-def _stored(conn: sqlite3.Connection, table: str, key: str, columns: tuple[str, ...], ids: list[str]) -> dict:
+def _refuse(problems: list[str]) -> None:
+    """Raise ``_Refused`` listing the first few ``problems``, if there are any."""
+    if problems:
+        raise _Refused("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" * (len(problems) > 5)))
+
+
+def _stored(conn: Connection, table: str, key: str, columns: tuple[str, ...], ids: list[str]) -> dict:
     """``{id: {column: value}}`` of the rows of ``table`` whose ``key`` is among ``ids``."""
     found = {}
+    t = schema.metadata.tables[table]
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for row in conn.execute(
-            f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key} IN ({', '.join('?' * len(chunk))})", chunk
-        ):
+        for row in conn.execute(select(t.c[key], *(t.c[c] for c in columns)).where(t.c[key].in_(chunk))):
             found[row[0]] = dict(zip(columns, row[1:], strict=True))
     return found
 
@@ -387,13 +390,12 @@ def _check_manifest(path: Path, manifest: Any) -> None:
         )
 
 
-def _insert(conn: sqlite3.Connection, table: str, row: dict) -> int:
+def _insert(conn: Connection, table: str, row: dict) -> int:
     """Insert ``row`` unless its id is already there; 1 if inserted, else 0."""
     # ON CONFLICT DO NOTHING skips only a duplicate id; a malformed row still fails loudly.
-    try:
-        return conn.execute(
-            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) ON CONFLICT DO NOTHING",
-            list(row.values()),
-        ).rowcount
-    except sqlite3.IntegrityError as exc:
-        raise ValueError(f"{table} row {next(iter(row.values()))}: {exc}") from exc
+    into = schema.metadata.tables[table]
+    statement = dialect_insert(conn.dialect.name, into).on_conflict_do_nothing().returning(into.c[next(iter(row))])
+    try:  # (a refused row fails the whole import: its transaction rolls back)
+        return len(conn.execute(statement, row).fetchall())
+    except IntegrityError as exc:
+        raise ValueError(f"{table} row {next(iter(row.values()))}: {exc.orig}") from exc

@@ -24,12 +24,16 @@ from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.log.audio_store import is_name, name_for
 from cosyvoice_lab.log.ratings import clean_name, clean_rater
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag
+from cosyvoice_lab.log.schema import ANNOTATION_ACTIONS
 from cosyvoice_lab.take import BACKENDS, STATUSES, experiment_problems, iso, parse_iso
 
-ACTIONS = ("rate", "choose", "unchoose", "tag", "untag", "note", "played")
+ACTIONS = ANNOTATION_ACTIONS
 _ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex: take, annotation and utterance ids
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MODEL = re.compile(r"cosyvoice-v[0-9.]+-(?:plus|flash)")  # the model part of catalog.VOICE_ID_RE
+# Every design family's target models, languages and voice ids (catalog.FAMILIES, contract §12).
+_TARGET_MODELS = frozenset(m for f in catalog.FAMILIES.values() for m in f.target_models) | set(catalog.MODELS)
+_LANGUAGES = tuple(dict.fromkeys(x for f in catalog.FAMILIES.values() for x in (*catalog.LANGUAGES, *f.languages)))
 _TEXT = catalog.BUNDLE_MAX_TEXT_CHARS
 _NAME = catalog.BUNDLE_MAX_NAME_CHARS
 _MISSING = object()
@@ -131,9 +135,18 @@ def _time(v):
 
 
 def _model(v):
-    if v in catalog.MODELS or (isinstance(v, str) and _MODEL.fullmatch(v)):
+    if v in _TARGET_MODELS or (isinstance(v, str) and _MODEL.fullmatch(v)):
         return v
-    raise ValueError(f"must be a CosyVoice model (e.g. {catalog.DEFAULT_MODEL}), got {str(v)[:80]!r}")
+    raise ValueError(f"must be a design family's target model (e.g. {catalog.DEFAULT_MODEL}), got {str(v)[:80]!r}")
+
+
+def _voice_id(v):
+    if isinstance(v, str) and catalog.family_of_voice(v) is not None:
+        return v
+    raise ValueError(
+        "must be a designed voice id (<model>-vd-<prefix>-<32 hex>, or qwen-tts-vd-<name>-voice-<time>-<4>), "
+        f"got {str(v)[:80]!r}"
+    )
 
 
 def _audio_name(v):
@@ -193,7 +206,15 @@ def _experiment(v):
 _EXPERIMENT = _nullable(_experiment)
 # The rates the service documents (previews and syntheses): a rate of 1 overrode a WAV's header
 # and divided by zero later in evidence, the report and the panel (issue 23, item 5).
-_RATES = tuple(sorted({*catalog.PREVIEW_SAMPLE_RATES, *catalog.SYNTH_SAMPLE_RATES}))
+_RATES = tuple(
+    sorted(
+        {
+            *catalog.PREVIEW_SAMPLE_RATES,
+            *catalog.SYNTH_SAMPLE_RATES,
+            *(r for f in catalog.FAMILIES.values() for r in f.sample_rates),
+        }
+    )
+)
 
 
 def _RATE(v):
@@ -206,7 +227,7 @@ DESIGN_FIELDS: dict[str, tuple[Check, Any]] = {
     "preview_text": (_text(_TEXT), _MISSING),
     "target_model": (_model, catalog.DEFAULT_MODEL),
     "prefix": (_text(_NAME, printable=True), catalog.DEFAULT_PREFIX),
-    "language": (_nullable(_enum(catalog.LANGUAGES)), None),
+    "language": (_nullable(_enum(_LANGUAGES)), None),
     "sample_rate": (_RATE, catalog.DEFAULT_PREVIEW_SAMPLE_RATE),
     "response_format": (_enum(catalog.SYNTH_FORMATS), catalog.DEFAULT_PREVIEW_FORMAT),
     "region": (_enum(catalog.REGIONS), catalog.DEFAULT_REGION),
@@ -221,7 +242,7 @@ TAKE_FIELDS: dict[str, tuple[Check, Any]] = {
     "host": (_SHORT, None),
     "package_version": (_SHORT, None),
     "request_id": (_SHORT, None),
-    "voice_id": (_nullable(_pattern(catalog.VOICE_ID_RE, "a designed voice id (<model>-vd-<prefix>-<32 hex>)")), None),
+    "voice_id": (_nullable(_voice_id), None),
     "voice_status": (_SHORT, None),
     "started_at": (_time, _MISSING),
     "finished_at": (_nullable(_time), None),

@@ -30,13 +30,17 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from cosyvoice_lab import catalog
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log.bundle import TAKE_IDENTITY
 from cosyvoice_lab.log.experiment_log import ExperimentLog
+from cosyvoice_lab.log.functions import dialect_insert
+from cosyvoice_lab.log.schema import cell_claims, takes
 from cosyvoice_lab.take import FINAL_STATUSES
 
-CLAIM_COLUMNS = ("experiment", "cell", "take_id", "claimed_at")
+CLAIM_COLUMNS = tuple(c.name for c in cell_claims.columns)
 COUNTS = ("takes", "takes_updated", "annotations", "utterances", "audio_files", "ratings", "cell_claims")
 
 
@@ -73,7 +77,7 @@ def copy_log(
             raise LogError(_location(target), "is both the source and the destination of the copy")
         _refuse_conflicts(source, target)
         counts = Counter(dict.fromkeys(COUNTS, 0))
-        starts = [row[0] for row in source.db.query("SELECT started_at FROM takes ORDER BY started_at")]
+        starts = [row[0] for row in source.db.query(select(takes.c.started_at).order_by(takes.c.started_at))]
         ranges = slices(starts, chunk_takes)
         bar = _bar(len(starts), progress if progress is not None else len(ranges) > 1)
         try:
@@ -163,15 +167,14 @@ def _missing(value: Any) -> bool:
 def _copy_claims(source: ExperimentLog, target: ExperimentLog) -> int:
     """Insert the cell claims ``target`` lacks (a cell it has claimed keeps its claim; the
     claiming takes are all there by now); returns how many were added."""
-    columns = ", ".join(CLAIM_COLUMNS)
-    rows = source.db.query(f"SELECT {columns} FROM cell_claims")
+    rows = [row._asdict() for row in source.db.query(select(cell_claims))]
     if not rows:
         return 0
-    insert = f"INSERT INTO cell_claims ({columns}) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    count = select(func.count()).select_from(cell_claims)
     with target.db.transaction() as conn:
-        before = conn.execute("SELECT count(*) FROM cell_claims").fetchone()[0]
-        conn.executemany(insert, rows)
-        return conn.execute("SELECT count(*) FROM cell_claims").fetchone()[0] - before
+        before = conn.execute(count).scalar_one()
+        conn.execute(dialect_insert(conn.dialect.name, cell_claims).on_conflict_do_nothing(), rows)
+        return conn.execute(count).scalar_one() - before
 
 
 def _bar(total: int, show: bool):

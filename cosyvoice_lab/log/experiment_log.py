@@ -19,7 +19,7 @@ from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S, STALE_PENDING_S
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.log import opening
-from cosyvoice_lab.log.db import DB_NAME
+from cosyvoice_lab.log.database import DB_NAME
 from cosyvoice_lab.log.migrations import SCHEMA_VERSION
 from cosyvoice_lab.take import Take
 
@@ -367,7 +367,3 @@ class ExperimentLog:
         'interrupted'. Raises LogError (nothing merged): not a bundle, a newer format, damaged
         audio, or a row naming audio outside the store (``/etc/passwd``) or absent from it."""
         return self.bundles.import_bundle(path)
-
-
-# Public classes report the module users import them from.
-ExperimentLog.__module__ = "cosyvoice_lab"

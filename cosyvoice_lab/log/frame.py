@@ -19,72 +19,24 @@ from __future__ import annotations
 import gc
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import or_, select
 
+from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.audio_store import AudioStore
+from cosyvoice_lab.log.functions import json_pack
 from cosyvoice_lab.take import BACKENDS, STATUSES
 
-Query = Callable[[str, Sequence[Any]], list[tuple]]
+Query = Callable[..., list[Any]]
 
-# (DataFrame column, SQL expression, kind)
-TAKE_DENSE = (
-    ("take_id", "take_id", "str"),
-    ("started_at", "started_at", "time"),
-    ("finished_at", "finished_at", "time"),
-    ("experiment", "experiment", "str"),
-    ("voice_prompt", "voice_prompt", "str"),
-    ("preview_text", "preview_text", "str"),
-    ("request_id", "request_id", "str"),
-    ("voice_id", "voice_id", "str"),
-    ("latency_s", "latency_s", "float"),
-    ("audio_sha256", "audio_sha256", "str"),
-    ("audio_duration_s", "audio_duration_s", "float"),
-    ("cell", "cell", "str"),
-    ("repeat", "repeat", "Int64"),
-    ("metrics", "metrics", "metrics"),
-)
-# Few distinct values in a whole log: fetched as one JSON array per row and decoded once per
-# distinct combination, instead of thirteen cells per row.
-TAKE_PACKED = (
-    ("status", "status", "status"),
-    ("backend", "backend", "backend"),
-    ("target_model", "target_model", "category"),
-    ("prefix", "prefix", "str"),
-    ("sample_rate", "sample_rate", "Int64"),
-    ("response_format", "response_format", "str"),
-    ("design_region", "design_region", "str"),
-    ("region", "region", "str"),
-    ("host", "host", "str"),
-    ("package_version", "package_version", "str"),
-    ("voice_status", "voice_status", "str"),
-    ("audio_format", "audio_format", "str"),
-    ("audio_sample_rate", "audio_sample_rate", "Int64"),
-)
-# Empty for most takes: fetched only where SPARSE_WHERE holds, defaults elsewhere.
-TAKE_SPARSE = (
-    ("language", "language", "str"),
-    ("error_code", "error_code", "str"),
-    ("error_message", "error_message", "str"),
-    ("preview_missing", "preview_missing", "bool"),
-    ("rating", "rating", "Int64"),
-    ("chosen", "chosen", "bool"),
-    ("played", "played", "bool"),
-    ("tags", "tags", "tags"),
-    ("notes", "notes", "notes"),
-    ("parent_take_id", "parent_take_id", "str"),
-    ("prompt_spec", "prompt_spec", "str"),
-)
-SPARSE_WHERE = (
-    "(language IS NOT NULL OR error_code IS NOT NULL OR error_message IS NOT NULL "
-    "OR preview_missing != 0 OR rating IS NOT NULL OR chosen != 0 OR played != 0 "
-    "OR tags IS NOT NULL OR notes != '' OR parent_take_id IS NOT NULL OR prompt_spec IS NOT NULL)"
-)
-TAKE_ORDER = (
+# The order of the takes DataFrame's first columns; any other column of ``schema.takes`` shown in
+# the frame (its ``info["load"]`` is not ``none``) follows them, in table order.
+_LEADING = (
     "take_id",
     "started_at",
     "finished_at",
@@ -125,6 +77,36 @@ TAKE_ORDER = (
     "prompt_spec",
 )
 
+
+def _spec(load: str) -> tuple[tuple[str, str, str], ...]:
+    """(DataFrame column, table column, kind) of the takes columns fetched as ``load`` says."""
+    return tuple(
+        (c.name, c.name, schema.frame_kind(c)) for c in schema.takes.columns if c.info.get("load", "dense") == load
+    )
+
+
+# Fetched for every row, in one cell each.
+TAKE_DENSE = _spec("dense")
+# Few distinct values in a whole log: fetched as one JSON array per row and decoded once per
+# distinct combination, instead of a dozen cells per row.
+TAKE_PACKED = _spec("packed")
+# Empty for most takes: fetched only where SPARSE_WHERE holds, defaults elsewhere.
+TAKE_SPARSE = _spec("sparse")
+_SPARSE_DEFAULTS = {"bool": 0, "notes": ""}
+
+
+def _sparse_where() -> Any:
+    held = []
+    for name, _, kind in TAKE_SPARSE:
+        column = schema.takes.c[name]
+        held.append(column != _SPARSE_DEFAULTS[kind] if kind in _SPARSE_DEFAULTS else column.is_not(None))
+    return or_(*held)
+
+
+SPARSE_WHERE = _sparse_where()
+_SHOWN = {name for spec in (TAKE_DENSE, TAKE_PACKED, TAKE_SPARSE) for name, _, _ in spec} - {"metrics", "audio_file"}
+TAKE_ORDER = (*_LEADING, *sorted(_SHOWN - set(_LEADING), key=[c.name for c in schema.takes.columns].index))
+
 HISTORY_FRAME = (
     ("annotation_id", "annotation_id", "str"),
     ("take_id", "take_id", "str"),
@@ -162,9 +144,9 @@ VOICES_FRAME = (
 )
 
 
-def select_list(spec) -> str:
-    """The SQL select list for a frame spec."""
-    return ", ".join(expr for _, expr, _ in spec)
+def select_list(spec, table) -> list[Any]:
+    """The columns of ``table`` a frame spec selects."""
+    return [table.c[expr] for _, expr, _ in spec]
 
 
 @contextmanager
@@ -180,21 +162,22 @@ def _no_gc():
             gc.enable()
 
 
-def takes_frame(query: Query, where: str, params: list, store: AudioStore) -> pd.DataFrame:
-    """The takes DataFrame. ``query(sql, params)`` runs SQL; ``where`` is a filter clause;
+def takes_frame(query: Query, where: list, store: AudioStore) -> pd.DataFrame:
+    """The takes DataFrame. ``query(statement)`` runs a statement; ``where``: filter conditions;
     ``store`` names each preview's file (the ``audio_path`` column)."""
     with _no_gc():
-        return _takes_frame(query, where, params, store)
+        return _takes_frame(query, where, store)
 
 
-def _takes_frame(query: Query, where: str, params: list, store: AudioStore) -> pd.DataFrame:
+def _takes_frame(query: Query, where: list, store: AudioStore) -> pd.DataFrame:
     # No ORDER BY: walking the time index costs more than sorting here, and rows are stored
     # in about the order they were started, so usually nothing moves (see _in_time_order).
-    rows = query(
-        f"SELECT rowid, {select_list(TAKE_DENSE)}, json_array({select_list(TAKE_PACKED)}) FROM takes{where}", params
+    takes = schema.takes
+    packed = json_pack(*select_list(TAKE_PACKED, takes))
+    rows = query(select(schema.ROWID, *select_list(TAKE_DENSE, takes), packed).select_from(takes).where(*where))
+    sparse = query(
+        select(schema.ROWID, *select_list(TAKE_SPARSE, takes)).select_from(takes).where(*where, SPARSE_WHERE)
     )
-    sparse_where = f"{where} AND {SPARSE_WHERE}" if where else f" WHERE {SPARSE_WHERE}"
-    sparse = query(f"SELECT rowid, {select_list(TAKE_SPARSE)} FROM takes{sparse_where}", params)
     columns = _columns(rows, 2 + len(TAKE_DENSE))
     data = {name: _convert(kind, values) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:-1], strict=True)}
     data.update(_packed_columns(columns[-1]))
@@ -247,7 +230,7 @@ def _sparse_columns(rowids: tuple, sparse: list[tuple]) -> dict:
     at = pd.Index(rowids, dtype="int64").get_indexer([r[0] for r in sparse]) if sparse else []
     out = {}
     for j, (name, _, kind) in enumerate(TAKE_SPARSE, start=1):
-        full = [{"bool": 0, "notes": ""}.get(kind)] * n
+        full = [_SPARSE_DEFAULTS.get(kind)] * n
         for i, row in zip(at, sparse, strict=True):
             full[i] = row[j]
         out[name] = _convert(kind, full)

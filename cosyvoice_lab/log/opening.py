@@ -1,9 +1,9 @@
 """Opening a log: a folder (SQLite, the default) or a ``postgresql://`` URL (a team's database).
 
 ``open_parts`` builds the parts ``ExperimentLog`` is a facade over, each given only what it uses.
-The two kinds differ only in their database (``db.Database`` / ``postgres.PgDatabase``, which
-speak the same small interface and translate SQL in ``dialect.py``) and their audio store (files
-in ``folder/audio`` / a table of the same database); every other part is the same code.
+The two kinds differ only in their database (``database.Database``: SQLAlchemy's SQLite or
+PostgreSQL dialect) and their audio store (files in ``folder/audio`` / a table of the same
+database); every other part is the same code.
 
 A log on PostgreSQL still has a local ``folder`` for what belongs to one machine, not to the
 team: the offline simulator's voices, reports, temporary files. It is the lab folder
@@ -23,21 +23,21 @@ from cosyvoice_lab.log import migrations
 from cosyvoice_lab.log.annotations import Annotations, Utterances
 from cosyvoice_lab.log.audio_store import AudioStore, TableAudioStore
 from cosyvoice_lab.log.bundle import Bundles
-from cosyvoice_lab.log.db import Database
-from cosyvoice_lab.log.dialect import ambiguous_password, is_url, redact_url
+from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.export import Exports
 from cosyvoice_lab.log.ratings import Ratings
 from cosyvoice_lab.log.recovery import Recovery
 from cosyvoice_lab.log.rounds import Rounds
 from cosyvoice_lab.log.rows import TakeRows
 from cosyvoice_lab.log.take_table import TakeTable
+from cosyvoice_lab.log.urls import ambiguous_password, is_url, redact_url
 
 
 @dataclass
 class LogParts:
     """The parts of one open log (``ExperimentLog`` documents what each is for)."""
 
-    db: Any  # Database or PgDatabase: the same interface
+    db: Database
     audio_store: Any  # AudioStore or TableAudioStore: the same interface
     schema_version: int
     rows: TakeRows
@@ -68,8 +68,6 @@ def open_parts(
         ImportError: a URL, and psycopg is not installed (``pip install 'cosyvoice-lab[postgres]'``).
     """
     if is_url(location):
-        from cosyvoice_lab.log.postgres import PgDatabase  # psycopg: loaded only for a database log
-
         if ambiguous_password(str(location)):
             raise LogError(
                 redact_url(str(location)),
@@ -78,7 +76,7 @@ def open_parts(
                 "(urllib.parse.quote(password, safe='')), or leave it out and put it in ~/.pgpass or PGPASSWORD",
             )
 
-        db: Any = PgDatabase(str(location), busy_timeout_s=busy_timeout_s)
+        db = Database(str(location), busy_timeout_s=busy_timeout_s)
         local = Path(folder if folder is not None else folders.default_lab_folder()).expanduser().absolute()
         try:
             local.mkdir(parents=True, exist_ok=True)  # for this machine's files (reports, simulator voices)
@@ -87,6 +85,7 @@ def open_parts(
         store: Any = TableAudioStore(db)
     else:
         db = Database(location, busy_timeout_s=busy_timeout_s)
+        assert db.folder is not None  # a folder log
         local, store = db.folder, AudioStore(db.folder)
     version = migrations.upgrade(db)
     rows = TakeRows(store)

@@ -26,13 +26,17 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
+from sqlalchemy import insert, select
+
 from cosyvoice_lab import catalog
 from cosyvoice_lab.errors import TakeNotFound
-from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.rows import check_rating
+from cosyvoice_lab.log.schema import ratings as ratings_table
+from cosyvoice_lab.log.schema import takes
 from cosyvoice_lab.take import iso, now_utc
 
-COLUMNS = ("rating_id", "take_id", "session_id", "seed", "kind", "rater", "rating", "at")
+COLUMNS = tuple(c.name for c in ratings_table.columns)
 FRAME_COLUMNS = ("take_id", "rating", "rater", "kind", "session_id", "at")
 RATINGS_FRAME = tuple(
     (name, name, kind) for name, kind in zip(FRAME_COLUMNS, ("str", "Int64", "str", "str", "str", "time"), strict=True)
@@ -163,10 +167,11 @@ class Ratings:
             ValueError: the log holds rows of the round with different seeds (a merged bundle
                 recorded another round under this id): its labels cannot be rebuilt.
         """
+        r = ratings_table.c
         rows = self._db.query(
-            "SELECT take_id, seed, kind, rater FROM ratings WHERE session_id = ? AND seed IS NOT NULL "
-            "ORDER BY at, rating_id",
-            (session_id,),
+            select(r.take_id, r.seed, r.kind, r.rater)
+            .where(r.session_id == session_id, r.seed.is_not(None))
+            .order_by(r.at, r.rating_id)
         )
         if not rows:
             return None
@@ -176,22 +181,21 @@ class Ratings:
         return {"seed": seed, "kind": kind, "rater": rater, "take_ids": sorted({r[0] for r in rows})}
 
     def _insert(self, take_ids, session_id, seed, kind, rater, rating) -> None:
-        placeholders = ", ".join("?" * len(COLUMNS))
         with self._db.transaction() as conn:
             for take_id in take_ids:
-                if conn.execute("SELECT 1 FROM takes WHERE take_id = ?", (take_id,)).fetchone() is None:
+                if conn.execute(select(takes.c.take_id).where(takes.c.take_id == take_id)).first() is None:
                     raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
                 row = (uuid.uuid4().hex, take_id, session_id, seed, kind, rater, rating, stamp())
-                conn.execute(f"INSERT INTO ratings ({', '.join(COLUMNS)}) VALUES ({placeholders})", row)
+                conn.execute(insert(ratings_table), dict(zip(COLUMNS, row, strict=True)))
 
     def events(self, take_ids: list[str] | None = None) -> list[dict]:
         """Every rating row (of ``take_ids``, or all), oldest first, as dicts of ``COLUMNS``."""
-        where, params = "", []
+        query = select(ratings_table).order_by(ratings_table.c.at, ratings_table.c.rating_id)
         if take_ids is not None:
             if not take_ids:
                 return []
-            where, params = f" WHERE take_id IN ({', '.join('?' * len(take_ids))})", list(take_ids)
-        rows = self._db.query(f"SELECT {', '.join(COLUMNS)} FROM ratings{where} ORDER BY at, rating_id", params)
+            query = query.where(ratings_table.c.take_id.in_(list(take_ids)))
+        rows = self._db.query(query)
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
     def ratings(self, experiment: str | None = None, *, kind: str | None = None, session_id: str | None = None):
@@ -208,18 +212,15 @@ class Ratings:
         """
         from cosyvoice_lab.log import frame as logframe  # pandas: loaded when a frame is asked for
 
-        clauses, params = [], []
+        r = ratings_table.c
+        query = select(*(r[name] for name in FRAME_COLUMNS)).order_by(r.at, r.rating_id)
         if experiment is not None:
-            clauses.append("take_id IN (SELECT take_id FROM takes WHERE experiment = ?)")
-            params.append(experiment)
+            query = query.where(r.take_id.in_(select(takes.c.take_id).where(takes.c.experiment == experiment)))
         if kind is not None:
-            clauses.append("kind = ?")
-            params.append(check_kind(kind))
+            query = query.where(r.kind == check_kind(kind))
         if session_id is not None:
-            clauses.append("session_id = ?")
-            params.append(session_id)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.query(f"SELECT {', '.join(FRAME_COLUMNS)} FROM ratings{where} ORDER BY at, rating_id", params)
+            query = query.where(r.session_id == session_id)
+        rows = self._db.query(query)
         latest: dict[tuple, tuple] = {}
         for row in rows:  # oldest first: a later row of the same key replaces (and re-dates) it
             key = (row[4], row[0], row[2])

@@ -20,8 +20,11 @@ import weakref
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select, update
+
 from cosyvoice_lab.catalog import STALE_PENDING_S
-from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.database import Database
+from cosyvoice_lab.log.schema import takes
 from cosyvoice_lab.take import Take, now_utc, parse_iso
 
 # Takes this process has sent and not yet settled, whichever ExperimentLog object sent them:
@@ -64,8 +67,9 @@ class Recovery:
 
     def interrupt_stale(self) -> int:
         """Mark abandoned ``pending`` takes ``interrupted``; returns how many were marked."""
+        t = takes.c
         rows = self._db.query(
-            "SELECT take_id, writer_host, writer_pid, writer_start, started_at FROM takes WHERE status = 'pending'"
+            select(t.take_id, t.writer_host, t.writer_pid, t.writer_start, t.started_at).where(t.status == "pending")
         )
         if not rows:
             return 0
@@ -77,9 +81,9 @@ class Recovery:
         with self._db.transaction() as conn:
             for take_id, host, pid, *_ in stale:
                 conn.execute(
-                    "UPDATE takes SET status = 'interrupted', error_code = 'Interrupted', "
-                    "error_message = ? WHERE take_id = ? AND status = 'pending'",
-                    (abandoned_message(host, pid), take_id),
+                    update(takes)
+                    .where(takes.c.take_id == take_id, takes.c.status == "pending")
+                    .values(status="interrupted", error_code="Interrupted", error_message=abandoned_message(host, pid))
                 )
         return len(stale)
 

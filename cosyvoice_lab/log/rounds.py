@@ -10,8 +10,8 @@ Star ratings of the first presentation of an item are also written to ``ratings`
 callers, so ``log.ratings()`` and the evidence read them as before; hidden repeats and pair
 choices live only here.
 
-Portable SQL only (TEXT/INTEGER/REAL, CHECK, UNIQUE, plain INSERT/SELECT/UPDATE with ``?``):
-the three tables below are the whole schema of this module (migration V5 creates them).
+The three tables are declared in ``schema.py`` (``rounds``, ``round_raters``, ``round_answers``;
+Alembic revision 0005 creates them); statements here are SQLAlchemy Core, through ``Database``.
 """
 
 from __future__ import annotations
@@ -23,54 +23,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from cosyvoice_lab.log.db import Database
-from cosyvoice_lab.log.ratings import clean_name, stamp
+from sqlalchemy import insert, select, update
 
-# --- the schema (migration V5; the only definition) ------------------------------------------------
-ROUNDS_TABLE = """
-CREATE TABLE rounds (
-    round_id    TEXT NOT NULL UNIQUE,             -- 'r-' + 12 hex (uuid4): what a panel resumes by
-    experiment  TEXT,                             -- the experiment whose takes it plays; NULL: takes chosen by hand
-    kind        TEXT NOT NULL CHECK (kind IN ('preference','adherence','pair')),
-    items       TEXT NOT NULL,                    -- JSON array: take ids (star kinds) or [take_a, take_b] pairs
-    seed        INTEGER NOT NULL CHECK (seed >= 0),  -- the round's seed (31 bits); each rater's order is drawn from it
-    options     TEXT NOT NULL,                    -- JSON object: repeat_share, subset_size, must_play, no_preference
-    state       TEXT NOT NULL CHECK (state IN ('open','closed','revealed')),
-    created_at  TEXT NOT NULL                     -- ISO 8601 UTC
-)
-"""
-RATERS_TABLE = """
-CREATE TABLE round_raters (
-    round_id       TEXT NOT NULL,                 -- rounds.round_id
-    rater          TEXT NOT NULL,                 -- the name, NFC-normalised, compared exactly (no case folding)
-    session_id     TEXT NOT NULL UNIQUE,          -- this rater's session: ratings.session_id, round_answers.session_id
-    invite_sha256  TEXT UNIQUE,                   -- sha256 hex of the personal link's token; NULL: joined by name
-    presented      TEXT NOT NULL,                 -- JSON array of [item index, flipped 0/1] in presentation order
-    joined_at      TEXT NOT NULL,                 -- ISO 8601 UTC (invited, or first joined)
-    UNIQUE (round_id, rater)
-)
-"""
-ANSWERS_TABLE = """
-CREATE TABLE round_answers (
-    answer_id   TEXT NOT NULL UNIQUE,             -- uuid4 hex
-    session_id  TEXT NOT NULL,                    -- round_raters.session_id
-    position    INTEGER NOT NULL CHECK (position >= 0),  -- index into round_raters.presented
-    rating      INTEGER CHECK (rating BETWEEN 1 AND 5),  -- star kinds: 1-5
-    preferred   TEXT,                             -- pair kind: the take id chosen; NULL with rating NULL: no preference
-    at          TEXT NOT NULL                     -- ISO 8601 UTC, strictly increasing within a process
-)
-"""
-STATEMENTS = (
-    ROUNDS_TABLE,
-    RATERS_TABLE,
-    ANSWERS_TABLE,
-    "CREATE INDEX round_raters_round ON round_raters(round_id)",
-    "CREATE INDEX round_answers_session ON round_answers(session_id, at)",
-)
+from cosyvoice_lab.log.database import Database
+from cosyvoice_lab.log.ratings import clean_name, stamp
+from cosyvoice_lab.log.schema import round_answers, round_raters, rounds
 
 KINDS = ("preference", "adherence", "pair")
 STATES = ("open", "closed", "revealed")
-_ANSWER_COLUMNS = ("answer_id", "session_id", "position", "rating", "preferred", "at")
+_ROUND = (rounds.c.round_id, rounds.c.experiment, rounds.c.kind, rounds.c["items"], rounds.c.seed,
+          rounds.c.options, rounds.c.state)  # fmt: skip
+_RATER = (round_raters.c.round_id, round_raters.c.rater, round_raters.c.session_id,
+          round_raters.c.invite_sha256, round_raters.c.presented)  # fmt: skip
 
 
 def rater_name(name: object) -> str:
@@ -130,36 +94,25 @@ class Rounds:
         if record.kind not in KINDS or record.state not in STATES:
             raise ValueError(f"a round is one of {KINDS} and {STATES}, got {record.kind!r}, {record.state!r}")
         items = [list(i) if isinstance(i, tuple | list) else i for i in record.items]
-        row = (record.round_id, record.experiment, record.kind, json.dumps(items), record.seed,
-               json.dumps(record.options, sort_keys=True), record.state, stamp())  # fmt: skip
+        row = {"round_id": record.round_id, "experiment": record.experiment, "kind": record.kind,
+               "items": json.dumps(items), "seed": record.seed, "options": json.dumps(record.options, sort_keys=True),
+               "state": record.state, "created_at": stamp()}  # fmt: skip
         with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO rounds (round_id, experiment, kind, items, seed, options, state, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            conn.execute(insert(rounds), row)
         return record
 
     def get(self, round_id: str) -> RoundRecord | None:
         """The round with this id (None: not in this log)."""
-        rows = self._db.query(
-            "SELECT round_id, experiment, kind, items, seed, options, state FROM rounds WHERE round_id = ?",
-            (round_id,),
-        )
+        rows = self._db.query(select(*_ROUND).where(rounds.c.round_id == round_id))
         return _round(rows[0]) if rows else None
 
     def find(self, *, experiment: str | None = None, kind: str | None = None, state: str | None = None) -> list:
         """Rounds matching every filter given, oldest first."""
-        clauses, params = [], []
-        for column, value in (("experiment", experiment), ("kind", kind), ("state", state)):
+        statement = select(*_ROUND).order_by(rounds.c.created_at)
+        for column, value in ((rounds.c.experiment, experiment), (rounds.c.kind, kind), (rounds.c.state, state)):
             if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.query(
-            f"SELECT round_id, experiment, kind, items, seed, options, state FROM rounds{where} ORDER BY created_at",
-            params,
-        )
+                statement = statement.where(column == value)
+        rows = self._db.query(statement)
         return [_round(r) for r in rows]
 
     def set_state(self, round_id: str, state: str) -> None:
@@ -167,7 +120,7 @@ class Rounds:
         if state not in STATES:
             raise ValueError(f"a round's state is one of {STATES}, got {state!r}")
         with self._db.transaction() as conn:
-            conn.execute("UPDATE rounds SET state = ? WHERE round_id = ?", (state, round_id))
+            conn.execute(update(rounds).where(rounds.c.round_id == round_id).values(state=state))
 
     # --- raters -----------------------------------------------------------------------------------
     def add_rater(self, rater: RaterRecord, invite_token: str | None = None) -> RaterRecord:
@@ -176,35 +129,31 @@ class Rounds:
         digest = token_digest(invite_token) if invite_token else None
         with self._db.transaction() as conn:
             found = conn.execute(
-                "SELECT round_id, rater, session_id, invite_sha256, presented FROM round_raters "
-                "WHERE round_id = ? AND rater = ?",
-                (rater.round_id, rater.rater),
-            ).fetchone()
+                select(*_RATER).where(round_raters.c.round_id == rater.round_id, round_raters.c.rater == rater.rater)
+            ).first()
             if found is not None:
                 return _rater(found)
             conn.execute(
-                "INSERT INTO round_raters (round_id, rater, session_id, invite_sha256, presented, joined_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (rater.round_id, rater.rater, rater.session_id, digest,
-                 json.dumps([list(p) for p in rater.presented]), stamp()),
+                insert(round_raters),
+                {"round_id": rater.round_id, "rater": rater.rater, "session_id": rater.session_id,
+                 "invite_sha256": digest, "presented": json.dumps([list(p) for p in rater.presented]),
+                 "joined_at": stamp()},
             )  # fmt: skip
         return RaterRecord(rater.round_id, rater.rater, rater.session_id, digest is not None, rater.presented)
 
     def raters(self, round_id: str) -> list[RaterRecord]:
         """The round's raters, in the order they were invited or joined."""
         rows = self._db.query(
-            "SELECT round_id, rater, session_id, invite_sha256, presented FROM round_raters "
-            "WHERE round_id = ? ORDER BY joined_at",
-            (round_id,),
+            select(*_RATER).where(round_raters.c.round_id == round_id).order_by(round_raters.c.joined_at)
         )
         return [_rater(r) for r in rows]
 
     def rater_by_invite(self, round_id: str, invite_token: str) -> RaterRecord | None:
         """The rater whose personal link carries ``invite_token`` (None: no such invite)."""
         rows = self._db.query(
-            "SELECT round_id, rater, session_id, invite_sha256, presented FROM round_raters "
-            "WHERE round_id = ? AND invite_sha256 = ?",
-            (round_id, token_digest(invite_token)),
+            select(*_RATER).where(
+                round_raters.c.round_id == round_id, round_raters.c.invite_sha256 == token_digest(invite_token)
+            )
         )
         return _rater(rows[0]) if rows else None
 
@@ -215,20 +164,21 @@ class Rounds:
         """Record one answer at ``position`` of a session (a later one supersedes it)."""
         with self._db.transaction() as conn:
             conn.execute(
-                f"INSERT INTO round_answers ({', '.join(_ANSWER_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, session_id, int(position), rating, preferred, stamp()),
-            )
+                insert(round_answers),
+                {"answer_id": uuid.uuid4().hex, "session_id": session_id, "position": int(position),
+                 "rating": rating, "preferred": preferred, "at": stamp()},
+            )  # fmt: skip
 
     def answers(self, session_ids: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
         """session id → position → the current answer ``{"rating", "preferred", "at"}``."""
         out: dict[str, dict[int, dict[str, Any]]] = {s: {} for s in session_ids}
         if not session_ids:
             return out
-        marks = ", ".join("?" * len(session_ids))
+        a = round_answers.c
         rows = self._db.query(
-            f"SELECT session_id, position, rating, preferred, at FROM round_answers WHERE session_id IN ({marks}) "
-            "ORDER BY at, answer_id",
-            list(session_ids),
+            select(a.session_id, a.position, a.rating, a.preferred, a.at)
+            .where(a.session_id.in_(list(session_ids)))
+            .order_by(a.at, a.answer_id)
         )
         for session_id, position, rating, preferred, at in rows:  # oldest first: later rows replace
             out[session_id][int(position)] = {"rating": rating, "preferred": preferred, "at": at}

@@ -7,6 +7,7 @@ functions; nothing here opens a database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -15,11 +16,15 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any, cast
 
-from cosyvoice_lab import __version__
+from sqlalchemy import ColumnElement, select
+
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.log.audio_store import AudioStore
+from cosyvoice_lab.log.functions import json_has
+from cosyvoice_lab.log.schema import TAKE_COLUMNS, takes
 from cosyvoice_lab.take import STATUSES, Take, iso, parse_iso, redact, utc
+from cosyvoice_lab.version import __version__
 
 
 def package_version() -> str:
@@ -27,49 +32,8 @@ def package_version() -> str:
     return __version__
 
 
-# Columns read back into a Take, in SELECT order.
-TAKE_COLUMNS = (
-    "take_id",
-    "status",
-    "experiment",
-    "backend",
-    "region",
-    "host",
-    "package_version",
-    "target_model",
-    "prefix",
-    "voice_prompt",
-    "preview_text",
-    "language",
-    "sample_rate",
-    "response_format",
-    "design_region",
-    "request_id",
-    "voice_id",
-    "voice_status",
-    "started_at",
-    "finished_at",
-    "latency_s",
-    "error_code",
-    "error_message",
-    "audio_sha256",
-    "audio_file",
-    "audio_format",
-    "audio_sample_rate",
-    "audio_duration_s",
-    "preview_missing",
-    "metrics",
-    "prompt_spec",
-    "parent_take_id",
-    "cell",
-    "repeat",
-    "rating",
-    "chosen",
-    "tags",
-    "notes",
-    "played",
-)
-SELECT_TAKE = f"SELECT {', '.join(TAKE_COLUMNS)} FROM takes"
+# Columns read back into a Take (``schema.TAKE_COLUMNS``, in table order), and their SELECT.
+SELECT_TAKE = select(*(takes.c[name] for name in TAKE_COLUMNS))
 _DESIGN_COLUMNS = {
     "target_model": "target_model",
     "prefix": "prefix",
@@ -80,7 +44,10 @@ _DESIGN_COLUMNS = {
     "response_format": "response_format",
     "design_region": "region",
 }
-_BOOL_COLUMNS = ("preview_missing", "chosen", "played")
+# Columns a Take holds (a column the Take does not know, e.g. one added for the DataFrame only, stays
+# in the log and its frames).
+_READ = frozenset(f.name for f in dataclasses.fields(Take)) | set(_DESIGN_COLUMNS) | {"audio_file"}
+_BOOL_COLUMNS = tuple(c.name for c in takes.columns if c.info.get("kind") == "bool")
 
 
 # --- rows <-> takes --------------------------------------------------------------------
@@ -99,7 +66,7 @@ class TakeRows:
 
     def to_take(self, row: tuple) -> Take:
         """A ``Take`` from a row selected with ``SELECT_TAKE``."""
-        data = dict(zip(TAKE_COLUMNS, row, strict=True))
+        data = {k: v for k, v in zip(TAKE_COLUMNS, row, strict=True) if k in _READ}
         design = VoiceDesign(**{field: data.pop(col) for col, field in _DESIGN_COLUMNS.items()})
         audio_file = data.pop("audio_file")
         for name in _BOOL_COLUMNS:
@@ -269,8 +236,8 @@ def where_clause(
     cell=None,
     backend=None,
     voice_id=None,
-) -> tuple[str, list]:
-    """SQL ``WHERE`` text (maybe empty) and its parameters for the log's take filters.
+) -> list[ColumnElement]:
+    """The conditions (on ``schema.takes``; all must hold) for the log's take filters.
 
     ``experiment``, ``model`` (or its full name ``target_model``, the DataFrame's column),
     ``status``, ``cell``, ``backend``, ``voice_id``: one value or a list (any of them);
@@ -280,7 +247,7 @@ def where_clause(
     Raises:
         ValueError: an unknown status or a rating outside 1-5.
     """
-    parts, params = [], []
+    parts: list[ColumnElement] = []
     for column, value in (
         ("experiment", experiment),
         ("target_model", model if target_model is None else target_model),
@@ -293,21 +260,15 @@ def where_clause(
             values = _one_or_many(value)
             if column == "status" and (bad := [s for s in values if s not in STATUSES]):
                 raise ValueError(f"status must be one of {STATUSES}, got {bad}")
-            parts.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params += values
+            parts.append(takes.c[column].in_(values))
     for one in _one_or_many(tag) if tag is not None else []:
-        parts.append("EXISTS (SELECT 1 FROM json_each(takes.tags) WHERE value = ?)")
-        params.append(one)
+        parts.append(json_has(takes.c.tags, one))
     if min_rating is not None:
-        parts.append("rating >= ?")
-        params.append(check_rating(min_rating))
+        parts.append(takes.c.rating >= check_rating(min_rating))
     if since is not None:
-        parts.append("started_at >= ?")
-        params.append(iso(to_utc(since)))
+        parts.append(takes.c.started_at >= iso(to_utc(since)))
     if until is not None:
-        parts.append("started_at < ?")
-        params.append(iso(to_utc(until)))
+        parts.append(takes.c.started_at < iso(to_utc(until)))
     if chosen is not None:
-        parts.append("chosen = ?")
-        params.append(int(bool(chosen)))
-    return (" WHERE " + " AND ".join(parts) if parts else ""), params
+        parts.append(takes.c.chosen == int(bool(chosen)))
+    return parts

@@ -15,7 +15,21 @@ import weakref
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from sqlalchemy import (
+    Float,
+    String,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
 
 from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.catalog import STALE_PENDING_S
@@ -23,10 +37,10 @@ from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
 from cosyvoice_lab.log import recovery
 from cosyvoice_lab.log.audio_store import AudioStore
-from cosyvoice_lab.log.db import Database
+from cosyvoice_lab.log.database import Database, Prepared
+from cosyvoice_lab.log.functions import dialect_insert, seconds_between
 from cosyvoice_lab.log.rows import (
     SELECT_TAKE,
-    TAKE_COLUMNS,
     TakeRows,
     audio_columns,
     clean_metrics,
@@ -34,34 +48,66 @@ from cosyvoice_lab.log.rows import (
     package_version,
     where_clause,
 )
+from cosyvoice_lab.log.schema import ROWID, TAKE_COLUMNS, cell_claims, takes
 from cosyvoice_lab.take import BACKENDS, Take, check_experiment, iso, now_utc, redact
 
-_RETURNING = f"RETURNING {', '.join(TAKE_COLUMNS)}"
-_HOLDER_COLUMNS = "t.take_id, t.writer_host, t.writer_pid, t.writer_start, t.started_at, t.status"
-# The take holding a cell, in one query (one round trip to a database server): its claimant, else (for
-# takes from before claims, or a bundle's) the cell's latest take; ``first`` orders the two.
-_HOLDER_SQL = (
-    f"SELECT * FROM (SELECT 0 AS first, {_HOLDER_COLUMNS} FROM cell_claims AS c JOIN takes AS t "
-    "ON t.take_id = c.take_id WHERE c.experiment = ? AND c.cell = ? AND t.status != 'failed') AS claimant "
-    f"UNION ALL SELECT * FROM (SELECT 1 AS first, {_HOLDER_COLUMNS} FROM takes AS t WHERE t.experiment = ? "
-    "AND t.cell = ? AND t.status != 'failed' ORDER BY t.started_at DESC LIMIT 1) AS latest "
-    "ORDER BY first LIMIT 1"
-)
+_RETURNING = tuple(takes.c[name] for name in TAKE_COLUMNS)
+_OPEN = ("pending", "unknown", "interrupted")  # outcomes not yet known: the ones a settle may record
+_OPEN_SQL: list[Any] = [literal_column(f"'{status}'") for status in _OPEN]  # constants in a prepared statement
 
 
-def _insert_sql(row: dict) -> str:
-    return f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+def _holder_query():
+    """The take holding a cell, in one query (one round trip to a database server): its claimant,
+    else (for takes from before claims, or a bundle's) the cell's latest take; ``rank`` orders the two."""
+    t = takes.alias("t")
+    experiment, cell = bindparam("experiment", type_=String), bindparam("cell", type_=String)
+    columns = (t.c.take_id, t.c.writer_host, t.c.writer_pid, t.c.writer_start, t.c.started_at, t.c.status)
+    claimant = (
+        select(literal(0).label("rank"), *columns)
+        .select_from(cell_claims.join(t, t.c.take_id == cell_claims.c.take_id))
+        .where(cell_claims.c.experiment == experiment, cell_claims.c.cell == cell, t.c.status != "failed")
+        .subquery("claimant")
+    )
+    latest = (
+        select(literal(1).label("rank"), *columns)
+        .where(t.c.experiment == experiment, t.c.cell == cell, t.c.status != "failed")
+        .order_by(t.c.started_at.desc())
+        .limit(1)
+        .subquery("latest")
+    )
+    both = union_all(select(claimant), select(latest)).subquery("holders")
+    return select(both).order_by(both.c.rank).limit(1)
 
 
-def _execute_all(conn: Any, statements: Iterable[tuple[str, Any]]) -> None:
-    """Run ``(sql, params)`` statements in order inside the caller's transaction: on PostgreSQL in one
-    round trip (the connection's ``execute_all``, pipeline mode), on SQLite one by one (no round trips)."""
-    execute_all = getattr(conn, "execute_all", None)
-    if execute_all is not None:
-        execute_all(statements)
-        return
-    for sql, params in statements:
-        conn.execute(sql, params)
+_HOLDER = _holder_query()
+_INSERT_TAKE: dict[tuple[str, ...], Prepared] = {}  # by the columns given
+_SETTLE: dict[tuple, Prepared] = {}  # by the columns set and how
+
+
+def _insert_take(columns: tuple[str, ...]) -> Prepared:
+    if columns not in _INSERT_TAKE:
+        _INSERT_TAKE[columns] = Prepared(insert(takes).values({c: bindparam(c) for c in columns}))
+    return _INSERT_TAKE[columns]
+
+
+def _settle_statement(columns: tuple[str, ...], keep_timing: bool) -> Prepared:
+    """The outcome's UPDATE ... RETURNING: ``columns`` from parameters of their names, the latency
+    given (``latency_s``) or else the time since the start, ``now`` the finish time; only on a take
+    whose outcome is still open. ``keep_timing`` keeps an earlier finish time and latency."""
+    key = (columns, keep_timing)
+    if key not in _SETTLE:
+        now = bindparam("now", type_=String)
+        latency: Any = func.coalesce(bindparam("latency", type_=Float), seconds_between(now, takes.c.started_at))
+        finished: Any = now
+        if keep_timing:
+            latency, finished = func.coalesce(takes.c.latency_s, latency), func.coalesce(takes.c.finished_at, now)
+        _SETTLE[key] = Prepared(
+            update(takes)
+            .where(takes.c.take_id == bindparam("id", type_=String), takes.c.status.in_(_OPEN_SQL))
+            .values({**{c: bindparam(f"set_{c}") for c in columns}, "latency_s": latency, "finished_at": finished})
+            .returning(*_RETURNING)
+        )
+    return _SETTLE[key]
 
 
 class TakeTable:
@@ -96,12 +142,12 @@ class TakeTable:
 
     @property
     def folder(self) -> Path:
-        """The log folder (reports name it)."""
-        return self._db.folder
+        """The log folder (reports name it; a log on PostgreSQL has none: None)."""
+        return cast(Path, self._db.folder)
 
     def count(self) -> int:
         """How many takes the log holds."""
-        return self._db.query("SELECT count(*) FROM takes")[0][0]
+        return self._db.query(select(func.count()).select_from(takes))[0][0]
 
     # --- the write path ---------------------------------------------------------------------------
     def start(self, design: VoiceDesign, *, backend: str, prompt_spec: Any = None, **where: Any) -> Take:
@@ -109,7 +155,7 @@ class TakeTable:
         take, row = self._new(design, backend=backend, prompt_spec=prompt_spec, **where)
         recovery.hold(take)  # before the insert, so no concurrent open can judge it stale
         try:
-            self._db.query(_insert_sql(row), list(row.values()))
+            self._db.run(_insert_take(tuple(row)), row)
         except BaseException:
             recovery.release(take.take_id)
             raise
@@ -124,35 +170,41 @@ class TakeTable:
             design, backend=backend, prompt_spec=prompt_spec, experiment=experiment, cell=cell, **where
         )
         recovery.hold(take)
-        try:
-            with self._db.transaction() as conn:  # BEGIN IMMEDIATE: one claimant at a time, across processes
-                if self._held(conn, experiment, cell):
-                    recovery.release(take.take_id)
-                    return None
-                _execute_all(
-                    conn,
-                    (
-                        (_insert_sql(row), list(row.values())),
-                        (  # an upsert both databases speak
-                            "INSERT INTO cell_claims (experiment, cell, take_id, claimed_at) VALUES (?, ?, ?, ?) "
-                            "ON CONFLICT (experiment, cell) DO UPDATE SET take_id = excluded.take_id, "
-                            "claimed_at = excluded.claimed_at",
-                            (experiment, cell, take.take_id, row["started_at"]),
-                        ),
-                    ),
+
+        def claim_cell(conn: Any) -> Take | None:
+            holder = self._holder(conn, experiment, cell)
+            if holder == take.take_id:  # run again after a lost connection: the lost attempt committed
+                return take
+            if holder is not None:
+                return None
+            conn.execute(insert(takes), row)
+            claim = dialect_insert(conn.dialect.name, cell_claims).values(
+                experiment=experiment, cell=cell, take_id=take.take_id, claimed_at=row["started_at"]
+            )
+            conn.execute(
+                claim.on_conflict_do_update(
+                    index_elements=["experiment", "cell"],
+                    set_={"take_id": claim.excluded.take_id, "claimed_at": claim.excluded.claimed_at},
                 )
+            )
+            return take
+
+        try:
+            claimed = self._db.write(claim_cell)  # BEGIN IMMEDIATE: one claimant at a time, across processes
         except BaseException:
             recovery.release(take.take_id)
             raise
-        return take
+        if claimed is None:
+            recovery.release(take.take_id)
+        return claimed
 
-    def _held(self, conn: Any, experiment: str, cell: str) -> bool:
-        """Whether a take holds the cell: its claimant (or, for takes from before claims, any
-        take of the cell) is ok, may hold a voice, or is pending. A pending take whose writer
-        is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
-        holder = conn.execute(_HOLDER_SQL, (experiment, cell, experiment, cell)).fetchone()
+    def _holder(self, conn: Any, experiment: str, cell: str) -> str | None:
+        """The id of the take that holds the cell, if one does: its claimant (or, for takes from
+        before claims, any take of the cell) is ok, may hold a voice, or is pending. A pending take
+        whose writer is gone is marked interrupted here: reconcile then adopts its voice or frees the cell."""
+        holder = conn.execute(_HOLDER, {"experiment": experiment, "cell": cell}).fetchone()
         if holder is None:
-            return False
+            return None
         holder = holder[1:]
         if holder[5] == "pending":
             stale = recovery.is_stale(
@@ -164,11 +216,15 @@ class TakeTable:
             )
             if stale:
                 conn.execute(
-                    "UPDATE takes SET status = 'interrupted', error_code = 'Interrupted', error_message = ? "
-                    "WHERE take_id = ? AND status = 'pending'",
-                    (recovery.abandoned_message(holder[1], holder[2]), holder[0]),
+                    update(takes)
+                    .where(takes.c.take_id == holder[0], takes.c.status == "pending")
+                    .values(
+                        status="interrupted",
+                        error_code="Interrupted",
+                        error_message=recovery.abandoned_message(holder[1], holder[2]),
+                    )
                 )
-        return True
+        return holder[0]
 
     def _new(self, design: VoiceDesign, *, backend: str, prompt_spec: Any, **where: Any) -> tuple[Take, dict]:
         """A new pending Take and its row (with this process as the writer)."""
@@ -263,25 +319,16 @@ class TakeTable:
         a take whose outcome is still open; ``keep_timing`` keeps an earlier finish time;
         ``unique_voice``: only if no take has that voice yet (an adoption, across processes).
         A take settled first (by another process, or another thread) is returned as stored."""
-        now = iso(now_utc())
-        # julianday() reads times to the millisecond: precise enough for a fallback latency.
-        latency = "COALESCE(?, (julianday(?) - julianday(started_at)) * 86400.0)"
-        finished = "?"
-        if keep_timing:
-            latency, finished = f"COALESCE(latency_s, {latency})", "COALESCE(finished_at, ?)"
-        sets = "".join(f"{name} = ?, " for name in values)
-        unique, params = "", [*values.values(), latency_s, now, now, take_id]
-        if unique_voice is not None:
-            unique, params = " AND NOT EXISTS (SELECT 1 FROM takes WHERE voice_id = ?)", [*params, unique_voice]
-        sql = (
-            f"UPDATE takes SET {sets}latency_s = {latency}, finished_at = {finished} "
-            f"WHERE take_id = ? AND status IN ('pending', 'unknown', 'interrupted'){unique} {_RETURNING}"
-        )
+        params = {f"set_{c}": v for c, v in values.items()} | {"id": take_id, "latency": latency_s}
+        params["now"] = iso(now_utc())  # to the millisecond: precise enough for a fallback latency
+        prepared = _settle_statement(tuple(values), keep_timing)
         if unique_voice is None:
-            rows = self._db.query(sql, params)
+            rows = self._db.run(prepared, params)
         else:  # check-then-write: under the write lock, so two adoptions of one voice are serialised
-            with self._db.transaction() as conn:
-                rows = conn.execute(sql, params).fetchall()
+            other = takes.alias("other")
+            statement = prepared.statement.where(~exists().where(other.c.voice_id == unique_voice))
+            # run again after a lost connection: a committed adoption leaves no open take to update
+            rows = self._db.write(lambda conn: list(conn.execute(statement, params).fetchall()))
         recovery.release(take_id)
         if not rows:
             return self._settled_first(take_id, unique_voice)
@@ -297,7 +344,7 @@ class TakeTable:
 
     def get_exact(self, take_id: str) -> Take:
         """The take with exactly this id. Raises TakeNotFound."""
-        rows = self._db.query(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,))
+        rows = self._db.query(SELECT_TAKE.where(takes.c.take_id == take_id))
         if not rows:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
         return self._rows.to_take(rows[0])
@@ -309,11 +356,10 @@ class TakeTable:
             TakeNotFound: no such take.
         """
         if not values:
-            row = conn.execute(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,)).fetchone()
+            row = conn.execute(SELECT_TAKE.where(takes.c.take_id == take_id)).fetchone()
         else:
-            assignments = ", ".join(f"{name} = ?" for name in values)
             row = conn.execute(
-                f"UPDATE takes SET {assignments} WHERE take_id = ? {_RETURNING}", [*values.values(), take_id]
+                update(takes).where(takes.c.take_id == take_id).values(values).returning(*_RETURNING)
             ).fetchone()
         if row is None:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
@@ -322,12 +368,15 @@ class TakeTable:
     def set_metrics(self, take_id: str, metrics: dict) -> Take:
         """Merge measurements into a take's (see ``ExperimentLog.set_metrics``)."""
         new = clean_metrics(metrics)
-        with self._db.transaction() as conn:
-            row = conn.execute("SELECT metrics FROM takes WHERE take_id = ?", (take_id,)).fetchone()
+
+        def merge(conn: Any) -> Take:  # safe to run again: merging the same figures twice is merging them once
+            row = conn.execute(select(takes.c.metrics).where(takes.c.take_id == take_id)).fetchone()
             if row is None:
                 raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
             merged = {**json.loads(row[0] or "{}"), **new}
             return self.update(conn, take_id, {"metrics": dumps_or_null(merged)})
+
+        return self._db.write(merge)
 
     def set_voice_status(self, statuses: dict[str, str]) -> int:
         """Record voices' statuses; returns how many takes changed (see ``ExperimentLog``)."""
@@ -335,7 +384,7 @@ class TakeTable:
             return 0
         with self._db.transaction() as conn:
             changed = sum(
-                conn.execute("UPDATE takes SET voice_status = ? WHERE voice_id = ?", (status, vid)).rowcount
+                conn.execute(update(takes).where(takes.c.voice_id == vid).values(voice_status=status)).rowcount
                 for vid, status in statuses.items()
             )
         if changed:
@@ -350,10 +399,10 @@ class TakeTable:
     # --- the read path ----------------------------------------------------------------------------
     def get(self, take_id: str) -> Take:
         """The take with this id or unique prefix (see ``ExperimentLog.get``)."""
-        rows = self._db.query(f"{SELECT_TAKE} WHERE take_id = ?", (take_id,))
+        rows = self._db.query(SELECT_TAKE.where(takes.c.take_id == take_id))
         if not rows and isinstance(take_id, str) and 4 <= len(take_id) < 32:
             # substr, not a range: a database's collation may not sort text by code point
-            rows = self._db.query(f"{SELECT_TAKE} WHERE substr(take_id, 1, ?) = ? LIMIT 2", (len(take_id), take_id))
+            rows = self._db.query(SELECT_TAKE.where(func.substr(takes.c.take_id, 1, len(take_id)) == take_id).limit(2))
         if not rows:
             raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
         if len(rows) > 1:
@@ -362,16 +411,14 @@ class TakeTable:
 
     def takes(self, **filters: Any) -> list[Take]:
         """Takes matching ``filters`` (those of ``where_clause``), oldest first."""
-        where, params = where_clause(**filters)
-        rows = self._db.query(f"{SELECT_TAKE}{where} ORDER BY started_at, rowid", params)
+        rows = self._db.query(SELECT_TAKE.where(*where_clause(**filters)).order_by(takes.c.started_at, ROWID))
         return [self._rows.to_take(row) for row in rows]
 
     def to_dataframe(self, **filters: Any):
         """The takes matching ``filters`` as a DataFrame (see ``ExperimentLog.to_dataframe``)."""
         from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
 
-        where, params = where_clause(**filters)
-        return frame.takes_frame(self._db.query, where, params, self._store)
+        return frame.takes_frame(self._db.query, where_clause(**filters), self._store)
 
     def voice_ids(self):
         """The voices this log knows, as a DataFrame (see ``ExperimentLog.voice_ids``)."""
@@ -379,6 +426,8 @@ class TakeTable:
 
         spec = frame.VOICES_FRAME
         rows = self._db.query(
-            f"SELECT {frame.select_list(spec)} FROM takes WHERE voice_id IS NOT NULL ORDER BY started_at, rowid"
+            select(*frame.select_list(spec, takes))
+            .where(takes.c.voice_id.is_not(None))
+            .order_by(takes.c.started_at, ROWID)
         )
         return frame.build(rows, spec)

@@ -143,6 +143,8 @@ def make_app(ctx: Context) -> web.Application:
                 response = await handler(request)
             except web.HTTPException as exc:  # 404 of an unknown route, 405, 413: JSON too
                 response = _error(exc.status, exc.reason)
+            except LogError:  # the log's database is down or busy (any step of any route): JSON too
+                response = _error(503, "the log is busy or unavailable: try again in a moment")
         response.headers.update(HEADERS)
         return response
 
@@ -265,8 +267,12 @@ async def _audio(request: web.Request) -> web.Response:
     if take_id is None:
         return _error(404, "no such audio")
     try:
-        audio = await ctx.call(lambda: ctx.log.get(take_id).audio)
-    except (TakeNotFound, LogError):
+        take = await ctx.call(ctx.log.get, take_id)  # a LogError here: the database (503, by the guard)
+    except TakeNotFound:
+        return _error(404, "this preview is not in the log")
+    try:
+        audio = await ctx.call(lambda: take.audio)
+    except LogError:  # the take's preview is gone from the store
         return _error(404, "this preview is not in the log")
     if audio is None:
         return _error(404, "this take has no preview")
