@@ -1,6 +1,6 @@
 """Take: one attempt at designing a voice, as the experiment log records it.
 
-A take is a frozen value. The log creates it (``ExperimentLog.start``), and every change —
+A take is a frozen value. The log creates it (``log.table.start``), and every change —
 the outcome, a rating, a tag — produces a new ``Take`` (``dataclasses.replace``) read back
 from the database. ``take.design`` is the exact ``VoiceDesign`` to send again.
 
@@ -25,7 +25,7 @@ from cosyvoice_lab.errors import LogError, Problem, ValidationError
 
 STATUSES = ("pending", "ok", "failed", "unknown", "interrupted")
 """pending: written before the request left; ok/failed: its outcome; unknown: sent but the
-result is unknown (a voice may exist; ``ExperimentLog.reconcile`` may settle it later);
+result is unknown (a voice may exist; ``log.table.reconcile`` may settle it later);
 interrupted: the process that sent it died or was stopped before recording an outcome."""
 FINAL_STATUSES = ("ok", "failed")
 BACKENDS = ("dashscope", "offline")

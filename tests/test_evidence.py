@@ -69,9 +69,9 @@ def several_raters_rate_the_same_takes(comparison):
         for rater, stars in base.items():
             if rater == "cy" and i % 2:
                 continue
-            log.add_rating(take.take_id, stars + (take.model == FLASH) + i % 2, rater=rater, kind="adherence")
-            log.add_rating(take.take_id, stars + i % 2, rater=rater, kind="preference", session_id="s1")
-    ratings = log.ratings(comparison.experiment)
+            log.ratings.add(take.take_id, stars + (take.model == FLASH) + i % 2, rater=rater, kind="adherence")
+            log.ratings.add(take.take_id, stars + i % 2, rater=rater, kind="preference", session_id="s1")
+    ratings = log.ratings.to_dataframe(comparison.experiment)
     assert len(ratings) == 2 * (24 * 2 + 12)
     ev = comparison.evidence(variability=False, ratings=ratings)
     by = ev.table.set_index("measure")

@@ -227,10 +227,10 @@ def test_speak_logs_an_utterance_with_cost(sim, tmp_path):
     assert result.audio.duration > 2 and result.model == take.model
     price = catalog.MODELS[take.model].price_cny_per_10k_chars
     assert result.cost_cny == pytest.approx(result.characters * price / 10_000)
-    utterances = lab.log.utterances(take.take_id)
+    utterances = lab.log.utterances.to_dataframe(take.take_id)
     assert len(utterances) == 1 and utterances["characters"].iloc[0] == result.characters
     by_voice = lab.speak(take.voice_id, "Again, by voice id.")
-    assert by_voice.audio.duration > 0.5 and len(lab.log.utterances(take.take_id)) == 2
+    assert by_voice.audio.duration > 0.5 and len(lab.log.utterances.to_dataframe(take.take_id)) == 2
     with pytest.raises(ValidationError):
         other = "cosyvoice-v3.5-flash" if take.model != "cosyvoice-v3.5-flash" else "cosyvoice-v3.5-plus"
         lab.speak(take, SCRIPT, model=other)
@@ -271,7 +271,7 @@ def test_a_recognisable_key_never_leaves_a_trace(tmp_path, monkeypatch, caplog):
         failed = lab.design("a failing voice", preview_text="Hello.")
         keyed.faults.error_rate = 0
         lab.log.export_html(tmp_path / "lab" / "report.html")
-        lab.log.export_bundle(tmp_path / "lab" / "bundle.zip")
+        lab.log.bundles.export(tmp_path / "lab" / "bundle.zip")
         lab.log.export_csv(tmp_path / "lab" / "table.csv")
         shown = [
             repr(lab),
@@ -547,8 +547,8 @@ def test_a_reconcile_waits_for_the_labs_requests_in_flight(tmp_path, monkeypatch
 
         lab.account.reconcile_take = watched
         design = lab.make_design("a warm voice", preview_text="Hello.")[0]
-        unknown = lab.log.start(design, backend="offline")  # a take for the reconcile to look at
-        lab.log.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
+        unknown = lab.log.table.start(design, backend="offline")  # a take for the reconcile to look at
+        lab.log.table.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
         compare = threading.Thread(target=lab.compare, args=(PROMPTS,), kwargs={"repeats": 2, "check_quota": False})
         compare.start()
         while lab.designer.flight.count == 0 and compare.is_alive():

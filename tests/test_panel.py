@@ -85,7 +85,7 @@ def test_a_rater_hears_every_take_rates_them_and_the_log_holds_each_rating(lab, 
     for n, item in enumerate(items):
         r = rate(panel, session["session"], item["id"], 1 + n % 5)
         assert r.status_code == 200 and r.json()["rated"] == n + 1
-    frame = lab.log.ratings(EXPERIMENT)
+    frame = lab.log.ratings.to_dataframe(EXPERIMENT)
     mine = frame[frame["rater"] == "ana"]
     assert len(mine) == 8 and set(mine["take_id"]) == set(takes) and set(mine["kind"]) == {"preference"}
     assert sorted(mine["rating"]) == sorted(1 + n % 5 for n in range(8))
@@ -245,7 +245,7 @@ def test_a_panel_over_a_teams_log_on_postgresql_serves_its_audio_and_records_the
         assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [
             {"rater": "max", "rated": 1, "total": 8}
         ]
-        assert team.ratings(EXPERIMENT).query("rater == 'max'")["rating"].tolist() == [4]
+        assert team.ratings.to_dataframe(EXPERIMENT).query("rater == 'max'")["rating"].tolist() == [4]
 
 
 # --- the command line -----------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
             {"rater": "bo", "rated": 8, "total": 8},
         ]
         ev = panel.evidence(variability=False)
-    frame = lab.log.ratings(EXPERIMENT, kind="preference")
+    frame = lab.log.ratings.to_dataframe(EXPERIMENT, kind="preference")
     assert frame.groupby("rater").size().to_dict() == {"ana": 8, "bo": 8}
     rows = ev.table[ev.table["measure"] == "blind preference rating"]
     assert len(rows) == 1 and rows.iloc[0]["n"] == 8  # one score per take, from both raters
@@ -135,7 +135,7 @@ def test_a_double_click_saves_one_rating_and_the_page_shows_what_the_log_keeps(l
             browser.close()
     [(sent,)] = lab.log.db.query("SELECT count(*) FROM ratings WHERE rater = 'cy'")
     assert sent == 1, "the second click of a double click sends nothing"
-    kept = lab.log.ratings(EXPERIMENT, kind="preference")
+    kept = lab.log.ratings.to_dataframe(EXPERIMENT, kind="preference")
     assert str(int(kept[kept["rater"] == "cy"]["rating"].iloc[-1])) == shown
 
 

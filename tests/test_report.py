@@ -160,10 +160,8 @@ def test_the_cli_html_export_is_the_report_with_evidence(lab, tmp_path):
 
 
 def test_ratings_from_listening_rounds_reach_the_evidence(lab, tmp_path):
-    if not hasattr(lab.log, "add_rating"):
-        pytest.skip("ExperimentLog.add_rating is not in this tree yet")
     for take in lab.log.takes(experiment="models " + HOSTILE, status="ok"):
-        lab.log.add_rating(take.take_id, 5 if take.model == FLASH else 2, rater="ann")
+        lab.log.ratings.add(take.take_id, 5 if take.model == FLASH else 2, rater="ann")
     page = reports.report(lab, tmp_path / "rated.html").read_text()
     assert "preference rating" in page.split('<table class="takes">')[0]
 

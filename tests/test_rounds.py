@@ -257,7 +257,7 @@ def test_the_cli_panel_killed_mid_round_resumes_every_invited_rater_where_they_w
     progress = json.loads(text.strip().splitlines()[-1])
     assert [(p["rater"], p["rated"], p["total"]) for p in progress] == [("ana", 3, 8), ("bo", 1, 8)]
     with ExperimentLog(lab.log.folder) as log:
-        assert log.ratings(EXPERIMENT).groupby("rater").size().to_dict() == {"ana": 3, "bo": 1}
+        assert log.ratings.to_dataframe(EXPERIMENT).groupby("rater").size().to_dict() == {"ana": 3, "bo": 1}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

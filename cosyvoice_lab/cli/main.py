@@ -314,7 +314,7 @@ def cmd_voices(args) -> int:
                 lab.client.delete_voice(vid)
                 deleted.append(vid)
         finally:  # the log learns of every voice that is gone, even if a later delete fails
-            lab.log.mark_deleted(deleted)
+            lab.log.table.mark_deleted(deleted)
         print(json.dumps({"deleted": args.voice_ids}) if args.json else f"deleted {len(args.voice_ids)} voice(s)")
         return EXIT_OK
     plan = lab.cleanup(dry_run=not args.yes, experiment=args.experiment, include_unknown=args.include_unknown)

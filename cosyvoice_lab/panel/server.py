@@ -291,7 +291,7 @@ class Panel:
         """This round's star ratings as ``log.ratings`` gives them (take_id, rating, rater, kind,
         session_id, at): the latest of each rater for each take's first showing."""
         ids = [s.session_id for s in self.round.sessions()]
-        frame = self.log.ratings(self.experiment, kind=self.kind if self.kind != "pair" else None)
+        frame = self.log.ratings.to_dataframe(self.experiment, kind=self.kind if self.kind != "pair" else None)
         return frame[frame["session_id"].isin(ids)].reset_index(drop=True)
 
     def choices(self):

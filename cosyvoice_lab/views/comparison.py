@@ -150,7 +150,7 @@ class Comparison:
                 (``analysis.planning.Matters``: 1 st, 10 % of speaking rate, 1 LU, 0.2 MOS, 0.5 stars, 0.5 s).
             variability: also compare the variation between repeats (needs the previews).
             ratings: listening-round ratings (``take_id``, ``rating``, ``kind``, ``rater``), e.g.
-                ``log.ratings(experiment)`` or ``BlindSession.ratings_frame()``; ``True`` reads
+                ``log.ratings.to_dataframe(experiment)`` or ``BlindSession.ratings_frame()``; ``True`` reads
                 the log's ratings of this experiment. Several raters are accounted for (each
                 rater centred, one score per take).
             prompts: also compare the prompts with each other (models as blocks).
@@ -161,7 +161,7 @@ class Comparison:
         from cosyvoice_lab.views.evidence import evidence
 
         if ratings is True:
-            ratings = self.log.ratings(self.experiment)  # type: ignore[attr-defined]
+            ratings = self.log.ratings.to_dataframe(self.experiment)  # type: ignore[attr-defined]
         df = self.measured().df
         cells = None
         ok = df[df["status"] == "ok"]

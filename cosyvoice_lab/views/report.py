@@ -67,9 +67,9 @@ def section_extras(log, experiment: str, takes: list) -> dict[str, Any]:
 
 
 def ratings(log, experiment: str):
-    """The listening rounds' ratings of ``experiment`` (``ExperimentLog.ratings``), or None
+    """The listening rounds' ratings of ``experiment`` (``log.ratings.to_dataframe``), or None
     when no round rated it yet."""
-    frame = log.ratings(experiment=experiment)
+    frame = log.ratings.to_dataframe(experiment=experiment)
     return frame if len(frame) else None
 
 

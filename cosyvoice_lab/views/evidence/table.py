@@ -212,7 +212,7 @@ def evidence(
             appearance). Estimates are ``other − first``.
         cells: optional per-cell values (one row per prompt × model, columns ``prompt_index``,
             the model column and ``variability``): variation between repeats (exploratory).
-        ratings: optional listening-round ratings (``log.ratings()``): ``take_id``, ``rating``,
+        ratings: optional listening-round ratings (``log.ratings.to_dataframe()``): ``take_id``, ``rating``,
             ``kind`` ("preference" / "adherence") and ``rater``; one primary question per kind.
             Each take gets one score (every rater's ratings centred on that rater's mean, then
             averaged over the raters: ``analysis.stats.take_scores``), so a harsh rater does not
