@@ -151,8 +151,8 @@ class Take:
 
     # --- convenience --------------------------------------------------------------------
     @property
-    def model(self) -> str:
-        """The target model (``design.target_model``)."""
+    def target_model(self) -> str:
+        """The model the voice was designed for (``design.target_model``)."""
         return self.design.target_model
 
     @property
@@ -226,7 +226,7 @@ class Take:
         outcome = self.voice_id or self.error_code or ""
         stars = f" {'★' * self.rating}" if self.rating else ""
         chosen = " chosen" if self.chosen else ""
-        return f"<Take {self.take_id[:8]} {self.status} {self.model} {outcome} {prompt!r}{stars}{chosen}>"
+        return f"<Take {self.take_id[:8]} {self.status} {self.target_model} {outcome} {prompt!r}{stars}{chosen}>"
 
     def _repr_html_(self) -> str:
         return html.render("take.html.j2", take=self)

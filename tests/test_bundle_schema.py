@@ -88,7 +88,7 @@ def snapshot(log: ExperimentLog, tmp_path: Path) -> tuple:
     voices = log.voice_ids()
     return (
         df.to_json(date_format="iso"),
-        log.history().to_json(date_format="iso"),
+        log.annotations().to_json(date_format="iso"),
         log.utterances.to_dataframe().to_json(date_format="iso"),
         voices.to_json(date_format="iso"),
         tuple(log.audio_store.names()),

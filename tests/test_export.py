@@ -140,7 +140,7 @@ def test_bundle_merges_into_another_log_without_duplicates(log, tmp_path):
         }  # fmt: skip
         assert theirs.bundles.merge(bundle) == dict.fromkeys(first, 0)  # twice adds nothing
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
-        pd.testing.assert_frame_equal(theirs.history(), log.history())
+        pd.testing.assert_frame_equal(theirs.annotations(), log.annotations())
         pd.testing.assert_frame_equal(
             theirs.utterances.to_dataframe().drop(columns="audio_path"),
             log.utterances.to_dataframe().drop(columns="audio_path"),
@@ -171,7 +171,7 @@ def test_annotations_from_a_teammate_merge_both_ways(log, tmp_path):
         assert counts["takes"] == 0 and counts["annotations"] == 3
         merged = log.get(ok0.take_id)
         assert (merged.rating, merged.tags, merged.chosen) == (2, ("warm", "noisy"), True)
-        assert log.history(ok0.take_id)["action"].tolist() == [
+        assert log.annotations(ok0.take_id)["action"].tolist() == [
             "rate",
             "tag",
             "tag",
@@ -184,7 +184,7 @@ def test_annotations_from_a_teammate_merge_both_ways(log, tmp_path):
         # and back again: both logs now agree, and nothing is duplicated
         theirs.bundles.merge(log.bundles.export(tmp_path / "c.zip"))
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
-        assert len(theirs.history()) == len(log.history()) == 10
+        assert len(theirs.annotations()) == len(log.annotations()) == 10
 
 
 def test_a_pending_take_arrives_interrupted_and_its_outcome_follows(tmp_path):
@@ -241,7 +241,7 @@ def test_damaged_or_foreign_bundles_are_refused_and_nothing_merges(log, tmp_path
             with pytest.raises(LogError) as info:
                 theirs.bundles.merge(path)
             assert str(path) in str(info.value), why
-        assert len(theirs) == 0 and theirs.history().empty
+        assert len(theirs) == 0 and theirs.annotations().empty
 
 
 def test_export_refuses_a_bundle_with_missing_audio(log, tmp_path):
@@ -285,7 +285,7 @@ def test_a_bundle_naming_audio_outside_the_store_is_refused_and_nothing_merges(l
             theirs.bundles.merge(bundle)
         assert str(bundle) in str(info.value) and repr(hostile) in str(info.value)
         assert f"{key} " in str(info.value)  # names the row
-        assert len(theirs) == 0 and theirs.history().empty and theirs.utterances.to_dataframe().empty
+        assert len(theirs) == 0 and theirs.annotations().empty and theirs.utterances.to_dataframe().empty
         assert theirs.audio_store.names() == []
 
 

@@ -15,7 +15,7 @@ MODELS = ("plus", "flash")
 @dataclass
 class FakeTake:
     take_id: str
-    model: str
+    target_model: str
     prompt: str
     tags: tuple = ()
     notes: str = ""
@@ -115,13 +115,13 @@ def test_the_summary_numbers_prompts_in_the_order_given():
 def test_a_revealed_session_is_rebuilt_from_the_takes_notes():
     s = BlindSession.start([t.take_id for t in TAKES[:4]], seed=99, session_id="abc")
     notes = s.append_note("earlier note", s.note_for("t0"))
-    blind = [FakeTake(t.take_id, t.model, t.prompt, tags=(s.tag,), notes=notes) for t in TAKES[:4]]
+    blind = [FakeTake(t.take_id, t.target_model, t.prompt, tags=(s.tag,), notes=notes) for t in TAKES[:4]]
     with pytest.raises(ValueError, match="pass the ExperimentLog"):  # before the reveal the notes hold no seed
         BlindSession.from_log(blind, "abc")
     logged = [
         FakeTake(
             t.take_id,
-            t.model,
+            t.target_model,
             t.prompt,
             tags=(s.tag,),
             rating=4 if t.take_id == "t1" else None,
@@ -143,7 +143,10 @@ def test_two_sessions_get_different_fresh_seeds_and_shuffles():
 
 
 def fake_takes():
-    return [FakeTake(t.take_id, t.model, t.prompt, voice_id=f"cosyvoice-v3.5-{t.model}-vid{t.take_id}") for t in TAKES]
+    return [
+        FakeTake(t.take_id, t.target_model, t.prompt, voice_id=f"cosyvoice-v3.5-{t.target_model}-vid{t.take_id}")
+        for t in TAKES
+    ]
 
 
 def test_before_the_reveal_nothing_shown_pairs_a_label_with_a_model_prompt_or_take():
@@ -283,7 +286,7 @@ def test_before_the_reveal_no_log_view_holds_the_seed_or_a_label(tmp_path):
     s.rate(s.order[0], 5)
     views = [
         log.df.to_string(),
-        log.history().to_string(),
+        log.annotations().to_string(),
         log.ratings.to_dataframe().to_string(),
         log.export_csv(tmp_path / "log.csv").read_text(),
         *(t.notes for t in log.takes()),
@@ -293,7 +296,7 @@ def test_before_the_reveal_no_log_view_holds_the_seed_or_a_label(tmp_path):
     for view in views:
         assert str(SEED) not in view and "label" not in view
     assert all(s.tag in t.tags for t in log.takes())
-    tagged = log.history().query("action == 'tag'")["take_id"].tolist()
+    tagged = log.annotations().query("action == 'tag'")["take_id"].tolist()
     assert tagged == sorted(tagged), "written in take-id order: the dated history says nothing of the labels"
     s.reveal(log.takes())
     assert all(f"revealed: seed {SEED}" in t.notes for t in log.takes())

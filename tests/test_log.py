@@ -126,10 +126,10 @@ def test_migrating_a_version_1_file_keeps_its_takes_and_seeds_history(tmp_path):
             "lovely",
             True,
         )
-        history = log.history("a" * 32)
+        history = log.annotations("a" * 32)
         assert sorted(history["action"]) == ["choose", "note", "played", "rate", "tag", "tag"]
         assert set(history["at"]) == {pd.Timestamp("2025-01-01T00:00:05Z")}
-        assert log.history("b" * 32).empty
+        assert log.annotations("b" * 32).empty
         # the seeded history replays to today's values (what bundle merges rely on)
         replayed = apply_events(
             zip(history["action"], history["value"].astype(object).where(history["value"].notna(), None), strict=True)
@@ -474,7 +474,7 @@ def test_threads_share_one_log(log):
     for t in threads:
         t.join()
     assert not errors
-    assert len(log.takes(status="ok")) == 200 and len(log.history()) == 200
+    assert len(log.takes(status="ok")) == 200 and len(log.annotations()) == 200
 
 
 def test_connections_of_ended_threads_are_closed(log):
@@ -594,12 +594,30 @@ def test_missing_texts_are_missing_values_not_the_text_none(log):
     assert isinstance(df["voice_id"].dtype, pd.StringDtype) and df.loc[ok.take_id, "voice_id"] == VOICE
 
 
-def test_the_model_column_is_named_target_model(log):
+def test_target_model_is_the_one_word_for_a_takes_model(log):
+    """The frame's column, the filter, the Take and the design say ``target_model`` (the service's
+    word); no second name is accepted."""
     take = ok_take(log)
     df = log.df
     assert "target_model" in df and "model" not in df and df["target_model"].tolist() == [DESIGN.target_model]
-    assert len(log.to_dataframe(target_model=DESIGN.target_model)) == len(log.takes(model=DESIGN.target_model)) == 1
-    assert take.model == take.design.target_model  # the Take keeps its short alias
+    assert (
+        len(log.to_dataframe(target_model=DESIGN.target_model)) == len(log.takes(target_model=DESIGN.target_model)) == 1
+    )
+    assert take.target_model == take.design.target_model
+    assert not hasattr(take, "model")
+    with pytest.raises(TypeError):
+        log.takes(model=DESIGN.target_model)
+    with pytest.raises(TypeError):
+        log.to_dataframe(model=DESIGN.target_model)
+
+
+def test_annotation_events_are_the_logs_annotations_and_history_is_the_labs(log):
+    take = ok_take(log)
+    log.rate(take.take_id, 4, rater="ann")
+    log.tag(take.take_id, "warm", rater="bo")
+    events = log.annotations(take.take_id)
+    assert events[["action", "value", "author"]].values.tolist() == [["rate", "4", "ann"], ["tag", "warm", "bo"]]
+    assert not hasattr(log, "history")
 
 
 def test_dataframe_has_proper_dtypes_and_one_row_per_take(log):
@@ -631,7 +649,7 @@ def test_filters(log):
     ids = lambda **f: list(log.to_dataframe(**f)["take_id"])  # noqa: E731
     assert ids(experiment="exp1") == [a.take_id, b.take_id]
     assert ids(experiment=["exp2"]) == [c.take_id]
-    assert ids(model="cosyvoice-v3.5-flash") == [b.take_id, c.take_id]
+    assert ids(target_model="cosyvoice-v3.5-flash") == [b.take_id, c.take_id]
     assert ids(tag="warm") == [a.take_id, b.take_id] and ids(tag=["warm", "keeper"]) == [a.take_id]
     assert ids(min_rating=3) == [a.take_id]
     assert ids(status="failed") == [c.take_id] and ids(status=["ok"]) == [a.take_id, b.take_id]
@@ -717,7 +735,7 @@ def test_annotations_update_the_take_and_keep_a_dated_history(log):
         "second thoughts",
         True,
     )
-    history = log.history(take.take_id)
+    history = log.annotations(take.take_id)
     assert history["action"].tolist() == [
         "rate",
         "rate",

@@ -321,7 +321,7 @@ def test_the_api_key_is_never_stored_in_a_database_log(pg_log_url, tmp_path, mon
         lab = Lab(tmp_path / "lab", log=pg_log_url, base_url=sim.base_url, progress=False, measure=False)
         assert lab.log.audio_dir is None and KEY not in repr(lab) and "***" in repr(lab)
         take = lab.design("a calm voice", preview_text="Hello there.")
-        lab.compare(["a deep voice"], models=["cosyvoice-v3.5-flash"], repeats=1, check_quota=False)
+        lab.compare(["a deep voice"], target_models=["cosyvoice-v3.5-flash"], repeats=1, check_quota=False)
         lab.log.rate(take.take_id, 4)
         sim.faults.error_rate, sim.faults.seed = 1.0, 1
         lab.design("a failing voice", preview_text="Hello.")

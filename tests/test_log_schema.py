@@ -52,7 +52,7 @@ def test_a_folder_log_of_an_earlier_schema_upgrades_in_place_with_every_row(vers
             assert take.status == row[1] and take.design.voice_prompt == row[9]
         ok = [t for t in log.takes() if t.status == "ok" and t.audio_path]
         assert ok and ok[0].audio is not None  # the preview is found through the store
-        assert len(log.history()) == len(expected["annotations"]) and len(log.utterances.to_dataframe()) == 1
+        assert len(log.annotations()) == len(expected["annotations"]) and len(log.utterances.to_dataframe()) == 1
         assert sorted(log.df["take_id"]) == sorted(r[0] for r in expected["takes"])
     for table, rows in expected.items():  # every row, every value (a column added since: NULL)
         width = len(rows[0])

@@ -95,7 +95,7 @@ def two_compares(sim, tmp_path):
 def test_a_cell_held_by_a_live_process_is_skipped_and_one_of_a_dead_process_reconciled(sim, tmp_path):
     folder = tmp_path / "lab"
     lab = Lab(folder, backend="offline", base_url=sim.base_url, progress=False, measure=False)
-    design, _ = lab.make_design("a calm narrator", model="cosyvoice-v3.5-flash")
+    design, _ = lab.make_design("a calm narrator", target_model="cosyvoice-v3.5-flash")
     held = lab.log.table.claim(design, experiment="e", cell="k|r0", backend="offline")
     assert held is not None and held.status == "pending"
     assert lab.log.table.claim(design, experiment="e", cell="k|r0", backend="offline") is None, "a live holder keeps it"

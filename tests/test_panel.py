@@ -35,7 +35,7 @@ def lab(tmp_path_factory):
         mp.delenv("DASHSCOPE_API_KEY", raising=False)
         with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
             lab = Lab(tmp_path_factory.mktemp("lab"), backend="offline", base_url=sim.base_url, progress=False)
-            lab.compare(PROMPTS, models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
+            lab.compare(PROMPTS, target_models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
     assert sum(t.ok for t in lab.log.takes(experiment=EXPERIMENT)) == 8
     return lab
 
@@ -207,7 +207,7 @@ def test_off_loopback_every_request_needs_the_join_token(lab):
 def model_of(lab, panel: Panel, session: dict, item_id: str) -> str:
     """What the organiser knows and the page never says: the model behind an item."""
     item = panel.round.item(panel.round.session(session["session"]), item_id)
-    return lab.log.get(item.take_id).model
+    return lab.log.get(item.take_id).target_model
 
 
 def test_the_evidence_holds_every_raters_ratings(lab, panel):

@@ -28,7 +28,9 @@ def lab(tmp_path_factory):
         mp.delenv("DASHSCOPE_API_KEY", raising=False)
         with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
             lab = Lab(tmp_path_factory.mktemp("lab"), backend="offline", base_url=sim.base_url, progress=False)
-            lab.compare(PROMPTS, models=(PLUS, FLASH), repeats=2, preview_text="Hello there.", experiment=EXPERIMENT)
+            lab.compare(
+                PROMPTS, target_models=(PLUS, FLASH), repeats=2, preview_text="Hello there.", experiment=EXPERIMENT
+            )
     return lab
 
 
@@ -55,7 +57,7 @@ def _plan(lab, panel, page, plus: int, flash: int) -> list[int]:
     """The stars this rater gives each item on the page, by the model the organiser knows is behind it."""
     ids = page.locator("li.item").evaluate_all("items => items.map(li => li.dataset.item)")
     takes = {item.item_id: item.take_id for s in panel.round.sessions() for item in s.items}
-    return [plus if lab.log.get(takes[i]).model == PLUS else flash for i in ids]
+    return [plus if lab.log.get(takes[i]).target_model == PLUS else flash for i in ids]
 
 
 def _plays(page, index: int) -> float:

@@ -146,7 +146,7 @@ def test_annotations_record_who_made_them(log, monkeypatch):
     log.note(t.take_id, "nice")
     log.choose(t.take_id, rater="di")
     log.ratings.add(t.take_id, 3)
-    history = log.history(t.take_id)
+    history = log.annotations(t.take_id)
     assert list(history["author"]) == ["bo", "cy", "ana", "di"]
     assert list(log.ratings.to_dataframe()["rater"]) == ["ana"]
     with pytest.raises(ValueError, match="rater"):

@@ -100,7 +100,7 @@ def frame(log: ExperimentLog) -> pd.DataFrame:
 
 def record_of(log: ExperimentLog) -> dict:
     """Everything a copy must carry, in a form that does not depend on the kind of log."""
-    history = log.history().drop(columns=["annotation_id"]).sort_values(["take_id", "at", "action", "value"])
+    history = log.annotations().drop(columns=["annotation_id"]).sort_values(["take_id", "at", "action", "value"])
     utterances = log.utterances.to_dataframe().drop(columns=["audio_path"], errors="ignore").sort_values("utterance_id")
     return {
         "history": history.reset_index(drop=True),
@@ -354,7 +354,7 @@ def test_two_raters_rate_the_same_takes_at_once_and_both_are_kept(any_log, tmp_p
         ratings = log.ratings.to_dataframe(session_id="round-1")
         assert Counter(zip(ratings["rater"], ratings["rating"], strict=True)) == {("ana", 5): 20, ("ben", 2): 20}
         assert log.db.query("SELECT count(*) FROM ratings")[0][0] == 2 * 3 * 20, "every rating kept as an event"
-        history = log.history()
+        history = log.annotations()
         assert set(history["author"]) == {"ana", "ben"}
         assert Counter(history["action"]) == {"tag": 2 * 3 * 20, "note": 2}
         for take_id in ids:  # neither rater's tag was lost to the other's write

@@ -144,7 +144,7 @@ def closest(experiment_log, reference, takes=None, *, sample_rate: int | None = 
             {
                 "take_id": take.take_id,
                 "voice_id": take.voice_id,
-                "target_model": take.model,
+                "target_model": take.target_model,
                 "voice_prompt": take.prompt,
                 "similarity": score if math.isfinite(score) else math.nan,
             }

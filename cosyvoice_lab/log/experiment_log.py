@@ -37,7 +37,7 @@ class ExperimentLog:
 
     Its own verbs read takes (``get``, ``takes``, ``to_dataframe`` / ``df``, ``voice_ids``,
     ``len(log)``), annotate them with a dated history (``rate``, ``choose``, ``unchoose``,
-    ``tag``, ``untag``, ``note``, ``mark_played``, ``history``) and export them
+    ``tag``, ``untag``, ``note``, ``mark_played``; every event: ``annotations``) and export them
     (``export_csv``, ``export_parquet``, ``export_html``). Its parts, each with its own API:
 
     - ``table`` (``take_table.py``): the write path the runner, the account and the measuring
@@ -125,7 +125,7 @@ class ExperimentLog:
     def to_dataframe(
         self,
         experiment: Any = None,
-        model: Any = None,
+        target_model: Any = None,
         tag: Any = None,
         min_rating: int | None = None,
         status: Any = None,
@@ -135,7 +135,7 @@ class ExperimentLog:
     ):
         """The takes as a pandas DataFrame, one row each, oldest first (a fresh query).
 
-        Args: experiment, model, status: one value or a list. tag: takes with this tag (or all
+        Args: experiment, target_model, status: one value or a list. tag: takes with this tag (or all
         of a list). min_rating: 1-5. since / until: ``started_at`` bounds (inclusive / exclusive;
         naive times are UTC). more: ``chosen``, ``cell``, ``backend``, ``voice_id``.
 
@@ -146,7 +146,7 @@ class ExperimentLog:
 
         where = where_clause(
             experiment=experiment,
-            model=model,
+            target_model=target_model,
             tag=tag,
             min_rating=min_rating,
             status=status,
@@ -223,7 +223,7 @@ class ExperimentLog:
         return self._annotate(take_id, change, rater)
 
     def note(self, take_id: str, text: str, *, rater: str | None = None) -> Take:
-        """Set a take's notes to ``text`` (the history keeps earlier notes).
+        """Set a take's notes to ``text`` (its annotation events keep earlier notes).
 
         Raises:
             TypeError: text is not a string. TakeNotFound: no such take.
@@ -245,9 +245,10 @@ class ExperimentLog:
                     raise TakeNotFound(self.db.path, f"no take {take_id!r} in this log")
                 insert_events(conn, take_id, [("played", None)], author)
 
-    def history(self, take_id: str | None = None):
-        """The annotation history (all takes, or one) as a DataFrame, oldest first:
-        annotation_id, take_id, at (UTC), action, value, author."""
+    def annotations(self, take_id: str | None = None):
+        """Every annotation event (of all takes, or of one) as a DataFrame, oldest first:
+        annotation_id, take_id, at (UTC), action, value, author. (A take's lineage, its earlier
+        versions, is ``Lab.history``.)"""
         from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
 
         spec = frame.HISTORY_FRAME

@@ -93,7 +93,7 @@ def report_sections(takes: list[Take], extras: Extras | None = None) -> list[dic
 
 
 def _section(name: str | None, takes: list[Take], extras: Extras | None) -> dict[str, Any]:
-    models = catalog.model_order(t.model for t in takes)
+    models = catalog.model_order(t.target_model for t in takes)
     rank = {m: i for i, m in enumerate(models)}
     prompts: dict[str, list[Take]] = {}
     for take in takes:
@@ -108,7 +108,7 @@ def _section(name: str | None, takes: list[Take], extras: Extras | None) -> dict
             {
                 "prompt": prompt,
                 "preview_texts": list(dict.fromkeys(t.design.preview_text for t in group)),
-                "takes": sorted(group, key=lambda t: (rank[t.model], t.repeat or 0, t.started_at)),
+                "takes": sorted(group, key=lambda t: (rank[t.target_model], t.repeat or 0, t.started_at)),
             }
             for prompt, group in prompts.items()
         ],

@@ -14,7 +14,7 @@ every name is checked by :func:`clean_rater` (1-64 printable characters).
 A blind round (``views/listening.py``) is opened with :meth:`Ratings.open_round`: one row per
 take with ``rating`` NULL (nothing rated yet) carrying the round's shuffle ``seed``, kind and
 rater. The seed lives only there until the reveal: no log view (``log.df``, notes, the
-annotation history, ``ratings()``) shows it, yet a closed notebook's round can be rebuilt with
+annotation events, ``ratings.to_dataframe()``) shows it, yet a closed notebook's round can be rebuilt with
 the same labels (:meth:`Ratings.round_record`).
 """
 

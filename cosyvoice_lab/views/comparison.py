@@ -167,7 +167,7 @@ class Comparison:
         ok = df[df["status"] == "ok"]
         if variability and "m_median_f0_hz" in ok and ok["audio_path"].notna().any():
             series = self._variability(ok)
-            cells = series.rename("variability").rename_axis(["prompt_index", _model_column(df)]).reset_index()
+            cells = series.rename("variability").rename_axis(["prompt_index", "target_model"]).reset_index()
         return evidence(
             df, self.models, experiment=self.experiment, cells=cells, ratings=ratings, effect=effect, prompts=prompts
         )
@@ -218,10 +218,6 @@ def comparison_grid(
     return html.render("comparison.html.j2", experiment=experiment, models=models, rows=rows, pending=pending)
 
 
-def _model_column(df) -> str:
-    return "target_model" if "target_model" in df else "model"
-
-
 @dataclass(frozen=True)
 class TakeGrid:
     """Takes arranged prompts × models: what a comparison's table and the ComparisonBoard show.
@@ -263,9 +259,9 @@ def group_takes(takes: Iterable, prompts: Iterable[str] | None = None, models: I
     """
     takes = list(takes)
     prompts = tuple(dict.fromkeys(prompts if prompts is not None else (t.prompt for t in takes)))
-    models = catalog.model_order(models if models is not None else (t.model for t in takes))
+    models = catalog.model_order(models if models is not None else (t.target_model for t in takes))
     cells: dict[tuple[str, str], list] = {}
     for t in sorted(takes, key=lambda t: (t.repeat or 0, t.started_at)):
-        if t.prompt in prompts and t.model in models:
-            cells.setdefault((t.prompt, t.model), []).append(t)
+        if t.prompt in prompts and t.target_model in models:
+            cells.setdefault((t.prompt, t.target_model), []).append(t)
     return TakeGrid(prompts, models, cells)

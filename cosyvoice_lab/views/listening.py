@@ -399,10 +399,12 @@ class BlindSession:
         prompt_order = list(dict.fromkeys([*(prompts or ()), *(t.prompt for t in mine)]))
         index = {p: i for i, p in enumerate(prompt_order)}
         rows = tuple(
-            RevealRow(self.label(i), i, by_id[i].model, index[by_id[i].prompt], by_id[i].prompt, self.ratings.get(i))
+            RevealRow(
+                self.label(i), i, by_id[i].target_model, index[by_id[i].prompt], by_id[i].prompt, self.ratings.get(i)
+            )
             for i in self.order
         )
-        models = list(dict.fromkeys(t.model for t in mine))
+        models = list(dict.fromkeys(t.target_model for t in mine))
         return summarise(rows, models, prompt_order, self.seed, self.session_id)
 
 

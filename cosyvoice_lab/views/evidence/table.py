@@ -206,7 +206,7 @@ def evidence(
     """The evidence table from one row per take.
 
     Args:
-        df: takes with ``prompt_index``, the model (``target_model`` or ``model``), ``status``
+        df: takes with ``prompt_index``, ``target_model``, ``status``
             and the measured columns (``m_*``, ``latency_s``, ``rating``).
         models: the models compared, the first against each other (default: in order of
             appearance). Estimates are ``other − first``.
@@ -227,7 +227,7 @@ def evidence(
             within models (models are the blocks): families ``"prompts"`` and
             ``"prompts: exploratory"``, adjusted apart from the models' and not counted as found.
     """
-    group = "target_model" if "target_model" in df else "model"
+    group = "target_model"
     models = list(models) if models is not None else list(dict.fromkeys(df[group]))
     ok = df[df["status"].astype(str) == "ok"].copy() if "status" in df else df.copy()
     primary = names.PRIMARY if main_measures is None else tuple(main_measures)
