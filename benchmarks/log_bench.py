@@ -59,7 +59,7 @@ def record(log: ExperimentLog, n: int, *, audio: list[Audio] | None = None) -> f
     for i in range(n):
         p = i % len(PROMPTS)
         design = VoiceDesign(PROMPTS[p], PREVIEWS[p // 2], target_model=MODELS[i % 2])
-        take = log.start(
+        take = log.table.start(
             design,
             experiment=f"bench-{i // 500}",
             backend="offline",
@@ -68,7 +68,7 @@ def record(log: ExperimentLog, n: int, *, audio: list[Audio] | None = None) -> f
             cell=f"p{p}|{MODELS[i % 2]}|r{i % 3}",
             repeat=i % 3,
         )
-        log.finish(
+        log.table.finish(
             take.take_id,
             voice_id=f"{MODELS[i % 2]}-vd-lab-{uuid.uuid4().hex}",
             request_id=str(uuid.uuid4()),

@@ -37,10 +37,12 @@ def fill(lab: Lab) -> None:
         "A bright, high-pitched, cheerful voice for a cartoon character, fast and playful",
         "A friendly young man with a clear voice, relaxed and conversational, for a podcast",
     ]
-    lab.compare(prompts, models=["cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"], repeats=2, preview_text=PREVIEW)
+    lab.compare(prompts, target_models=["cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"], repeats=2, preview_text=PREVIEW)
     host = PromptSpec.preset("podcast_host")
     sweep = [*host.variants("pitch", [None, "low", "high"]), host.replace(timbre="bright")]
-    lab.compare(sweep, models=["cosyvoice-v3.5-plus"], repeats=2, experiment="pitch-sweep", preview_text=SWEEP_PREVIEW)
+    lab.compare(
+        sweep, target_models=["cosyvoice-v3.5-plus"], repeats=2, experiment="pitch-sweep", preview_text=SWEEP_PREVIEW
+    )
     lab.simulator.faults.seed, lab.simulator.faults.error_rate = 11, 0.5
     try:
         flaky = ["A deep, slow male voice for a lighthouse keeper", "A high, bright voice for a cheerful robot"]

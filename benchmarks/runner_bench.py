@@ -51,7 +51,7 @@ def compare(base_url: str, folder: Path, n: int, measure: bool = False) -> dict:
     lab = Lab(folder, backend="offline", base_url=base_url, progress=False, measure=measure)
     t0 = time.monotonic()
     cpu0 = time.process_time()
-    comp = lab.compare(["a steady, calm narrator"], models=MODELS, repeats=n // len(MODELS), experiment="bench")
+    comp = lab.compare(["a steady, calm narrator"], target_models=MODELS, repeats=n // len(MODELS), experiment="bench")
     wall = time.monotonic() - t0
     lab.measuring.wait()
     measured = time.monotonic() - t0

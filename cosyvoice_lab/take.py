@@ -1,6 +1,6 @@
 """Take: one attempt at designing a voice, as the experiment log records it.
 
-A take is a frozen value. The log creates it (``ExperimentLog.start``), and every change —
+A take is a frozen value. The log creates it (``log.table.start``), and every change —
 the outcome, a rating, a tag — produces a new ``Take`` (``dataclasses.replace``) read back
 from the database. ``take.design`` is the exact ``VoiceDesign`` to send again.
 
@@ -25,7 +25,7 @@ from cosyvoice_lab.errors import LogError, Problem, ValidationError
 
 STATUSES = ("pending", "ok", "failed", "unknown", "interrupted")
 """pending: written before the request left; ok/failed: its outcome; unknown: sent but the
-result is unknown (a voice may exist; ``ExperimentLog.reconcile`` may settle it later);
+result is unknown (a voice may exist; ``log.table.reconcile`` may settle it later);
 interrupted: the process that sent it died or was stopped before recording an outcome."""
 FINAL_STATUSES = ("ok", "failed")
 BACKENDS = ("dashscope", "offline")
@@ -151,8 +151,8 @@ class Take:
 
     # --- convenience --------------------------------------------------------------------
     @property
-    def model(self) -> str:
-        """The target model (``design.target_model``)."""
+    def target_model(self) -> str:
+        """The model the voice was designed for (``design.target_model``)."""
         return self.design.target_model
 
     @property
@@ -226,7 +226,7 @@ class Take:
         outcome = self.voice_id or self.error_code or ""
         stars = f" {'★' * self.rating}" if self.rating else ""
         chosen = " chosen" if self.chosen else ""
-        return f"<Take {self.take_id[:8]} {self.status} {self.model} {outcome} {prompt!r}{stars}{chosen}>"
+        return f"<Take {self.take_id[:8]} {self.status} {self.target_model} {outcome} {prompt!r}{stars}{chosen}>"
 
     def _repr_html_(self) -> str:
         return html.render("take.html.j2", take=self)

@@ -477,7 +477,7 @@ def test_log_frames_work_as_they_come(tmp_path):
     lab = Lab(tmp_path / "lab", backend="offline", progress=False)
     lab.compare(
         ["a deep slow male voice", "a high-pitched fast young female voice", "a neutral voice"],
-        models=["cosyvoice-v3.5-flash"],
+        target_models=["cosyvoice-v3.5-flash"],
         repeats=1,
         experiment="frames",
     ).measured()  # the compare returned with its designs in; its measures are written now

@@ -113,7 +113,7 @@ def test_closest_ranks_the_take_whose_voice_says_the_reference(lab):
 def test_remeasure_brings_old_takes_up_to_date_and_is_logged(lab):
     fresh = lab.design("A warm, breathy female voice.")
     old = lab.design("A calm male voice.")
-    lab.log.set_metrics(old.take_id, {"median_f0_hz": 111.0})  # as a take measured before versions
+    lab.log.table.set_metrics(old.take_id, {"median_f0_hz": 111.0})  # as a take measured before versions
     assert "hnr_db" not in lab.log.get(fresh.take_id).metrics  # the lab did not measure (measure=False)
 
     report = lab.remeasure(predicted_quality=False).set_index("take_id")

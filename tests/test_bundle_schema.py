@@ -35,27 +35,27 @@ def tone(seed: int) -> Audio:
 
 def populate(log: ExperimentLog) -> None:
     for i in range(3):
-        take = log.start(DESIGN, backend="offline", experiment="exp", cell=f"c{i}", repeat=i)
-        log.finish(take.take_id, voice_id=voice(i), audio=tone(i), metrics={"f0": 100.0 + i})
+        take = log.table.start(DESIGN, backend="offline", experiment="exp", cell=f"c{i}", repeat=i)
+        log.table.finish(take.take_id, voice_id=voice(i), audio=tone(i), metrics={"f0": 100.0 + i})
     first = log.takes()[0].take_id
     log.rate(first, 4)
     log.tag(first, "warm")
-    log.add_utterance(first, text="hi", params={"rate": 1.0}, characters=2, cost_cny=0.0001, audio=tone(9))
+    log.utterances.add(first, text="hi", params={"rate": 1.0}, characters=2, cost_cny=0.0001, audio=tone(9))
 
 
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     with ExperimentLog(tmp_path / "source") as source:
         populate(source)
-        return source.export_bundle(tmp_path / "share.zip")
+        return source.bundles.export(tmp_path / "share.zip")
 
 
 @pytest.fixture
 def theirs(tmp_path):
     """A receiving log that already holds takes of its own (so 'unchanged' means something)."""
     with ExperimentLog(tmp_path / "theirs") as log:
-        take = log.start(VoiceDesign("A bright young woman", "Hi there."), backend="offline", experiment="mine")
-        log.finish(take.take_id, voice_id=voice(77), audio=tone(5))
+        take = log.table.start(VoiceDesign("A bright young woman", "Hi there."), backend="offline", experiment="mine")
+        log.table.finish(take.take_id, voice_id=voice(77), audio=tone(5))
         log.choose(take.take_id)
         yield log
 
@@ -84,12 +84,12 @@ def snapshot(log: ExperimentLog, tmp_path: Path) -> tuple:
     df = log.df
     log.export_csv(tmp_path / "check.csv")
     log.export_html(tmp_path / "check.html")
-    log.export_bundle(tmp_path / "check.zip")
+    log.bundles.export(tmp_path / "check.zip")
     voices = log.voice_ids()
     return (
         df.to_json(date_format="iso"),
-        log.history().to_json(date_format="iso"),
-        log.utterances().to_json(date_format="iso"),
+        log.annotations().to_json(date_format="iso"),
+        log.utterances.to_dataframe().to_json(date_format="iso"),
         voices.to_json(date_format="iso"),
         tuple(log.audio_store.names()),
         [repr(t) for t in log.takes()],
@@ -176,33 +176,33 @@ def test_a_hostile_table_is_refused_by_name_and_the_log_is_unchanged(bundle, the
     hostile = rewrite(bundle, tmp_path / "hostile.zip", member, change)
     before = snapshot(theirs, tmp_path)
     with pytest.raises(LogError) as info:
-        theirs.import_bundle(hostile)
+        theirs.bundles.merge(hostile)
     text = str(info.value)
     assert str(hostile) in text and message in text, why
     if member != "manifest.json" or "row 0" in message:
         assert member in text  # names the table (and the row: "takes.json row 0 (take '...')")
     assert not isinstance(info.value.__cause__, TypeError)
     assert snapshot(theirs, tmp_path) == before  # nothing written, everything still reads
-    assert theirs.import_bundle(bundle)["takes"] == 3  # the intact bundle still merges
+    assert theirs.bundles.merge(bundle)["takes"] == 3  # the intact bundle still merges
 
 
 def test_a_conflict_with_this_log_is_reported_not_merged(bundle, theirs, tmp_path):
-    theirs.import_bundle(bundle)
+    theirs.bundles.merge(bundle)
     before = snapshot(theirs, tmp_path)
     changed = rewrite(bundle, tmp_path / "c.zip", "takes.json", in_design(voice_prompt="Someone else entirely"))
     with pytest.raises(
         LogError, match=r"takes.json row \d \(take '[0-9a-f]{32}'\) conflicts with this log's take \(voice_prompt\)"
     ):
-        theirs.import_bundle(changed)
+        theirs.bundles.merge(changed)
     other_voice = rewrite(bundle, tmp_path / "v.zip", "takes.json", each_row(voice_id=voice(55)))
     with pytest.raises(LogError, match=r"conflicts with this log's take \(voice_id\)"):
-        theirs.import_bundle(other_voice)
+        theirs.bundles.merge(other_voice)
     renoted = rewrite(bundle, tmp_path / "u.zip", "utterances.json", each_row(text="something else"))
     with pytest.raises(LogError, match=r"utterances.json row 0 .* conflicts with this log's utterance"):
-        theirs.import_bundle(renoted)
+        theirs.bundles.merge(renoted)
     assert snapshot(theirs, tmp_path) == before
     nothing = dict.fromkeys(("takes", "takes_updated", "annotations", "utterances", "ratings", "audio_files"), 0)
-    assert theirs.import_bundle(bundle) == nothing  # the same bundle again: already merged
+    assert theirs.bundles.merge(bundle) == nothing  # the same bundle again: already merged
 
 
 def _zip(path: Path, members: list[tuple[str, bytes]]) -> Path:
@@ -251,7 +251,7 @@ def test_zip_level_attacks_are_refused_before_anything_is_read(bundle, theirs, t
     before = snapshot(theirs, tmp_path)
     for why, (path, message) in cases.items():
         with pytest.raises(LogError) as info:
-            theirs.import_bundle(path)
+            theirs.bundles.merge(path)
         assert str(path) in str(info.value) and message in str(info.value), why
     assert snapshot(theirs, tmp_path) == before
 
@@ -271,7 +271,7 @@ def test_a_newer_model_of_the_contracts_shape_and_odd_but_valid_values_merge(bun
             for r in rows
         ],
     )
-    assert theirs.import_bundle(fine)["takes"] == 3
+    assert theirs.bundles.merge(fine)["takes"] == 3
     df = theirs.df
     assert "cosyvoice-v4-flash" in set(df["target_model"].astype(object)) and df["voice_id"].isna().sum() == 3
 
@@ -288,7 +288,7 @@ def test_a_take_of_every_design_family_is_accepted(bundle, theirs, tmp_path):
             for r, model, v in zip(rows, qwen.target_models, voices, strict=True)
         ],
     )
-    assert theirs.import_bundle(fine)["takes"] == 3
+    assert theirs.bundles.merge(fine)["takes"] == 3
     df = theirs.df
     assert set(qwen.target_models) <= set(df["target_model"].astype(object))
     assert set(voices[:2]) <= set(df["voice_id"].dropna().astype(object))
@@ -308,7 +308,7 @@ def sample_rows(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rows")
     with ExperimentLog(folder / "source") as source:
         populate(source)
-        path = source.export_bundle(folder / "b.zip")
+        path = source.bundles.export(folder / "b.zip")
     with zipfile.ZipFile(path) as zf:
         return {n: json.loads(zf.read(n)) for n in ("takes.json", "annotations.json", "utterances.json")}
 
@@ -343,7 +343,7 @@ def test_one_bad_metric_or_an_unholdable_time_in_the_log_does_not_stop_its_reade
     """Issue 23, item 5: a metric holding text where others hold numbers, or a time pandas cannot
     hold (written by an older version, or by hand), made log.df, the report and evidence fail for
     the whole log. The bad value is missing; every other value reads."""
-    theirs.import_bundle(bundle)
+    theirs.bundles.merge(bundle)
     take = theirs.takes(experiment="exp")[0]
     theirs.db.query("UPDATE takes SET metrics = :m WHERE take_id = :id", {"m": '{"f0": "high"}', "id": take.take_id})
     theirs.db.query(
@@ -372,7 +372,7 @@ def test_audio_no_row_names_is_never_unpacked_nor_stored(bundle, theirs, tmp_pat
     with zipfile.ZipFile(bundle) as zf:
         members = [(n, zf.read(n)) for n in zf.namelist()]
     stray = _zip(tmp_path / "stray-audio.zip", [*members, *extra.items()])
-    counts = theirs.import_bundle(stray)
+    counts = theirs.bundles.merge(stray)
     assert counts["takes"] == 3 and counts["audio_files"] == 4, "only the audio its rows name"
     store = tmp_path / "theirs" / "audio"
     assert not any((store / name.split("/")[1]).exists() for name in extra)
@@ -392,5 +392,5 @@ def test_an_audio_member_over_its_size_is_refused_from_the_zip_directory(bundle,
     assert bomb.stat().st_size < catalog.BUNDLE_MAX_AUDIO_BYTES // 100, "a small zip that unpacks huge"
     before = snapshot(theirs, tmp_path)
     with pytest.raises(LogError, match=r"over the limit of \d+ for one audio file"):
-        theirs.import_bundle(bomb)
+        theirs.bundles.merge(bomb)
     assert snapshot(theirs, tmp_path) == before

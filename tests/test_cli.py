@@ -113,19 +113,26 @@ def test_compare_yaml_with_prompt_specs(sim, tmp_path):
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text("- a warm narrator\n- {gender: female, age: young, pitch: high}\n")
     out = cli(
-        "compare", str(prompts), "--repeats", "1", "--models", "cosyvoice-v3.5-flash", "--json", *common(sim, tmp_path)
+        "compare",
+        str(prompts),
+        "--repeats",
+        "1",
+        "--target-models",
+        "cosyvoice-v3.5-flash",
+        "--json",
+        *common(sim, tmp_path),
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] == 2
 
 
 def test_compare_across_families_with_a_model_flag_each(sim, tmp_path):
-    """--model given three times compares all three (argparse's abbreviation of --models used to keep
+    """--target-model given three times compares all three (argparse's abbreviation of --target-models used to keep
     only the last), a Qwen model beside the CosyVoice pair, and the JSON says so per model."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a warm narrator\n")
     models = ["cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash", "qwen3-tts-vd-2026-01-26"]
-    flags = [arg for m in models for arg in ("--model", m)]
+    flags = [arg for m in models for arg in ("--target-model", m)]
     out = cli("compare", str(prompts), "--repeats", "1", *flags, "--json", *common(sim, tmp_path))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] == 3 and f"comparing {', '.join(models)}" in out.stderr
@@ -210,7 +217,7 @@ def test_the_no_key_error_speaks_the_command_lines_language(tmp_path):
 
 
 def test_the_banner_names_the_model_asked_for(sim, tmp_path):
-    out = cli("design", "A calm voice.", "--model", "cosyvoice-v3.5-flash", *common(sim, tmp_path))
+    out = cli("design", "A calm voice.", "--target-model", "cosyvoice-v3.5-flash", *common(sim, tmp_path))
     assert out.returncode == 0, out.stderr
     assert "model cosyvoice-v3.5-flash" in out.stderr and "cosyvoice-v3.5-plus" not in out.stderr.splitlines()[0]
 
@@ -224,7 +231,7 @@ def test_installed_console_script():
 def test_compare_takes_requests_per_second_and_not_rate(sim, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a steady narrator\n")
-    args = ["--models", "cosyvoice-v3.5-flash", "--repeats", "1", "--json", *common(sim, tmp_path)]
+    args = ["--target-models", "cosyvoice-v3.5-flash", "--repeats", "1", "--json", *common(sim, tmp_path)]
     out = cli("compare", str(prompts), "--requests-per-second", "20", "--concurrency", "2", *args)
     assert out.returncode == 0 and "deprecated" not in out.stderr, out.stderr
     assert "--requests-per-second" in cli("compare", "--help").stdout
@@ -270,7 +277,15 @@ def test_a_resumed_compare_answers_for_what_it_sent(tmp_path, monkeypatch):
     with serve(enrollment_rps=None, quota=3, model_profiles={"*": {"design_latency": 0}}) as sim:
         prompts = tmp_path / "prompts.txt"
         prompts.write_text("a steady narrator\na bright host\n")
-        args = [str(prompts), "--repeats", "2", "--models", "cosyvoice-v3.5-flash", "--json", *common(sim, tmp_path)]
+        args = [
+            str(prompts),
+            "--repeats",
+            "2",
+            "--target-models",
+            "cosyvoice-v3.5-flash",
+            "--json",
+            *common(sim, tmp_path),
+        ]
         first = cli("compare", *args)
         assert first.returncode == 1 and json.loads(first.stdout)["ok"] == 3  # the 4th: the account is full
         sim.state.registry.quota = 10

@@ -30,7 +30,7 @@ def run(tmp_path, monkeypatch, profiles, repeats=4, seed=1, prompts=PROMPTS):
     with serve(model_profiles={"*": {"design_latency": 0}, **profiles}, enrollment_rps=None, seed=seed) as sim:
         # one request at a time: the seeded simulator then gives every cell the same voice on every run
         lab = Lab(tmp_path / "lab", backend="offline", base_url=sim.base_url, progress=False, concurrency=1)
-        return lab.compare(prompts, models=(PLUS, FLASH), repeats=repeats, preview_text=PREVIEW)
+        return lab.compare(prompts, target_models=(PLUS, FLASH), repeats=repeats, preview_text=PREVIEW)
 
 
 def compare(tmp_path, monkeypatch, profiles, repeats=4, variability=False, seed=1):
@@ -69,9 +69,9 @@ def several_raters_rate_the_same_takes(comparison):
         for rater, stars in base.items():
             if rater == "cy" and i % 2:
                 continue
-            log.add_rating(take.take_id, stars + (take.model == FLASH) + i % 2, rater=rater, kind="adherence")
-            log.add_rating(take.take_id, stars + i % 2, rater=rater, kind="preference", session_id="s1")
-    ratings = log.ratings(comparison.experiment)
+            log.ratings.add(take.take_id, stars + (take.target_model == FLASH) + i % 2, rater=rater, kind="adherence")
+            log.ratings.add(take.take_id, stars + i % 2, rater=rater, kind="preference", session_id="s1")
+    ratings = log.ratings.to_dataframe(comparison.experiment)
     assert len(ratings) == 2 * (24 * 2 + 12)
     ev = comparison.evidence(variability=False, ratings=ratings)
     by = ev.table.set_index("measure")
@@ -222,7 +222,7 @@ def test_what_to_do_next_draws_the_repeats_that_settle_a_small_planted_differenc
     profiles = {"*": {"design_latency": 0}, FLASH: {"pitch_shift": 1, "design_latency": 0}}
     with serve(model_profiles=profiles, enrollment_rps=None, seed=SMALL_EFFECT_SEED) as sim:
         lab = Lab(tmp_path / "lab", backend="offline", base_url=sim.base_url, progress=False, concurrency=1)
-        first = lab.compare(prompts, models=models, repeats=2, preview_text=PREVIEW)
+        first = lab.compare(prompts, target_models=models, repeats=2, preview_text=PREVIEW)
         ev = first.evidence(variability=False, effect={"pitch": 1.0})
         row = pitch_row(ev)
         # 2 prompts x 2 repeats: no difference, however large, reaches the level; the table says so
@@ -231,7 +231,7 @@ def test_what_to_do_next_draws_the_repeats_that_settle_a_small_planted_differenc
         assert needed > 2
         line = next(line for line in ev.next_steps() if line.startswith("v3.5-flash vs v3.5-plus: pitch:"))
         assert f"repeats={needed - 2}, new_repeats=True" in line and f"experiment={first.experiment!r}" in line
-        more = lab.compare(prompts, models=models, repeats=needed - 2, preview_text=PREVIEW, new_repeats=True)
+        more = lab.compare(prompts, target_models=models, repeats=needed - 2, preview_text=PREVIEW, new_repeats=True)
     assert more.experiment == first.experiment
     assert sorted({t.repeat for t in more.takes}) == list(range(needed))
     row = pitch_row(more.evidence(variability=False))

@@ -32,25 +32,27 @@ def populate(log: ExperimentLog) -> dict:
     """Three takes with previews (one PCM), a failure, a reconciled take; annotations, metrics, an utterance."""
     takes = {}
     for i, (design, audio) in enumerate([(DESIGN, tone(1)), (EN, tone(2)), (DESIGN, tone(3, "pcm"))]):
-        pending = log.start(design, backend="offline", experiment="exp", prompt_spec={"i": i}, cell=f"p{i}", repeat=0)
-        takes[f"ok{i}"] = log.finish(
+        pending = log.table.start(
+            design, backend="offline", experiment="exp", prompt_spec={"i": i}, cell=f"p{i}", repeat=0
+        )
+        takes[f"ok{i}"] = log.table.finish(
             pending.take_id,
             voice_id=voice(i),
             audio=audio,
             request_id=f"r{i}",
             metrics={"f0_mean_hz": 100.0 + i, "label": f"l{i}"},
         )
-    failed = log.start(EN, backend="dashscope", experiment="other")
-    takes["failed"] = log.fail(failed.take_id, error_code="InvalidParameter", error_message="bad & <worse>")
-    unknown = log.start(DESIGN, backend="offline", experiment="exp")
-    log.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timeout", status="unknown")
-    takes["reconciled"] = log.reconcile(unknown.take_id, voice_id=voice(9))
+    failed = log.table.start(EN, backend="dashscope", experiment="other")
+    takes["failed"] = log.table.fail(failed.take_id, error_code="InvalidParameter", error_message="bad & <worse>")
+    unknown = log.table.start(DESIGN, backend="offline", experiment="exp")
+    log.table.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timeout", status="unknown")
+    takes["reconciled"] = log.table.reconcile(unknown.take_id, voice_id=voice(9))
     log.rate(takes["ok0"].take_id, 5)
     log.tag(takes["ok0"].take_id, "warm", "keeper")
     log.choose(takes["ok0"].take_id)
     log.note(takes["ok1"].take_id, "too fast")
     log.mark_played(takes["ok0"].take_id, takes["ok1"].take_id)
-    log.add_utterance(
+    log.utterances.add(
         takes["ok0"].take_id, text="你好", params={"rate": 1.0}, characters=4, cost_cny=0.0006, audio=tone(7)
     )
     return takes
@@ -125,50 +127,51 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_bundle_merges_into_another_log_without_duplicates(log, tmp_path):
-    bundle = log.export_bundle(tmp_path / "share.zip")
+    bundle = log.bundles.export(tmp_path / "share.zip")
     with zipfile.ZipFile(bundle) as zf:
         names = set(zf.namelist())
         manifest = json.loads(zf.read("manifest.json"))
     assert {"manifest.json", "takes.json", "annotations.json", "utterances.json"} <= names
     assert manifest["counts"] == {"takes": 5, "annotations": 7, "utterances": 1, "ratings": 0, "audio_files": 4}
     with ExperimentLog(tmp_path / "theirs") as theirs:
-        first = theirs.import_bundle(bundle)
+        first = theirs.bundles.merge(bundle)
         assert first == {
             "takes": 5, "takes_updated": 0, "annotations": 7, "utterances": 1, "ratings": 0, "audio_files": 4
         }  # fmt: skip
-        assert theirs.import_bundle(bundle) == dict.fromkeys(first, 0)  # twice adds nothing
+        assert theirs.bundles.merge(bundle) == dict.fromkeys(first, 0)  # twice adds nothing
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
-        pd.testing.assert_frame_equal(theirs.history(), log.history())
+        pd.testing.assert_frame_equal(theirs.annotations(), log.annotations())
         pd.testing.assert_frame_equal(
-            theirs.utterances().drop(columns="audio_path"), log.utterances().drop(columns="audio_path")
+            theirs.utterances.to_dataframe().drop(columns="audio_path"),
+            log.utterances.to_dataframe().drop(columns="audio_path"),
         )
         for take in theirs.takes():
             if take.audio_path:
                 assert take.audio == log.get(take.take_id).audio
-        uid = theirs.utterances()["utterance_id"][0]
-        assert theirs.utterance_audio(uid) == log.utterance_audio(uid)
-    assert log.import_bundle(bundle) == dict.fromkeys(first, 0)  # into itself: nothing new
+        uid = theirs.utterances.to_dataframe()["utterance_id"][0]
+        assert theirs.utterances.audio(uid) == log.utterances.audio(uid)
+    assert log.bundles.merge(bundle) == dict.fromkeys(first, 0)  # into itself: nothing new
 
 
 def test_bundle_of_one_experiment(log, tmp_path):
-    bundle = log.export_bundle(tmp_path / "exp.zip", experiment="exp")
+    bundle = log.bundles.export(tmp_path / "exp.zip", experiment="exp")
     with ExperimentLog(tmp_path / "theirs") as theirs:
-        assert theirs.import_bundle(bundle)["takes"] == 4
+        assert theirs.bundles.merge(bundle)["takes"] == 4
         assert set(theirs.df["experiment"]) == {"exp"}
 
 
 def test_annotations_from_a_teammate_merge_both_ways(log, tmp_path):
     ok0 = log.takes(min_rating=5)[0]
     with ExperimentLog(tmp_path / "theirs") as theirs:
-        theirs.import_bundle(log.export_bundle(tmp_path / "a.zip"))
+        theirs.bundles.merge(log.bundles.export(tmp_path / "a.zip"))
         theirs.rate(ok0.take_id, 2)  # a later opinion
         theirs.untag(ok0.take_id, "keeper")
         theirs.tag(ok0.take_id, "noisy")
-        counts = log.import_bundle(theirs.export_bundle(tmp_path / "b.zip"))
+        counts = log.bundles.merge(theirs.bundles.export(tmp_path / "b.zip"))
         assert counts["takes"] == 0 and counts["annotations"] == 3
         merged = log.get(ok0.take_id)
         assert (merged.rating, merged.tags, merged.chosen) == (2, ("warm", "noisy"), True)
-        assert log.history(ok0.take_id)["action"].tolist() == [
+        assert log.annotations(ok0.take_id)["action"].tolist() == [
             "rate",
             "tag",
             "tag",
@@ -179,18 +182,18 @@ def test_annotations_from_a_teammate_merge_both_ways(log, tmp_path):
             "tag",
         ]
         # and back again: both logs now agree, and nothing is duplicated
-        theirs.import_bundle(log.export_bundle(tmp_path / "c.zip"))
+        theirs.bundles.merge(log.bundles.export(tmp_path / "c.zip"))
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
-        assert len(theirs.history()) == len(log.history()) == 10
+        assert len(theirs.annotations()) == len(log.annotations()) == 10
 
 
 def test_a_pending_take_arrives_interrupted_and_its_outcome_follows(tmp_path):
     with ExperimentLog(tmp_path / "a") as a, ExperimentLog(tmp_path / "b") as b:
-        pending = a.start(DESIGN, backend="offline")
-        b.import_bundle(a.export_bundle(tmp_path / "1.zip"))
+        pending = a.table.start(DESIGN, backend="offline")
+        b.bundles.merge(a.bundles.export(tmp_path / "1.zip"))
         assert b.get(pending.take_id).status == "interrupted"
-        a.finish(pending.take_id, voice_id=voice(1), audio=tone(1))
-        counts = b.import_bundle(a.export_bundle(tmp_path / "2.zip"))
+        a.table.finish(pending.take_id, voice_id=voice(1), audio=tone(1))
+        counts = b.bundles.merge(a.bundles.export(tmp_path / "2.zip"))
         assert counts["takes_updated"] == 1 and counts["audio_files"] == 1
         assert b.get(pending.take_id).ok and b.get(pending.take_id).audio == tone(1)
 
@@ -205,7 +208,7 @@ def _rewrite(bundle: Path, out: Path, change) -> Path:
 
 
 def test_damaged_or_foreign_bundles_are_refused_and_nothing_merges(log, tmp_path):
-    bundle = log.export_bundle(tmp_path / "share.zip")
+    bundle = log.bundles.export(tmp_path / "share.zip")
     audio_name = next(n for n in zipfile.ZipFile(bundle).namelist() if n.startswith("audio/"))
     bad = {
         "not a zip": tmp_path / "junk.zip",
@@ -236,16 +239,16 @@ def test_damaged_or_foreign_bundles_are_refused_and_nothing_merges(log, tmp_path
     with ExperimentLog(tmp_path / "theirs") as theirs:
         for why, path in bad.items():
             with pytest.raises(LogError) as info:
-                theirs.import_bundle(path)
+                theirs.bundles.merge(path)
             assert str(path) in str(info.value), why
-        assert len(theirs) == 0 and theirs.history().empty
+        assert len(theirs) == 0 and theirs.annotations().empty
 
 
 def test_export_refuses_a_bundle_with_missing_audio(log, tmp_path):
     take = log.takes(min_rating=5)[0]
     Path(take.audio_path).unlink()
     with pytest.raises(LogError, match="missing") as info:
-        log.export_bundle(tmp_path / "share.zip")
+        log.bundles.export(tmp_path / "share.zip")
     assert info.value.path == Path(take.audio_path)
     assert not (tmp_path / "share.zip").exists()
 
@@ -253,7 +256,7 @@ def test_export_refuses_a_bundle_with_missing_audio(log, tmp_path):
 def test_a_key_quoted_in_a_bundle_is_not_stored_on_import(log, tmp_path):
     key = "sk-cosyvoicelabFAKE0123456789abcdefKEY"
     bundle = _rewrite(
-        log.export_bundle(tmp_path / "share.zip"),
+        log.bundles.export(tmp_path / "share.zip"),
         tmp_path / "k.zip",
         lambda n, d: (
             json.dumps([{**t, "error_message": f"Invalid API-key provided: {key}"} for t in json.loads(d)]).encode()
@@ -262,7 +265,7 @@ def test_a_key_quoted_in_a_bundle_is_not_stored_on_import(log, tmp_path):
         ),
     )
     with ExperimentLog(tmp_path / "theirs") as theirs:
-        theirs.import_bundle(bundle)
+        theirs.bundles.merge(bundle)
         assert all(key not in (t.error_message or "") for t in theirs.takes()) and len(theirs) == 5
     assert key.encode() not in (tmp_path / "theirs" / "log.sqlite3").read_bytes()
 
@@ -276,23 +279,23 @@ def _names_audio(key: str, value: str):
 @pytest.mark.parametrize("key", ["take", "utterance"])
 @pytest.mark.parametrize("hostile", ["/etc/passwd", "../x", "audio/../../etc/passwd", "audio/x.wav"])
 def test_a_bundle_naming_audio_outside_the_store_is_refused_and_nothing_merges(log, tmp_path, key, hostile):
-    bundle = _rewrite(log.export_bundle(tmp_path / "share.zip"), tmp_path / "h.zip", _names_audio(key, hostile))
+    bundle = _rewrite(log.bundles.export(tmp_path / "share.zip"), tmp_path / "h.zip", _names_audio(key, hostile))
     with ExperimentLog(tmp_path / "theirs") as theirs:
         with pytest.raises(LogError, match="not an audio store name") as info:
-            theirs.import_bundle(bundle)
+            theirs.bundles.merge(bundle)
         assert str(bundle) in str(info.value) and repr(hostile) in str(info.value)
         assert f"{key} " in str(info.value)  # names the row
-        assert len(theirs) == 0 and theirs.history().empty and theirs.utterances().empty
+        assert len(theirs) == 0 and theirs.annotations().empty and theirs.utterances.to_dataframe().empty
         assert theirs.audio_store.names() == []
 
 
 def test_a_bundle_holding_a_file_outside_the_audio_folder_is_refused(log, tmp_path):
-    bundle = log.export_bundle(tmp_path / "share.zip")
+    bundle = log.bundles.export(tmp_path / "share.zip")
     with zipfile.ZipFile(bundle, "a") as zf:
         zf.writestr("audio/../../escaped.wav", b"RIFF")
     with ExperimentLog(tmp_path / "theirs") as theirs:
         with pytest.raises(LogError, match="not an audio store name") as info:
-            theirs.import_bundle(bundle)
+            theirs.bundles.merge(bundle)
         assert str(bundle) in str(info.value)
         assert len(theirs) == 0 and theirs.audio_store.names() == []
     assert not (tmp_path / "escaped.wav").exists()
@@ -308,15 +311,15 @@ def test_report_of_a_hostile_bundle_runs_no_script_in_headless_chromium(tmp_path
 
     design = VoiceDesign("A calm voice " + HOSTILE, "Hello " + HOSTILE)
     with ExperimentLog(tmp_path / "teammate") as theirs:
-        ok = theirs.start(design, backend="offline", experiment="exp " + HOSTILE, cell="c " + HOSTILE, repeat=0)
-        theirs.finish(ok.take_id, voice_id=voice(7), audio=tone(7), metrics={"median_f0_hz": 120.0})
+        ok = theirs.table.start(design, backend="offline", experiment="exp " + HOSTILE, cell="c " + HOSTILE, repeat=0)
+        theirs.table.finish(ok.take_id, voice_id=voice(7), audio=tone(7), metrics={"median_f0_hz": 120.0})
         theirs.note(ok.take_id, "note " + HOSTILE)
         theirs.tag(ok.take_id, "tag<b>x</b>")
-        bad = theirs.start(design, backend="offline", experiment="exp " + HOSTILE)
-        theirs.fail(bad.take_id, error_code="Code" + HOSTILE, error_message="message " + HOSTILE)
-        bundle = theirs.export_bundle(tmp_path / "share.zip")
+        bad = theirs.table.start(design, backend="offline", experiment="exp " + HOSTILE)
+        theirs.table.fail(bad.take_id, error_code="Code" + HOSTILE, error_message="message " + HOSTILE)
+        bundle = theirs.bundles.export(tmp_path / "share.zip")
     with ExperimentLog(tmp_path / "mine") as mine:
-        mine.import_bundle(bundle)
+        mine.bundles.merge(bundle)
         report = mine.export_html(tmp_path / "report.html")
     dialogs = []
     with sync_playwright() as p:

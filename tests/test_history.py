@@ -25,8 +25,8 @@ def test_a_rerun_and_an_edit_make_three_versions(lab):
     lab.design("an unrelated voice", preview_text=PREVIEW, experiment="tuning")  # same experiment, no link
     lab.log.rate(edited.take_id, 5)
     lab.log.rate(first.take_id, 2)
-    lab.log.add_rating(edited.take_id, 4, rater="ana", kind="adherence", session_id="s1")
-    lab.log.add_rating(edited.take_id, 2, rater="bo", kind="adherence", session_id="s1")
+    lab.log.ratings.add(edited.take_id, 4, rater="ana", kind="adherence", session_id="s1")
+    lab.log.ratings.add(edited.take_id, 2, rater="bo", kind="adherence", session_id="s1")
 
     history = lab.history(edited)
     table = history.table

@@ -124,8 +124,8 @@ def populate(log: ExperimentLog) -> list[Take]:
     takes = []
     for i, model in enumerate((PLUS, FLASH)):
         design = VoiceDesign(f"voice {H}", f"preview {H}", target_model=model)
-        pending = log.start(design, backend="offline", experiment=f"exp {H}", cell=f"cell {H}", repeat=0)
-        log.finish(
+        pending = log.table.start(design, backend="offline", experiment=f"exp {H}", cell=f"cell {H}", repeat=0)
+        log.table.finish(
             pending.take_id,
             voice_id=f"vid {i} {H}",
             audio=tone(i),
@@ -136,10 +136,10 @@ def populate(log: ExperimentLog) -> list[Take]:
         log.note(pending.take_id, f"notes {H}")
         log.rate(pending.take_id, 4)
         takes.append(log.choose(pending.take_id))
-    failed = log.start(
+    failed = log.table.start(
         VoiceDesign(f"voice {H}", f"preview {H}", target_model=PLUS), backend="offline", experiment=f"exp {H}", repeat=1
     )
-    takes.append(log.fail(failed.take_id, error_code=f"code {H}", error_message=f"message {H}"))
+    takes.append(log.table.fail(failed.take_id, error_code=f"code {H}", error_message=f"message {H}"))
     return takes
 
 
@@ -231,7 +231,7 @@ def test_the_report_escapes_every_field_and_the_row_id(log, tmp_path):
 
 
 def test_a_bundle_carrying_hostile_take_ids_cannot_script_the_report(log, tmp_path):
-    bundle = log.export_bundle(tmp_path / "mine.zip")
+    bundle = log.bundles.export(tmp_path / "mine.zip")
     with zipfile.ZipFile(bundle) as zf:
         parts = {name: zf.read(name) for name in zf.namelist()}
     ids = {t["take_id"]: f"{H}-{i}" for i, t in enumerate(json.loads(parts["takes.json"]))}
@@ -244,7 +244,7 @@ def test_a_bundle_carrying_hostile_take_ids_cannot_script_the_report(log, tmp_pa
             zf.writestr(name, data)
     with ExperimentLog(tmp_path / "teammate") as theirs:
         try:
-            theirs.import_bundle(tmp_path / "theirs.zip")
+            theirs.bundles.merge(tmp_path / "theirs.zip")
         except LogError:
             return  # refusing such a bundle is safe too
         assert {t.take_id for t in theirs.takes()} == set(ids.values())

@@ -117,7 +117,7 @@ def test_a_bad_experiment_name_is_refused_before_anything_is_sent(sim, tmp_path,
     with pytest.raises(ValidationError, match="experiment"):
         lab.design("A calm voice.", preview_text="Hello.", experiment=name)
     with pytest.raises(ValidationError, match="experiment"):
-        lab.compare(["A calm voice."], models=[catalog.V35_FLASH], repeats=1, experiment=name, check_quota=False)
+        lab.compare(["A calm voice."], target_models=[catalog.V35_FLASH], repeats=1, experiment=name, check_quota=False)
     assert len(sim.request_log) == before and len(lab.log) == 0
 
 

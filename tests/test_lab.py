@@ -189,7 +189,7 @@ def test_quota_warning_before_a_run_passes_the_limit(sim, tmp_path, monkeypatch)
     lab = lab_on(sim, tmp_path)
     lab.design("a voice for quota", n=3)
     with pytest.warns(RuntimeWarning, match="limit of 5"):
-        lab.compare(["another voice"], models=["cosyvoice-v3.5-flash"], repeats=3)
+        lab.compare(["another voice"], target_models=["cosyvoice-v3.5-flash"], repeats=3)
 
 
 def test_rerun_sends_the_same_design_as_a_child_take(sim, tmp_path):
@@ -212,7 +212,7 @@ def test_rate_limit_is_respected_at_the_simulator(tmp_path, monkeypatch):
             requests_per_second=8,
             concurrency=8,
         )
-        comp = lab.compare(["a steady voice"], models=["cosyvoice-v3.5-plus"], repeats=16)
+        comp = lab.compare(["a steady voice"], target_models=["cosyvoice-v3.5-plus"], repeats=16)
         assert all(t.ok for t in comp.takes)
         assert all(status != 429 for _, _, status in strict.request_log)
 
@@ -224,15 +224,15 @@ def test_speak_logs_an_utterance_with_cost(sim, tmp_path):
     lab = lab_on(sim, tmp_path)
     take = lab.design("a calm deep male narrator", preview_text="Hello.")
     result = lab.speak(take, SCRIPT, rate=1.2)
-    assert result.audio.duration > 2 and result.model == take.model
-    price = catalog.MODELS[take.model].price_cny_per_10k_chars
+    assert result.audio.duration > 2 and result.model == take.target_model
+    price = catalog.MODELS[take.target_model].price_cny_per_10k_chars
     assert result.cost_cny == pytest.approx(result.characters * price / 10_000)
-    utterances = lab.log.utterances(take.take_id)
+    utterances = lab.log.utterances.to_dataframe(take.take_id)
     assert len(utterances) == 1 and utterances["characters"].iloc[0] == result.characters
     by_voice = lab.speak(take.voice_id, "Again, by voice id.")
-    assert by_voice.audio.duration > 0.5 and len(lab.log.utterances(take.take_id)) == 2
+    assert by_voice.audio.duration > 0.5 and len(lab.log.utterances.to_dataframe(take.take_id)) == 2
     with pytest.raises(ValidationError):
-        other = "cosyvoice-v3.5-flash" if take.model != "cosyvoice-v3.5-flash" else "cosyvoice-v3.5-plus"
+        other = "cosyvoice-v3.5-flash" if take.target_model != "cosyvoice-v3.5-flash" else "cosyvoice-v3.5-plus"
         lab.speak(take, SCRIPT, model=other)
 
 
@@ -241,13 +241,13 @@ def test_audition_reads_one_script_with_several_voices(sim, tmp_path):
     takes = lab.design("a bright young woman", n=2)
     aud = lab.audition(takes, SCRIPT)
     assert len(aud.ok) == 2 and aud._repr_html_().count("<audio") == 2
-    est = lab.estimate(SCRIPT, takes[0].model)
+    est = lab.estimate(SCRIPT, takes[0].target_model)
     assert est["characters"] == len(SCRIPT)
 
 
 def test_summary_reports_variability_and_report_shows_measurements(sim, tmp_path):
     lab = lab_on(sim, tmp_path, measure=True)
-    comp = lab.compare(PROMPTS, models=["cosyvoice-v3.5-flash"], repeats=2)
+    comp = lab.compare(PROMPTS, target_models=["cosyvoice-v3.5-flash"], repeats=2)
     summary = comp.summary()
     assert len(summary) == 2 and (summary["variability"] > 0).all()
     report = lab.log.export_html(tmp_path / "report.html").read_text()
@@ -265,13 +265,13 @@ def test_a_recognisable_key_never_leaves_a_trace(tmp_path, monkeypatch, caplog):
     with serve(api_key=key, enrollment_rps=None) as keyed:
         lab = Lab(tmp_path / "lab", base_url=keyed.base_url, progress=False, measure=True)
         take = lab.design("a calm voice", preview_text="Hello there.")
-        comp = lab.compare(["a deep voice"], models=["cosyvoice-v3.5-flash"], repeats=1)
+        comp = lab.compare(["a deep voice"], target_models=["cosyvoice-v3.5-flash"], repeats=1)
         said = lab.speak(take, "Checking for leaks.")
         keyed.faults.error_rate, keyed.faults.seed = 1.0, 1
         failed = lab.design("a failing voice", preview_text="Hello.")
         keyed.faults.error_rate = 0
         lab.log.export_html(tmp_path / "lab" / "report.html")
-        lab.log.export_bundle(tmp_path / "lab" / "bundle.zip")
+        lab.log.bundles.export(tmp_path / "lab" / "bundle.zip")
         lab.log.export_csv(tmp_path / "lab" / "table.csv")
         shown = [
             repr(lab),
@@ -300,7 +300,7 @@ def test_new_voices_have_their_status_checked_and_recorded(tmp_path, monkeypatch
         lab = Lab(tmp_path / "lab", backend="offline", base_url=slow.base_url, progress=False, measure=False)
         take = lab.design("a voice still under review", preview_text="Hello.")
         assert take.voice_status == "DEPLOYING"
-        comp = lab.compare(["another voice"], models=["cosyvoice-v3.5-flash"], repeats=2)
+        comp = lab.compare(["another voice"], target_models=["cosyvoice-v3.5-flash"], repeats=2)
         assert [t.voice_status for t in comp.takes] == ["DEPLOYING", "DEPLOYING"]
         slow.set_status(comp.takes[0].voice_id, "UNDEPLOYED")
         lab.voices()  # listing records what it sees
@@ -357,7 +357,7 @@ def test_requests_per_second_limits_requests_and_rate_is_not_a_keyword(tmp_path,
         assert lab.requests_per_second == 5
         admitted = admissions(lab)
         comp = lab.compare(
-            ["a steady voice"], models=["cosyvoice-v3.5-flash"], repeats=10, check_quota=False, verify=False
+            ["a steady voice"], target_models=["cosyvoice-v3.5-flash"], repeats=10, check_quota=False, verify=False
         )
         sent = [t for t, action, _ in unlimited.request_log if action == "create_voice"]
     assert len(sent) == 10 and all(t.ok for t in comp.takes)
@@ -406,7 +406,7 @@ def _plan(prompts, models=("cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"), previ
     from cosyvoice_lab.lab import planning
 
     make = partial(planning.make_design, prefix="lab", preview_text=preview)
-    return planning.plan_cells(prompts, models, lambda p, m: make(p, model=m))
+    return planning.plan_cells(prompts, models, lambda p, m: make(p, target_model=m))
 
 
 def _take(cell, repeat, status):
@@ -485,15 +485,17 @@ def test_make_design_follows_the_language_of_the_preview_or_the_prompt():
     from cosyvoice_lab.prompts.spec import PromptSpec
 
     spec = PromptSpec.preset("news_anchor")
-    zh, zh_spec = make_design(spec, model="cosyvoice-v3.5-flash", prefix="p", preview_text="大家好，欢迎收听新闻。")
+    zh, zh_spec = make_design(
+        spec, target_model="cosyvoice-v3.5-flash", prefix="p", preview_text="大家好，欢迎收听新闻。"
+    )
     assert zh.voice_prompt == spec.render("zh") and zh_spec == spec.to_dict() and zh.language is None
-    by_prompt, none = make_design("一个低沉的男声", model="cosyvoice-v3.5-plus", prefix="p")
+    by_prompt, none = make_design("一个低沉的男声", target_model="cosyvoice-v3.5-plus", prefix="p")
     assert by_prompt.preview_text == planning.DEFAULT_PREVIEW_TEXT["zh"] and none is None
-    en, _ = make_design(spec, model="cosyvoice-v3.5-plus", prefix="p", language="en")
+    en, _ = make_design(spec, target_model="cosyvoice-v3.5-plus", prefix="p", language="en")
     assert en.voice_prompt == spec.render("en") and en.language == "en"
     assert en.preview_text == planning.DEFAULT_PREVIEW_TEXT["en"]
     with pytest.raises(TypeError):
-        make_design(42, model="cosyvoice-v3.5-plus", prefix="p")
+        make_design(42, target_model="cosyvoice-v3.5-plus", prefix="p")
 
 
 # --- one grouping of takes -------------------------------------------------------------------------
@@ -547,8 +549,8 @@ def test_a_reconcile_waits_for_the_labs_requests_in_flight(tmp_path, monkeypatch
 
         lab.account.reconcile_take = watched
         design = lab.make_design("a warm voice", preview_text="Hello.")[0]
-        unknown = lab.log.start(design, backend="offline")  # a take for the reconcile to look at
-        lab.log.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
+        unknown = lab.log.table.start(design, backend="offline")  # a take for the reconcile to look at
+        lab.log.table.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
         compare = threading.Thread(target=lab.compare, args=(PROMPTS,), kwargs={"repeats": 2, "check_quota": False})
         compare.start()
         while lab.designer.flight.count == 0 and compare.is_alive():

@@ -15,7 +15,7 @@ MODELS = ("plus", "flash")
 @dataclass
 class FakeTake:
     take_id: str
-    model: str
+    target_model: str
     prompt: str
     tags: tuple = ()
     notes: str = ""
@@ -115,13 +115,13 @@ def test_the_summary_numbers_prompts_in_the_order_given():
 def test_a_revealed_session_is_rebuilt_from_the_takes_notes():
     s = BlindSession.start([t.take_id for t in TAKES[:4]], seed=99, session_id="abc")
     notes = s.append_note("earlier note", s.note_for("t0"))
-    blind = [FakeTake(t.take_id, t.model, t.prompt, tags=(s.tag,), notes=notes) for t in TAKES[:4]]
+    blind = [FakeTake(t.take_id, t.target_model, t.prompt, tags=(s.tag,), notes=notes) for t in TAKES[:4]]
     with pytest.raises(ValueError, match="pass the ExperimentLog"):  # before the reveal the notes hold no seed
         BlindSession.from_log(blind, "abc")
     logged = [
         FakeTake(
             t.take_id,
-            t.model,
+            t.target_model,
             t.prompt,
             tags=(s.tag,),
             rating=4 if t.take_id == "t1" else None,
@@ -143,7 +143,10 @@ def test_two_sessions_get_different_fresh_seeds_and_shuffles():
 
 
 def fake_takes():
-    return [FakeTake(t.take_id, t.model, t.prompt, voice_id=f"cosyvoice-v3.5-{t.model}-vid{t.take_id}") for t in TAKES]
+    return [
+        FakeTake(t.take_id, t.target_model, t.prompt, voice_id=f"cosyvoice-v3.5-{t.target_model}-vid{t.take_id}")
+        for t in TAKES
+    ]
 
 
 def test_before_the_reveal_nothing_shown_pairs_a_label_with_a_model_prompt_or_take():
@@ -242,9 +245,9 @@ def real_log(tmp_path):
     log = ExperimentLog(tmp_path / "log")
     for i, (prompt, model) in enumerate((p, m) for p in ("A deep calm voice", "A bright voice") for m in MODELS):
         design = VoiceDesign(prompt, "Hello there.", target_model=f"cosyvoice-v3.5-{model}")
-        take = log.start(design, backend="offline", experiment="blind")
+        take = log.table.start(design, backend="offline", experiment="blind")
         audio = Audio.from_numpy(0.2 * np.sin(np.arange(2400) / (5 + i)), 24000)
-        log.finish(take.take_id, voice_id=f"cosyvoice-v3.5-{model}-vd-lab-{i:032x}", audio=audio)
+        log.table.finish(take.take_id, voice_id=f"cosyvoice-v3.5-{model}-vd-lab-{i:032x}", audio=audio)
     return log
 
 
@@ -260,7 +263,7 @@ def test_a_recorded_round_keeps_every_rating_as_given_and_survives_a_closed_note
     s.rate(b, 2)
     s.rate(b, None)  # cleared
     s.rate(c, 5)
-    got = log.ratings(session_id=s.session_id)
+    got = log.ratings.to_dataframe(session_id=s.session_id)
     assert dict(zip(got["take_id"], got["rating"], strict=True)) == {a: 4, c: 5}
     assert set(got["rater"]) == {"ana"} and set(got["kind"]) == {"adherence"}
     log.close()  # the notebook is closed
@@ -269,7 +272,7 @@ def test_a_recorded_round_keeps_every_rating_as_given_and_survives_a_closed_note
         assert (again.order, again.seed, again.kind, again.rater) == (s.order, s.seed, "adherence", "ana")
         assert again.ratings == {a: 4, c: 5} and not again.revealed and again.label(c) == "C"
         again.rate(d, 1)  # rating goes on where it stopped, into the same log
-        assert len(reopened.ratings(session_id=s.session_id)) == 3
+        assert len(reopened.ratings.to_dataframe(session_id=s.session_id)) == 3
         summary = again.reveal(reopened.takes())
         assert summary.rated == 3 and again.revealed
         assert BlindSession.from_log(reopened.takes(), s.session_id).order == s.order  # the notes, now
@@ -283,8 +286,8 @@ def test_before_the_reveal_no_log_view_holds_the_seed_or_a_label(tmp_path):
     s.rate(s.order[0], 5)
     views = [
         log.df.to_string(),
-        log.history().to_string(),
-        log.ratings().to_string(),
+        log.annotations().to_string(),
+        log.ratings.to_dataframe().to_string(),
         log.export_csv(tmp_path / "log.csv").read_text(),
         *(t.notes for t in log.takes()),
         repr(s),
@@ -293,7 +296,7 @@ def test_before_the_reveal_no_log_view_holds_the_seed_or_a_label(tmp_path):
     for view in views:
         assert str(SEED) not in view and "label" not in view
     assert all(s.tag in t.tags for t in log.takes())
-    tagged = log.history().query("action == 'tag'")["take_id"].tolist()
+    tagged = log.annotations().query("action == 'tag'")["take_id"].tolist()
     assert tagged == sorted(tagged), "written in take-id order: the dated history says nothing of the labels"
     s.reveal(log.takes())
     assert all(f"revealed: seed {SEED}" in t.notes for t in log.takes())
@@ -348,7 +351,7 @@ def test_an_adherence_round_on_the_board_shows_the_description_never_the_model(c
     take = comp.takes[0]
     lab.log.rate(take.take_id, 2)
     lab.log.choose(take.take_id)
-    lab.log.mark_deleted([take.voice_id])
+    lab.log.table.mark_deleted([take.voice_id])
     board = ComparisonBoard(comp, kind="adherence", rater="Ana María")
     session = board.start_blind()
     assert session.kind == "adherence" and session.rater == "Ana María" and board.rater_field.disabled
@@ -367,7 +370,7 @@ def test_an_adherence_round_on_the_board_shows_the_description_never_the_model(c
     assert card.rating.value is None and card.marks.layout.display == "none", "no mark from outside the round"
     card.rating.value = 5
     assert card.rating.value == 5, "the round's own rating stays on the card"
-    got = lab.log.ratings(session_id=session.session_id)
+    got = lab.log.ratings.to_dataframe(session_id=session.session_id)
     assert list(zip(got["take_id"], got["rating"], got["rater"], got["kind"], strict=True)) == [
         (take.take_id, 5, "Ana María", "adherence")
     ]
@@ -404,11 +407,11 @@ def test_a_round_from_code_rates_by_label_and_shows_no_model(compared):
     assert "plus" not in words and "flash" not in words and "seed" not in repr(session)
     session.rate("A", 4)
     session.rate("B", 2)
-    got = lab.log.ratings(session_id=session.session_id)
+    got = lab.log.ratings.to_dataframe(session_id=session.session_id)
     assert dict(zip(got["take_id"], got["rating"], strict=True)) == {session.order[0]: 4, session.order[1]: 2}
     summary = session.reveal(prompts=comp.prompts)
     assert summary.rated == 2 and session.ratings_frame()["rater"].tolist() == ["cy", "cy"]
-    evidence = comp.evidence(ratings=lab.log.ratings("rounds"), variability=False)
+    evidence = comp.evidence(ratings=lab.log.ratings.to_dataframe("rounds"), variability=False)
     assert "blind preference rating" in " ".join(evidence.table["measure"].astype(str))
 
 
@@ -430,7 +433,7 @@ def test_a_board_resumes_a_round_after_the_notebook_was_closed(compared):
     assert board.cards[session.order[1]].rating.value == 4 and board.cards[session.order[0]].rating.value is None
     assert "1/4 rated" in board.status.value and "seed" not in board.status.value
     board.cards[session.order[0]].rating.value = 2
-    assert len(lab.log.ratings(session_id=session.session_id)) == 2
+    assert len(lab.log.ratings.to_dataframe(session_id=session.session_id)) == 2
     with pytest.raises(ValueError, match="no consistent record"):
         board.resume_blind("nosuchround")
 

@@ -55,8 +55,8 @@ def log(tmp_path):
 
 
 def ok_take(log, design=DESIGN, audio=None, **start):
-    take = log.start(design, backend="offline", **start)
-    return log.finish(take.take_id, voice_id=VOICE, audio=audio, request_id="req-1")
+    take = log.table.start(design, backend="offline", **start)
+    return log.table.finish(take.take_id, voice_id=VOICE, audio=audio, request_id="req-1")
 
 
 # --- opening and migrations -------------------------------------------------------------
@@ -126,16 +126,16 @@ def test_migrating_a_version_1_file_keeps_its_takes_and_seeds_history(tmp_path):
             "lovely",
             True,
         )
-        history = log.history("a" * 32)
+        history = log.annotations("a" * 32)
         assert sorted(history["action"]) == ["choose", "note", "played", "rate", "tag", "tag"]
         assert set(history["at"]) == {pd.Timestamp("2025-01-01T00:00:05Z")}
-        assert log.history("b" * 32).empty
+        assert log.annotations("b" * 32).empty
         # the seeded history replays to today's values (what bundle merges rely on)
         replayed = apply_events(
             zip(history["action"], history["value"].astype(object).where(history["value"].notna(), None), strict=True)
         )
         assert replayed["rating"] == 4 and json.loads(replayed["tags"]) == ["warm", "deep"]
-        log.add_utterance(take.take_id, text="hi", params={}, characters=2, cost_cny=0.0, audio=tone())
+        log.utterances.add(take.take_id, text="hi", params={}, characters=2, cost_cny=0.0, audio=tone())
 
 
 def test_each_migration_step_from_every_earlier_version(tmp_path):
@@ -245,7 +245,7 @@ def test_a_read_only_folder_is_a_clear_error_and_nothing_is_damaged(tmp_path):
 
 
 def test_start_commits_a_pending_row_before_returning(log):
-    take = log.start(
+    take = log.table.start(
         DESIGN,
         backend="offline",
         experiment="e",
@@ -266,7 +266,7 @@ def test_start_commits_a_pending_row_before_returning(log):
 
 def test_pending_to_ok_writes_the_audio_first_and_records_everything(log):
     audio = tone()
-    pending = log.start(
+    pending = log.table.start(
         DESIGN,
         backend="dashscope",
         experiment="e",
@@ -274,7 +274,7 @@ def test_pending_to_ok_writes_the_audio_first_and_records_everything(log):
         host="dashscope.aliyuncs.com",
         prompt_spec={"pace": "slow"},
     )
-    take = log.finish(
+    take = log.table.finish(
         pending.take_id,
         voice_id=VOICE,
         request_id="req-9",
@@ -296,16 +296,16 @@ def test_pending_to_ok_writes_the_audio_first_and_records_everything(log):
 
 
 def test_latency_defaults_to_the_time_since_start(log):
-    take = log.finish(log.start(DESIGN, backend="offline").take_id, voice_id=VOICE)
+    take = log.table.finish(log.table.start(DESIGN, backend="offline").take_id, voice_id=VOICE)
     # computed by SQLite, which reads times to the millisecond
     assert 0 <= take.latency_s == pytest.approx((take.finished_at - take.started_at).total_seconds(), abs=2e-3)
 
 
 def test_fail_unknown_then_reconcile(log):
-    take = log.start(DESIGN, backend="offline")
-    unknown = log.fail(take.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
+    take = log.table.start(DESIGN, backend="offline")
+    unknown = log.table.fail(take.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
     assert unknown.status == "unknown" and unknown.error_code == "OutcomeUnknown"
-    settled = log.reconcile(take.take_id, voice_id=VOICE, voice_status="OK")
+    settled = log.table.reconcile(take.take_id, voice_id=VOICE, voice_status="OK")
     assert settled.ok and settled.preview_missing and settled.audio is None and settled.voice_id == VOICE
     assert settled.error_code is None and settled.finished_at == unknown.finished_at
     assert "no preview" in settled._repr_html_()
@@ -314,16 +314,16 @@ def test_fail_unknown_then_reconcile(log):
 def test_an_outcome_is_recorded_once(log):
     take = ok_take(log)
     # settled first (by another process): a no-op that returns the stored take
-    assert log.fail(take.take_id, error_code="X", error_message="y") == log.get(take.take_id)
+    assert log.table.fail(take.take_id, error_code="X", error_message="y") == log.get(take.take_id)
     assert log.get(take.take_id).ok
     with pytest.raises(ValueError, match="status"):
-        log.fail(take.take_id, error_code="X", error_message="y", status="ok")
+        log.table.fail(take.take_id, error_code="X", error_message="y", status="ok")
 
 
 def test_missing_takes_raise_take_not_found_which_is_a_key_error(log):
     for call in (
         lambda: log.get("f" * 32),
-        lambda: log.finish("f" * 32, voice_id=VOICE),
+        lambda: log.table.finish("f" * 32, voice_id=VOICE),
         lambda: log.rate("f" * 32, 3),
         lambda: log.mark_played("f" * 32),
     ):
@@ -342,21 +342,21 @@ def test_get_accepts_a_unique_prefix(log):
 
 def test_bad_arguments_are_refused_before_writing(log):
     with pytest.raises(TypeError):
-        log.start({"voice_prompt": "x"}, backend="offline")
+        log.table.start({"voice_prompt": "x"}, backend="offline")
     with pytest.raises(ValueError, match="backend"):
-        log.start(DESIGN, backend="elsewhere")
+        log.table.start(DESIGN, backend="elsewhere")
     assert len(log) == 0
 
 
 def test_set_metrics_merges(log):
     take = ok_take(log)
-    log.set_metrics(take.take_id, {"a": 1.5, "b": np.int64(3)})
-    merged = log.set_metrics(take.take_id, {"b": 4, "c": float("nan")})
+    log.table.set_metrics(take.take_id, {"a": 1.5, "b": np.int64(3)})
+    merged = log.table.set_metrics(take.take_id, {"b": 4, "c": float("nan")})
     assert merged.metrics == {"a": 1.5, "b": 4, "c": None}
     with pytest.raises(ValueError, match="identifier"):
-        log.set_metrics(take.take_id, {"not a name": 1})
+        log.table.set_metrics(take.take_id, {"not a name": 1})
     with pytest.raises(TypeError):
-        log.set_metrics(take.take_id, {"a": [1, 2]})
+        log.table.set_metrics(take.take_id, {"a": [1, 2]})
 
 
 @given(
@@ -395,9 +395,9 @@ folder, n, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 log = ExperimentLog(folder)
 design = VoiceDesign("A calm, deep narrator", "Hello there, welcome.")
 for i in range(n):
-    take = log.start(design, backend="offline", experiment=name, cell=f"{name}|{i}")
+    take = log.table.start(design, backend="offline", experiment=name, cell=f"{name}|{i}")
     audio = Audio(i.to_bytes(4, "little") * 400, "pcm", 16000) if i % 10 == 0 else None
-    take = log.finish(take.take_id, voice_id=f"v-{name}-{i}", audio=audio)
+    take = log.table.finish(take.take_id, voice_id=f"v-{name}-{i}", audio=audio)
     print(take.take_id, flush=True)
 """
 
@@ -429,7 +429,7 @@ def test_sigkill_mid_run_loses_no_take_whose_write_returned(tmp_path):
     with sqlite3.connect(folder / "log.sqlite3") as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with ExperimentLog(folder) as log:
-        assert log.check() == "ok"
+        assert log.db.check() == "ok"
         status = dict(log.db.query("SELECT take_id, status FROM takes"))  # SQL text: :name parameters
         assert all(status.get(take_id) == "ok" for take_id in returned)
         # the take in flight when the child died is interrupted, not left pending
@@ -452,7 +452,7 @@ def test_two_processes_writing_1000_takes_each_end_with_2000_rows(tmp_path):
     with ExperimentLog(folder) as log:
         frame = log.df
         assert len(frame) == 2000 == len(set(ids)) and set(frame["take_id"]) == set(ids)
-        assert (frame["status"] == "ok").all() and log.check() == "ok"
+        assert (frame["status"] == "ok").all() and log.db.check() == "ok"
         assert frame.groupby("experiment").size().to_dict() == {"one": 1000, "two": 1000}
 
 
@@ -462,8 +462,8 @@ def test_threads_share_one_log(log):
     def work(k):
         try:
             for i in range(50):
-                take = log.start(EN, backend="offline", experiment=f"t{k}")
-                log.finish(take.take_id, voice_id=f"v{k}-{i}")
+                take = log.table.start(EN, backend="offline", experiment=f"t{k}")
+                log.table.finish(take.take_id, voice_id=f"v{k}-{i}")
                 log.tag(take.take_id, f"thread{k}")
         except Exception as exc:
             errors.append(exc)
@@ -474,7 +474,7 @@ def test_threads_share_one_log(log):
     for t in threads:
         t.join()
     assert not errors
-    assert len(log.takes(status="ok")) == 200 and len(log.history()) == 200
+    assert len(log.takes(status="ok")) == 200 and len(log.annotations()) == 200
 
 
 def test_connections_of_ended_threads_are_closed(log):
@@ -492,11 +492,11 @@ import sys
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.log.experiment_log import ExperimentLog
 log = ExperimentLog(sys.argv[1])
-take = log.start(VoiceDesign("A calm narrator", "Hello there."), backend="offline")
+take = log.table.start(VoiceDesign("A calm narrator", "Hello there."), backend="offline")
 print(take.take_id, flush=True)
 if sys.argv[2] == "wait":
     sys.stdin.readline()  # the request is 'in flight' until the parent says so
-    log.finish(take.take_id, voice_id="v-late")
+    log.table.finish(take.take_id, voice_id="v-late")
 """
 
 
@@ -519,7 +519,7 @@ def test_a_dead_writers_pending_take_becomes_interrupted(log_backend):
         assert take.status == "interrupted" and take.error_code == "Interrupted"
         assert "voice may have been created" in take.error_message
         # an outcome found later still lands
-        assert log.finish(take_id, voice_id=VOICE).ok
+        assert log.table.finish(take_id, voice_id=VOICE).ok
 
 
 def test_a_live_writers_pending_take_is_left_alone(log_backend):
@@ -536,19 +536,19 @@ def test_a_live_writers_pending_take_is_left_alone(log_backend):
 
 def test_this_process_keeps_its_in_flight_takes_and_drops_abandoned_ones(tmp_path):
     first = ExperimentLog(tmp_path)
-    in_flight = first.start(DESIGN, backend="offline")
-    abandoned_id = first.start(DESIGN, backend="offline").take_id  # nobody holds this Take any more
+    in_flight = first.table.start(DESIGN, backend="offline")
+    abandoned_id = first.table.start(DESIGN, backend="offline").take_id  # nobody holds this Take any more
     gc.collect()
     with ExperimentLog(tmp_path) as second:
         assert second.get(in_flight.take_id).status == "pending"
         assert second.get(abandoned_id).status == "interrupted"
-    assert first.finish(in_flight.take_id, voice_id=VOICE).ok
+    assert first.table.finish(in_flight.take_id, voice_id=VOICE).ok
     first.close()
 
 
 def test_pending_rows_from_another_host_wait_for_stale_after(log_backend):
     with ExperimentLog(log_backend) as log:
-        old, recent = log.start(DESIGN, backend="offline"), log.start(DESIGN, backend="offline")
+        old, recent = log.table.start(DESIGN, backend="offline"), log.table.start(DESIGN, backend="offline")
         with log.db.transaction() as conn:
             conn.execute(text("UPDATE takes SET writer_host = 'elsewhere', writer_pid = 1"))
             conn.execute(
@@ -568,8 +568,8 @@ def test_pending_rows_from_another_host_wait_for_stale_after(log_backend):
 def _populated(log):
     a = ok_take(log, DESIGN, audio=tone(1), experiment="exp1")
     b = ok_take(log, EN, experiment="exp1")
-    c = log.fail(
-        log.start(EN, backend="dashscope", experiment="exp2").take_id,
+    c = log.table.fail(
+        log.table.start(EN, backend="dashscope", experiment="exp2").take_id,
         error_code="InvalidParameter",
         error_message="bad",
     )
@@ -578,14 +578,14 @@ def _populated(log):
     log.tag(a.take_id, "warm", "keeper")
     log.tag(b.take_id, "warm")
     log.choose(a.take_id)
-    log.set_metrics(a.take_id, {"f0_mean_hz": 110.0, "label": "low"})
-    log.set_metrics(b.take_id, {"f0_mean_hz": 230.0})
+    log.table.set_metrics(a.take_id, {"f0_mean_hz": 110.0, "label": "low"})
+    log.table.set_metrics(b.take_id, {"f0_mean_hz": 230.0})
     return a, b, c
 
 
 def test_missing_texts_are_missing_values_not_the_text_none(log):
     # pandas 2.x read dtype="str" as numpy str: None became "None" (voice_id 'None', audio/None.None)
-    failed = log.fail(log.start(DESIGN, backend="offline").take_id, error_code="Boom", error_message="x")
+    failed = log.table.fail(log.table.start(DESIGN, backend="offline").take_id, error_code="Boom", error_message="x")
     ok = ok_take(log)
     df = log.df.set_index("take_id")
     assert pd.isna(df.loc[failed.take_id, "voice_id"]) and pd.isna(df.loc[failed.take_id, "audio_path"])
@@ -594,12 +594,30 @@ def test_missing_texts_are_missing_values_not_the_text_none(log):
     assert isinstance(df["voice_id"].dtype, pd.StringDtype) and df.loc[ok.take_id, "voice_id"] == VOICE
 
 
-def test_the_model_column_is_named_target_model(log):
+def test_target_model_is_the_one_word_for_a_takes_model(log):
+    """The frame's column, the filter, the Take and the design say ``target_model`` (the service's
+    word); no second name is accepted."""
     take = ok_take(log)
     df = log.df
     assert "target_model" in df and "model" not in df and df["target_model"].tolist() == [DESIGN.target_model]
-    assert len(log.to_dataframe(target_model=DESIGN.target_model)) == len(log.takes(model=DESIGN.target_model)) == 1
-    assert take.model == take.design.target_model  # the Take keeps its short alias
+    assert (
+        len(log.to_dataframe(target_model=DESIGN.target_model)) == len(log.takes(target_model=DESIGN.target_model)) == 1
+    )
+    assert take.target_model == take.design.target_model
+    assert not hasattr(take, "model")
+    with pytest.raises(TypeError):
+        log.takes(model=DESIGN.target_model)
+    with pytest.raises(TypeError):
+        log.to_dataframe(model=DESIGN.target_model)
+
+
+def test_annotation_events_are_the_logs_annotations_and_history_is_the_labs(log):
+    take = ok_take(log)
+    log.rate(take.take_id, 4, rater="ann")
+    log.tag(take.take_id, "warm", rater="bo")
+    events = log.annotations(take.take_id)
+    assert events[["action", "value", "author"]].values.tolist() == [["rate", "4", "ann"], ["tag", "warm", "bo"]]
+    assert not hasattr(log, "history")
 
 
 def test_dataframe_has_proper_dtypes_and_one_row_per_take(log):
@@ -631,7 +649,7 @@ def test_filters(log):
     ids = lambda **f: list(log.to_dataframe(**f)["take_id"])  # noqa: E731
     assert ids(experiment="exp1") == [a.take_id, b.take_id]
     assert ids(experiment=["exp2"]) == [c.take_id]
-    assert ids(model="cosyvoice-v3.5-flash") == [b.take_id, c.take_id]
+    assert ids(target_model="cosyvoice-v3.5-flash") == [b.take_id, c.take_id]
     assert ids(tag="warm") == [a.take_id, b.take_id] and ids(tag=["warm", "keeper"]) == [a.take_id]
     assert ids(min_rating=3) == [a.take_id]
     assert ids(status="failed") == [c.take_id] and ids(status=["ok"]) == [a.take_id, b.take_id]
@@ -689,8 +707,8 @@ def test_voice_ids(log):
 
 def test_mark_deleted_records_the_voice_status(log):
     a = ok_take(log)
-    other = log.finish(log.start(EN, backend="offline").take_id, voice_id="v-other", voice_status="OK")
-    assert log.mark_deleted([VOICE, "v-unknown"]) == 1 and log.mark_deleted([]) == 0
+    other = log.table.finish(log.table.start(EN, backend="offline").take_id, voice_id="v-other", voice_status="OK")
+    assert log.table.mark_deleted([VOICE, "v-unknown"]) == 1 and log.table.mark_deleted([]) == 0
     assert log.get(a.take_id).voice_status == "DELETED" and log.get(other.take_id).voice_status == "OK"
     assert log.voice_ids()["voice_status"].tolist() == ["DELETED", "OK"]
 
@@ -717,7 +735,7 @@ def test_annotations_update_the_take_and_keep_a_dated_history(log):
         "second thoughts",
         True,
     )
-    history = log.history(take.take_id)
+    history = log.annotations(take.take_id)
     assert history["action"].tolist() == [
         "rate",
         "rate",
@@ -797,18 +815,18 @@ def test_replaying_events_matches_a_simple_model(events):
 def test_utterances_are_recorded_with_their_audio(log):
     take = ok_take(log)
     audio = tone(3)
-    uid = log.add_utterance(
+    uid = log.utterances.add(
         take.take_id, text="你好", params={"rate": 1.0}, characters=4, cost_cny=0.0006, audio=audio, request_id="task-1"
     )
-    frame = log.utterances(take.take_id)
+    frame = log.utterances.to_dataframe(take.take_id)
     assert frame["utterance_id"].tolist() == [uid] and frame["characters"].tolist() == [4]
     assert json.loads(frame["params"][0]) == {"rate": 1.0} and str(frame["created_at"].dtype) == "datetime64[ns, UTC]"
-    assert log.utterance_audio(uid) == audio and frame["audio_path"][0].endswith(f"{audio.sha256}.wav")
-    assert log.utterances("f" * 32).empty
+    assert log.utterances.audio(uid) == audio and frame["audio_path"][0].endswith(f"{audio.sha256}.wav")
+    assert log.utterances.to_dataframe("f" * 32).empty
     with pytest.raises(TakeNotFound):
-        log.add_utterance("f" * 32, text="x", params={}, characters=1, cost_cny=0.0, audio=audio)
+        log.utterances.add("f" * 32, text="x", params={}, characters=1, cost_cny=0.0, audio=audio)
     with pytest.raises(ValueError):
-        log.add_utterance(take.take_id, text="x", params={}, characters=-1, cost_cny=0.0, audio=audio)
+        log.utterances.add(take.take_id, text="x", params={}, characters=-1, cost_cny=0.0, audio=audio)
 
 
 # --- the API key is never stored -----------------------------------------------------------------
@@ -820,13 +838,13 @@ def test_the_api_key_is_never_stored(tmp_path, monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", FAKE_KEY)
     folder = tmp_path / "log"
     with ExperimentLog(folder) as log:
-        good = log.start(
+        good = log.table.start(
             DESIGN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com", experiment="key-check"
         )
-        log.finish(good.take_id, voice_id=VOICE, request_id="req-1", audio=tone())
-        bad = log.start(EN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com")
+        log.table.finish(good.take_id, voice_id=VOICE, request_id="req-1", audio=tone())
+        bad = log.table.start(EN, backend="dashscope", region="cn-beijing", host="dashscope.aliyuncs.com")
         # an error message that (wrongly) quotes the key, as a careless exception might
-        failed = log.fail(
+        failed = log.table.fail(
             bad.take_id,
             error_code="InvalidApiKey",
             error_message=f"Invalid API-key provided: {FAKE_KEY} (Authorization: Bearer {FAKE_KEY})",
@@ -834,10 +852,10 @@ def test_the_api_key_is_never_stored(tmp_path, monkeypatch):
         assert FAKE_KEY not in failed.error_message
         log.rate(good.take_id, 4)
         log.note(good.take_id, "fine")
-        log.add_utterance(
+        log.utterances.add(
             good.take_id, text="hi", params={"model": "cosyvoice-v3.5-plus"}, characters=2, cost_cny=0.0, audio=tone(2)
         )
-        log.export_bundle(folder / "bundle.zip")
+        log.bundles.export(folder / "bundle.zip")
         log.export_html(folder / "report.html")
         log.export_csv(folder / "takes.csv")
         columns = {
@@ -864,12 +882,50 @@ def test_the_log_is_a_facade_with_no_mixin_bases(log):
         log.rows,
         log.table,
         log.recovery,
-        log.annotations,
-        log.spoken,
-        log.exports,
+        log.ratings,
+        log.rounds,
+        log.utterances,
         log.bundles,
     ):
         assert type(part).__mro__[1:] == (object,), type(part)
+
+
+def test_no_verb_of_the_log_only_forwards_to_a_part():
+    """A verb on the log does work; a part's verb is called on the part (``log.table.finish``),
+    its contract written once, where it is done."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(ExperimentLog)))
+    forwards = []
+    for node in tree.body[0].body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+        call = body[0].value if len(body) == 1 and isinstance(body[0], (ast.Return, ast.Expr)) else None
+        target = call.func if isinstance(call, ast.Call) else None
+        if (
+            isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Attribute)
+            and isinstance(target.value.value, ast.Name)
+            and target.value.value.id == "self"
+            and target.value.attr != "db"  # close(): the log's lifecycle is its own
+        ):
+            forwards.append(node.name)
+    assert forwards == []
+
+
+def test_the_parts_are_the_api_where_they_are_one(log, tmp_path):
+    take = log.table.start(DESIGN, backend="offline", experiment="e")
+    log.table.finish(take.take_id, voice_id=VOICE, audio=tone())
+    log.ratings.add(take.take_id, 4, rater="ann", kind="preference", session_id="s1")
+    assert log.ratings.to_dataframe("e")["rating"].tolist() == [4]
+    bundle = log.bundles.export(tmp_path / "e.zip", experiment="e")
+    with ExperimentLog(tmp_path / "theirs") as theirs:
+        assert theirs.bundles.merge(bundle)["takes"] == 1 and theirs.get(take.take_id).ok
+    for gone in ("start", "finish", "add_rating", "export_bundle", "import_bundle", "add_utterance", "check"):
+        assert not hasattr(log, gone), gone
 
 
 def test_default_timeouts_come_from_the_catalog(log):

@@ -88,7 +88,7 @@ def _raw(url: str) -> psycopg.Connection:
 
 def test_a_url_opens_a_database_log_at_the_latest_version(pg_log_url, tmp_path):
     with ExperimentLog(pg_log_url, folder=tmp_path / "here") as log:
-        assert log.schema_version == migrations.SCHEMA_VERSION and log.check() == "ok"
+        assert log.schema_version == migrations.SCHEMA_VERSION and log.db.check() == "ok"
         assert log.audio_dir is None and log.folder == tmp_path / "here"
         assert not (tmp_path / "here" / "audio").exists()  # the audio is in the database
     with _raw(pg_log_url) as raw:
@@ -204,9 +204,9 @@ def test_the_environment_names_the_default_log(monkeypatch, tmp_path, pg_log_url
 
 def test_a_pending_row_is_committed_before_start_returns(log_backend):
     with ExperimentLog(log_backend) as mine, ExperimentLog(log_backend) as theirs:
-        take = mine.start(DESIGN, backend="offline", experiment="e")
+        take = mine.table.start(DESIGN, backend="offline", experiment="e")
         assert theirs.get(take.take_id).status == "pending"  # another connection sees it
-        mine.finish(take.take_id, voice_id=VOICE)
+        mine.table.finish(take.take_id, voice_id=VOICE)
         assert theirs.get(take.take_id).status == "ok" and len(theirs.df) == 1
 
 
@@ -229,13 +229,13 @@ def test_bundles_move_takes_between_a_folder_and_a_database(log_backend, tmp_pat
         take = ok_take(source, audio=tone(4), experiment="x")
         source.rate(take.take_id, 5, rater="ann")
         source.tag(take.take_id, "keeper")
-        bundle = source.export_bundle(tmp_path / "b.zip")
+        bundle = source.bundles.export(tmp_path / "b.zip")
     with ExperimentLog(other) as dest:
-        counts = dest.import_bundle(bundle)
+        counts = dest.bundles.merge(bundle)
         assert counts["takes"] == 1 and counts["audio_files"] == 1
         got = dest.get(take.take_id)
         assert got.rating == 5 and got.tags == ("keeper",) and got.audio == tone(4)
-        assert dest.import_bundle(bundle)["takes"] == 0  # merging twice adds nothing
+        assert dest.bundles.merge(bundle)["takes"] == 0  # merging twice adds nothing
 
 
 def test_each_cell_is_claimed_once_by_racing_writers(log_backend):
@@ -246,10 +246,10 @@ def test_each_cell_is_claimed_once_by_racing_writers(log_backend):
     def race(log: ExperimentLog) -> None:
         barrier.wait()
         for n in range(10):
-            take = log.claim(EN, experiment="race", cell=f"cell-{n}", backend="offline")
+            take = log.table.claim(EN, experiment="race", cell=f"cell-{n}", backend="offline")
             if take is not None:
                 won.append(take.take_id)
-                log.finish(take.take_id, voice_id=f"{VOICE}-{n}")
+                log.table.finish(take.take_id, voice_id=f"{VOICE}-{n}")
 
     threads = [threading.Thread(target=race, args=(log,)) for log in logs]
     for t in threads:
@@ -265,25 +265,25 @@ def test_each_cell_is_claimed_once_by_racing_writers(log_backend):
 
 def test_settling_tolerates_another_writer(log_backend):
     with ExperimentLog(log_backend) as mine, ExperimentLog(log_backend) as theirs:
-        take = mine.start(DESIGN, backend="offline")
-        theirs.fail(take.take_id, error_code="Gone", error_message="settled elsewhere")
-        assert mine.finish(take.take_id, voice_id=VOICE).status == "failed"  # settled first: kept
-        unknown = mine.start(DESIGN, backend="offline")
-        mine.fail(unknown.take_id, error_code="Timeout", error_message="?", status="unknown")
-        other = mine.start(DESIGN, backend="offline")
-        mine.fail(other.take_id, error_code="Timeout", error_message="?", status="unknown")
-        assert theirs.reconcile(unknown.take_id, voice_id=VOICE).ok
+        take = mine.table.start(DESIGN, backend="offline")
+        theirs.table.fail(take.take_id, error_code="Gone", error_message="settled elsewhere")
+        assert mine.table.finish(take.take_id, voice_id=VOICE).status == "failed"  # settled first: kept
+        unknown = mine.table.start(DESIGN, backend="offline")
+        mine.table.fail(unknown.take_id, error_code="Timeout", error_message="?", status="unknown")
+        other = mine.table.start(DESIGN, backend="offline")
+        mine.table.fail(other.take_id, error_code="Timeout", error_message="?", status="unknown")
+        assert theirs.table.reconcile(unknown.take_id, voice_id=VOICE).ok
         with pytest.raises(LogError, match="already the outcome of another take"):
-            mine.reconcile(other.take_id, voice_id=VOICE)
+            mine.table.reconcile(other.take_id, voice_id=VOICE)
 
 
 def test_a_writer_held_too_long_is_a_clear_error(log_backend):
     with ExperimentLog(log_backend) as holder, ExperimentLog(log_backend, busy_timeout_s=0.3) as waiter:
         with holder.db.transaction():
             with pytest.raises(LogError, match=r"another writer held the log too long \(waited 0\.[3-9]") as info:
-                waiter.claim(EN, experiment="e", cell="c", backend="offline")
+                waiter.table.claim(EN, experiment="e", cell="c", backend="offline")
             assert "***" in str(info.value) or not is_url(log_backend)
-        assert waiter.claim(EN, experiment="e", cell="c", backend="offline") is not None
+        assert waiter.table.claim(EN, experiment="e", cell="c", backend="offline") is not None
 
 
 OPENER = """
@@ -291,8 +291,8 @@ import sys
 from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.log.experiment_log import ExperimentLog
 with ExperimentLog(sys.argv[1]) as log:
-    take = log.start(VoiceDesign("a calm voice", "Hello there."), backend="offline")
-    log.finish(take.take_id, voice_id="v-" + take.take_id)
+    take = log.table.start(VoiceDesign("a calm voice", "Hello there."), backend="offline")
+    log.table.finish(take.take_id, voice_id="v-" + take.take_id)
 """
 
 
@@ -321,7 +321,7 @@ def test_the_api_key_is_never_stored_in_a_database_log(pg_log_url, tmp_path, mon
         lab = Lab(tmp_path / "lab", log=pg_log_url, base_url=sim.base_url, progress=False, measure=False)
         assert lab.log.audio_dir is None and KEY not in repr(lab) and "***" in repr(lab)
         take = lab.design("a calm voice", preview_text="Hello there.")
-        lab.compare(["a deep voice"], models=["cosyvoice-v3.5-flash"], repeats=1, check_quota=False)
+        lab.compare(["a deep voice"], target_models=["cosyvoice-v3.5-flash"], repeats=1, check_quota=False)
         lab.log.rate(take.take_id, 4)
         sim.faults.error_rate, sim.faults.seed = 1.0, 1
         lab.design("a failing voice", preview_text="Hello.")

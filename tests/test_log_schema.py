@@ -45,14 +45,14 @@ def test_a_folder_log_of_an_earlier_schema_upgrades_in_place_with_every_row(vers
     folder = _folder_copy(version, tmp_path)
     expected = EXPECTED[f"v{version}"]
     with ExperimentLog(folder) as log:
-        assert log.schema_version == migrations.SCHEMA_VERSION and log.check() == "ok"
+        assert log.schema_version == migrations.SCHEMA_VERSION and log.db.check() == "ok"
         assert len(log) == len(expected["takes"]) == 4
         for row in expected["takes"]:
             take = log.get(row[0])
             assert take.status == row[1] and take.design.voice_prompt == row[9]
         ok = [t for t in log.takes() if t.status == "ok" and t.audio_path]
         assert ok and ok[0].audio is not None  # the preview is found through the store
-        assert len(log.history()) == len(expected["annotations"]) and len(log.utterances()) == 1
+        assert len(log.annotations()) == len(expected["annotations"]) and len(log.utterances.to_dataframe()) == 1
         assert sorted(log.df["take_id"]) == sorted(r[0] for r in expected["takes"])
     for table, rows in expected.items():  # every row, every value (a column added since: NULL)
         width = len(rows[0])
@@ -146,11 +146,11 @@ def test_a_postgresql_log_of_the_numbered_migrations_is_stamped_and_keeps_every_
     before = _pg_rows(pg_log_url)
     assert len(before["takes"]) == 4 and before["ratings"] and before["cell_claims"] and before["audio"]
     with ExperimentLog(pg_log_url, folder=tmp_path) as log:
-        assert log.schema_version == migrations.SCHEMA_VERSION and log.check() == "ok"
+        assert log.schema_version == migrations.SCHEMA_VERSION and log.db.check() == "ok"
         assert sorted(log.df["take_id"]) == sorted(r[1] for r in before["takes"])  # rowid comes first
         assert next(t for t in log.takes() if t.audio_path).audio is not None
-        take = log.start(log.takes()[0].design, backend="offline")  # and it is writable
-        log.finish(take.take_id, voice_id="v-new")
+        take = log.table.start(log.takes()[0].design, backend="offline")  # and it is writable
+        log.table.finish(take.take_id, voice_id="v-new")
     after = _pg_rows(pg_log_url)
     width = len(before["takes"][0])  # (a column added since: NULL)
     assert [r[:width] for r in after["takes"] if r[1] != take.take_id] == before["takes"]

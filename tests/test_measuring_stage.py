@@ -77,7 +77,7 @@ def test_a_compare_returns_with_takes_ok_and_playable_and_measures_fill_in_after
 
 def test_measuring_in_two_steps_gives_the_figures_of_one_measure_call(sim, tmp_path):
     lab = lab_on(sim, tmp_path)
-    comp = lab.compare(PROMPTS[:1], models=["cosyvoice-v3.5-flash"], repeats=2, preview_text=PREVIEW).measured()
+    comp = lab.compare(PROMPTS[:1], target_models=["cosyvoice-v3.5-flash"], repeats=2, preview_text=PREVIEW).measured()
     for take in comp.takes:
         once = measures.measure(take.audio, take.design.preview_text, take.design.language_hint).to_dict()
         assert take.metrics.keys() >= once.keys()

@@ -95,25 +95,25 @@ def two_compares(sim, tmp_path):
 def test_a_cell_held_by_a_live_process_is_skipped_and_one_of_a_dead_process_reconciled(sim, tmp_path):
     folder = tmp_path / "lab"
     lab = Lab(folder, backend="offline", base_url=sim.base_url, progress=False, measure=False)
-    design, _ = lab.make_design("a calm narrator", model="cosyvoice-v3.5-flash")
-    held = lab.log.claim(design, experiment="e", cell="k|r0", backend="offline")
+    design, _ = lab.make_design("a calm narrator", target_model="cosyvoice-v3.5-flash")
+    held = lab.log.table.claim(design, experiment="e", cell="k|r0", backend="offline")
     assert held is not None and held.status == "pending"
-    assert lab.log.claim(design, experiment="e", cell="k|r0", backend="offline") is None, "a live holder keeps it"
+    assert lab.log.table.claim(design, experiment="e", cell="k|r0", backend="offline") is None, "a live holder keeps it"
     # a pending take written by a process that is gone: its cell is not sent again before reconcile
     dead = subprocess.run(
         [sys.executable, "-c", CLAIM_AND_DIE, str(folder)], capture_output=True, text=True, timeout=120
     )
     assert dead.returncode == 0, dead.stderr
-    assert lab.log.claim(design, experiment="e", cell="k|r1", backend="offline") is None
+    assert lab.log.table.claim(design, experiment="e", cell="k|r1", backend="offline") is None
     orphaned = [t for t in lab.log.takes(experiment="e") if t.cell == "k|r1"]
     assert [t.status for t in orphaned] == ["interrupted"]
     lab.account.grace_s = 0.0  # a listing now proves that its voice does not exist
     assert lab.reconcile("e")[0].status == "failed"
-    again = lab.log.claim(design, experiment="e", cell="k|r1", backend="offline")
+    again = lab.log.table.claim(design, experiment="e", cell="k|r1", backend="offline")
     assert again is not None, "once its take is settled as failed, the cell is free"
     # a take settled first elsewhere: settling it again returns it as stored
-    lab.log.finish(held.take_id, voice_id="cosyvoice-v3.5-flash-vd-lab-" + "a" * 32)
-    assert lab.log.fail(held.take_id, error_code="X", error_message="late").ok
+    lab.log.table.finish(held.take_id, voice_id="cosyvoice-v3.5-flash-vd-lab-" + "a" * 32)
+    assert lab.log.table.fail(held.take_id, error_code="X", error_message="late").ok
 
 
 CLAIM_AND_DIE = textwrap.dedent("""
@@ -123,7 +123,7 @@ CLAIM_AND_DIE = textwrap.dedent("""
     log = ExperimentLog(sys.argv[1])
     d = VoiceDesign(voice_prompt="a calm narrator", preview_text="Hello there.",
                     target_model="cosyvoice-v3.5-flash", prefix="lab")
-    take = log.claim(d, experiment="e", cell="k|r1", backend="offline")
+    take = log.table.claim(d, experiment="e", cell="k|r1", backend="offline")
     assert take is not None
     os._exit(0)  # gone without an outcome, as if killed mid-request
 """)
@@ -133,14 +133,14 @@ def test_settling_a_take_another_process_settled_returns_the_stored_take(tmp_pat
     folder = tmp_path / "lab"
     log = ExperimentLog(folder)
     design = Lab(folder, backend="offline", progress=False).make_design("a voice", preview_text="Hello.")[0]
-    take = log.start(design, backend="offline")
-    log.fail(take.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
+    take = log.table.start(design, backend="offline")
+    log.table.fail(take.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
     voice = "cosyvoice-v3.5-plus-vd-lab-" + uuid.uuid4().hex
     settle = "from cosyvoice_lab.log.experiment_log import ExperimentLog as L; "
     settle += f"L({str(folder)!r}).reconcile({take.take_id!r}, voice_id={voice!r})"
     subprocess.run([sys.executable, "-c", settle], check=True, timeout=120)
-    assert log.fail(take.take_id, error_code="OutcomeUnknown", error_message="no voice").voice_id == voice
-    assert log.reconcile(take.take_id, voice_id=voice).ok
+    assert log.table.fail(take.take_id, error_code="OutcomeUnknown", error_message="no voice").voice_id == voice
+    assert log.table.reconcile(take.take_id, voice_id=voice).ok
 
 
 def wait_for_voices(sim, n):
@@ -232,8 +232,8 @@ def test_migrating_a_version_2_log_claims_its_cells_by_their_best_take(tmp_path)
         claims = dict(log.db.query("SELECT cell, take_id FROM cell_claims WHERE experiment = 'e'"))
         assert claims == {"k|r0": "a" * 32, "k|r1": "c" * 32}
         design = log.get("a" * 32).design
-        assert log.claim(design, experiment="e", cell="k|r0", backend="offline") is None, "done: not sent again"
-        assert log.claim(design, experiment="e", cell="k|r1", backend="offline") is not None, "failed: free"
+        assert log.table.claim(design, experiment="e", cell="k|r0", backend="offline") is None, "done: not sent again"
+        assert log.table.claim(design, experiment="e", cell="k|r1", backend="offline") is not None, "failed: free"
         assert len(log) == 5
 
 

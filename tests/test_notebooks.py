@@ -227,9 +227,9 @@ def blind_round_stays_hidden_until_the_reveal(nb, lab_folder: Path) -> None:
     with ExperimentLog(lab_folder) as log:
         [tag] = {t for take in log.takes() for t in take.tags if t.startswith("blind:")}
         session = tag.removeprefix("blind:")
-        seed = str(log.round_record(session)["seed"])
+        seed = str(log.ratings.round_record(session)["seed"])
         blind = log.takes(tag=tag)
-        rated = log.ratings(session_id=session)
+        rated = log.ratings.to_dataframe(session_id=session)
     assert len(rated) == len(blind) and set(rated["rater"]) == {"stand-in listener"}
     secrets = [seed, *(t.take_id[:8] for t in blind), *(t.voice_id for t in blind)]
     secrets += [json.dumps(t.prompt)[1:-1] for t in blind]  # as JSON text holds it

@@ -35,7 +35,7 @@ def lab(tmp_path_factory):
         mp.delenv("DASHSCOPE_API_KEY", raising=False)
         with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
             lab = Lab(tmp_path_factory.mktemp("lab"), backend="offline", base_url=sim.base_url, progress=False)
-            lab.compare(PROMPTS, models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
+            lab.compare(PROMPTS, target_models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
     assert sum(t.ok for t in lab.log.takes(experiment=EXPERIMENT)) == 8
     return lab
 
@@ -85,7 +85,7 @@ def test_a_rater_hears_every_take_rates_them_and_the_log_holds_each_rating(lab, 
     for n, item in enumerate(items):
         r = rate(panel, session["session"], item["id"], 1 + n % 5)
         assert r.status_code == 200 and r.json()["rated"] == n + 1
-    frame = lab.log.ratings(EXPERIMENT)
+    frame = lab.log.ratings.to_dataframe(EXPERIMENT)
     mine = frame[frame["rater"] == "ana"]
     assert len(mine) == 8 and set(mine["take_id"]) == set(takes) and set(mine["kind"]) == {"preference"}
     assert sorted(mine["rating"]) == sorted(1 + n % 5 for n in range(8))
@@ -207,7 +207,7 @@ def test_off_loopback_every_request_needs_the_join_token(lab):
 def model_of(lab, panel: Panel, session: dict, item_id: str) -> str:
     """What the organiser knows and the page never says: the model behind an item."""
     item = panel.round.item(panel.round.session(session["session"]), item_id)
-    return lab.log.get(item.take_id).model
+    return lab.log.get(item.take_id).target_model
 
 
 def test_the_evidence_holds_every_raters_ratings(lab, panel):
@@ -245,7 +245,7 @@ def test_a_panel_over_a_teams_log_on_postgresql_serves_its_audio_and_records_the
         assert panel.progress()[["rater", "rated", "total"]].to_dict("records") == [
             {"rater": "max", "rated": 1, "total": 8}
         ]
-        assert team.ratings(EXPERIMENT).query("rater == 'max'")["rating"].tolist() == [4]
+        assert team.ratings.to_dataframe(EXPERIMENT).query("rater == 'max'")["rating"].tolist() == [4]
 
 
 # --- the command line -----------------------------------------------------------------------------

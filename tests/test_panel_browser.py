@@ -28,7 +28,9 @@ def lab(tmp_path_factory):
         mp.delenv("DASHSCOPE_API_KEY", raising=False)
         with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
             lab = Lab(tmp_path_factory.mktemp("lab"), backend="offline", base_url=sim.base_url, progress=False)
-            lab.compare(PROMPTS, models=(PLUS, FLASH), repeats=2, preview_text="Hello there.", experiment=EXPERIMENT)
+            lab.compare(
+                PROMPTS, target_models=(PLUS, FLASH), repeats=2, preview_text="Hello there.", experiment=EXPERIMENT
+            )
     return lab
 
 
@@ -55,7 +57,7 @@ def _plan(lab, panel, page, plus: int, flash: int) -> list[int]:
     """The stars this rater gives each item on the page, by the model the organiser knows is behind it."""
     ids = page.locator("li.item").evaluate_all("items => items.map(li => li.dataset.item)")
     takes = {item.item_id: item.take_id for s in panel.round.sessions() for item in s.items}
-    return [plus if lab.log.get(takes[i]).model == PLUS else flash for i in ids]
+    return [plus if lab.log.get(takes[i]).target_model == PLUS else flash for i in ids]
 
 
 def _plays(page, index: int) -> float:
@@ -108,7 +110,7 @@ def test_two_raters_at_once_finish_and_one_resumes_after_closing_the_tab(lab):
             {"rater": "bo", "rated": 8, "total": 8},
         ]
         ev = panel.evidence(variability=False)
-    frame = lab.log.ratings(EXPERIMENT, kind="preference")
+    frame = lab.log.ratings.to_dataframe(EXPERIMENT, kind="preference")
     assert frame.groupby("rater").size().to_dict() == {"ana": 8, "bo": 8}
     rows = ev.table[ev.table["measure"] == "blind preference rating"]
     assert len(rows) == 1 and rows.iloc[0]["n"] == 8  # one score per take, from both raters
@@ -135,7 +137,7 @@ def test_a_double_click_saves_one_rating_and_the_page_shows_what_the_log_keeps(l
             browser.close()
     [(sent,)] = lab.log.db.query("SELECT count(*) FROM ratings WHERE rater = 'cy'")
     assert sent == 1, "the second click of a double click sends nothing"
-    kept = lab.log.ratings(EXPERIMENT, kind="preference")
+    kept = lab.log.ratings.to_dataframe(EXPERIMENT, kind="preference")
     assert str(int(kept[kept["rater"] == "cy"]["rating"].iloc[-1])) == shown
 
 

@@ -300,7 +300,7 @@ def test_compare_across_families_offline(tmp_path, monkeypatch):
     models = ["cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash", catalog.QWEN_VD]
     with serve(enrollment_rps=None, model_profiles=INSTANT) as s:
         lab = Lab(tmp_path / "lab", backend="offline", base_url=s.base_url, progress=False, measure=False)
-        cmp = lab.compare(["A deep, slow male narrator."], models=models, repeats=1)
+        cmp = lab.compare(["A deep, slow male narrator."], target_models=models, repeats=1)
         df = cmp.df
         assert list(df["status"]) == ["ok"] * 3
         assert dict(zip(df["target_model"].astype(str), df["design_family"].astype(str), strict=True)) == {

@@ -31,9 +31,9 @@ def log(tmp_path):
 
 
 def ok_take(log, experiment="exp"):
-    take = log.start(DESIGN, backend="offline", experiment=experiment)
+    take = log.table.start(DESIGN, backend="offline", experiment=experiment)
     audio = Audio.from_numpy(0.2 * np.sin(np.arange(2400) / 7), 24000)
-    return log.finish(take.take_id, voice_id=VOICE, audio=audio)
+    return log.table.finish(take.take_id, voice_id=VOICE, audio=audio)
 
 
 def test_the_ratings_table_is_migration_4(log):
@@ -44,11 +44,11 @@ def test_the_ratings_table_is_migration_4(log):
 
 def test_several_raters_rate_one_take_and_the_latest_of_each_counts(log):
     a, b = ok_take(log), ok_take(log)
-    log.add_rating(a.take_id, 2, rater="ana", session_id="s1")
-    log.add_rating(a.take_id, 4, rater="ana", session_id="s1")  # ana changes her mind
-    log.add_rating(a.take_id, 5, rater="bo", session_id="s1")
-    log.add_rating(b.take_id, 3, rater="ana", kind="adherence", session_id="s2")
-    df = log.ratings()
+    log.ratings.add(a.take_id, 2, rater="ana", session_id="s1")
+    log.ratings.add(a.take_id, 4, rater="ana", session_id="s1")  # ana changes her mind
+    log.ratings.add(a.take_id, 5, rater="bo", session_id="s1")
+    log.ratings.add(b.take_id, 3, rater="ana", kind="adherence", session_id="s2")
+    df = log.ratings.to_dataframe()
     assert list(df.columns) == ["take_id", "rating", "rater", "kind", "session_id", "at"]
     got = {(r.take_id, r.rater, r.session_id): (r.rating, r.kind) for r in df.itertuples()}
     assert got == {
@@ -57,28 +57,30 @@ def test_several_raters_rate_one_take_and_the_latest_of_each_counts(log):
         (b.take_id, "ana", "s2"): (3, "adherence"),
     }
     assert str(df["at"].dtype) == "datetime64[ns, UTC]" and df["at"].is_monotonic_increasing
-    assert len(log.ratings(kind="adherence")) == 1 and len(log.ratings(session_id="s1")) == 2
+    assert len(log.ratings.to_dataframe(kind="adherence")) == 1 and len(log.ratings.to_dataframe(session_id="s1")) == 2
     assert log.get(a.take_id).rating is None, "a listening rating is not the take's own mark"
 
 
 def test_a_cleared_rating_disappears_but_other_raters_and_sessions_stay(log):
     t = ok_take(log)
-    log.add_rating(t.take_id, 4, rater="ana", session_id="s1")
-    log.add_rating(t.take_id, 2, rater="ana", session_id="s2")
-    log.add_rating(t.take_id, 3, rater="bo", session_id="s1")
-    log.add_rating(t.take_id, None, rater="ana", session_id="s1")
-    got = {(r.rater, r.session_id): r.rating for r in log.ratings().itertuples()}
+    log.ratings.add(t.take_id, 4, rater="ana", session_id="s1")
+    log.ratings.add(t.take_id, 2, rater="ana", session_id="s2")
+    log.ratings.add(t.take_id, 3, rater="bo", session_id="s1")
+    log.ratings.add(t.take_id, None, rater="ana", session_id="s1")
+    got = {(r.rater, r.session_id): r.rating for r in log.ratings.to_dataframe().itertuples()}
     assert got == {("ana", "s2"): 2, ("bo", "s1"): 3}
-    log.add_rating(t.take_id, 5, rater="ana", session_id="s1")  # rated again after clearing
-    assert len(log.ratings(session_id="s1")) == 2
+    log.ratings.add(t.take_id, 5, rater="ana", session_id="s1")  # rated again after clearing
+    assert len(log.ratings.to_dataframe(session_id="s1")) == 2
 
 
 def test_ratings_filter_by_experiment(log):
     mine, other = ok_take(log, "mine"), ok_take(log, "other")
-    log.add_rating(mine.take_id, 4, rater="ana")
-    log.add_rating(other.take_id, 1, rater="ana")
-    assert list(log.ratings("mine")["take_id"]) == [mine.take_id]
-    assert log.ratings("nothing").empty and list(log.ratings("nothing").columns) == list(log.ratings().columns)
+    log.ratings.add(mine.take_id, 4, rater="ana")
+    log.ratings.add(other.take_id, 1, rater="ana")
+    assert list(log.ratings.to_dataframe("mine")["take_id"]) == [mine.take_id]
+    assert log.ratings.to_dataframe("nothing").empty and list(log.ratings.to_dataframe("nothing").columns) == list(
+        log.ratings.to_dataframe().columns
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,13 +101,13 @@ def test_bad_ratings_are_refused_and_nothing_is_written(log, kwargs, error):
     t = ok_take(log)
     rating = kwargs.pop("rating")
     with pytest.raises(error):
-        log.add_rating(t.take_id, rating, **kwargs)
-    assert log.ratings().empty
+        log.ratings.add(t.take_id, rating, **kwargs)
+    assert log.ratings.to_dataframe().empty
 
 
 def test_rating_a_take_that_is_not_there(log):
     with pytest.raises(TakeNotFound):
-        log.add_rating("f" * 32, 3, rater="ana")
+        log.ratings.add("f" * 32, 3, rater="ana")
 
 
 @given(st.text(max_size=80))
@@ -143,10 +145,10 @@ def test_annotations_record_who_made_them(log, monkeypatch):
     log.tag(t.take_id, "warm", rater="cy")
     log.note(t.take_id, "nice")
     log.choose(t.take_id, rater="di")
-    log.add_rating(t.take_id, 3)
-    history = log.history(t.take_id)
+    log.ratings.add(t.take_id, 3)
+    history = log.annotations(t.take_id)
     assert list(history["author"]) == ["bo", "cy", "ana", "di"]
-    assert list(log.ratings()["rater"]) == ["ana"]
+    assert list(log.ratings.to_dataframe()["rater"]) == ["ana"]
     with pytest.raises(ValueError, match="rater"):
         log.rate(t.take_id, 4, rater="\t")
     assert log.get(t.take_id).rating == 4
@@ -157,19 +159,19 @@ def test_annotations_record_who_made_them(log, monkeypatch):
 
 def test_ratings_travel_in_bundles_and_merge_once(tmp_path, log):
     t = ok_take(log)
-    log.add_rating(t.take_id, 4, rater="ana", session_id="s1")
-    log.add_rating(t.take_id, 2, rater="bo", kind="adherence", session_id="s2")
-    bundle = log.export_bundle(tmp_path / "b.zip")
+    log.ratings.add(t.take_id, 4, rater="ana", session_id="s1")
+    log.ratings.add(t.take_id, 2, rater="bo", kind="adherence", session_id="s2")
+    bundle = log.bundles.export(tmp_path / "b.zip")
     with ExperimentLog(tmp_path / "theirs") as theirs:
-        counts = theirs.import_bundle(bundle)
+        counts = theirs.bundles.merge(bundle)
         assert counts["ratings"] == 2
-        assert theirs.import_bundle(bundle)["ratings"] == 0
+        assert theirs.bundles.merge(bundle)["ratings"] == 0
         cols = ["take_id", "rating", "rater", "kind", "session_id"]
-        assert theirs.ratings()[cols].values.tolist() == log.ratings()[cols].values.tolist()
-        theirs.add_rating(t.take_id, 5, rater="cy", session_id="s1")  # a third rater, over there
-        back = theirs.export_bundle(tmp_path / "back.zip")
-    assert log.import_bundle(back)["ratings"] == 1
-    assert sorted(log.ratings()["rater"]) == ["ana", "bo", "cy"]
+        assert theirs.ratings.to_dataframe()[cols].values.tolist() == log.ratings.to_dataframe()[cols].values.tolist()
+        theirs.ratings.add(t.take_id, 5, rater="cy", session_id="s1")  # a third rater, over there
+        back = theirs.bundles.export(tmp_path / "back.zip")
+    assert log.bundles.merge(back)["ratings"] == 1
+    assert sorted(log.ratings.to_dataframe()["rater"]) == ["ana", "bo", "cy"]
 
 
 @pytest.mark.parametrize(
@@ -190,29 +192,29 @@ def test_ratings_travel_in_bundles_and_merge_once(tmp_path, log):
 )
 def test_hostile_ratings_in_a_bundle_are_refused_whole(tmp_path, log, change, problem):
     t = ok_take(log)
-    log.add_rating(t.take_id, 4, rater="ana", session_id="s1")
-    good = log.export_bundle(tmp_path / "b.zip")
+    log.ratings.add(t.take_id, 4, rater="ana", session_id="s1")
+    good = log.bundles.export(tmp_path / "b.zip")
     bad = rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [change(rows[0])])
     with ExperimentLog(tmp_path / "theirs") as theirs:
         with pytest.raises(LogError, match=problem) as err:
-            theirs.import_bundle(bad)
-        assert "nothing was merged" in str(err.value) and len(theirs) == 0 and theirs.ratings().empty
+            theirs.bundles.merge(bad)
+        assert "nothing was merged" in str(err.value) and len(theirs) == 0 and theirs.ratings.to_dataframe().empty
 
 
 def test_a_conflicting_rating_id_is_refused(tmp_path, log):
     t = ok_take(log)
-    log.add_rating(t.take_id, 4, rater="ana")
-    good = log.export_bundle(tmp_path / "b.zip")
+    log.ratings.add(t.take_id, 4, rater="ana")
+    good = log.bundles.export(tmp_path / "b.zip")
     bad = rewrite(good, tmp_path / "bad.zip", "ratings.json", lambda rows: [{**rows[0], "rating": 1}])
     with pytest.raises(LogError, match="conflicts"):
-        log.import_bundle(bad)
-    assert list(log.ratings()["rating"]) == [4]
+        log.bundles.merge(bad)
+    assert list(log.ratings.to_dataframe()["rating"]) == [4]
 
 
 def test_a_bundle_without_ratings_still_imports(tmp_path, log):
     t = ok_take(log)
     log.rate(t.take_id, 4)
-    good = log.export_bundle(tmp_path / "b.zip")
+    good = log.bundles.export(tmp_path / "b.zip")
     old = tmp_path / "old.zip"
     with zipfile.ZipFile(good) as zin, zipfile.ZipFile(old, "w") as zout:
         for info in zin.infolist():
@@ -222,7 +224,7 @@ def test_a_bundle_without_ratings_still_imports(tmp_path, log):
                     data = json.dumps({**json.loads(data), "version": 1}).encode()
                 zout.writestr(info, data)
     with ExperimentLog(tmp_path / "theirs") as theirs:
-        assert theirs.import_bundle(old)["ratings"] == 0 and theirs.get(t.take_id).rating == 4
+        assert theirs.bundles.merge(old)["ratings"] == 0 and theirs.get(t.take_id).rating == 4
 
 
 # --- the same on PostgreSQL (a team's log) ------------------------------------------------------
@@ -238,9 +240,9 @@ def test_ratings_and_a_blind_round_on_postgresql(pg_log_url):
         session.rate("B", 4)
         session.rate("C", 2)
         session.rate("C", None)
-        log.add_rating(ids[0], 5, rater="ben", session_id=session.session_id)
-        got = log.ratings(session_id=session.session_id)
+        log.ratings.add(ids[0], 5, rater="ben", session_id=session.session_id)
+        got = log.ratings.to_dataframe(session_id=session.session_id)
         assert sorted(zip(got["rater"], got["rating"], strict=True)) == [("ana", 4), ("ben", 5)]
         again = BlindSession.from_log(log, session.session_id)
         assert (again.order, again.seed, again.ratings) == (session.order, session.seed, {session.order[1]: 4})
-        assert log.round_record(session.session_id)["take_ids"] == sorted(ids)
+        assert log.ratings.round_record(session.session_id)["take_ids"] == sorted(ids)

@@ -56,9 +56,11 @@ def lab(tmp_path_factory):
         model_profiles={"*": {"design_latency": 0}},
     )
     compared = lab.compare(
-        PROMPTS, models=[PLUS, FLASH], repeats=2, preview_text=PREVIEW, experiment="models " + HOSTILE
+        PROMPTS, target_models=[PLUS, FLASH], repeats=2, preview_text=PREVIEW, experiment="models " + HOSTILE
     )
-    lab.compare(PROMPTS[:1], models=[FLASH], repeats=1, preview_text="Welcome back to the show.", experiment="sweep")
+    lab.compare(
+        PROMPTS[:1], target_models=[FLASH], repeats=1, preview_text="Welcome back to the show.", experiment="sweep"
+    )
     first = compared.takes[0]
     lab.log.rate(first.take_id, 4)
     lab.log.note(first.take_id, "note " + HOSTILE)
@@ -160,10 +162,8 @@ def test_the_cli_html_export_is_the_report_with_evidence(lab, tmp_path):
 
 
 def test_ratings_from_listening_rounds_reach_the_evidence(lab, tmp_path):
-    if not hasattr(lab.log, "add_rating"):
-        pytest.skip("ExperimentLog.add_rating is not in this tree yet")
     for take in lab.log.takes(experiment="models " + HOSTILE, status="ok"):
-        lab.log.add_rating(take.take_id, 5 if take.model == FLASH else 2, rater="ann")
+        lab.log.ratings.add(take.take_id, 5 if take.target_model == FLASH else 2, rater="ann")
     page = reports.report(lab, tmp_path / "rated.html").read_text()
     assert "preference rating" in page.split('<table class="takes">')[0]
 

@@ -20,9 +20,9 @@ VOICE = "cosyvoice-v3.5-plus-vd-lab-" + "0" * 32
 
 
 def ok_take(log, experiment="exp", pitch=7):
-    take = log.start(DESIGN, backend="offline", experiment=experiment)
+    take = log.table.start(DESIGN, backend="offline", experiment=experiment)
     audio = Audio.from_numpy(0.2 * np.sin(np.arange(2400) / pitch), 24000)
-    return log.finish(take.take_id, voice_id=VOICE, audio=audio)
+    return log.table.finish(take.take_id, voice_id=VOICE, audio=audio)
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_a_bundle_cannot_silently_reseed_a_recorded_blind_round(tmp_path, log):
     session = BlindSession.start(ids, seed=1, session_id="round1", rater="ana")
     session.record(log)
     labels = {t: session.label(t) for t in ids}
-    bundle = log.export_bundle(tmp_path / "b.zip")
+    bundle = log.bundles.export(tmp_path / "b.zip")
 
     def reseed(rows):
         return [
@@ -72,7 +72,7 @@ def test_a_bundle_cannot_silently_reseed_a_recorded_blind_round(tmp_path, log):
         ]
 
     hostile = rewrite(bundle, tmp_path / "hostile.zip", "ratings.json", reseed)
-    log.import_bundle(hostile)
+    log.bundles.merge(hostile)
     try:
         rebuilt = BlindSession.from_log(log, "round1")
     except ValueError as exc:

@@ -50,7 +50,7 @@ def make_lab(folder, prompts, profiles=None, seed=1):
             model_profiles={"*": {"design_latency": 0}, **(profiles or {})}, enrollment_rps=None, seed=seed
         ) as sim:
             lab = Lab(folder, backend="offline", base_url=sim.base_url, progress=False, concurrency=1)
-            lab.compare(prompts, models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
+            lab.compare(prompts, target_models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
     return lab
 
 
@@ -257,7 +257,7 @@ def test_the_cli_panel_killed_mid_round_resumes_every_invited_rater_where_they_w
     progress = json.loads(text.strip().splitlines()[-1])
     assert [(p["rater"], p["rated"], p["total"]) for p in progress] == [("ana", 3, 8), ("bo", 1, 8)]
     with ExperimentLog(lab.log.folder) as log:
-        assert log.ratings(EXPERIMENT).groupby("rater").size().to_dict() == {"ana": 3, "bo": 1}
+        assert log.ratings.to_dataframe(EXPERIMENT).groupby("rater").size().to_dict() == {"ana": 3, "bo": 1}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -285,7 +285,7 @@ def test_the_round_tables_keep_rounds_raters_and_answers(tmp_path, backend, requ
 
 # --- 3. pair rounds --------------------------------------------------------------------------------
 def test_a_pair_round_plays_two_models_of_one_prompt_in_both_orders_and_records_choices(lab):
-    model = {t.take_id: t.model for t in lab.log.takes(experiment=EXPERIMENT)}
+    model = {t.take_id: t.target_model for t in lab.log.takes(experiment=EXPERIMENT)}
     prompt = {t.take_id: t.prompt for t in lab.log.takes(experiment=EXPERIMENT)}
     with Panel(lab.log, EXPERIMENT, kind="pair", port=0) as panel:
         assert len(panel.round.record.items) == 8  # per prompt: 2 plus takes x 2 flash takes

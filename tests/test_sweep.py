@@ -180,7 +180,7 @@ def test_sweeping_pitch_words_moves_the_measured_pitch(lab):
     assert "pitch" in sweep.moved("high")
     # logged as an experiment, one prompt per value, on the lab's model
     logged = lab.log.to_dataframe(experiment=sweep.experiment)
-    assert len(logged) == 6 and set(logged["target_model"].astype(str)) == {lab.model}
+    assert len(logged) == 6 and set(logged["target_model"].astype(str)) == {lab.target_model}
     assert sweep.experiment.startswith("sweep-pitch-")
     assert sweep.levels.loc["high", "pitch"] > sweep.levels.loc["low", "pitch"]
     # resumable: the same call again sends nothing new

@@ -41,7 +41,7 @@ def make(**changes) -> Take:
 
 def test_conveniences_read_the_design():
     take = make()
-    assert take.model == "cosyvoice-v3.5-plus"
+    assert take.target_model == "cosyvoice-v3.5-plus"
     assert take.prompt == DESIGN.voice_prompt
     assert take.ok and not make(status="failed").ok
     assert take.design == DESIGN  # the exact request to send again

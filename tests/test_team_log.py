@@ -67,17 +67,17 @@ def populate(log: ExperimentLog) -> dict:
     two people, ratings, an utterance and claimed cells."""
     takes = {}
     for i, (design, audio) in enumerate([(DESIGN, tone(1)), (EN, tone(2)), (DESIGN, tone(3, "pcm"))]):
-        claimed = log.claim(design, experiment="exp", cell=f"p{i}|r0", backend="offline", prompt_spec={"i": i})
+        claimed = log.table.claim(design, experiment="exp", cell=f"p{i}|r0", backend="offline", prompt_spec={"i": i})
         assert claimed is not None
-        takes[f"ok{i}"] = log.finish(
+        takes[f"ok{i}"] = log.table.finish(
             claimed.take_id, voice_id=voice(i), audio=audio, request_id=f"r{i}", metrics={"f0_mean_hz": 100.0 + i}
         )
-    failed = log.start(EN, backend="dashscope", experiment="other")
-    takes["failed"] = log.fail(failed.take_id, error_code="InvalidParameter", error_message="bad & <worse>")
-    unknown = log.start(DESIGN, backend="offline", experiment="exp")
-    log.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timeout", status="unknown")
-    takes["reconciled"] = log.reconcile(unknown.take_id, voice_id=voice(9))
-    takes["pending"] = log.start(EN, backend="offline", experiment="exp")
+    failed = log.table.start(EN, backend="dashscope", experiment="other")
+    takes["failed"] = log.table.fail(failed.take_id, error_code="InvalidParameter", error_message="bad & <worse>")
+    unknown = log.table.start(DESIGN, backend="offline", experiment="exp")
+    log.table.fail(unknown.take_id, error_code="OutcomeUnknown", error_message="timeout", status="unknown")
+    takes["reconciled"] = log.table.reconcile(unknown.take_id, voice_id=voice(9))
+    takes["pending"] = log.table.start(EN, backend="offline", experiment="exp")
     first = takes["ok0"].take_id
     log.rate(first, 5, rater="ana")
     log.tag(first, "warm", "keeper", rater="ana")
@@ -85,9 +85,9 @@ def populate(log: ExperimentLog) -> dict:
     log.note(first, "the one", rater="ben")
     log.choose(takes["ok1"].take_id, rater="ana")
     log.mark_played(first)
-    log.add_rating(first, 4, rater="ana", session_id="round-1")
-    log.add_rating(first, 2, rater="ben", kind="adherence", session_id="round-1")
-    log.add_utterance(
+    log.ratings.add(first, 4, rater="ana", session_id="round-1")
+    log.ratings.add(first, 2, rater="ben", kind="adherence", session_id="round-1")
+    log.utterances.add(
         takes["ok1"].take_id, text="A longer line.", params={"rate": 1.0}, characters=14, cost_cny=0.001, audio=tone(7)
     )
     return takes
@@ -100,15 +100,15 @@ def frame(log: ExperimentLog) -> pd.DataFrame:
 
 def record_of(log: ExperimentLog) -> dict:
     """Everything a copy must carry, in a form that does not depend on the kind of log."""
-    history = log.history().drop(columns=["annotation_id"]).sort_values(["take_id", "at", "action", "value"])
-    utterances = log.utterances().drop(columns=["audio_path"], errors="ignore").sort_values("utterance_id")
+    history = log.annotations().drop(columns=["annotation_id"]).sort_values(["take_id", "at", "action", "value"])
+    utterances = log.utterances.to_dataframe().drop(columns=["audio_path"], errors="ignore").sort_values("utterance_id")
     return {
         "history": history.reset_index(drop=True),
         "utterances": utterances.reset_index(drop=True),
-        "ratings": log.ratings().sort_values(["take_id", "rater"]).reset_index(drop=True),
+        "ratings": log.ratings.to_dataframe().sort_values(["take_id", "rater"]).reset_index(drop=True),
         "claims": sorted(log.db.query("SELECT experiment, cell, take_id FROM cell_claims")),
         "audio": {t.take_id: t.audio.sha256 for t in log.takes() if t.audio_path},
-        "spoken": sorted(log.utterance_audio(u).sha256 for u in log.utterances()["utterance_id"]),
+        "spoken": sorted(log.utterances.audio(u).sha256 for u in log.utterances.to_dataframe()["utterance_id"]),
     }
 
 
@@ -157,9 +157,9 @@ def test_a_folder_copied_into_a_database_and_back_keeps_everything(tmp_path, pg_
 
 def test_an_outcome_settled_after_the_copy_arrives_with_the_next_copy(tmp_path, any_log):
     with ExperimentLog(tmp_path / "src") as src:
-        pending = src.start(EN, backend="offline", experiment="exp")
+        pending = src.table.start(EN, backend="offline", experiment="exp")
         copy_log(src, any_log)
-        src.finish(pending.take_id, voice_id=voice(1), audio=tone(1))
+        src.table.finish(pending.take_id, voice_id=voice(1), audio=tone(1))
         src.rate(pending.take_id, 3)
         assert copy_log(src, any_log) == {**ZEROS, "takes_updated": 1, "annotations": 1, "audio_files": 1}
     with ExperimentLog(any_log) as dst:
@@ -172,7 +172,7 @@ def test_a_destination_holding_another_take_under_a_copied_id_is_refused_whole(t
         populate(src)
         copy_log(src, any_log)
         first = src.takes()[0].take_id
-        late = src.start(DESIGN, backend="offline", experiment="later")
+        late = src.table.start(DESIGN, backend="offline", experiment="later")
     with ExperimentLog(any_log) as dst, dst.db.transaction() as conn:
         conn.execute(text("UPDATE takes SET voice_prompt = 'someone else' WHERE take_id = :id"), {"id": first})
     with pytest.raises(LogError, match=f"take {first} \\(voice_prompt\\).*nothing was copied"):
@@ -183,7 +183,7 @@ def test_a_destination_holding_another_take_under_a_copied_id_is_refused_whole(t
 
 def test_a_log_is_not_copied_onto_itself(tmp_path):
     with ExperimentLog(tmp_path / "a") as log:
-        log.start(DESIGN, backend="offline")
+        log.table.start(DESIGN, backend="offline")
         with pytest.raises(LogError, match="both the source and the destination"):
             copy_log(log, tmp_path / "a")
         assert len(log) == 1
@@ -192,8 +192,8 @@ def test_a_log_is_not_copied_onto_itself(tmp_path):
 def test_a_big_log_travels_in_slices_and_still_arrives_whole(tmp_path, any_log):
     with ExperimentLog(tmp_path / "src") as src:
         for i in range(23):
-            take = src.start(DESIGN if i % 2 else EN, backend="offline", experiment=f"e{i % 3}")
-            src.finish(take.take_id, voice_id=voice(i), audio=tone(i % 4))
+            take = src.table.start(DESIGN if i % 2 else EN, backend="offline", experiment=f"e{i % 3}")
+            src.table.finish(take.take_id, voice_id=voice(i), audio=tone(i % 4))
         # several takes started at one instant must not be split between slices (or lost at an edge)
         src.db.query("UPDATE takes SET started_at = (SELECT min(started_at) FROM takes) WHERE experiment = 'e1'")
         counts = copy_log(src, any_log, chunk_takes=4)
@@ -236,18 +236,18 @@ def test_the_copy_command_moves_a_folder_into_a_database_without_printing_its_pa
 def test_a_bundle_moves_from_a_folder_to_a_database_and_back(tmp_path, pg_log_url):
     with ExperimentLog(tmp_path / "mine") as mine:
         takes = populate(mine)
-        mine.export_bundle(tmp_path / "mine.zip")
+        mine.bundles.export(tmp_path / "mine.zip")
         with ExperimentLog(pg_log_url) as team:
-            counts = team.import_bundle(tmp_path / "mine.zip")
+            counts = team.bundles.merge(tmp_path / "mine.zip")
             assert counts["takes"] == 6 and counts["audio_files"] == 4
-            assert team.import_bundle(tmp_path / "mine.zip")["takes"] == 0, "merging twice adds nothing"
-            team.export_bundle(tmp_path / "team.zip")
+            assert team.bundles.merge(tmp_path / "mine.zip")["takes"] == 0, "merging twice adds nothing"
+            team.bundles.export(tmp_path / "team.zip")
         names = set(zipfile.ZipFile(tmp_path / "team.zip").namelist())
         assert {n for n in names if n.startswith("audio/")} == {
             n for n in zipfile.ZipFile(tmp_path / "mine.zip").namelist() if n.startswith("audio/")
         }
         with ExperimentLog(tmp_path / "theirs") as theirs:
-            theirs.import_bundle(tmp_path / "team.zip")
+            theirs.bundles.merge(tmp_path / "team.zip")
             left, right = frame(mine), frame(theirs)
             pending = left["take_id"] == takes["pending"].take_id
             assert right.loc[pending, "status"].tolist() == ["interrupted"]
@@ -321,7 +321,7 @@ RATE_AND_ANNOTATE = """
             time.sleep(0.01)
         for k in range(3):
             for take in takes:
-                log.add_rating(take.take_id, int(score), session_id="round-1")
+                log.ratings.add(take.take_id, int(score), session_id="round-1")
                 log.tag(take.take_id, f"{user}{k}")  # read-modify-write of the take's tags, both at once
         log.note(takes[0].take_id, "heard by " + user)
 """
@@ -331,8 +331,8 @@ def test_two_raters_rate_the_same_takes_at_once_and_both_are_kept(any_log, tmp_p
     with ExperimentLog(any_log) as log:
         ids = []
         for i in range(20):
-            take = log.start(DESIGN, backend="offline", experiment="round")
-            ids.append(log.finish(take.take_id, voice_id=voice(i), audio=tone(i % 3)).take_id)
+            take = log.table.start(DESIGN, backend="offline", experiment="round")
+            ids.append(log.table.finish(take.take_id, voice_id=voice(i), audio=tone(i % 3)).take_id)
     raters = [
         subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(RATE_AND_ANNOTATE), any_log, score, user, str(tmp_path)],
@@ -351,10 +351,10 @@ def test_two_raters_rate_the_same_takes_at_once_and_both_are_kept(any_log, tmp_p
         _, err = rater.communicate(timeout=300)
         assert rater.returncode == 0, err
     with ExperimentLog(any_log) as log:
-        ratings = log.ratings(session_id="round-1")
+        ratings = log.ratings.to_dataframe(session_id="round-1")
         assert Counter(zip(ratings["rater"], ratings["rating"], strict=True)) == {("ana", 5): 20, ("ben", 2): 20}
         assert log.db.query("SELECT count(*) FROM ratings")[0][0] == 2 * 3 * 20, "every rating kept as an event"
-        history = log.history()
+        history = log.annotations()
         assert set(history["author"]) == {"ana", "ben"}
         assert Counter(history["action"]) == {"tag": 2 * 3 * 20, "note": 2}
         for take_id in ids:  # neither rater's tag was lost to the other's write

@@ -251,7 +251,12 @@ def test_minus_3_semitones_from_a_neutral_voice_is_reached_logged_and_resumable(
     assert len(fig.axes) == 1
     # lab.design and lab.compare take the best as it is
     assert lab.design(t.best, preview_text=PREVIEW).ok
-    assert lab.compare([t.best], models=[lab.model], repeats=1, preview_text=PREVIEW, verify=False).df.shape[0] == 1
+    assert (
+        lab.compare([t.best], target_models=[lab.target_model], repeats=1, preview_text=PREVIEW, verify=False).df.shape[
+            0
+        ]
+        == 1
+    )
 
 
 def test_a_target_two_dimensions_away_is_tried_one_step_from_the_start(lab):

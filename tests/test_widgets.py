@@ -150,10 +150,10 @@ def test_design_runs_in_the_background_and_adds_cards_as_takes_arrive(lab, monke
     for column, model in zip(columns, (PLUS, FLASH), strict=True):
         head, *cards = column.children
         assert "v3.5-" + model.rsplit("-", 1)[-1] in head.value
-        assert len(cards) == 2 and {c.take.model for c in cards} == {model}
+        assert len(cards) == 2 and {c.take.target_model for c in cards} == {model}
     takes = lab.log.takes()
     assert len(takes) == 4 and {t.experiment for t in takes} == {"prompt-builder"}
-    assert sorted(t.model for t in takes) == sorted([PLUS, PLUS, FLASH, FLASH])
+    assert sorted(t.target_model for t in takes) == sorted([PLUS, PLUS, FLASH, FLASH])
     assert {t.prompt for t in takes} == {PRESETS["audiobook_narrator"].render("en")}
     assert all(t.prompt_spec == PRESETS["audiobook_narrator"].to_dict() for t in takes)
     card = b.cards[0]
@@ -177,7 +177,7 @@ def test_result_cards_write_ratings_choices_and_listens_to_the_log(lab):
     assert not first.unkeep_button.disabled and second.unkeep_button.disabled  # only a kept take unkeeps
     first.unkeep_button.click()
     assert not lab.log.get(first.take.take_id).chosen
-    assert list(lab.log.history(first.take.take_id)["action"]) == ["rate", "played", "choose", "unchoose"]
+    assert list(lab.log.annotations(first.take.take_id)["action"]) == ["rate", "played", "choose", "unchoose"]
     # the card changes with it: no longer "kept", keep no longer green, unkeep greyed out
     assert "kept" not in first.header.value and first.keep_button.button_style == ""
     assert first.unkeep_button.disabled
@@ -218,7 +218,7 @@ def test_an_edited_prompt_is_sent_as_written_without_a_spec(lab):
     designed(b)
     (take,) = lab.log.takes(experiment="pirates")
     assert take.prompt == "A gravelly old pirate captain, slow and menacing." and take.prompt_spec is None
-    assert take.model == FLASH and take.design.preview_text == "Arr, ye'll not find the treasure here."
+    assert take.target_model == FLASH and take.design.preview_text == "Arr, ye'll not find the treasure here."
 
 
 def test_errors_in_the_background_are_shown_in_the_widget(lab, monkeypatch):
@@ -292,7 +292,7 @@ def test_board_grid_rates_and_chooses_into_the_log(lab, comparison):
     assert len(board.cards) == 4 and "4/4 takes ok" in board.status.value
     take = comparison.takes[0]
     card = board.cards[take.take_id]
-    assert take.model.removeprefix("cosyvoice-") in card.header.value and "<audio" in card.player.value
+    assert take.target_model.removeprefix("cosyvoice-") in card.header.value and "<audio" in card.player.value
     card.rating.value = 3
     card.keep_button.click()
     assert (lab.log.get(take.take_id).rating, lab.log.get(take.take_id).chosen) == (3, True)
@@ -312,7 +312,7 @@ def test_blind_mode_hides_shuffles_records_and_reveals(lab, comparison):
     assert [c.label for c in board.cards.values()] == ["A", "B", "C", "D"]
     for t in lab.log.takes(tag=s.tag):  # recorded before anything is heard; the seed not in a log view
         assert f"blind {s.session_id}: preference round" in t.notes and "label" not in t.notes and "seed" not in t.notes
-    assert lab.log.round_record(s.session_id)["seed"] == 42
+    assert lab.log.ratings.round_record(s.session_id)["seed"] == 42
     assert len(lab.log.takes(tag=s.tag)) == 4
     ratings = {}
     for i, take_id in enumerate(s.order):
@@ -320,11 +320,11 @@ def test_blind_mode_hides_shuffles_records_and_reveals(lab, comparison):
     assert "4/4 rated" in board.status.value
     summary = board.reveal()
     by_model = {}
-    given = lab.log.ratings(session_id=s.session_id)  # the round's ratings, with rater and kind
+    given = lab.log.ratings.to_dataframe(session_id=s.session_id)  # the round's ratings, with rater and kind
     assert dict(zip(given["take_id"], given["rating"], strict=True)) == ratings and set(given["kind"]) == {"preference"}
     for t in comparison.takes:
         assert lab.log.get(t.take_id).rating is None and lab.log.get(t.take_id).played  # not the take's own mark
-        by_model.setdefault(t.model, []).append(ratings[t.take_id])
+        by_model.setdefault(t.target_model, []).append(ratings[t.take_id])
     assert {m: v.mean for m, v in summary.per_model.items()} == {m: sum(r) / 2 for m, r in by_model.items()}
     assert set(summary.per_prompt) == {0, 1} and summary.prompts[0] == comparison.prompts[0]
     assert "Revealed" in board.summary_box.value and board.reveal_button.disabled
@@ -357,7 +357,7 @@ def test_board_from_takes_needs_a_log(lab, comparison):
 # --- LogBrowser -----------------------------------------------------------------------------------
 @pytest.fixture
 def filled(lab, comparison):
-    lab.design("a calm, deep male narrator", preview_text=PREVIEW, experiment="solo", model=FLASH)
+    lab.design("a calm, deep male narrator", preview_text=PREVIEW, experiment="solo", target_model=FLASH)
     t = comparison.takes
     lab.log.rate(t[0].take_id, 5)
     lab.log.rate(t[1].take_id, 2)
@@ -529,7 +529,9 @@ def test_after_an_interrupt_the_bar_counts_what_the_result_holds(capsys):
 
 def test_one_model_order_everywhere(lab):
     """Pivots, the grid, the board and the builder's columns: plus before flash, as in the catalog."""
-    comparison = lab.compare(["a deep, slow elderly male voice"], models=[FLASH, PLUS], repeats=1, preview_text=PREVIEW)
+    comparison = lab.compare(
+        ["a deep, slow elderly male voice"], target_models=[FLASH, PLUS], repeats=1, preview_text=PREVIEW
+    )
     assert comparison.grid.models == (PLUS, FLASH) == catalog.model_order([FLASH, PLUS, FLASH])
     assert list(comparison.pivot().columns) == [PLUS, FLASH]
     assert list(comparison.pivot(values="m_median_f0_hz").columns) == [PLUS, FLASH]
@@ -543,7 +545,7 @@ def test_compare_problems_are_said_once_not_once_per_model(lab):
     assert len(info.value.problems) == 1
     assert str(info.value.problems[0]).startswith("prompt 0 × both models: voice_prompt")
     with pytest.raises(ValidationError) as info:
-        lab.compare(["x" * 600], models=[FLASH], repeats=1)
+        lab.compare(["x" * 600], target_models=[FLASH], repeats=1)
     assert str(info.value.problems[0]).startswith(f"prompt 0 × {FLASH}: voice_prompt")
 
 

@@ -317,11 +317,8 @@ def _as_values(m) -> dict:
 
 def measurement_columns(frame):
     """The log's DataFrame in the shape measurements use: ``m_<name>`` columns also as
-    ``<name>`` (and a frame from before the log named its column ``target_model``: ``model`` also
-    as ``target_model``)."""
+    ``<name>``."""
     extra = {k[2:]: frame[k] for k in frame.columns if isinstance(k, str) and k.startswith("m_") and k[2:] not in frame}
-    if "model" in frame and "target_model" not in frame:
-        extra["target_model"] = frame["model"]
     return frame.assign(**extra) if extra else frame
 
 

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.log_command == "preview":
         return _preview(log, args)
     if args.log_command == "import":
-        counts = log.import_bundle(args.path)
+        counts = log.bundles.merge(args.path)
         print(json.dumps(counts) if args.json else f"imported: {counts}")
         return EXIT_OK
     if args.path is None:
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         ".csv": log.export_csv,
         ".parquet": log.export_parquet,
         ".html": lambda path, **kw: write_report(log, path, **kw),  # with evidence and plots
-        ".zip": log.export_bundle,
+        ".zip": log.bundles.export,
     }
     if suffix not in exporters:
         print(f"cannot export to {args.path}: use .csv, .parquet, .html or .zip", file=sys.stderr)

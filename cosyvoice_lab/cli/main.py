@@ -85,13 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "prompts_file", type=Path, help="one prompt per line, or a YAML/JSON list of strings or PromptSpec dicts"
     )
-    _design_options(c, model=False)
+    _design_options(c, target_model=False)
     c.add_argument(
-        "--models",
-        "--model",
+        "--target-models",
+        "--target-model",
         nargs="+",
-        action="extend",  # --model a --model b: both (a second flag never silently replaces the first)
-        help=f"models to compare (default: {' '.join(catalog.COMPARE_MODELS)})",
+        action="extend",  # --target-model a --target-model b: both (a second flag never silently replaces the first)
+        dest="target_models",
+        help=f"target models to compare (default: {' '.join(catalog.COMPARE_MODELS)})",
     )
     c.add_argument(
         "--repeats",
@@ -151,10 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _design_options(p, model: bool = True):
+def _design_options(p, target_model: bool = True):
     p.add_argument("--preview-text", help="what the preview reads (default: a sentence in the prompt's language)")
-    if model:
-        p.add_argument("--model", default=catalog.DEFAULT_MODEL, choices=catalog.design_models(catalog.DEFAULT_REGION))
+    if target_model:
+        p.add_argument(
+            "--target-model", default=catalog.DEFAULT_MODEL, choices=catalog.design_models(catalog.DEFAULT_REGION)
+        )
     p.add_argument(
         "--prefix",
         default=catalog.DEFAULT_PREFIX,
@@ -169,12 +172,12 @@ def _takes_df(lab, takes):
 
 
 def cmd_design(args) -> int:
-    lab = open_lab(args, model=args.model)
+    lab = open_lab(args, target_model=args.target_model)
     print(repr(lab), file=sys.stderr)
     takes = lab.design(
         args.prompt,
         preview_text=args.preview_text,
-        model=args.model,
+        target_model=args.target_model,
         prefix=args.prefix,
         n=args.n,
         experiment=args.experiment,
@@ -213,7 +216,7 @@ def _exit_code(takes) -> int:
 
 
 def cmd_compare(args) -> int:
-    args.models = list(dict.fromkeys(args.models or catalog.COMPARE_MODELS))
+    args.target_models = list(dict.fromkeys(args.target_models or catalog.COMPARE_MODELS))
     from cosyvoice_lab.lab.planning import read_prompts
     from cosyvoice_lab.take import check_experiment
 
@@ -231,14 +234,17 @@ def cmd_compare(args) -> int:
         return EXIT_INPUT
     check_experiment(args.experiment)
     lab = open_lab(
-        args, concurrency=args.concurrency, requests_per_second=args.requests_per_second, model=args.models[0]
+        args,
+        concurrency=args.concurrency,
+        requests_per_second=args.requests_per_second,
+        target_model=args.target_models[0],
     )
     print(repr(lab), file=sys.stderr)
-    print(f"comparing {', '.join(args.models)}", file=sys.stderr)
+    print(f"comparing {', '.join(args.target_models)}", file=sys.stderr)
     try:
         comp = lab.compare(
             prompts,
-            models=args.models,
+            target_models=args.target_models,
             repeats=args.repeats,
             preview_text=args.preview_text,
             experiment=args.experiment,
@@ -321,7 +327,7 @@ def cmd_voices(args) -> int:
                 lab.client.delete_voice(vid)
                 deleted.append(vid)
         finally:  # the log learns of every voice that is gone, even if a later delete fails
-            lab.log.mark_deleted(deleted)
+            lab.log.table.mark_deleted(deleted)
         print(json.dumps({"deleted": args.voice_ids}) if args.json else f"deleted {len(args.voice_ids)} voice(s)")
         return EXIT_OK
     plan = lab.cleanup(dry_run=not args.yes, experiment=args.experiment, include_unknown=args.include_unknown)

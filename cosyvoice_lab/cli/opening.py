@@ -7,7 +7,7 @@ import argparse
 
 def open_lab(args: argparse.Namespace, **kw):
     """A Lab for ``args`` (``--folder``, ``--log``, ``--backend``, ``--base-url``, ``--workspace``;
-    progress bars unless ``--json``); ``kw`` go to ``Lab`` as they are (e.g. ``model``)."""
+    progress bars unless ``--json``); ``kw`` go to ``Lab`` as they are (e.g. ``target_model``)."""
     from cosyvoice_lab.lab.lab import Lab
 
     return Lab(

@@ -38,7 +38,9 @@ def add_parser(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--reference", help="reverse design: the path of a recording to come close to")
     p.add_argument("--budget", type=int, default=48, help="designs to spend at most (default 48)")
     p.add_argument("--repeats", type=int, default=3, help="designs per candidate before it can count (default 3)")
-    p.add_argument("--model", action="append", help="the model(s) to design on (default: the lab's)")
+    p.add_argument(
+        "--target-model", action="append", dest="target_models", help="the model(s) to design on (default: the lab's)"
+    )
     p.add_argument("--preview-text", help="what the previews read")
     p.add_argument("--experiment", help="the experiment name (default: derived from the arguments)")
     p.add_argument("--keep", action="store_true", help="keep every candidate's voice (default: delete the unchosen)")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         args.start,
         target=target,
         reference=args.reference,
-        models=args.model,
+        target_models=args.target_models,
         budget=args.budget,
         repeats=args.repeats,
         preview_text=args.preview_text,

@@ -98,7 +98,7 @@ class VoiceAccount:
             ]
             for v in sorted(candidates, key=lambda v: self._seconds_from(v, take) if v.gmt_create else 0):
                 try:
-                    adopted = self.log.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
+                    adopted = self.log.table.reconcile(take_id, voice_id=v.voice_id, voice_status=v.status)
                 except LogError:  # another process adopted this voice for another take meanwhile
                     continue
                 log.info("take %s: adopted voice %s stored despite the failed answer", take_id, v.voice_id)
@@ -109,7 +109,7 @@ class VoiceAccount:
                 "take %s: no voice yet; it stays %s until %g s after it was sent", take_id, take.status, self.grace_s
             )
             return self.log.get(take_id)
-        return self.log.fail(
+        return self.log.table.fail(
             take_id,
             error_code="OutcomeUnknown",
             error_message=f"{take.error_message or take.status} — no voice was stored "
@@ -152,7 +152,7 @@ class VoiceAccount:
         listed = []
         for prefix in sorted(prefixes) if prefixes else [None]:
             listed += self.client.list_voices(prefix=prefix, page_size=catalog.LIST_PAGE_SIZE_MAX, family=family)
-        return listed, self.log.set_voice_status({v.voice_id: v.status for v in listed if v.status})
+        return listed, self.log.table.set_voice_status({v.voice_id: v.status for v in listed if v.status})
 
     def _list_every_family(self) -> list:
         """The voices of every design family the client lists. A family other than CosyVoice
@@ -274,7 +274,7 @@ class VoiceAccount:
                 plan.at[i, "done"] = True
             except CosyVoiceLabError as exc:
                 plan.at[i, "reason"] = f"delete failed: {exc}"
-        self.log.mark_deleted(plan.loc[plan["done"], "voice_id"].tolist())
+        self.log.table.mark_deleted(plan.loc[plan["done"], "voice_id"].tolist())
 
 
 def _same_design(voice, design: VoiceDesign) -> bool:

@@ -32,16 +32,16 @@ class Designer:
     def run(self, design: VoiceDesign, **where) -> Take:
         """Send one design, logging it before and after. Returns the Take (ok or failed).
 
-        ``where``: experiment, prompt_spec, parent_take_id, cell, repeat (see ``ExperimentLog.start``).
+        ``where``: experiment, prompt_spec, parent_take_id, cell, repeat (see ``TakeTable.start``).
         """
         with self.flight.request():
-            return self._send(self.experiment_log.start(design, **self._context(where)), design)
+            return self._send(self.experiment_log.table.start(design, **self._context(where)), design)
 
     def run_cell(self, design: VoiceDesign, *, experiment: str, cell: str, **where) -> Take | None:
         """``run`` for a compare's cell, claimed in the log first: None, and nothing sent, when
         another take holds it (another process's, in flight or done)."""
         with self.flight.request():
-            take = self.experiment_log.claim(design, **self._context(where), experiment=experiment, cell=cell)
+            take = self.experiment_log.table.claim(design, **self._context(where), experiment=experiment, cell=cell)
             if take is None:
                 log.info("cell %s of %s is held by another take; not sent", cell, experiment)
                 return None
@@ -59,7 +59,7 @@ class Designer:
             # in-flight request stored could otherwise be adopted twice. A service's own error
             # answer keeps its code (reconcile may settle it at once); no answer is OutcomeUnknown.
             answered = exc.cause.code if isinstance(exc.cause, APIError) and exc.cause.code else None
-            return self.experiment_log.fail(
+            return self.experiment_log.table.fail(
                 take.take_id,
                 error_code=answered or "OutcomeUnknown",
                 error_message=str(exc),
@@ -67,25 +67,25 @@ class Designer:
                 request_id=getattr(exc.cause, "request_id", None),
             )
         except APIError as exc:
-            return self.experiment_log.fail(
+            return self.experiment_log.table.fail(
                 take.take_id, error_code=exc.code, error_message=exc.message, request_id=exc.request_id
             )
         except (TransportError, ValidationError) as exc:
-            return self.experiment_log.fail(take.take_id, error_code=type(exc).__name__, error_message=str(exc))
+            return self.experiment_log.table.fail(take.take_id, error_code=type(exc).__name__, error_message=str(exc))
         except Exception as exc:  # an answer we could not read (e.g. no voice_id): a voice may exist
-            self.experiment_log.fail(
+            self.experiment_log.table.fail(
                 take.take_id, error_code=type(exc).__name__, status="unknown", error_message=f"unexpected answer: {exc}"
             )
             raise
         except BaseException:  # Ctrl-C mid-request: the voice may exist; reconcile will tell
-            self.experiment_log.fail(
+            self.experiment_log.table.fail(
                 take.take_id,
                 error_code="Interrupted",
                 status="interrupted",
                 error_message="interrupted while the request was in flight; a voice may have been created",
             )
             raise
-        return self.experiment_log.finish(
+        return self.experiment_log.table.finish(
             take.take_id,
             voice_id=created.voice_id,
             request_id=created.request_id,

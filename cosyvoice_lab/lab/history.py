@@ -89,11 +89,8 @@ def derived_versions(df, row: dict) -> tuple[list[str], str]:
 
 def _ratings(experiment_log) -> dict[str, tuple[int, float]]:
     """take_id -> (ratings given in listening rounds, their mean), when the log keeps them."""
-    reader = getattr(experiment_log, "ratings", None)
-    if not callable(reader):
-        return {}
-    frame = reader()
-    if frame is None or not len(frame):
+    frame = experiment_log.ratings.to_dataframe()
+    if not len(frame):
         return {}
     grouped = frame.groupby("take_id")["rating"].agg(["count", "mean"])
     return {

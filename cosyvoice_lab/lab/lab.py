@@ -61,7 +61,7 @@ class Lab:
         workspace: a Model Studio workspace id: requests go to its host
             (``https://{id}.cn-beijing.maas.aliyuncs.com/api/v1`` and the matching WebSocket URL)
             instead of ``dashscope.aliyuncs.com``; the real service only.
-        region, model, prefix, preview_text, sample_rate, response_format: defaults for designs.
+        region, target_model, prefix, preview_text, sample_rate, response_format: defaults for designs.
         concurrency: an upper bound on requests in flight; by default the runner sizes it to
             reach ``requests_per_second`` (Little's law, halved on 429; at most ``Limits.max_concurrency``).
         requests_per_second: requests/second for all voice actions (designs, listings, queries), shared
@@ -87,7 +87,7 @@ class Lab:
         base_url: str | None = None,
         workspace: str | None = None,
         region: str = catalog.DEFAULT_REGION,
-        model: str = catalog.DEFAULT_MODEL,
+        target_model: str = catalog.DEFAULT_MODEL,
         prefix: str = catalog.DEFAULT_PREFIX,
         preview_text: str | None = None,
         sample_rate: int = catalog.DEFAULT_PREVIEW_SAMPLE_RATE,
@@ -104,7 +104,7 @@ class Lab:
         from cosyvoice_lab.log.experiment_log import ExperimentLog
 
         self.log = ExperimentLog(folders.log_location(folder, log), folder=folder)
-        self.region, self.model, self.prefix = region, model, prefix
+        self.region, self.target_model, self.prefix = region, target_model, prefix
         self.preview_text, self.sample_rate, self.response_format = preview_text, sample_rate, response_format
         self.concurrency, self.progress = concurrency, progress
         self.requests_per_second = requests_per_second
@@ -151,7 +151,7 @@ class Lab:
             if self.offline
             else f"{self.client.backend} {self.region} ({self.client.host})"
         )
-        return f"<Lab {where}; log {self.log.location}; model {self.model}>"
+        return f"<Lab {where}; log {self.log.location}; model {self.target_model}>"
 
     def _repr_html_(self) -> str:
         return html.render(
@@ -160,7 +160,7 @@ class Lab:
             region=self.region,
             host=self.client.host,
             folder=self.log.location,
-            model=self.model,
+            model=self.target_model,
         )
 
     # --- one take -------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class Lab:
         prompt,
         *,
         preview_text: str | None = None,
-        model: str | None = None,
+        target_model: str | None = None,
         prefix: str | None = None,
         language: str | None = None,
     ) -> tuple[VoiceDesign, dict | None]:
@@ -177,7 +177,7 @@ class Lab:
         return planning.make_design(
             prompt,
             preview_text=preview_text or self.preview_text,
-            model=model or self.model,
+            target_model=target_model or self.target_model,
             prefix=prefix or self.prefix,
             language=language,
             sample_rate=self.sample_rate,
@@ -257,7 +257,7 @@ class Lab:
         prompt,
         *,
         preview_text: str | None = None,
-        model: str | None = None,
+        target_model: str | None = None,
         prefix: str | None = None,
         language: str | None = None,
         n: int = 1,
@@ -273,7 +273,7 @@ class Lab:
             whose sending raised, or KeyboardInterrupt: never fewer than N takes silently.
         """
         design, spec = self.make_design(
-            prompt, preview_text=preview_text, model=model, prefix=prefix, language=language
+            prompt, preview_text=preview_text, target_model=target_model, prefix=prefix, language=language
         )
         design.validate()
         check_experiment(experiment)
@@ -295,7 +295,7 @@ class Lab:
         self,
         prompts: Sequence,
         *,
-        models: Iterable[str] = catalog.COMPARE_MODELS,
+        target_models: Iterable[str] = catalog.COMPARE_MODELS,
         repeats: int = planning.DEFAULT_REPEATS,
         preview_text: str | None = None,
         experiment: str | None = None,
@@ -317,11 +317,11 @@ class Lab:
         Raises:
             ValidationError: any cell is invalid (all problems listed; nothing is sent).
         """
-        models = tuple(models)
+        models = tuple(target_models)
         if repeats < 1 or not prompts or not models:
             raise ValueError("compare needs at least one prompt, one model and repeats >= 1")
         cells = planning.plan_cells(
-            prompts, models, lambda p, m: self.make_design(p, preview_text=preview_text, model=m, prefix=prefix)
+            prompts, models, lambda p, m: self.make_design(p, preview_text=preview_text, target_model=m, prefix=prefix)
         )
         experiment = check_experiment(experiment) or planning.experiment_name(cells)
         self.reconcile(experiment)  # a request that may have stored a voice: adopt it rather than redo it
@@ -369,7 +369,7 @@ class Lab:
     def quota(self, family: str | None = None) -> dict:
         """How many voices of ``family`` (default: the lab model's) the account holds, of how
         many allowed (one listing)."""
-        return self.account.quota(family or catalog.family_name(self.model) or catalog.COSYVOICE_FAMILY)
+        return self.account.quota(family or catalog.family_name(self.target_model) or catalog.COSYVOICE_FAMILY)
 
     def cleanup(
         self,
@@ -401,7 +401,7 @@ class Lab:
 
     def estimate(self, text: str, model: str | None = None) -> dict:
         """Billed characters and estimated cost of speaking ``text`` (CJK characters count 2)."""
-        return self.speaker.estimate(text, model or self.model)
+        return self.speaker.estimate(text, model or self.target_model)
 
     def audition(self, takes, script: str, **options):
         """Read one ``script`` with several voices; returns an Audition (players side by side)."""
@@ -448,7 +448,7 @@ class Lab:
         dimension: str,
         values: Sequence | None = None,
         repeats: int = planning.DEFAULT_REPEATS,
-        model: str | None = None,
+        target_model: str | None = None,
         experiment: str | None = None,
         *,
         baseline: Any = None,
@@ -473,7 +473,7 @@ class Lab:
             values: the values to try (None: leave the dimension out). Default: the spec's own value
                 (or unspecified), then every other value the dimension offers.
             repeats: designs per value (at least 2).
-            model: the model (default: the lab's).
+            target_model: the model to design on (default: the lab's).
             experiment: the experiment name (default: one derived from the prompts: stable, so a
                 rerun resumes).
             baseline: the value the others are compared with (default: the spec's own value if
@@ -494,7 +494,7 @@ class Lab:
             dimension,
             values,
             repeats,
-            model,
+            target_model,
             experiment,
             baseline=baseline,
             preview_text=preview_text,
@@ -523,7 +523,7 @@ class Lab:
         recording, the one that sounds most like it. Designs go through this lab's runner (logged,
         resumable, within the rate limit); each candidate is a take family (``lab.history``).
 
-        Options and what comes back: :func:`cosyvoice_lab.lab.tune.tune` (``reference``, ``models``,
+        Options and what comes back: :func:`cosyvoice_lab.lab.tune.tune` (``reference``, ``target_models``,
         ``budget`` = 48, ``repeats`` = 3, ``preview_text``, ``tolerance``, ``keep``, ...). Returns a
         ``Tuning``: ``.best`` (accepted by ``design`` and ``compare``), ``.table``, ``.reached``,
         ``.designs_used``, ``.plot()``.

@@ -45,7 +45,7 @@ def remeasure(experiment_log, takes=None, *, force: bool = False, predicted_qual
     measured keeps its old figures and its row says why: it is never lost.
 
     Args:
-        experiment_log: the log to read and update (``ExperimentLog.set_metrics``).
+        experiment_log: the log to read and update (``log.table.set_metrics``).
         takes: as for :func:`closest` (default: every ok take of the log).
         force: measure even takes already at the current version.
         predicted_quality: also run the DNSMOS model (the costliest measure).
@@ -77,7 +77,7 @@ def remeasure(experiment_log, takes=None, *, force: bool = False, predicted_qual
             log.warning("could not remeasure take %s: %s", take.take_id, exc)
             rows.append({**row, "action": "failed", "problems": f"{type(exc).__name__}: {exc}"})
             continue
-        experiment_log.set_metrics(take.take_id, found.to_dict())
+        experiment_log.table.set_metrics(take.take_id, found.to_dict())
         log.info("remeasured take %s (version %d -> %d)", take.take_id, old, VERSION)
         rows.append({**row, "new_version": VERSION, "action": "measured", "problems": found.problems})
     return pd.DataFrame(rows, columns=["take_id", "old_version", "new_version", "action", "problems"])
@@ -144,7 +144,7 @@ def closest(experiment_log, reference, takes=None, *, sample_rate: int | None = 
             {
                 "take_id": take.take_id,
                 "voice_id": take.voice_id,
-                "target_model": take.model,
+                "target_model": take.target_model,
                 "voice_prompt": take.prompt,
                 "similarity": score if math.isfinite(score) else math.nan,
             }

@@ -72,7 +72,7 @@ def prompt_text(prompt: str | RenderablePrompt, language: str) -> tuple[str, dic
 def make_design(
     prompt: str | RenderablePrompt,
     *,
-    model: str,
+    target_model: str,
     prefix: str,
     preview_text: str | None = None,
     language: str | None = None,
@@ -94,7 +94,7 @@ def make_design(
     design = VoiceDesign(
         voice_prompt=text,
         preview_text=preview_text or DEFAULT_PREVIEW_TEXT[lang],
-        target_model=model,
+        target_model=target_model,
         prefix=prefix,
         language=language,
         sample_rate=sample_rate,

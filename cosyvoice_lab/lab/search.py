@@ -159,7 +159,7 @@ class Search:
 
     # --- candidates -------------------------------------------------------------------------------
     def add(self, prompt, spec: PromptSpec, model: str, parent=None, moves=()) -> Candidate | None:
-        design, spec_json = self.lab.make_design(prompt, preview_text=self.preview_text, model=model)
+        design, spec_json = self.lab.make_design(prompt, preview_text=self.preview_text, target_model=model)
         key = (design.voice_prompt, model)
         if key in self.by_key or design.problems():
             return None
@@ -422,7 +422,7 @@ class Search:
         return (current, -1, parent, moves, spec)
 
     def known(self, spec: PromptSpec, model: str) -> bool:
-        design, _ = self.lab.make_design(spec, preview_text=self.preview_text, model=model)
+        design, _ = self.lab.make_design(spec, preview_text=self.preview_text, target_model=model)
         return (design.voice_prompt, model) in self.by_key
 
     def plan(self) -> list[tuple[Candidate, int]]:

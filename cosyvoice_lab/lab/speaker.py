@@ -100,7 +100,7 @@ class Speaker:
         voice_id, take = self.voice_and_take(take_or_voice_id)
         result = self.synthesizer.speak(voice_id, text, model=model, **options)
         if take is not None:
-            self.log.add_utterance(
+            self.log.utterances.add(
                 take.take_id,
                 text=text,
                 params={"model": result.model, **result.options.to_dict()},

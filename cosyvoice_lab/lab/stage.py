@@ -7,7 +7,7 @@ service's time, and memory grew with concurrency (every run holds its own activa
 a take is recorded ``ok`` with its preview first (it is never lost, and plays at once); its id
 then joins a queue that a pool as large as the machine's cores works through, each preview read
 from the audio store, decoded once, measured and released, the figures written with
-``ExperimentLog.set_metrics`` (as ``Lab.remeasure`` writes them). A compare's wall time becomes
+``log.table.set_metrics`` (as ``Lab.remeasure`` writes them). A compare's wall time becomes
 the larger of the service's limit and the measuring's CPU time, not their sum.
 
 Whoever reads measures waits for the ones it needs (``wait``), with a progress bar; the CLI
@@ -175,7 +175,7 @@ class MeasuringStage:
         ).to_dict()
         if self.options.predicted_quality:
             found.pop("measures_version")
-        self.experiment_log.set_metrics(take_id, found)
+        self.experiment_log.table.set_metrics(take_id, found)
         return found
 
     def _quality(self, take_id: str) -> dict | None:
@@ -189,7 +189,7 @@ class MeasuringStage:
         found = predicted_quality(take.audio)
         problems = "; ".join(p for p in ((take.metrics or {}).get("problems"), found["problems"]) if p) or None
         figures = {**found, "problems": problems, "measures_version": VERSION}
-        self.experiment_log.set_metrics(take_id, figures)
+        self.experiment_log.table.set_metrics(take_id, figures)
         return figures
 
     # --- reading ---------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def run(
     dimension: str,
     values: Sequence | None,
     repeats: int,
-    model: str | None,
+    target_model: str | None,
     experiment: str | None,
     *,
     baseline: Any,
@@ -109,15 +109,15 @@ def run(
     if not isinstance(repeats, int) or repeats < 2:
         raise ValueError(f"a sweep needs repeats >= 2 per value (to see how voices vary), got {repeats!r}")
     plan = plan_sweep(spec, dimension, values, baseline)
-    model = model or lab.model
-    designs = [lab.make_design(s, preview_text=preview_text, model=model)[0] for s in plan.specs]
+    model = target_model or lab.target_model
+    designs = [lab.make_design(s, preview_text=preview_text, target_model=model)[0] for s in plan.specs]
     prompts = [d.voice_prompt for d in designs]
     if len(set(prompts)) < len(prompts):
         same = [name for name, p in zip(plan.labels, prompts, strict=True) if prompts.count(p) > 1]
         raise ValueError(f"values {', '.join(same)} render the same prompt: nothing to compare")
     experiment = experiment or sweep_name(dimension, designs)
     comparison = lab.compare(
-        plan.specs, models=[model], repeats=repeats, preview_text=preview_text, experiment=experiment
+        plan.specs, target_models=[model], repeats=repeats, preview_text=preview_text, experiment=experiment
     )
     df = _measured(lab, comparison)
     order = {p: i for i, p in enumerate(comparison.prompts)}

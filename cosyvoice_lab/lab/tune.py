@@ -103,7 +103,7 @@ def tune(
     target=None,
     *,
     reference=None,
-    models: Iterable[str] | None = None,
+    target_models: Iterable[str] | None = None,
     budget: int = 48,
     repeats: int = 3,
     preview_text: str | None = None,
@@ -123,7 +123,7 @@ def tune(
         reference: a recording (an Audio or the path of one audio file): reverse design, toward its
             measured pitch, speaking rate and clearness (HNR) and the highest speaker similarity.
             Its speaking rate is counted on the preview text: record it reading that text.
-        models: the models to design on (default: the lab's model).
+        target_models: the models to design on (default: the lab's).
         budget: designs to spend at most (all runs of this tuning together).
         repeats: designs per candidate before it can count as reached (at least 2).
         preview_text: what the previews read (default: the lab's).
@@ -143,7 +143,7 @@ def tune(
         ValidationError: every problem with the arguments at once, each naming its field (nothing
             is sent); a budget larger than the free voice slots.
     """
-    models = tuple(models) if models is not None else (lab.model,)
+    models = tuple(target_models) if target_models is not None else (lab.target_model,)
     problems = _check_numbers(budget, repeats, models)
     audio, found = read_reference(reference)
     problems += found

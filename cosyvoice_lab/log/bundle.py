@@ -1,4 +1,4 @@
-"""Bundles: a zip of takes a teammate can merge into their own log.
+"""Bundles (``log.bundles``): a zip of takes a teammate can merge into their own log.
 
 ::
 
@@ -9,8 +9,8 @@
     ratings.json       their listening ratings, every rater's (format 2; a format 1 bundle has none)
     audio/...          every audio file the rows name
 
-Takes, annotation events, utterances and ratings carry global ids, so ``import_bundle`` inserts only
-what is new: importing the same bundle twice adds nothing. A bundle is checked whole before
+Takes, annotation events, utterances and ratings carry global ids, so ``log.bundles.merge`` inserts only
+what is new: merging the same bundle twice adds nothing. A bundle is checked whole before
 anything is merged: every audio name it holds or its rows give must be a valid audio store name
 (``audio/<sha256>.<ext>``; never an absolute path, ``..`` or another folder), every audio file
 must hash to its name, and every file a row names must be in the bundle or already here. The
@@ -49,8 +49,7 @@ from cosyvoice_lab.log.functions import dialect_insert
 from cosyvoice_lab.log.ratings import COLUMNS as _RATING_COLUMNS
 from cosyvoice_lab.log.rows import TakeRows, package_version, where_clause
 from cosyvoice_lab.log.schema import ROWID
-from cosyvoice_lab.log.take_table import TakeTable
-from cosyvoice_lab.take import FINAL_STATUSES, Take, iso, now_utc
+from cosyvoice_lab.take import FINAL_STATUSES, Take, TakeSource, iso, now_utc
 
 BUNDLE_FORMAT = "cosyvoice-lab-bundle"
 BUNDLE_VERSION = 2  # 2: ratings.json
@@ -96,28 +95,28 @@ _OUTCOME_COLUMNS = (
 
 
 class Bundles:
-    """Exports and imports bundles of a log (``ExperimentLog`` documents both methods).
+    """Exports and imports bundles of a log: ``log.bundles``.
 
     Args:
         db: the log's database. audio_store: its audio files. rows: row <-> Take conversion.
-        table: the takes table (which takes a filter selects).
+        source: the log's takes (which takes a filter selects).
     """
 
-    def __init__(self, db: Database, audio_store: AudioStore, rows: TakeRows, table: TakeTable) -> None:
+    def __init__(self, db: Database, audio_store: AudioStore, rows: TakeRows, source: TakeSource) -> None:
         self._db = db
         self._store = audio_store
         self._rows = rows
-        self._table = table
+        self._source = source
 
     # --- export -----------------------------------------------------------------------------------
-    def export_bundle(self, path: str | os.PathLike, experiment: str | None = None, **filters: Any) -> Path:
+    def export(self, path: str | os.PathLike, experiment: str | None = None, **filters: Any) -> Path:
         """Zip the filtered takes, their annotation history, utterances and audio files.
 
         Raises:
             LogError: an audio file the rows name is missing (the bundle would be incomplete),
                 or the bundle cannot be written.
         """
-        takes = self._table.takes(experiment=experiment, **filters)
+        takes = self._source.takes(experiment=experiment, **filters)
         subset = select(schema.takes.c.take_id).where(*where_clause(experiment=experiment, **filters))
         annotations = self._select(_ANNOTATION_COLUMNS, schema.annotations, subset)
         utterances = self._select(_UTTERANCE_COLUMNS, schema.utterances, subset)
@@ -170,7 +169,7 @@ class Bundles:
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     # --- import -----------------------------------------------------------------------------------
-    def import_bundle(self, path: str | os.PathLike) -> dict[str, int]:
+    def merge(self, path: str | os.PathLike) -> dict[str, int]:
         """Merge a bundle: new takes, annotation events, utterances and audio files.
 
         The bundle is untrusted: every table is checked against its schema (``bundle_schema``),

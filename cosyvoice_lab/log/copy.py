@@ -9,7 +9,7 @@ copying twice adds nothing.
 
 How: the takes travel in slices of ``catalog.LOG_COPY_CHUNK_TAKES`` (by start time) as bundles
 with their history, utterances, ratings and audio, so a copy follows exactly the rules of
-``import_bundle`` (every row checked, audio stored before the rows that name it, each slice one
+``log.bundles.merge`` (every row checked, audio stored before the rows that name it, each slice one
 transaction): a take pending in SRC arrives ``interrupted`` (its outcome was not known when it
 was copied; copying again once SRC has settled it brings the outcome), and the ``writer_*``
 bookkeeping of pending rows is not carried. Cell claims follow as rows; a cell DST has already
@@ -86,8 +86,8 @@ def copy_log(
                 for since, until, n in ranges:
                     if not n:
                         continue
-                    source.export_bundle(bundle, since=since, until=until)
-                    counts.update(target.import_bundle(bundle))
+                    source.bundles.export(bundle, since=since, until=until)
+                    counts.update(target.bundles.merge(bundle))
                     bar.update(n)
         finally:
             bar.close()

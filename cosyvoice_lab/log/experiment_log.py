@@ -1,26 +1,32 @@
 """ExperimentLog: every take recorded, durable, a DataFrame away.
 
-A facade over the parts of ``log/`` (each given only what it uses; ``opening.py`` builds them
-for a folder, SQLite, or a ``postgresql://`` URL): ``db``, ``audio_store``, ``rows``, ``table``,
-``recovery``, ``annotations``, ``spoken``, ``exports``, ``bundles``. Every write is one
-transaction, so threads, processes and machines can share a log.
+The log reads its takes (``get``, ``takes``, ``df``), annotates them (``rate``, ``choose``,
+``tag``, ``note``, ...) and exports them (``export_csv``, ...) itself; what else it holds is a
+part with its own API, documented where it is written (``opening.py`` builds them for a folder,
+SQLite, or a ``postgresql://`` URL). Every write is one transaction, so threads, processes and
+machines can share a log.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from cosyvoice_lab.audio import Audio
+from sqlalchemy import func, select, update
+
 from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S, STALE_PENDING_S
-from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError, TakeNotFound
-from cosyvoice_lab.log import opening
+from cosyvoice_lab.log import export, opening, schema
+from cosyvoice_lab.log.annotations import Change, insert_events
+from cosyvoice_lab.log.bundle import Bundles
 from cosyvoice_lab.log.database import DB_NAME
 from cosyvoice_lab.log.migrations import SCHEMA_VERSION
+from cosyvoice_lab.log.ratings import who
+from cosyvoice_lab.log.rows import SELECT_TAKE, check_rating, clean_tag, dumps_or_null, where_clause
+from cosyvoice_lab.log.schema import ROWID, takes
 from cosyvoice_lab.take import Take
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "ExperimentLog", "LogError", "TakeNotFound"]
@@ -28,6 +34,23 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "ExperimentLog", "LogError", "TakeNotFou
 
 class ExperimentLog:
     """The experiment log in a folder (SQLite; created if missing) or a PostgreSQL database.
+
+    Its own verbs read takes (``get``, ``takes``, ``to_dataframe`` / ``df``, ``voice_ids``,
+    ``len(log)``), annotate them with a dated history (``rate``, ``choose``, ``unchoose``,
+    ``tag``, ``untag``, ``note``, ``mark_played``; every event: ``annotations``) and export them
+    (``export_csv``, ``export_parquet``, ``export_html``). Its parts, each with its own API:
+
+    - ``table`` (``take_table.py``): the write path the runner, the account and the measuring
+      stage use: ``start`` / ``claim`` before a request, ``finish`` / ``fail`` / ``reconcile``
+      after it, ``set_metrics``, ``set_voice_status``, ``mark_deleted``, ``watch_voices``.
+    - ``ratings`` (``ratings.py``): listening ratings, several raters' per take: ``add``,
+      ``to_dataframe``, ``open_round``, ``round_record``.
+    - ``rounds`` (``rounds.py``): listening rounds, each rater's order and answers.
+    - ``utterances`` (``annotations.py``): speech made with a take's voice: ``add``,
+      ``to_dataframe``, ``audio``.
+    - ``bundles`` (``bundle.py``): a zip of takes for a teammate: ``export``, ``merge``.
+    - ``recovery`` (``recovery.py``): stale pending takes, interrupted on open.
+    - ``db`` (``database.py``: ``check``, ``transaction``), ``audio_store``, ``rows``: the machinery.
 
     Args:
         location: the log folder (may hold other files), or ``postgresql://user:pw@host/db``.
@@ -50,19 +73,15 @@ class ExperimentLog:
     ) -> None:
         p = opening.open_parts(location, folder=folder, stale_after_s=stale_after_s, busy_timeout_s=busy_timeout_s)
         self.db, self.audio_store, self.rows, self.table = p.db, p.audio_store, p.rows, p.table
-        self.recovery, self.annotations, self.listening, self.spoken = p.recovery, p.annotations, p.listening, p.spoken
-        self.exports, self.bundles, self.schema_version = p.exports, p.bundles, p.schema_version
-        self.rounds = p.rounds  # listening rounds: each rater's order and answers (rounds.py)
+        self.recovery, self.ratings, self.rounds, self.utterances = p.recovery, p.ratings, p.rounds, p.utterances
+        self.bundles = Bundles(p.db, p.audio_store, p.rows, self)  # a bundle's takes are read as the log reads them
+        self.schema_version = p.schema_version
         self.folder: Path = p.folder  # absolute: the log folder, or a database log's local folder
         self.path: Path | str = p.path  # folder/log.sqlite3, or the URL without its password
         self.audio_dir: Path | None = p.audio_dir  # None: the audio is in the database
         self.location = str(self.path if self.audio_dir is None else self.folder)  # a URL shows no password
         self.stale_after: timedelta = self.recovery.stale_after
-        self.interrupt_stale()
-
-    def check(self) -> str:
-        """Run SQLite's integrity check; returns ``'ok'``. Raises LogError listing any damage."""
-        return self.db.check()
+        self.recovery.interrupt_stale()
 
     def close(self) -> None:
         """Close every connection this log opened (safe to call twice)."""
@@ -74,146 +93,39 @@ class ExperimentLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __len__(self) -> int:
-        return self.table.count()
-
     def __repr__(self) -> str:
         state = "closed" if self.db.closed else f"{len(self)} takes"
         return f"{type(self).__name__}({self.location!r}, {state}, schema v{self.schema_version})"
 
-    def interrupt_stale(self) -> int:
-        """Mark abandoned ``pending`` takes ``interrupted`` (done on open; the rule is in
-        ``recovery.py``: a live writer's takes are never touched); returns how many."""
-        return self.recovery.interrupt_stale()
+    def __len__(self) -> int:
+        return self.db.query(select(func.count()).select_from(takes))[0][0]
 
-    # --- the write path ---------------------------------------------------------------------------
-    def start(
-        self,
-        design: VoiceDesign,
-        *,
-        experiment: str | None = None,
-        backend: str,
-        region: str | None = None,
-        host: str | None = None,
-        prompt_spec: Any = None,
-        parent_take_id: str | None = None,
-        cell: str | None = None,
-        repeat: int | None = None,
-    ) -> Take:
-        """Record a take as ``pending``; call this (it commits) before the request is sent.
-
-        Args: design: the exact request. backend: 'dashscope' or 'offline'. region, host: where
-        it goes. prompt_spec: the PromptSpec (dict, or with ``to_dict()``). experiment,
-        parent_take_id, cell, repeat: where the take belongs.
-
-        Returns the pending Take (a new, globally unique ``take_id``). Keep it while the request
-        is in flight: a pending take whose Take this process no longer holds counts as abandoned,
-        and the next open of the log marks it interrupted.
-
-        Raises TypeError / ValueError (a bad design, backend or prompt_spec), LogError (cannot write).
-        """
-        return self.table.start(
-            design,
-            backend=backend,
-            prompt_spec=prompt_spec,
-            experiment=experiment,
-            region=region,
-            host=host,
-            parent_take_id=parent_take_id,
-            cell=cell,
-            repeat=repeat,
-        )
-
-    def claim(self, design: VoiceDesign, *, experiment: str, cell: str, backend: str, **where: Any) -> Take | None:
-        """``start`` for a compare's cell, claiming it first (one transaction, so two processes
-        never send the same cell): None, with nothing written, when another take holds it (ok,
-        pending in a live process, or of unknown outcome: reconcile settles those). Takes the
-        keywords of ``start``."""
-        return self.table.claim(design, experiment=experiment, cell=cell, backend=backend, **where)
-
-    def finish(
-        self,
-        take_id: str,
-        *,
-        voice_id: str,
-        request_id: str | None = None,
-        audio: Audio | None = None,
-        voice_status: str | None = None,
-        latency_s: float | None = None,
-        metrics: dict | None = None,
-    ) -> Take:
-        """Record a designed voice: status 'ok', its id and preview (stored, atomically, before
-        the row names it). ``latency_s`` defaults to the time since ``start``. A take that already
-        has its outcome (settled first, e.g. by another process) is returned as stored: settling
-        is a no-op. Raises TakeNotFound (no such take) / LogError (cannot write)."""
-        return self.table.finish(
-            take_id,
-            voice_id=voice_id,
-            request_id=request_id,
-            audio=audio,
-            voice_status=voice_status,
-            latency_s=latency_s,
-            metrics=metrics,
-        )
-
-    def fail(
-        self,
-        take_id: str,
-        *,
-        error_code: str,
-        error_message: str,
-        status: str = "failed",
-        request_id: str | None = None,
-        latency_s: float | None = None,
-    ) -> Take:
-        """Record that a take did not produce a voice. ``status``: 'failed' (the service refused
-        or an error ended it), 'unknown' (sent, result unknown: a voice may exist; see
-        ``reconcile``) or 'interrupted'. Raises ValueError (another status) / TakeNotFound / LogError."""
-        return self.table.fail(
-            take_id,
-            error_code=error_code,
-            error_message=error_message,
-            status=status,
-            request_id=request_id,
-            latency_s=latency_s,
-        )
-
-    def reconcile(self, take_id: str, *, voice_id: str, voice_status: str | None = None) -> Take:
-        """Adopt a voice found in the service's list as the outcome of an 'unknown' take: it
-        becomes 'ok' with ``preview_missing=True``. Raises TakeNotFound / LogError (as for
-        ``finish``; also when the voice is already another take's outcome: adopted once, across processes)."""
-        return self.table.reconcile(take_id, voice_id=voice_id, voice_status=voice_status)
-
-    def set_metrics(self, take_id: str, metrics: dict) -> Take:
-        """Merge ``metrics`` (name -> number/str/bool/None) into a take's measurements.
-        Raises TypeError / ValueError (a bad name or value: ``rows.clean_metrics``) / TakeNotFound."""
-        return self.table.set_metrics(take_id, metrics)
-
-    def set_voice_status(self, statuses: dict[str, str]) -> int:
-        """Record each voice's status as the service reported it (``{voice_id: status}``, e.g.
-        from a listing). Voice ids the log does not know are ignored; returns how many takes
-        were updated."""
-        return self.table.set_voice_status(statuses)
-
-    def mark_deleted(self, voice_ids: str | Iterable[str]) -> int:
-        """Record these voices deleted from the account (``voice_status='DELETED'``); the takes
-        keep everything else. Returns how many takes were updated (unknown voice ids are ignored)."""
-        return self.table.mark_deleted(voice_ids)
-
-    # --- the read path ----------------------------------------------------------------------------
+    # --- reading takes ----------------------------------------------------------------------------
     def get(self, take_id: str) -> Take:
         """The take with this id (or a unique prefix of it, as its repr shows).
-        Raises TakeNotFound (no take matches) / LogError (the prefix matches several)."""
-        return self.table.get(take_id)
+
+        Raises:
+            TakeNotFound: no take matches. LogError: the prefix matches several.
+        """
+        rows = self.db.query(SELECT_TAKE.where(takes.c.take_id == take_id))
+        if not rows and isinstance(take_id, str) and 4 <= len(take_id) < 32:
+            # substr, not a range: a database's collation may not sort text by code point
+            rows = self.db.query(SELECT_TAKE.where(func.substr(takes.c.take_id, 1, len(take_id)) == take_id).limit(2))
+        if not rows:
+            raise TakeNotFound(self.db.path, f"no take {take_id!r} in this log")
+        if len(rows) > 1:
+            raise LogError(self.db.path, f"{take_id!r} matches several takes; give more of the id")
+        return self.rows.to_take(rows[0])
 
     def takes(self, **filters: Any) -> list[Take]:
         """Takes matching ``filters`` (those of ``to_dataframe``), oldest first."""
-        return self.table.takes(**filters)
+        rows = self.db.query(SELECT_TAKE.where(*where_clause(**filters)).order_by(takes.c.started_at, ROWID))
+        return [self.rows.to_take(row) for row in rows]
 
     def to_dataframe(
         self,
         experiment: Any = None,
-        model: Any = None,
+        target_model: Any = None,
         tag: Any = None,
         min_rating: int | None = None,
         status: Any = None,
@@ -223,16 +135,18 @@ class ExperimentLog:
     ):
         """The takes as a pandas DataFrame, one row each, oldest first (a fresh query).
 
-        Args: experiment, model, status: one value or a list. tag: takes with this tag (or all
+        Args: experiment, target_model, status: one value or a list. tag: takes with this tag (or all
         of a list). min_rating: 1-5. since / until: ``started_at`` bounds (inclusive / exclusive;
         naive times are UTC). more: ``chosen``, ``cell``, ``backend``, ``voice_id``.
 
         Returns a DataFrame: ``datetime64[ns, UTC]`` times, categorical target_model/backend/status,
         ``Int64`` rating, bool chosen/played, tags as tuples, metrics as ``m_<name>``.
         """
-        return self.table.to_dataframe(
+        from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
+
+        where = where_clause(
             experiment=experiment,
-            model=model,
+            target_model=target_model,
             tag=tag,
             min_rating=min_rating,
             status=status,
@@ -240,6 +154,7 @@ class ExperimentLog:
             until=until,
             **more,
         )
+        return frame.takes_frame(self.db.query, where, self.audio_store)
 
     @property
     def df(self):
@@ -249,121 +164,122 @@ class ExperimentLog:
     def voice_ids(self):
         """The voices this log knows: DataFrame of voice_id, take_id, target_model, experiment,
         status, voice_status, chosen, started_at (oldest first)."""
-        return self.table.voice_ids()
+        from cosyvoice_lab.log import frame
 
-    # --- annotations --------------------------------------------------------------------------------
-    # ``rater``: who (the history's ``author``); default $COSYVOICE_LAB_USER, else the login name.
+        spec = frame.VOICES_FRAME
+        rows = self.db.query(
+            select(*frame.select_list(spec, takes))
+            .where(takes.c.voice_id.is_not(None))
+            .order_by(takes.c.started_at, ROWID)
+        )
+        return frame.build(rows, spec)
+
+    # --- annotations ------------------------------------------------------------------------------
+    # Every verb updates the take's column *and* appends a dated event (``annotations.py``) in one
+    # transaction. ``rater``: who (the event's ``author``); default $COSYVOICE_LAB_USER, else the
+    # login name (``ratings.who``).
     def rate(self, take_id: str, rating: int | None, *, rater: str | None = None) -> Take:
-        """Rate a take 1-5 (None clears the rating). Raises ValueError (not 1-5) / TakeNotFound."""
-        return self.annotations.rate(take_id, rating, rater=rater)
+        """Rate a take 1-5 (None clears the rating).
+
+        Raises:
+            ValueError: not an integer from 1 to 5, or a bad rater name. TakeNotFound: no such take.
+        """
+        rating = check_rating(rating)
+        return self._annotate(
+            take_id, lambda tags: ({"rating": rating}, [("rate", None if rating is None else str(rating))]), rater
+        )
 
     def choose(self, take_id: str, *, rater: str | None = None) -> Take:
         """Mark a take chosen (a keeper). Raises TakeNotFound if missing."""
-        return self.annotations.choose(take_id, rater=rater)
+        return self._annotate(take_id, lambda tags: ({"chosen": 1}, [("choose", None)]), rater)
 
     def unchoose(self, take_id: str, *, rater: str | None = None) -> Take:
         """Clear a take's chosen mark. Raises TakeNotFound if missing."""
-        return self.annotations.unchoose(take_id, rater=rater)
+        return self._annotate(take_id, lambda tags: ({"chosen": 0}, [("unchoose", None)]), rater)
 
     def tag(self, take_id: str, *tags: str, rater: str | None = None) -> Take:
         """Add tags (stripped, 1-64 printable characters; duplicates ignored).
-        Raises ValueError (a bad tag) / TakeNotFound."""
-        return self.annotations.tag(take_id, *tags, rater=rater)
+
+        Raises:
+            ValueError: a bad tag or rater name. TakeNotFound: no such take.
+        """
+        wanted = [clean_tag(t) for t in tags]
+
+        def change(current):
+            added = [t for t in dict.fromkeys(wanted) if t not in current]
+            return {"tags": dumps_or_null(current + added)}, [("tag", t) for t in added]
+
+        return self._annotate(take_id, change, rater)
 
     def untag(self, take_id: str, *tags: str, rater: str | None = None) -> Take:
         """Remove tags (absent ones are ignored). Raises TakeNotFound if missing."""
-        return self.annotations.untag(take_id, *tags, rater=rater)
+        unwanted = {clean_tag(t) for t in tags}
+
+        def change(current):
+            removed = [t for t in current if t in unwanted]
+            kept = [t for t in current if t not in unwanted]
+            return {"tags": dumps_or_null(kept)}, [("untag", t) for t in removed]
+
+        return self._annotate(take_id, change, rater)
 
     def note(self, take_id: str, text: str, *, rater: str | None = None) -> Take:
-        """Set a take's notes to ``text`` (the history keeps earlier notes).
-        Raises TypeError (not a string) / TakeNotFound."""
-        return self.annotations.note(take_id, text, rater=rater)
+        """Set a take's notes to ``text`` (its annotation events keep earlier notes).
 
-    def add_rating(self, take_id: str, rating: int | None, *, rater=None, kind="preference", session_id=None) -> None:
-        """A listening rating (1-5; None clears this rater's in this session), kept beside other
-        raters' (``ratings.py``). Raises ValueError (rating, kind, rater) / TakeNotFound."""
-        self.listening.add_rating(take_id, rating, rater=rater, kind=kind, session_id=session_id)
-
-    def ratings(self, experiment: str | None = None, *, kind: str | None = None, session_id: str | None = None):
-        """Listening ratings: take_id, rating, rater, kind, session_id, at (latest per session,
-        take and rater; cleared ones dropped)."""
-        return self.listening.ratings(experiment, kind=kind, session_id=session_id)
-
-    def open_round(self, take_ids: list[str], *, session_id: str, seed: int, kind: str, rater: str | None) -> None:
-        """Record a blind listening round, its seed kept out of every log view (``ratings.py``)."""
-        self.listening.open_round(take_ids, session_id=session_id, seed=seed, kind=kind, rater=rater)
-
-    def round_record(self, session_id: str) -> dict | None:
-        """A round's ``{"seed", "kind", "rater", "take_ids"}`` as ``open_round`` recorded it, or None."""
-        return self.listening.round_record(session_id)
+        Raises:
+            TypeError: text is not a string. TakeNotFound: no such take.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"a note must be a string, got {type(text).__name__}")
+        return self._annotate(take_id, lambda tags: ({"notes": text}, [("note", text)]), rater)
 
     def mark_played(self, *take_ids: str) -> None:
-        """Record that these takes were listened to. Raises TakeNotFound if one is missing
-        (then none is marked)."""
-        return self.annotations.mark_played(*take_ids)
+        """Record that these takes were listened to (played, whether chosen or not).
 
-    def history(self, take_id: str | None = None):
-        """The annotation history (all takes, or one) as a DataFrame, oldest first:
-        annotation_id, take_id, at (UTC), action, value, author."""
-        return self.annotations.history(take_id)
+        Raises:
+            TakeNotFound: one of them is missing (then none is marked).
+        """
+        author = who()
+        with self.db.transaction() as conn:
+            for take_id in take_ids:
+                if conn.execute(update(takes).where(takes.c.take_id == take_id).values(played=1)).rowcount != 1:
+                    raise TakeNotFound(self.db.path, f"no take {take_id!r} in this log")
+                insert_events(conn, take_id, [("played", None)], author)
 
-    # --- utterances ---------------------------------------------------------------------------------
-    def add_utterance(
-        self,
-        take_id: str,
-        *,
-        text: str,
-        params: dict,
-        characters: int,
-        cost_cny: float,
-        audio: Audio,
-        request_id: str | None = None,
-    ) -> str:
-        """Record an utterance spoken with a take's voice (its audio is stored first); returns its id.
-        ``params``: the synthesis parameters (JSON-serialisable); ``characters``: billed characters;
-        ``cost_cny``: estimated cost. Raises TakeNotFound / TypeError / ValueError (bad arguments)."""
-        return self.spoken.add_utterance(
-            take_id,
-            text=text,
-            params=params,
-            characters=characters,
-            cost_cny=cost_cny,
-            audio=audio,
-            request_id=request_id,
-        )
+    def annotations(self, take_id: str | None = None):
+        """Every annotation event (of all takes, or of one) as a DataFrame, oldest first:
+        annotation_id, take_id, at (UTC), action, value, author. (A take's lineage, its earlier
+        versions, is ``Lab.history``.)"""
+        from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
 
-    def utterances(self, take_id: str | None = None):
-        """Utterances (all, or of one take) as a DataFrame, oldest first."""
-        return self.spoken.utterances(take_id)
+        spec = frame.HISTORY_FRAME
+        query = select(*frame.select_list(spec, schema.annotations)).order_by(schema.annotations.c.at, ROWID)
+        rows = self.db.query(query.where(schema.annotations.c.take_id == take_id) if take_id else query)
+        return frame.build(rows, spec)
 
-    def utterance_audio(self, utterance_id: str) -> Audio:
-        """The recording of an utterance. Raises TakeNotFound (no such utterance) / LogError
-        (its audio file is missing)."""
-        return self.spoken.utterance_audio(utterance_id)
+    def _annotate(self, take_id: str, change: Change, rater: str | None = None) -> Take:
+        """Apply ``change(tags) -> (column values, events)`` to a take in one transaction,
+        the events recorded as ``rater``'s (``ratings.who``)."""
+        author = who(rater)
+        with self.db.transaction() as conn:
+            row = conn.execute(select(takes.c.tags).where(takes.c.take_id == take_id)).fetchone()
+            if row is None:
+                raise TakeNotFound(self.db.path, f"no take {take_id!r} in this log")
+            values, events = change(json.loads(row[0] or "[]"))
+            insert_events(conn, take_id, events, author)
+            return self.table.update(conn, take_id, values)
 
-    # --- exports and bundles ----------------------------------------------------------------------
+    # --- exports (the log is their source; bundles: ``log.bundles``) ------------------------------
     def export_csv(self, path: str | os.PathLike, **filters: Any) -> Path:
-        """Write the filtered DataFrame as CSV (tags as JSON lists); returns the path."""
-        return self.exports.export_csv(path, **filters)
+        """Write the filtered DataFrame (``to_dataframe``'s filters) as CSV (tags as JSON lists,
+        times ISO 8601 UTC), atomically; returns the path. Raises LogError (cannot write)."""
+        return export.export_csv(self, path, **filters)
 
     def export_parquet(self, path: str | os.PathLike, **filters: Any) -> Path:
-        """Write the filtered DataFrame as Parquet (dtypes kept; tags as lists); returns the path."""
-        return self.exports.export_parquet(path, **filters)
+        """Write the filtered DataFrame as Parquet (dtypes kept; tags as lists; read it back with
+        ``log.export.read_parquet``), atomically; returns the path. Raises LogError."""
+        return export.export_parquet(self, path, **filters)
 
     def export_html(self, path: str | os.PathLike, **filters: Any) -> Path:
-        """Write a self-contained HTML report (table + embedded players); returns the path."""
-        return self.exports.export_html(path, **filters)
-
-    def export_bundle(self, path: str | os.PathLike, experiment: str | None = None, **filters: Any) -> Path:
-        """Write a zip of the takes, their annotations, utterances and audio; returns the path.
-        Raises LogError: an audio file the rows name is missing, or the zip cannot be written."""
-        return self.bundles.export_bundle(path, experiment=experiment, **filters)
-
-    def import_bundle(self, path: str | os.PathLike) -> dict[str, int]:
-        """Merge a bundle into this log without duplicates; returns counts of what was added.
-
-        Takes already present are kept, except that an outcome settled in the source log
-        replaces a local pending/unknown/interrupted one; a take pending when exported arrives
-        'interrupted'. Raises LogError (nothing merged): not a bundle, a newer format, damaged
-        audio, or a row naming audio outside the store (``/etc/passwd``) or absent from it."""
-        return self.bundles.import_bundle(path)
+        """Write a self-contained HTML report of the filtered takes (grouped, compressed players;
+        no evidence: see ``views.report.report``), atomically; returns the path. Raises LogError."""
+        return export.export_html(self, path, **filters)

@@ -93,7 +93,7 @@ def report_sections(takes: list[Take], extras: Extras | None = None) -> list[dic
 
 
 def _section(name: str | None, takes: list[Take], extras: Extras | None) -> dict[str, Any]:
-    models = catalog.model_order(t.model for t in takes)
+    models = catalog.model_order(t.target_model for t in takes)
     rank = {m: i for i, m in enumerate(models)}
     prompts: dict[str, list[Take]] = {}
     for take in takes:
@@ -108,7 +108,7 @@ def _section(name: str | None, takes: list[Take], extras: Extras | None) -> dict
             {
                 "prompt": prompt,
                 "preview_texts": list(dict.fromkeys(t.design.preview_text for t in group)),
-                "takes": sorted(group, key=lambda t: (rank[t.model], t.repeat or 0, t.started_at)),
+                "takes": sorted(group, key=lambda t: (rank[t.target_model], t.repeat or 0, t.started_at)),
             }
             for prompt, group in prompts.items()
         ],
@@ -163,27 +163,3 @@ def export_html(log, path, *, extras: Extras | None = None, kbps: float = catalo
         kbps=kbps,
     )
     return atomic_write(path, page.encode("utf-8"))
-
-
-class Exports:
-    """Writes a log's takes as CSV, Parquet or an HTML report (the functions above).
-
-    Args:
-        source: where the takes come from (the log's takes table).
-    """
-
-    def __init__(self, source: TakeSource) -> None:
-        self._source = source
-
-    def export_csv(self, path: str | os.PathLike, **filters: Any) -> Path:
-        """Write the filtered DataFrame as CSV (tags as JSON lists); returns the path."""
-        return export_csv(self._source, path, **filters)
-
-    def export_parquet(self, path: str | os.PathLike, **filters: Any) -> Path:
-        """Write the filtered DataFrame as Parquet (dtypes kept; tags as lists); returns the path."""
-        return export_parquet(self._source, path, **filters)
-
-    def export_html(self, path: str | os.PathLike, **filters: Any) -> Path:
-        """Write the self-contained HTML report (grouped, compressed players; no evidence: see
-        ``Lab.report``); returns the path."""
-        return export_html(self._source, path, **filters)

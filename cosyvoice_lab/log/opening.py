@@ -1,6 +1,7 @@
 """Opening a log: a folder (SQLite, the default) or a ``postgresql://`` URL (a team's database).
 
-``open_parts`` builds the parts ``ExperimentLog`` is a facade over, each given only what it uses.
+``open_parts`` builds the parts ``ExperimentLog`` holds, each given only what it uses (the log
+adds those that read its takes through it: bundles).
 The two kinds differ only in their database (``database.Database``: SQLAlchemy's SQLite or
 PostgreSQL dialect) and their audio store (files in ``folder/audio`` / a table of the same
 database); every other part is the same code.
@@ -20,11 +21,9 @@ from typing import Any
 from cosyvoice_lab import catalog, folders
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log import migrations
-from cosyvoice_lab.log.annotations import Annotations, Utterances
+from cosyvoice_lab.log.annotations import Utterances
 from cosyvoice_lab.log.audio_store import AudioStore, TableAudioStore
-from cosyvoice_lab.log.bundle import Bundles
 from cosyvoice_lab.log.database import Database
-from cosyvoice_lab.log.export import Exports
 from cosyvoice_lab.log.ratings import Ratings
 from cosyvoice_lab.log.recovery import Recovery
 from cosyvoice_lab.log.rounds import Rounds
@@ -43,12 +42,9 @@ class LogParts:
     rows: TakeRows
     table: TakeTable
     recovery: Recovery
-    annotations: Annotations
-    listening: Ratings
+    ratings: Ratings
     rounds: Rounds
-    spoken: Utterances
-    exports: Exports
-    bundles: Bundles
+    utterances: Utterances
     folder: Path  # the log folder (SQLite), or this machine's lab folder (PostgreSQL)
     path: Path | str  # folder/log.sqlite3, or the URL without its password
     audio_dir: Path | None  # folder/audio, or None: the audio is in the database
@@ -97,12 +93,9 @@ def open_parts(
         rows=rows,
         table=table,
         recovery=Recovery(db, stale_after_s=stale_after_s),
-        annotations=Annotations(db, table),
-        listening=Ratings(db),
+        ratings=Ratings(db),
         rounds=Rounds(db),
-        spoken=Utterances(db, store),
-        exports=Exports(table),
-        bundles=Bundles(db, store, rows, table),
+        utterances=Utterances(db, store),
         folder=local,
         path=db.path,
         audio_dir=getattr(store, "directory", None),

@@ -2,7 +2,7 @@
 
 A take's ``rating`` column holds one value (the owner's own mark). A listening round needs more:
 who rated, in which round (``session_id``), of which kind (a *preference* for the voice, or its
-*adherence* to its description), and when. Every ``add_rating`` appends one row; a later row of
+*adherence* to its description), and when. Every ``add`` appends one row; a later row of
 the same rater for the same take in the same session supersedes the earlier one, and a row with
 ``rating`` NULL clears it. ``ratings()`` reads the current state: the latest row per
 ``(session_id, take_id, rater)``, cleared ones dropped. Rows carry a global ``rating_id``, so
@@ -14,7 +14,7 @@ every name is checked by :func:`clean_rater` (1-64 printable characters).
 A blind round (``views/listening.py``) is opened with :meth:`Ratings.open_round`: one row per
 take with ``rating`` NULL (nothing rated yet) carrying the round's shuffle ``seed``, kind and
 rater. The seed lives only there until the reveal: no log view (``log.df``, notes, the
-annotation history, ``ratings()``) shows it, yet a closed notebook's round can be rebuilt with
+annotation events, ``ratings.to_dataframe()``) shows it, yet a closed notebook's round can be rebuilt with
 the same labels (:meth:`Ratings.round_record`).
 """
 
@@ -119,7 +119,7 @@ def stamp() -> str:
 
 
 class Ratings:
-    """The ``ratings`` table (``ExperimentLog.add_rating`` / ``ratings`` document the methods).
+    """The ``ratings`` table: ``log.ratings``.
 
     Args:
         db: the log's database.
@@ -128,7 +128,7 @@ class Ratings:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def add_rating(
+    def add(
         self,
         take_id: str,
         rating: int | None,
@@ -198,7 +198,7 @@ class Ratings:
         rows = self._db.query(query)
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
-    def ratings(self, experiment: str | None = None, *, kind: str | None = None, session_id: str | None = None):
+    def to_dataframe(self, experiment: str | None = None, *, kind: str | None = None, session_id: str | None = None):
         """The current ratings as a DataFrame: ``take_id``, ``rating`` (int), ``rater``, ``kind``,
         ``session_id``, ``at`` (UTC): the latest per (session, take, rater), cleared ones dropped,
         oldest first.

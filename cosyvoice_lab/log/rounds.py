@@ -7,7 +7,7 @@ restarted panel or a reopened notebook resumes every rater where they were; each
 dated row (``round_answers``), the latest per (session, position) being the current one.
 
 Star ratings of the first presentation of an item are also written to ``ratings`` (v4) by the
-callers, so ``log.ratings()`` and the evidence read them as before; hidden repeats and pair
+callers, so ``log.ratings.to_dataframe()`` and the evidence read them as before; hidden repeats and pair
 choices live only here.
 
 The three tables are declared in ``schema.py`` (``rounds``, ``round_raters``, ``round_answers``;

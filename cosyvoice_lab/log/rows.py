@@ -225,7 +225,6 @@ def _one_or_many(value) -> list:
 def where_clause(
     *,
     experiment=None,
-    model=None,
     target_model=None,
     tag=None,
     min_rating=None,
@@ -239,10 +238,9 @@ def where_clause(
 ) -> list[ColumnElement]:
     """The conditions (on ``schema.takes``; all must hold) for the log's take filters.
 
-    ``experiment``, ``model`` (or its full name ``target_model``, the DataFrame's column),
-    ``status``, ``cell``, ``backend``, ``voice_id``: one value or a list (any of them);
-    ``tag``: one tag or a list (takes with all of them); ``min_rating``: 1-5; ``since``
-    (inclusive) / ``until`` (exclusive): times of ``started_at``; ``chosen``: True/False.
+    ``experiment``, ``target_model``, ``status``, ``cell``, ``backend``, ``voice_id``: one value
+    or a list (any of them); ``tag``: one tag or a list (takes with all of them); ``min_rating``:
+    1-5; ``since`` (inclusive) / ``until`` (exclusive): times of ``started_at``; ``chosen``: True/False.
 
     Raises:
         ValueError: an unknown status or a rating outside 1-5.
@@ -250,7 +248,7 @@ def where_clause(
     parts: list[ColumnElement] = []
     for column, value in (
         ("experiment", experiment),
-        ("target_model", model if target_model is None else target_model),
+        ("target_model", target_model),
         ("status", status),
         ("cell", cell),
         ("backend", backend),

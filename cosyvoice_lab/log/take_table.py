@@ -1,9 +1,10 @@
-"""The ``takes`` table: the write path (a pending row, then its outcome) and the read path.
+"""The ``takes`` table's write path (``log.table``): a pending row, then its outcome.
 
-Write path: ``start`` commits a ``pending`` row before the request leaves; ``finish``/``fail``/
-``reconcile`` record its outcome in the same row, each as one statement (atomic on its own).
-A preview is written to the audio store before the row that names it. Read path: takes by id
-or filter, and the DataFrames (``frame.py``, loaded only when a frame is asked for).
+``start`` commits a ``pending`` row before the request leaves; ``finish``/``fail``/``reconcile``
+record its outcome in the same row, each as one statement (atomic on its own). A preview is
+written to the audio store before the row that names it. The runner, the account and the
+measuring stage write through here; what a user reads (``get``, ``takes``, ``df``) is the log's
+own (``experiment_log.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Float,
@@ -46,9 +46,8 @@ from cosyvoice_lab.log.rows import (
     clean_metrics,
     dumps_or_null,
     package_version,
-    where_clause,
 )
-from cosyvoice_lab.log.schema import ROWID, TAKE_COLUMNS, cell_claims, takes
+from cosyvoice_lab.log.schema import TAKE_COLUMNS, cell_claims, takes
 from cosyvoice_lab.take import BACKENDS, Take, check_experiment, iso, now_utc, redact
 
 _RETURNING = tuple(takes.c[name] for name in TAKE_COLUMNS)
@@ -111,7 +110,7 @@ def _settle_statement(columns: tuple[str, ...], keep_timing: bool) -> Prepared:
 
 
 class TakeTable:
-    """Records takes and reads them back (``ExperimentLog`` documents each method).
+    """Records takes and their outcomes (each method documents its contract).
 
     Args:
         db: the log's database. rows: row <-> Take conversion. audio_store: where previews go.
@@ -140,18 +139,23 @@ class TakeTable:
             except Exception:  # a watcher's failure never undoes or fails the write
                 logging.getLogger(__name__).exception("a voice-status watcher failed")
 
-    @property
-    def folder(self) -> Path:
-        """The log folder (reports name it; a log on PostgreSQL has none: None)."""
-        return cast(Path, self._db.folder)
-
-    def count(self) -> int:
-        """How many takes the log holds."""
-        return self._db.query(select(func.count()).select_from(takes))[0][0]
-
     # --- the write path ---------------------------------------------------------------------------
     def start(self, design: VoiceDesign, *, backend: str, prompt_spec: Any = None, **where: Any) -> Take:
-        """Commit a ``pending`` take and count it in flight (see ``ExperimentLog.start``)."""
+        """Record a take as ``pending``; call this (it commits) before the request is sent.
+
+        Args:
+            design: the exact request. backend: 'dashscope' or 'offline'. prompt_spec: the
+                PromptSpec (dict, or with ``to_dict()``). where: ``experiment``, ``region``,
+                ``host``, ``parent_take_id``, ``cell``, ``repeat``: where the take belongs and goes.
+
+        Returns:
+            the pending Take (a new, globally unique ``take_id``), counted in flight. Keep it while
+            the request is out: a pending take whose Take this process no longer holds counts as
+            abandoned, and the next open of the log marks it interrupted (``recovery.py``).
+
+        Raises:
+            TypeError / ValueError: a bad design, backend or prompt_spec. LogError: cannot write.
+        """
         take, row = self._new(design, backend=backend, prompt_spec=prompt_spec, **where)
         recovery.hold(take)  # before the insert, so no concurrent open can judge it stale
         try:
@@ -164,8 +168,10 @@ class TakeTable:
     def claim(
         self, design: VoiceDesign, *, experiment: str, cell: str, backend: str, prompt_spec: Any = None, **where: Any
     ) -> Take | None:
-        """Claim a compare's cell and commit its ``pending`` take in one transaction, unless
-        another take holds the cell (see ``ExperimentLog.claim``); returns the take or None."""
+        """``start`` for a compare's cell, claiming it first (one transaction, so two processes
+        never send the same cell): None, with nothing written, when another take holds it (ok,
+        pending in a live process, or of unknown outcome: ``reconcile`` settles those). Takes the
+        keywords of ``start``."""
         take, row = self._new(
             design, backend=backend, prompt_spec=prompt_spec, experiment=experiment, cell=cell, **where
         )
@@ -260,7 +266,14 @@ class TakeTable:
         latency_s: float | None = None,
         metrics: dict | None = None,
     ) -> Take:
-        """Record a designed voice; its preview is stored first (see ``ExperimentLog.finish``)."""
+        """Record a designed voice: status 'ok', its id and preview (stored, atomically, before
+        the row names it). ``latency_s`` defaults to the time since ``start``. A take that already
+        has its outcome (settled first, e.g. by another process) is returned as stored: settling
+        is a no-op.
+
+        Raises:
+            TakeNotFound: no such take. LogError: cannot write.
+        """
         values: dict[str, Any] = {
             "status": "ok",
             "voice_id": voice_id,
@@ -286,7 +299,13 @@ class TakeTable:
         request_id: str | None = None,
         latency_s: float | None = None,
     ) -> Take:
-        """Record that a take produced no voice (see ``ExperimentLog.fail``)."""
+        """Record that a take did not produce a voice. ``status``: 'failed' (the service refused
+        or an error ended it), 'unknown' (sent, result unknown: a voice may exist; see
+        ``reconcile``) or 'interrupted'.
+
+        Raises:
+            ValueError: another status. TakeNotFound: no such take. LogError: cannot write.
+        """
         if status not in ("failed", "unknown", "interrupted"):
             raise ValueError(f"status must be 'failed', 'unknown' or 'interrupted', got {status!r}")
         values = {"status": status, "error_code": error_code, "error_message": redact(error_message)}
@@ -295,7 +314,13 @@ class TakeTable:
         return self._settle(take_id, values, latency_s)
 
     def reconcile(self, take_id: str, *, voice_id: str, voice_status: str | None = None) -> Take:
-        """Adopt a listed voice as an 'unknown' take's outcome (see ``ExperimentLog.reconcile``)."""
+        """Adopt a voice found in the service's list as the outcome of an 'unknown' take: it
+        becomes 'ok' with ``preview_missing=True``.
+
+        Raises:
+            TakeNotFound: no such take. LogError: as for ``finish``; also when the voice is already
+                another take's outcome (adopted once, across processes).
+        """
         values = {
             "status": "ok",
             "voice_id": voice_id,
@@ -366,7 +391,11 @@ class TakeTable:
         return self._rows.to_take(row)
 
     def set_metrics(self, take_id: str, metrics: dict) -> Take:
-        """Merge measurements into a take's (see ``ExperimentLog.set_metrics``)."""
+        """Merge ``metrics`` (name -> number/str/bool/None) into a take's measurements.
+
+        Raises:
+            TypeError / ValueError: a bad name or value (``rows.clean_metrics``). TakeNotFound.
+        """
         new = clean_metrics(metrics)
 
         def merge(conn: Any) -> Take:  # safe to run again: merging the same figures twice is merging them once
@@ -379,7 +408,9 @@ class TakeTable:
         return self._db.write(merge)
 
     def set_voice_status(self, statuses: dict[str, str]) -> int:
-        """Record voices' statuses; returns how many takes changed (see ``ExperimentLog``)."""
+        """Record each voice's status as the service reported it (``{voice_id: status}``, e.g.
+        from a listing). Voice ids the log does not know are ignored; returns how many takes
+        were updated."""
         if not statuses:
             return 0
         with self._db.transaction() as conn:
@@ -392,42 +423,7 @@ class TakeTable:
         return changed
 
     def mark_deleted(self, voice_ids: str | Iterable[str]) -> int:
-        """Record voices deleted from the account (see ``ExperimentLog.mark_deleted``)."""
+        """Record these voices deleted from the account (``voice_status='DELETED'``); the takes
+        keep everything else. Returns how many takes were updated (unknown voice ids are ignored)."""
         ids = [voice_ids] if isinstance(voice_ids, str) else list(voice_ids)
         return self.set_voice_status(dict.fromkeys(ids, "DELETED"))
-
-    # --- the read path ----------------------------------------------------------------------------
-    def get(self, take_id: str) -> Take:
-        """The take with this id or unique prefix (see ``ExperimentLog.get``)."""
-        rows = self._db.query(SELECT_TAKE.where(takes.c.take_id == take_id))
-        if not rows and isinstance(take_id, str) and 4 <= len(take_id) < 32:
-            # substr, not a range: a database's collation may not sort text by code point
-            rows = self._db.query(SELECT_TAKE.where(func.substr(takes.c.take_id, 1, len(take_id)) == take_id).limit(2))
-        if not rows:
-            raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
-        if len(rows) > 1:
-            raise LogError(self._db.path, f"{take_id!r} matches several takes; give more of the id")
-        return self._rows.to_take(rows[0])
-
-    def takes(self, **filters: Any) -> list[Take]:
-        """Takes matching ``filters`` (those of ``where_clause``), oldest first."""
-        rows = self._db.query(SELECT_TAKE.where(*where_clause(**filters)).order_by(takes.c.started_at, ROWID))
-        return [self._rows.to_take(row) for row in rows]
-
-    def to_dataframe(self, **filters: Any):
-        """The takes matching ``filters`` as a DataFrame (see ``ExperimentLog.to_dataframe``)."""
-        from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
-
-        return frame.takes_frame(self._db.query, where_clause(**filters), self._store)
-
-    def voice_ids(self):
-        """The voices this log knows, as a DataFrame (see ``ExperimentLog.voice_ids``)."""
-        from cosyvoice_lab.log import frame
-
-        spec = frame.VOICES_FRAME
-        rows = self._db.query(
-            select(*frame.select_list(spec, takes))
-            .where(takes.c.voice_id.is_not(None))
-            .order_by(takes.c.started_at, ROWID)
-        )
-        return frame.build(rows, spec)

@@ -33,7 +33,7 @@ WILDCARDS = ("", "0.0.0.0", "::")
 def previews(log: Any, experiment: str) -> list[Preview]:
     """The experiment's takes a rater can hear: ok, with a preview, oldest first."""
     return [
-        Preview(t.take_id, t.prompt or "", t.prompt or "", t.model)
+        Preview(t.take_id, t.prompt or "", t.prompt or "", t.target_model)
         for t in log.takes(experiment=experiment, status="ok")
         if t.audio_path and not t.preview_missing
     ]
@@ -291,7 +291,7 @@ class Panel:
         """This round's star ratings as ``log.ratings`` gives them (take_id, rating, rater, kind,
         session_id, at): the latest of each rater for each take's first showing."""
         ids = [s.session_id for s in self.round.sessions()]
-        frame = self.log.ratings(self.experiment, kind=self.kind if self.kind != "pair" else None)
+        frame = self.log.ratings.to_dataframe(self.experiment, kind=self.kind if self.kind != "pair" else None)
         return frame[frame["session_id"].isin(ids)].reset_index(drop=True)
 
     def choices(self):
@@ -326,13 +326,13 @@ class Panel:
         kept = set(raters.loc[raters["included"], "session_id"])
         takes = self.log.takes(experiment=self.experiment)
         prompts = list(dict.fromkeys(t.prompt for t in takes))
-        models = catalog.model_order(t.model for t in takes)
+        models = catalog.model_order(t.target_model for t in takes)
         ratings = self.ratings()
         ratings = ratings[ratings["session_id"].isin(kept)] if self.kind != "pair" else None
         ev = Comparison(self.log, self.experiment, prompts, models).evidence(ratings=ratings, **options)
         if self.kind == "pair":
             choices = self.choices()
-            model_of = {t.take_id: t.model for t in takes}
+            model_of = {t.take_id: t.target_model for t in takes}
             ev.preferences = quality.pair_preferences(choices[choices["session_id"].isin(kept)], model_of, list(models))
         ev.raters = raters
         return ev

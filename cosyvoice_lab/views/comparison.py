@@ -150,7 +150,7 @@ class Comparison:
                 (``analysis.planning.Matters``: 1 st, 10 % of speaking rate, 1 LU, 0.2 MOS, 0.5 stars, 0.5 s).
             variability: also compare the variation between repeats (needs the previews).
             ratings: listening-round ratings (``take_id``, ``rating``, ``kind``, ``rater``), e.g.
-                ``log.ratings(experiment)`` or ``BlindSession.ratings_frame()``; ``True`` reads
+                ``log.ratings.to_dataframe(experiment)`` or ``BlindSession.ratings_frame()``; ``True`` reads
                 the log's ratings of this experiment. Several raters are accounted for (each
                 rater centred, one score per take).
             prompts: also compare the prompts with each other (models as blocks).
@@ -161,13 +161,13 @@ class Comparison:
         from cosyvoice_lab.views.evidence import evidence
 
         if ratings is True:
-            ratings = self.log.ratings(self.experiment)  # type: ignore[attr-defined]
+            ratings = self.log.ratings.to_dataframe(self.experiment)  # type: ignore[attr-defined]
         df = self.measured().df
         cells = None
         ok = df[df["status"] == "ok"]
         if variability and "m_median_f0_hz" in ok and ok["audio_path"].notna().any():
             series = self._variability(ok)
-            cells = series.rename("variability").rename_axis(["prompt_index", _model_column(df)]).reset_index()
+            cells = series.rename("variability").rename_axis(["prompt_index", "target_model"]).reset_index()
         return evidence(
             df, self.models, experiment=self.experiment, cells=cells, ratings=ratings, effect=effect, prompts=prompts
         )
@@ -218,10 +218,6 @@ def comparison_grid(
     return html.render("comparison.html.j2", experiment=experiment, models=models, rows=rows, pending=pending)
 
 
-def _model_column(df) -> str:
-    return "target_model" if "target_model" in df else "model"
-
-
 @dataclass(frozen=True)
 class TakeGrid:
     """Takes arranged prompts × models: what a comparison's table and the ComparisonBoard show.
@@ -263,9 +259,9 @@ def group_takes(takes: Iterable, prompts: Iterable[str] | None = None, models: I
     """
     takes = list(takes)
     prompts = tuple(dict.fromkeys(prompts if prompts is not None else (t.prompt for t in takes)))
-    models = catalog.model_order(models if models is not None else (t.model for t in takes))
+    models = catalog.model_order(models if models is not None else (t.target_model for t in takes))
     cells: dict[tuple[str, str], list] = {}
     for t in sorted(takes, key=lambda t: (t.repeat or 0, t.started_at)):
-        if t.prompt in prompts and t.model in models:
-            cells.setdefault((t.prompt, t.model), []).append(t)
+        if t.prompt in prompts and t.target_model in models:
+            cells.setdefault((t.prompt, t.target_model), []).append(t)
     return TakeGrid(prompts, models, cells)

@@ -17,11 +17,11 @@ What goes into the experiment log (:meth:`BlindSession.record`, before anything 
   ``blind <session_id>: preference round, 8 takes, rater ana`` — no seed and no label: the log
   views show notes and tags, and the seed with the (sorted) take ids would rebuild the labels;
 - the seed, kind and rater go to the ratings table as the round's unrated rows
-  (``log.open_round``), which no log view shows; from there :meth:`BlindSession.from_log`
+  (``log.ratings.open_round``), which no log view shows; from there :meth:`BlindSession.from_log`
   rebuilds the round with the same labels after the notebook was closed;
 - the round itself (kind, items, seed, state, this rater's order) goes to the log's round tables
   (``log.rounds``), the one round model the web panel uses too; the reveal sets its state;
-- each rating as it is given: ``log.add_rating(take, rating, rater=, kind=, session_id=)``, so a
+- each rating as it is given: ``log.ratings.add(take, rating, rater=, kind=, session_id=)``, so a
   closed notebook loses nothing already rated;
 - at the reveal, a note line ``blind <session_id> revealed: seed <seed>`` on every take.
 
@@ -204,9 +204,9 @@ class BlindSession:
             ValueError: nothing records the session, or the records disagree on the seed.
         """
         tag = TAG_PREFIX + session_id
-        is_log = hasattr(source, "round_record")
+        is_log = hasattr(source, "takes")  # an ExperimentLog, not a list of takes
         takes = source.takes(tag=tag) if is_log else [t for t in source if tag in (t.tags or ())]
-        record = source.round_record(session_id) if is_log else None
+        record = source.ratings.round_record(session_id) if is_log else None
         found = _recorded(takes, session_id)
         seeds = {record["seed"]} if record else found["seed"]
         ids = record["take_ids"] if record else [t.take_id for t in takes]
@@ -220,7 +220,7 @@ class BlindSession:
         session = cls._build(ids, seeds.pop(), session_id, kind, rater)
         session.revealed = bool(found["revealed"])
         if record:
-            given = source.ratings(session_id=session_id)
+            given = source.ratings.to_dataframe(session_id=session_id)
             mine = given[given["rater"] == session.rater]
             session.ratings = {t: int(r) for t, r in zip(mine["take_id"], mine["rating"], strict=True)}
         else:  # earlier versions rated into the take's own rating
@@ -273,7 +273,9 @@ class BlindSession:
         Raises:
             ValueError: a session id the log refuses (1-64 printable characters). TakeNotFound.
         """
-        log.open_round(list(self.order), session_id=self.session_id, seed=self.seed, kind=self.kind, rater=self.rater)
+        log.ratings.open_round(
+            list(self.order), session_id=self.session_id, seed=self.seed, kind=self.kind, rater=self.rater
+        )
         self._store_round(log)
         for take_id in sorted(self.order):
             log.tag(take_id, self.tag, rater=self.rater)
@@ -311,7 +313,7 @@ class BlindSession:
         self.label(take_id)
         rating = check_rating(rating)
         if self.log is not None:
-            self.log.add_rating(take_id, rating, rater=self.rater, kind=self.kind, session_id=self.session_id)
+            self.log.ratings.add(take_id, rating, rater=self.rater, kind=self.kind, session_id=self.session_id)
         if rating is None:
             self.ratings.pop(take_id, None)
         else:
@@ -319,7 +321,7 @@ class BlindSession:
 
     def ratings_frame(self):
         """The ratings of this round, one row each: ``take_id``, ``rating``, ``rater``, ``kind``,
-        ``session_id`` (what ``Comparison.evidence(ratings=...)`` takes; ``log.ratings()`` gives
+        ``session_id`` (what ``Comparison.evidence(ratings=...)`` takes; ``log.ratings.to_dataframe()`` gives
         every rater's).
 
         Raises:
@@ -397,10 +399,12 @@ class BlindSession:
         prompt_order = list(dict.fromkeys([*(prompts or ()), *(t.prompt for t in mine)]))
         index = {p: i for i, p in enumerate(prompt_order)}
         rows = tuple(
-            RevealRow(self.label(i), i, by_id[i].model, index[by_id[i].prompt], by_id[i].prompt, self.ratings.get(i))
+            RevealRow(
+                self.label(i), i, by_id[i].target_model, index[by_id[i].prompt], by_id[i].prompt, self.ratings.get(i)
+            )
             for i in self.order
         )
-        models = list(dict.fromkeys(t.model for t in mine))
+        models = list(dict.fromkeys(t.target_model for t in mine))
         return summarise(rows, models, prompt_order, self.seed, self.session_id)
 
 

@@ -58,7 +58,7 @@ def section_extras(log, experiment: str, takes: list) -> dict[str, Any]:
     """The top of an experiment's section: its Evidence table (when it compares two or more
     models) and its plots (when its previews were measured)."""
     prompts = list(dict.fromkeys(t.prompt for t in takes))
-    models = catalog.model_order(t.model for t in takes)
+    models = catalog.model_order(t.target_model for t in takes)
     comparison = Comparison(log, experiment, prompts, models)
     extras: dict[str, Any] = {"plots": plots(comparison.df)}
     if len(models) > 1:
@@ -67,9 +67,9 @@ def section_extras(log, experiment: str, takes: list) -> dict[str, Any]:
 
 
 def ratings(log, experiment: str):
-    """The listening rounds' ratings of ``experiment`` (``ExperimentLog.ratings``), or None
+    """The listening rounds' ratings of ``experiment`` (``log.ratings.to_dataframe``), or None
     when no round rated it yet."""
-    frame = log.ratings(experiment=experiment)
+    frame = log.ratings.to_dataframe(experiment=experiment)
     return frame if len(frame) else None
 
 

@@ -191,7 +191,7 @@ class Sweep:
         df: the takes (one row each, a ``value`` column naming the dimension's value).
         dimension, values, baseline: what was swept (value labels; None shows as "(unspecified)").
         prompts: value label → the voice prompt it rendered to.
-        experiment, model: where the takes are logged, and the model that designed them.
+        experiment, target_model: where the takes are logged, and the model that designed them.
     """
 
     table: Any
@@ -201,7 +201,7 @@ class Sweep:
     baseline: str
     prompts: dict[str, str] = field(default_factory=dict, repr=False)
     experiment: str = ""
-    model: str = ""
+    target_model: str = ""
     measures: tuple[str, ...] | None = None
 
     @property
@@ -270,7 +270,7 @@ class Sweep:
             dimension=self.dimension,
             baseline=self.baseline,
             experiment=self.experiment,
-            model=self.model,
+            model=self.target_model,
             rows=rows,
             prompts=list(self.prompts.items()),
         )

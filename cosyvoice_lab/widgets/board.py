@@ -8,7 +8,7 @@ or *adherence* (the description shown above each voice, the model hidden: how we
 voice match it, 1-5), for the rater named in the rater field. Each round draws a fresh seed and
 records itself in the log as ``listening`` describes (a tag and a note line without the seed;
 the seed in the round's record, out of every log view, and in the notes at the reveal). Ratings
-given blind go to the log's listening ratings (``log.ratings()``, with rater, kind and session),
+given blind go to the log's listening ratings (``log.ratings.to_dataframe()``, with rater, kind and session),
 not to the take's own rating. A blind card shows the label, the player, the round's rating and,
 in an adherence round, the description: no kept / heard / DELETED mark, no earlier rating.
 """

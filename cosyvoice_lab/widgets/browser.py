@@ -65,7 +65,7 @@ def table_html(rows, selected: str | None = None) -> str:
 
 def _display_row(r: dict) -> dict:
     """One DataFrame record as the texts the table shows (missing values blank)."""
-    model = r.get("target_model") if "target_model" in r else r.get("model")
+    model = r.get("target_model")
     started = r.get("started_at")
     return {
         "take_id": r["take_id"],
@@ -83,7 +83,7 @@ def _display_row(r: dict) -> dict:
 
 def take_label(r: dict) -> str:
     """A take's line in the selector: id, model, status, rating and the start of its prompt."""
-    model = r.get("target_model") or r.get("model") or ""
+    model = r.get("target_model") or ""
     stars = f" ★{r['rating']}" if _cell(r.get("rating")) else ""
     prompt = _cell(r.get("voice_prompt"))
     return f"{r['take_id'][:8]} · {short_model(str(model))} · {r.get('status')}{stars} · {prompt[:40]}"
@@ -186,7 +186,7 @@ class LogBrowser(widgets.VBox):
         """The current filters, as ``to_dataframe`` keywords."""
         out = {
             "experiment": self.experiment.value,
-            "model": self.model.value,
+            "target_model": self.model.value,
             "tag": self.tag.value,
             "status": self.status_filter.value,
             "min_rating": self.min_rating.value,

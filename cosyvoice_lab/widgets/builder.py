@@ -117,7 +117,9 @@ class PromptBuilder(widgets.VBox):
         self.model = widgets.ToggleButtons(
             options=[*models, (BOTH, BOTH)],
             description="model",
-            value=self.lab.model if self.lab.model in catalog.COMPARE_MODELS else catalog.COMPARE_MODELS[0],
+            value=self.lab.target_model
+            if self.lab.target_model in catalog.COMPARE_MODELS
+            else catalog.COMPARE_MODELS[0],
             style={"button_width": "5em"},
         )
         self.candidates = widgets.BoundedIntText(

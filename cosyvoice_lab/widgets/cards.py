@@ -258,12 +258,12 @@ class TakeCard(widgets.VBox):
 def by_model(cards: list[TakeCard]) -> list[widgets.Widget]:
     """Cards as they should sit: as they are for one model; for several, one column per model
     (in ``catalog.model_order``), headed by its name, so the models' candidates sit side by side."""
-    models = catalog.model_order(card.take.model for card in cards)
+    models = catalog.model_order(card.take.target_model for card in cards)
     if len(models) < 2:
         return list(cards)
     return [
         widgets.VBox(
-            [widgets.HTML(snippets.bold(short_model(m))), *[c for c in cards if c.take.model == m]],
+            [widgets.HTML(snippets.bold(short_model(m))), *[c for c in cards if c.take.target_model == m]],
             layout=widgets.Layout(align_items="flex-start"),
         ).add_class(MODEL_COLUMN_CLASS)
         for m in models

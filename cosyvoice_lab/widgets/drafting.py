@@ -98,7 +98,7 @@ def check_designs(lab, prompt: str, *, preview_text: str, models, prefix: str):
     """
     designs, problems, warnings = [], [], []
     for model in models:
-        design, _ = lab.make_design(prompt, preview_text=preview_text or None, model=model, prefix=prefix)
+        design, _ = lab.make_design(prompt, preview_text=preview_text or None, target_model=model, prefix=prefix)
         designs.append(design)
         problems += [str(p) for p in design.problems()]
         warnings += design.warnings()

@@ -206,13 +206,13 @@ def evidence(
     """The evidence table from one row per take.
 
     Args:
-        df: takes with ``prompt_index``, the model (``target_model`` or ``model``), ``status``
+        df: takes with ``prompt_index``, ``target_model``, ``status``
             and the measured columns (``m_*``, ``latency_s``, ``rating``).
         models: the models compared, the first against each other (default: in order of
             appearance). Estimates are ``other − first``.
         cells: optional per-cell values (one row per prompt × model, columns ``prompt_index``,
             the model column and ``variability``): variation between repeats (exploratory).
-        ratings: optional listening-round ratings (``log.ratings()``): ``take_id``, ``rating``,
+        ratings: optional listening-round ratings (``log.ratings.to_dataframe()``): ``take_id``, ``rating``,
             ``kind`` ("preference" / "adherence") and ``rater``; one primary question per kind.
             Each take gets one score (every rater's ratings centred on that rater's mean, then
             averaged over the raters: ``analysis.stats.take_scores``), so a harsh rater does not
@@ -227,7 +227,7 @@ def evidence(
             within models (models are the blocks): families ``"prompts"`` and
             ``"prompts: exploratory"``, adjusted apart from the models' and not counted as found.
     """
-    group = "target_model" if "target_model" in df else "model"
+    group = "target_model"
     models = list(models) if models is not None else list(dict.fromkeys(df[group]))
     ok = df[df["status"].astype(str) == "ok"].copy() if "status" in df else df.copy()
     primary = names.PRIMARY if main_measures is None else tuple(main_measures)
