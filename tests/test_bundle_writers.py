@@ -28,7 +28,7 @@ NEIGHBOUR = """
     from cosyvoice_lab.log.experiment_log import ExperimentLog
     location, ready, total = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     with ExperimentLog(location) as log:
-        take = log.start(VoiceDesign("A warm radio host", "Good evening."), backend="offline")
+        take = log.table.start(VoiceDesign("A warm radio host", "Good evening."), backend="offline")
         count = lambda: log.db.query("SELECT count(*) FROM audio")[0][0] if log.db.kind == "PostgreSQL" else len(
             list(Path(location, "audio").glob("*.wav")))
         ready.touch()
@@ -68,7 +68,7 @@ def test_another_process_writes_while_a_big_bundle_unpacks(tmp_path, any_log):
         while not ready.exists():  # the neighbour has opened the log
             assert neighbour.poll() is None, neighbour.communicate()
             time.sleep(0.01)
-        counts = log.import_bundle(bundle)
+        counts = log.bundles.merge(bundle)
         out, err = neighbour.communicate(timeout=120)
         assert neighbour.returncode == 0, err
         before, after = map(int, out.split())
