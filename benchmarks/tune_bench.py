@@ -92,7 +92,7 @@ def random_search(lab, rng: random.Random, target: dict, cap: int, name: str) ->
         rng=rng,
         experiment=name,
         targets=targets,
-        models=(lab.model,),
+        models=(lab.target_model,),
         budget=cap,
         repeats=REPEATS,
         preview_text=PREVIEW,

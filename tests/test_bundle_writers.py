@@ -52,9 +52,9 @@ def any_log(request, tmp_path) -> str:
 def test_another_process_writes_while_a_big_bundle_unpacks(tmp_path, any_log):
     with ExperimentLog(tmp_path / "source") as source:
         for i in range(PREVIEWS):
-            take = source.start(DESIGN, backend="offline", experiment="big")
-            source.finish(take.take_id, voice_id=f"cosyvoice-v3.5-plus-vd-lab-{i:032x}", audio=tone(i))
-        bundle = source.export_bundle(tmp_path / "big.zip")
+            take = source.table.start(DESIGN, backend="offline", experiment="big")
+            source.table.finish(take.take_id, voice_id=f"cosyvoice-v3.5-plus-vd-lab-{i:032x}", audio=tone(i))
+        bundle = source.bundles.export(tmp_path / "big.zip")
     ready = tmp_path / "ready"
     with ExperimentLog(any_log) as log:
         env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "COSYVOICE_LAB_LOG")}

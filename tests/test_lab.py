@@ -572,7 +572,7 @@ def test_a_compare_reusing_takes_whose_voices_were_deleted_says_so_up_front(sim,
     """Issue 26, item 3: re-running notebook 02 in the same folder reused takes whose voices the
     previous run's clean-up had deleted (9 of 12 cards said DELETED), without a word."""
     lab = lab_on(sim, tmp_path)
-    ask = {"models": ["cosyvoice-v3.5-flash"], "repeats": 2, "preview_text": "Hi.", "experiment": "again"}
+    ask = {"target_models": ["cosyvoice-v3.5-flash"], "repeats": 2, "preview_text": "Hi.", "experiment": "again"}
     lab.compare(PROMPTS, **ask)
     lab.cleanup(dry_run=False)
     with pytest.warns(UserWarning, match=r"4 of the takes this compare reuses have voices that were deleted"):

@@ -119,7 +119,7 @@ def test_the_panel_answers_json_503_while_its_database_is_down_and_records_again
         body = {"session": session["session"], "item": second["id"], "rating": 5}
         assert requests.post(base + "/api/rating", json=body, timeout=30).status_code == 200
         assert requests.get(base + second["audio_url"], timeout=30).status_code == 200
-    assert lab.log.ratings("p")["rating"].tolist() == [5]
+    assert lab.log.ratings.to_dataframe("p")["rating"].tolist() == [5]
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def test_settling_a_take_another_process_settled_returns_the_stored_take(tmp_pat
     log.table.fail(take.take_id, error_code="OutcomeUnknown", error_message="timed out", status="unknown")
     voice = "cosyvoice-v3.5-plus-vd-lab-" + uuid.uuid4().hex
     settle = "from cosyvoice_lab.log.experiment_log import ExperimentLog as L; "
-    settle += f"L({str(folder)!r}).reconcile({take.take_id!r}, voice_id={voice!r})"
+    settle += f"L({str(folder)!r}).table.reconcile({take.take_id!r}, voice_id={voice!r})"
     subprocess.run([sys.executable, "-c", settle], check=True, timeout=120)
     assert log.table.fail(take.take_id, error_code="OutcomeUnknown", error_message="no voice").voice_id == voice
     assert log.table.reconcile(take.take_id, voice_id=voice).ok
@@ -157,7 +157,7 @@ def test_a_design_that_outlives_the_clients_timeout_is_adopted_not_designed_agai
         lab = Lab(
             tmp_path / "lab", backend="offline", base_url=sim.base_url, timeout=0.5, progress=False, measure=False
         )
-        ask = {"models": ["cosyvoice-v3.5-flash"], "repeats": 1, "preview_text": "Hi."}
+        ask = {"target_models": ["cosyvoice-v3.5-flash"], "repeats": 1, "preview_text": "Hi."}
         [take] = lab.compare(["a husky jazz singer"], **ask).takes
         assert take.status in ("ok", "unknown") and take.error_code in (None, "OutcomeUnknown")
         [voice] = wait_for_voices(sim, 1)

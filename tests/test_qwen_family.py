@@ -361,7 +361,8 @@ def test_a_qwen_design_whose_answer_was_lost_is_adopted_or_failed(tmp_path, monk
     with serve(enrollment_rps=None, model_profiles=INSTANT) as s:
         s.faults.error_rate, s.faults.seed = 0.6, 11
         lab = Lab(tmp_path / "lab", backend="offline", base_url=s.base_url, progress=False, measure=False)
-        kw = {"models": [catalog.QWEN_VD], "repeats": 3, "preview_text": "Testing one two three.", "experiment": "q"}
+        kw = {"target_models": [catalog.QWEN_VD], "repeats": 3, "experiment": "q"}
+        kw["preview_text"] = "Testing one two three."
         takes = lab.compare(prompts, **kw).takes
         s.faults.error_rate = 0
         assert any(t.status != "ok" for t in takes), "this seed makes some 500s and 503s"

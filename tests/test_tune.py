@@ -182,7 +182,7 @@ def _planted_search(lab, offsets: list[float]):
         lab,
         experiment="planted-rungs",
         targets=targets,
-        models=(lab.model,),
+        models=(lab.target_model,),
         budget=48,
         repeats=3,
         preview_text=PREVIEW,
@@ -191,7 +191,8 @@ def _planted_search(lab, offsets: list[float]):
     [pitch] = targets
     goal = pitch.goal(0.0)
     search.goals, search.bands = {pitch.column: goal}, {pitch.column: pitch.band(goal)}
-    start = search.add(PromptSpec(gender="female", age="young"), PromptSpec(gender="female", age="young"), lab.model)
+    young_woman = PromptSpec(gender="female", age="young")
+    start = search.add(young_woman, young_woman, lab.target_model)
     band_hz = pitch.band(goal) / 12  # octaves per band
     start.takes = {
         r: SimpleNamespace(ok=True, metrics={"median_f0_hz": 150 * 2 ** (z * band_hz)}, take_id=f"planted-{r}")
