@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import math
 import os
+import random
 import sqlite3
 import tempfile
 import threading
@@ -140,7 +141,19 @@ class SharedWindow:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL answers "locked" at once, without the busy handler, when another
+        # process switches it at the same moment (two compares started together): wait and retry, or
+        # the limiter would fall back to counting this process alone and the two together exceed the limit.
+        deadline, pause = time.monotonic() + 10.0, 0.002
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, 0.1)
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE IF NOT EXISTS sent (t REAL NOT NULL)")
 
