@@ -237,32 +237,13 @@ def test_migrating_a_version_2_log_claims_its_cells_by_their_best_take(tmp_path)
         assert len(log) == 5
 
 
-def _open_at_the_barrier(folder, barrier, results):
-    barrier.wait()
-    try:
-        ExperimentLog(folder).close()
-        results.put(None)
-    except Exception as exc:  # reported to the parent, which names it
-        results.put(repr(exc))
-
-
 def test_processes_opening_one_new_log_at_the_same_instant_all_open_it(tmp_path):
     """Switching a new log to WAL answers "database is locked" at once, without SQLite's busy
     handler, when another process switches it at the same moment: two `compare` processes
     started together lost that race (issue 23, item 8). Forked processes meet at a barrier
     so that they open within microseconds of each other; before the fix about one round in
     seven failed."""
-    import multiprocessing
+    from barrier import failures_at_once
 
-    ctx = multiprocessing.get_context("fork")
-    failures = []
-    for round_ in range(25):  # 1 - (6/7)^25: a 98 % chance to catch the race the fix closed
-        folder = tmp_path / f"lab{round_}"
-        barrier, results = ctx.Barrier(6), ctx.Queue()
-        children = [ctx.Process(target=_open_at_the_barrier, args=(folder, barrier, results)) for _ in range(6)]
-        for child in children:
-            child.start()
-        failures += [r for r in (results.get(timeout=120) for _ in children) if r is not None]
-        for child in children:
-            child.join(timeout=120)
-    assert failures == []
+    # 1 - (6/7)^25: a 98 % chance to catch the race the fix closed
+    assert failures_at_once(lambda round_: lambda: ExperimentLog(tmp_path / f"lab{round_}").close()) == []

@@ -155,33 +155,13 @@ def test_two_processes_with_one_key_share_its_window(tmp_path, monkeypatch):
     assert all(b - a >= 1.0 - 1e-6 for a, b in zip(stamps, stamps[10:], strict=False))
 
 
-def _share_at_the_barrier(path, barrier, results):
-    from cosyvoice_lab.service.ratelimit import SharedWindow
-
-    barrier.wait()
-    try:
-        SharedWindow(path).close()
-        results.put(None)
-    except Exception as exc:  # reported to the parent, which names it
-        results.put(repr(exc))
-
-
 def test_processes_sharing_one_new_window_at_the_same_instant_all_share_it(tmp_path):
     """Two compares started together with one key: the one that lost the race to switch the new
     window file to WAL ("database is locked" at once, without SQLite's busy handler) fell back to
     counting alone, and together they sent twice the limit (seen as this file's two-process test
     failing in a whole run). Forked processes meet at a barrier to open it within microseconds."""
-    import multiprocessing
+    from barrier import failures_at_once
 
-    ctx = multiprocessing.get_context("fork")
-    failures = []
-    for round_ in range(25):
-        barrier, results = ctx.Barrier(6), ctx.Queue()
-        path = tmp_path / f"window{round_}.sqlite"
-        children = [ctx.Process(target=_share_at_the_barrier, args=(path, barrier, results)) for _ in range(6)]
-        for child in children:
-            child.start()
-        failures += [r for r in (results.get(timeout=120) for _ in children) if r is not None]
-        for child in children:
-            child.join(timeout=120)
-    assert failures == []
+    from cosyvoice_lab.service.ratelimit import SharedWindow
+
+    assert failures_at_once(lambda round_: lambda: SharedWindow(tmp_path / f"window{round_}.sqlite").close()) == []
