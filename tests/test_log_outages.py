@@ -7,11 +7,11 @@ offline simulator on loopback and the real ``cosyvoice-lab compare`` in a child 
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from processes import child_env, cli_process
 
 from cosyvoice_lab.log.experiment_log import ExperimentLog
 from cosyvoice_lab.offline import serve
@@ -25,23 +25,11 @@ PROMPTS = [
 ]  # x 2 models x 2 repeats = 20 takes
 
 
-def child_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "COSYVOICE_LAB_LOG")}
-    return {**env, **extra}
-
-
 def compare(sim, prompts: Path, home: Path, log: str | None = None, repeats: int = 2) -> subprocess.Popen:
     args = ["compare", str(prompts), "--repeats", str(repeats), "--concurrency", "4", "--json", "--experiment", "x"]
     args += ["--base-url", sim.base_url, "--backend", "offline", "--folder", str(home / "lab")]
     args += ["--log", log] if log else []
-    env = child_env(COSYVOICE_LAB_HOME=str(home))
-    return subprocess.Popen(
-        [sys.executable, "-m", "cosyvoice_lab.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    return cli_process(*args, env=child_env(COSYVOICE_LAB_HOME=str(home)))
 
 
 def creates(sim) -> int:

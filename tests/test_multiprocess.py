@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from processes import cli_process
 
 from cosyvoice_lab import Lab
 from cosyvoice_lab.log import migrations
@@ -38,13 +39,7 @@ def creates(sim):
 
 def cli_popen(*args):
     env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cosyvoice_lab.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    return cli_process(*args, env=env)
 
 
 def test_two_cli_compares_of_the_same_prompts_design_every_cell_once(tmp_path, monkeypatch):
@@ -243,7 +238,7 @@ def test_processes_opening_one_new_log_at_the_same_instant_all_open_it(tmp_path)
     started together lost that race (issue 23, item 8). Forked processes meet at a barrier
     so that they open within microseconds of each other; before the fix about one round in
     seven failed."""
-    from barrier import failures_at_once
+    from processes import failures_at_once
 
     # 1 - (6/7)^25: a 98 % chance to catch the race the fix closed
     assert failures_at_once(lambda round_: lambda: ExperimentLog(tmp_path / f"lab{round_}").close()) == []

@@ -160,7 +160,7 @@ def test_processes_sharing_one_new_window_at_the_same_instant_all_share_it(tmp_p
     window file to WAL ("database is locked" at once, without SQLite's busy handler) fell back to
     counting alone, and together they sent twice the limit (seen as this file's two-process test
     failing in a whole run). Forked processes meet at a barrier to open it within microseconds."""
-    from barrier import failures_at_once
+    from processes import failures_at_once
 
     from cosyvoice_lab.service.ratelimit import SharedWindow
 

@@ -7,7 +7,6 @@ process reaches through the same base URL.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from processes import child_env, cli_process
 from sqlalchemy import text
 
 from cosyvoice_lab.audio import Audio
@@ -43,11 +43,6 @@ def tone(seed: int, fmt: str = "wav") -> Audio:
 
 def voice(i: int) -> str:
     return f"cosyvoice-v3.5-plus-vd-lab-{i:032x}"
-
-
-def child_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "COSYVOICE_LAB_LOG")}
-    return {**env, **extra}
 
 
 def run_python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -263,13 +258,8 @@ def test_a_bundle_moves_from_a_folder_to_a_database_and_back(tmp_path, pg_log_ur
 def compare_popen(sim, prompts: Path, url: str, user: str, home: Path) -> subprocess.Popen:
     args = ["compare", str(prompts), "--repeats", "3", "--concurrency", "4", "--json", "--experiment", "team"]
     args += ["--base-url", sim.base_url, "--backend", "offline"]
-    env = child_env(COSYVOICE_LAB_LOG=url, COSYVOICE_LAB_USER=user, COSYVOICE_LAB_HOME=str(home))
-    return subprocess.Popen(
-        [sys.executable, "-m", "cosyvoice_lab.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    return cli_process(
+        *args, env=child_env(COSYVOICE_LAB_LOG=url, COSYVOICE_LAB_USER=user, COSYVOICE_LAB_HOME=str(home))
     )
 
 

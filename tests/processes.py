@@ -1,8 +1,12 @@
-"""Processes that do one thing at the same instant: forked children meet at a barrier, then run."""
+"""Processes the tests start: the CLI as a user runs it (without the API key or a team log from
+this environment), and forked children that do one thing at the same instant (a barrier)."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 
@@ -30,3 +34,20 @@ def failures_at_once(action: Callable[[int], Callable[[], object]], *, processes
         for child in children:
             child.join(timeout=120)
     return failures
+
+
+def child_env(**extra: str) -> dict:
+    """This environment without the API key and the team log, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DASHSCOPE_API_KEY", "COSYVOICE_LAB_LOG")}
+    return {**env, **extra}
+
+
+def cli_process(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """``cosyvoice-lab ARGS`` started, its output captured as text (default env: ``child_env()``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cosyvoice_lab.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env() if env is None else env,
+    )
