@@ -377,3 +377,19 @@ def test_a_miss_on_the_edge_of_the_band_reads_just_below_not_zero_below():
     assert "just below the tolerance band" in tuning(0.001).verdict
     assert "0.00 st" not in tuning(0.001).verdict
     assert "0.42 st below the tolerance band" in tuning(0.42).verdict
+
+
+def test_a_miss_names_each_measure_with_its_unit():
+    from cosyvoice_lab.views.tuning import Tuning
+
+    misses = [
+        {"measure": "speaking rate", "column": "speaking_rate", "closest": 9.97, "goal": 9.02, "unit": "/s"},
+        {"measure": "loudness", "column": "loudness_lufs", "closest": -25.04, "goal": -20.0, "unit": "LU"},
+    ]
+    verdict = Tuning(
+        "tune-x", "start", "best", "m", reached=False, stopped="budget", designs_used=24, new_designs=24,
+        budget=24, table=None, goals=[],
+        out_of_reach=[{**m, "beyond_tolerance": 0.05, "direction": "above"} for m in misses],
+    ).verdict  # fmt: skip
+    assert "speaking rate not reached: closest 9.97 /s, goal 9.02 /s, 0.05 /s above" in verdict
+    assert "loudness not reached: closest -25.0 LUFS, goal -20.0 LUFS, 0.05 LU above" in verdict

@@ -107,7 +107,12 @@ class Tuning:
 
     @staticmethod
     def _raw_unit(column: str) -> str:
-        return "Hz" if column.endswith("_hz") else ""
+        """The unit a measure's own values are in (pitch in Hz, though compared in semitones)."""
+        from cosyvoice_lab.analysis.names import MEASURES
+
+        if column.endswith(("_hz", "_lufs")):
+            return "Hz" if column.endswith("_hz") else "LUFS"
+        return MEASURES.get(f"m_{column}", ("", ""))[1]
 
     def __repr__(self) -> str:
         best = self.best.render() if hasattr(self.best, "render") else self.best
