@@ -375,10 +375,22 @@ def test_a_planted_pitch_difference_heard_by_stand_in_raters_names_the_preferred
 
 
 def test_with_no_difference_stand_in_raters_name_no_model(tmp_path):
+    # Raters who hear no difference: ana always picks the first voice, bo the second, cy tosses a
+    # coin. Three coin-tossers named a model in about 1.7 % of rounds (the round's shuffle seed is
+    # random: 1.7 % computed, 0 of 37 seeds measured), a 5 % test doing its job. Each rater hears
+    # flash first in exactly half their pairs, so ana and bo give it 6 of 12 each and cy's 0-12 can
+    # only move the total to 12-24 of 36: never a claim, unless the order is not counterbalanced.
     lab = make_lab(tmp_path / "lab", PLANTED_PROMPTS)
-    ev, _ = run_pair_round(
-        lab, lambda name: (lambda r: lambda url, item: r.choice(["first", "second"]))(random.Random(name))
-    )
+    coin = random.Random("cy")
+    by_name = {
+        "ana": lambda url, item: "first",
+        "bo": lambda url, item: "second",
+        "cy": lambda url, item: coin.choice(["first", "second"]),
+    }
+    ev, panel = run_pair_round(lab, by_name.__getitem__)
+    choices = panel.choices()
+    flash = choices["preferred"].map(lambda take_id: lab.log.get(take_id).target_model == FLASH)
+    assert flash.groupby(choices["rater"]).sum().loc[["ana", "bo"]].tolist() == [6, 6]
     row = ev.preferences.table.iloc[0]
     assert row["n"] == 36 and row["ci_low"] <= 0.5 <= row["ci_high"] and row["verdict"].startswith("no evidence")
 

@@ -296,7 +296,9 @@ def test_reverse_design_comes_closer_to_a_reference_voice_with_an_interval(lab, 
     reference = lab.design(hidden, preview_text=PREVIEW, experiment="hidden-reference")
     path = tmp_path / "reference.wav"
     reference.audio.save(path)
-    t = lab.tune("A bright young woman, speaking fast", reference=path, budget=30, preview_text=PREVIEW)
+    # repeats=5: with the default 3, the best's and the start's 3 designs each left the interval
+    # across 0 in 2 of 19 simulator seeds (the best found, the evidence too thin); with 5, 0 of 19
+    t = lab.tune("A bright young woman, speaking fast", reference=path, budget=30, repeats=5, preview_text=PREVIEW)
     gain = t.similarity
     assert gain is not None and gain["ci_low"] > 0, gain  # the best sounds more like the reference than the start
     assert t.best.gender == "male"
