@@ -36,10 +36,12 @@ def ok_take(log, experiment="exp"):
     return log.table.finish(take.take_id, voice_id=VOICE, audio=audio)
 
 
-def test_the_ratings_table_is_migration_4(log):
-    assert migrations.SCHEMA_VERSION >= 4 and log.schema_version == migrations.SCHEMA_VERSION
+def test_the_ratings_table_is_the_one_store_of_revision_6(log):
+    assert migrations.SCHEMA_VERSION >= 6 and log.schema_version == migrations.SCHEMA_VERSION
     columns = [r[1] for r in sqlite3.connect(log.path).execute("PRAGMA table_info(ratings)")]
-    assert columns == ["rating_id", "take_id", "session_id", "seed", "kind", "rater", "rating", "at"]
+    assert columns == [
+        "rating_id", "take_id", "session_id", "kind", "rater", "rating", "at", "position", "hidden_repeat"
+    ]  # fmt: skip
 
 
 def test_several_raters_rate_one_take_and_the_latest_of_each_counts(log):
@@ -49,7 +51,7 @@ def test_several_raters_rate_one_take_and_the_latest_of_each_counts(log):
     log.ratings.add(a.take_id, 5, rater="bo", session_id="s1")
     log.ratings.add(b.take_id, 3, rater="ana", kind="adherence", session_id="s2")
     df = log.ratings.to_dataframe()
-    assert list(df.columns) == ["take_id", "rating", "rater", "kind", "session_id", "at"]
+    assert list(df.columns) == ["take_id", "rating", "rater", "kind", "session_id", "at", "position", "hidden_repeat"]
     got = {(r.take_id, r.rater, r.session_id): (r.rating, r.kind) for r in df.itertuples()}
     assert got == {
         (a.take_id, "ana", "s1"): (4, "preference"),
@@ -245,4 +247,4 @@ def test_ratings_and_a_blind_round_on_postgresql(pg_log_url):
         assert sorted(zip(got["rater"], got["rating"], strict=True)) == [("ana", 4), ("ben", 5)]
         again = BlindSession.from_log(log, session.session_id)
         assert (again.order, again.seed, again.ratings) == (session.order, session.seed, {session.order[1]: 4})
-        assert log.ratings.round_record(session.session_id)["take_ids"] == sorted(ids)
+        assert log.rounds.round_record(session.session_id)["take_ids"] == sorted(ids)
