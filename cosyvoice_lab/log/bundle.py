@@ -60,6 +60,9 @@ from cosyvoice_lab.take import FINAL_STATUSES, Take, TakeSource, iso, now_utc
 BUNDLE_FORMAT = "cosyvoice-lab-bundle"
 BUNDLE_VERSION = 3  # 2: ratings.json; 3: every rating in ratings.json (own ones too), position, hidden_repeat
 _ANNOTATION_COLUMNS = tuple(c.name for c in schema.annotations.columns)
+# A rating's place in a round (position, hidden_repeat) came with bundle format 3 and revision 0006: a
+# rating merged from an older bundle has none, and gets it from a newer one (not a conflict).
+_RATING_IDENTITY = tuple(c for c in _RATING_COLUMNS if c not in ("position", "hidden_repeat"))
 _UTTERANCE_COLUMNS = tuple(c.name for c in schema.utterances.columns)
 # What a take was asked to be: a row (of a bundle, or of a log being copied) whose id is here with other
 # values here is a conflict.
@@ -259,7 +262,7 @@ class Bundles:
         for table, key, columns, items in (
             ("annotations", "annotation_id", _ANNOTATION_COLUMNS, annotations),
             ("utterances", "utterance_id", _UTTERANCE_COLUMNS, utterances),
-            ("ratings", "rating_id", _RATING_COLUMNS, ratings),
+            ("ratings", "rating_id", _RATING_IDENTITY, ratings),
         ):
             stored = _stored(conn, table, key, columns, [r[key] for r in items])
             for index, item in enumerate(items):
@@ -296,11 +299,18 @@ class Bundles:
             if _insert(conn, "annotations", {c: event.get(c) for c in _ANNOTATION_COLUMNS}):
                 counts["annotations"] += 1
                 touched.add(event["take_id"])
+        r = schema.ratings.c
         for rating in ratings:
             if _insert(conn, "ratings", {c: rating[c] for c in _RATING_COLUMNS}):
                 counts["ratings"] += 1
                 if rating["kind"] == OWN:  # the take's rating caches its latest own rating
                     touched.add(rating["take_id"])
+            elif rating["position"] is not None:  # a rating this log holds from an older bundle: its place
+                conn.execute(
+                    update(schema.ratings)
+                    .where(r.rating_id == rating["rating_id"], r.position.is_(None))
+                    .values(position=rating["position"], hidden_repeat=rating["hidden_repeat"])
+                )
         replay(conn, sorted(touched))
         for utterance in utterances:
             counts["utterances"] += _insert(conn, "utterances", {c: utterance.get(c) for c in _UTTERANCE_COLUMNS})
