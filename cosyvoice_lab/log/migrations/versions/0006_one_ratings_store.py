@@ -23,6 +23,7 @@ Revises: 0005
 import json
 import random
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -105,7 +106,7 @@ def _sessions(conn) -> dict:
     return out
 
 
-def _blind_rounds_of_v4(conn, old: list) -> None:
+def _blind_rounds_of_v4(conn, old: Sequence) -> None:
     """Rounds and raters for the blind rounds recorded only as seed-only rows (before revision 0005)."""
     known = {r[0] for r in conn.execute(sa.select(_RATERS.c.session_id))} | {
         r[0] for r in conn.execute(sa.select(_ROUNDS.c.round_id))
@@ -139,7 +140,7 @@ def _blind_rounds_of_v4(conn, old: list) -> None:
             presented=json.dumps([[items.index(x), 0] for x in order]), joined_at=found["at"]))  # fmt: skip
 
 
-def _star_rows(conn, old: list, sessions: dict) -> tuple[list[dict], list[dict]]:
+def _star_rows(conn, old: Sequence, sessions: dict) -> tuple[list[dict], list[dict]]:
     """The ratings rows (old ones kept, star answers moved in) and the pair answers that stay."""
     rows = []
     for row in old:
