@@ -132,11 +132,11 @@ def test_bundle_merges_into_another_log_without_duplicates(log, tmp_path):
         names = set(zf.namelist())
         manifest = json.loads(zf.read("manifest.json"))
     assert {"manifest.json", "takes.json", "annotations.json", "utterances.json"} <= names
-    assert manifest["counts"] == {"takes": 5, "annotations": 7, "utterances": 1, "ratings": 0, "audio_files": 4}
+    assert manifest["counts"] == {"takes": 5, "annotations": 6, "utterances": 1, "ratings": 1, "audio_files": 4}
     with ExperimentLog(tmp_path / "theirs") as theirs:
         first = theirs.bundles.merge(bundle)
         assert first == {
-            "takes": 5, "takes_updated": 0, "annotations": 7, "utterances": 1, "ratings": 0, "audio_files": 4
+            "takes": 5, "takes_updated": 0, "annotations": 6, "utterances": 1, "ratings": 1, "audio_files": 4
         }  # fmt: skip
         assert theirs.bundles.merge(bundle) == dict.fromkeys(first, 0)  # twice adds nothing
         pd.testing.assert_frame_equal(comparable(theirs.df), comparable(log.df))
@@ -168,7 +168,7 @@ def test_annotations_from_a_teammate_merge_both_ways(log, tmp_path):
         theirs.untag(ok0.take_id, "keeper")
         theirs.tag(ok0.take_id, "noisy")
         counts = log.bundles.merge(theirs.bundles.export(tmp_path / "b.zip"))
-        assert counts["takes"] == 0 and counts["annotations"] == 3
+        assert counts["takes"] == 0 and counts["annotations"] == 2 and counts["ratings"] == 1
         merged = log.get(ok0.take_id)
         assert (merged.rating, merged.tags, merged.chosen) == (2, ("warm", "noisy"), True)
         assert log.annotations(ok0.take_id)["action"].tolist() == [

@@ -130,11 +130,15 @@ def test_migrating_a_version_1_file_keeps_its_takes_and_seeds_history(tmp_path):
         assert sorted(history["action"]) == ["choose", "note", "played", "rate", "tag", "tag"]
         assert set(history["at"]) == {pd.Timestamp("2025-01-01T00:00:05Z")}
         assert log.annotations("b" * 32).empty
-        # the seeded history replays to today's values (what bundle merges rely on)
+        # the seeded history replays to today's values (what bundle merges rely on); the rating is
+        # an own row of the ratings (revision 0006), which the take's rating caches
         replayed = apply_events(
             zip(history["action"], history["value"].astype(object).where(history["value"].notna(), None), strict=True)
         )
-        assert replayed["rating"] == 4 and json.loads(replayed["tags"]) == ["warm", "deep"]
+        assert json.loads(replayed["tags"]) == ["warm", "deep"]
+        own = log.ratings.to_dataframe(kind="own")
+        assert own[["take_id", "rating"]].values.tolist() == [["a" * 32, 4]]
+        assert log.ratings.rebuild_own_cache() == 2 and log.get("a" * 32).rating == 4
         log.utterances.add(take.take_id, text="hi", params={}, characters=2, cost_cny=0.0, audio=tone())
 
 
@@ -751,8 +755,11 @@ def test_annotations_update_the_take_and_keep_a_dated_history(log):
     assert history["value"].tolist()[:2] == ["3", "5"] and history["value"].tolist()[7] == "first"
     assert str(history["at"].dtype) == "datetime64[ns, UTC]" and history["at"].is_monotonic_increasing
     values = history["value"].astype(object).where(history["value"].notna(), None)
-    replayed = apply_events(zip(history["action"], values, strict=True))
-    assert replayed == {"rating": 5, "chosen": 0, "tags": '["warm"]', "notes": "second thoughts", "played": 1}
+    replayed = apply_events((a, v) for a, v in zip(history["action"], values, strict=True) if a != "rate")
+    assert replayed == {"chosen": 0, "tags": '["warm"]', "notes": "second thoughts", "played": 1}
+    own = log.ratings.to_dataframe(kind="own")  # the ratings' history: the latest is the current one
+    assert own["rating"].tolist() == [5] and log.ratings.rebuild_own_cache([take.take_id]) == 1
+    assert log.get(take.take_id).rating == 5
 
 
 @pytest.mark.parametrize("bad", [0, 6, 2.5, True, "4"])
@@ -776,7 +783,6 @@ def test_mark_played_is_all_or_nothing(log):
 @given(
     st.lists(
         st.one_of(
-            st.tuples(st.just("rate"), st.none() | st.integers(1, 5).map(str)),
             st.tuples(st.sampled_from(["choose", "unchoose", "played"]), st.none()),
             st.tuples(st.sampled_from(["tag", "untag"]), st.sampled_from(["a", "b", "c"])),
             st.tuples(st.just("note"), st.text(max_size=5)),
@@ -785,11 +791,9 @@ def test_mark_played_is_all_or_nothing(log):
     )
 )
 def test_replaying_events_matches_a_simple_model(events):
-    rating, chosen, tags, notes, played = None, False, [], "", False
+    chosen, tags, notes, played = False, [], "", False
     for action, value in events:
-        if action == "rate":
-            rating = None if value is None else int(value)
-        elif action in ("choose", "unchoose"):
+        if action in ("choose", "unchoose"):
             chosen = action == "choose"
         elif action == "tag":
             tags = tags if value in tags else [*tags, value]
@@ -801,12 +805,11 @@ def test_replaying_events_matches_a_simple_model(events):
             played = True
     state = apply_events(events)
     assert (
-        state["rating"],
         bool(state["chosen"]),
         json.loads(state["tags"] or "[]"),
         state["notes"],
         bool(state["played"]),
-    ) == (rating, chosen, tags, notes, played)
+    ) == (chosen, tags, notes, played)
 
 
 # --- utterances ------------------------------------------------------------------------------

@@ -40,6 +40,24 @@ def _rows(path: Path, table: str) -> list[list]:
         return sorted(map(list, raw.execute(f"SELECT * FROM {table}")))
 
 
+def _at_head(expected: dict[str, list]) -> dict[str, list]:
+    """The rows a log of revision 4 or 5 holds once upgraded to 0006 (one ratings store): "rate"
+    events become own ratings (their id kept), seed-only rows go, ratings gain position and
+    hidden_repeat (NULL, 0 outside a round) and lose the seed."""
+    out = dict(expected)
+    if "annotations" in expected:
+        out["annotations"] = sorted(r for r in expected["annotations"] if r[3] != "rate")
+    if "ratings" in expected:
+        listening = [[*r[:3], *r[4:], None, 0] for r in expected["ratings"] if r[3] is None]
+        own = [
+            [aid, take, None, "own", author or "anonymous", None if value is None else int(value), at, None, 0]
+            for aid, take, at, action, value, author in expected.get("annotations", [])
+            if action == "rate"
+        ]
+        out["ratings"] = sorted(listening + own)
+    return out
+
+
 @pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_folder_log_of_an_earlier_schema_upgrades_in_place_with_every_row(version, tmp_path):
     folder = _folder_copy(version, tmp_path)
@@ -54,7 +72,7 @@ def test_a_folder_log_of_an_earlier_schema_upgrades_in_place_with_every_row(vers
         assert ok and ok[0].audio is not None  # the preview is found through the store
         assert len(log.annotations()) == len(expected["annotations"]) and len(log.utterances.to_dataframe()) == 1
         assert sorted(log.df["take_id"]) == sorted(r[0] for r in expected["takes"])
-    for table, rows in expected.items():  # every row, every value (a column added since: NULL)
+    for table, rows in _at_head(expected).items():  # every row, every value (a column added since: NULL)
         width = len(rows[0])
         got = _rows(folder / "log.sqlite3", table)
         assert [r[:width] for r in got] == rows and all(v is None for r in got for v in r[width:]), table
@@ -77,7 +95,7 @@ def test_a_v4_log_upgrades_to_the_head_with_the_listening_round_tables(tmp_path)
         take_ids = [t.take_id for t in log.takes()][:2]
         log.rounds.create(RoundRecord("r-000000000001", "e1", "preference", tuple(take_ids), 7))
         log.rounds.add_rater(RaterRecord("r-000000000001", "ana", "s-1", False, ((1, 0), (0, 0))))
-        log.rounds.answer("s-1", 0, rating=4)
+        log.ratings.add(take_ids[1], 4, rater="ana", session_id="s-1", position=0)
         assert log.rounds.get("r-000000000001").items == tuple(take_ids)
         assert log.rounds.answers(["s-1"])["s-1"][0]["rating"] == 4
     with sqlite3.connect(folder / "log.sqlite3") as raw:
@@ -85,7 +103,7 @@ def test_a_v4_log_upgrades_to_the_head_with_the_listening_round_tables(tmp_path)
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrations.HEAD,)]
         with pytest.raises(sqlite3.IntegrityError):  # the CHECKs came with the tables
-            raw.execute("INSERT INTO round_answers VALUES ('x', 's-1', -1, NULL, NULL, 'now')")
+            raw.execute("INSERT INTO round_answers VALUES ('x', 's-1', -1, NULL, 'now')")
     assert {"rounds", "round_raters", "round_answers"} <= tables
     assert {"round_raters_round", "round_answers_session"} <= indexes
 
@@ -121,14 +139,14 @@ def test_a_log_at_a_revision_this_package_does_not_ship_is_refused(tmp_path):
     assert (folder / "log.sqlite3").read_bytes() == before
 
 
-def _load_dump(url: str) -> None:
+def _load_dump(url: str, name: str = "pg_v4.sql") -> None:
     from pgserver import find_bindir
 
     psql = find_bindir() / "psql"
     if not psql.exists():
         pytest.skip("psql is not installed")
     subprocess.run(
-        [str(psql), "-q", "-v", "ON_ERROR_STOP=1", "-f", str(FIXTURES / "pg_v4.sql"), url],
+        [str(psql), "-q", "-v", "ON_ERROR_STOP=1", "-f", str(FIXTURES / name), url],
         check=True,
         capture_output=True,
     )
@@ -154,7 +172,10 @@ def test_a_postgresql_log_of_the_numbered_migrations_is_stamped_and_keeps_every_
     after = _pg_rows(pg_log_url)
     width = len(before["takes"][0])  # (a column added since: NULL)
     assert [r[:width] for r in after["takes"] if r[1] != take.take_id] == before["takes"]
-    assert {t: after[t] for t in (*TABLES[1:], "audio")} == {t: before[t] for t in (*TABLES[1:], "audio")}
+    unchanged = (*TABLES[1:], "audio")
+    at_head = _at_head({t: [r[1:] for r in before[t]] for t in ("annotations", "ratings")})  # (rowid first)
+    assert {t: after[t] for t in unchanged if t not in at_head} == {t: before[t] for t in unchanged if t not in at_head}
+    assert {t: sorted(r[1:] for r in after[t]) for t in at_head} == at_head
     import psycopg
 
     with psycopg.connect(pg_log_url, autocommit=True) as raw:
@@ -232,3 +253,112 @@ def test_the_take_the_bundle_schema_and_the_frame_follow_the_declared_columns():
     shown = set(schema.TAKE_COLUMNS) - {"audio_file", "metrics"}
     assert set(frame.TAKE_ORDER) == shown | {"audio_path"} and len(frame.TAKE_ORDER) == len(set(frame.TAKE_ORDER))
     assert bundle_schema.ACTIONS == schema.ANNOTATION_ACTIONS
+
+
+# --- revision 0006: ratings become one store (issue #25) ---------------------------------------------
+EXPECTED_V5 = json.loads((FIXTURES / "expected_v5.json").read_text())
+
+
+def _reads_as_v5_did(log: ExperimentLog, expected: dict) -> None:
+    """An upgraded v5 log reports what the v5 code read from it: the same current ratings, own
+    ratings and their history, rounds, raters, answers and round records."""
+    import pandas as pd
+
+    from cosyvoice_lab.log.schema import round_answers
+    from cosyvoice_lab.panel import quality
+    from cosyvoice_lab.panel.rounds import Round
+
+    frame = log.ratings.to_dataframe()  # the same rows, modulo the new columns
+    got = [[r.take_id, int(r.rating), r.rater, r.kind, None if pd.isna(r.session_id) else r.session_id]
+           for r in frame.itertuples()]  # fmt: skip
+    assert sorted(got) == sorted(expected["ratings"]) and not frame["hidden_repeat"].any()
+    assert {t.take_id: t.rating for t in log.takes()} == expected["own"]
+    history = log.annotations().query("action == 'rate'")  # the own ratings' history, from their rows
+    values = [v if isinstance(v, str) else None for v in history["value"]]
+    assert [list(r) for r in zip(history["take_id"], values, history["author"], strict=True)] == expected["rate_events"]
+    assert log.ratings.rebuild_own_cache() == len(expected["own"])
+    assert {t.take_id: t.rating for t in log.takes()} == expected["own"]
+    star_sessions = {}
+    for round_id, want in expected["rounds"].items():
+        record = log.rounds.get(round_id)
+        items = [list(i) if isinstance(i, tuple) else i for i in record.items]
+        assert (record.kind, items, record.seed, record.state) == (want["kind"], want["items"], want["seed"],
+                                                                   want["state"])  # fmt: skip
+        raters = log.rounds.raters(round_id)
+        assert [[r.rater, r.session_id, [list(p) for p in r.presented]] for r in raters] == want["raters"]
+        answers = log.rounds.answers([r.session_id for r in raters])
+        for session_id, by_position in want["answers"].items():
+            mine = {str(p): [a["rating"], a["preferred"]] for p, a in answers[session_id].items()}
+            if by_position:  # the panel's answers, where they were
+                assert mine == by_position, session_id
+            else:  # a notebook's round: its ratings are its answers now, at their positions
+                rated = [r for r in expected["ratings"] if r[4] == session_id]
+                assert sorted(v[0] for v in mine.values()) == sorted(r[1] for r in rated)
+            if record.kind != "pair":
+                star_sessions[session_id] = (record, want)
+    assert log.db.query(round_answers.select().where(round_answers.c.preferred.is_not(None))) != []
+    pair_sessions = {r.session_id for rid, w in expected["rounds"].items() if w["kind"] == "pair"
+                     for r in log.rounds.raters(rid)}  # fmt: skip
+    assert {row.session_id for row in log.db.query(round_answers.select())} <= pair_sessions  # choices only
+    for session_id, record in expected["round_record"].items():
+        if record is not None:  # a notebook's blind round, rebuilt from its round now
+            assert log.rounds.round_record(session_id) == record
+    for round_id in {r.round_id for r, w in star_sessions.values() if any(w["answers"].values())}:
+        round_ = Round(log.rounds, log.rounds.get(round_id), {}, max_raters=8)
+        progress = quality.progress(round_, log.rounds.answers([s.session_id for s in round_.sessions()]))
+        assert progress["rated"].tolist() == progress["total"].tolist() and set(progress["repeats"]) == {2}
+        shown = log.ratings.to_dataframe(repeats=True)
+        mine = shown[shown["session_id"].isin(progress["session_id"])]
+        assert len(mine) == 8 and mine["hidden_repeat"].sum() == 4  # each answer once: 2 raters x 4 showings
+    events = log.ratings.events()
+    assert all(e["rating"] is not None or e["kind"] == "own" or e["session_id"] for e in events)
+    assert len({e["rating_id"] for e in events}) == len(events)
+
+
+def test_a_v5_folder_log_upgrades_to_one_ratings_store(tmp_path):
+    folder = _folder_copy(5, tmp_path)
+    with sqlite3.connect(folder / "log.sqlite3") as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
+        seeds = raw.execute("SELECT count(*) FROM ratings WHERE seed IS NOT NULL").fetchone()[0]
+    assert seeds == 2  # the notebook round's seed-only rows
+    with ExperimentLog(folder) as log:
+        assert log.schema_version == migrations.SCHEMA_VERSION >= 6 and log.db.check() == "ok"
+        _reads_as_v5_did(log, EXPECTED_V5["sqlite"])
+    ExperimentLog(folder).close()  # opening again changes nothing
+    with ExperimentLog(folder) as log:
+        _reads_as_v5_did(log, EXPECTED_V5["sqlite"])
+
+
+def test_a_v5_postgresql_log_upgrades_to_one_ratings_store(pg_log_url, tmp_path):
+    _load_dump(pg_log_url, "pg_v5.sql")
+    with ExperimentLog(pg_log_url, folder=tmp_path) as log:
+        assert log.schema_version == migrations.SCHEMA_VERSION >= 6 and log.db.check() == "ok"
+        _reads_as_v5_did(log, EXPECTED_V5["postgresql"])
+        take = log.takes()[0]
+        log.rate(take.take_id, 1, rater="zed")  # and it is writable
+        assert log.get(take.take_id).rating == 1
+
+
+def test_the_upgrade_to_0006_keeps_a_blind_round_recorded_before_the_round_tables(tmp_path):
+    """A notebook round of revision 4 lives only in seed-only rows: the upgrade gives it a round, so
+    it is still rebuilt with the same labels."""
+    from cosyvoice_lab.views.listening import BlindSession
+
+    folder = _folder_copy(4, tmp_path)
+    with sqlite3.connect(folder / "log.sqlite3") as raw:
+        ids = sorted(r[0] for r in raw.execute("SELECT take_id FROM takes"))[:3]
+        for n, take_id in enumerate(ids):
+            raw.execute(
+                "INSERT INTO ratings VALUES (?, ?, 'old-1', 42, 'adherence', 'ana', NULL, ?)",
+                (f"{n:032x}", take_id, f"2026-01-01T00:00:0{n}.000000Z"),
+            )
+        raw.execute(
+            "INSERT INTO ratings VALUES (?, ?, 'old-1', NULL, 'adherence', 'ana', 4, '2026-01-01T00:01:00.000000Z')",
+            ("a" * 32, ids[1]),
+        )
+    expected = BlindSession.start(ids, seed=42, session_id="old-1", kind="adherence", rater="ana")
+    with ExperimentLog(folder) as log:
+        again = BlindSession.from_log(log, "old-1")
+        assert (again.order, again.seed, again.kind, again.rater) == (expected.order, 42, "adherence", "ana")
+        assert again.ratings == {ids[1]: 4}
+        assert log.ratings.to_dataframe(session_id="old-1")["position"].tolist() == [expected.order.index(ids[1])]

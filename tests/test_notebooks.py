@@ -227,7 +227,7 @@ def blind_round_stays_hidden_until_the_reveal(nb, lab_folder: Path) -> None:
     with ExperimentLog(lab_folder) as log:
         [tag] = {t for take in log.takes() for t in take.tags if t.startswith("blind:")}
         session = tag.removeprefix("blind:")
-        seed = str(log.ratings.round_record(session)["seed"])
+        seed = str(log.rounds.round_record(session)["seed"])
         blind = log.takes(tag=tag)
         rated = log.ratings.to_dataframe(session_id=session)
     assert len(rated) == len(blind) and set(rated["rater"]) == {"stand-in listener"}

@@ -312,7 +312,7 @@ def test_blind_mode_hides_shuffles_records_and_reveals(lab, comparison):
     assert [c.label for c in board.cards.values()] == ["A", "B", "C", "D"]
     for t in lab.log.takes(tag=s.tag):  # recorded before anything is heard; the seed not in a log view
         assert f"blind {s.session_id}: preference round" in t.notes and "label" not in t.notes and "seed" not in t.notes
-    assert lab.log.ratings.round_record(s.session_id)["seed"] == 42
+    assert lab.log.rounds.round_record(s.session_id)["seed"] == 42
     assert len(lab.log.takes(tag=s.tag)) == 4
     ratings = {}
     for i, take_id in enumerate(s.order):

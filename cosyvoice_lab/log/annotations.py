@@ -5,9 +5,10 @@ The annotation verbs are the log's own (``ExperimentLog.rate``, ``tag``, ...); t
 what they share with bundles: the events, and how they fold into a take's columns.
 
 Every annotation updates the take's current value *and* appends a dated event to the
-``annotations`` table in the same transaction. The current values are a cache of the
-history: ``replay`` recomputes them from the events, which is how bundles from teammates
-merge (events are keyed by a global id, so merging twice adds nothing).
+``annotations`` table in the same transaction (a rating: an 'own' row of ``ratings``, the one
+store of ratings, ``ratings.py``). The current values are a cache of the history: ``replay``
+recomputes them from the events and the own ratings, which is how bundles from teammates merge
+(events and ratings are keyed by a global id, so merging twice adds nothing).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cosyvoice_lab.errors import TakeNotFound
 from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.audio_store import AudioStore
 from cosyvoice_lab.log.database import Database
+from cosyvoice_lab.log.ratings import cache_own
 from cosyvoice_lab.log.rows import audio_columns, dumps_or_null
 from cosyvoice_lab.log.schema import ROWID, takes, utterances
 from cosyvoice_lab.take import iso, now_utc
@@ -34,16 +36,15 @@ Change = Callable[[list[str]], tuple[dict[str, Any], list[tuple[str, Any]]]]
 
 
 def apply_events(events: Iterable[tuple[str, str | None]]) -> dict:
-    """The annotation values after ``(action, value)`` events, oldest first, from a fresh take.
+    """The annotation values after ``(action, value)`` events, oldest first, from a fresh take
+    (the rating is the own ratings', ``ratings.cache_own``).
 
     Returns:
-        ``{"rating", "chosen", "tags", "notes", "played"}`` as the takes table stores them.
+        ``{"chosen", "tags", "notes", "played"}`` as the takes table stores them.
     """
-    rating, chosen, tags, notes, played = None, False, [], "", False
+    chosen, tags, notes, played = False, [], "", False
     for action, value in events:
-        if action == "rate":
-            rating = int(value) if value is not None else None
-        elif action in ("choose", "unchoose"):
+        if action in ("choose", "unchoose"):
             chosen = action == "choose"
         elif action == "tag" and value not in tags:
             tags.append(value)
@@ -53,11 +54,13 @@ def apply_events(events: Iterable[tuple[str, str | None]]) -> dict:
             notes = value or ""
         elif action == "played":
             played = True
-    return {"rating": rating, "chosen": int(chosen), "tags": dumps_or_null(tags), "notes": notes, "played": int(played)}
+    return {"chosen": int(chosen), "tags": dumps_or_null(tags), "notes": notes, "played": int(played)}
 
 
 def replay(conn, take_ids: Iterable[str]) -> None:
     """Recompute the annotation columns of ``take_ids`` from their history (inside a transaction)."""
+    take_ids = list(take_ids)
+    cache_own(conn, take_ids)
     for take_id in take_ids:
         events = conn.execute(
             select(schema.annotations.c.action, schema.annotations.c.value)

@@ -2,11 +2,13 @@
 
 ::
 
-    manifest.json      {"format": "cosyvoice-lab-bundle", "version": 1, counts, ...}
+    manifest.json      {"format": "cosyvoice-lab-bundle", "version": 3, counts, ...}
     takes.json         [Take.to_dict(), ...]  (audio_path as the store names it: audio/<sha256>.<ext>)
-    annotations.json   the annotation history of those takes
+    annotations.json   the annotation history of those takes (ratings aside)
     utterances.json    their synthesised utterances
-    ratings.json       their listening ratings, every rater's (format 2; a format 1 bundle has none)
+    ratings.json       their star ratings, every rater's: own and listening, with session, position
+                       and hidden repeat (format 3; format 2 held listening ratings only, the own
+                       ones were "rate" annotation events, converted on read; format 1 has none)
     audio/...          every audio file the rows name
 
 Takes, annotation events, utterances and ratings carry global ids, so ``log.bundles.merge`` inserts only
@@ -35,25 +37,32 @@ from cosyvoice_lab.log.annotations import replay
 from cosyvoice_lab.log.audio_store import AudioStore, content_matches
 from cosyvoice_lab.log.bundle_members import BundleError, check_members
 from cosyvoice_lab.log.bundle_schema import (
+    ONE_RATINGS_FORMAT,
     RowError,
     check_annotation,
+    check_legacy_rating,
     check_manifest,
     check_rating,
     check_table,
     check_take,
     check_utterance,
+    current_rows,
 )
 from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.export import atomic_write
 from cosyvoice_lab.log.functions import dialect_insert
 from cosyvoice_lab.log.ratings import COLUMNS as _RATING_COLUMNS
+from cosyvoice_lab.log.ratings import OWN
 from cosyvoice_lab.log.rows import TakeRows, package_version, where_clause
 from cosyvoice_lab.log.schema import ROWID
 from cosyvoice_lab.take import FINAL_STATUSES, Take, TakeSource, iso, now_utc
 
 BUNDLE_FORMAT = "cosyvoice-lab-bundle"
-BUNDLE_VERSION = 2  # 2: ratings.json
+BUNDLE_VERSION = 3  # 2: ratings.json; 3: every rating in ratings.json (own ones too), position, hidden_repeat
 _ANNOTATION_COLUMNS = tuple(c.name for c in schema.annotations.columns)
+# A rating's place in a round (position, hidden_repeat) came with bundle format 3 and revision 0006: a
+# rating merged from an older bundle has none, and gets it from a newer one (not a conflict).
+_RATING_IDENTITY = tuple(c for c in _RATING_COLUMNS if c not in ("position", "hidden_repeat"))
 _UTTERANCE_COLUMNS = tuple(c.name for c in schema.utterances.columns)
 # What a take was asked to be: a row (of a bundle, or of a log being copied) whose id is here with other
 # values here is a conflict.
@@ -120,7 +129,10 @@ class Bundles:
         subset = select(schema.takes.c.take_id).where(*where_clause(experiment=experiment, **filters))
         annotations = self._select(_ANNOTATION_COLUMNS, schema.annotations, subset)
         utterances = self._select(_UTTERANCE_COLUMNS, schema.utterances, subset)
-        ratings = self._select(_RATING_COLUMNS, schema.ratings, subset)
+        ratings = [
+            {**r, "hidden_repeat": bool(r["hidden_repeat"])}
+            for r in self._select(_RATING_COLUMNS, schema.ratings, subset)
+        ]
         take_dicts = [
             {**t.to_dict(), "audio_path": self._store.name_for_path(t.audio_path) if t.audio_path else None}
             for t in takes
@@ -197,7 +209,8 @@ class Bundles:
             takes = [Take.from_dict(d) for d in rows["takes.json"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise LogError(path, f"takes.json is malformed ({exc}); nothing was merged") from exc
-        annotations, utterances, ratings = rows["annotations.json"], rows["utterances.json"], rows["ratings.json"]
+        annotations, utterances = rows["annotations.json"], rows["utterances.json"]
+        ratings = [{**r, "hidden_repeat": int(r["hidden_repeat"])} for r in rows["ratings.json"]]
         named = {t.audio_path for t in takes if t.audio_path} | {u["audio_file"] for u in utterances if u["audio_file"]}
         absent = sorted(n for n in named if n not in audio and not self._store.exists(n))
         if absent:
@@ -249,7 +262,7 @@ class Bundles:
         for table, key, columns, items in (
             ("annotations", "annotation_id", _ANNOTATION_COLUMNS, annotations),
             ("utterances", "utterance_id", _UTTERANCE_COLUMNS, utterances),
-            ("ratings", "rating_id", _RATING_COLUMNS, ratings),
+            ("ratings", "rating_id", _RATING_IDENTITY, ratings),
         ):
             stored = _stored(conn, table, key, columns, [r[key] for r in items])
             for index, item in enumerate(items):
@@ -286,11 +299,21 @@ class Bundles:
             if _insert(conn, "annotations", {c: event.get(c) for c in _ANNOTATION_COLUMNS}):
                 counts["annotations"] += 1
                 touched.add(event["take_id"])
+        r = schema.ratings.c
+        for rating in ratings:
+            if _insert(conn, "ratings", {c: rating[c] for c in _RATING_COLUMNS}):
+                counts["ratings"] += 1
+                if rating["kind"] == OWN:  # the take's rating caches its latest own rating
+                    touched.add(rating["take_id"])
+            elif rating["position"] is not None:  # a rating this log holds from an older bundle: its place
+                conn.execute(
+                    update(schema.ratings)
+                    .where(r.rating_id == rating["rating_id"], r.position.is_(None))
+                    .values(position=rating["position"], hidden_repeat=rating["hidden_repeat"])
+                )
         replay(conn, sorted(touched))
         for utterance in utterances:
             counts["utterances"] += _insert(conn, "utterances", {c: utterance.get(c) for c in _UTTERANCE_COLUMNS})
-        for rating in ratings:
-            counts["ratings"] += _insert(conn, "ratings", {c: rating[c] for c in _RATING_COLUMNS})
         return counts
 
 
@@ -321,6 +344,7 @@ _TABLES = {
     "utterances.json": (check_utterance, "utterance_id"),
     "ratings.json": (check_rating, "rating_id"),
 }
+_LEGACY_TABLES = {**_TABLES, "ratings.json": (check_legacy_rating, "rating_id")}  # formats 1 and 2
 _OPTIONAL = ("ratings.json",)  # absent from format 1 bundles
 
 
@@ -337,11 +361,13 @@ def _read_bundle(path: Path) -> tuple[dict[str, list[dict]], dict[str, bytes]]:
             except BundleError as exc:
                 raise LogError(path, f"{exc}; nothing was merged") from None
             manifest = _read_json(path, zf, "manifest.json")
-            _check_manifest(path, manifest)
+            version = _check_manifest(path, manifest)
             held = set(zf.namelist())
             raw = {n: _read_json(path, zf, n) if n in held or n not in _OPTIONAL else [] for n in _TABLES}
+            tables = _TABLES if version >= ONE_RATINGS_FORMAT else _LEGACY_TABLES
             try:
-                rows = {name: check_table(name, raw[name], check, key) for name, (check, key) in _TABLES.items()}
+                rows = {name: check_table(name, raw[name], check, key) for name, (check, key) in tables.items()}
+                rows = current_rows(version, rows)
             except RowError as exc:
                 raise LogError(path, f"{exc}; nothing was merged") from None
             # Only the audio its rows name is read (each at most BUNDLE_MAX_AUDIO_BYTES, from the zip's
@@ -374,7 +400,8 @@ def _read_json(path: Path, zf: zipfile.ZipFile, name: str) -> Any:
         raise LogError(path, f"{name} is not valid JSON ({exc}); nothing was merged") from None
 
 
-def _check_manifest(path: Path, manifest: Any) -> None:
+def _check_manifest(path: Path, manifest: Any) -> int:
+    """The bundle's format version, once its manifest is checked. Raises LogError."""
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise LogError(path, "is a zip but not a cosyvoice_lab bundle (no bundle manifest)")
     try:
@@ -387,6 +414,7 @@ def _check_manifest(path: Path, manifest: Any) -> None:
             f"is a bundle of format version {checked['version']}, newer than this "
             f"cosyvoice_lab understands ({BUNDLE_VERSION}); upgrade cosyvoice_lab",
         )
+    return checked["version"]
 
 
 def _insert(conn: Connection, table: str, row: dict) -> int:

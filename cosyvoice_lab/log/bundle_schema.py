@@ -1,7 +1,9 @@
 """The schema of a bundle's tables: every row checked and cleaned before anything is merged.
 
 A bundle is untrusted input (a teammate's zip, or anyone's): each table (``manifest.json``,
-``takes.json``, ``annotations.json``, ``utterances.json``, ``ratings.json``) is checked field by field, with types
+``takes.json``, ``annotations.json``, ``utterances.json``, ``ratings.json``: every star rating, own
+and listening, from format 3; an older bundle's tables are converted on read, ``current_rows``) is
+checked field by field, with types
 that are really those types (``chosen: "no"`` is not a boolean, ``"repeat": "x"`` not a number,
 ``24000.0`` not a sample rate), enums from ``catalog`` and ``take``, id shapes (uuid4 hex ids,
 designed voice ids as the contract gives them), ISO 8601 times, audio store names and size caps
@@ -22,9 +24,9 @@ from typing import Any
 
 from cosyvoice_lab import catalog, jsontext
 from cosyvoice_lab.log.audio_store import is_name, name_for
-from cosyvoice_lab.log.ratings import clean_name, clean_rater
+from cosyvoice_lab.log.ratings import ANONYMOUS, OWN, clean_name, clean_rater
 from cosyvoice_lab.log.rows import clean_metrics, clean_tag
-from cosyvoice_lab.log.schema import ANNOTATION_ACTIONS
+from cosyvoice_lab.log.schema import ANNOTATION_ACTIONS, RATING_KINDS
 from cosyvoice_lab.take import BACKENDS, STATUSES, experiment_problems, iso, parse_iso
 
 ACTIONS = ANNOTATION_ACTIONS
@@ -289,16 +291,32 @@ UTTERANCE_FIELDS: dict[str, tuple[Check, Any]] = {
     "audio_sample_rate": (_nullable(_RATE), None),
     "audio_duration_s": (_nullable(_number()), None),
 }
+_SESSION = _nullable(lambda v: clean_name(v, "a session id"))
+_STARS = _nullable(_int(catalog.RATING_MIN, catalog.RATING_MAX))
 RATING_FIELDS: dict[str, tuple[Check, Any]] = {
     "rating_id": (_ID_CHECK, _MISSING),
     "take_id": (_ID_CHECK, _MISSING),
-    "session_id": (_nullable(lambda v: clean_name(v, "a session id")), None),
+    "session_id": (_SESSION, None),
+    "kind": (_enum(RATING_KINDS), _MISSING),
+    "rater": (clean_rater, _MISSING),
+    "rating": (_STARS, _MISSING),
+    "at": (_time, _MISSING),
+    "position": (_nullable(_int(0, catalog.BUNDLE_MAX_ROWS)), None),
+    "hidden_repeat": (_bool, False),
+}
+# ratings.json of bundle formats 2 (listening ratings only, a blind round's seed on its unrated rows)
+LEGACY_RATING_FIELDS: dict[str, tuple[Check, Any]] = {
+    "rating_id": (_ID_CHECK, _MISSING),
+    "take_id": (_ID_CHECK, _MISSING),
+    "session_id": (_SESSION, None),
     "seed": (_nullable(_int(0, 2**catalog.BLIND_SEED_BITS - 1)), None),
     "kind": (_enum(catalog.RATING_KINDS), _MISSING),
     "rater": (clean_rater, _MISSING),
-    "rating": (_nullable(_int(catalog.RATING_MIN, catalog.RATING_MAX)), _MISSING),
+    "rating": (_STARS, _MISSING),
     "at": (_time, _MISSING),
 }
+# The first bundle format whose ratings.json holds every rating (own ones too, no seeds; issue #25).
+ONE_RATINGS_FORMAT = 3
 MANIFEST_FIELDS: dict[str, tuple[Check, Any]] = {
     "version": (_int(1, 1_000_000), _MISSING),
     "package_version": (_SHORT, None),
@@ -384,8 +402,59 @@ def check_utterance(index: int, row: object) -> dict:
 
 
 def check_rating(index: int, row: object) -> dict:
-    """A ``ratings.json`` row (a listening rating, ``ratings.py``), checked. Raises RowError."""
-    return _fields("ratings.json", index, row, RATING_FIELDS, "rating_id")
+    """A ``ratings.json`` row (a star rating, ``ratings.py``), checked: an own rating is outside
+    any round (no session, position or repeat); a hidden repeat is a showing in a round (a session
+    and a position). Raises RowError."""
+    out = _fields("ratings.json", index, row, RATING_FIELDS, "rating_id")
+    problem = None
+    if out["kind"] == OWN and (out["session_id"], out["position"], out["hidden_repeat"]) != (None, None, False):
+        problem = "kind 'own' is a rating outside any round: it has no session_id, position or hidden_repeat"
+    elif out["hidden_repeat"] and (out["session_id"] is None or out["position"] is None):
+        problem = "hidden_repeat is a showing in a round: it needs a session_id and a position"
+    if problem:
+        raise RowError("ratings.json", index, out["rating_id"], problem)
+    return out
+
+
+def check_legacy_rating(index: int, row: object) -> dict:
+    """A ``ratings.json`` row of a bundle of format 2, checked. Raises RowError."""
+    return _fields("ratings.json", index, row, LEGACY_RATING_FIELDS, "rating_id")
+
+
+def current_rows(version: int, rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """A bundle's checked tables in the current format (``ONE_RATINGS_FORMAT``).
+
+    From an earlier format: a blind round's seed-only rows are left out (a round's seed is in its
+    round, which bundles do not carry), listening ratings get no position and no repeat, and every
+    "rate" annotation event becomes an own rating (its ``annotation_id`` as ``rating_id``, as
+    revision 0006 converts a log's). From format 3 on, a "rate" event is refused: a rating is a
+    row of ratings.json.
+
+    Raises:
+        RowError: a "rate" event in a bundle of format 3 or later, or one whose author is no rater's name.
+    """
+    annotations = rows["annotations.json"]
+    rates = [(index, a) for index, a in enumerate(annotations) if a["action"] == "rate"]
+    if version >= ONE_RATINGS_FORMAT:
+        if rates:
+            index, event = rates[0]
+            raise RowError(
+                "annotations.json", index, event["annotation_id"], "is a rating: a rating is a row of ratings.json"
+            )
+        return rows
+    listening = [
+        {**{k: v for k, v in r.items() if k != "seed"}, "position": None, "hidden_repeat": False}
+        for r in rows["ratings.json"]
+        if r["seed"] is None
+    ]
+    own = [
+        check_rating(index, {"rating_id": a["annotation_id"], "take_id": a["take_id"], "session_id": None,
+                             "kind": OWN, "rater": a["author"] or ANONYMOUS,
+                             "rating": None if a["value"] is None else int(a["value"]), "at": a["at"]})
+        for index, a in rates
+    ]  # fmt: skip
+    kept = [a for a in annotations if a["action"] != "rate"]
+    return {**rows, "annotations.json": kept, "ratings.json": listening + own}
 
 
 def check_manifest(manifest: object) -> dict:

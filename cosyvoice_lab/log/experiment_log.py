@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, cast, func, literal, select, union_all, update
 
 from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S, STALE_PENDING_S
 from cosyvoice_lab.errors import LogError, TakeNotFound
@@ -24,7 +24,7 @@ from cosyvoice_lab.log.annotations import Change, insert_events
 from cosyvoice_lab.log.bundle import Bundles
 from cosyvoice_lab.log.database import DB_NAME
 from cosyvoice_lab.log.migrations import SCHEMA_VERSION
-from cosyvoice_lab.log.ratings import who
+from cosyvoice_lab.log.ratings import ANONYMOUS, OWN, cache_own, insert_rating, who
 from cosyvoice_lab.log.rows import SELECT_TAKE, check_rating, clean_tag, dumps_or_null, where_clause
 from cosyvoice_lab.log.schema import ROWID, takes
 from cosyvoice_lab.take import Take
@@ -43,9 +43,9 @@ class ExperimentLog:
     - ``table`` (``take_table.py``): the write path the runner, the account and the measuring
       stage use: ``start`` / ``claim`` before a request, ``finish`` / ``fail`` / ``reconcile``
       after it, ``set_metrics``, ``set_voice_status``, ``mark_deleted``, ``watch_voices``.
-    - ``ratings`` (``ratings.py``): listening ratings, several raters' per take: ``add``,
-      ``to_dataframe``, ``open_round``, ``round_record``.
-    - ``rounds`` (``rounds.py``): listening rounds, each rater's order and answers.
+    - ``ratings`` (``ratings.py``): every star rating, the one store: own (``rate``) and
+      listening ones, several raters' per take: ``add``, ``to_dataframe``, ``rebuild_own_cache``.
+    - ``rounds`` (``rounds.py``): listening rounds, each rater's order and answers, ``round_record``.
     - ``utterances`` (``annotations.py``): speech made with a take's voice: ``add``,
       ``to_dataframe``, ``audio``.
     - ``bundles`` (``bundle.py``): a zip of takes for a teammate: ``export``, ``merge``.
@@ -175,19 +175,23 @@ class ExperimentLog:
         return frame.build(rows, spec)
 
     # --- annotations ------------------------------------------------------------------------------
-    # Every verb updates the take's column *and* appends a dated event (``annotations.py``) in one
-    # transaction. ``rater``: who (the event's ``author``); default $COSYVOICE_LAB_USER, else the
-    # login name (``ratings.who``).
+    # Every verb updates the take's column *and* appends a dated event (``annotations.py``; a rating:
+    # an 'own' row of ``ratings``) in one transaction. ``rater``: who (the event's ``author``);
+    # default $COSYVOICE_LAB_USER, else the login name (``ratings.who``).
     def rate(self, take_id: str, rating: int | None, *, rater: str | None = None) -> Take:
-        """Rate a take 1-5 (None clears the rating).
+        """Rate a take 1-5 (None clears the rating): an 'own' row of ``log.ratings`` (every rating
+        is kept: ``log.ratings.to_dataframe(kind="own")``, ``annotations()``), and the take's
+        ``rating``, the latest own rating, in the same transaction.
 
         Raises:
             ValueError: not an integer from 1 to 5, or a bad rater name. TakeNotFound: no such take.
         """
         rating = check_rating(rating)
-        return self._annotate(
-            take_id, lambda tags: ({"rating": rating}, [("rate", None if rating is None else str(rating))]), rater
-        )
+        name = who(rater) or ANONYMOUS
+        with self.db.transaction() as conn:
+            insert_rating(conn, self.db.path, take_id, rating, kind=OWN, rater=name)
+            cache_own(conn, [take_id])
+        return self.get(take_id)
 
     def choose(self, take_id: str, *, rater: str | None = None) -> Take:
         """Mark a take chosen (a keeper). Raises TakeNotFound if missing."""
@@ -247,14 +251,21 @@ class ExperimentLog:
 
     def annotations(self, take_id: str | None = None):
         """Every annotation event (of all takes, or of one) as a DataFrame, oldest first:
-        annotation_id, take_id, at (UTC), action, value, author. (A take's lineage, its earlier
-        versions, is ``Lab.history``.)"""
+        annotation_id, take_id, at (UTC), action, value, author. A "rate" event is an own rating
+        (its row of ``log.ratings``: ``rating_id``, the rating as text, the rater). (A take's
+        lineage, its earlier versions, is ``Lab.history``.)"""
         from cosyvoice_lab.log import frame  # pandas: loaded when a frame is asked for, not with the log
 
-        spec = frame.HISTORY_FRAME
-        query = select(*frame.select_list(spec, schema.annotations)).order_by(schema.annotations.c.at, ROWID)
-        rows = self.db.query(query.where(schema.annotations.c.take_id == take_id) if take_id else query)
-        return frame.build(rows, spec)
+        a, r = schema.annotations.c, schema.ratings.c
+        events = select(*frame.select_list(frame.HISTORY_FRAME, schema.annotations), ROWID.label("seq"))
+        rates = select(r.rating_id, r.take_id, r.at, literal("rate"), cast(r.rating, Text), r.rater, ROWID).where(
+            r.kind == OWN
+        )
+        if take_id:
+            events, rates = events.where(a.take_id == take_id), rates.where(r.take_id == take_id)
+        both = union_all(events, rates).subquery()
+        rows = self.db.query(select(*list(both.c)[:-1]).order_by(both.c.at, both.c.seq))
+        return frame.build(rows, frame.HISTORY_FRAME)
 
     def _annotate(self, take_id: str, change: Change, rater: str | None = None) -> Take:
         """Apply ``change(tags) -> (column values, events)`` to a take in one transaction,

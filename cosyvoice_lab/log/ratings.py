@@ -1,21 +1,23 @@
-"""Listening ratings: several raters' judgements of a take, each a dated event in ``ratings``.
+"""Every star rating of a take, each a dated row of ``ratings`` (the one store, since revision 0006).
 
-A take's ``rating`` column holds one value (the owner's own mark). A listening round needs more:
-who rated, in which round (``session_id``), of which kind (a *preference* for the voice, or its
-*adherence* to its description), and when. Every ``add`` appends one row; a later row of
-the same rater for the same take in the same session supersedes the earlier one, and a row with
-``rating`` NULL clears it. ``ratings()`` reads the current state: the latest row per
-``(session_id, take_id, rater)``, cleared ones dropped. Rows carry a global ``rating_id``, so
-bundles merge them without duplicates.
+Kinds: ``own`` (a person's own mark, ``log.rate``), and the listening kinds ``preference`` (do you
+like the voice?) and ``adherence`` (does it match its description?), given in a round
+(``session_id``: the rater's session, ``position``: the showing in their presented order,
+``hidden_repeat``: an unannounced second showing, for rater consistency) or outside one
+(``session_id`` NULL, as every own rating). Every rating appends one row; the latest row of the same
+``(session_id, take_id, rater, kind, hidden_repeat)`` supersedes the earlier ones, and a row with
+``rating`` NULL clears it. ``to_dataframe()`` reads the current state. Rows carry a global
+``rating_id``, so bundles merge them without duplicates.
 
-Who: a ``rater=`` argument, else ``$COSYVOICE_LAB_USER``, else the login name (:func:`who`);
-every name is checked by :func:`clean_rater` (1-64 printable characters).
+``takes.rating`` caches the latest own rating of a take (of any rater), written in the same
+transaction as its row (:func:`cache_own`; :meth:`Ratings.rebuild_own_cache` recomputes it), so
+``log.df`` needs no join. The history of own ratings is their rows: ``log.annotations()`` shows them
+as "rate" events.
 
-A blind round (``views/listening.py``) is opened with :meth:`Ratings.open_round`: one row per
-take with ``rating`` NULL (nothing rated yet) carrying the round's shuffle ``seed``, kind and
-rater. The seed lives only there until the reveal: no log view (``log.df``, notes, the
-annotation events, ``ratings.to_dataframe()``) shows it, yet a closed notebook's round can be rebuilt with
-the same labels (:meth:`Ratings.round_record`).
+Who: a ``rater=`` argument, else ``$COSYVOICE_LAB_USER``, else the login name (:func:`who`), else
+"anonymous"; every name is checked by :func:`clean_rater` (1-64 printable characters).
+
+A round's seed, items and each rater's order live in the round tables (``rounds.py``), never here.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import getpass
 import os
 import threading
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from cosyvoice_lab import catalog
 from cosyvoice_lab.errors import TakeNotFound
@@ -37,10 +40,15 @@ from cosyvoice_lab.log.schema import takes
 from cosyvoice_lab.take import iso, now_utc
 
 COLUMNS = tuple(c.name for c in ratings_table.columns)
-FRAME_COLUMNS = ("take_id", "rating", "rater", "kind", "session_id", "at")
+FRAME_COLUMNS = ("take_id", "rating", "rater", "kind", "session_id", "at", "position", "hidden_repeat")
 RATINGS_FRAME = tuple(
-    (name, name, kind) for name, kind in zip(FRAME_COLUMNS, ("str", "Int64", "str", "str", "str", "time"), strict=True)
+    (name, name, kind)
+    for name, kind in zip(FRAME_COLUMNS, ("str", "Int64", "str", "str", "str", "time", "Int64", "bool"), strict=True)
 )
+OWN = "own"
+ANONYMOUS = "anonymous"  # the rater of a rating whose author is unknown (no name, no login)
+# The latest row of a key is the current rating.
+_KEY = ("session_id", "take_id", "rater", "kind", "hidden_repeat")
 _clock = threading.Lock()
 _last: list[datetime] = []
 
@@ -64,10 +72,15 @@ def clean_rater(name: object) -> str:
     return clean_name(name)
 
 
-def check_kind(kind: object) -> str:
-    """``kind`` if it is a listening round kind (``catalog.RATING_KINDS``). Raises ValueError."""
-    if kind not in catalog.RATING_KINDS:
-        raise ValueError(f"a rating kind is one of {catalog.RATING_KINDS}, got {kind!r}")
+def check_kind(kind: object, *, own: bool = False) -> str:
+    """``kind`` if it is a listening round kind (``catalog.RATING_KINDS``), or "own" when ``own``.
+
+    Raises:
+        ValueError: another kind.
+    """
+    kinds = (OWN, *catalog.RATING_KINDS) if own else catalog.RATING_KINDS
+    if kind not in kinds:
+        raise ValueError(f"a rating kind is one of {kinds}, got {kind!r}")
     return str(kind)
 
 
@@ -118,6 +131,46 @@ def stamp() -> str:
         return str(iso(at))
 
 
+def insert_rating(
+    conn: Connection,
+    path: object,
+    take_id: str,
+    rating: int | None,
+    *,
+    kind: str,
+    rater: str,
+    session_id: str | None = None,
+    position: int | None = None,
+    hidden_repeat: bool = False,
+) -> str:
+    """Append one rating row inside a transaction; returns its ``rating_id``.
+
+    Raises:
+        TakeNotFound: no such take (``path`` names the log).
+    """
+    if conn.execute(select(takes.c.take_id).where(takes.c.take_id == take_id)).first() is None:
+        raise TakeNotFound(path, f"no take {take_id!r} in this log")
+    rating_id = uuid.uuid4().hex
+    row = {"rating_id": rating_id, "take_id": take_id, "session_id": session_id, "kind": kind, "rater": rater,
+           "rating": rating, "at": stamp(), "position": position, "hidden_repeat": int(hidden_repeat)}  # fmt: skip
+    conn.execute(insert(ratings_table), row)
+    return rating_id
+
+
+def cache_own(conn: Connection, take_ids: Iterable[str]) -> None:
+    """Set ``takes.rating`` of ``take_ids`` to their latest own rating (NULL: none, or cleared),
+    inside a transaction."""
+    r = ratings_table.c
+    for take_id in take_ids:
+        latest = conn.execute(
+            select(r.rating)
+            .where(r.take_id == take_id, r.kind == OWN)
+            .order_by(r.at.desc(), r.rating_id.desc())
+            .limit(1)
+        ).first()
+        conn.execute(update(takes).where(takes.c.take_id == take_id).values(rating=latest[0] if latest else None))
+
+
 class Ratings:
     """The ``ratings`` table: ``log.ratings``.
 
@@ -136,57 +189,38 @@ class Ratings:
         rater: str | None = None,
         kind: str = "preference",
         session_id: str | None = None,
+        position: int | None = None,
+        hidden_repeat: bool = False,
     ) -> None:
-        """Record ``rater``'s rating of a take (1-5; None clears it) in a round.
+        """Record ``rater``'s listening rating of a take (1-5; None clears it), in a round or not.
+
+        Args:
+            kind: "preference" or "adherence" (a person's own mark is ``log.rate``).
+            session_id: the rater's session in a round. position: the showing in their presented
+                order. hidden_repeat: the showing repeats an item shown before (unannounced).
 
         Raises:
-            ValueError: a rating outside 1-5, an unknown kind, a bad rater or session id.
+            ValueError: a rating outside 1-5, an unknown kind, a bad rater, session id or position.
             TakeNotFound: no such take.
         """
         value = check_rating(rating)
         sid = None if session_id is None else clean_name(session_id, "a session id")
-        self._insert([take_id], sid, None, check_kind(kind), who(rater) or "anonymous", value)
-
-    def open_round(self, take_ids: list[str], *, session_id: str, seed: int, kind: str, rater: str | None) -> None:
-        """Record a blind round before anything is heard: one unrated row per take (in sorted
-        order: the rows say nothing of the presentation order) with the round's seed.
-
-        Raises:
-            ValueError: a bad session id, seed, kind or rater. TakeNotFound: a take is missing
-                (then nothing is written).
-        """
-        sid = clean_name(session_id, "a session id")
-        name = who(rater) or "anonymous"
-        self._insert(sorted(set(take_ids)), sid, check_seed(seed), check_kind(kind), name, None)
-
-    def round_record(self, session_id: str) -> dict | None:
-        """What :meth:`open_round` recorded of a round: ``{"seed", "kind", "rater", "take_ids"}``
-        (take ids sorted), or None if this log holds no seed for it.
-
-        Raises:
-            ValueError: the log holds rows of the round with different seeds (a merged bundle
-                recorded another round under this id): its labels cannot be rebuilt.
-        """
-        r = ratings_table.c
-        rows = self._db.query(
-            select(r.take_id, r.seed, r.kind, r.rater)
-            .where(r.session_id == session_id, r.seed.is_not(None))
-            .order_by(r.at, r.rating_id)
-        )
-        if not rows:
-            return None
-        if len({r[1] for r in rows}) > 1:
-            raise ValueError(f"the log holds conflicting records (seeds) of blind round {session_id!r}")
-        _, seed, kind, rater = rows[0]
-        return {"seed": seed, "kind": kind, "rater": rater, "take_ids": sorted({r[0] for r in rows})}
-
-    def _insert(self, take_ids, session_id, seed, kind, rater, rating) -> None:
+        if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+            raise ValueError(f"a position is an integer >= 0, got {position!r}")
+        if hidden_repeat and (sid is None or position is None):
+            raise ValueError("a hidden repeat is a showing in a round: give its session_id and position")
+        kind, name = check_kind(kind), who(rater) or ANONYMOUS
         with self._db.transaction() as conn:
-            for take_id in take_ids:
-                if conn.execute(select(takes.c.take_id).where(takes.c.take_id == take_id)).first() is None:
-                    raise TakeNotFound(self._db.path, f"no take {take_id!r} in this log")
-                row = (uuid.uuid4().hex, take_id, session_id, seed, kind, rater, rating, stamp())
-                conn.execute(insert(ratings_table), dict(zip(COLUMNS, row, strict=True)))
+            insert_rating(conn, self._db.path, take_id, value, kind=kind, rater=name, session_id=sid,
+                          position=position, hidden_repeat=bool(hidden_repeat))  # fmt: skip
+
+    def rebuild_own_cache(self, take_ids: Iterable[str] | None = None) -> int:
+        """Recompute ``takes.rating`` (of ``take_ids``, or of every take) from the own ratings;
+        returns how many takes were recomputed. The column is a cache: this is its recovery."""
+        with self._db.transaction() as conn:
+            ids = list(take_ids) if take_ids is not None else [r[0] for r in conn.execute(select(takes.c.take_id))]
+            cache_own(conn, ids)
+        return len(ids)
 
     def events(self, take_ids: list[str] | None = None) -> list[dict]:
         """Every rating row (of ``take_ids``, or all), oldest first, as dicts of ``COLUMNS``."""
@@ -198,14 +232,23 @@ class Ratings:
         rows = self._db.query(query)
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
-    def to_dataframe(self, experiment: str | None = None, *, kind: str | None = None, session_id: str | None = None):
+    def to_dataframe(
+        self,
+        experiment: str | None = None,
+        *,
+        kind: str | None = None,
+        session_id: str | None = None,
+        repeats: bool = False,
+    ):
         """The current ratings as a DataFrame: ``take_id``, ``rating`` (int), ``rater``, ``kind``,
-        ``session_id``, ``at`` (UTC): the latest per (session, take, rater), cleared ones dropped,
-        oldest first.
+        ``session_id``, ``at`` (UTC), ``position`` (Int64), ``hidden_repeat`` (bool): the latest per
+        (session, take, rater, kind, repeat), cleared ones dropped, oldest first.
 
         Args:
-            experiment: only takes of this experiment. kind: only this round kind.
-            session_id: only this round.
+            experiment: only takes of this experiment. kind: only this kind ("preference",
+                "adherence", or "own" for people's own marks); default: the listening kinds.
+            session_id: only this round session. repeats: also the hidden repeats' ratings (by
+                default one rating per rater and take of a round: its first showing's).
 
         Raises:
             ValueError: an unknown kind.
@@ -213,17 +256,19 @@ class Ratings:
         from cosyvoice_lab.log import frame as logframe  # pandas: loaded when a frame is asked for
 
         r = ratings_table.c
-        query = select(*(r[name] for name in FRAME_COLUMNS)).order_by(r.at, r.rating_id)
+        kinds = [check_kind(kind, own=True)] if kind is not None else list(catalog.RATING_KINDS)
+        query = select(*(r[name] for name in FRAME_COLUMNS)).where(r.kind.in_(kinds)).order_by(r.at, r.rating_id)
         if experiment is not None:
             query = query.where(r.take_id.in_(select(takes.c.take_id).where(takes.c.experiment == experiment)))
-        if kind is not None:
-            query = query.where(r.kind == check_kind(kind))
         if session_id is not None:
             query = query.where(r.session_id == session_id)
+        if not repeats:
+            query = query.where(r.hidden_repeat == 0)
         rows = self._db.query(query)
+        at = [FRAME_COLUMNS.index(name) for name in _KEY]
         latest: dict[tuple, tuple] = {}
         for row in rows:  # oldest first: a later row of the same key replaces (and re-dates) it
-            key = (row[4], row[0], row[2])
+            key = tuple(row[i] for i in at)
             latest.pop(key, None)
             latest[key] = row
         return logframe.build([row for row in latest.values() if row[1] is not None], RATINGS_FRAME)

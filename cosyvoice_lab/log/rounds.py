@@ -4,14 +4,14 @@ One round model serves every surface (the notebook's ``BlindSession`` / ``Compar
 the web panel): a round (``rounds``) is a kind, a list of items, a seed, options and a state; each
 rater who joins it gets a row (``round_raters``) holding their exact presentation order, so a
 restarted panel or a reopened notebook resumes every rater where they were; each answer is one
-dated row (``round_answers``), the latest per (session, position) being the current one.
-
-Star ratings of the first presentation of an item are also written to ``ratings`` (v4) by the
-callers, so ``log.ratings.to_dataframe()`` and the evidence read them as before; hidden repeats and pair
-choices live only here.
+dated row, the latest per (session, position) being the current one: a pair choice in
+``round_answers``, a star rating in ``ratings`` (the one store of ratings, ``ratings.py``: written
+once, with its session, position and whether the showing is a hidden repeat), which
+``log.ratings.to_dataframe()`` and the evidence read.
 
 The three tables are declared in ``schema.py`` (``rounds``, ``round_raters``, ``round_answers``;
-Alembic revision 0005 creates them); statements here are SQLAlchemy Core, through ``Database``.
+Alembic revision 0005 creates them, 0006 moves star answers to ``ratings``); statements here are
+SQLAlchemy Core, through ``Database``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Integer, Text, insert, literal, select, union_all, update
 
 from cosyvoice_lab.log.database import Database
 from cosyvoice_lab.log.ratings import clean_name, stamp
-from cosyvoice_lab.log.schema import round_answers, round_raters, rounds
+from cosyvoice_lab.log.schema import ratings, round_answers, round_raters, rounds
 
 KINDS = ("preference", "adherence", "pair")
 STATES = ("open", "closed", "revealed")
@@ -157,31 +157,54 @@ class Rounds:
         )
         return _rater(rows[0]) if rows else None
 
+    def round_record(self, session_id: str) -> dict | None:
+        """A star round as its rater ``session_id`` was given it: ``{"seed", "kind", "rater",
+        "take_ids"}`` (take ids sorted, as the round stores them), or None: no such session in a
+        star round of this log. What rebuilds a closed notebook's blind round with its labels."""
+        r, s = rounds.c, round_raters.c
+        rows = self._db.query(
+            select(r.seed, r.kind, s.rater, r["items"])
+            .join_from(round_raters, rounds, s.round_id == r.round_id)
+            .where(s.session_id == session_id, r.kind != "pair")
+        )
+        if not rows:
+            return None
+        seed, kind, rater, items = rows[0]
+        return {"seed": int(seed), "kind": kind, "rater": rater, "take_ids": sorted(json.loads(items))}
+
     # --- answers ----------------------------------------------------------------------------------
-    def answer(
-        self, session_id: str, position: int, *, rating: int | None = None, preferred: str | None = None
-    ) -> None:
-        """Record one answer at ``position`` of a session (a later one supersedes it)."""
+    def answer(self, session_id: str, position: int, *, preferred: str | None = None) -> None:
+        """Record a pair choice at ``position`` of a session (a later one supersedes it):
+        ``preferred`` the take chosen, None no preference. (A star answer is a rating:
+        ``log.ratings.add(..., session_id=, position=, hidden_repeat=)``.)"""
         with self._db.transaction() as conn:
             conn.execute(
                 insert(round_answers),
                 {"answer_id": uuid.uuid4().hex, "session_id": session_id, "position": int(position),
-                 "rating": rating, "preferred": preferred, "at": stamp()},
+                 "preferred": preferred, "at": stamp()},
             )  # fmt: skip
 
     def answers(self, session_ids: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
-        """session id → position → the current answer ``{"rating", "preferred", "at"}``."""
+        """session id → position → the current answer ``{"rating", "preferred", "at"}``: a pair
+        choice (``round_answers``) or a star rating (``ratings``; a cleared one is no answer)."""
         out: dict[str, dict[int, dict[str, Any]]] = {s: {} for s in session_ids}
         if not session_ids:
             return out
-        a = round_answers.c
-        rows = self._db.query(
-            select(a.session_id, a.position, a.rating, a.preferred, a.at)
-            .where(a.session_id.in_(list(session_ids)))
-            .order_by(a.at, a.answer_id)
-        )
-        for session_id, position, rating, preferred, at in rows:  # oldest first: later rows replace
-            out[session_id][int(position)] = {"rating": rating, "preferred": preferred, "at": at}
+        a, r = round_answers.c, ratings.c
+        chosen = select(a.session_id, a.position, literal(None, Integer).label("rating"), a.preferred, a.at,
+                        a.answer_id, literal(False).label("star"))  # fmt: skip
+        rated = select(r.session_id, r.position, r.rating, literal(None, Text).label("preferred"), r.at, r.rating_id,
+                       literal(True).label("star"))  # fmt: skip
+        ids = list(session_ids)
+        both = union_all(
+            chosen.where(a.session_id.in_(ids)), rated.where(r.session_id.in_(ids), r.position.is_not(None))
+        ).subquery()
+        rows = self._db.query(select(both).order_by(both.c.at, both.c.answer_id))
+        for session_id, position, rating, preferred, at, _, star in rows:  # oldest first: later rows replace
+            if star and rating is None:  # a cleared star rating: no answer
+                out[session_id].pop(int(position), None)
+            else:
+                out[session_id][int(position)] = {"rating": rating, "preferred": preferred, "at": at}
         return out
 
 

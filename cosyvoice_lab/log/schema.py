@@ -93,7 +93,8 @@ takes = Table(
     _c("parent_take_id", Text, load="sparse"),
     _c("cell", Text),
     _c("repeat", Integer),
-    # human annotations (current values; their history is the annotations table)
+    # human annotations (current values; their history is the annotations table, the rating's
+    # the 'own' rows of ratings: this column caches the latest of them, ratings.cache_own)
     _c("rating", Integer, CheckConstraint("rating BETWEEN 1 AND 5"), load="sparse"),
     _c("chosen", Integer, nullable=False, server_default="0", kind="bool", load="sparse"),
     _c("tags", Text, kind="tags", load="sparse"),  # JSON array, NULL when none
@@ -154,24 +155,31 @@ cell_claims = Table(
     PrimaryKeyConstraint("experiment", "cell"),
 )
 
-RATING_KINDS = ("preference", "adherence")
+# Every star rating of a take, one dated row each (ratings.py; the one store since revision 0006):
+# a person's own mark ('own': log.rate; takes.rating caches the latest) and the listening rounds'
+# answers ('preference', 'adherence': log.ratings.add, the panel, a notebook's blind round). The
+# latest row per (session_id, take_id, rater, kind, hidden_repeat) is the current rating.
+RATING_KINDS = ("own", "preference", "adherence")
 ratings = Table(
     "ratings",
     metadata,
     Column("rating_id", Text, nullable=False, unique=True),  # uuid4 hex: bundles merge by it
     Column("take_id", Text, nullable=False),
-    Column("session_id", Text),  # the listening round; NULL outside one
-    Column("seed", Integer, CheckConstraint("seed >= 0")),  # the round's shuffle seed (kept out of log views)
-    Column("kind", Text, CheckConstraint("kind IN ('preference','adherence')"), nullable=False),
+    Column("session_id", Text),  # a round rater's session (round_raters.session_id); NULL outside a round
+    Column("kind", Text, CheckConstraint("kind IN ('own','preference','adherence')"), nullable=False),
     Column("rater", Text, nullable=False),
-    Column("rating", Integer, CheckConstraint("rating BETWEEN 1 AND 5")),  # NULL: round opened, or cleared
+    Column("rating", Integer, CheckConstraint("rating BETWEEN 1 AND 5")),  # NULL: cleared
     Column("at", Text, nullable=False),
+    Column("position", Integer, CheckConstraint("position >= 0")),  # index into the rater's presented order
+    # 1: this showing repeats an item already shown to the rater, unannounced (rater consistency)
+    Column("hidden_repeat", Integer, CheckConstraint("hidden_repeat IN (0, 1)"), nullable=False, server_default="0"),
 )
 Index("ratings_take", ratings.c.take_id, ratings.c.at)
 Index("ratings_session", ratings.c.session_id, ratings.c.at)
 
 # Listening rounds (rounds.py): a round (kind, items, seed, options, state), each rater's exact
-# presentation order, and every answer (the latest per session and position is the current one).
+# presentation order, and every pair choice (the latest per session and position is the current one;
+# a star round's answers are rows of ``ratings``).
 rounds = Table(
     "rounds",
     metadata,
@@ -202,8 +210,7 @@ round_answers = Table(
     Column("answer_id", Text, nullable=False, unique=True),  # uuid4 hex
     Column("session_id", Text, nullable=False),  # round_raters.session_id
     Column("position", Integer, CheckConstraint("position >= 0"), nullable=False),  # index into presented
-    Column("rating", Integer, CheckConstraint("rating BETWEEN 1 AND 5")),  # star kinds: 1-5
-    Column("preferred", Text),  # pair kind: the take id chosen; NULL with rating NULL: no preference
+    Column("preferred", Text),  # the take id chosen; NULL: no preference
     Column("at", Text, nullable=False),  # strictly increasing within a process
 )
 Index("round_answers_session", round_answers.c.session_id, round_answers.c.at)

@@ -242,15 +242,15 @@ async def _answer(request: web.Request, parse: Callable[[object], tuple[str, str
 
 
 def store_answer(log: Any, kind: str, session: Any, item: Any, value: Any) -> None:
-    """Write one answer: its row in ``round_answers``; a star rating of an item's first showing
-    also into ``ratings`` (what ``log.ratings.to_dataframe()`` and the evidence read)."""
+    """Write one answer, once: a pair choice in ``round_answers``; a star rating in ``ratings``
+    with its session, position and whether the showing is a hidden repeat (what
+    ``log.ratings.to_dataframe()``, the evidence and the rater consistency read)."""
     if kind == "pair":
         preferred = None if value == "none" else item.take_ids[0 if value == "first" else 1]
         log.rounds.answer(session.session_id, item.position, preferred=preferred)
         return
-    if not item.repeat:
-        log.ratings.add(item.take_id, value, rater=session.rater, kind=kind, session_id=session.session_id)
-    log.rounds.answer(session.session_id, item.position, rating=value)
+    log.ratings.add(item.take_id, value, rater=session.rater, kind=kind, session_id=session.session_id,
+                    position=item.position, hidden_repeat=item.repeat)  # fmt: skip
 
 
 async def _rating(request: web.Request) -> web.Response:

@@ -16,13 +16,12 @@ What goes into the experiment log (:meth:`BlindSession.record`, before anything 
 - every take's notes get one line, :meth:`BlindSession.note_for`:
   ``blind <session_id>: preference round, 8 takes, rater ana`` — no seed and no label: the log
   views show notes and tags, and the seed with the (sorted) take ids would rebuild the labels;
-- the seed, kind and rater go to the ratings table as the round's unrated rows
-  (``log.ratings.open_round``), which no log view shows; from there :meth:`BlindSession.from_log`
-  rebuilds the round with the same labels after the notebook was closed;
 - the round itself (kind, items, seed, state, this rater's order) goes to the log's round tables
-  (``log.rounds``), the one round model the web panel uses too; the reveal sets its state;
-- each rating as it is given: ``log.ratings.add(take, rating, rater=, kind=, session_id=)``, so a
-  closed notebook loses nothing already rated;
+  (``log.rounds``), the one round model the web panel uses too, which no log view shows; from
+  there :meth:`BlindSession.from_log` rebuilds the round with the same labels after the notebook
+  was closed (``log.rounds.round_record``); the reveal sets its state;
+- each rating as it is given: ``log.ratings.add(take, rating, rater=, kind=, session_id=,
+  position=)``, so a closed notebook loses nothing already rated;
 - at the reveal, a note line ``blind <session_id> revealed: seed <seed>`` on every take.
 
 Tags and notes are written in take-id order, never in presentation order (the annotation
@@ -50,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cosyvoice_lab import catalog, html
-from cosyvoice_lab.log.ratings import check_kind, check_seed, clean_rater, who
+from cosyvoice_lab.log.ratings import check_kind, check_seed, clean_name, clean_rater, who
 from cosyvoice_lab.log.rows import check_rating
 from cosyvoice_lab.views.reveal import Mean, RevealRow, RevealSummary, summarise
 
@@ -206,7 +205,7 @@ class BlindSession:
         tag = TAG_PREFIX + session_id
         is_log = hasattr(source, "takes")  # an ExperimentLog, not a list of takes
         takes = source.takes(tag=tag) if is_log else [t for t in source if tag in (t.tags or ())]
-        record = source.ratings.round_record(session_id) if is_log else None
+        record = source.rounds.round_record(session_id) if is_log else None
         found = _recorded(takes, session_id)
         seeds = {record["seed"]} if record else found["seed"]
         ids = record["take_ids"] if record else [t.take_id for t in takes]
@@ -273,10 +272,8 @@ class BlindSession:
         Raises:
             ValueError: a session id the log refuses (1-64 printable characters). TakeNotFound.
         """
-        log.ratings.open_round(
-            list(self.order), session_id=self.session_id, seed=self.seed, kind=self.kind, rater=self.rater
-        )
-        self._store_round(log)
+        clean_name(self.session_id, "a session id")
+        self._store_round(log)  # reads every take first: TakeNotFound before anything is written
         for take_id in sorted(self.order):
             log.tag(take_id, self.tag, rater=self.rater)
             log.note(take_id, self.append_note(log.get(take_id).notes, self.note_for(take_id)), rater=self.rater)
@@ -287,8 +284,8 @@ class BlindSession:
         kind, items (sorted take ids), seed, state, and this rater's presentation order."""
         from cosyvoice_lab.log.rounds import RaterRecord, RoundRecord
 
-        rounds = getattr(log, "rounds", None)
-        if rounds is None or rounds.get(self.session_id) is not None:
+        rounds = log.rounds
+        if rounds.get(self.session_id) is not None:
             return
         items = tuple(sorted(self.order))
         experiments = {log.get(t).experiment for t in items}
@@ -313,7 +310,8 @@ class BlindSession:
         self.label(take_id)
         rating = check_rating(rating)
         if self.log is not None:
-            self.log.ratings.add(take_id, rating, rater=self.rater, kind=self.kind, session_id=self.session_id)
+            self.log.ratings.add(take_id, rating, rater=self.rater, kind=self.kind, session_id=self.session_id,
+                                 position=self.order.index(take_id))  # fmt: skip
         if rating is None:
             self.ratings.pop(take_id, None)
         else:
