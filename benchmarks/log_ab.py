@@ -5,11 +5,13 @@ Run:  .venv/bin/python benchmarks/log_ab.py OLD_TREE NEW_TREE [--pairs 3] [--tak
 
 Each run is a fresh subprocess with the tree as its working directory and first on
 ``PYTHONPATH``; it loads that tree's own ``benchmarks/log_bench.py`` and calls its ``record``
-(``--takes`` takes into a fresh log), ``load_df`` (at ``--takes``, then after its ``grow`` to
-``--grow`` takes; 0 skips) and, for PostgreSQL, ``start_postgres`` (a server per run). So each
-tree is measured by its own benchmark code, against its own log API. Interleaving spreads a
-shared machine's changing load over both trees. Prints each run's figures, then the medians per
-tree and NEW/OLD (below 1: the new tree is faster), with the load average before and after.
+(``--takes`` takes into a fresh log; ``record_cpu`` is this process's CPU time meanwhile, the
+client's share, less disturbed by a busy machine than the wall time), ``load_df`` (at
+``--takes``, then after its ``grow`` to ``--grow`` takes; 0 skips) and, for PostgreSQL,
+``start_postgres`` (a server per run). So each tree is measured by its own benchmark code,
+against its own log API. Interleaving spreads a shared machine's changing load over both trees.
+Prints each run's figures, then the medians per tree and NEW/OLD (below 1: the new tree is
+faster), with the load average before and after.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 CHILD = r"""
-import importlib.util, json, shutil, sys, tempfile
+import importlib.util, json, shutil, sys, tempfile, time
 from pathlib import Path
 
 kind, takes, grow_to = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -42,7 +44,9 @@ try:
     else:
         log, grow = bench.ExperimentLog(root / "main"), bench.grow
     with log:
+        cpu = time.process_time()
         figures["record"] = bench.record(log, takes)
+        figures["record_cpu"] = time.process_time() - cpu
         figures["df_small"] = bench.load_df(log)
         if grow_to > takes:
             grow(log, grow_to)
