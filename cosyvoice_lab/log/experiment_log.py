@@ -119,7 +119,7 @@ class ExperimentLog:
 
     def takes(self, **filters: Any) -> list[Take]:
         """Takes matching ``filters`` (those of ``to_dataframe``), oldest first."""
-        rows = self.db.query(SELECT_TAKE.where(*where_clause(**filters)).order_by(takes.c.started_at, ROWID))
+        rows = self.db.rows(SELECT_TAKE.where(*where_clause(**filters)).order_by(takes.c.started_at, ROWID))
         return [self.rows.to_take(row) for row in rows]
 
     def to_dataframe(
@@ -154,7 +154,7 @@ class ExperimentLog:
             until=until,
             **more,
         )
-        return frame.takes_frame(self.db.query, where, self.audio_store)
+        return frame.takes_frame(self.db.rows, where, self.audio_store)
 
     @property
     def df(self):

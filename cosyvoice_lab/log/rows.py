@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import numbers
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
@@ -48,6 +49,27 @@ _DESIGN_COLUMNS = {
 # in the log and its frames).
 _READ = frozenset(f.name for f in dataclasses.fields(Take)) | set(_DESIGN_COLUMNS) | {"audio_file"}
 _BOOL_COLUMNS = tuple(c.name for c in takes.columns if c.info.get("kind") == "bool")
+# What ``to_take`` reads where, worked out once (it runs for each take recorded or read): the
+# design's fields, the columns given to the Take as they are, and the flags, by position in a row.
+_AT = {name: i for i, name in enumerate(TAKE_COLUMNS)}
+_CONVERTED = {"audio_file", "started_at", "finished_at", "metrics", "prompt_spec", "tags", "notes"}
+_DESIGN_FIELDS = tuple(_DESIGN_COLUMNS.values())
+_DESIGN_VALUES = operator.itemgetter(*(_AT[column] for column in _DESIGN_COLUMNS))
+_AS_IS = tuple(
+    name
+    for name in TAKE_COLUMNS
+    if name in _READ and name not in _DESIGN_COLUMNS and name not in _CONVERTED and name not in _BOOL_COLUMNS
+)
+_AS_IS_VALUES = operator.itemgetter(*(_AT[name] for name in _AS_IS))
+_FLAGS = tuple((name, _AT[name]) for name in _BOOL_COLUMNS)
+# What ``to_row`` reads from a Take (its fields, and properties named as columns) and its design.
+_TAKE_ATTRS = tuple(
+    name
+    for name in TAKE_COLUMNS
+    if name not in _DESIGN_COLUMNS and (name in {f.name for f in dataclasses.fields(Take)} or hasattr(Take, name))
+)
+_TAKE_VALUES = operator.attrgetter(*_TAKE_ATTRS)
+_DESIGN_ATTRS = operator.attrgetter(*_DESIGN_FIELDS)
 
 
 # --- rows <-> takes --------------------------------------------------------------------
@@ -66,21 +88,28 @@ class TakeRows:
 
     def to_take(self, row: tuple) -> Take:
         """A ``Take`` from a row selected with ``SELECT_TAKE``."""
-        data = {k: v for k, v in zip(TAKE_COLUMNS, row, strict=True) if k in _READ}
-        design = VoiceDesign(**{field: data.pop(col) for col, field in _DESIGN_COLUMNS.items()})
-        audio_file = data.pop("audio_file")
-        for name in _BOOL_COLUMNS:
-            data[name] = bool(data[name])
+        if len(row) != len(TAKE_COLUMNS):
+            raise ValueError(f"a takes row has {len(TAKE_COLUMNS)} columns, got {len(row)}")
+        at = _AT
+        data = dict(zip(_AS_IS, _AS_IS_VALUES(row), strict=True))
+        for name, i in _FLAGS:
+            data[name] = bool(row[i])
+        audio_file, metrics, prompt_spec, tags = (
+            row[at["audio_file"]],
+            row[at["metrics"]],
+            row[at["prompt_spec"]],
+            row[at["tags"]],
+        )
         return Take(
-            design=design,
+            design=VoiceDesign(**dict(zip(_DESIGN_FIELDS, _DESIGN_VALUES(row), strict=True))),
             audio_path=str(self._store.path(audio_file)) if audio_file else None,
             audio_loader=self._store.take_audio,
-            started_at=parse_iso(data.pop("started_at")),
-            finished_at=parse_iso(data.pop("finished_at")),
-            metrics=json.loads(data.pop("metrics") or "{}"),
-            prompt_spec=json.loads(data.pop("prompt_spec") or "null"),
-            tags=tuple(json.loads(data.pop("tags") or "[]")),
-            notes=data.pop("notes") or "",
+            started_at=parse_iso(row[at["started_at"]]),
+            finished_at=parse_iso(row[at["finished_at"]]),
+            metrics=json.loads(metrics) if metrics else {},
+            prompt_spec=json.loads(prompt_spec) if prompt_spec else None,
+            tags=tuple(json.loads(tags)) if tags else (),
+            notes=row[at["notes"]] or "",
             **data,
         )
 
@@ -91,10 +120,8 @@ class TakeRows:
         Raises:
             ValueError: the audio path is not a file of the store; a bad metric.
         """
-        row = {
-            name: getattr(take, name) for name in TAKE_COLUMNS if name not in _DESIGN_COLUMNS and hasattr(take, name)
-        }
-        row.update({col: getattr(take.design, field) for col, field in _DESIGN_COLUMNS.items()})
+        row = dict(zip(_TAKE_ATTRS, _TAKE_VALUES(take), strict=True))
+        row.update(zip(_DESIGN_COLUMNS, _DESIGN_ATTRS(take.design), strict=True))
         row["audio_file"] = self._store.name_for_path(take.audio_path) if take.audio_path else None
         row["error_message"] = redact(take.error_message)  # a bundle from elsewhere is scrubbed too
         row["started_at"] = iso(take.started_at)
@@ -141,7 +168,7 @@ def clean_metrics(metrics: Mapping | None) -> dict[str, Any]:
     """
     if metrics is None:
         return {}
-    if not isinstance(metrics, Mapping):
+    if type(metrics) is not dict and not isinstance(metrics, Mapping):
         raise TypeError(f"metrics must be a dict, got {type(metrics).__name__}")
     out = {}
     for name, value in metrics.items():
@@ -154,6 +181,11 @@ def clean_metrics(metrics: Mapping | None) -> dict[str, Any]:
 
 
 def _scalar(name: str, value):
+    kind = type(value)
+    if kind is float:  # the usual case first: plain Python numbers and text
+        return value if math.isfinite(value) else None
+    if kind is int or kind is str or kind is bool or value is None:
+        return value
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
         value = value.item()
     if value is None or isinstance(value, (bool, str)):
