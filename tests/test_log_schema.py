@@ -132,9 +132,11 @@ def test_a_log_at_a_revision_this_package_does_not_ship_is_refused(tmp_path):
     folder = _folder_copy(4, tmp_path)
     ExperimentLog(folder).close()
     with sqlite3.connect(folder / "log.sqlite3") as raw:
-        raw.execute("UPDATE alembic_version SET version_num = '0007'")
+        raw.execute("UPDATE alembic_version SET version_num = ?", (f"{migrations.SCHEMA_VERSION + 1:04d}",))
     before = (folder / "log.sqlite3").read_bytes()
-    with pytest.raises(LogError, match=r"schema version 7, written by a newer cosyvoice_lab.*[Uu]pgrade"):
+    with pytest.raises(
+        LogError, match=rf"schema version {migrations.SCHEMA_VERSION + 1}, written by a newer cosyvoice_lab.*[Uu]pgrade"
+    ):
         ExperimentLog(folder)
     assert (folder / "log.sqlite3").read_bytes() == before
 
