@@ -274,10 +274,14 @@ def test_a_target_two_dimensions_away_is_tried_one_step_from_the_start(lab):
     assert from_start.str.contains("pitch: — → high").any()
     assert (from_start.str.contains("pitch: — → high") & from_start.str.contains("pace: — → slow")).any()
     # the best comes closer than the start; reaching this target *with evidence* in 24 designs is
-    # a matter of luck (10 of 20 simulator seeds), so the verdict must say which it was
-    start = t.table[t.table.candidate == 0].iloc[0]
-    assert t.table.iloc[0]["score"] < start["score"] and t.table.iloc[0]["candidate"] != 0
-    assert t.verdict.startswith("target reached with evidence") == t.reached
+    # a matter of luck (10 of 20 simulator seeds): either way what it reports must hold
+    start, best = t.table[t.table.candidate == 0].iloc[0], t.table.iloc[0]
+    assert best["score"] < start["score"] and best["candidate"] != 0
+    if t.reached:  # every interval of the best inside its goal's band
+        assert all(g["low"] <= best[f"{g['column']}_low"] <= best[f"{g['column']}_high"] <= g["high"] for g in t.goals)
+    else:  # it ran out of budget (a round may not fit the last design) or of moves, and says so
+        assert t.stopped in ("budget", "stuck") and t.designs_used <= 24
+        assert t.verdict.startswith(("budget spent", "not reachable", "not settled"))
 
 
 def test_a_target_the_simulator_cannot_reach_stops_and_names_the_measure(lab):
