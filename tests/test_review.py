@@ -174,6 +174,42 @@ def test_a_pickled_take_reconnects_elsewhere_with_libpqs_own_password(pg_log_url
     assert pickle.loads(done.stdout) == audio
     refused = subprocess.run([sys.executable, "-c", code], input=pickled, capture_output=True, env=env)
     assert refused.returncode != 0 and b"password" in refused.stderr
+    assert b"waiting for the log's database" not in refused.stderr, "a refused login is said at once, not waited out"
+
+
+def test_a_login_the_server_refuses_is_not_waited_for_as_a_lost_connection(pg_log_url, monkeypatch):
+    """No password, a wrong one, a database that does not exist: the server answered, so waiting
+    30 s for it to "come back" (as for a restart) only delays the error. A closed port is waited for."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    from cosyvoice_lab.log.database import is_disconnect
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", "/nonexistent")
+    password = urlsplit(pg_log_url).password
+    refused = [
+        pg_log_url.replace(f":{password}@", "@"),
+        pg_log_url.replace(f":{password}@", ":not-the-password@"),
+        pg_log_url.rsplit("/", 1)[0] + "/no_such_database",
+    ]
+    for url in refused:
+        with pytest.raises(psycopg.OperationalError) as info:
+            psycopg.connect(url, connect_timeout=5).close()
+        assert not is_disconnect(info.value), str(info.value)
+    closed = f"postgresql://lab:x@127.0.0.1:{_closed_port()}/team"
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect(closed, connect_timeout=5).close()
+    assert is_disconnect(info.value), str(info.value)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

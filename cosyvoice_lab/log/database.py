@@ -135,14 +135,22 @@ class BusyWait:
             pause = min(pause * 2, 0.25)
 
 
+# A connection the server refused for who is asking or what they ask for: waiting changes nothing,
+# so it is said at once. psycopg reports these without a SQLSTATE, as it does a lost connection.
+_REFUSALS = ("fe_sendauth", "authentication failed", "pg_hba.conf", "does not exist", "permission denied")
+
+
 def is_disconnect(exc: BaseException) -> bool:
     """Whether a failure means the connection to the database server was lost or could not be made
     (a restart, a server not yet up): SQLAlchemy's own verdict (``connection_invalidated``), or
     psycopg's connection errors (no SQLSTATE: refused, closed; class 08: connection exception;
-    57P01-57P03: the server shutting down or starting up)."""
+    57P01-57P03: the server shutting down or starting up). Not a connection the server refused to
+    this login (no or a wrong password, no such database or role): that is said at once."""
+    driver = _driver_error(exc)
+    if any(words in str(driver) for words in _REFUSALS):
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    driver = _driver_error(exc)
     if not type(driver).__module__.startswith("psycopg"):
         return False
     import psycopg
