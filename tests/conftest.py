@@ -76,6 +76,20 @@ SLOW = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _measures_no_test_reads_are_dropped():
+    """The measures a test left queued (its labs' previews it never read) are dropped when it ends,
+    as Ctrl-C drops them, instead of running beside the next tests: a test reads what it checks.
+    Stages of module- and session-scoped fixtures (set up before this fixture) keep theirs."""
+    from cosyvoice_lab.lab.stage import stages
+
+    before = set(map(id, stages()))
+    yield
+    for stage in stages():
+        if id(stage) not in before:
+            stage.cancel()
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:

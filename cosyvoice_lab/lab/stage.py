@@ -34,6 +34,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 IDLE_S = 30.0  # a worker with nothing to measure for this long ends
+_CREATED = itertools.count()
 
 
 def cores() -> int:
@@ -95,13 +96,14 @@ class MeasuringStage:
         self.workers = self.options.pool_size()
         self._queue: queue.PriorityQueue = queue.PriorityQueue()  # (step, order, take id, future)
         self._order = itertools.count()
+        self._created = next(_CREATED)
         self._threads: list[threading.Thread] = []
         self._futures: dict[str, tuple[Future, Future]] = {}  # take id -> (first step, whole)
         self._lock = threading.Lock()
         self._bar: Any = None  # a tqdm bar while measures are pending
         self.running = 0  # measures running now
         self.peak_running = 0  # the most that ever ran at once (never above ``workers``)
-        atexit.register(_drain_at_exit, weakref.ref(self))
+        _STAGES.add(self)
 
     @property
     def threads(self) -> int:
@@ -260,14 +262,23 @@ class MeasuringStage:
                 self._bar = None
 
 
-def _drain_at_exit(ref: weakref.ref) -> None:
-    """At interpreter exit, a stage's queued measures are finished (the takes are recorded; a
+_STAGES: weakref.WeakSet[MeasuringStage] = weakref.WeakSet()  # every stage alive in this process
+
+
+def stages() -> list[MeasuringStage]:
+    """Every measuring stage alive in this process (one per ``Lab``), oldest first."""
+    return sorted(_STAGES, key=lambda stage: stage._created)
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """At interpreter exit, the stages' queued measures are finished (the takes are recorded; a
     script that ends after ``compare`` still gets its figures); Ctrl-C stops the wait."""
-    stage = ref()
-    if stage is not None and stage.pending():
-        try:
+    try:
+        for stage in stages():
             stage.wait()
-        except KeyboardInterrupt:
+    except KeyboardInterrupt:
+        for stage in stages():
             stage.cancel()
 
 
