@@ -175,3 +175,21 @@ def test_ctrl_c_while_the_cli_measures_keeps_every_take_ok_and_a_rerun_measures_
     rerun.communicate(timeout=300)
     assert rerun.returncode == 0 and all(measured(t) for t in lab.log.takes())
     assert len(sim.voices()) == 16
+
+
+def test_a_script_that_ends_after_compare_still_gets_every_figure(sim, tmp_path):
+    """Two labs in one script, neither read after ``compare``: at exit the process waits for both
+    stages' measures (as the CLI does), so the log holds every figure once the script is done."""
+    script = f"""
+from cosyvoice_lab import Lab
+for name in ("a", "b"):
+    lab = Lab({str(tmp_path)!r} + "/" + name, backend="offline", base_url={sim.base_url!r}, progress=False,
+              requests_per_second=None)
+    lab.compare({PROMPTS!r}, repeats=1, preview_text={PREVIEW!r})
+"""
+    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"} | {"HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in ("a", "b"):
+        takes = Lab(tmp_path / name, backend="offline", base_url=sim.base_url, progress=False).log.takes()
+        assert len(takes) == 4 and all(t.ok and measured(t) for t in takes), name
