@@ -53,11 +53,15 @@ SHARED_FIXTURE_MODULES = (
 GROUP_MODULES = {"test_multiprocess.py": "processes", **{name: name for name in SHARED_FIXTURE_MODULES}}
 
 
-# Slow: the tests that took 40 s or more in a measured run (`--durations`, loaded machine), besides the
+# Slow: the tests that took 40 s or more in a measured run (`--durations`, loaded machine), and those that take
+# 20 s or more on their own (not a module fixture's cost: a restart, a full disk, a Ctrl-C), besides the
 # notebooks, browser tests and multiprocess tests (marked where they are). Marked here so that their files,
 # which others are editing, stay as they are. `make test` runs them; `make test-fast` leaves them out.
 SLOW = {
     "test_analysis.py": ("test_simulator_speech_follows_pitch_words", "test_variation_scores_repeats_of_each_prompt"),
+    "test_analysis_voice.py": (
+        "test_dnsmos_on_the_clips_own_length_agrees_with_the_looped_reference_within_its_tolerance",
+    ),
     "test_cli.py": (
         "test_compare_file_resume_voices_cleanup_and_export",
         "test_a_resumed_compare_answers_for_what_it_sent",
@@ -69,6 +73,10 @@ SLOW = {
     ),
     "test_hygiene.py": ("test_mypy_is_clean",),
     "test_lab.py": ("test_summary_reports_variability_and_report_shows_measurements",),
+    "test_log_outages.py": ("*",),  # a PostgreSQL restarted mid-compare, a full disk
+    "test_measuring_stage.py": (
+        "test_ctrl_c_while_the_cli_measures_keeps_every_take_ok_and_a_rerun_measures_the_rest",
+    ),
     "test_multiprocess.py": ("*",),
     "test_report.py": ("test_the_cli_html_export_is_the_report_with_evidence",),
     "test_sweep.py": ("test_words_the_simulator_does_not_voice_are_no_evidence",),
