@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+import pandas as pd
 import psycopg
 import pytest
 from hypothesis import given
@@ -56,6 +57,7 @@ from test_log import (  # noqa: F401  (re-collected here, on both backends)
 )
 
 from cosyvoice_lab import folders
+from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.log import migrations
 from cosyvoice_lab.log.database import Database
@@ -166,15 +168,15 @@ def test_what_the_databases_spell_differently_is_compiled_per_dialect_not_rewrit
     from sqlalchemy import select
     from sqlalchemy.dialects import postgresql, sqlite
 
-    from cosyvoice_lab.log.functions import json_has, json_pack, seconds_between
+    from cosyvoice_lab.log.functions import json_has, pack, seconds_between
     from cosyvoice_lab.log.schema import takes
 
-    query = select(json_pack(takes.c.status, takes.c.region), seconds_between(takes.c.finished_at, takes.c.started_at))
+    query = select(pack(takes.c.status, takes.c.region), seconds_between(takes.c.finished_at, takes.c.started_at))
     query = query.where(json_has(takes.c.tags, "warm"))
     on_sqlite, on_pg = (str(query.compile(dialect=d.dialect())) for d in (sqlite, postgresql))
     assert "json_array(takes.status, takes.region)" in on_sqlite and "julianday" in on_sqlite
     assert "json_each(takes.tags)" in on_sqlite and "?" in on_sqlite
-    assert "json_build_array(takes.status, takes.region)" in on_pg and "EXTRACT(EPOCH" in on_pg
+    assert "ARRAY[CAST(takes.status AS TEXT), CAST(takes.region AS TEXT)]" in on_pg and "EXTRACT(EPOCH" in on_pg
     assert "jsonb_build_array" in on_pg and "%(" in on_pg
     log_sources = (REPO / "cosyvoice_lab" / "log").rglob("*.py")
     assert not [p for p in log_sources if "translate(" in p.read_text() or p.name in ("dialect.py", "postgres.py")]
@@ -208,6 +210,31 @@ def test_a_pending_row_is_committed_before_start_returns(log_backend):
         assert theirs.get(take.take_id).status == "pending"  # another connection sees it
         mine.table.finish(take.take_id, voice_id=VOICE)
         assert theirs.get(take.take_id).status == "ok" and len(theirs.df) == 1
+
+
+AWKWARD = ["", "NULL", "null", "a,b", 'say "hi"', "back\\slash", "{x}", " spaced ", "tab\there", "多行\n文本", "[1]"]
+
+
+def test_the_frame_shows_texts_of_every_shape_as_the_takes_hold_them(log):
+    """Columns with few distinct values travel packed in one cell per row (a JSON array on
+    SQLite, an array literal on PostgreSQL): texts that look like NULL, quotes, commas, braces,
+    backslashes, blanks and line breaks come back as written, numbers as numbers, None as missing."""
+    made = []
+    for i, word in enumerate([*AWKWARD, None]):
+        design = VoiceDesign(DESIGN.voice_prompt, DESIGN.preview_text, prefix=word or "lab", sample_rate=16000 + i)
+        take = log.table.start(design, backend="offline", region=word, host=word, experiment="shapes")
+        made.append(log.table.finish(take.take_id, voice_id=VOICE, voice_status=word))
+    df = log.df
+    assert df["take_id"].tolist() == [t.take_id for t in made]
+    for column in ("region", "host", "voice_status"):
+        shown = [None if pd.isna(v) else v for v in df[column]]
+        assert shown == [getattr(t, column) for t in made] == [*AWKWARD, None], column
+    assert df["prefix"].tolist() == [t.design.prefix for t in made]
+    assert str(df["sample_rate"].dtype) == "Int64"
+    assert df["sample_rate"].tolist() == [t.design.sample_rate for t in made]
+    assert str(df["audio_sample_rate"].dtype) == "Int64" and df["audio_sample_rate"].isna().all()
+    assert df["status"].tolist() == ["ok"] * len(made)
+    assert list(df["target_model"].cat.categories) == [DESIGN.target_model]
 
 
 def test_audio_round_trips_through_the_store_to_another_log_object(log_backend):

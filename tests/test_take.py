@@ -55,6 +55,20 @@ def test_is_frozen_and_replace_makes_a_copy():
     assert hash(take) == hash(take.replace(notes="x"))  # hashable despite the metrics dict
 
 
+def test_from_fields_is_the_take_its_fields_make_and_needs_every_one():
+    take = make()
+    fields = {f.name: getattr(take, f.name) for f in dataclasses.fields(Take)}
+    built = Take.from_fields(fields)
+    assert built == take and repr(built) == repr(take) and hash(built) == hash(take)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.rating = 1
+    assert built.replace(rating=2).rating == 2
+    with pytest.raises(TypeError, match="missing \\['notes'\\]"):
+        Take.from_fields({k: v for k, v in fields.items() if k != "notes"})
+    with pytest.raises(TypeError, match="unknown \\['model'\\]"):
+        Take.from_fields({**fields, "model": "x"})
+
+
 def test_audio_loads_from_its_path(tmp_path):
     audio = tone()
     path = audio.save(tmp_path)

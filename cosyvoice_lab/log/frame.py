@@ -7,8 +7,8 @@ column each.
 
 Speed (100k takes in about a second) shapes the code. Python's sqlite3 pays about the same
 for every cell it hands over, so cells are few: columns with few distinct values (status,
-model, region...) arrive packed in one JSON array per row and are decoded once per distinct
-array; columns empty for most takes (errors, lineage, annotations) come from a second query
+model, region...) arrive packed in one text per row (``functions.pack``) and are decoded once per
+distinct text; columns empty for most takes (errors, lineage, annotations) come from a second query
 only for the rows that have them; the preview's path is derived from its hash (by the audio
 store, which alone names audio files). Conversions are per column and vectorised (Arrow parses
 the timestamps and the metrics JSON).
@@ -29,7 +29,7 @@ from sqlalchemy import or_, select
 
 from cosyvoice_lab.log import schema
 from cosyvoice_lab.log.audio_store import AudioStore
-from cosyvoice_lab.log.functions import json_pack
+from cosyvoice_lab.log.functions import pack, unpack
 from cosyvoice_lab.take import BACKENDS, STATUSES
 
 Query = Callable[..., list[Any]]
@@ -87,7 +87,7 @@ def _spec(load: str) -> tuple[tuple[str, str, str], ...]:
 
 # Fetched for every row, in one cell each.
 TAKE_DENSE = _spec("dense")
-# Few distinct values in a whole log: fetched as one JSON array per row and decoded once per
+# Few distinct values in a whole log: fetched as one text per row (``functions.pack``) and decoded once per
 # distinct combination, instead of a dozen cells per row.
 TAKE_PACKED = _spec("packed")
 # Empty for most takes: fetched only where SPARSE_WHERE holds, defaults elsewhere.
@@ -173,7 +173,7 @@ def _takes_frame(query: Query, where: list, store: AudioStore) -> pd.DataFrame:
     # No ORDER BY: walking the time index costs more than sorting here, and rows are stored
     # in about the order they were started, so usually nothing moves (see _in_time_order).
     takes = schema.takes
-    packed = json_pack(*select_list(TAKE_PACKED, takes))
+    packed = pack(*select_list(TAKE_PACKED, takes))
     rows = query(select(schema.ROWID, *select_list(TAKE_DENSE, takes), packed).select_from(takes).where(*where))
     sparse = query(
         select(schema.ROWID, *select_list(TAKE_SPARSE, takes)).select_from(takes).where(*where, SPARSE_WHERE)
@@ -211,12 +211,15 @@ def _columns(rows: list[tuple], width: int) -> list[tuple]:
 
 
 def _packed_columns(keys: tuple) -> dict:
-    """Full-length columns from per-row JSON arrays of ``TAKE_PACKED`` values."""
+    """Full-length columns from per-row packed ``TAKE_PACKED`` values (``functions.pack``)."""
     codes, uniques = pd.factorize(np.array(keys, dtype=object))
-    decoded = [json.loads(key) for key in uniques]
+    decoded = [unpack(key) for key in uniques]
     out = {}
     for j, (name, _, kind) in enumerate(TAKE_PACKED):
-        per_key = _convert(kind, [values[j] for values in decoded])
+        values = [values[j] for values in decoded]
+        if kind == "Int64":  # PostgreSQL's pack gives numbers as their text
+            values = [None if v is None else int(v) for v in values]
+        per_key = _convert(kind, values)
         if isinstance(per_key, pd.Categorical):
             out[name] = pd.Categorical.from_codes(per_key.codes[codes], dtype=per_key.dtype)
         else:

@@ -1,8 +1,10 @@
 """The few SQL functions the log needs that SQLite and PostgreSQL spell differently, as SQLAlchemy
 Core constructs compiled per dialect (``sqlalchemy.ext.compiler``): no SQL text is rewritten.
 
-- ``json_pack(a, b, ...)``: a JSON array of the arguments as text. SQLite ``json_array(...)``;
-  PostgreSQL ``CAST(json_build_array(...) AS TEXT)``.
+- ``pack(a, b, ...)``: the arguments in one text cell, read back by ``unpack``. SQLite
+  ``json_array(...)``; PostgreSQL ``CAST(ARRAY[CAST(a AS TEXT), ...] AS TEXT)``, an array literal
+  (half the server's time of ``json_build_array``, which looks up each argument's type on every
+  row: 0.3 s of 0.6 s at 100,000 rows).
 - ``json_has(col, value)``: whether a JSON array of texts holds ``value``. SQLite ``EXISTS
   (SELECT 1 FROM json_each(col) WHERE value = ?)``; PostgreSQL ``CAST(col AS jsonb) @>
   jsonb_build_array(?)``.
@@ -14,6 +16,8 @@ Core constructs compiled per dialect (``sqlalchemy.ext.compiler``): no SQL text 
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from sqlalchemy import Boolean, Float, Text
@@ -21,22 +25,44 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 
-class json_pack(FunctionElement):
-    """A JSON array of the arguments, as text (one cell for several columns)."""
+class pack(FunctionElement):
+    """Several columns in one text cell (``unpack`` reads it back): one cell per row instead of
+    one per column, for columns with few distinct values."""
 
     type = Text()
-    name = "json_pack"
+    name = "pack"
     inherit_cache = True
 
 
-@compiles(json_pack, "sqlite")
-def _pack_sqlite(element: json_pack, compiler: Any, **kw: Any) -> str:
+@compiles(pack, "sqlite")
+def _pack_sqlite(element: pack, compiler: Any, **kw: Any) -> str:
     return f"json_array({compiler.process(element.clauses, **kw)})"
 
 
-@compiles(json_pack, "postgresql")
-def _pack_pg(element: json_pack, compiler: Any, **kw: Any) -> str:
-    return f"CAST(json_build_array({compiler.process(element.clauses, **kw)}) AS TEXT)"
+@compiles(pack, "postgresql")
+def _pack_pg(element: pack, compiler: Any, **kw: Any) -> str:
+    texts = ", ".join(f"CAST({compiler.process(c, **kw)} AS TEXT)" for c in element.clauses)
+    return f"CAST(ARRAY[{texts}] AS TEXT)"
+
+
+# An element of a PostgreSQL array literal: quoted (backslash escapes inside) or bare.
+_ELEMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|([^,]+)')
+_ESCAPED = re.compile(r"\\(.)")
+
+
+def unpack(cell: str) -> list[Any]:
+    """The values ``pack`` put in a cell, in order: None for NULL; from SQLite a JSON array (its
+    numbers as numbers), from PostgreSQL an array literal of texts (numbers as their text:
+    the reader converts them)."""
+    if cell.startswith("["):
+        return json.loads(cell)
+    values: list[Any] = []
+    for quoted, bare in _ELEMENT.findall(cell[1:-1]):
+        if bare:  # array_out quotes any element that could be mistaken for NULL, so a bare NULL is one
+            values.append(None if bare == "NULL" else bare)
+        else:
+            values.append(_ESCAPED.sub(r"\1", quoted))
+    return values
 
 
 class json_has(FunctionElement):

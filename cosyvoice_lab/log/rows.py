@@ -13,7 +13,7 @@ import math
 import numbers
 import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any, cast
 
@@ -62,6 +62,21 @@ _AS_IS = tuple(
 )
 _AS_IS_VALUES = operator.itemgetter(*(_AT[name] for name in _AS_IS))
 _FLAGS = tuple((name, _AT[name]) for name in _BOOL_COLUMNS)
+
+
+def _default(f: dataclasses.Field) -> Callable[[], Any]:
+    """What makes a dataclass field's default value (its factory, or its constant)."""
+    if f.default is dataclasses.MISSING:
+        return cast(Callable[[], Any], f.default_factory)
+    return lambda: f.default
+
+
+# Take fields ``to_take`` does not read from a column, with their defaults (none: every field has its column).
+_UNREAD = tuple(
+    (f.name, _default(f))
+    for f in dataclasses.fields(Take)
+    if f.name not in {*_AS_IS, *(n for n, _ in _FLAGS), *_CONVERTED, "design", "audio_path", "audio_loader"}
+)
 # What ``to_row`` reads from a Take (its fields, and properties named as columns) and its design.
 _TAKE_ATTRS = tuple(
     name
@@ -91,27 +106,27 @@ class TakeRows:
         if len(row) != len(TAKE_COLUMNS):
             raise ValueError(f"a takes row has {len(TAKE_COLUMNS)} columns, got {len(row)}")
         at = _AT
-        data = dict(zip(_AS_IS, _AS_IS_VALUES(row), strict=True))
+        values = dict(zip(_AS_IS, _AS_IS_VALUES(row), strict=True))
         for name, i in _FLAGS:
-            data[name] = bool(row[i])
+            values[name] = bool(row[i])
         audio_file, metrics, prompt_spec, tags = (
             row[at["audio_file"]],
             row[at["metrics"]],
             row[at["prompt_spec"]],
             row[at["tags"]],
         )
-        return Take(
-            design=VoiceDesign(**dict(zip(_DESIGN_FIELDS, _DESIGN_VALUES(row), strict=True))),
-            audio_path=str(self._store.path(audio_file)) if audio_file else None,
-            audio_loader=self._store.take_audio,
-            started_at=parse_iso(row[at["started_at"]]),
-            finished_at=parse_iso(row[at["finished_at"]]),
-            metrics=json.loads(metrics) if metrics else {},
-            prompt_spec=json.loads(prompt_spec) if prompt_spec else None,
-            tags=tuple(json.loads(tags)) if tags else (),
-            notes=row[at["notes"]] or "",
-            **data,
-        )
+        values["design"] = VoiceDesign(**dict(zip(_DESIGN_FIELDS, _DESIGN_VALUES(row), strict=True)))
+        values["audio_path"] = str(self._store.path(audio_file)) if audio_file else None
+        values["audio_loader"] = self._store.take_audio
+        values["started_at"] = parse_iso(row[at["started_at"]])
+        values["finished_at"] = parse_iso(row[at["finished_at"]])
+        values["metrics"] = json.loads(metrics) if metrics else {}
+        values["prompt_spec"] = json.loads(prompt_spec) if prompt_spec else None
+        values["tags"] = tuple(json.loads(tags)) if tags else ()
+        values["notes"] = row[at["notes"]] or ""
+        for name, default in _UNREAD:  # a field no column holds (none today): its default
+            values[name] = default()
+        return Take.from_fields(values)
 
     def to_row(self, take: Take) -> dict[str, Any]:
         """The column values of ``take``: its ``audio_path`` as the store's name for it, its

@@ -9,8 +9,9 @@ database with this module on SQLite and on PostgreSQL.
 A column's ``info`` says how the takes DataFrame shows it: ``kind`` (its dtype: ``str``,
 ``time``, ``float``, ``Int64``, ``bool``, ``category``, ``status``, ``backend``, ``tags``,
 ``notes``, ``metrics``; by default from its type) and ``load`` (``dense``: fetched for every row,
-the default; ``packed``: few distinct values, fetched as one JSON array per row; ``sparse``:
-empty for most takes, fetched only for rows that have it; ``none``: not in the frame).
+the default; ``packed``: few distinct values, texts or integers, fetched together in one cell
+per row (``functions.pack``); ``sparse``: empty for most takes, fetched only for rows that have
+it; ``none``: not in the frame).
 
 Timestamps are fixed-width ISO 8601 UTC text (``2025-01-31T08:00:00.000000Z``): readable in
 any shell, sortable as text, parsed fast by Arrow. JSON columns hold NULL rather than an empty

@@ -9,6 +9,7 @@ own (``experiment_log.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -79,6 +80,18 @@ def _holder_query():
 
 
 _HOLDER = _holder_query()
+# A new take's fields: their defaults (``metrics`` a fresh dict each), and those ``where`` may set
+# (``Take.from_fields`` builds it without the frozen dataclass's per-field __init__).
+_PENDING = {f.name: f.default for f in dataclasses.fields(Take) if f.default is not dataclasses.MISSING}
+_WHERE = frozenset(f.name for f in dataclasses.fields(Take)) - {
+    "take_id",
+    "design",
+    "status",
+    "backend",
+    "package_version",
+    "started_at",
+    "prompt_spec",
+}
 _INSERT_TAKE: dict[tuple[str, ...], Prepared] = {}  # by the columns given
 _SETTLE: dict[tuple, Prepared] = {}  # by the columns set and how
 
@@ -241,16 +254,18 @@ class TakeTable:
         check_experiment(where.get("experiment"))
         if prompt_spec is not None and hasattr(prompt_spec, "to_dict"):
             prompt_spec = prompt_spec.to_dict()
-        take = Take(
-            take_id=uuid.uuid4().hex,
-            design=design,
-            status="pending",
-            backend=backend,
-            package_version=package_version(),
-            started_at=now_utc(),
-            prompt_spec=prompt_spec,
-            **where,
-        )
+        given = {
+            "take_id": uuid.uuid4().hex,
+            "design": design,
+            "status": "pending",
+            "backend": backend,
+            "package_version": package_version(),
+            "started_at": now_utc(),
+            "prompt_spec": prompt_spec,
+        }
+        if not where.keys() <= _WHERE:  # as Take(**given, **where) refuses them
+            raise TypeError(f"unexpected or repeated keyword arguments: {sorted(where.keys() - _WHERE)}")
+        take = Take.from_fields({**_PENDING, "metrics": {}, **given, **where})
         row = self._rows.to_row(take)
         row["writer_host"], row["writer_pid"], row["writer_start"] = recovery.writer_identity()
         return take, row
