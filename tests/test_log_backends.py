@@ -237,6 +237,40 @@ def test_the_frame_shows_texts_of_every_shape_as_the_takes_hold_them(log):
     assert list(df["target_model"].cat.categories) == [DESIGN.target_model]
 
 
+_TEXTS = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")))
+
+
+@given(values=st.lists(_TEXTS, min_size=1, max_size=6))
+def test_any_texts_packed_by_either_database_unpack_as_they_were(pg_url, values):
+    """``pack``/``unpack`` (functions.py) on any texts (PostgreSQL's text holds no NUL): what the
+    database packs into one cell reads back value for value, None as None, on both databases."""
+    import sqlite3
+
+    from sqlalchemy import Text, literal, select
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from cosyvoice_lab.log.functions import pack, unpack
+
+    query = select(pack(*[literal(v, Text) for v in values]))
+    for dialect, run in (
+        (postgresql.dialect(paramstyle="pyformat"), lambda sql, p: _pg_once(pg_url, sql, p)),
+        (sqlite.dialect(), lambda sql, p: sqlite3.connect(":memory:").execute(sql, p).fetchone()[0]),
+    ):
+        compiled = query.compile(dialect=dialect)
+        params = [compiled.params[k] for k in compiled.positiontup] if compiled.positional else compiled.params
+        assert unpack(run(str(compiled), params)) == values, dialect.name
+
+
+_PG: dict[str, psycopg.Connection] = {}
+
+
+def _pg_once(url: str, sql: str, params) -> str:
+    """One connection for every example of the property above."""
+    if url not in _PG:
+        _PG[url] = psycopg.connect(url, autocommit=True)
+    return _PG[url].execute(sql, params).fetchone()[0]
+
+
 def test_audio_round_trips_through_the_store_to_another_log_object(log_backend):
     audio = tone(3)
     with ExperimentLog(log_backend) as mine:
