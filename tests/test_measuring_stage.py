@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from cosyvoice_lab import Lab
+from cosyvoice_lab import Lab, PromptSpec
 from cosyvoice_lab.analysis import measures
 from cosyvoice_lab.analysis.measures import VERSION
 from cosyvoice_lab.lab.stage import MeasuringOptions, MeasuringStage, cores
@@ -193,3 +193,22 @@ for name in ("a", "b"):
     for name in ("a", "b"):
         takes = Lab(tmp_path / name, backend="offline", base_url=sim.base_url, progress=False).log.takes()
         assert len(takes) == 4 and all(t.ok and measured(t) for t in takes), name
+
+
+def test_a_tunes_designs_get_what_the_search_reads_and_remeasure_adds_predicted_quality(sim, tmp_path):
+    """lab.tune never reads predicted quality: its designs are measured without the quality model
+    (pitch, pace, clearness in the log), count as not yet fully measured, and a remeasure completes
+    them; a compare on the same lab still gets predicted quality."""
+    lab = lab_on(sim, tmp_path)
+    tuning = lab.tune(
+        PromptSpec(gender="male"), target={"pitch": "-3 st"}, budget=3, repeats=2, preview_text=PREVIEW, keep=True
+    )
+    takes = lab.log.takes(experiment=tuning.experiment, status="ok")
+    assert takes and all(t.metrics["median_f0_hz"] > 0 and t.metrics.get("hnr_db") is not None for t in takes)
+    assert not [t for t in takes if t.metrics.get("dnsmos_ovrl") is not None or measured(t)]
+    assert not lab.measuring.pending()  # nothing left running for them
+    report = lab.remeasure(takes)
+    assert set(report["action"]) == {"measured"}
+    assert all(measured(t) and 0 < t.metrics["dnsmos_ovrl"] < 6 for t in lab.log.takes(experiment=tuning.experiment))
+    comp = lab.compare(PROMPTS[:1], repeats=1, preview_text=PREVIEW, experiment="after")
+    assert all(measured(t) and t.metrics["dnsmos_ovrl"] > 0 for t in comp.measured().takes)

@@ -71,22 +71,31 @@ def _weights() -> dict[str, np.ndarray]:
         return {k: data[k].astype(np.float32) for k in data.files}
 
 
+# sigmoid(v) = (1 + tanh(v / 2)) / 2: the input, forget and output gates' rows (torch's order
+# i, f, g, o) are halved once, so that one tanh per step serves all four gates. Halving is exact in
+# floating point (a power of two), so the result is the same, bit for bit, as a sigmoid per gate.
+_GATE_SCALE = np.repeat(np.array([0.5, 0.5, 1.0, 0.5], np.float32), SIZE)
+
+
 def _lstm(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
     """The last layer's final hidden state of the 3-layer LSTM for a batch (B x T x 40)."""
     batch, steps, _ = x.shape
     for layer in range(3):
         w_ih, w_hh = w[f"lstm.weight_ih_l{layer}"], w[f"lstm.weight_hh_l{layer}"]
         bias = w[f"lstm.bias_ih_l{layer}"] + w[f"lstm.bias_hh_l{layer}"]
-        inputs = x @ w_ih.T + bias  # every step's input projection at once
+        inputs = (x @ w_ih.T + bias) * _GATE_SCALE  # every step's input projection at once
         h = np.zeros((batch, SIZE), np.float32)
         c = np.zeros((batch, SIZE), np.float32)
         outputs = np.empty((batch, steps, SIZE), np.float32)
-        w_hh_t = np.ascontiguousarray(w_hh.T)
+        w_hh_t = np.ascontiguousarray(w_hh.T * _GATE_SCALE)
+        gates = np.empty((batch, 4 * SIZE), np.float32)
+        i, f, g, o = (gates[:, k * SIZE : (k + 1) * SIZE] for k in range(4))  # views into gates
         for t in range(steps):
-            gates = inputs[:, t] + h @ w_hh_t
-            i, f, g, o = np.split(gates, 4, axis=1)  # torch's gate order
-            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-            h = _sigmoid(o) * np.tanh(c)
+            np.matmul(h, w_hh_t, out=gates)
+            gates += inputs[:, t]
+            np.tanh(gates, out=gates)  # i, f, o now hold 2 * sigmoid - 1 of their gate; g its tanh
+            c = 0.5 * (1 + f) * c + 0.5 * (1 + i) * g
+            h = 0.5 * (1 + o) * np.tanh(c)
             outputs[:, t] = h
         x = outputs
     return h
@@ -99,8 +108,11 @@ def _blas():
     return ThreadpoolController()
 
 
-def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * v))  # no overflow warnings for large |v|
+def one_blas_thread():
+    """A context in which BLAS runs on one thread: the network's 480 small sequential products
+    only contend on more (2-3x slower on a busy machine). Clips embedded in several threads at
+    once run inside one such context, entered by the thread that starts them."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 def _partials(n_frames: int) -> list[slice]:
@@ -130,8 +142,7 @@ def embed(y: np.ndarray) -> np.ndarray:
     mel = mel_spectrogram(y)
     batch = np.stack([mel[s] for s in slices])
     w = _weights()
-    # 480 small sequential products: BLAS threads only contend (2-3x slower on a busy machine)
-    with _blas().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         hidden = _lstm(batch, w)
     raw = np.maximum(hidden @ w["linear.weight"].T + w["linear.bias"], 0)
     raw /= np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import stats as _st
 
 EXACT_LIMIT = 20_000  # arrangements enumerated in full up to this many; drawn at random beyond
 DRAWS = 9_999  # random arrangements (plus the observed one) when there are more
@@ -285,12 +284,16 @@ class Welch:
 
     @property
     def p_value(self) -> Any:
+        from scipy import stats as _st
+
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.where(self.se > 0, np.abs(self.estimate) / np.where(self.se > 0, self.se, 1), np.inf)
             p = 2 * _st.t.sf(t, self.df)
         return np.where((self.se == 0) & (self.estimate == 0), 1.0, np.where(self.se == 0, 0.0, p))
 
     def judge(self, level: Any) -> Inference:
+        from scipy import stats as _st
+
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             half = np.where(self.se > 0, _st.t.ppf(1 - np.asarray(level) / 2, self.df) * self.se, 0.0)
@@ -324,11 +327,15 @@ class Binomial:
 
     @property
     def p_value(self) -> Any:
+        from scipy import stats as _st
+
         k, n = np.asarray(self.wins, dtype=float), np.asarray(self.n, dtype=float)
         tails = np.minimum(_st.binom.cdf(k, n, 0.5), _st.binom.sf(k - 1, n, 0.5))
         return np.where(n > 0, np.minimum(1.0, 2 * tails), np.nan)
 
     def judge(self, level: Any) -> Inference:
+        from scipy import stats as _st
+
         k, n = np.asarray(self.wins, dtype=float), np.asarray(self.n, dtype=float)
         level = np.asarray(level, dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
-from scipy import stats as _st
 
 from cosyvoice_lab.analysis import inference
 
@@ -79,6 +78,8 @@ def power(effect: float, sd: float, blocks: int, repeats, *, level: float, sd_df
     finite, ``sd`` is a pilot's estimate: the power is averaged over the true spreads it leaves
     plausible (sd² · df / χ²_df), so that a lucky small pilot spread does not over-promise.
     """
+    from scipy import stats as _st
+
     r = np.atleast_1d(np.asarray(repeats, dtype=float))
     if blocks < 1 or not sd > 0:
         return np.zeros_like(r) if np.ndim(repeats) else 0.0

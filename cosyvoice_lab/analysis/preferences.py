@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize as _opt
-from scipy import stats as _st
 
 
 def choices(ratings, models: list[str], *, group: str = "target_model") -> np.ndarray:
@@ -65,6 +63,9 @@ def bradley_terry(wins: np.ndarray, models: list[str], *, level: float = 0.05, r
     the intervals come from the inverse Hessian of the penalised likelihood (Wald, normal), the
     first model fixed at 0.
     """
+    from scipy import optimize as _opt
+    from scipy import stats as _st
+
     k = len(models)
     n = wins + wins.T
 

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as _st
 
 from cosyvoice_lab.analysis import inference
 
@@ -80,6 +79,8 @@ def block_difference(a, b, *, alpha: float = ALPHA) -> Difference:
         a :class:`Difference`; NaN where there is not enough data (no block with both models,
         or no way to estimate the noise).
     """
+    from scipy import stats as _st
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = np.sum(~np.isnan(a), axis=-1), np.sum(~np.isnan(b), axis=-1)
     both = (na > 0) & (nb > 0)  # (..., blocks)

@@ -95,6 +95,23 @@ def embedding(audio: Audio) -> np.ndarray:
     return _embedding_of(audio.sha256, audio)
 
 
+def embeddings(audios: Iterable[Audio | None]) -> list[np.ndarray | None]:
+    """The speaker embeddings of several recordings (None for None), cached by content; those not
+    cached yet are computed on every core at once (the network's products release the GIL), with
+    the same result as one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cosyvoice_lab.analysis.embedding import one_blas_thread
+    from cosyvoice_lab.lab.stage import cores
+
+    audios = list(audios)
+    todo = list({a.sha256: a for a in audios if a is not None}.values())
+    if len(todo) > 1:
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=min(cores(), len(todo))) as pool:
+            list(pool.map(embedding, todo))
+    return [embedding(a) if a is not None else None for a in audios]
+
+
 def _reference_audio(reference, sample_rate: int | None) -> Audio:
     if isinstance(reference, Audio):
         return reference
@@ -137,9 +154,10 @@ def closest(experiment_log, reference, takes=None, *, sample_rate: int | None = 
     if not np.all(np.isfinite(target)):
         raise ValueError("the reference recording holds no speech to compare with")
     rows = []
-    for take in _takes(experiment_log, takes):
-        audio = take.audio if take.audio_path else None
-        score = float(target @ embedding(audio)) if audio is not None else math.nan
+    found = _takes(experiment_log, takes)
+    vectors = embeddings(take.audio if take.audio_path else None for take in found)
+    for take, vector in zip(found, vectors, strict=True):
+        score = float(target @ vector) if vector is not None else math.nan
         rows.append(
             {
                 "take_id": take.take_id,

@@ -59,7 +59,7 @@ from cosyvoice_lab.design import VoiceDesign
 from cosyvoice_lab.lab.moves import Effects, Move, from_model, neighbours, spec_from_text, to_model
 from cosyvoice_lab.lab.planning import DONE_STATUSES, cell_key
 from cosyvoice_lab.lab.runner import run_tasks
-from cosyvoice_lab.lab.stage import feeding
+from cosyvoice_lab.lab.stage import feeding, has_measures
 from cosyvoice_lab.lab.targets import Target
 from cosyvoice_lab.prompts.spec import PromptSpec
 from cosyvoice_lab.take import Take
@@ -204,7 +204,8 @@ class Search:
             progress=self.lab.progress,
             reused=len(reused),
             is_failure=lambda t: t is not None and not t.ok,
-            on_done=feeding(lambda t: stage.submit(t) if t is not None and t.ok else None, None),
+            # the search reads pitch, pace and clearness (HNR), never predicted quality: left to a remeasure
+            on_done=feeding(lambda t: stage.submit(t, quality=False) if t is not None and t.ok else None, None),
         )
         self.sent += len(tasks)
         if result.interrupted:
@@ -213,27 +214,30 @@ class Search:
             if take is not None:
                 candidate.takes[repeat] = take
         for take in reused:
-            if take.ok and not (take.metrics or {}).get("measures_version"):
-                stage.submit(take)  # recorded by a run stopped before its measures were written
+            if take.ok and not has_measures(take.metrics):
+                stage.submit(take, quality=False)  # recorded by a run stopped before its measures were written
         ids = [t.take_id for c, _ in jobs for t in c.takes.values()]
         stage.wait(ids, quality=False)
-        for candidate, _ in jobs:
+        candidates = list({id(candidate): candidate for candidate, _ in jobs}.values())  # each once
+        for candidate in candidates:
             candidate.takes = {r: self.lab.log.get(t.take_id) for r, t in candidate.takes.items()}
-            self._similarity(candidate)
+        self._similarity(candidates)
 
-    def _similarity(self, candidate: Candidate) -> None:
+    def _similarity(self, candidates: list[Candidate]) -> None:
+        """Each candidate's similarities to the reference (its designs' embeddings, the round's
+        computed together on every core)."""
         if self.reference is None:
             return
-        from cosyvoice_lab.lab.measuring import embedding
+        from cosyvoice_lab.lab.measuring import embeddings
 
-        scores = []
-        for take in candidate.takes.values():
-            audio = take.audio if take.ok and take.audio_path else None
-            if audio is not None:
-                score = float(self.reference[1] @ embedding(audio))
-                if math.isfinite(score):
-                    scores.append(score)
-        candidate.similarity = scores
+        takes = [(c, t) for c in candidates for t in c.takes.values() if t.ok and t.audio_path]
+        vectors = embeddings(take.audio for _, take in takes)
+        for candidate in candidates:
+            candidate.similarity = []
+        for (candidate, _), vector in zip(takes, vectors, strict=True):
+            score = float(self.reference[1] @ vector) if vector is not None else math.nan
+            if math.isfinite(score):
+                candidate.similarity.append(score)
 
     # --- judging ----------------------------------------------------------------------------------
     def estimates(self, candidate: Candidate, pooled: dict | None = None) -> dict[str, Estimate]:

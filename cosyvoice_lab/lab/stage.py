@@ -115,9 +115,14 @@ class MeasuringStage:
         return f"<MeasuringStage {self.workers} worker(s); {len(self.pending())} pending>"
 
     # --- feeding ---------------------------------------------------------------------------
-    def submit(self, take) -> Future | None:
+    def submit(self, take, *, quality: bool = True) -> Future | None:
         """Queue a recorded take for measuring (a take without a preview, or already queued, is
-        not queued again). Returns the future of its whole measuring (its figures, or None)."""
+        not queued again). Returns the future of its whole measuring (its figures, or None).
+
+        ``quality=False`` (a reader that never looks at predicted quality, such as ``lab.tune``)
+        queues only the first step: its figures are written without ``measures_version``, so the
+        take counts as not yet fully measured and ``Lab.remeasure`` (or the next compare of its
+        experiment) adds predicted quality when someone wants it."""
         if not getattr(take, "audio_path", None):
             return None
         with self._lock:
@@ -125,7 +130,7 @@ class MeasuringStage:
             if known is not None and not known[1].done():
                 return known[1]
             first: Future = Future()
-            whole: Future = Future() if self.options.predicted_quality else first
+            whole: Future = Future() if self.options.predicted_quality and quality else first
             self._futures[take.take_id] = (first, whole)
             self._queue.put((0, next(self._order), take.take_id, first))
             if whole is not first:
@@ -167,8 +172,9 @@ class MeasuringStage:
                     self.running -= 1
 
     def _first(self, take_id: str) -> dict:
-        """Every measure but predicted quality, written; without ``measures_version`` while the
-        second step is to come (a take stopped between the two counts as unmeasured)."""
+        """Every measure but predicted quality, written; without ``measures_version`` while
+        predicted quality is still to come (the second step, or a later remeasure for a take
+        submitted with ``quality=False``): such a take counts as not yet fully measured."""
         from cosyvoice_lab.analysis.measures import measure
 
         take = self.experiment_log.get(take_id)  # the preview read here, decoded once, then dropped
@@ -280,6 +286,13 @@ def _drain_at_exit() -> None:
     except KeyboardInterrupt:
         for stage in stages():
             stage.cancel()
+
+
+def has_measures(metrics: dict | None) -> bool:
+    """Whether a take's measures other than predicted quality are written (its first step's
+    figures, ``duration_s`` among them, or a complete measuring with its ``measures_version``)."""
+    metrics = metrics or {}
+    return bool(metrics.get("measures_version")) or metrics.get("duration_s") is not None
 
 
 def feeding(queue: Callable[[Any], Any], on_done: Callable | None) -> Callable:

@@ -33,6 +33,7 @@ from cosyvoice_lab.credentials import OFFLINE_API_KEY
 from cosyvoice_lab.offline.faults import Fault, Faults
 from cosyvoice_lab.offline.profiles import ModelProfile
 from cosyvoice_lab.offline.server import LOGGER_NAME, Simulator
+from cosyvoice_lab.offline.state import IN_PROCESS
 
 __all__ = ["LOGGER_NAME", "Fault", "Faults", "ModelProfile", "Simulator", "serve", "shared"]
 
@@ -106,7 +107,8 @@ def shared(state_dir=None, model_profiles: Mapping[str, ModelProfile | Mapping] 
     It accepts only ``credentials.OFFLINE_API_KEY`` (never a real key found in the environment),
     and with a ``state_dir`` its voices outlive the process, as a real account's do: the Lab
     keeps them in its folder, so the log and the offline voices stay in step across restarts.
-    Other processes may serve the same ``state_dir`` at once; they share its voices.
+    Other processes may serve the same ``state_dir`` at once; they share its voices. Synthesis
+    streams at the fast end of the documented pace (``state.IN_PROCESS``).
 
     ``model_profiles`` (as for :func:`serve`), when given, replaces the profiles of the
     simulator, also of one already running.
@@ -116,7 +118,11 @@ def shared(state_dir=None, model_profiles: Mapping[str, ModelProfile | Mapping] 
         sim = _shared.get(key)
         if sim is None or sim.port is None:
             sim = _shared[key] = Simulator(
-                api_key=OFFLINE_API_KEY, state_dir=state_dir, model_profiles=model_profiles
+                api_key=OFFLINE_API_KEY,
+                state_dir=state_dir,
+                model_profiles=model_profiles,
+                first_audio_seconds=IN_PROCESS.first_audio_seconds,
+                realtime_factor=IN_PROCESS.realtime_factor,
             ).start()
             atexit.register(sim.stop)
         elif model_profiles is not None:

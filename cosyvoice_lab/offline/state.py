@@ -41,6 +41,15 @@ class SimulatorSettings:
 
 
 SIMULATOR = SimulatorSettings()
+# The simulator a Lab starts in its own process (``offline.shared``: every notebook without a key)
+# synthesises at the fast end of each documented range, first audio after 200 ms and 0.1 s of work
+# per second of audio: still a pace the service documents, and what a notebook waits for when it
+# speaks a dozen readings is the lesson, not the streaming's pace (``serve()`` and ``cosyvoice-lab
+# offline`` keep the whole ranges, drawn per task).
+IN_PROCESS = SimulatorSettings(
+    first_audio_seconds=(SIMULATOR.first_audio_seconds[0],) * 2,
+    realtime_factor=(SIMULATOR.realtime_factor[0],) * 2,
+)
 
 
 class Clock:
