@@ -13,7 +13,7 @@ import math
 import numbers
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any, cast
 
@@ -63,20 +63,6 @@ _AS_IS = tuple(
 _AS_IS_VALUES = operator.itemgetter(*(_AT[name] for name in _AS_IS))
 _FLAGS = tuple((name, _AT[name]) for name in _BOOL_COLUMNS)
 
-
-def _default(f: dataclasses.Field) -> Callable[[], Any]:
-    """What makes a dataclass field's default value (its factory, or its constant)."""
-    if f.default is dataclasses.MISSING:
-        return cast(Callable[[], Any], f.default_factory)
-    return lambda: f.default
-
-
-# Take fields ``to_take`` does not read from a column, with their defaults (none: every field has its column).
-_UNREAD = tuple(
-    (f.name, _default(f))
-    for f in dataclasses.fields(Take)
-    if f.name not in {*_AS_IS, *(n for n, _ in _FLAGS), *_CONVERTED, "design", "audio_path", "audio_loader"}
-)
 # What ``to_row`` reads from a Take (its fields, and properties named as columns) and its design.
 _TAKE_ATTRS = tuple(
     name
@@ -124,9 +110,7 @@ class TakeRows:
         values["prompt_spec"] = json.loads(prompt_spec) if prompt_spec else None
         values["tags"] = tuple(json.loads(tags)) if tags else ()
         values["notes"] = row[at["notes"]] or ""
-        for name, default in _UNREAD:  # a field no column holds (none today): its default
-            values[name] = default()
-        return Take.from_fields(values)
+        return Take.from_fields(values)  # every field has its column: a new one without is a TypeError here
 
     def to_row(self, take: Take) -> dict[str, Any]:
         """The column values of ``take``: its ``audio_path`` as the store's name for it, its

@@ -80,18 +80,8 @@ def _holder_query():
 
 
 _HOLDER = _holder_query()
-# A new take's fields: their defaults (``metrics`` a fresh dict each), and those ``where`` may set
-# (``Take.from_fields`` builds it without the frozen dataclass's per-field __init__).
+# A new take's fields' defaults (``metrics``, a factory's, is given fresh for each take by ``_new``).
 _PENDING = {f.name: f.default for f in dataclasses.fields(Take) if f.default is not dataclasses.MISSING}
-_WHERE = frozenset(f.name for f in dataclasses.fields(Take)) - {
-    "take_id",
-    "design",
-    "status",
-    "backend",
-    "package_version",
-    "started_at",
-    "prompt_spec",
-}
 _INSERT_TAKE: dict[tuple[str, ...], Prepared] = {}  # by the columns given
 _SETTLE: dict[tuple, Prepared] = {}  # by the columns set and how
 
@@ -263,8 +253,9 @@ class TakeTable:
             "started_at": now_utc(),
             "prompt_spec": prompt_spec,
         }
-        if not where.keys() <= _WHERE:  # as Take(**given, **where) refuses them
-            raise TypeError(f"unexpected or repeated keyword arguments: {sorted(where.keys() - _WHERE)}")
+        refused = (where.keys() - _PENDING.keys() - {"metrics"}) | (where.keys() & given.keys())
+        if refused:  # as Take(**given, **where) refuses them
+            raise TypeError(f"unexpected or repeated keyword arguments: {sorted(refused)}")
         take = Take.from_fields({**_PENDING, "metrics": {}, **given, **where})
         row = self._rows.to_row(take)
         row["writer_host"], row["writer_pid"], row["writer_start"] = recovery.writer_identity()
