@@ -123,6 +123,27 @@ def test_a_stop_in_the_middle_leaves_takes_ok_and_the_next_compare_measures_them
     assert all(measured(t) for t in comp.takes)
 
 
+def test_a_design_made_while_a_compare_measures_waits_for_its_own_measures_not_the_backlog(sim, tmp_path, gate):
+    lab = lab_on(sim, tmp_path, measuring=MeasuringOptions(workers=1))
+    comp = lab.compare(PROMPTS, repeats=2, preview_text=PREVIEW, experiment="backlog")  # 8 takes queued
+    backlog = [t.take_id for t in comp.takes]
+    designed: list = []
+    single = threading.Thread(target=lambda: designed.append(lab.design("a calm deep narrator", preview_text=PREVIEW)))
+    single.start()  # the one worker holds the backlog's first take at the gate; the design comes in behind it
+    deadline = time.monotonic() + 120
+    while not any(rank < 0 for rank, *_ in list(lab.measuring._queue.queue)):  # the design now waits for its take
+        assert time.monotonic() < deadline and single.is_alive(), "the design never waited for its measures"
+        time.sleep(0.01)
+    gate.set()
+    single.join(120)
+    (take,) = designed
+    assert measured(take) and take.metrics["median_f0_hz"] > 50
+    # it went ahead: when it came back most of the backlog had not even had its first measures
+    assert len(lab.measuring.pending(backlog, quality=False)) >= 6, lab.measuring.pending(backlog, quality=False)
+    comp.measured()  # and the backlog is still measured, each take once
+    assert all(measured(t) for t in comp.takes) and lab.measuring.pending() == []
+
+
 def test_remeasure_after_a_stop_measures_what_was_dropped(sim, tmp_path, gate):
     lab = lab_on(sim, tmp_path, measuring=MeasuringOptions(workers=1))
     lab.compare(PROMPTS[:1], repeats=2, preview_text=PREVIEW, experiment="x")

@@ -34,6 +34,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 IDLE_S = 30.0  # a worker with nothing to measure for this long ends
+URGENT = 2  # subtracted from a step's rank in the queue when someone waits for its take by name
 _CREATED = itertools.count()
 
 
@@ -81,7 +82,9 @@ class MeasuringStage:
     measure but predicted quality first (~0.15 s of CPU a preview), then predicted quality (the
     DNSMOS model, ~0.3-0.6 s), the first steps of every queued take before any second step. So a
     reader that needs pitch, loudness or rate (``wait(quality=False)``) waits for little, and one
-    that needs predicted quality waits for the model.
+    that needs predicted quality waits for the model. Takes someone waits for by name
+    (``wait(take_ids)``: a single design or rerun while a compare's backlog measures) go to the
+    front of the queue: they wait for their own measures, not for the backlog's.
 
     Args:
         experiment_log: where the takes are read from and their figures written to.
@@ -94,7 +97,10 @@ class MeasuringStage:
         self.options = options or MeasuringOptions()
         self.progress = progress
         self.workers = self.options.pool_size()
-        self._queue: queue.PriorityQueue = queue.PriorityQueue()  # (step, order, take id, future)
+        # (rank, order, take id, future): rank is the step (0 first, 1 quality), less URGENT for a take
+        # someone waits for by name; such a take's steps are queued again ahead, and whichever entry
+        # comes out first runs the step (the other finds its future taken).
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._created = next(_CREATED)
         self._threads: list[threading.Thread] = []
@@ -150,20 +156,20 @@ class MeasuringStage:
         _lower_priority(self.options.nice)
         while True:
             try:
-                step, _, take_id, future = self._queue.get(timeout=IDLE_S)
+                rank, _, take_id, future = self._queue.get(timeout=IDLE_S)
             except queue.Empty:
                 with self._lock:  # idle: this worker ends (a later submission starts another)
                     if self._queue.empty():
                         self._threads.remove(threading.current_thread())
                         return
                 continue
-            if not future.set_running_or_notify_cancel():
-                continue
-            with self._lock:
+            with self._lock:  # a step queued twice (moved ahead by ``wait``) runs once
+                if future.running() or future.done() or not future.set_running_or_notify_cancel():
+                    continue
                 self.running += 1
                 self.peak_running = max(self.peak_running, self.running)
             try:
-                future.set_result(self._first(take_id) if step == 0 else self._quality(take_id))
+                future.set_result(self._first(take_id) if rank % URGENT == 0 else self._quality(take_id))
             except BaseException as exc:  # a measurement never costs a take: it stays ok, re-measurable
                 log.warning("could not measure take %s: %s: %s", take_id, type(exc).__name__, exc)
                 future.set_result(None)
@@ -221,10 +227,24 @@ class MeasuringStage:
             return []
         with self._lock:
             futures = [self._futures[t][1 if quality else 0] for t in wanted if t in self._futures]
+            if take_ids is not None:
+                self._move_ahead(wanted, quality)
         if self._bar is None and self.progress:
             print(f"waiting for the measures of {len(futures)} take(s)", file=sys.stderr)
         wait_all(futures, timeout=timeout)
         return self.pending(wanted, quality=quality)
+
+    def _move_ahead(self, take_ids: list[str], quality: bool) -> None:
+        """Queue the pending steps of ``take_ids`` again, ahead of every take nobody waits for by
+        name (held: ``self._lock``)."""
+        for take_id in take_ids:
+            if take_id not in self._futures:  # measured since the caller looked
+                continue
+            first, whole = self._futures[take_id]
+            steps = [(0, first)] + ([(1, whole)] if quality and whole is not first else [])
+            for step, future in steps:
+                if not (future.running() or future.done()):
+                    self._queue.put((step - URGENT, next(self._order), take_id, future))
 
     def measured(self, takes: list) -> list:
         """``takes`` once their pending measures are written (waiting, with progress), re-read
