@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cosyvoice_lab import Lab, PromptSpec
+from cosyvoice_lab.audio import Audio
 from cosyvoice_lab.errors import ValidationError
 from cosyvoice_lab.lab import search as tuning
 from cosyvoice_lab.lab.moves import Effects, Move, neighbours, spec_from_text
@@ -295,7 +296,11 @@ def test_a_target_the_simulator_cannot_reach_stops_and_names_the_measure(lab):
     assert t.best.pitch == "low"  # the closest candidate is the lowest the words make
 
 
-def test_reverse_design_comes_closer_to_a_reference_voice_with_an_interval(lab, tmp_path):
+def test_reverse_design_comes_closer_to_a_reference_voice_with_an_interval(lab, tmp_path, monkeypatch):
+    from cosyvoice_lab.analysis import variability
+
+    embedded, real = [], variability.voice_embedding  # the real network, each call noted
+    monkeypatch.setattr(variability, "voice_embedding", lambda audio: embedded.append(audio.sha256) or real(audio))
     hidden = PromptSpec(gender="male", age="elderly", pitch="low", pace="slow")
     reference = lab.design(hidden, preview_text=PREVIEW, experiment="hidden-reference")
     path = tmp_path / "reference.wav"
@@ -308,6 +313,12 @@ def test_reverse_design_comes_closer_to_a_reference_voice_with_an_interval(lab, 
     assert t.best.gender == "male"
     assert "speaker similarity to the reference" in t._repr_html_()
     assert str(tmp_path) not in t._repr_html_()  # the page shows the recording, not where it lives
+    # each design embedded once as it arrived, none again at the round's end; the same figures as from scratch
+    previews = {take.audio_sha256 for take in lab.log.takes(experiment=t.experiment) if take.ok}
+    assert len(embedded) == len(set(embedded)) and previews <= set(embedded), (len(embedded), len(previews))
+    heard = real(Audio.load(path))
+    expected = [float(heard @ real(take.audio)) for take in t.best_takes if take.ok]
+    assert gain["best"] == pytest.approx(np.mean(expected), abs=1e-6)
 
 
 def test_the_cli_tunes_and_says_what_is_wrong_with_a_target(sim, tmp_path, capsys):

@@ -95,6 +95,43 @@ def embedding(audio: Audio) -> np.ndarray:
     return _embedding_of(audio.sha256, audio)
 
 
+class EmbeddingsAhead:
+    """Speaker embeddings computed while a round of designs is still arriving: each take's on a
+    pool of the machine's cores as it comes in (``add``), so that the round's ``embeddings`` find
+    them cached once the last design is in (``settle`` first). The caller holds
+    ``one_blas_thread()`` while the pool works."""
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._pending: list = []
+
+    def add(self, take) -> None:
+        """Start the embedding of an arrived take's preview (none for a take without one)."""
+        if take is None or not getattr(take, "ok", False) or not getattr(take, "audio_path", None):
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from cosyvoice_lab.lab.stage import cores
+
+            self._pool = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="cosyvoice-lab-embed")
+        self._pending.append(self._pool.submit(lambda: embedding(take.audio)))
+
+    def settle(self) -> None:
+        """Wait for the embeddings started so far (a failure is left for ``embeddings`` to meet)."""
+        from concurrent.futures import wait
+
+        pending, self._pending = self._pending, []
+        wait(pending)
+
+    def close(self) -> None:
+        """Stop: the started embeddings finish, the queued ones are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending = []
+
+
 def embeddings(audios: Iterable[Audio | None]) -> list[np.ndarray | None]:
     """The speaker embeddings of several recordings (None for None), cached by content; those not
     cached yet are computed on every core at once (the network's products release the GIL), with

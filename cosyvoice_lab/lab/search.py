@@ -154,6 +154,7 @@ class Search:
         self.bands: dict[str, float] = {}
         self.incumbents: list[tuple[int, int]] = []  # (designs used, best candidate) after each round
         self.existing: dict[str, list[Take]] = {}
+        self.ahead: Any = None  # EmbeddingsAhead while a reference search runs
         for take in lab.log.takes(experiment=experiment):
             self.existing.setdefault(take.cell or "", []).append(take)
 
@@ -205,7 +206,7 @@ class Search:
             reused=len(reused),
             is_failure=lambda t: t is not None and not t.ok,
             # the search reads pitch, pace and clearness (HNR), never predicted quality: left to a remeasure
-            on_done=feeding(lambda t: stage.submit(t, quality=False) if t is not None and t.ok else None, None),
+            on_done=feeding(partial(self._arrived, stage), None),
         )
         self.sent += len(tasks)
         if result.interrupted:
@@ -223,6 +224,13 @@ class Search:
             candidate.takes = {r: self.lab.log.get(t.take_id) for r, t in candidate.takes.items()}
         self._similarity(candidates)
 
+    def _arrived(self, stage, take) -> None:
+        """A design is in: its measures queued, its embedding started (a reference search)."""
+        if take is not None and take.ok:
+            stage.submit(take, quality=False)
+            if self.ahead is not None:
+                self.ahead.add(take)
+
     def _similarity(self, candidates: list[Candidate]) -> None:
         """Each candidate's similarities to the reference (its designs' embeddings, the round's
         computed together on every core)."""
@@ -231,6 +239,8 @@ class Search:
         from cosyvoice_lab.lab.measuring import embeddings
 
         takes = [(c, t) for c in candidates for t in c.takes.values() if t.ok and t.audio_path]
+        if self.ahead is not None:
+            self.ahead.settle()  # what arrived is embedded (or failing): nothing computed twice
         vectors = embeddings(take.audio for _, take in takes)
         for candidate in candidates:
             candidate.similarity = []
@@ -465,6 +475,20 @@ class Search:
     def run(self, prompt, on_round: Callable[[Search], Any] | None = None) -> str:
         """The whole search; returns why it stopped: "reached", "budget", "stuck", or "stopped"
         (``on_round(search)``, called after each round, returned True)."""
+        if self.reference is None:
+            return self._rounds(prompt, on_round)
+        from cosyvoice_lab.analysis.embedding import one_blas_thread
+        from cosyvoice_lab.lab.measuring import EmbeddingsAhead
+
+        self.ahead = EmbeddingsAhead()  # each design embedded as it arrives, beside the round's others
+        try:
+            with one_blas_thread():
+                return self._rounds(prompt, on_round)
+        finally:
+            self.ahead.close()
+            self.ahead = None
+
+    def _rounds(self, prompt, on_round: Callable[[Search], Any] | None) -> str:
         self.start(prompt)
         round_ = 0
         while True:
