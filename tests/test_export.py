@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -96,6 +97,22 @@ def test_html_report_is_self_contained_and_escaped(log, tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}")
+def test_exporting_the_report_again_encodes_only_previews_it_has_not_encoded_before(log, tmp_path, monkeypatch):
+    encoded, real = [], Audio.compressed
+    monkeypatch.setattr(Audio, "compressed", lambda self, kbps: encoded.append(self.sha256) or real(self, kbps))
+    fresh = Audio.from_numpy(np.random.default_rng().uniform(-0.2, 0.2, 12000), 24000, "wav")  # new to this process
+    take = log.table.start(EN, backend="offline", experiment="new")
+    log.table.finish(take.take_id, voice_id=voice(5), audio=fresh, request_id="r5")
+    first = log.export_html(tmp_path / "a.html")
+    assert fresh.sha256 in encoded
+    log.rate(take.take_id, 4)  # a little later: one more rating, the report sent again
+    again = len(encoded)
+    second = log.export_html(tmp_path / "b.html")
+    assert len(encoded) == again  # nothing encoded again
+    players = [re.findall(r'src="(data:audio/ogg;base64,[^"]+)"', p.read_text()) for p in (first, second)]
+    assert len(players[0]) == 4 and players[0] == players[1]  # the same players, the rating changed
+
+
 def test_html_report_opens_in_headless_chromium_with_one_player_per_take_with_audio(log, tmp_path):
     from playwright.sync_api import sync_playwright
 

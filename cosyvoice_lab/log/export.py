@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -117,13 +119,26 @@ def _section(name: str | None, takes: list[Take], extras: Extras | None) -> dict
     }
 
 
+# Previews already compressed in this process, by (content hash, kbps): exporting the report again
+# (after a few more ratings) encodes only what is new. ~15 KB a 5 s preview; the oldest go first.
+_SHARED: OrderedDict[tuple[str, float], Audio] = OrderedDict()
+_SHARED_MAX = 512
+_SHARED_LOCK = threading.Lock()
+
+
 def shared_audio(takes: list[Take], kbps: float = catalog.SHARE_AUDIO_KBPS) -> dict[str, Audio]:
     """take id → its preview compressed for sharing (``Audio.compressed``), for takes whose
     preview can be read; the others are left to the report's player, which says why. Previews
-    are read here one by one (the store may be a database connection) and encoded on every core."""
-    originals = {}
+    are read here one by one (the store may be a database connection) and encoded on every core,
+    each content once per process (a preview compressed before is reused)."""
+    shared, originals = {}, {}
     for take in takes:
         if take.preview_missing or not take.audio_path:
+            continue
+        with _SHARED_LOCK:
+            known = _SHARED.get((take.audio_sha256 or "", kbps))
+        if known is not None:
+            shared[take.take_id] = known
             continue
         try:
             audio = take.audio
@@ -132,8 +147,15 @@ def shared_audio(takes: list[Take], kbps: float = catalog.SHARE_AUDIO_KBPS) -> d
         if audio is not None:
             originals[take.take_id] = audio
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # the encoder releases the GIL
-        encoded = pool.map(lambda audio: audio.compressed(kbps), originals.values())
-        return dict(zip(originals, encoded, strict=True))
+        encoded = dict(zip(originals, pool.map(lambda audio: audio.compressed(kbps), originals.values()), strict=True))
+    with _SHARED_LOCK:
+        for take_id, audio in originals.items():
+            _SHARED[(audio.sha256, kbps)] = encoded[take_id]
+            _SHARED.move_to_end((audio.sha256, kbps))
+        while len(_SHARED) > _SHARED_MAX:
+            _SHARED.popitem(last=False)
+    shared.update(encoded)
+    return {take.take_id: shared[take.take_id] for take in takes if take.take_id in shared}
 
 
 def readable(tmp: str) -> None:
