@@ -33,6 +33,7 @@ from cosyvoice_lab.log.functions import pack, unpack
 from cosyvoice_lab.take import BACKENDS, STATUSES
 
 Query = Callable[..., list[Any]]
+Arrow = Callable[[Any], Any]
 
 # The order of the takes DataFrame's first columns; any other column of ``schema.takes`` shown in
 # the frame (its ``info["load"]`` is not ``none``) follows them, in table order.
@@ -162,31 +163,41 @@ def _no_gc():
             gc.enable()
 
 
-def takes_frame(query: Query, where: list, store: AudioStore) -> pd.DataFrame:
+def takes_frame(query: Query, where: list, store: AudioStore, arrow: Arrow | None = None) -> pd.DataFrame:
     """The takes DataFrame. ``query(statement)`` runs a statement; ``where``: filter conditions;
-    ``store`` names each preview's file (the ``audio_path`` column)."""
+    ``store`` names each preview's file (the ``audio_path`` column); ``arrow(statement)``, when
+    given, may answer a statement's rows as an Arrow table read in C (None: it cannot)."""
     with _no_gc():
-        return _takes_frame(query, where, store)
+        return _takes_frame(query, where, store, arrow)
 
 
-def _takes_frame(query: Query, where: list, store: AudioStore) -> pd.DataFrame:
+def _takes_frame(query: Query, where: list, store: AudioStore, arrow: Arrow | None) -> pd.DataFrame:
     # No ORDER BY: walking the time index costs more than sorting here, and rows are stored
     # in about the order they were started, so usually nothing moves (see _in_time_order).
     takes = schema.takes
-    packed = pack(*select_list(TAKE_PACKED, takes))
-    rows = query(select(schema.ROWID, *select_list(TAKE_DENSE, takes), packed).select_from(takes).where(*where))
+    table = None
+    if arrow is not None:  # every column as it is: no Python object per cell, so nothing to pack
+        dense = select_list(TAKE_DENSE, takes) + select_list(TAKE_PACKED, takes)
+        table = arrow(select(schema.ROWID, *dense).select_from(takes).where(*where))
+    if table is None:
+        packed = pack(*select_list(TAKE_PACKED, takes))
+        rows = query(select(schema.ROWID, *select_list(TAKE_DENSE, takes), packed).select_from(takes).where(*where))
     sparse = query(
         select(schema.ROWID, *select_list(TAKE_SPARSE, takes)).select_from(takes).where(*where, SPARSE_WHERE)
     )
-    columns = _columns(rows, 2 + len(TAKE_DENSE))
-    data = {name: _convert(kind, values) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:-1], strict=True)}
-    data.update(_packed_columns(columns[-1]))
-    data.update(_sparse_columns(columns[0], sparse))
-    sha256s = columns[1 + [name for name, _, _ in TAKE_DENSE].index("audio_sha256")]
+    if table is None:
+        columns = _columns(rows, 2 + len(TAKE_DENSE))
+        rowids, sha256s = columns[0], columns[1 + [name for name, _, _ in TAKE_DENSE].index("audio_sha256")]
+        data = {name: _convert(kind, values) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:-1], strict=True)}
+        data.update(_packed_columns(columns[-1]))
+    else:
+        rowids, sha256s = table.column(0).to_numpy(), table.column("audio_sha256").to_pylist()
+        data = {name: _from_arrow(kind, table.column(i)) for i, (name, _, kind) in enumerate(TAKE_DENSE + TAKE_PACKED, 1)}
+    data.update(_sparse_columns(rowids, sparse))
     data["audio_path"] = _strings(store.paths_for(sha256s, data["audio_format"].tolist()))
     metrics = data.pop("metrics")
     frame = pd.DataFrame({**{name: data[name] for name in TAKE_ORDER}, **metrics})
-    return _in_time_order(frame, np.asarray(columns[0], dtype="int64"))
+    return _in_time_order(frame, np.asarray(rowids, dtype="int64"))
 
 
 def _in_time_order(frame: pd.DataFrame, rowids: np.ndarray) -> pd.DataFrame:
@@ -227,16 +238,42 @@ def _packed_columns(keys: tuple) -> dict:
     return out
 
 
-def _sparse_columns(rowids: tuple, sparse: list[tuple]) -> dict:
-    """Full-length columns from the sparse rows, placed by rowid; defaults elsewhere."""
-    n = len(rowids)
-    at = pd.Index(rowids, dtype="int64").get_indexer([r[0] for r in sparse]) if sparse else []
+def _from_arrow(kind: str, column):
+    """A column of an Arrow table as ``_convert`` makes it from the same values as Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kind in ("str", "notes", "time"):
+        return _convert(kind, column)
+    if kind == "float":
+        return np.asarray(column.cast(pa.float64()).to_numpy(), dtype="float64")
+    if kind == "Int64":
+        return pd.Int64Dtype().__from_arrow__(column.cast(pa.int64()))
+    if kind in ("status", "backend", "category"):  # few distinct values: converted once each
+        encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
+        per_key = _convert(kind, encoded.dictionary.to_pylist())
+        return pd.Categorical.from_codes(per_key.codes[encoded.indices.to_numpy()], dtype=per_key.dtype)
+    if kind == "metrics":
+        return _metrics(column)
+    return _convert(kind, column.to_pylist())
+
+
+def _sparse_columns(rowids, sparse: list[tuple]) -> dict:
+    """Full-length columns from the sparse rows, placed by rowid; defaults elsewhere (each column
+    converted from its few values and the default, then spread: no per-row list of defaults)."""
+    found = pd.Index(rowids, dtype="int64").get_indexer([r[0] for r in sparse]) if sparse else np.array([], np.intp)
+    source = np.zeros(len(rowids), dtype=np.intp)  # 0: the default; k: the k-th sparse row
+    held = found >= 0  # a row written between the two queries is not in the frame
+    source[found[held]] = np.arange(1, len(sparse) + 1)[held]
     out = {}
     for j, (name, _, kind) in enumerate(TAKE_SPARSE, start=1):
-        full = [_SPARSE_DEFAULTS.get(kind)] * n
-        for i, row in zip(at, sparse, strict=True):
-            full[i] = row[j]
-        out[name] = _convert(kind, full)
+        converted = _convert(kind, [_SPARSE_DEFAULTS.get(kind), *(row[j] for row in sparse)])
+        if isinstance(converted, list):  # tags: tuples, one object each
+            objects = np.empty(len(converted), dtype=object)
+            for i, value in enumerate(converted):
+                objects[i] = value
+            converted = objects
+        out[name] = converted.take(source)
     return out
 
 
@@ -277,7 +314,9 @@ def _strings(values):
     """Texts (None = missing) as pandas' ``str`` dtype, built through Arrow: 3x faster."""
     import pyarrow as pa
 
-    return pd.array(pa.array(values, type=pa.string()), dtype=STRING_DTYPE)
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pa.array(values, type=pa.string())
+    return pd.array(values, dtype=STRING_DTYPE)
 
 
 def _times(values) -> pd.arrays.DatetimeArray:
@@ -285,7 +324,8 @@ def _times(values) -> pd.arrays.DatetimeArray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parsed = pa.array(values, type=pa.string()).cast(pa.timestamp("us", tz="UTC"))
+    texts = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=pa.string())
+    parsed = texts.cast(pa.timestamp("us", tz="UTC"))
     # A time pandas cannot hold (after 2262) is missing, not the end of every reader of the log.
     first, last = (pa.scalar(t.value // 1000, type=parsed.type) for t in (pd.Timestamp.min, pd.Timestamp.max))
     held = pc.and_(pc.greater_equal(parsed, first), pc.less_equal(parsed, last))
@@ -295,17 +335,39 @@ def _times(values) -> pd.arrays.DatetimeArray:
 
 def _metrics(values) -> dict[str, object]:
     """``{"m_<name>": column}`` from the rows' metrics JSON objects."""
-    if not any(values):
-        return {}
     import pyarrow as pa
     import pyarrow.json as pa_json
 
-    text = "\n".join([v or "{}" for v in values]).encode()
+    if isinstance(values, pa.ChunkedArray):
+        text = _json_lines(values)
+        if text is None:
+            return {}
+    elif not any(values):
+        return {}
+    else:
+        text = io.BytesIO("\n".join([v or "{}" for v in values]).encode())
     try:  # Arrow parses all rows at once; it refuses a metric whose type varies between rows
-        table = pa_json.read_json(io.BytesIO(text))
+        table = pa_json.read_json(text)
     except pa.ArrowInvalid:
-        return _metrics_slow(values)
+        return _metrics_slow(values.to_pylist() if isinstance(values, pa.ChunkedArray) else values)
     return {f"m_{name}": table.column(name).to_pandas().array for name in sorted(table.column_names)}
+
+
+def _json_lines(column):
+    """An Arrow column of JSON texts as one file of lines, as ``_metrics`` joins a list's (NULL and
+    empty texts read ``{}``); None when every text is NULL or empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
+    if texts.null_count == len(texts):
+        return None
+    texts = pc.fill_null(texts.cast(pa.large_string()), "{}")
+    empty, newline = pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+    lines = pc.binary_join_element_wise(texts, empty, newline).combine_chunks()  # each text, a newline
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    first, last = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+    return pa.BufferReader(lines.buffers()[2].slice(first, last - first))
 
 
 def _metrics_slow(values) -> dict[str, object]:
