@@ -106,7 +106,9 @@ def _usual(log: ExperimentLog, **filters) -> pd.DataFrame:
 
 
 def _answers_in_arrow(log: ExperimentLog) -> bool:
-    return log.db.arrow(select(schema.takes.c.take_id)) is not None
+    """Whether the log reads through ADBC, statements with parameters (a filtered frame's) too."""
+    takes = schema.takes
+    return log.db.arrow(select(takes.c.take_id).where(takes.c.experiment.in_(["a", "b"]))) is not None
 
 
 @pytest.fixture
@@ -160,7 +162,8 @@ def test_a_connection_the_server_ended_is_replaced_and_the_frame_still_read(pg_l
     database = pg_log.db.query("SELECT current_database()")[0][0]
     with psycopg.connect(pg_url, autocommit=True) as admin:
         ended = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
             (database,),
         ).fetchone()[0]
     assert ended >= 1
@@ -227,6 +230,5 @@ def test_any_texts_and_floats_come_back_as_written_on_both_databases(pg_server, 
             assert got["voice_prompt"] == row["voice_prompt"] and got["notes"] == row["notes"]
             for column in ("latency_s", "audio_duration_s"):
                 expected = row[column]
-                assert (math.isnan(got[column]) if expected is None else got[column] == expected), (log.db.kind, column)
+                assert math.isnan(got[column]) if expected is None else got[column] == expected, (log.db.kind, column)
     assert _answers_in_arrow(pg)
-

@@ -13,8 +13,8 @@ could name the connection): the log's outage behaviour and its errors stay the d
 Connections: opened lazily with the log's own URL (libpq's; a password from the URL,
 ``PGPASSWORD`` or ``~/.pgpass`` as libpq finds it), the same connect timeout and
 ``application_name`` as the log's psycopg connections, in autocommit (no snapshot kept between
-reads); kept idle for the next read (opening one costs a login: 0.2-0.8 s); one per concurrent
-reader. A connection that failed is closed; a forked child never uses nor closes its parent's.
+reads); kept idle for the next read (opening one costs a login: 0.2-0.8 s), up to ``IDLE``; one
+per concurrent reader. A connection that failed is closed; a forked child never uses nor closes its parent's.
 A statement the driver refuses (not a lost connection) turns the shortcut off for this log.
 """
 
@@ -26,6 +26,7 @@ import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
+IDLE = 2  # connections kept idle for the next reads (more readers at once open more, closed after)
 
 # Connections a forked child inherited: kept referenced, never closed (that would end the parent's session).
 _INHERITED: list[Any] = []
@@ -54,10 +55,12 @@ class ArrowReader:
         self._lock = threading.Lock()
         self._idle: list[Any] = []
         self._pid = os.getpid()
-        self.enabled = True  # off for good once the driver refuses a statement
+        self._closed = False
+        self.enabled = True  # off for good once the driver refuses a statement without parameters
+        self.with_params = True  # off for good once it refuses one with (ADBC < 1.2 binds none in a SELECT)
 
     def __repr__(self) -> str:
-        return f"ArrowReader(enabled={self.enabled})"
+        return f"ArrowReader(enabled={self.enabled}, with_params={self.with_params})"
 
     def read(self, statement: Any) -> Any:
         """``statement``'s rows as an Arrow table (columns named and typed as selected), or None
@@ -71,7 +74,9 @@ class ArrowReader:
         try:
             sql, params = _compiled(statement)
         except Exception as exc:  # a construct this path cannot render: the usual path runs it
-            self._off(exc)
+            log.debug("not read through ADBC (%s)", self._scrub(exc))
+            return None
+        if params and not self.with_params:
             return None
         conn = None
         try:
@@ -83,7 +88,7 @@ class ArrowReader:
             if conn is not None:
                 _close(conn)
             if not _is_connection_failure(exc):
-                self._off(exc)
+                self._off(exc, bool(params))
             else:
                 log.debug("reading through ADBC failed (%s); reading the usual way", self._scrub(exc))
             return None
@@ -102,16 +107,23 @@ class ArrowReader:
 
     def _give_back(self, conn: Any) -> None:
         with self._lock:
-            self._idle.append(conn)
+            if not self._closed and len(self._idle) < IDLE:
+                self._idle.append(conn)
+                return
+        _close(conn)
 
     def _forget_if_forked(self) -> None:
         if self._pid != os.getpid():
             _INHERITED.extend(self._idle)
             self._idle, self._pid = [], os.getpid()
 
-    def _off(self, exc: BaseException) -> None:
-        self.enabled = False
-        log.debug("reading through ADBC turned off for this log (%s)", self._scrub(exc))
+    def _off(self, exc: BaseException, with_params: bool) -> None:
+        if with_params:
+            self.with_params = False
+        else:
+            self.enabled = False
+        what = "with parameters " if with_params else ""
+        log.debug("reading statements %sthrough ADBC turned off for this log (%s)", what, self._scrub(exc))
 
     def _scrub(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
@@ -123,7 +135,7 @@ class ArrowReader:
         """Close the idle connections (those of this process)."""
         with self._lock:
             self._forget_if_forked()
-            idle, self._idle = self._idle, []
+            idle, self._idle, self._closed = self._idle, [], True
         for conn in idle:
             _close(conn)
 

@@ -405,7 +405,9 @@ class Database:
             self._lone = self.engine.execution_options(log_begin=None)
         self._held = _Held()
         self._postgres = self.kind == "PostgreSQL"
-        self._arrow = ArrowReader(self._url, connect_timeout_s=busy_timeout_s, secrets=self._secrets) if self._postgres else None
+        self._arrow = (
+            ArrowReader(self._url, connect_timeout_s=busy_timeout_s, secrets=self._secrets) if self._postgres else None
+        )
         self._dialect = self.engine.dialect.name
         self._what = str(self.path)
         _ENGINES.add(self.engine)
