@@ -179,7 +179,7 @@ def takes_frame(query: Query, where: list, store: AudioStore, arrow: Arrow | Non
 
 def _takes_frame(query: Query, where: list, store: AudioStore, arrow: Arrow | None) -> pd.DataFrame:
     # No ORDER BY: walking the time index costs more than sorting here, and rows are stored
-    # in about the order they were started, so usually nothing moves (see _in_time_order).
+    # in about the order they were started, so usually nothing moves (see _time_order).
     takes = schema.takes
     table = None
     if arrow is not None:  # every column as it is: no Python object per cell, so nothing to pack
@@ -197,23 +197,32 @@ def _takes_frame(query: Query, where: list, store: AudioStore, arrow: Arrow | No
         data = {name: _convert(kind, values) for (name, _, kind), values in zip(TAKE_DENSE, columns[1:-1], strict=True)}
         data.update(_packed_columns(columns[-1]))
     else:
+        started = _times(table.column("started_at"))
+        order = _time_order(started, table.column(0).to_numpy())
+        if order is not None:  # in order before converting: Arrow takes a table's rows 2x faster than pandas
+            table, started = table.take(order), started.take(order)
         rowids, sha256s = table.column(0).to_numpy(), table.column("audio_sha256").to_pylist()
         data = {
-            name: _from_arrow(kind, table.column(i)) for i, (name, _, kind) in enumerate(TAKE_DENSE + TAKE_PACKED, 1)
+            name: started if name == "started_at" else _from_arrow(kind, table.column(i))
+            for i, (name, _, kind) in enumerate(TAKE_DENSE + TAKE_PACKED, 1)
         }
     data.update(_sparse_columns(rowids, sparse))
     data["audio_path"] = _strings(store.paths_for(sha256s, data["audio_format"].tolist()))
     metrics = data.pop("metrics")
     frame = pd.DataFrame({**{name: data[name] for name in TAKE_ORDER}, **metrics})
-    return _in_time_order(frame, np.asarray(rowids, dtype="int64"))
+    return frame if table is not None else _in_time_order(frame, np.asarray(rowids, dtype="int64"))
 
 
 def _in_time_order(frame: pd.DataFrame, rowids: np.ndarray) -> pd.DataFrame:
     """``frame`` sorted by start time, ties in the order they were written (rowid)."""
-    order = np.lexsort((rowids, frame["started_at"].array.asi8))
-    if (order == np.arange(len(order))).all():
-        return frame
-    return frame.take(order).reset_index(drop=True)
+    order = _time_order(frame["started_at"].array, rowids)
+    return frame if order is None else frame.take(order).reset_index(drop=True)
+
+
+def _time_order(started_at: pd.arrays.DatetimeArray, rowids: np.ndarray) -> np.ndarray | None:
+    """The positions that put rows in start order, ties in write order (rowid); None: they are."""
+    order = np.lexsort((np.asarray(rowids, dtype="int64"), started_at.asi8))
+    return None if (order == np.arange(len(order))).all() else order
 
 
 def build(rows: list[tuple], spec, store: AudioStore | None = None) -> pd.DataFrame:
