@@ -5,11 +5,14 @@ offline simulator on loopback and the real ``cosyvoice-lab compare`` in a child 
 """
 
 import json
+import logging
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from processes import child_env, cli_process
 
@@ -108,6 +111,29 @@ def test_the_panel_answers_json_503_while_its_database_is_down_and_records_again
         assert requests.post(base + "/api/rating", json=body, timeout=30).status_code == 200
         assert requests.get(base + second["audio_url"], timeout=30).status_code == 200
     assert lab.log.ratings.to_dataframe("p")["rating"].tolist() == [5]
+
+
+def test_the_dataframe_waits_for_a_restarted_server(tmp_path, private_pg, caplog):
+    """``log.df`` while the server restarts: the connection its fast read (ADBC) kept is gone, and
+    the read waits for the server as every read of the log does, then gives the same frame."""
+    from cosyvoice_lab.design import VoiceDesign
+
+    with ExperimentLog(private_pg.new_database(), folder=tmp_path / "local") as log:
+        for i in range(5):
+            take = log.table.start(VoiceDesign(PROMPTS[i], "Hello there."), backend="offline", experiment="x")
+            log.table.finish(take.take_id, voice_id=f"v{i}", metrics={"f0": 100.0 + i})
+        before = log.df
+        private_pg.halt()
+        back = threading.Timer(2.0, private_pg.resume)
+        back.start()
+        try:
+            with caplog.at_level(logging.WARNING):
+                after = log.df
+        finally:
+            back.join()
+        assert "waiting for the log's database" in caplog.text
+        pd.testing.assert_frame_equal(after, before, check_exact=True)
+        pd.testing.assert_frame_equal(log.df, before, check_exact=True)
 
 
 @pytest.fixture

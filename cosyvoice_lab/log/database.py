@@ -57,6 +57,7 @@ from sqlalchemy.pool import QueuePool
 
 from cosyvoice_lab.catalog import LOG_BUSY_TIMEOUT_S
 from cosyvoice_lab.errors import LogError
+from cosyvoice_lab.log.arrow_reader import ArrowReader
 from cosyvoice_lab.log.urls import is_url, redact_url, url_secrets, without_password
 
 DB_NAME = "log.sqlite3"
@@ -404,6 +405,9 @@ class Database:
             self._lone = self.engine.execution_options(log_begin=None)
         self._held = _Held()
         self._postgres = self.kind == "PostgreSQL"
+        self._arrow = (
+            ArrowReader(self._url, connect_timeout_s=busy_timeout_s, secrets=self._secrets) if self._postgres else None
+        )
         self._dialect = self.engine.dialect.name
         self._what = str(self.path)
         _ENGINES.add(self.engine)
@@ -633,6 +637,18 @@ class Database:
         """
         return self._query(statement, params, lambda result: _driver_rows(result, statement))
 
+    def arrow(self, statement: Any) -> Any:
+        """A SELECT's rows as a ``pyarrow.Table`` read in C, or None where that cannot be had
+        (SQLite; PostgreSQL without ADBC's driver; any failure of that path, which then says
+        nothing: run the statement with ``rows``, whose errors and waits for a lost server are
+        the log's). See ``arrow_reader``.
+
+        Raises:
+            LogError: the log is closed.
+        """
+        self._check_open()
+        return None if self._arrow is None else self._arrow.read(statement)
+
     def _query(self, statement: Any, params: Any, fetch: Callable[[Any], list[Any]]) -> list[Any]:
         self._check_open()
         if isinstance(statement, str):
@@ -731,6 +747,8 @@ class Database:
         with self._lock:
             self.closed = True
         self._held.close(self.kind == "PostgreSQL")
+        if self._arrow is not None:
+            self._arrow.close()
         self.engine.dispose()
 
 

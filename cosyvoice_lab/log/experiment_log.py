@@ -154,7 +154,7 @@ class ExperimentLog:
             until=until,
             **more,
         )
-        return frame.takes_frame(self.db.rows, where, self.audio_store)
+        return frame.takes_frame(self.db.rows, where, self.audio_store, self.db.arrow)
 
     @property
     def df(self):
