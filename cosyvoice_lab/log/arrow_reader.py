@@ -20,6 +20,7 @@ A statement the driver refuses (not a lost connection) turns the shortcut off fo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -157,15 +158,16 @@ def _is_connection_failure(exc: BaseException) -> bool:
     ).startswith(("08", "57P"))
 
 
-_DIALECT: list[Any] = []
+@functools.cache
+def _dialect() -> Any:
+    """PostgreSQL's dialect with libpq's own ``$n`` placeholders (made once)."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    return PGDialect_psycopg(paramstyle="numeric_dollar")
 
 
 def _compiled(statement: Any) -> tuple[str, tuple]:
     """``statement`` as PostgreSQL SQL with ``$n`` parameters (libpq's own), and their values."""
-    if not _DIALECT:
-        from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-
-        _DIALECT.append(PGDialect_psycopg(paramstyle="numeric_dollar"))
-    compiled = statement.compile(dialect=_DIALECT[0], compile_kwargs={"render_postcompile": True})
+    compiled = statement.compile(dialect=_dialect(), compile_kwargs={"render_postcompile": True})
     params = compiled.params
     return str(compiled), tuple(params[name] for name in compiled.positiontup or ())
