@@ -42,12 +42,33 @@ def child_env(**extra: str) -> dict:
     return {**env, **extra}
 
 
-def cli_process(*args: str, env: dict | None = None) -> subprocess.Popen:
-    """``cosyvoice-lab ARGS`` started, its output captured as text (default env: ``child_env()``)."""
-    return subprocess.Popen(
+def cli_process(*args: str, env: dict | None = None, cores: set[int] | None = None) -> subprocess.Popen:
+    """``cosyvoice-lab ARGS`` started, its output captured as text (default env: ``child_env()``),
+    on ``cores`` only when given (set as it starts, before its imports are done and it starts a thread)."""
+    child = subprocess.Popen(
         [sys.executable, "-m", "cosyvoice_lab.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=child_env() if env is None else env,
     )
+    if cores is not None:
+        os.sched_setaffinity(child.pid, cores)
+    return child
+
+
+def loaded_core(busy: int = 4) -> tuple[set[int], list[subprocess.Popen]]:
+    """One core of this machine loaded by ``busy`` processes that only spin: ``(cores, hogs)``. The
+    load of 4 per core, as on a 2-core machine running 8 busy processes, without taking every
+    core from the rest of the suite; kill the hogs when done (``unload``)."""
+    core = {max(os.sched_getaffinity(0))}
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+    for hog in hogs:
+        os.sched_setaffinity(hog.pid, core)
+    return core, hogs
+
+
+def unload(hogs: list[subprocess.Popen]) -> None:
+    for hog in hogs:
+        hog.kill()
+        hog.wait()

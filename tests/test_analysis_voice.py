@@ -263,3 +263,50 @@ def test_at_most_a_third_of_notebook_02s_claims_are_not_measurable():
     judged = adherence(group)
     unmeasurable = [j for j in judged if j.verdict == NOT_MEASURABLE]
     assert len(unmeasurable) <= len(judged) / 3, [(j.dimension, j.claim, j.reason) for j in unmeasurable]
+
+
+def test_a_sound_measured_again_is_not_analysed_again_and_gives_the_same_figures(monkeypatch, tmp_path):
+    """What the measuring stage found for a preview is what measuring it again finds, at once: the
+    figures are remembered by the sound's samples, not by the object that holds them or its text."""
+    from cosyvoice_lab.analysis import measures, quality
+    from cosyvoice_lab.audio import Audio
+
+    x = engine.render(TEXT["en"], engine.settings_for("A bright young woman.", "en", "v1"), 24000)
+    x = x.astype(np.float64) * (1 + 1e-9 * np.random.default_rng().random())  # a sound no other test measured
+    analysed = {"pitch": 0, "dnsmos": 0}
+
+    def counting(name, real):
+        def counted(*args, **kwargs):
+            analysed[name] += 1
+            return real(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(measures, "pitch_track", counting("pitch", measures.pitch_track))
+    monkeypatch.setattr(quality, "dnsmos", counting("dnsmos", quality.dnsmos))
+
+    first = measure(x, TEXT["en"], sample_rate=24000)
+    again = measure(x.copy(), TEXT["en"], sample_rate=24000)  # another array, the same samples
+    assert analysed == {"pitch": 1, "dnsmos": 1}
+    same = lambda a, b: a == b or (a != a and b != b)  # noqa: E731 -- NaN equals NaN here
+    assert all(same(a, b) for a, b in zip(first.to_dict().values(), again.to_dict().values(), strict=True))
+    # a preview as the log keeps it: a file read back is the same sound as the one written
+    Audio.from_numpy(x, 24000).save(tmp_path / "take.wav")
+    stored = [measure(Audio.load(tmp_path / "take.wav"), TEXT["en"]) for _ in range(2)]
+    assert analysed == {"pitch": 2, "dnsmos": 2}
+    assert stored[0].median_f0_hz == stored[1].median_f0_hz and stored[0].dnsmos_ovrl == stored[1].dnsmos_ovrl
+
+    # the speaking rate follows the text given, not the first call's
+    shorter = measure(x, TEXT["en"][: len(TEXT["en"]) // 2], sample_rate=24000)
+    assert shorter.speaking_rate < first.speaking_rate and shorter.median_f0_hz == first.median_f0_hz
+    # without predicted quality: the same figures, the quality fields NaN; in two steps, the same again
+    plain = measure(x, TEXT["en"], sample_rate=24000, predicted_quality=False)
+    assert math.isnan(plain.dnsmos_ovrl) and plain.median_f0_hz == first.median_f0_hz
+    assert measures.predicted_quality(x, sample_rate=24000)["dnsmos_ovrl"] == first.dnsmos_ovrl
+    assert analysed == {"pitch": 2, "dnsmos": 2}
+
+    # one sample changed is another sound: analysed afresh
+    changed = x.copy()
+    changed[len(x) // 2] += 0.01
+    measure(changed, TEXT["en"], sample_rate=24000)
+    assert analysed == {"pitch": 3, "dnsmos": 3}

@@ -20,7 +20,10 @@ older version (0: before versions were kept) are brought up to date by ``Lab.rem
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -191,6 +194,35 @@ def text_units(text: str | None, language: str | None = None) -> tuple[int, str 
     return sum(c.isalnum() and not catalog.is_cjk(c) for c in text), "letters_per_s"
 
 
+class _Recent:
+    """The last ``size`` results of a costly analysis of a sound, by the sound's content (a
+    digest of its samples and rate): measuring the same recording again (a preview the measuring
+    stage measured, read back from the log; a report or a notebook measuring it once more) costs
+    a hash, not the analysis. Thread-safe; a sound analysed twice at once is stored once."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._found: OrderedDict[tuple, dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, x: np.ndarray, sr: int, analyse) -> dict:
+        key = (hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest(), len(x), sr)
+        with self._lock:
+            if key in self._found:
+                self._found.move_to_end(key)
+                return dict(self._found[key])
+        found = analyse()
+        with self._lock:
+            self._found[key] = dict(found)
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+        return found
+
+
+_SOUNDS = _Recent()  # every measure but the speaking rate (it needs the text) and predicted quality
+_QUALITY = _Recent()  # predicted quality: the costliest measure
+
+
 def measure(
     audio,
     text: str | None = None,
@@ -200,6 +232,9 @@ def measure(
     predicted_quality: bool = True,
 ) -> Measurements:
     """Measure one recording.
+
+    The same sound measured again in this process (by its samples, whatever object holds them)
+    is answered from the last 256 sounds' figures, not analysed again.
 
     Args:
         audio: an :class:`~cosyvoice_lab.audio.Audio`, or a float array with ``sample_rate``.
@@ -217,6 +252,24 @@ def measure(
         ValueError: for a bare array without ``sample_rate``.
     """
     x, sr = samples(audio, sample_rate)
+    found = _SOUNDS.get(x, sr, lambda: _sound_measures(x, sr))
+    speech_s = found["speech_duration_s"]
+    units, unit = text_units(text, language)
+    problems = [found.pop("problems")]
+    if predicted_quality:
+        scored = _predicted_quality(x, sr)
+        problems.append(scored.pop("problems"))
+        found.update(scored)
+    return Measurements(
+        **found,
+        speaking_rate=units / speech_s if units and speech_s else NAN,
+        rate_unit=unit,
+        problems="; ".join(p for p in problems if p) or None,
+    )
+
+
+def _sound_measures(x: np.ndarray, sr: int) -> dict[str, Any]:
+    """Every field of :class:`Measurements` but the speaking rate and predicted quality."""
     frame_db = frame_levels_db(x, sr)
     speech = _speech_mask(frame_db)
     idx = np.flatnonzero(speech)
@@ -225,8 +278,7 @@ def measure(
     f0 = _f0_values(pitch)
     p10, p50, p90 = np.percentile(f0, [10, 50, 90]) if len(f0) else (NAN, NAN, NAN)
     peak = float(np.max(np.abs(x))) if len(x) else 0.0
-    units, unit = text_units(text, language)
-    return Measurements(
+    return dict(
         duration_s=len(x) / sr,
         speech_duration_s=speech_s,
         median_f0_hz=float(p50),
@@ -238,16 +290,14 @@ def measure(
         peak_dbfs=20 * math.log10(peak) if peak > 0 else NAN,
         clipping_ratio=float(np.mean(np.abs(x) >= CLIP_LEVEL)) if len(x) else 0.0,
         silence_ratio=float(1 - speech.mean()) if len(speech) else 1.0,
-        speaking_rate=units / speech_s if units and speech_s else NAN,
-        rate_unit=unit,
-        **voice_measures(x, sr, pitch, f0, frame_db, speech, predicted_quality=predicted_quality),
+        **voice_measures(x, sr, pitch, f0, speech, frame_db),
     )
 
 
-def voice_measures(x, sr, pitch, f0, frame_db, speech, *, predicted_quality: bool = True) -> dict[str, Any]:
-    """The voice-quality and predicted-quality fields of :class:`Measurements`, each group
-    computed on its own: one that fails is NaN and named in ``problems``, the others stand."""
-    from cosyvoice_lab.analysis import quality, voice
+def voice_measures(x, sr, pitch, f0, speech, frame_db) -> dict[str, Any]:
+    """The voice-quality fields of :class:`Measurements` and ``problems``, each group computed on
+    its own: one that fails is NaN and named in ``problems``, the others stand."""
+    from cosyvoice_lab.analysis import voice
 
     out: dict[str, Any] = {}
     problems = []
@@ -262,32 +312,36 @@ def voice_measures(x, sr, pitch, f0, frame_db, speech, *, predicted_quality: boo
             "intensity_sd_db": voice.intensity_sd_db(frame_db, speech),
         },
     }
-    if predicted_quality and len(y):
-        steps["dnsmos"] = lambda: quality.dnsmos(y)
     for name, step in steps.items():
         try:
             out.update(step())
         except Exception as exc:  # one failed measure must not cost the take its others
             problems.append(f"{name}: {type(exc).__name__}: {exc}")
-    if predicted_quality and not len(y):
-        problems.append("dnsmos: no speech to score")
     out["problems"] = "; ".join(problems) or None
     return out
 
 
 def predicted_quality(audio, *, sample_rate: int | None = None) -> dict[str, Any]:
     """The predicted-quality fields of :class:`Measurements` alone (``dnsmos_*``, computed as
-    :func:`measure` computes them), and ``problems``: why they are NaN, or None. For measuring in
-    two steps: ``measure(predicted_quality=False)`` first, this after."""
+    :func:`measure` computes them, and remembered as it remembers them), and ``problems``: why
+    they are NaN, or None. For measuring in two steps: ``measure(predicted_quality=False)``
+    first, this after."""
+    return _predicted_quality(*samples(audio, sample_rate))
+
+
+def _predicted_quality(x: np.ndarray, sr: int) -> dict[str, Any]:
+    return _QUALITY.get(x, sr, lambda: _score_quality(x, sr))
+
+
+def _score_quality(x: np.ndarray, sr: int) -> dict[str, Any]:
     from cosyvoice_lab.analysis import quality, voice
 
-    x, sr = samples(audio, sample_rate)
     nan = dict.fromkeys(quality.COLUMNS, NAN)
     if not speech_frames(x, sr).any():
         return {**nan, "problems": "dnsmos: no speech to score"}
     try:
         return {**quality.dnsmos(voice.resampled(x, sr)), "problems": None}
-    except Exception as exc:  # NaN and the reason, as measure() does
+    except Exception as exc:  # NaN and the reason, as for every other measure
         return {**nan, "problems": f"dnsmos: {type(exc).__name__}: {exc}"}
 
 
