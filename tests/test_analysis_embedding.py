@@ -38,6 +38,28 @@ def test_the_mel_front_end_has_librosas_slaney_filters():
     assert bank.max(axis=1)[-1] < bank.max(axis=1)[5]
 
 
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 6])
+def test_the_lstm_is_the_textbook_lstm_for_every_number_of_partials(batch):
+    """Whichever way a batch is multiplied (row by row for a few partials, as one matrix for
+    more), the network is torch's 3-layer LSTM: gates i, f, g, o, sigmoid and tanh, in float64."""
+    w = embedding._weights()
+    x = np.random.default_rng(batch).standard_normal((batch, 30, 40)).astype(np.float32)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    seq = x.astype(np.float64)
+    for layer in range(3):
+        w_ih, w_hh = (w[f"lstm.weight_{k}_l{layer}"].astype(np.float64) for k in ("ih", "hh"))
+        bias = (w[f"lstm.bias_ih_l{layer}"] + w[f"lstm.bias_hh_l{layer}"]).astype(np.float64)
+        h = c = np.zeros((batch, embedding.SIZE))
+        out = []
+        for t in range(seq.shape[1]):
+            i, f, g, o = np.split(seq[:, t] @ w_ih.T + h @ w_hh.T + bias, 4, axis=1)
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h = sigmoid(o) * np.tanh(c)
+            out.append(h)
+        seq = np.stack(out, axis=1)
+    assert np.abs(embedding._lstm(x, w) - h).max() < 1e-4
+
+
 def test_an_embedding_is_a_unit_vector_and_silence_has_none():
     e = voice_embedding(speech(PROMPTS["en"], "en", "v1", 0), sample_rate=SR)
     assert e.shape == (256,) and np.linalg.norm(e) == pytest.approx(1.0, abs=1e-5) and (e >= 0).all()
