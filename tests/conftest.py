@@ -37,7 +37,7 @@ def pg_log_url(pg_server) -> str:
 # Tests that must not run beside others of their kind share a group, which one worker runs in turn:
 # the browser tests (one chromium and one JupyterLab at a time: each wants a core for its page), and the
 # tests that start several processes that must overlap in time on purpose (two compares into one folder,
-# eight busy processes loading the machine). Every other test is safe side by side: each makes its own
+# four busy processes loading one core). Every other test is safe side by side: each makes its own
 # temporary folder, simulator and database on a free port (pg_server: a server per worker). Modules whose
 # module-scoped fixture designs and measures voices for all their tests stay on one worker each, so that
 # the fixture is built once, not once per worker.
