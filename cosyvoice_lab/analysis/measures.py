@@ -290,11 +290,11 @@ def _sound_measures(x: np.ndarray, sr: int) -> dict[str, Any]:
         peak_dbfs=20 * math.log10(peak) if peak > 0 else NAN,
         clipping_ratio=float(np.mean(np.abs(x) >= CLIP_LEVEL)) if len(x) else 0.0,
         silence_ratio=float(1 - speech.mean()) if len(speech) else 1.0,
-        **voice_measures(x, sr, pitch, f0, speech, frame_db),
+        **voice_measures(x, sr, pitch, f0, frame_db, speech),
     )
 
 
-def voice_measures(x, sr, pitch, f0, speech, frame_db) -> dict[str, Any]:
+def voice_measures(x, sr, pitch, f0, frame_db, speech) -> dict[str, Any]:
     """The voice-quality fields of :class:`Measurements` and ``problems``, each group computed on
     its own: one that fails is NaN and named in ``problems``, the others stand."""
     from cosyvoice_lab.analysis import voice
