@@ -9,9 +9,12 @@ import base64
 import hashlib
 import io
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cosyvoice_lab import html
 from cosyvoice_lab.catalog import SHARE_AUDIO_KBPS
@@ -185,3 +188,38 @@ class Audio:
 
     def _repr_html_(self) -> str:
         return self.html()
+
+
+class Recent:
+    """The results of costly work on sounds (an analysis, an encoding), kept for the ``size`` sounds
+    used last in this process, by a key naming the content (a hash of the samples or the bytes, and
+    whatever else the work depends on): work done once per sound per process. Thread-safe. Values
+    are shared, not copied: keep them immutable, or copy what you change."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._kept: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        """The value kept for ``key`` (now the most recent), or None."""
+        with self._lock:
+            if key not in self._kept:
+                return None
+            self._kept.move_to_end(key)
+            return self._kept[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._kept[key] = value
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The value kept for ``key``, else ``make()``'s, kept (two threads may both make it)."""
+        found = self.get(key)
+        if found is None:
+            found = make()
+            self.put(key, found)
+        return found

@@ -310,3 +310,16 @@ def test_a_sound_measured_again_is_not_analysed_again_and_gives_the_same_figures
     changed[len(x) // 2] += 0.01
     measure(changed, TEXT["en"], sample_rate=24000)
     assert analysed == {"pitch": 3, "dnsmos": 3}
+
+
+def test_what_is_remembered_of_sounds_is_bounded_and_the_least_recently_used_goes_first():
+    from cosyvoice_lab.audio import Recent
+
+    made = []
+    recent = Recent(2)
+    get = lambda key: recent.get_or_make(key, lambda: made.append(key) or f"figures of {key}")  # noqa: E731
+    assert [get("a"), get("b"), get("a")] == ["figures of a", "figures of b", "figures of a"]
+    get("c")  # a third sound: "b", used least recently, is forgotten; "a" stays
+    assert recent.get("b") is None and recent.get("a") == "figures of a"
+    get("b")
+    assert made == ["a", "b", "c", "b"]

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.audio import Recent
 from cosyvoice_lab.design import detect_language
 
 NAN = float("nan")
@@ -194,33 +193,15 @@ def text_units(text: str | None, language: str | None = None) -> tuple[int, str 
     return sum(c.isalnum() and not catalog.is_cjk(c) for c in text), "letters_per_s"
 
 
-class _Recent:
-    """The last ``size`` results of a costly analysis of a sound, by the sound's content (a
-    digest of its samples and rate): measuring the same recording again (a preview the measuring
-    stage measured, read back from the log; a report or a notebook measuring it once more) costs
-    a hash, not the analysis. Thread-safe; a sound analysed twice at once is stored once."""
-
-    def __init__(self, size: int = 256):
-        self.size = size
-        self._found: OrderedDict[tuple, dict] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, x: np.ndarray, sr: int, analyse) -> dict:
-        key = (hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest(), len(x), sr)
-        with self._lock:
-            if key in self._found:
-                self._found.move_to_end(key)
-                return dict(self._found[key])
-        found = analyse()
-        with self._lock:
-            self._found[key] = dict(found)
-            while len(self._found) > self.size:
-                self._found.popitem(last=False)
-        return found
+def _content(x: np.ndarray, sr: int) -> tuple:
+    """A key naming a sound by its samples: a 16-byte BLAKE2b digest, their count and rate."""
+    return hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest(), len(x), sr
 
 
-_SOUNDS = _Recent()  # every measure but the speaking rate (it needs the text) and predicted quality
-_QUALITY = _Recent()  # predicted quality: the costliest measure
+# Measuring the same recording again (a preview the measuring stage measured, read back from the
+# log; a report or a notebook measuring it once more) costs a hash, not the analysis.
+_SOUNDS = Recent(256)  # every measure but the speaking rate (it needs the text) and predicted quality
+_QUALITY = Recent(256)  # predicted quality: the costliest measure
 
 
 def measure(
@@ -252,12 +233,13 @@ def measure(
         ValueError: for a bare array without ``sample_rate``.
     """
     x, sr = samples(audio, sample_rate)
-    found = _SOUNDS.get(x, sr, lambda: _sound_measures(x, sr))
+    key = _content(x, sr)
+    found = dict(_SOUNDS.get_or_make(key, lambda: _sound_measures(x, sr)))  # a copy: popped below
     speech_s = found["speech_duration_s"]
     units, unit = text_units(text, language)
     problems = [found.pop("problems")]
     if predicted_quality:
-        scored = _predicted_quality(x, sr)
+        scored = dict(_QUALITY.get_or_make(key, lambda: _score_quality(x, sr)))
         problems.append(scored.pop("problems"))
         found.update(scored)
     return Measurements(
@@ -326,11 +308,8 @@ def predicted_quality(audio, *, sample_rate: int | None = None) -> dict[str, Any
     :func:`measure` computes them, and remembered as it remembers them), and ``problems``: why
     they are NaN, or None. For measuring in two steps: ``measure(predicted_quality=False)``
     first, this after."""
-    return _predicted_quality(*samples(audio, sample_rate))
-
-
-def _predicted_quality(x: np.ndarray, sr: int) -> dict[str, Any]:
-    return _QUALITY.get(x, sr, lambda: _score_quality(x, sr))
+    x, sr = samples(audio, sample_rate)
+    return dict(_QUALITY.get_or_make(_content(x, sr), lambda: _score_quality(x, sr)))
 
 
 def _score_quality(x: np.ndarray, sr: int) -> dict[str, Any]:

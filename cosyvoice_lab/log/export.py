@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from cosyvoice_lab import catalog, files, html
-from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.audio import Audio, Recent
 from cosyvoice_lab.errors import LogError
 from cosyvoice_lab.take import Take, TakeSource, iso, now_utc
 
@@ -121,9 +119,7 @@ def _section(name: str | None, takes: list[Take], extras: Extras | None) -> dict
 
 # Previews already compressed in this process, by (content hash, kbps): exporting the report again
 # (after a few more ratings) encodes only what is new. ~15 KB a 5 s preview; the oldest go first.
-_SHARED: OrderedDict[tuple[str, float], Audio] = OrderedDict()
-_SHARED_MAX = 512
-_SHARED_LOCK = threading.Lock()
+_SHARED = Recent(512)
 
 
 def shared_audio(takes: list[Take], kbps: float = catalog.SHARE_AUDIO_KBPS) -> dict[str, Audio]:
@@ -135,8 +131,7 @@ def shared_audio(takes: list[Take], kbps: float = catalog.SHARE_AUDIO_KBPS) -> d
     for take in takes:
         if take.preview_missing or not take.audio_path:
             continue
-        with _SHARED_LOCK:
-            known = _SHARED.get((take.audio_sha256 or "", kbps))
+        known = _SHARED.get((take.audio_sha256, kbps)) if take.audio_sha256 else None
         if known is not None:
             shared[take.take_id] = known
             continue
@@ -148,12 +143,8 @@ def shared_audio(takes: list[Take], kbps: float = catalog.SHARE_AUDIO_KBPS) -> d
             originals[take.take_id] = audio
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # the encoder releases the GIL
         encoded = dict(zip(originals, pool.map(lambda audio: audio.compressed(kbps), originals.values()), strict=True))
-    with _SHARED_LOCK:
-        for take_id, audio in originals.items():
-            _SHARED[(audio.sha256, kbps)] = encoded[take_id]
-            _SHARED.move_to_end((audio.sha256, kbps))
-        while len(_SHARED) > _SHARED_MAX:
-            _SHARED.popitem(last=False)
+    for take_id, audio in originals.items():
+        _SHARED.put((audio.sha256, kbps), encoded[take_id])
     shared.update(encoded)
     return {take.take_id: shared[take.take_id] for take in takes if take.take_id in shared}
 
