@@ -89,8 +89,10 @@ def main() -> int:
     parser.add_argument("--workers", default="auto", help="pytest-xdist's -n (default auto)")
     args, pytest_args = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as folder:
+        # as `make test` runs it: Python may cache each module's bytecode (an environment saying
+        # PYTHONDONTWRITEBYTECODE would have every worker, CLI run and kernel compile its imports again)
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
             OUT_ENV: folder,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")])),
         }
@@ -111,7 +113,11 @@ def main() -> int:
         t0 = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         wall = time.perf_counter() - t0
-        print(done.stdout.rstrip().splitlines()[-1] if done.stdout.strip() else "(no pytest output)")
+        lines = done.stdout.rstrip().splitlines()
+        for line in lines:  # pytest's short summary: which tests failed
+            if line.startswith(("FAILED ", "ERROR ")):
+                print(line)
+        print(lines[-1] if lines else "(no pytest output)")
         rows = [json.loads(line) for path in Path(folder).glob("*.jsonl") for line in path.read_text().splitlines()]
     if rows:
         report(rows, wall, args.top)

@@ -263,6 +263,39 @@ def test_minus_3_semitones_from_a_neutral_voice_is_reached_logged_and_resumable(
     )
 
 
+def test_the_start_and_its_repeats_go_in_one_round_and_a_round_stopped_before_sending_is_resumed(lab, monkeypatch):
+    rounds = []
+    real = tuning.run_tasks
+
+    def counting(tasks, **kw):  # the real runner, its rounds counted
+        rounds.append((kw["desc"], len(tasks)))
+        return real(tasks, **kw)
+
+    monkeypatch.setattr(tuning, "run_tasks", counting)
+    t = lab.tune(PromptSpec(gender="female", age="young"), target={"pitch": "+2 st"}, budget=3, preview_text=PREVIEW)
+    assert rounds == [("tune start", 3)] and t.designs_used == 3
+    first, *repeats = sorted(lab.log.takes(experiment=t.experiment), key=lambda x: x.repeat)
+    assert first.ok and first.repeat == 0 and [r.repeat for r in repeats] == [1, 2]
+    assert all(r.ok and r.parent_take_id == first.take_id for r in repeats)  # the repeats name the first design
+
+    # Ctrl-C after the first design was claimed, before the round went: nothing sent, nothing held
+    def interrupted(tasks, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "run_tasks", interrupted)
+    spec, target, name = PromptSpec(gender="male", age="elderly"), {"pitch": "-2 st"}, "tune-stopped-before-sending"
+    with pytest.raises(KeyboardInterrupt):
+        lab.tune(spec, target=target, budget=3, preview_text=PREVIEW, experiment=name)
+    [stopped] = lab.log.takes(experiment=name)
+    assert stopped.status == "failed" and stopped.error_code == "NotSent" and stopped.voice_id is None
+    # the same call again designs all three, and counts no budget for the one never sent
+    monkeypatch.setattr(tuning, "run_tasks", counting)
+    again = lab.tune(spec, target=target, budget=3, preview_text=PREVIEW, experiment=name)
+    assert rounds[-1] == ("tune start", 3) and again.designs_used == 3 and again.new_designs == 3
+    sent = [x for x in lab.log.takes(experiment=name) if x.error_code != "NotSent"]
+    assert len(sent) == 3 and all(x.ok for x in sent)
+
+
 def test_a_target_two_dimensions_away_is_tried_one_step_from_the_start(lab):
     # higher and slower: "high-pitched" and "slow" each do half of it; both at once are one candidate
     t = lab.tune(

@@ -13,6 +13,7 @@ from cosyvoice_lab.lab.flight import InFlight
 from cosyvoice_lab.take import Take
 
 log = logging.getLogger(__name__)
+NOT_SENT = "NotSent"  # the error code of a claimed take settled without being sent (``Designer.unsent``)
 
 
 class Designer:
@@ -41,11 +42,29 @@ class Designer:
         """``run`` for a compare's cell, claimed in the log first: None, and nothing sent, when
         another take holds it (another process's, in flight or done)."""
         with self.flight.request():
-            take = self.experiment_log.table.claim(design, **self._context(where), experiment=experiment, cell=cell)
-            if take is None:
-                log.info("cell %s of %s is held by another take; not sent", cell, experiment)
-                return None
+            take = self.claim_cell(design, experiment=experiment, cell=cell, **where)
+            return None if take is None else self._send(take, design)
+
+    def claim_cell(self, design: VoiceDesign, *, experiment: str, cell: str, **where) -> Take | None:
+        """The first half of ``run_cell``: the cell claimed in the log by a pending take (None when
+        another take holds it), nothing sent. Send it with ``send_claimed``, or settle it as not
+        sent (``unsent``): a pending take left alone counts as abandoned, and holds its cell until
+        a reconcile finds no voice for it."""
+        take = self.experiment_log.table.claim(design, **self._context(where), experiment=experiment, cell=cell)
+        if take is None:
+            log.info("cell %s of %s is held by another take; not sent", cell, experiment)
+        return take
+
+    def send_claimed(self, take: Take, design: VoiceDesign) -> Take:
+        """The second half of ``run_cell``: send the design of a take ``claim_cell`` returned."""
+        with self.flight.request():
             return self._send(take, design)
+
+    def unsent(self, take: Take) -> Take:
+        """Settle a claimed take that was never sent as failed (no voice can exist): its cell is free again."""
+        return self.experiment_log.table.fail(
+            take.take_id, error_code=NOT_SENT, error_message="claimed, then stopped before it was sent"
+        )
 
     def _context(self, where: dict) -> dict:
         return {**where, "backend": self.backend, "region": self.region, "host": self.client.host}

@@ -6,7 +6,8 @@ lexicon words), every design costs money, a voice slot and rate-limited time, an
 noisy draw (the service gives different voices for one prompt). So it is a **best-first local
 search with successive halving of repeats**:
 
-1. the start is designed ``repeats`` times: the baseline for relative targets and for the noise;
+1. the start is designed ``repeats`` times, in one round: the baseline for relative targets and for
+   the noise;
 2. each round proposes the untried one-move neighbours (``moves.py``; two moves at once when no
    single one is expected to help) of the closest few candidates whose
    *predicted* measures come closer to the target, ranked by that prediction (the words' prior
@@ -42,7 +43,9 @@ and measured on the lab's measuring stage. The search is a function of the measu
 so running the same ``tune`` again replays it from the log and sends only what is missing (nothing
 once it has finished; a larger budget continues it). A candidate's first design records its
 parent candidate's first design as ``parent_take_id`` and its repeats record its own first design,
-so ``lab.history(tuning.best_take)`` shows the path from the start.
+so ``lab.history(tuning.best_take)`` shows the path from the start. A first design sent in the same
+round as its repeats (the start's) is claimed before the round is sent, so that its take id exists
+for them to name; one the round did not send (stopped first) is recorded as failed, "NotSent".
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from cosyvoice_lab.design import VoiceDesign
+from cosyvoice_lab.lab.designer import NOT_SENT
 from cosyvoice_lab.lab.moves import Effects, Move, from_model, neighbours, spec_from_text, to_model
 from cosyvoice_lab.lab.planning import DONE_STATUSES, cell_key
 from cosyvoice_lab.lab.runner import run_tasks
@@ -156,7 +160,8 @@ class Search:
         self.existing: dict[str, list[Take]] = {}
         self.ahead: Any = None  # EmbeddingsAhead while a reference search runs
         for take in lab.log.takes(experiment=experiment):
-            self.existing.setdefault(take.cell or "", []).append(take)
+            if take.error_code != NOT_SENT:  # claimed by a round stopped before it went: cost nothing
+                self.existing.setdefault(take.cell or "", []).append(take)
 
     # --- candidates -------------------------------------------------------------------------------
     def add(self, prompt, spec: PromptSpec, model: str, parent=None, moves=()) -> Candidate | None:
@@ -172,8 +177,57 @@ class Search:
     # --- sending ----------------------------------------------------------------------------------
     def send(self, jobs: Sequence[tuple[Candidate, int]], label: str) -> None:
         """Design each (candidate, repeat) through the runner, reusing what the log holds."""
-        tasks, waiting, reused = [], [], []
-        for candidate, repeat in jobs[: max(0, self.budget - self.spent)]:
+        jobs = jobs[: max(0, self.budget - self.spent)]
+        stage = self.lab.measuring
+        claimed: list[tuple[Candidate, Take, list[bool]]] = []  # (candidate, its claimed first take, [sent])
+        arrived: dict[int, Take | None] = {}  # by task: a task that raised or never ran has none
+        try:
+            tasks, waiting, reused = self._tasks(jobs, claimed)
+            result = run_tasks(
+                tasks,
+                concurrency=self.lab.concurrency,
+                controller=self.lab.pacer,
+                desc=f"tune {label}",
+                progress=self.lab.progress,
+                reused=len(reused),
+                is_failure=lambda t: t is not None and not t.ok,
+                # the search reads pitch, pace and clearness (HNR), never predicted quality: left to a remeasure
+                on_done=feeding(partial(self._arrived, stage), lambda i, take, _: arrived.__setitem__(i, take)),
+            )
+        finally:
+            for candidate, first, sent in claimed:
+                if not sent[0]:  # stopped before it went: settled as not sent, its cell free for a resume
+                    self.lab.designer.unsent(first)
+                    candidate.takes.pop(0, None)
+        self.sent += len(tasks)
+        if result.interrupted:
+            raise KeyboardInterrupt("tuning interrupted: run the same lab.tune(...) again to resume it")
+        for index, (candidate, repeat) in enumerate(waiting):
+            take = arrived.get(index)
+            if take is not None:
+                candidate.takes[repeat] = take
+            elif repeat in candidate.takes and candidate.takes[repeat].status == "pending":
+                del candidate.takes[repeat]  # a claimed first design whose sending raised: no outcome here
+        for take in reused:
+            if take.ok and not has_measures(take.metrics):
+                stage.submit(take, quality=False)  # recorded by a run stopped before its measures were written
+        ids = [t.take_id for c, _ in jobs for t in c.takes.values()]
+        stage.wait(ids, quality=False)
+        candidates = list({id(candidate): candidate for candidate, _ in jobs}.values())  # each once
+        for candidate in candidates:
+            candidate.takes = {r: self.lab.log.get(t.take_id) for r, t in candidate.takes.items()}
+        self._similarity(candidates)
+
+    def _tasks(self, jobs: Sequence[tuple[Candidate, int]], claimed: list) -> tuple[list, list, list[Take]]:
+        """The runner's tasks for ``jobs``, the (candidate, repeat) each designs, and the takes
+        reused from the log instead. A first design sent beside its repeats is claimed here (added
+        to ``claimed``): its take id is their parent's, so they go in one round."""
+        designer = self.lab.designer
+        tasks: list[Callable[[], Take | None]] = []
+        waiting: list[tuple[Candidate, int]] = []
+        reused: list[Take] = []
+        with_repeats = {id(c) for c, r in jobs if r > 0 and c.root is None}
+        for candidate, repeat in jobs:
             cell = f"{cell_key(candidate.design)}|r{repeat}"
             candidate.tried = max(candidate.tried, repeat + 1)
             earlier = self.existing.get(cell, [])
@@ -184,45 +238,25 @@ class Search:
                 reused.append(done[-1])
                 continue
             parent = candidate.root if repeat else (candidate.parent.root if candidate.parent else None)
-            tasks.append(
-                partial(
-                    self.lab.designer.run_cell,
-                    candidate.design,
-                    experiment=self.experiment,
-                    cell=cell,
-                    prompt_spec=candidate.spec_json,
-                    parent_take_id=parent,
-                    repeat=repeat,
-                )
-            )
+            where = {
+                "experiment": self.experiment,
+                "cell": cell,
+                "prompt_spec": candidate.spec_json,
+                "parent_take_id": parent,
+                "repeat": repeat,
+            }
+            first = None
+            if not repeat and id(candidate) in with_repeats:
+                first = designer.claim_cell(candidate.design, **where)
+            if first is not None:
+                candidate.takes[0] = first  # pending: the parent its repeats name
+                sent = [False]
+                claimed.append((candidate, first, sent))
+                tasks.append(partial(_send_claimed, designer, first, candidate.design, sent))
+            else:
+                tasks.append(partial(designer.run_cell, candidate.design, **where))
             waiting.append((candidate, repeat))
-        stage = self.lab.measuring
-        result = run_tasks(
-            tasks,
-            concurrency=self.lab.concurrency,
-            controller=self.lab.pacer,
-            desc=f"tune {label}",
-            progress=self.lab.progress,
-            reused=len(reused),
-            is_failure=lambda t: t is not None and not t.ok,
-            # the search reads pitch, pace and clearness (HNR), never predicted quality: left to a remeasure
-            on_done=feeding(partial(self._arrived, stage), None),
-        )
-        self.sent += len(tasks)
-        if result.interrupted:
-            raise KeyboardInterrupt("tuning interrupted: run the same lab.tune(...) again to resume it")
-        for (candidate, repeat), take in zip(waiting, result.results, strict=False):
-            if take is not None:
-                candidate.takes[repeat] = take
-        for take in reused:
-            if take.ok and not has_measures(take.metrics):
-                stage.submit(take, quality=False)  # recorded by a run stopped before its measures were written
-        ids = [t.take_id for c, _ in jobs for t in c.takes.values()]
-        stage.wait(ids, quality=False)
-        candidates = list({id(candidate): candidate for candidate, _ in jobs}.values())  # each once
-        for candidate in candidates:
-            candidate.takes = {r: self.lab.log.get(t.take_id) for r, t in candidate.takes.items()}
-        self._similarity(candidates)
+        return tasks, waiting, reused
 
     def _arrived(self, stage, take) -> None:
         """A design is in: its measures queued, its embedding started (a reference search)."""
@@ -336,8 +370,7 @@ class Search:
     def start(self, prompt) -> None:
         spec = prompt if isinstance(prompt, PromptSpec) else spec_from_text(prompt)
         starts = [c for m in self.models if (c := self.add(prompt, spec, m)) is not None]
-        self.send([(c, 0) for c in starts], "start")
-        self.send([(c, r) for c in starts for r in range(1, self.repeats)], "start repeats")
+        self.send([(c, r) for c in starts for r in range(self.repeats)], "start")
         for t in self.targets:
             start_values = np.concatenate([c.values(t) for c in starts]) if starts else np.array([])
             base = float(np.mean(start_values)) if len(start_values) else math.nan
@@ -507,6 +540,11 @@ class Search:
                 return "budget" if self.spent_out else "stuck"
             round_ += 1
             self.send(jobs, f"round {round_}")
+
+
+def _send_claimed(designer, take: Take, design: VoiceDesign, sent: list[bool]) -> Take:
+    sent[0] = True
+    return designer.send_claimed(take, design)
 
 
 def _language(design: VoiceDesign) -> str:
