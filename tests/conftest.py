@@ -1,9 +1,21 @@
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # shared check modules (contract_checks.py)
+
+# Ctrl-C reaches what the tests start. A shell starts a command sent to the background (`make test &`,
+# a CI step without a terminal) with SIGINT ignored, and every process inherits that: the tests that
+# interrupt a compare, a panel or a run would then wait for an interrupt that never lands. Python's own
+# handler in this process (each xdist worker imports this file in its main thread) is reset to the
+# default in every process it starts, so theirs is Python's usual KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: nothing to restore from here
+        pass
 
 
 # --- PostgreSQL (tests/pgserver.py): a real server per session, a fresh database per test ------------
