@@ -8,7 +8,7 @@ PORT ?= 8888
 # `make test XDIST=` runs it in one process.
 XDIST ?= -n auto --dist loadgroup
 
-.PHONY: lab test test-fast test-lowest install clean
+.PHONY: lab test test-fast test-lowest install install-lowest clean
 
 # uv installs the environment in seconds from a warm cache: the uv on PATH, else one that pip puts into .venv;
 # pip installs it all when uv cannot be had (no pip to fetch it, no wheel for the platform, no index). uv does
@@ -59,13 +59,20 @@ test-fast: $(STAMP)
 # request whose headers never complete relies on aiohttp's keep-alive timeout, which this resolution does
 # not apply to half-received headers (open question, see the closing note of issue 12); `make test` checks it.
 LOWEST := .venv-lowest
-test-lowest: $(STAMP)
+LOWEST_STAMP := $(LOWEST)/.installed
+$(LOWEST_STAMP): $(STAMP)
 	test -x $(UV) || $(BIN)/python -m pip install --quiet uv
 	test -x $(LOWEST)/bin/python || $(UV) venv --quiet --python $(BIN)/python $(LOWEST)
 	$(UV) pip compile --quiet --python $(LOWEST)/bin/python pyproject.toml --extra dev \
 	  --resolution lowest-direct -o $(LOWEST)/requirements.txt
 	VIRTUAL_ENV=$(LOWEST) $(UV) pip sync --quiet $(LOWEST)/requirements.txt
 	VIRTUAL_ENV=$(LOWEST) $(UV) pip install --quiet --no-deps -e .
+	touch $(LOWEST_STAMP)
+
+# Both environments, nothing run (.ci/run makes them while the system packages install).
+install-lowest: $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP)
 	$(LOWEST)/bin/python -m pytest $(XDIST) -m "not slow and not browser and not notebook" --ignore=tests/test_hygiene.py \
 	  --deselect tests/test_offline_limits.py::test_headers_that_never_complete_are_closed $(PYTEST_ARGS)
 
