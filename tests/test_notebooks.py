@@ -105,9 +105,9 @@ def test_the_keyed_notebooks_exist_and_both_paths_are_run():
 @pytest.fixture(scope="module")
 def keyed_service():
     """A stand-in for the real service: a simulator that accepts only KEY (not the offline one).
-    It speaks at the pace of a Lab's own simulator (the fast end of the documented one), as the
-    offline runs do: what these runs check is the key's path, and the slow end of the pace would
-    only hold a worker (04's readings: 33 s instead of 15)."""
+    It speaks at the pace of a Lab's own simulator (the fast end of the documented ranges), as the
+    offline runs do: what these runs check is the key's path, and the whole ranges, drawn per
+    reading, would only hold a worker (04's readings: 33 s instead of 15)."""
     from cosyvoice_lab.offline import serve
     from cosyvoice_lab.offline.state import IN_PROCESS
 
