@@ -410,6 +410,61 @@ def test_plot_measure_by_prompt_numbers_chinese_prompts_when_no_font_draws_them(
         analysis.plot_measure_by_prompt(frame, "loudness")
 
 
+# --- loudness: BS.1770 as pyloudnorm measures it, without scipy.signal -------------------------------
+
+
+def _clips(sr):
+    """Clips a preview may be: speech-like voiced bursts with pauses, noise, tones low and high,
+    a quiet stretch inside loud speech (the relative gate's case), just over one block, silence."""
+    rng = np.random.default_rng(sr)
+    quiet_inside = np.concatenate([voice(seconds=1.0, sr=sr), 0.002 * rng.normal(size=sr), voice(seconds=1.0, sr=sr)])
+    gaps = bursts(n=12, sr=sr) != 0
+    return {
+        "voiced bursts": voice(seconds=len(gaps) / sr + 0.01, sr=sr)[: len(gaps)] * gaps,
+        "noise": 0.1 * rng.normal(size=3 * sr),
+        "1 kHz tone": sine(1000.0, 2.5, sr=sr),
+        "40 Hz tone": sine(40.0, 2.5, sr=sr),
+        "speech with a quiet stretch": quiet_inside,
+        "just over one block": 0.05 * rng.normal(size=int(0.41 * sr)),
+        "silence": np.zeros(sr),
+        "below the absolute gate": 1e-5 * rng.normal(size=sr),
+    }
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 22050, 24000, 44100, 48000])
+def test_loudness_is_pyloudnorms_to_a_millionth_of_a_lu_at_every_rate(sr):
+    import pyloudnorm  # the dev extra's reference
+
+    from cosyvoice_lab.analysis import loudness
+
+    for name, x in _clips(sr).items():
+        expected = pyloudnorm.Meter(sr).integrated_loudness(x)
+        got = loudness.integrated_loudness(x, sr)
+        if math.isinf(expected):
+            assert got == expected, name
+        else:
+            assert got == pytest.approx(expected, abs=1e-6), name
+    with pytest.raises(ValueError, match="shorter than one 400 ms block"):
+        loudness.integrated_loudness(np.zeros(int(0.3 * sr)), sr)
+    with pytest.raises(ValueError, match="one channel"):
+        loudness.integrated_loudness(np.zeros((sr, 2)), sr)
+
+
+def test_measuring_a_preview_loads_neither_scipy_signal_nor_scipy_stats():
+    """A CLI design or compare measures every preview: scipy's signal and statistics packages
+    would cost it 0.7-1 s of start-up (they came with pyloudnorm's filters)."""
+    code = (
+        "import sys, numpy as np; from cosyvoice_lab.analysis import measure; from cosyvoice_lab.audio import Audio; "
+        "t = np.arange(48000) / 24000; "
+        "m = measure(Audio.from_numpy(0.3 * np.sin(2 * np.pi * 180 * t), 24000), 'Hello.'); "
+        "assert np.isfinite(m.loudness_lufs), m; "
+        "print(sorted(x for x in sys.modules if x in ('scipy.signal', 'scipy.stats', 'pyloudnorm')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 # --- import cost ---------------------------------------------------------------------------------------
 
 

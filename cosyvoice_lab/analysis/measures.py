@@ -1,13 +1,13 @@
 """Measurements of a recording, and groups of takes in one shape.
 
-* :func:`measure` -- pitch (praat via parselmouth), loudness (ITU-R BS.1770 via pyloudnorm),
+* :func:`measure` -- pitch (praat via parselmouth), loudness (ITU-R BS.1770, ``loudness.py``),
   speaking rate (the preview text is known, so no recogniser is needed), level and silence;
   voice quality (``analysis.voice``: HNR, CPP, jitter, shimmer, spectral tilt and centroid, F0
   and intensity variability) and predicted quality (``analysis.quality``: DNSMOS P.835).
 * :func:`take_rows` -- a group of takes (a log DataFrame, or lists) as :class:`TakeRow` s, the
   one shape ``variation`` and ``adherence`` read.
 
-parselmouth, pyloudnorm and pandas are imported inside the functions that need them, so
+parselmouth and pandas are imported inside the functions that need them, so
 ``import cosyvoice_lab`` stays fast.
 
 Undefined values are NaN, never an exception: silence has no pitch, a clip shorter than the
@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from cosyvoice_lab import catalog
+from cosyvoice_lab.analysis import loudness
 from cosyvoice_lab.audio import Recent
 from cosyvoice_lab.design import detect_language
 
@@ -42,7 +42,7 @@ SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS = 35.0, -60.0
 # Deep male voices reach ~70 Hz, children ~450 Hz; praat's 75-600 Hz default clips both ends.
 PITCH_FLOOR_HZ, PITCH_CEILING_HZ = 60.0, 700.0
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (int16 full scale is 0.99997)
-LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter clips have no integrated loudness
+LOUDNESS_BLOCK_S = loudness.BLOCK_S  # BS.1770 gating block: shorter clips have no integrated loudness
 # 1: pitch, loudness, rate, level, silence. 2: + voice quality and DNSMOS, ``problems``.
 # 3: DNSMOS of clips under 9 s on their own length (``analysis.quality``), not looped.
 VERSION = 3
@@ -158,19 +158,12 @@ def _f0_values(pitch) -> np.ndarray:
     return f0[f0 > 0]
 
 
-@lru_cache(maxsize=8)
-def _meter(sr: int):
-    import pyloudnorm
-
-    return pyloudnorm.Meter(sr)
-
-
 def integrated_loudness(x: np.ndarray, sr: int) -> float:
     """Integrated loudness (LUFS, ITU-R BS.1770) of ``x``; NaN when too short or all silence."""
     if len(x) <= LOUDNESS_BLOCK_S * sr:
         return NAN
-    value = _meter(sr).integrated_loudness(x)
-    return float(value) if math.isfinite(value) else NAN  # -inf: everything gated as silence
+    value = loudness.integrated_loudness(x, sr)
+    return value if math.isfinite(value) else NAN  # -inf: everything gated as silence
 
 
 def text_units(text: str | None, language: str | None = None) -> tuple[int, str | None]:
