@@ -34,7 +34,7 @@ def integrated_loudness(x: np.ndarray, rate: int) -> float:
     """The gated loudness of mono ``x`` (floats) in LUFS; -inf when every block is gated out.
 
     Raises:
-        ValueError: ``x`` is not one channel, or is not longer than one 400 ms block.
+        ValueError: ``x`` is not one channel, or is shorter than one 400 ms block.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1:
