@@ -1,3 +1,4 @@
+import os
 import signal
 import sys
 from pathlib import Path
@@ -5,6 +6,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # shared check modules (contract_checks.py)
+
+# BLAS on one thread in the workers and in every process they start (kernels, CLI runs; the CLI sets
+# it for itself too): xdist already gives each core a worker, and OpenBLAS's own threads would only
+# spin beside them on each clip's small products (cosyvoice_lab/cli/main.py has the figures).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # Ctrl-C reaches what the tests start. A shell starts a command sent to the background (`make test &`,
 # a CI step without a terminal) with SIGINT ignored, and every process inherits that: the tests that

@@ -46,6 +46,39 @@ def test_help_teaches():
         assert word in out.stdout
 
 
+BLAS_THREADS = (
+    "import os, sys\n"
+    "from cosyvoice_lab.cli import main\n"
+    "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    "import numpy\n"
+    "from threadpoolctl import threadpool_info\n"
+    "blas = sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'})\n"
+    "print(os.environ.get('OPENBLAS_NUM_THREADS'), blas)\n"
+)
+
+
+def test_a_command_runs_blas_on_one_thread_unless_the_environment_says_otherwise():
+    """The command spreads its measuring over the cores itself; BLAS's own threads only spin."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "DASHSCOPE_API_KEY")}
+    ran = subprocess.run([sys.executable, "-c", BLAS_THREADS, "--version"], capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split("\n")[-2] == "1 [1]"
+    told = subprocess.run(
+        [sys.executable, "-c", BLAS_THREADS, "--version"],
+        capture_output=True,
+        text=True,
+        env={**env, "OPENBLAS_NUM_THREADS": "2"},
+    )
+    assert told.returncode == 0, told.stderr
+    assert told.stdout.split("\n")[-2] == "2 [2]"
+    # main() called from a process that loaded numpy already leaves the environment alone
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import numpy\n" + BLAS_THREADS, "--version"], capture_output=True, text=True, env=env
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split("\n")[-2].startswith("None ")
+
+
 def test_design_json_and_exit_code(sim, tmp_path):
     out = cli("design", "a calm deep male narrator", "-n", "2", "--json", *common(sim, tmp_path))
     assert out.returncode == 0, out.stderr
