@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
-# The suite over every core, one worker more than cores: a fifth of a worker's time is spent waiting
-# (servers, kernels, the browser), which the extra worker fills (2 cores: 5 min 50 s instead of 6 min 58 s,
-# 2026-12-06). Tests that must not run beside each other share an xdist_group (one worker).
+# The suite over every core, one worker more than cores: with a worker per core, a third of the two cores'
+# time went idle while tests waited (servers, kernels, the browser), which the extra worker fills (2 cores:
+# 5 min 50 s-6 min 00 s instead of 6 min 58 s, 2026-12-06). Tests that must not run beside each other share an xdist_group (one worker).
 # `make test XDIST=` runs it in one process.
 CORES := $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 XDIST ?= -n $(shell echo $$(( $(CORES) + 1 ))) --dist loadgroup
