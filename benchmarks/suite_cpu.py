@@ -44,7 +44,7 @@ def _cpu() -> tuple[float, float]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     own0, children0 = _cpu()
-    t0 = time.perf_counter()
+    start, t0 = time.time(), time.perf_counter()
     yield
     own1, children1 = _cpu()
     folder = os.environ.get(OUT_ENV)
@@ -52,6 +52,8 @@ def pytest_runtest_protocol(item, nextitem):
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         row = {
             "id": item.nodeid,
+            "worker": worker,
+            "start": start,
             "wall": time.perf_counter() - t0,
             "own": own1 - own0,
             "children": children1 - children0,
@@ -78,15 +80,32 @@ def report(rows: list[dict], wall: float, top: int) -> None:
     print(f"\n{'CPU s':>7s} {'wall s':>7s}  test (most CPU)")
     for r in sorted(rows, key=lambda r: -(r["own"] + r["children"]))[:top]:
         print(f"{r['own'] + r['children']:7.1f} {r['wall']:7.1f}  {r['id']}")
+    if all("start" in r for r in rows):
+        workers(rows)
     print(f"\n{'idle s':>7s} {'wall s':>7s}  test (most wall time beyond its CPU)")
     for r in sorted(rows, key=lambda r: -(r["wall"] - r["own"] - r["children"]))[: max(5, top // 2)]:
         print(f"{r['wall'] - r['own'] - r['children']:7.1f} {r['wall']:7.1f}  {r['id']}")
+
+
+def workers(rows: list[dict]) -> None:
+    """Each worker's share: tests, time in tests, CPU, when it ran its last test (a worker that ends
+    early while another still runs is the suite's tail)."""
+    t0 = min(r["start"] for r in rows)
+    by_worker: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        by_worker[r.get("worker", "?")].append(r)
+    print(f"\n{'worker':8s} {'tests':>5s} {'in tests s':>10s} {'CPU s':>7s} {'last ends s':>11s}")
+    for name, mine in sorted(by_worker.items()):
+        end = max(r["start"] + r["wall"] for r in mine) - t0
+        cpu = sum(r["own"] + r["children"] for r in mine)
+        print(f"{name:8s} {len(mine):5d} {sum(r['wall'] for r in mine):10.1f} {cpu:7.1f} {end:11.1f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=20, help="rows per table (default 20)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    parser.add_argument("--save", type=Path, help="also write every test's row (JSON lines) to this file")
     parser.add_argument("--workers", default=str(cores + 1), help="xdist's -n (default: cores + 1)")
     args, pytest_args = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -120,6 +139,8 @@ def main() -> int:
                 print(line)
         print(lines[-1] if lines else "(no pytest output)")
         rows = [json.loads(line) for path in Path(folder).glob("*.jsonl") for line in path.read_text().splitlines()]
+    if args.save:
+        args.save.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if rows:
         report(rows, wall, args.top)
     return done.returncode

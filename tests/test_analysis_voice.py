@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy.signal import lfilter
 
 from cosyvoice_lab.analysis import measure
 from cosyvoice_lab.analysis.checks import CONSISTENT, NOT_MEASURABLE, adherence
@@ -27,6 +26,8 @@ TEXT = {
 def pulses(f0=120.0, seconds=2.0, jitter=0.0, seed=0, sr=SR) -> np.ndarray:
     """A glottal-like pulse train (one decaying click per period) through two vowel resonances;
     ``jitter`` is the relative random perturbation of each period."""
+    from scipy.signal import lfilter  # here: scipy.signal costs 1.5 s to import, paid by the workers that use it
+
     rng = np.random.default_rng(seed)
     x = np.zeros(int(seconds * sr))
     t = 0.05

@@ -7,6 +7,7 @@ one), so that "before the measures" is a state the test can look at."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -168,6 +169,23 @@ def test_the_cli_compare_exits_with_every_measure_written(sim, tmp_path):
     assert child.returncode == 0 and json.loads(out)["ok"] == 8
     takes = Lab(tmp_path / "lab", backend="offline", base_url=sim.base_url, progress=False).log.takes()
     assert len(takes) == 8 and all(measured(t) for t in takes)
+
+
+def test_a_cli_design_without_predicted_quality_writes_every_other_measure(sim, tmp_path):
+    """``--no-predicted-quality`` leaves out the DNSMOS model only: the take is measured (this
+    version) with every other figure, and a design without the flag has the predicted quality too."""
+    for flags in ([], ["--no-predicted-quality"]):
+        child = cli("design", "a warm radio host", "--json", *flags, sim=sim, tmp_path=tmp_path, stdout=subprocess.PIPE)
+        child.communicate(timeout=300)
+        assert child.returncode == 0
+    lab = Lab(tmp_path / "lab", backend="offline", base_url=sim.base_url, progress=False)
+    with_quality, without = lab.log.takes()
+    assert measured(with_quality) and measured(without)
+    quality = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+    assert all(1 <= with_quality.metrics[k] <= 5 for k in quality)
+    assert not any(isinstance(without.metrics.get(k), float) and math.isfinite(without.metrics[k]) for k in quality)
+    others = with_quality.metrics.keys() - set(quality) - {"problems"}
+    assert others and all(without.metrics.get(k) is not None for k in others if with_quality.metrics[k] is not None)
 
 
 def test_ctrl_c_while_the_cli_measures_keeps_every_take_ok_and_a_rerun_measures_the_rest(sim, tmp_path):

@@ -165,6 +165,13 @@ def _design_options(p, target_model: bool = True):
         help=f"1-{catalog.PREFIX_MAX} lowercase letters/digits, part of the voice id",
     )
     p.add_argument("--experiment", help="group takes under this name")
+    p.add_argument(
+        "--no-predicted-quality",
+        dest="predicted_quality",
+        action="store_false",
+        help="measure each preview without the predicted-quality model (DNSMOS: the costliest measure, "
+        "about 0.2 s of CPU per preview); its columns stay empty until Lab.remeasure()",
+    )
 
 
 def _takes_df(lab, takes):
