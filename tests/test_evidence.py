@@ -25,20 +25,25 @@ PLUS, FLASH = "cosyvoice-v3.5-plus", "cosyvoice-v3.5-flash"
 SMALL_EFFECT_SEED = 1  # on seeds 1-8 the pilot left 1 st open and the repeats asked for found it (8/8)
 
 
+def seeded_lab(sim, tmp_path, predicted_quality=True) -> Lab:
+    """A lab sending one request at a time: the seeded simulator then gives every cell the same
+    voice on every run."""
+    return Lab(
+        tmp_path / "lab",
+        backend="offline",
+        base_url=sim.base_url,
+        progress=False,
+        concurrency=1,
+        measuring=MeasuringOptions(predicted_quality=predicted_quality),
+    )
+
+
 def run(tmp_path, monkeypatch, profiles, repeats=4, seed=1, prompts=PROMPTS, predicted_quality=True):
     """A compare against a seeded simulator; returns the Comparison (its log outlives the server).
     ``predicted_quality=False``: without the DNSMOS model, for a test that asks only about other measures."""
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
     with serve(model_profiles={"*": {"design_latency": 0}, **profiles}, enrollment_rps=None, seed=seed) as sim:
-        # one request at a time: the seeded simulator then gives every cell the same voice on every run
-        lab = Lab(
-            tmp_path / "lab",
-            backend="offline",
-            base_url=sim.base_url,
-            progress=False,
-            concurrency=1,
-            measuring=MeasuringOptions(predicted_quality=predicted_quality),
-        )
+        lab = seeded_lab(sim, tmp_path, predicted_quality)
         return lab.compare(prompts, target_models=(PLUS, FLASH), repeats=repeats, preview_text=PREVIEW)
 
 
@@ -230,14 +235,7 @@ def test_what_to_do_next_draws_the_repeats_that_settle_a_small_planted_differenc
     prompts, models = [PROMPTS[0], PROMPTS[2]], (PLUS, FLASH)
     profiles = {"*": {"design_latency": 0}, FLASH: {"pitch_shift": 1, "design_latency": 0}}
     with serve(model_profiles=profiles, enrollment_rps=None, seed=SMALL_EFFECT_SEED) as sim:
-        lab = Lab(
-            tmp_path / "lab",
-            backend="offline",
-            base_url=sim.base_url,
-            progress=False,
-            concurrency=1,
-            measuring=MeasuringOptions(predicted_quality=False),  # a question of pitch only
-        )
+        lab = seeded_lab(sim, tmp_path, predicted_quality=False)  # a question of pitch only
         first = lab.compare(prompts, target_models=models, repeats=2, preview_text=PREVIEW)
         ev = first.evidence(variability=False, effect={"pitch": 1.0})
         row = pitch_row(ev)
