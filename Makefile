@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
-# The suite over every core, one worker more than cores: with a worker per core, a third of the two cores'
-# time went idle while tests waited (servers, kernels, the browser), which the extra worker fills (2 cores:
-# 5 min 50 s-6 min 00 s instead of 6 min 58 s, 2026-12-06). Tests that must not run beside each other share an xdist_group (one worker).
+# The suite over every core, two workers more than cores: with a worker per core a third of the two cores'
+# time went idle while tests waited (servers, kernels, the browser, retries), which the extra workers fill
+# (2 cores, 2026-12-06: 5 min 24 s with four workers, 6 min 03 s with three). Tests that must not run beside
+# each other share a group, which one worker runs in turn (tests/conftest.py: group_of).
 # `make test XDIST=` runs it in one process.
 CORES := $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
-XDIST ?= -n $(shell echo $$(( $(CORES) + 1 ))) --dist loadgroup
+XDIST ?= -n $(shell echo $$(( $(CORES) + 2 ))) --dist loadgroup
 
 .PHONY: lab test test-fast test-lowest install install-lowest clean
 

@@ -1,6 +1,6 @@
 """Where the test suite's time goes: CPU and wall time per test file and per test.
 
-Runs the suite as ``make test`` does (``pytest -n <cores + 1> --dist loadgroup``, any further arguments
+Runs the suite as ``make test`` does (``pytest -n <cores + 2> --dist loadgroup``, any further arguments
 passed on, e.g. ``-m "not slow"``) with a small plugin that records, for every test on every
 worker, its wall time, the worker's own CPU time and its children's (the CLI processes, notebook
 kernels and servers a test starts and waits for). Prints the totals, the files and the tests that
@@ -106,7 +106,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=20, help="rows per table (default 20)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     parser.add_argument("--save", type=Path, help="also write every test's row (JSON lines) to this file")
-    parser.add_argument("--workers", default=str(cores + 1), help="xdist's -n (default: cores + 1)")
+    parser.add_argument("--workers", default=str(cores + 2), help="xdist's -n (default: cores + 2, as make test)")
     args, pytest_args = parser.parse_known_args()
     with tempfile.TemporaryDirectory() as folder:
         # as `make test` runs it: Python may cache each module's bytecode (an environment saying

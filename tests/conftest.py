@@ -57,7 +57,7 @@ def pg_log_url(pg_server) -> str:
     return pg_server.new_database()
 
 
-# --- parallel runs (pytest-xdist, `make test`: a worker per core and one more, --dist loadgroup) ---------
+# --- parallel runs (pytest-xdist, `make test`: a worker per core and two more, --dist loadgroup) --------
 # Tests that must not run beside others of their kind share a group, which one worker runs in turn:
 # the browser tests (one chromium and one JupyterLab at a time: each wants a core for its page), and the
 # tests that start several processes that must overlap in time on purpose (two compares into one folder,

@@ -186,6 +186,8 @@ def test_a_cli_design_without_predicted_quality_writes_every_other_measure(sim, 
     assert not any(isinstance(without.metrics.get(k), float) and math.isfinite(without.metrics[k]) for k in quality)
     others = with_quality.metrics.keys() - set(quality) - {"problems"}
     assert others and all(without.metrics.get(k) is not None for k in others if with_quality.metrics[k] is not None)
+    lab.remeasure(force=True)  # as the option's help says: measured again, with it
+    assert all(1 <= lab.log.get(without.take_id).metrics[k] <= 5 for k in quality)
 
 
 def test_ctrl_c_while_the_cli_measures_keeps_every_take_ok_and_a_rerun_measures_the_rest(sim, tmp_path):

@@ -170,7 +170,7 @@ def _design_options(p, target_model: bool = True):
         dest="predicted_quality",
         action="store_false",
         help="measure each preview without the predicted-quality model (DNSMOS: the costliest measure, "
-        "about 0.2 s of CPU per preview); its columns stay empty until Lab.remeasure()",
+        "about 0.2 s of CPU per preview); its columns stay empty until Lab.remeasure(force=True)",
     )
 
 
