@@ -116,3 +116,18 @@ def test_no_import_circles_and_no_imports_of_the_front_door():
     edges = import_circles.import_graph()
     assert import_circles.circles(edges) == []
     assert set(import_circles.upward_arrows(edges)) <= {"cosyvoice_lab.log.rows"}
+
+
+def test_a_group_runs_on_one_worker():
+    """`make test`'s groups hold (tests/conftest.py): the 25 tests of a module whose fixture they share run
+    on one of two workers, where xdist's load scheduling alone would spread them over both. pytest 9.2 once
+    made xdist drop its group marks without a word (every group spread over the workers): this run notices."""
+    import re
+
+    out = _run(
+        sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider",
+        "tests/test_listening.py",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    workers = re.findall(r"\[(gw\d+)\].* PASSED tests/test_listening\.py::", out.stdout)
+    assert len(workers) >= 20 and len(set(workers)) == 1, workers
