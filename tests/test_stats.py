@@ -264,3 +264,75 @@ def test_names_are_plain_and_pitch_is_compared_in_semitones():
     assert names.name("m_cpp_db") == "clearness (cepstral peak)" and names.unit("m_median_f0_hz") == "st"
     frame = pd.DataFrame({"m_median_f0_hz": [100.0, 200.0]})
     assert list(names.compared(frame, "m_median_f0_hz")) == pytest.approx([0.0, 12.0])
+
+
+# --- the distribution functions, from scipy.special: scipy.stats's, to rounding -------------------
+DFS = st.one_of(st.floats(0.5, 1e4), st.sampled_from([1.0, 2.0, 30.0, math.inf]))
+PROBABILITIES = st.floats(1e-9, 1 - 1e-9)
+
+
+def close(ours, theirs, tol=1e-9) -> bool:
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    return bool(np.all((np.isnan(ours) & np.isnan(theirs)) | np.isclose(ours, theirs, rtol=tol, atol=tol)))
+
+
+@given(st.floats(-50, 50), DFS, PROBABILITIES)
+@settings(max_examples=300, deadline=None)
+def test_the_t_normal_and_chi2_functions_are_scipy_stats(x, df, q):
+    from scipy import stats as scipy_stats
+
+    from cosyvoice_lab.analysis import distributions as dist
+
+    assert close(dist.t_sf(x, df), scipy_stats.t.sf(x, df))
+    assert close(dist.t_ppf(q, df), scipy_stats.t.ppf(q, df), 1e-8)
+    assert close(dist.norm_ppf(q), scipy_stats.norm.ppf(q))
+    if math.isfinite(df):
+        assert close(dist.chi2_ppf(q, df), scipy_stats.chi2.ppf(q, df), 1e-8)
+
+
+@given(st.integers(-3, 60), st.integers(0, 60), st.floats(1e-6, 1 - 1e-6), st.floats(0.05, 80), st.floats(0.05, 80))
+@settings(max_examples=300, deadline=None)
+def test_the_binomial_and_beta_functions_are_scipy_stats_at_every_edge(k, n, q, a, b):
+    """Counts below 0, at n and beyond n (the exact test asks for k - 1 and for k = n), n = 0; the beta's
+    quantiles as far out as an interval's levels go (scipy 1.11's two kernels part by 4e-8 at 1 - 1.5e-8)."""
+    from scipy import stats as scipy_stats
+
+    from cosyvoice_lab.analysis import distributions as dist
+
+    assert close(dist.binom_cdf(k, n, 0.5), scipy_stats.binom.cdf(k, n, 0.5))
+    assert close(dist.binom_sf(k, n, 0.5), scipy_stats.binom.sf(k, n, 0.5))
+    assert close(dist.beta_ppf(q, a, b), scipy_stats.beta.ppf(q, a, b), 1e-8)
+
+
+@given(st.floats(-8, 8), st.floats(1, 200), st.floats(0, 8))
+@settings(max_examples=200, deadline=None)
+def test_the_noncentral_t_is_scipy_stats_where_power_reads_it(x, df, nc):
+    """The power of a design (planning.power) sums both tails: they agree to rounding from scipy 1.12 on,
+    within 1e-3 before (scipy.stats then used another kernel than scipy.special's: 8e-4 apart at most)."""
+    from scipy import stats as scipy_stats
+
+    from cosyvoice_lab.analysis import distributions as dist
+
+    with np.errstate(all="ignore"):
+        theirs = (scipy_stats.nct.sf(x, df, nc), scipy_stats.nct.cdf(x, df, nc))
+    ours = (dist.nct_sf(x, df, nc), dist.nct_cdf(x, df, nc))
+    for o, t in zip(ours, theirs, strict=True):
+        assert np.isnan(t) or abs(o - t) < 1e-3
+
+
+def test_showing_evidence_loads_no_scipy_stats():
+    """A fresh process computes a difference, a binomial test and a design's power without importing
+    scipy.stats (0.9 s of CPU: the cost of every kernel or report export that shows evidence)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from cosyvoice_lab.analysis import inference, planning, stats\n"
+        "stats.block_difference(np.random.default_rng(0).normal(size=(3, 4)), np.zeros((3, 4)))\n"
+        "inference.Binomial(7, 10).judge(0.05)\n"
+        "planning.power(1.0, 1.0, 3, 4, level=0.05, sd_df=6)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('scipy.stats')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

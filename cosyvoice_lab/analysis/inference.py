@@ -284,19 +284,19 @@ class Welch:
 
     @property
     def p_value(self) -> Any:
-        from scipy import stats as _st
+        from cosyvoice_lab.analysis import distributions as dist
 
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.where(self.se > 0, np.abs(self.estimate) / np.where(self.se > 0, self.se, 1), np.inf)
-            p = 2 * _st.t.sf(t, self.df)
+            p = 2 * dist.t_sf(t, self.df)
         return np.where((self.se == 0) & (self.estimate == 0), 1.0, np.where(self.se == 0, 0.0, p))
 
     def judge(self, level: Any) -> Inference:
-        from scipy import stats as _st
+        from cosyvoice_lab.analysis import distributions as dist
 
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            half = np.where(self.se > 0, _st.t.ppf(1 - np.asarray(level) / 2, self.df) * self.se, 0.0)
+            half = np.where(self.se > 0, dist.t_ppf(1 - np.asarray(level) / 2, self.df) * self.se, 0.0)
         low, high = self.estimate - half, self.estimate + half
         side = np.where(low > 0, 1, np.where(high < 0, -1, 0))
         ok = np.isfinite(self.estimate) & np.isfinite(half)
@@ -327,21 +327,21 @@ class Binomial:
 
     @property
     def p_value(self) -> Any:
-        from scipy import stats as _st
+        from cosyvoice_lab.analysis import distributions as dist
 
         k, n = np.asarray(self.wins, dtype=float), np.asarray(self.n, dtype=float)
-        tails = np.minimum(_st.binom.cdf(k, n, 0.5), _st.binom.sf(k - 1, n, 0.5))
+        tails = np.minimum(dist.binom_cdf(k, n, 0.5), dist.binom_sf(k - 1, n, 0.5))
         return np.where(n > 0, np.minimum(1.0, 2 * tails), np.nan)
 
     def judge(self, level: Any) -> Inference:
-        from scipy import stats as _st
+        from cosyvoice_lab.analysis import distributions as dist
 
         k, n = np.asarray(self.wins, dtype=float), np.asarray(self.n, dtype=float)
         level = np.asarray(level, dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            low = np.where(k > 0, _st.beta.ppf(level / 2, k, n - k + 1), 0.0)
-            high = np.where(k < n, _st.beta.ppf(1 - level / 2, k + 1, n - k), 1.0)
+            low = np.where(k > 0, dist.beta_ppf(level / 2, k, n - k + 1), 0.0)
+            high = np.where(k < n, dist.beta_ppf(1 - level / 2, k + 1, n - k), 1.0)
             share = k / n
         reachable = (n > 0) & (2 * 0.5 ** np.maximum(n, 1) <= level)
         side = np.where(reachable & (low > 0.5), 1, np.where(reachable & (high < 0.5), -1, 0))

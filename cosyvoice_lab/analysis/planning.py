@@ -78,22 +78,22 @@ def power(effect: float, sd: float, blocks: int, repeats, *, level: float, sd_df
     finite, ``sd`` is a pilot's estimate: the power is averaged over the true spreads it leaves
     plausible (sd² · df / χ²_df), so that a lucky small pilot spread does not over-promise.
     """
-    from scipy import stats as _st
+    from cosyvoice_lab.analysis import distributions as dist
 
     r = np.atleast_1d(np.asarray(repeats, dtype=float))
     if blocks < 1 or not sd > 0:
         return np.zeros_like(r) if np.ndim(repeats) else 0.0
     if math.isfinite(sd_df) and sd_df >= 1:
         q = (np.arange(_SD_POINTS) + 0.5) / _SD_POINTS
-        sds = sd * np.sqrt(sd_df / _st.chi2.ppf(q, sd_df))
+        sds = sd * np.sqrt(sd_df / dist.chi2_ppf(q, sd_df))
     else:
         sds = np.array([sd])
     df = np.maximum(2 * blocks * (r - 1), 1)[:, None]
     se = sds[None, :] * np.sqrt(2 / (np.maximum(r, 1) * blocks))[:, None]
-    crit = _st.t.ppf(1 - level / 2, df)
+    crit = dist.t_ppf(1 - level / 2, df)
     nc = abs(effect) / se
     with np.errstate(invalid="ignore", over="ignore"):  # scipy < 1.12 warns far in the tail, then NaN
-        found = _st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc)
+        found = dist.nct_sf(crit, df, nc) + dist.nct_cdf(-crit, df, nc)
     found = np.where(np.isnan(found), (nc > crit).astype(float), found)  # scipy gives NaN far in the tail
     reach = np.array([k >= 1 and inference.repeats_reachable(((int(k), int(k)),) * blocks, level) for k in r])
     out = np.where(reach, found.mean(axis=1), 0.0)

@@ -64,7 +64,8 @@ def bradley_terry(wins: np.ndarray, models: list[str], *, level: float = 0.05, r
     first model fixed at 0.
     """
     from scipy import optimize as _opt
-    from scipy import stats as _st
+
+    from cosyvoice_lab.analysis import distributions as dist
 
     k = len(models)
     n = wins + wins.T
@@ -82,5 +83,5 @@ def bradley_terry(wins: np.ndarray, models: list[str], *, level: float = 0.05, r
     hessian = hessian[1:, 1:] + 2 * ridge * np.eye(k - 1)
     cov = np.linalg.pinv(hessian)
     se = np.r_[0.0, np.sqrt(np.maximum(np.diag(cov), 0))]
-    z = _st.norm.ppf(1 - level / 2)
+    z = dist.norm_ppf(1 - level / 2)
     return Strengths(list(models), theta, se, theta - z * se, theta + z * se)

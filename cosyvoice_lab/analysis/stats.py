@@ -79,7 +79,7 @@ def block_difference(a, b, *, alpha: float = ALPHA) -> Difference:
         a :class:`Difference`; NaN where there is not enough data (no block with both models,
         or no way to estimate the noise).
     """
-    from scipy import stats as _st
+    from cosyvoice_lab.analysis import distributions as dist
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = np.sum(~np.isnan(a), axis=-1), np.sum(~np.isnan(b), axis=-1)
@@ -108,9 +108,9 @@ def block_difference(a, b, *, alpha: float = ALPHA) -> Difference:
         df = np.where(paired, k - 1, df_within).astype(float)
         df = np.where(df >= 1, df, np.nan)
         t = estimate / se
-        p = 2 * _st.t.sf(np.abs(t), df)
+        p = 2 * dist.t_sf(np.abs(t), df)
         p = np.where((se == 0) & (estimate == 0), 1.0, np.where((se == 0) & (estimate != 0), 0.0, p))
-        half = _st.t.ppf(1 - alpha / 2, df) * se
+        half = dist.t_ppf(1 - alpha / 2, df) * se
         sd = np.where(paired, np.sqrt(var_paired / 2), np.sqrt(var_within))
     n = np.where(both, na + nb, 0).sum(-1)
     return Difference(estimate, estimate - half, estimate + half, se, df, p, n, k, sd)

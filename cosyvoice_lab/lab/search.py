@@ -113,9 +113,9 @@ class Candidate:
 
 @lru_cache(maxsize=256)
 def _t(df: float) -> float:
-    from scipy import stats
+    from cosyvoice_lab.analysis.distributions import t_ppf
 
-    return float(stats.t.ppf(1 - LEVEL, df)) if df >= 1 else math.inf
+    return float(t_ppf(1 - LEVEL, df)) if df >= 1 else math.inf
 
 
 @dataclass(frozen=True)
