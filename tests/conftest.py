@@ -12,17 +12,17 @@ sys.path.insert(0, str(Path(__file__).parent))  # shared check modules (contract
 # spin beside them on each clip's small products (cosyvoice_lab/cli/main.py has the figures).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# Ctrl-C reaches what the tests start. A shell starts a command sent to the background (`make test &`,
-# a CI step without a terminal) with SIGINT ignored, and every process inherits that: the tests that
-# interrupt a compare, a panel or a run would then wait for an interrupt that never lands. Python's own
-# handler in this process (each xdist worker imports this file in its main thread) is reset to the
-# default in every process it starts, so theirs is Python's usual KeyboardInterrupt again.
 # jsonschema (under nbformat, nbclient) compiles 39 grammars of rfc3987-syntax as it loads, for the 'iri'
 # formats: 2.9 s of CPU in every worker. No schema the tests validate against uses those formats (nbformat's
 # name none), so the workers do without it: jsonschema then leaves the 'iri' formats unchecked, as it does
 # when the package is not installed. JupyterLab's server and the kernels the tests start are not affected.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
+# Ctrl-C reaches what the tests start. A shell starts a command sent to the background (`make test &`,
+# a CI step without a terminal) with SIGINT ignored, and every process inherits that: the tests that
+# interrupt a compare, a panel or a run would then wait for an interrupt that never lands. Python's own
+# handler in this process (each xdist worker imports this file in its main thread) is reset to the
+# default in every process it starts, so theirs is Python's usual KeyboardInterrupt again.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
