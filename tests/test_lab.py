@@ -509,7 +509,11 @@ def test_comparison_groups_prompt_by_model_by_repeat(sim, tmp_path):
     assert grid.prompts == tuple(PROMPTS) and grid.models == catalog.COMPARE_MODELS
     assert all([t.repeat for t in grid.cell(p, m)] == [0, 1, 2] for p in PROMPTS for m in grid.models)
     assert [t.take_id for t in comp.takes] == [t.take_id for t in grid.takes]
-    shuffled = list(reversed(lab.log.takes(experiment="grid")))
+    # the log's takes, last prompt's first and each cell's repeats backwards (their start times do not fix that
+    # order: a compare's threads claim its cells concurrently)
+    takes = lab.log.takes(experiment="grid")
+    ordered = sorted(takes, key=lambda t: (PROMPTS.index(t.prompt), t.target_model, t.repeat))
+    shuffled = list(reversed(ordered))
     again = group_takes(shuffled)  # rows and columns in order of first appearance; cells by repeat
     assert again.prompts == tuple(reversed(PROMPTS))
     assert [t.repeat for t in again.cell(PROMPTS[0], grid.models[0])] == [0, 1, 2]
