@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cosyvoice_lab.analysis as analysis
 from cosyvoice_lab.analysis import Measurements, measure, measures, pairwise, speaker_embedding, variability, variation
@@ -429,6 +431,16 @@ def _clips(sr):
         "silence": np.zeros(sr),
         "below the absolute gate": 1e-5 * rng.normal(size=sr),
     }
+
+
+@given(st.integers(1, 10**7))
+@settings(max_examples=300, deadline=None)
+def test_the_loudness_fft_size_is_scipys_fast_length(n):
+    from scipy.fft import next_fast_len
+
+    from cosyvoice_lab.analysis.loudness import fast_length
+
+    assert fast_length(n) == next_fast_len(n, real=True)
 
 
 @pytest.mark.parametrize("sr", [8000, 16000, 22050, 24000, 44100, 48000])

@@ -43,20 +43,22 @@ def beta_ppf(q: Any, a: Any, b: Any) -> Any:
 
 def binom_cdf(k: Any, n: Any, p: Any) -> Any:
     """``scipy.stats.binom.cdf(k, n, p)``: P(K ≤ k); 0 below 0, 1 from ``n`` on."""
-    k, n, whole = _counts(k, n)
-    return np.where(k < 0, 0.0, np.where(k >= n, 1.0, special.bdtr(np.clip(k, 0, np.maximum(whole - 1, 0)), whole, p)))
+    k, n, inside, whole = _counts(k, n)
+    return np.where(k < 0, 0.0, np.where(k >= n, 1.0, special.bdtr(inside, whole, p)))
 
 
 def binom_sf(k: Any, n: Any, p: Any) -> Any:
     """``scipy.stats.binom.sf(k, n, p)``: P(K > k); 1 below 0, 0 from ``n`` on."""
-    k, n, whole = _counts(k, n)
-    return np.where(k < 0, 1.0, np.where(k >= n, 0.0, special.bdtrc(np.clip(k, 0, np.maximum(whole - 1, 0)), whole, p)))
+    k, n, inside, whole = _counts(k, n)
+    return np.where(k < 0, 1.0, np.where(k >= n, 0.0, special.bdtrc(inside, whole, p)))
 
 
-def _counts(k: Any, n: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``k`` rounded down, ``n``, and ``n`` as the whole number scipy.special's binomial takes."""
+def _counts(k: Any, n: Any) -> tuple[np.ndarray, ...]:
+    """``k`` rounded down and ``n``; then the two as scipy.special's binomial takes them: ``k`` within
+    [0, n - 1] (the edges are answered without it) and ``n`` a whole number."""
     k, n = np.floor(np.asarray(k, dtype=float)), np.asarray(n, dtype=float)
-    return k, n, np.nan_to_num(n).astype(np.int64)
+    whole = np.nan_to_num(n).astype(np.int64)
+    return k, n, np.clip(k, 0, np.maximum(whole - 1, 0)), whole
 
 
 def nct_cdf(x: Any, df: Any, nc: Any) -> Any:

@@ -42,7 +42,7 @@ def integrated_loudness(x: np.ndarray, rate: int) -> float:
     n = len(x)
     if n < BLOCK_S * rate:
         raise ValueError(f"{n} samples is shorter than one {BLOCK_S * 1000:.0f} ms block at {rate} Hz")
-    size = _fast_length(n + int(PAD_S * rate))
+    size = fast_length(n + int(PAD_S * rate))
     weighted = np.fft.irfft(np.fft.rfft(x, size) * _response(size, rate), size)[:n]
 
     step = 1.0 - OVERLAP
@@ -93,8 +93,10 @@ def _response(size: int, rate: int) -> np.ndarray:
     return np.fft.rfft(b, size) / np.fft.rfft(a, size)
 
 
-def _fast_length(n: int) -> int:
-    """The smallest 2^i 3^j 5^k not below ``n`` (an FFT size pocketfft does quickly)."""
+def fast_length(n: int) -> int:
+    """The smallest 2^i 3^j 5^k not below ``n`` (an FFT size pocketfft does quickly): what
+    ``scipy.fft.next_fast_len(n, real=True)`` answers (the tests hold it to that), without the
+    0.18 s of CPU that importing ``scipy.fft`` costs a measuring process."""
     best = 1 << max(0, (n - 1).bit_length())
     five = 1
     while five < best:
