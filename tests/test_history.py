@@ -5,6 +5,7 @@ import pytest
 
 from cosyvoice_lab import Lab, PromptSpec, TakeNotFound
 from cosyvoice_lab.lab.history import change
+from cosyvoice_lab.lab.stage import MeasuringOptions
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.views.history import COLUMNS
 
@@ -15,7 +16,15 @@ SPEC = PromptSpec(gender="male", age="middle-aged", pitch="low", scenario="audio
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None, seed=3) as sim:
-        yield Lab(tmp_path_factory.mktemp("history") / "lab", backend="offline", base_url=sim.base_url, progress=False)
+        # a take's history never reads the quality model (0.2 s of CPU a preview)
+        quiet = MeasuringOptions(predicted_quality=False)
+        yield Lab(
+            tmp_path_factory.mktemp("history") / "lab",
+            backend="offline",
+            base_url=sim.base_url,
+            progress=False,
+            measuring=quiet,
+        )
 
 
 def test_a_rerun_and_an_edit_make_three_versions(lab):

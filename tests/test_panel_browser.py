@@ -9,6 +9,7 @@ import pytest
 from browser import CHROMIUM, MISSING, launch
 
 from cosyvoice_lab import Lab
+from cosyvoice_lab.lab.stage import MeasuringOptions
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.panel import start
 
@@ -27,7 +28,15 @@ def lab(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("DASHSCOPE_API_KEY", raising=False)
         with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
-            lab = Lab(tmp_path_factory.mktemp("lab"), backend="offline", base_url=sim.base_url, progress=False)
+            # a panel plays and rates takes; it never reads the quality model (0.2 s of CPU a preview)
+            quiet = MeasuringOptions(predicted_quality=False)
+            lab = Lab(
+                tmp_path_factory.mktemp("lab"),
+                backend="offline",
+                base_url=sim.base_url,
+                progress=False,
+                measuring=quiet,
+            )
             lab.compare(
                 PROMPTS, target_models=(PLUS, FLASH), repeats=2, preview_text="Hello there.", experiment=EXPERIMENT
             )

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from cosyvoice_lab import Lab
 from cosyvoice_lab.analysis.measures import measure
 from cosyvoice_lab.audio import Audio
+from cosyvoice_lab.lab.stage import MeasuringOptions
 from cosyvoice_lab.log import ExperimentLog
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.panel import Panel, quality
@@ -49,7 +50,9 @@ def make_lab(folder, prompts, profiles=None, seed=1):
         with serve(
             model_profiles={"*": {"design_latency": 0}, **(profiles or {})}, enrollment_rps=None, seed=seed
         ) as sim:
-            lab = Lab(folder, backend="offline", base_url=sim.base_url, progress=False, concurrency=1)
+            # rounds read ratings and pitch, never the quality model (0.2 s of CPU a preview)
+            quiet = MeasuringOptions(predicted_quality=False)
+            lab = Lab(folder, backend="offline", base_url=sim.base_url, progress=False, concurrency=1, measuring=quiet)
             lab.compare(prompts, target_models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
     return lab
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from cosyvoice_lab import Lab, PromptSpec
 from cosyvoice_lab.analysis import inference
+from cosyvoice_lab.lab.stage import MeasuringOptions
 from cosyvoice_lab.lab.sweep import known_values, plan_sweep
 from cosyvoice_lab.offline import serve
 from cosyvoice_lab.views.sweep import COLUMNS, sweep_table
@@ -165,7 +166,12 @@ def lab(tmp_path, monkeypatch):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
     with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None, seed=1) as sim:
         # one request at a time: the seeded simulator gives every value the same voices on every run
-        yield Lab(tmp_path / "lab", backend="offline", base_url=sim.base_url, progress=False, concurrency=1), sim
+        # a sweep reads pitch and the other cheap measures, never the quality model (0.2 s a preview)
+        quiet = MeasuringOptions(predicted_quality=False)
+        lab = Lab(
+            tmp_path / "lab", backend="offline", base_url=sim.base_url, progress=False, concurrency=1, measuring=quiet
+        )
+        yield lab, sim
 
 
 def test_sweeping_pitch_words_moves_the_measured_pitch(lab):

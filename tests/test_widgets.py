@@ -11,6 +11,7 @@ import pytest
 
 from cosyvoice_lab import Lab, ValidationError, catalog
 from cosyvoice_lab.lab.planning import DEFAULT_PREVIEW_TEXT
+from cosyvoice_lab.lab.stage import MeasuringOptions
 from cosyvoice_lab.prompts.spec import PRESETS, options
 from cosyvoice_lab.views.listening import BlindSession, played_not_chosen, shuffled
 from cosyvoice_lab.widgets import ComparisonBoard, LogBrowser, PromptBuilder, TakeCard
@@ -26,7 +27,10 @@ PREVIEW = "Hello there, this is a short preview of the voice."
 def lab(tmp_path, monkeypatch):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    return Lab(tmp_path / "lab", backend="offline", progress=False, requests_per_second=None)
+    # The widgets show whatever measures a take has; the quality model (0.2 s of CPU a preview) is
+    # left out here, as no test of this file reads it: the notebooks show cards with every default.
+    quiet = MeasuringOptions(predicted_quality=False)
+    return Lab(tmp_path / "lab", backend="offline", progress=False, requests_per_second=None, measuring=quiet)
 
 
 @pytest.fixture
