@@ -16,10 +16,9 @@ import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from labs import compared_lab
 
-from cosyvoice_lab import Lab, html
-from cosyvoice_lab.lab.stage import MeasuringOptions
-from cosyvoice_lab.offline import serve
+from cosyvoice_lab import html
 from cosyvoice_lab.panel import Panel, start
 from cosyvoice_lab.panel.rounds import parse_rater, parse_rating_request, token_ok
 
@@ -32,19 +31,7 @@ EXPERIMENT = "panel-test"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A lab whose log holds one compare: 8 ok takes with previews."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("DASHSCOPE_API_KEY", raising=False)
-        with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
-            # a panel plays and rates takes; it never reads the quality model (0.2 s of CPU a preview)
-            quiet = MeasuringOptions(predicted_quality=False)
-            lab = Lab(
-                tmp_path_factory.mktemp("lab"),
-                backend="offline",
-                base_url=sim.base_url,
-                progress=False,
-                measuring=quiet,
-            )
-            lab.compare(PROMPTS, target_models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
+    lab = compared_lab(tmp_path_factory.mktemp("lab"), PROMPTS, preview_text=PREVIEW, experiment=EXPERIMENT)
     assert sum(t.ok for t in lab.log.takes(experiment=EXPERIMENT)) == 8
     return lab
 

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 from browser import CHROMIUM, MISSING, launch
+from labs import compared_lab
 
-from cosyvoice_lab import Lab
-from cosyvoice_lab.lab.stage import MeasuringOptions
-from cosyvoice_lab.offline import serve
 from cosyvoice_lab.panel import start
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,22 +23,7 @@ EXPERIMENT = "panel-browser"
 def lab(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(MISSING)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("DASHSCOPE_API_KEY", raising=False)
-        with serve(model_profiles={"*": {"design_latency": 0}}, enrollment_rps=None) as sim:
-            # a panel plays and rates takes; it never reads the quality model (0.2 s of CPU a preview)
-            quiet = MeasuringOptions(predicted_quality=False)
-            lab = Lab(
-                tmp_path_factory.mktemp("lab"),
-                backend="offline",
-                base_url=sim.base_url,
-                progress=False,
-                measuring=quiet,
-            )
-            lab.compare(
-                PROMPTS, target_models=(PLUS, FLASH), repeats=2, preview_text="Hello there.", experiment=EXPERIMENT
-            )
-    return lab
+    return compared_lab(tmp_path_factory.mktemp("lab"), PROMPTS, preview_text="Hello there.", experiment=EXPERIMENT)
 
 
 def _join(page, url: str, name: str):

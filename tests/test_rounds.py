@@ -25,13 +25,11 @@ import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from labs import compared_lab
 
-from cosyvoice_lab import Lab
 from cosyvoice_lab.analysis.measures import measure
 from cosyvoice_lab.audio import Audio
-from cosyvoice_lab.lab.stage import MeasuringOptions
 from cosyvoice_lab.log import ExperimentLog
-from cosyvoice_lab.offline import serve
 from cosyvoice_lab.panel import Panel, quality
 from cosyvoice_lab.panel.rounds import CHOICES, RoundFull, RoundOptions, parse_choice_request, plan
 from cosyvoice_lab.panel.settings import PanelSettings
@@ -45,16 +43,9 @@ EXPERIMENT = "rounds-test"
 
 
 def make_lab(folder, prompts, profiles=None, seed=1):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("DASHSCOPE_API_KEY", raising=False)
-        with serve(
-            model_profiles={"*": {"design_latency": 0}, **(profiles or {})}, enrollment_rps=None, seed=seed
-        ) as sim:
-            # rounds read ratings and pitch, never the quality model (0.2 s of CPU a preview)
-            quiet = MeasuringOptions(predicted_quality=False)
-            lab = Lab(folder, backend="offline", base_url=sim.base_url, progress=False, concurrency=1, measuring=quiet)
-            lab.compare(prompts, target_models=(PLUS, FLASH), repeats=2, preview_text=PREVIEW, experiment=EXPERIMENT)
-    return lab
+    return compared_lab(
+        folder, prompts, preview_text=PREVIEW, experiment=EXPERIMENT, profiles=profiles, seed=seed, concurrency=1
+    )
 
 
 @pytest.fixture(scope="module")
