@@ -119,15 +119,16 @@ def test_no_import_circles_and_no_imports_of_the_front_door():
 
 
 def test_a_group_runs_on_one_worker():
-    """`make test`'s groups hold (tests/conftest.py): the 25 tests of a module whose fixture they share run
-    on one of two workers, where xdist's load scheduling alone would spread them over both. pytest 9.2 once
-    made xdist drop its group marks without a word (every group spread over the workers): this run notices."""
+    """`make test`'s groups hold (tests/conftest.py): the tests of a grouped module run on one of two
+    workers, where xdist's load scheduling alone spreads them over both (20 tests: 8 and 12). pytest 9.2
+    once made xdist drop its group marks without a word (every group spread over the workers): this run
+    notices. The module's tests that build its shared fixture (a compare) are left out: 3 s, not 8."""
     import re
 
     out = _run(
         sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider",
-        "tests/test_listening.py",
+        "tests/test_listening.py", "-k", "not board and not from_code",
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     workers = re.findall(r"\[(gw\d+)\].* PASSED tests/test_listening\.py::", out.stdout)
-    assert len(workers) >= 20 and len(set(workers)) == 1, workers
+    assert len(workers) >= 15 and len(set(workers)) == 1, workers

@@ -8,7 +8,6 @@ password. Real SQLite files and the real PostgreSQL server (tests/pgserver.py).
 import json
 import logging
 import math
-import tempfile
 import uuid
 
 import pandas as pd
@@ -197,22 +196,25 @@ def test_a_refused_adbc_login_never_shows_the_password(pg_server, pg_url, tmp_pa
 
 _TEXTS = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")))
 _FLOATS = st.one_of(st.none(), st.floats(allow_nan=False))
-_LOGS: dict[str, ExperimentLog] = {}
 
 
-def _log_once(kind: str, location) -> ExperimentLog:
-    """One log per kind for every example of the property below (``location()``: where it is)."""
-    if kind not in _LOGS:
-        _LOGS[kind] = ExperimentLog(location(), folder=tempfile.mkdtemp(prefix="frame-prop-"))
-    return _LOGS[kind]
+@pytest.fixture(scope="module")
+def property_logs(tmp_path_factory, pg_server):
+    """One log per kind for every example of the property below, closed after them (in pytest's
+    temporary folder, which it prunes: nothing is left in the system's)."""
+    base = tmp_path_factory.mktemp("frame-prop")
+    logs = (ExperimentLog(base / "folder"), ExperimentLog(pg_server.new_database(), folder=base / "pg"))
+    yield logs
+    for log in logs:
+        log.close()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.tuples(_TEXTS, _FLOATS), min_size=1, max_size=4))
-def test_any_texts_and_floats_come_back_as_written_on_both_databases(pg_server, values):
+def test_any_texts_and_floats_come_back_as_written_on_both_databases(property_logs, values):
     """Each backend's way of reading (ADBC's on PostgreSQL, the driver's rows on SQLite) gives
     the texts and floats written, value for value, and the frame the usual way gives."""
-    folder, pg = _log_once("folder", lambda: tempfile.mkdtemp()), _log_once("pg", pg_server.new_database)
+    folder, pg = property_logs
     experiment = uuid.uuid4().hex
     rows = []
     for i, (text, number) in enumerate(values):
