@@ -7,7 +7,9 @@ Prints, against the targets of issue 3 (2-core machine), for a folder log (SQLit
 database log (PostgreSQL, a throwaway server started the way the tests start one:
 tests/pgserver.py, Debian's binaries; skipped with a note when they or psycopg are missing):
   * seconds to record 10,000 takes (start + finish each, realistic fields and metrics,
-    no preview audio; previews are measured separately, since each new file costs an fsync)
+    no preview audio; previews are measured separately, since each new file costs an fsync);
+    then, at once, the same two statements per take sent bare on the driver (``bare``), and the
+    ratio of the two: the log's own share, which the machine's speed of the moment divides out of
   * seconds to load ``log.df`` at 10,000 and at 100,000 takes (the 100k log is grown from the
     10k recorded takes by copying rows under fresh ids with SQL, which is much faster than
     recording them and gives the same rows)
@@ -31,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +89,66 @@ def record(log: ExperimentLog, n: int, *, audio: list[Audio] | None = None) -> f
     return time.perf_counter() - t0
 
 
+OUTCOME = ("status", "voice_id", "request_id", "voice_status", "latency_s", "finished_at", "metrics")
+
+
+def bare(templates: ExperimentLog, n: int) -> float:
+    """Seconds for the database and its driver alone to run what ``record`` sends for ``n`` takes:
+    each take's pending INSERT, then its outcome UPDATE ... RETURNING (every column), one lone
+    statement per round trip, on one cursor of a connection of their own. The rows are takes
+    ``record`` wrote into ``templates`` (under fresh ids), their parameters built before the clock
+    starts, so ``record`` / ``bare`` is the log's own share: building each Take and its row, finding
+    the thread's connection, turning the returned row into a Take. The machine's speed, which
+    varies from one minute to the next, divides out of that ratio."""
+    from sqlalchemy import bindparam, insert, literal_column, select, update
+
+    from cosyvoice_lab.log.database import Prepared
+    from cosyvoice_lab.log.schema import takes
+
+    dialect = templates.db.engine.dialect.name
+    columns = [c.name for c in takes.c]
+    pending = Prepared(insert(takes).values({c: bindparam(c) for c in columns})).compiled(dialect)
+    outcome = Prepared(
+        update(takes)
+        .where(takes.c.take_id == bindparam("id"), takes.c.status == literal_column("'pending'"))
+        .values({c: bindparam(f"set_{c}") for c in OUTCOME})
+        .returning(*takes.c)
+    ).compiled(dialect)
+    rows = [dict(r._mapping) for r in templates.db.query(select(takes).where(takes.c.status == "ok"))]
+    statements = []
+    for i in range(n):
+        row, take_id = rows[i % len(rows)], uuid.uuid4().hex
+        start = {**row, **dict.fromkeys(OUTCOME), "take_id": take_id, "status": "pending"}
+        finish = {"id": take_id, **{f"set_{c}": row[c] for c in OUTCOME}}
+        statements.append((pending.params(start), outcome.params(finish)))
+    if dialect == "postgresql":
+        import psycopg
+
+        conn: Any = psycopg.connect(PG_URLS["bare"], autocommit=True)
+        cursor = conn.cursor()
+
+        def send(sql: str, values: tuple) -> list:
+            cursor.execute(sql, values)
+            return cursor.fetchall() if cursor.description else []
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(templates.db.path, isolation_level=None)  # each statement its own transaction
+        conn.execute("PRAGMA synchronous = NORMAL")  # as the log's connections (WAL is the file's own)
+
+        def send(sql: str, values: tuple) -> list:
+            return conn.execute(sql, values).fetchall()
+
+    try:
+        t0 = time.perf_counter()
+        for start_values, finish_values in statements:
+            send(pending.sql, start_values)
+            assert send(outcome.sql, finish_values)
+        return time.perf_counter() - t0
+    finally:
+        conn.close()
+
+
 def grow(log: ExperimentLog, total: int) -> None:
     """Copy the first takes under fresh ids, a day later each round, until the log holds
     ``total`` takes (so that, as in a real log, rows are stored in the order they were made)."""
@@ -107,7 +170,7 @@ def grow_pg(log: ExperimentLog, total: int) -> None:
     """``grow`` for a log on PostgreSQL (its own SQL: sent as written, not translated)."""
     import psycopg
 
-    with psycopg.connect(PG_URL[0], autocommit=True) as conn:
+    with psycopg.connect(PG_URLS["main"], autocommit=True) as conn:
         columns = [
             r[0]
             for r in conn.execute(
@@ -129,7 +192,7 @@ def grow_pg(log: ExperimentLog, total: int) -> None:
         conn.execute("VACUUM ANALYZE takes")
 
 
-PG_URL: list[str] = []  # the benchmark server's database URL, once started
+PG_URLS: dict[str, str] = {}  # the benchmark server's database URL of each log, by name
 LOG_TABLES = ("takes", "annotations", "utterances", "cell_claims", "ratings")  # not the audio
 
 
@@ -155,7 +218,7 @@ def bytes_per_take_pg(log: ExperimentLog) -> float:
     """The log's tables (the audio table excluded) with indexes and TOAST, after a VACUUM, per take."""
     import psycopg
 
-    with psycopg.connect(PG_URL[0], autocommit=True) as conn:
+    with psycopg.connect(PG_URLS["main"], autocommit=True) as conn:
         conn.execute("VACUUM")
         size = conn.execute(
             "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = ANY(%s) AND c.relkind = 'r'",
@@ -172,6 +235,8 @@ def previews(n: int) -> list[Audio]:
 
 LINES = (
     ("record", "record 10,000 takes (start+finish, no audio)", "s", TARGET_RECORD_10K_S),
+    ("bare", "  the same statements bare on the driver", "s", None),
+    ("share", "  record / bare (the log's own share)", "x", None),
     ("df10k", "load log.df at 10,000 takes (best of 3)", "s", None),
     ("bytes10k", "bytes per take at 10,000 (audio excluded)", "B", TARGET_BYTES_PER_TAKE),
     ("df100k", "load log.df at 100,000 takes (best of 3)", "s", TARGET_DF_100K_S),
@@ -185,6 +250,10 @@ def measure(open_log: Callable[[str], ExperimentLog], grow_to: Callable, size_of
     figures = {}
     with open_log("main") as log:
         figures["record"] = record(log, 10_000)
+        with open_log("bare") as templates:  # right after, at the machine's same speed
+            record(templates, 100)
+            figures["bare"] = bare(templates, 10_000)
+        figures["share"] = figures["record"] / figures["bare"]
         figures["df10k"] = load_df(log)
         figures["bytes10k"] = size_of(log)
         grow_to(log, 100_000)
@@ -255,8 +324,8 @@ def main() -> None:
                 try:
 
                     def open_pg(name: str) -> ExperimentLog:
-                        PG_URL[:] = [server.new_database()]
-                        return ExperimentLog(PG_URL[0], folder=root / "pg-local")
+                        PG_URLS[name] = server.new_database()
+                        return ExperimentLog(PG_URLS[name], folder=root / f"pg-local-{name}")
 
                     results["PostgreSQL"] = measure(open_pg, grow_pg, bytes_per_take_pg)
                 finally:
