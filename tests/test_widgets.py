@@ -27,8 +27,8 @@ PREVIEW = "Hello there, this is a short preview of the voice."
 def lab(tmp_path, monkeypatch):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    # The widgets show whatever measures a take has; the quality model (0.2 s of CPU a preview) is
-    # left out here, as no test of this file reads it: the notebooks show cards with every default.
+    # Designed without the quality model (0.2 s of CPU a preview), which no test here reads from a
+    # take; a card's DNSMOS figure is checked in test_counters_and_measurements_text.
     quiet = MeasuringOptions(predicted_quality=False)
     return Lab(tmp_path / "lab", backend="offline", progress=False, requests_per_second=None, measuring=quiet)
 
@@ -454,6 +454,7 @@ def test_counters_and_measurements_text():
         {"median_f0_hz": 112.4, "speaking_rate": 13.25, "rate_unit": "letters_per_s", "loudness_lufs": float("nan")}
     )
     assert text == "F0 112 Hz · rate 13.2 letters/s" and measurements_text(None) == ""
+    assert measurements_text({"median_f0_hz": 112.4, "dnsmos_ovrl": 3.456}) == "F0 112 Hz · DNSMOS 3.46"
 
 
 def test_search_and_page_of_are_pure():
