@@ -9,7 +9,8 @@ tests/pgserver.py, Debian's binaries; skipped with a note when they or psycopg a
   * seconds to record 10,000 takes (start + finish each, realistic fields and metrics,
     no preview audio; previews are measured separately, since each new file costs an fsync);
     then, at once, the same two statements per take sent bare on the driver (``bare``), and the
-    ratio of the two: the log's own share, which the machine's speed of the moment divides out of
+    ratio of the two: the log's own share, which does not move with the machine's speed of the
+    moment as the seconds do
   * seconds to load ``log.df`` at 10,000 and at 100,000 takes (the 100k log is grown from the
     10k recorded takes by copying rows under fresh ids with SQL, which is much faster than
     recording them and gives the same rows)
