@@ -9,8 +9,8 @@ tests/pgserver.py, Debian's binaries; skipped with a note when they or psycopg a
   * seconds to record 10,000 takes (start + finish each, realistic fields and metrics,
     no preview audio; previews are measured separately, since each new file costs an fsync);
     then, at once, the same two statements per take sent bare on the driver (``bare``), and the
-    ratio of the two: the log's own share, which does not move with the machine's speed of the
-    moment as the seconds do
+    ratio of the two: the log's own share, which moves far less with the machine's speed of the
+    moment than the seconds do
   * seconds to load ``log.df`` at 10,000 and at 100,000 takes (the 100k log is grown from the
     10k recorded takes by copying rows under fresh ids with SQL, which is much faster than
     recording them and gives the same rows)
@@ -100,7 +100,7 @@ def bare(templates: ExperimentLog, n: int) -> float:
     ``record`` wrote into ``templates`` (under fresh ids), their parameters built before the clock
     starts, so ``record`` / ``bare`` is the log's own share: building each Take and its row, finding
     the thread's connection, turning the returned row into a Take. The machine's speed, which
-    varies from one minute to the next, divides out of that ratio."""
+    varies from one minute to the next, mostly divides out of that ratio."""
     from sqlalchemy import bindparam, insert, literal_column, select, update
 
     from cosyvoice_lab.log.database import Prepared
